@@ -1,0 +1,198 @@
+"""Settings: config.toml, then NEWSLETTER_<SECTION>__<KEY> environment overrides.
+
+The file is chosen by `--config`, else NEWSLETTER_CONFIG, else ./config.toml,
+else the repository's config.toml (the embedded defaults). Relative paths in
+the file are resolved against the file's folder so that the same config works
+from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from newsletter import PROJECT_ROOT
+from newsletter.errors import ConfigError
+from newsletter.text import reject_control_chars
+
+ENV_PREFIX = "NEWSLETTER_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSettings(Section):
+    name: str = "Weekly Verdicts"
+    base_url: str = "http://127.0.0.1:8000"
+    postal_address: str = ""
+    timezone: str = "UTC"
+    language: str = "en"
+
+    @field_validator("name", "postal_address")
+    @classmethod
+    def _no_control(cls, value: str) -> str:
+        return reject_control_chars(value, "value")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        reject_control_chars(value, "base_url")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///var/newsletter.db"
+
+
+class FileMailSettings(Section):
+    dir: Path = Path("var/outbox")
+
+
+class SmtpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    security: Literal["none", "starttls", "tls"] = "none"
+    timeout: float = Field(30.0, gt=0)
+
+
+class MailSettings(Section):
+    transport: Literal["file", "smtp"] = "file"
+    from_address: str = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
+    reply_to: str = ""
+    file: FileMailSettings = FileMailSettings()
+    smtp: SmtpSettings = SmtpSettings()
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _header_safe(cls, value: str) -> str:
+        return reject_control_chars(value, "address")
+
+
+class IssueSettings(Section):
+    max_comparisons: int = Field(6, ge=1, le=50)
+
+
+class DeliverySettings(Section):
+    batch_size: int = Field(100, ge=1, le=10000)
+    lease_seconds: int = Field(300, ge=10)
+    max_attempts: int = Field(5, ge=1, le=50)
+    retry_base_seconds: float = Field(60.0, ge=0)
+    retry_max_seconds: float = Field(6 * 3600.0, ge=0)
+
+
+class SecuritySettings(Section):
+    secret_key_file: Path = Path("var/secret.key")
+
+
+class Settings(BaseSettings):
+    """All settings; `source` records the file they came from, for messages."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    site: SiteSettings = SiteSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    mail: MailSettings = MailSettings()
+    issue: IssueSettings = IssueSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    security: SecuritySettings = SecuritySettings()
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The config file these settings were read from."""
+        return self._source
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("NEWSLETTER_CONFIG")
+    if env:
+        return Path(env)
+    local = Path.cwd() / "config.toml"
+    if local.is_file():
+        return local
+    return PROJECT_ROOT / "config.toml"
+
+
+def _format_error(path: Path, error: ValidationError) -> str:
+    lines = [f"config error in {path}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        env_name = ENV_PREFIX + "__".join(str(part) for part in item["loc"]).upper()
+        reason = item["msg"]
+        if item["type"] == "extra_forbidden":
+            reason = "unknown key (check the spelling; see config.toml for the known keys)"
+        lines.append(f"  {key}: {reason} (set in the file or by {env_name})")
+    return "\n".join(lines)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> None:
+    """Make relative paths absolute against the config file's folder."""
+    mail_dir = settings.mail.file.dir
+    if not mail_dir.is_absolute():
+        settings.mail.file.dir = base / mail_dir
+    key_file = settings.security.secret_key_file
+    if not key_file.is_absolute():
+        settings.security.secret_key_file = base / key_file
+    url = settings.database.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        settings.database.url = prefix + str(base / url[len(prefix):])
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Read the config file and the environment; raise ConfigError naming file and key."""
+    path = Path(path) if path else default_config_path()
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config error: file {path} does not exist")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error in {path}: not valid TOML: {exc}")
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc))
+    _resolve_paths(settings, path.resolve().parent)
+    settings._source = path
+    return settings

@@ -1,0 +1,1 @@
+"""Comparisons, the tools they compare, the panel's reviews and the readers' votes."""

@@ -1,0 +1,70 @@
+"""Derived figures of a comparison page: panel ship % and community %.
+
+They are computed from reviews and votes on every read, so an edited review or
+a new vote shows up in the next issue without any bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import case, func
+from sqlmodel import Session, select
+
+from newsletter.content.models import Review, Verdict, Vote
+
+
+def percent(part: int, whole: int) -> int | None:
+    """Rounded half up, so 1 of 8 shows as 13 % as a reader would round it."""
+    if whole <= 0:
+        return None
+    return (200 * part + whole) // (2 * whole)
+
+
+def format_percent(value: int | None) -> str:
+    return "—" if value is None else f"{value}%"
+
+
+def panel_ship(session: Session, comparison_ids: list[int]) -> dict[tuple[int, int], int | None]:
+    """(comparison id, tool id) -> share of that tool's reviews whose verdict is ship."""
+    rows = session.exec(
+        select(
+            Review.comparison_id,
+            Review.tool_id,
+            func.count(),
+            func.sum(case((Review.verdict == Verdict.ship.value, 1), else_=0)),
+        )
+        .where(Review.comparison_id.in_(comparison_ids))
+        .group_by(Review.comparison_id, Review.tool_id)
+    ).all()
+    return {(c, t): percent(int(ships or 0), total) for c, t, total, ships in rows}
+
+
+@dataclass(frozen=True)
+class Community:
+    """Reader votes of some comparisons: totals per comparison, counts per (comparison, tool)."""
+
+    totals: dict[int, int]
+    counts: dict[tuple[int, int], int]
+
+    def share(self, comparison_id: int, tool_id: int) -> int | None:
+        """None ("—") while the comparison has no votes, else the tool's share (0 with none)."""
+        total = self.totals.get(comparison_id, 0)
+        return percent(self.counts.get((comparison_id, tool_id), 0), total) if total else None
+
+
+def community(session: Session, comparison_ids: list[int]) -> Community:
+    """Votes for a pass count in the total but for no tool."""
+    rows = session.exec(
+        select(Vote.comparison_id, Vote.tool_id, func.count())
+        .where(Vote.comparison_id.in_(comparison_ids))
+        .group_by(Vote.comparison_id, Vote.tool_id)
+    ).all()
+    totals: dict[int, int] = defaultdict(int)
+    counts: dict[tuple[int, int], int] = {}
+    for comparison_id, tool_id, count in rows:
+        totals[comparison_id] += count
+        if tool_id is not None:
+            counts[(comparison_id, tool_id)] = count
+    return Community(dict(totals), counts)

@@ -1,0 +1,1 @@
+"""Delivery: the outbox of (issue, subscriber) rows, the send loop and the transports."""

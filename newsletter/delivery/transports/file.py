@@ -1,0 +1,49 @@
+"""The file outbox for the demo and tests: each message becomes `<reference>.eml`.
+
+Written to a temporary name and renamed, so a reader never sees half a
+message; the name is the delivery reference, so a retried delivery replaces
+its file instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class FileTransport:
+    name = "file"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, reference: str) -> Path:
+        return self.folder / f"{_SAFE.sub('_', reference)}.eml"
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        results = []
+        for message in messages:
+            target = self.path_for(message.reference)
+            try:
+                fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(message.data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+            except OSError as exc:
+                results.append(SendResult(Outcome.retry, error=f"file outbox: {exc}"))
+                continue
+            results.append(SendResult(Outcome.sent, provider_id=target.name))
+        return results
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,79 @@
+"""`newsletter demo`: the whole weekly pipeline once, on whatever the config points at.
+
+Safe to repeat: migrations are idempotent, content import upserts by slug,
+sample subscribers are upserted, the week's issue is found instead of drafted
+again, and the outbox's unique key means nobody is mailed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from newsletter.config import Settings
+from newsletter.content.importer import import_files, sample_files
+from newsletter.content.models import Comparison
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery.sender import deliver, start_send
+from newsletter.delivery.transports import make_transport
+from newsletter.issues.drafting import draft_issue
+from newsletter.issues.preview import write_preview
+from newsletter.migrate import upgrade
+from newsletter.secret_key import load_secret_key
+from newsletter.weeks import week_of
+from subscribers.service import UpsertResult, upsert_active
+
+# Fictional readers on the reserved example.com domain (RFC 2606): no real inbox is mailed.
+SAMPLE_SUBSCRIBERS = [
+    ("ada@example.com", "Ada Quill", []),
+    ("bram@example.com", "Bram Oduya", ["Developer Tools"]),
+    ("chen@example.com", "Chen Mireault", ["Design & Media", "Writing & Research"]),
+    ("dana@example.com", "Dana Kowalczyk", []),
+    ("eli@example.com", "Eli Navarro", ["Data & Analytics", "Developer Tools"]),
+    ("farah@example.com", "Farah Lindgren", []),
+]
+
+
+def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
+    secret = load_secret_key(settings, create=True)
+    engine = get_engine(settings.database.url)
+    upgrade(engine)
+    imported = import_files(engine, sample_files())
+    with session_scope(engine) as session:
+        result = UpsertResult()
+        for email, name, topics in SAMPLE_SUBSCRIBERS:
+            upsert_active(session, email, name, topics, "demo", result)
+        latest = session.execute(select(func.max(Comparison.published_at))).scalar_one()
+    week = week_of(latest, settings.site.zone)
+    draft = draft_issue(engine, settings, week)
+    issue = draft.issue
+    start = start_send(engine, issue.id)
+    transport = make_transport(settings)
+    try:
+        report = deliver(engine, settings, transport, secret, issue.id)
+    finally:
+        transport.close()
+    preview = write_preview(engine, settings, issue.id, settings.mail.file.dir.parent / "preview")
+    summary = {
+        "issue": issue.id,
+        "week": week,
+        "comparisons": sum(r.created + r.updated for r in imported),
+        "subscribers_new": result.created,
+        "enqueued": start.enqueued,
+        "sent": report.sent,
+        "already_sent": not start.started,
+        "counts": report.counts,
+        "preview": str(preview[0]),
+    }
+    echo(f"Imported {summary['comparisons']} comparisons from {len(imported)} sample files.")
+    echo(f"Issue {issue.id} for {week}: {issue.subject}")
+    if start.started:
+        echo(f"Sent {report.sent} messages ({report.failed} failed, {report.retry} to retry).")
+    else:
+        echo(f"Issue {issue.id} was already sent earlier: nobody was mailed twice "
+             f"({report.counts.get('sent', 0)} deliveries on record).")
+    if settings.mail.transport == "file":
+        echo(f"Messages (.eml): {settings.mail.file.dir}")
+    echo(f"HTML preview: {preview[0]}")
+    return summary

@@ -1,0 +1,1 @@
+"""Issues: the week's selection, rendering and the MIME message."""

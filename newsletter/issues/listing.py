@@ -1,0 +1,46 @@
+"""Rows for `issue list`: issues with their item and delivery counts, in two grouped queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, func, select
+
+from newsletter.db import session_scope
+from newsletter.delivery.models import Delivery, DeliveryState
+from newsletter.delivery.outbox import PENDING
+from newsletter.issues.models import Issue, IssueItem
+
+
+@dataclass
+class IssueRow:
+    id: int
+    week: str
+    subject: str
+    state: str
+    comparisons: int
+    sent: int
+    pending: int
+    failed: int
+
+
+def list_issues(engine: Engine) -> list[IssueRow]:
+    with session_scope(engine) as session:
+        issues = session.execute(select(Issue).order_by(Issue.week.desc(), Issue.id.desc())).scalars().all()
+        items = dict(session.execute(
+            select(IssueItem.issue_id, func.count()).group_by(IssueItem.issue_id)).all())
+        deliveries: dict[int, dict[str, int]] = {}
+        for issue_id, state, count in session.execute(
+            select(Delivery.issue_id, Delivery.state, func.count()).group_by(Delivery.issue_id, Delivery.state)
+        ).all():
+            deliveries.setdefault(issue_id, {})[state] = count
+    rows = []
+    for issue in issues:
+        counts = deliveries.get(issue.id, {})
+        rows.append(IssueRow(
+            issue.id, issue.week, issue.subject, issue.state, items.get(issue.id, 0),
+            counts.get(DeliveryState.sent.value, 0),
+            sum(counts.get(state, 0) for state in PENDING),
+            counts.get(DeliveryState.failed.value, 0),
+        ))
+    return rows

@@ -1,0 +1,87 @@
+"""Phase two: the message for one recipient, from a once-built MessageTemplate.
+
+Per recipient this signs two tokens, formats a date and joins pre-encoded
+bytes; it never renders a template or compiles MJML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+from newsletter.config import Settings
+from newsletter.delivery.transports.base import OutgoingMessage
+from newsletter.issues.render import CompiledEmail
+from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line
+from newsletter.mail.mime import MessageTemplate, message_template
+from subscribers.tokens import Purpose, make_token
+
+DELIVERY_HEADER = "X-Weekly-Verdicts-Delivery"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str
+    subscriber_id: int
+    reference: str  # stable per delivery, e.g. "i3-d42"
+
+
+def list_id(settings: Settings) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", settings.site.name.lower()).strip("-") or "newsletter"
+    return f'"{settings.site.name}" <{slug}.{domain_of(settings.mail.from_address)}>'
+
+
+def common_headers(settings: Settings, subject: str, list_headers: bool = True) -> list[str]:
+    headers = [
+        header_line("From", encode_address(settings.mail.from_address, "mail.from_address")),
+        header_line("Subject", encode_text("Subject", subject)),
+    ]
+    if settings.mail.reply_to:
+        headers.append(header_line("Reply-To", encode_address(settings.mail.reply_to, "mail.reply_to")))
+    if list_headers:
+        headers.append(header_line("List-Id", list_id(settings)))
+    return headers
+
+
+def build_template(settings: Settings, compiled: CompiledEmail, list_headers: bool = True) -> MessageTemplate:
+    return message_template(common_headers(settings, compiled.subject, list_headers), compiled.text, compiled.html)
+
+
+def message_id(secret: str, reference: str, domain: str) -> str:
+    """Stable for a delivery (a retry keeps it, so receivers can de-duplicate), unguessable."""
+    digest = hmac.new(secret.encode(), reference.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"<{reference}.{digest}@{domain}>"
+
+
+def recipient_links(settings: Settings, secret: str, subscriber_id: int) -> dict[str, str]:
+    base = settings.site.base_url
+    return {
+        "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, Purpose.unsubscribe, subscriber_id)}",
+        "preferences_url": f"{base}/preferences/{make_token(secret, Purpose.preferences, subscriber_id)}",
+    }
+
+
+def issue_message(
+    settings: Settings, secret: str, template: MessageTemplate, recipient: Recipient, now: datetime
+) -> tuple[OutgoingMessage, str]:
+    """The message for one subscriber, and its Message-ID."""
+    links = recipient_links(settings, secret, recipient.subscriber_id)
+    domain = domain_of(settings.mail.from_address)
+    msg_id = message_id(secret, recipient.reference, domain)
+    to = f"{recipient.name} <{recipient.email}>" if recipient.name else recipient.email
+    personal = [
+        header_line("To", encode_address(to, "To")),
+        header_line("Date", format_datetime(now)),
+        header_line("Message-ID", msg_id),
+        header_line("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
+        header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        header_line(DELIVERY_HEADER, recipient.reference),
+    ]
+    data = template.render(personal, {"email": recipient.email, **links})
+    envelope_from = address_of(settings.mail.from_address)
+    return OutgoingMessage(envelope_from, recipient.email, data, recipient.reference), msg_id

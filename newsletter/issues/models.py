@@ -1,0 +1,45 @@
+"""An issue and its ordered comparisons. State moves only by conditional UPDATEs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from newsletter.db import utcnow
+
+
+class IssueState(StrEnum):
+    draft = "draft"
+    scheduled = "scheduled"
+    sending = "sending"
+    sent = "sent"
+    cancelled = "cancelled"
+
+
+class Issue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    week: str = Field(max_length=8, unique=True)  # ISO week, YYYY-Www, in the site's time zone
+    subject: str = Field(max_length=200)
+    preheader: str = Field(default="", max_length=200)
+    intro: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    state: str = Field(default=IssueState.draft.value, max_length=16, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class IssueItem(SQLModel, table=True):
+    __tablename__ = "issue_item"
+    __table_args__ = (UniqueConstraint("issue_id", "position"),)
+
+    issue_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True)
+    )
+    comparison_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("comparison.id"), primary_key=True, index=True)
+    )
+    position: int

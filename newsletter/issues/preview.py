@@ -1,0 +1,51 @@
+"""Preview files of an issue: what a reader gets, with sample personal links.
+
+The preview goes through exactly the send path (compile once, fill slots,
+assemble MIME), so what the editor checks is what subscribers receive.
+"""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from newsletter.config import Settings
+from newsletter.db import session_scope, utcnow
+from newsletter.errors import UserError
+from newsletter.issues.message import Recipient, build_template, issue_message, recipient_links
+from newsletter.issues.models import Issue
+from newsletter.issues.render import compile_issue
+from newsletter.issues.view import build_issue_view
+
+PREVIEW_SECRET = "preview-only-links-do-not-verify-anywhere"
+PREVIEW_RECIPIENT = Recipient("reader@example.com", "Sample Reader", 0, "preview")
+
+
+def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path) -> list[Path]:
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+        compiled = compile_issue(build_issue_view(session, settings, issue))
+    values = {"email": PREVIEW_RECIPIENT.email, **recipient_links(settings, PREVIEW_SECRET, 0)}
+    message, _ = issue_message(settings, PREVIEW_SECRET, build_template(settings, compiled),
+                               PREVIEW_RECIPIENT, utcnow())
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"issue-{issue_id}"
+    paths = [stem.with_suffix(".html"), stem.with_suffix(".txt"), stem.with_suffix(".eml")]
+    paths[0].write_text(compiled.html.fill(values, _html_escape), encoding="utf-8")
+    paths[1].write_text(compiled.text.fill(values), encoding="utf-8")
+    paths[2].write_bytes(message.data)
+    # Sanity: the .eml must parse back to the same parts we wrote.
+    parsed = message_from_bytes(message.data, policy=policy.default)
+    if parsed.get_body(("html",)) is None:
+        raise UserError("preview: the assembled message has no HTML part")
+    return paths
+
+
+def _html_escape(value: str) -> str:
+    import html
+
+    return html.escape(value, quote=True)

@@ -1,0 +1,1 @@
+"""Building RFC 5322 messages: headers, pre-encoded bodies, per-recipient assembly."""

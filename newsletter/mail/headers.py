@@ -1,0 +1,51 @@
+"""Header values: checked for CR/LF/control characters, encoded only where RFC 2047 must.
+
+Long URLs (List-Unsubscribe) are never folded into encoded words: we write
+headers ourselves instead of letting email.policy fold them.
+"""
+
+from __future__ import annotations
+
+from email.header import Header
+from email.utils import formataddr, getaddresses, parseaddr
+
+from newsletter.text import reject_control_chars
+
+MAX_LINE = 998
+
+
+def header_line(name: str, value: str) -> str:
+    """One `Name: value` line (without CRLF), refusing anything that could inject headers."""
+    reject_control_chars(value, f"header {name}")
+    line = f"{name}: {value}"
+    if len(line) > MAX_LINE:
+        raise ValueError(f"header {name}: longer than {MAX_LINE} characters")
+    return line
+
+
+def encode_text(name: str, value: str) -> str:
+    """Unstructured text (Subject): plain when ASCII, else RFC 2047 encoded words."""
+    reject_control_chars(value, f"header {name}")
+    if value.isascii() and len(value) + len(name) + 2 <= 78:
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def encode_address(value: str, field: str = "address") -> str:
+    """`Name <addr>` with the display name encoded if needed; the address must be ASCII."""
+    reject_control_chars(value, field)
+    name, address = parseaddr(value)
+    if not address or "@" not in address or len(getaddresses([value])) != 1:
+        raise ValueError(f"{field}: {value!r} is not one email address")
+    if not address.isascii():
+        raise ValueError(f"{field}: {address!r} must be an ASCII address")
+    return formataddr((name, address), charset="utf-8")
+
+
+def address_of(value: str) -> str:
+    """The bare address of `Name <addr>`."""
+    return parseaddr(value)[1]
+
+
+def domain_of(value: str) -> str:
+    return address_of(value).rpartition("@")[2].lower()

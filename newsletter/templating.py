@@ -1,0 +1,88 @@
+"""Jinja2 environment for mail and web templates.
+
+Undefined variables are errors (StrictUndefined) and every template error is
+reported with the template's name and line, so a mistake surfaces when an
+issue is drafted or previewed, never halfway through a send.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from newsletter import PROJECT_ROOT
+from newsletter.errors import UserError
+
+TEMPLATES = PROJECT_ROOT / "templates"
+
+
+class TemplateError(UserError):
+    """A template is broken; the message names the template and the line."""
+
+
+def wrap(text: str, width: int = 78, indent: str = "") -> str:
+    """Fold prose for the plain-text part; long words (URLs) are never split."""
+    return "\n".join(
+        textwrap.fill(paragraph, width=width, initial_indent=indent, subsequent_indent=indent,
+                      break_long_words=False, break_on_hyphens=False)
+        for paragraph in str(text).split("\n")
+    )
+
+
+def _autoescape(name: str | None) -> bool:
+    return bool(name) and name.endswith((".html.j2", ".mjml.j2", ".html"))
+
+
+@lru_cache(maxsize=4)
+def environment(folder: Path = TEMPLATES) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=_autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    return env
+
+
+def _template_line(exc: BaseException) -> tuple[str | None, int | None]:
+    """Find the innermost template frame in a Jinja traceback."""
+    name, line = None, None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2") or filename.endswith(".html"):
+            name, line = filename, tb.tb_lineno
+        tb = tb.tb_next
+    return name, line
+
+
+def render(name: str, context: dict, folder: Path = TEMPLATES) -> str:
+    """Render a template; any error becomes a TemplateError naming template and line."""
+    try:
+        return environment(folder).get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = exc.filename or exc.name or name
+        raise TemplateError(f"template {_relative(where, folder)}, line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template {exc.name} not found in {folder}") from None
+    except Exception as exc:  # undefined variables, bad filters, type errors in expressions
+        where, line = _template_line(exc)
+        where = _relative(where or name, folder)
+        raise TemplateError(f"template {where}, line {line or '?'}: {exc}") from None
+
+
+def _relative(path: str, folder: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return path
+
+
+__all__ = ["Markup", "TemplateError", "environment", "render", "wrap"]

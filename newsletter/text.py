@@ -1,0 +1,22 @@
+"""Checks for text that can end up in a mail header or a log line.
+
+A CR or LF in a header value lets an attacker add headers (or a whole body);
+other control characters break parsers. Everything that reaches a header goes
+through `reject_control_chars` at the edge where it enters the system.
+"""
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def has_control_chars(value: str) -> bool:
+    return bool(_CONTROL.search(value))
+
+
+def reject_control_chars(value: str, field: str) -> str:
+    """Return `value` unchanged, or raise ValueError naming the field."""
+    match = _CONTROL.search(value)
+    if match:
+        raise ValueError(f"{field}: control character {match.group()!r} is not allowed")
+    return value

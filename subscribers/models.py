@@ -1,0 +1,65 @@
+"""Subscriber state lives here; every change of consent is recorded as a ConsentEvent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, ForeignKey, Integer, Text
+from sqlmodel import Field, SQLModel
+
+from newsletter.db import utcnow
+
+
+class SubscriberStatus(StrEnum):
+    pending = "pending"
+    active = "active"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+    complained = "complained"
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True)
+    name: str = Field(default="", max_length=100)
+    status: str = Field(default=SubscriberStatus.pending.value, max_length=16, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    paused_until: datetime | None = None
+
+
+class SubscriberTopic(SQLModel, table=True):
+    """A category the subscriber wants; none at all means every category."""
+
+    __tablename__ = "subscriber_topic"
+
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True)
+    )
+    category: str = Field(max_length=80, primary_key=True)
+
+
+class ConsentEvent(SQLModel, table=True):
+    """Append-only history: who agreed or withdrew, when, and through what."""
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True, nullable=False)
+    )
+    kind: str = Field(max_length=32)
+    source: str = Field(max_length=32)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Suppression(SQLModel, table=True):
+    """Addresses that must never get mail again (hard bounces, complaints, manual blocks)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True)
+    reason: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)

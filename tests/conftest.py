@@ -1,0 +1,123 @@
+"""Shared fixtures: real SQLite files and a real PostgreSQL schema per test run.
+
+PostgreSQL tests skip only outside CI when no server answers; with CI=true a
+missing server is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from newsletter import PROJECT_ROOT
+from newsletter.config import load_settings
+from newsletter.db import dispose_engines, make_engine
+from newsletter.migrate import upgrade
+
+PG_BASE = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_SECRET = "test-secret-key-" + "x" * 40
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", TEST_SECRET)
+    for name in list(os.environ):
+        if name.startswith("NEWSLETTER_") and name not in ("NEWSLETTER_SECRET_KEY", "NEWSLETTER_TEST_PG"):
+            monkeypatch.delenv(name)
+    yield
+    dispose_engines()
+
+
+def _pg_available() -> str | None:
+    try:
+        engine = create_engine(PG_BASE, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any connection problem
+        return str(exc).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    problem = _pg_available()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_BASE} is required under CI=true: {problem}")
+        pytest.skip(f"PostgreSQL not reachable ({problem}); set CI=true to make this a failure")
+    return PG_BASE
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh schema per test, selected through search_path; dropped afterwards."""
+    schema = f"wv_test_{secrets.token_hex(6)}"
+    admin = create_engine(pg_server)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{pg_server}?options=-csearch_path%3D{schema}"
+    dispose_engines()
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def write_config(folder: Path, db_url: str | None = None, extra: str = "") -> Path:
+    db_url = db_url or f"sqlite:///{folder / 'newsletter.db'}"
+    path = folder / "config.toml"
+    path.write_text(textwrap.dedent(f"""
+        [site]
+        name = "Weekly Verdicts"
+        base_url = "https://verdicts.example"
+        postal_address = "Weekly Verdicts, 17 Sample Lane, 10115 Berlin, Germany"
+        timezone = "Europe/Berlin"
+
+        [database]
+        url = "{db_url}"
+
+        [mail]
+        transport = "file"
+        from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
+
+        [mail.file]
+        dir = "outbox"
+        """) + textwrap.dedent(extra))
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path, db_url):
+    return load_settings(write_config(tmp_path, db_url))
+
+
+@pytest.fixture
+def engine(settings):
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sample_engine(engine):
+    from newsletter.content.importer import import_files, sample_files
+
+    import_files(engine, sample_files())
+    return engine
+
+
+__all__ = ["PROJECT_ROOT", "TEST_SECRET", "write_config"]

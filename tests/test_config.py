@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from newsletter import PROJECT_ROOT
+from newsletter.config import load_settings
+from newsletter.errors import ConfigError
+from tests.conftest import write_config
+
+
+def test_embedded_defaults_are_sqlite_and_file_outbox():
+    settings = load_settings(PROJECT_ROOT / "config.toml")
+    assert settings.database.url == f"sqlite:///{PROJECT_ROOT / 'var' / 'newsletter.db'}"
+    assert settings.mail.transport == "file"
+    assert settings.mail.file.dir == PROJECT_ROOT / "var" / "outbox"
+    assert settings.source == PROJECT_ROOT / "config.toml"
+
+
+def test_environment_overrides_nested_keys(tmp_path, monkeypatch):
+    path = write_config(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_MAIL__SMTP__PORT", "2525")
+    monkeypatch.setenv("NEWSLETTER_MAIL__FILE__DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("NEWSLETTER_ISSUE__MAX_COMPARISONS", "3")
+    settings = load_settings(path)
+    assert settings.mail.smtp.port == 2525
+    assert settings.mail.file.dir == tmp_path / "elsewhere"
+    assert settings.issue.max_comparisons == 3
+    assert settings.site.name == "Weekly Verdicts"  # the file still provides the rest
+
+
+def test_newsletter_config_variable_selects_the_file(tmp_path, monkeypatch):
+    path = write_config(tmp_path, extra='\n[issue]\nmax_comparisons = 2\n')
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(path))
+    assert load_settings().issue.max_comparisons == 2
+
+
+def test_relative_paths_follow_the_config_file(tmp_path, monkeypatch):
+    path = write_config(tmp_path, db_url="sqlite:///var/x.db")
+    monkeypatch.chdir("/")
+    settings = load_settings(path)
+    assert settings.database.url == f"sqlite:///{tmp_path / 'var' / 'x.db'}"
+    assert settings.mail.file.dir == tmp_path / "outbox"
+
+
+@pytest.mark.parametrize(
+    "extra, env, expected",
+    [
+        ("\n[mail.smtp]\nport = 'abc'\n", {}, "mail.smtp.port"),
+        ("", {"NEWSLETTER_MAIL__SMTP__PORT": "99999"}, "mail.smtp.port"),
+        ("\n[mail.smtp]\nsecurity = 'maybe'\n", {}, "mail.smtp.security"),
+        ("\n[issue]\nmax_comparisons = 0\n", {}, "issue.max_comparisons"),
+        ("\n[issue]\nmax_comparison = 3\n", {}, "issue.max_comparison"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path, monkeypatch, extra, env, expected):
+    path = write_config(tmp_path, extra=extra)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_bad_timezone_and_header_injection_are_rejected(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[site]\ntimezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError, match="site.timezone"):
+        load_settings(path)
+    path.write_text('[mail]\nfrom_address = "a@b.example\\r\\nBcc: x@y.example"\n')
+    with pytest.raises(ConfigError, match="mail.from_address"):
+        load_settings(path)
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[site\nname=1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
+
+
+def test_secret_key_comes_from_env_or_file(tmp_path, monkeypatch):
+    from newsletter.secret_key import load_secret_key
+
+    settings = load_settings(write_config(tmp_path))
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    with pytest.raises(ConfigError, match="no signing key"):
+        load_secret_key(settings)
+    key = load_secret_key(settings, create=True)
+    assert settings.security.secret_key_file.stat().st_mode & 0o777 == 0o600
+    assert load_secret_key(settings) == key
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "short")
+    with pytest.raises(ConfigError, match="too short"):
+        load_secret_key(settings)
+    assert isinstance(settings.security.secret_key_file, Path)
