@@ -18,8 +18,9 @@ from newsletter.config import Settings, load_settings
 from newsletter.db import get_engine, session_scope
 from newsletter.errors import UserError
 
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: messages keep their lines (paths, URLs) instead of being cut at the terminal width.
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(help="Weekly Verdicts: a self-hosted weekly newsletter pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -108,10 +109,11 @@ def content_import(files: Annotated[list[Path], typer.Argument(help="JSON or TOM
 def issue_draft(week: Annotated[Optional[str], typer.Option(help="ISO week YYYY-Www (default: this week in the site's time zone).")] = None) -> None:
     """Draft the week's issue from the selection rule (or show the existing one)."""
     from newsletter.issues.drafting import draft_issue
-    from newsletter.weeks import current_week
+    from newsletter.weeks import current_week, parse_week
 
     settings = state.settings
     week = week or current_week(settings.site.zone)
+    parse_week(week)
     result = draft_issue(state.engine(), settings, week)
     verb = "drafted" if result.created else "exists:"
     console.print(f"{verb} issue {result.issue.id} for {result.issue.week} ({result.issue.state}): {result.issue.subject}")

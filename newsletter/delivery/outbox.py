@@ -55,6 +55,7 @@ def enqueue(session: Session, issue_id: int, now: datetime) -> int:
         _insert(session)
         .from_select(columns, eligible_subscribers(issue_id, now))
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+        .execution_options(preserve_rowcount=True)  # psycopg reports -1 for INSERT … SELECT otherwise
     )
     return session.execute(statement).rowcount or 0
 

@@ -75,6 +75,7 @@ class MessageTemplate:
             out.append(f"--{self.boundary}\r\n".encode("ascii"))
             out.append(part.headers)
             out.append(part.body(values))
+            out.append(CRLF)  # the CRLF before a boundary belongs to the boundary (RFC 2046)
         out.append(f"--{self.boundary}--\r\n".encode("ascii"))
         return b"".join(out)
 

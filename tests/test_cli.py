@@ -1,0 +1,98 @@
+"""The CLI as a user runs it: real processes, a temporary folder, the default file outbox."""
+
+import os
+import subprocess
+import sys
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_config
+
+PYTHON = sys.executable
+
+
+def run(args, cwd, env_extra=None, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(env_extra or {})
+    result = subprocess.run([PYTHON, "-m", "newsletter", *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_demo_runs_the_whole_pipeline_and_is_safe_to_repeat(tmp_path):
+    (tmp_path / "config.toml").write_text(
+        (Path(__file__).resolve().parent.parent / "config.toml").read_text())
+    first = run(["demo"], tmp_path)
+    assert "Sent 6 messages" in first.stdout, first.stdout
+    outbox = tmp_path / "var" / "outbox"
+    files = sorted(outbox.glob("*.eml"))
+    assert len(files) == 6
+    assert (tmp_path / "var" / "newsletter.db").is_file()
+    assert (tmp_path / "var" / "secret.key").is_file()
+    preview = tmp_path / "var" / "preview" / "issue-1.html"
+    assert preview.is_file() and "Read the full verdict" in preview.read_text()
+    parsed = message_from_bytes(files[0].read_bytes(), policy=policy.default)
+    assert parsed["Subject"].startswith("GroqCloud vs Together AI")
+    assert parsed["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/unsubscribe/")
+    assert not list(outbox.glob(".tmp-*"))
+
+    second = run(["demo"], tmp_path)
+    assert "already sent" in second.stdout
+    assert len(list(outbox.glob("*.eml"))) == 6
+
+    listing = run(["issue", "list"], tmp_path).stdout
+    assert "2026-W48" in listing and "sent" in listing
+    exported = run(["subscribers", "export", "--format", "csv"], tmp_path).stdout
+    assert exported.splitlines()[0].startswith("email,name,status")
+    assert len(exported.splitlines()) == 7
+
+
+def test_editor_flow_draft_send_worker(tmp_path):
+    write_config(tmp_path)
+    env = {"NEWSLETTER_SECRET_KEY": "k" * 40}
+    run(["db", "upgrade"], tmp_path, env)
+    sample = Path(__file__).resolve().parent.parent / "newsletter" / "content" / "sample"
+    out = run(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env).stdout
+    assert "5 new" in out
+    csv_file = tmp_path / "readers.csv"
+    csv_file.write_text("email,name,topics\none@example.com,One,\ntwo@example.com,Two,Developer Tools\n")
+    assert "2 new" in run(["subscribers", "import", str(csv_file), "--status", "active"], tmp_path, env).stdout
+    drafted = run(["issue", "draft", "--week", "2026-W47"], tmp_path, env).stdout
+    assert "drafted issue 1 for 2026-W47" in drafted
+    sent = run(["issue", "send", "1"], tmp_path, env).stdout
+    assert "sending to 1 subscribers" in sent  # W47 has no Developer Tools comparison
+    assert run(["worker", "--until-idle"], tmp_path, env).stdout.startswith("issue 1: 1 sent")
+    status = run(["issue", "status", "1"], tmp_path, env).stdout
+    assert "sent" in status
+    again = run(["issue", "send", "1", "--wait"], tmp_path, env).stdout
+    assert "already sent" in again
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    preview = run(["issue", "preview", "1", "--out", str(tmp_path / "pv")], tmp_path, env).stdout
+    assert "issue-1.eml" in preview and (tmp_path / "pv" / "issue-1.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, env, expected",
+    [
+        (["issue", "list"], {"NEWSLETTER_MAIL__SMTP__PORT": "nope"}, "mail.smtp.port"),
+        (["issue", "list"], {}, "newsletter db upgrade"),
+        (["issue", "draft", "--week", "26-W1"], {}, "YYYY-Www"),
+        (["--config", "/nonexistent.toml", "issue", "list"], {}, "does not exist"),
+    ],
+)
+def test_errors_are_clear_and_never_a_stack_trace(tmp_path, args, env, expected):
+    write_config(tmp_path)
+    result = run(args, tmp_path, env, check=False)
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_help_lists_the_commands(tmp_path):
+    out = run(["--help"], tmp_path).stdout
+    for command in ("demo", "db", "content", "issue", "subscribers", "worker"):
+        assert command in out

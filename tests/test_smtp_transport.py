@@ -1,0 +1,71 @@
+from email import message_from_bytes, policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from newsletter.config import SmtpSettings
+from newsletter.delivery.transports.base import OutgoingMessage, Outcome
+from newsletter.delivery.transports.smtp import SmtpTransport
+from tests.smtp_server import free_port, start_server
+
+
+@pytest.fixture
+def smtp_server():
+    controller, handler = start_server()
+    yield controller, handler
+    controller.stop()
+
+
+def message(to: str, n: int) -> OutgoingMessage:
+    data = (f"From: a@sender.example\r\nTo: {to}\r\nSubject: n{n}\r\nMessage-ID: <{n}@sender.example>\r\n\r\n"
+            f"body {n}\r\n.leading dot\r\n").encode()
+    return OutgoingMessage("bounces@sender.example", to, data, f"ref-{n}")
+
+
+def test_messages_arrive_byte_for_byte_over_one_connection(smtp_server):
+    controller, handler = smtp_server
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+    outgoing = [message(f"reader{n}@example.com", n) for n in range(5)]
+    results = transport.send(outgoing)
+    transport.close()
+    assert [r.outcome for r in results] == [Outcome.sent] * 5
+    assert len(handler.messages) == 5
+    assert len({m.session for m in handler.messages}) == 1  # one reused connection
+    for sent, got in zip(outgoing, handler.messages):
+        assert got.data == sent.data  # dot-stuffing undone, CRLF preserved
+        assert got.mail_from == "bounces@sender.example" and got.rcpt_tos == [sent.recipient]
+
+
+def test_replies_are_mapped_per_recipient(smtp_server):
+    controller, handler = smtp_server
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+    results = transport.send([message("unknown@example.com", 1), message("later@example.com", 2),
+                              message("fine@example.com", 3)])
+    transport.close()
+    assert results[0].outcome == Outcome.failed and results[0].hard_bounce and "5.1.1" in results[0].error
+    assert results[1].outcome == Outcome.retry and not results[1].hard_bounce
+    assert results[2].outcome == Outcome.sent
+    assert [m.rcpt_tos for m in handler.messages] == [["fine@example.com"]]
+
+
+def test_reconnects_after_the_server_restarts():
+    controller, handler = start_server()
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+    assert transport.send([message("a@example.com", 1)])[0].outcome == Outcome.sent
+    controller.stop()  # the pooled connection is now dead
+    restarted = Controller(handler, hostname="127.0.0.1", port=controller.port, decode_data=False)
+    restarted.start()
+    try:
+        assert transport.send([message("b@example.com", 2)])[0].outcome == Outcome.sent
+        transport.close()
+    finally:
+        restarted.stop()
+    assert len({m.session for m in handler.messages}) == 2
+
+
+def test_an_unreachable_server_means_retry_not_crash():
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=free_port(), timeout=2))
+    result = transport.send([message("a@example.com", 1)])[0]
+    assert result.outcome == Outcome.retry and "connection" in result.error
+    parsed = message_from_bytes(message("a@example.com", 1).data, policy=policy.default)
+    assert parsed["Subject"] == "n1"

@@ -1,0 +1,57 @@
+import csv
+import io
+import json
+
+import pytest
+from sqlmodel import select
+
+from newsletter.db import session_scope
+from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
+from subscribers.service import InvalidInput, export, import_csv, normalize_email
+
+
+def test_normalize_email():
+    assert normalize_email("  Reader@Example.COM ") == "reader@example.com"
+    for bad, reason in [("", "required"), ("no-at-sign", "@"), ("a@b\r\nBcc: x@y.example", "control"),
+                        ("a" * 250 + "@example.com", "254")]:
+        with pytest.raises(InvalidInput, match=reason):
+            normalize_email(bad)
+
+
+def test_csv_import_records_consent_and_round_trips_through_export(engine):
+    data = "email,name,topics\nReader@Example.com,Ada,Developer Tools;Design & Media\nb@example.com,,\n"
+    result = import_csv(engine, data, "active")
+    assert (result.created, result.updated) == (2, 0)
+    again = import_csv(engine, data, "active")
+    assert (again.created, again.updated) == (0, 2)
+    with session_scope(engine) as session:
+        ada = session.exec(select(Subscriber).where(Subscriber.email == "reader@example.com")).one()
+        assert ada.status == "active" and ada.name == "Ada"
+        topics = session.exec(select(SubscriberTopic.category).where(SubscriberTopic.subscriber_id == ada.id)).all()
+        assert sorted(topics) == ["Design & Media", "Developer Tools"]
+        events = session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == ada.id)).all()
+        assert {(e.kind, e.source) for e in events} == {("subscribed", "import")}
+    rows = list(csv.DictReader(io.StringIO(export(engine, "csv"))))
+    assert [(r["email"], r["status"], r["topics"]) for r in rows] == [
+        ("reader@example.com", "active", "Design & Media;Developer Tools"), ("b@example.com", "active", "")]
+    assert json.loads(export(engine, "json"))[0]["email"] == "reader@example.com"
+    with pytest.raises(InvalidInput, match="--format"):
+        export(engine, "xml")
+
+
+def test_bad_rows_name_line_and_field_and_import_nothing(engine):
+    data = "email,name\ngood@example.com,Good\nnot-an-address,Bad\nok@example.com,\"Bad\rName\"\n"
+    with pytest.raises(InvalidInput) as caught:
+        import_csv(engine, data, "active")
+    assert "line 3: email" in str(caught.value) and "line 4: name" in str(caught.value)
+    with session_scope(engine) as session:
+        assert session.exec(select(Subscriber)).all() == []
+    with pytest.raises(InvalidInput, match="'email' column"):
+        import_csv(engine, "name\nx\n", "active")
+
+
+def test_import_never_reactivates_a_suppressed_address(engine):
+    with session_scope(engine) as session:
+        session.add(Suppression(email="complainer@example.com", reason="complaint"))
+    result = import_csv(engine, "email\ncomplainer@example.com\n", "active")
+    assert result.created == 0 and result.skipped == ["complainer@example.com: suppressed"]
