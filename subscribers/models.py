@@ -63,3 +63,29 @@ class Suppression(SQLModel, table=True):
     email: str = Field(max_length=254, unique=True)
     reason: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class TransactionalMail(SQLModel, table=True):
+    """Queued one-to-one mail (confirmation, welcome, goodbye), sent outside the web request.
+
+    For confirmations the raw token is made by the sender at send time; only its
+    SHA-256 is stored here, and `used_at` makes it single-use.
+    """
+
+    __tablename__ = "transactional_mail"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True, nullable=False)
+    )
+    kind: str = Field(max_length=24)  # confirm | confirm_change | welcome | goodbye
+    to_email: str = Field(max_length=254, index=True)
+    state: str = Field(default="queued", max_length=16, index=True)  # queued | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    sent_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    expires_at: datetime | None = None
+    used_at: datetime | None = None
