@@ -1,0 +1,149 @@
+"""The FastAPI app: subscription pages, the web view of sent issues, comparison pages.
+
+With `with_sender`, a background thread in the same process delivers queued
+transactional mail (confirmations), so one `newsletter serve` is a working
+deployment; `--no-sender` leaves that to `newsletter worker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from sqlalchemy import Engine, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from newsletter.config import Settings
+from newsletter.content.models import Comparison, Tool
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery.transports import make_transport
+from newsletter.issues.models import Issue, IssueState
+from newsletter.secret_key import load_secret_key
+from newsletter.templating import render
+from subscribers.routes import WebContext, make_router
+
+log = logging.getLogger(__name__)
+
+
+def categories(engine: Engine) -> list[str]:
+    with session_scope(engine) as session:
+        return sorted(set(session.execute(select(Comparison.category)).scalars()) |
+                      set(session.execute(select(Tool.category)).scalars()))
+
+
+class BackgroundSender:
+    """Delivers queued transactional mail; wakes at once when a request queued some."""
+
+    def __init__(self, engine: Engine, settings: Settings, secret: str, interval: float = 5.0) -> None:
+        self.engine, self.settings, self.secret, self.interval = engine, settings, secret, interval
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="transactional-sender", daemon=True)
+
+    def _run(self) -> None:
+        from newsletter.transactional import send_pending
+
+        transport = make_transport(self.settings)
+        try:
+            while not self.stop.is_set():
+                self.wake.wait(self.interval)
+                self.wake.clear()
+                try:
+                    while send_pending(self.engine, self.settings, transport, self.secret):
+                        pass
+                except Exception:  # keep serving pages; the queue keeps the mail
+                    log.exception("transactional sender failed; will retry")
+        finally:
+            transport.close()
+
+    def start(self) -> None:
+        self.thread.start()
+        self.wake.set()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        self.thread.join(timeout=30)
+
+
+def create_app(settings: Settings, engine: Engine | None = None, secret: str | None = None,
+               with_sender: bool = True) -> FastAPI:
+    engine = engine or get_engine(settings.database.url)
+    secret = secret or load_secret_key(settings)
+    sender = BackgroundSender(engine, settings, secret) if with_sender else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if sender:
+            sender.start()
+        yield
+        if sender:
+            sender.shutdown()
+
+    app = FastAPI(title=settings.site.name, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    ctx = WebContext(settings=settings, engine=engine, secret=secret, categories=lambda: categories(engine),
+                     on_queued=(sender.wake.set if sender else (lambda: None)))
+    app.state.web = ctx
+    app.include_router(make_router(ctx))
+    site = settings.site
+
+    def page(template: str, status: int = 200, **values) -> HTMLResponse:
+        return HTMLResponse(render(f"web/{template}", {"site": site, **values}), status_code=status)
+
+    @app.get("/issues/{issue_id}", response_class=HTMLResponse)
+    def web_view(issue_id: int) -> HTMLResponse:
+        """The issue as subscribers got it, without anyone's personal links."""
+        from newsletter.issues.render import compile_issue
+        from newsletter.issues.view import build_issue_view
+
+        with session_scope(engine) as session:
+            issue = session.get(Issue, issue_id)
+            if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
+                return page("message.html", 404, title="Not found", heading="No such issue",
+                            paragraphs=["This issue does not exist or has not been published yet."])
+            compiled = compile_issue(build_issue_view(session, settings, issue))
+        values = {"email": "a subscriber", "unsubscribe_url": f"{site.base_url}/",
+                  "preferences_url": f"{site.base_url}/"}
+        import html
+
+        return HTMLResponse(compiled.html.fill(values, lambda v: html.escape(v, quote=True)))
+
+    @app.get("/compare/{slug}", response_class=HTMLResponse)
+    def comparison_page(slug: str) -> HTMLResponse:
+        from newsletter.content.page import comparison_page_values
+
+        with session_scope(engine) as session:
+            values = comparison_page_values(session, slug)
+        if values is None:
+            return page("message.html", 404, title="Not found", heading="No such comparison",
+                        paragraphs=["We have not compared these tools (yet)."])
+        return page("comparison.html", **values)
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def health() -> str:
+        with session_scope(engine) as session:
+            session.execute(select(1))
+        return "ok"
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        heading = "Not found" if exc.status_code == 404 else "That did not work"
+        return page("message.html", exc.status_code, title=heading, heading=heading,
+                    paragraphs=["Check the address, or start from the signup page."])
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, _exc: RequestValidationError) -> HTMLResponse:
+        return page("message.html", 422, title="Invalid request", heading="That request was not valid",
+                    paragraphs=["Check the address, or start from the signup page."])
+
+    @app.exception_handler(Exception)
+    async def server_error(_request: Request, exc: Exception) -> HTMLResponse:
+        log.exception("unhandled error: %s", exc)
+        return page("message.html", 500, title="Error", heading="Something went wrong on our side",
+                    paragraphs=["Nothing was lost. Please try again in a minute."])
+
+    return app

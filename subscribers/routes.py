@@ -1,0 +1,293 @@
+"""Public pages: signup with double opt-in, confirmation, unsubscribe (RFC 8058), preferences.
+
+Rules that hold on every route: GET never changes state (mail scanners prefetch
+links); no cookies are set anywhere; bad input gets the page back with a message
+next to the field and 400/422, never a 500; signup answers never tell whether
+an address is known.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from newsletter.config import Settings
+from newsletter.db import session_scope, utcnow
+from newsletter.templating import render
+from subscribers.abuse import HONEYPOT_FIELD, FormTokenError, Limit, RateLimiter, check_form_token, \
+    issue_form_token, network_of
+from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
+from subscribers.service import InvalidInput, clean_name, clean_topics, normalize_email
+from subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
+    update_preferences
+from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
+
+log = logging.getLogger(__name__)
+HOUR = 3600.0
+MAX_FIELD = 1000  # any single form value longer than this is refused outright
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    engine: Engine
+    secret: str
+    categories: Callable[[], list[str]]
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    clock: Callable[[], datetime] = utcnow
+    on_queued: Callable[[], None] = lambda: None  # wakes the background sender
+
+
+def make_router(ctx: WebContext) -> APIRouter:
+    router = APIRouter()
+    site = ctx.settings.site
+    web = ctx.settings.web
+
+    def page(template: str, status: int = 200, headers: dict | None = None, **values) -> HTMLResponse:
+        values.setdefault("title", values.get("heading", site.name))
+        html = render(f"web/{template}", {"site": site, **values})
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    def message(heading: str, paragraphs: list[str], status: int = 200, **extra) -> HTMLResponse:
+        return page("message.html", status=status, heading=heading, paragraphs=paragraphs, **extra)
+
+    def invalid_link() -> HTMLResponse:
+        return message("This link does not work",
+                       ["It may be mistyped, expired or already used. Links in our mails are personal; "
+                        "use the newest mail you got from us, or subscribe again."], status=400,
+                       links=[("Go to the signup page", f"{site.base_url}/")])
+
+    def client_ip(request: Request) -> str:
+        if web.trust_forwarded_for and request.headers.get("x-forwarded-for"):
+            return request.headers["x-forwarded-for"].split(",")[0].strip()
+        return request.client.host if request.client else "unknown"
+
+    def signup_page(status: int = 200, errors: dict | None = None, values: dict | None = None,
+                    headers: dict | None = None) -> HTMLResponse:
+        return page("signup.html", status=status, headers=headers, title="Subscribe",
+                    form_token=issue_form_token(ctx.secret), categories=ctx.categories(),
+                    errors=defaultdict(str, errors or {}),
+                    values=values or {"email": "", "name": "", "topics": []})
+
+    async def form_data(request: Request) -> dict[str, list[str]]:
+        form = await request.form()
+        data: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if not isinstance(value, str):
+                raise InvalidInput(f"{key}: files are not accepted")
+            if len(value) > MAX_FIELD:
+                raise InvalidInput(f"{key}: too long")
+            data.setdefault(key, []).append(value)
+        return data
+
+    @router.get("/", response_class=HTMLResponse)
+    def signup_form() -> HTMLResponse:
+        return signup_page()
+
+    @router.post("/subscribe", response_class=HTMLResponse)
+    async def subscribe(request: Request) -> HTMLResponse:
+        try:
+            data = await form_data(request)
+        except InvalidInput as exc:
+            return signup_page(400, {"form": str(exc)})
+        first = {key: values[0] for key, values in data.items()}
+        raw_email, raw_name = first.get("email", ""), first.get("name", "")
+        # What the form shows again is cut to the field sizes; validation sees the full input.
+        values = {"email": raw_email[:254], "name": raw_name[:100], "topics": data.get("topics", [])}
+        done = message("Check your inbox",
+                       ["If the address can receive our newsletter, a confirmation mail is on its way. "
+                        "Open it and press the button to confirm. Nothing arrives until you do."])
+        if first.get(HONEYPOT_FIELD):
+            return done  # a bot filled the hidden field: look the same, do nothing
+        try:
+            check_form_token(ctx.secret, first.get("form_token", ""), web.form_min_seconds, web.form_max_seconds)
+        except FormTokenError as exc:
+            return signup_page(400, {"form": str(exc)}, values)
+        errors = {}
+        try:
+            email = normalize_email(raw_email, "email")
+        except InvalidInput as exc:
+            errors["email"] = str(exc).removeprefix("email: ").capitalize()
+        try:
+            name = clean_name(raw_name)
+        except InvalidInput as exc:
+            errors["name"] = str(exc).removeprefix("name: ").capitalize()
+        try:
+            known = set(ctx.categories())
+            topics = [t for t in clean_topics(values["topics"]) if t in known]
+        except InvalidInput as exc:
+            errors["topics"] = str(exc).removeprefix("topics: ").capitalize()
+        if errors:
+            return signup_page(422, errors, values)
+        if web.check_deliverability and not _deliverable(email):
+            return signup_page(422, {"email": "That domain does not accept mail"}, values)
+        ip = client_ip(request)
+        wait = ctx.limiter.hit([
+            Limit(f"ip:{ip}", web.signups_per_ip_per_hour, HOUR),
+            Limit(f"net:{network_of(ip)}", web.signups_per_network_per_hour, HOUR),
+            Limit(f"addr:{email}", web.signups_per_address_per_hour, HOUR),
+        ])
+        if wait is not None:
+            return signup_page(429, {"form": "Too many attempts. Please wait a while and try again."}, values,
+                               headers={"Retry-After": str(int(wait) + 1)})
+        with session_scope(ctx.engine) as session:
+            request_signup(session, web, email, name, topics, ctx.clock())
+        ctx.on_queued()
+        return done
+
+    @router.get("/confirm/{token}", response_class=HTMLResponse)
+    def confirm_page(token: str) -> HTMLResponse:
+        with session_scope(ctx.engine) as session:
+            try:
+                row = find_confirmation(session, ctx.secret, token, ctx.clock())
+            except InvalidToken:
+                return invalid_link()
+        what = "your new address" if row.kind == "confirm_change" else "your subscription"
+        return message(f"Confirm {what}", [f"Press the button to confirm {what} to {site.name}."],
+                       action=f"{site.base_url}/confirm/{token}", button="Confirm")
+
+    @router.post("/confirm/{token}", response_class=HTMLResponse)
+    def confirm_post(token: str) -> HTMLResponse:
+        try:
+            with session_scope(ctx.engine) as session:
+                subscriber = confirm(session, ctx.secret, token, ctx.clock())
+                email = subscriber.email
+        except InvalidToken:
+            return invalid_link()
+        except InvalidInput as exc:
+            return message("That did not work", [str(exc).removeprefix("email: ").capitalize() + "."], status=409)
+        ctx.on_queued()
+        return message("You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
+
+    def subscriber_from(token: str, purpose: Purpose) -> int | None:
+        try:
+            return read_token(ctx.secret, purpose, token)
+        except InvalidToken:
+            return None
+
+    @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    def unsubscribe_page(token: str) -> HTMLResponse:
+        subscriber_id = subscriber_from(token, Purpose.unsubscribe)
+        if subscriber_id is None:
+            return invalid_link()
+        prefs = f"{site.base_url}/preferences/{make_token(ctx.secret, Purpose.preferences, subscriber_id)}"
+        return message("Unsubscribe?", [f"Press the button and you get no more issues of {site.name}."],
+                       action=f"{site.base_url}/unsubscribe/{token}", button="Unsubscribe",
+                       hidden=[("source", "page")],
+                       links=[("Rather choose topics or pause for a while", prefs)])
+
+    @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+    async def unsubscribe_post(token: str, request: Request) -> HTMLResponse:
+        # RFC 8058: a mail client POSTs "List-Unsubscribe=One-Click" with no cookies and no CSRF
+        # token; answer 200 without a redirect, every time (idempotent).
+        subscriber_id = subscriber_from(token, Purpose.unsubscribe)
+        if subscriber_id is None:
+            return invalid_link()
+        try:
+            data = await form_data(request)
+        except InvalidInput:
+            data = {}
+        one_click = data.get("List-Unsubscribe", [""])[0] == "One-Click"
+        with session_scope(ctx.engine) as session:
+            unsubscribe(session, subscriber_id, "one-click" if one_click else "web", ctx.clock(),
+                        goodbye=not one_click)
+        ctx.on_queued()
+        return message("You are unsubscribed",
+                       [f"You get no more issues of {site.name}. Sorry to see you go."],
+                       links=[("Subscribe again", f"{site.base_url}/")])
+
+    def preferences_view(token: str, subscriber_id: int, status: int = 200, notice: str = "",
+                         errors: dict | None = None) -> HTMLResponse:
+        with session_scope(ctx.engine) as session:
+            subscriber = session.get(Subscriber, subscriber_id)
+            if subscriber is None:
+                return invalid_link()
+            topics = list(session.exec(select(SubscriberTopic.category)
+                                       .where(SubscriberTopic.subscriber_id == subscriber_id)).all())
+        if subscriber.status != SubscriberStatus.active.value:
+            return message("No active subscription",
+                           [f"This address does not currently get {site.name}."],
+                           links=[("Subscribe again", f"{site.base_url}/")])
+        paused = subscriber.paused_until
+        paused_until = (paused.astimezone(site.zone).strftime("%d %B %Y")
+                        if paused and paused > ctx.clock() else "")
+        return page("preferences.html", status=status, title="Preferences", subscriber=subscriber,
+                    topics=topics, categories=sorted(set(ctx.categories()) | set(topics)),
+                    paused_until=paused_until, notice=notice, errors=defaultdict(str, errors or {}),
+                    action=f"{site.base_url}/preferences/{token}")
+
+    @router.get("/preferences/{token}", response_class=HTMLResponse)
+    def preferences_page(token: str) -> HTMLResponse:
+        subscriber_id = subscriber_from(token, Purpose.preferences)
+        if subscriber_id is None:
+            return invalid_link()
+        return preferences_view(token, subscriber_id)
+
+    @router.post("/preferences/{token}", response_class=HTMLResponse)
+    async def preferences_post(token: str, request: Request) -> HTMLResponse:
+        subscriber_id = subscriber_from(token, Purpose.preferences)
+        if subscriber_id is None:
+            return invalid_link()
+        try:
+            data = await form_data(request)
+        except InvalidInput as exc:
+            return preferences_view(token, subscriber_id, 400, errors={"form": str(exc)})
+        action = data.get("action", ["save"])[0]
+        now = ctx.clock()
+        if action == "unsubscribe":
+            with session_scope(ctx.engine) as session:
+                unsubscribe(session, subscriber_id, "preferences", now, goodbye=True)
+            ctx.on_queued()
+            return message("You are unsubscribed", [f"You get no more issues of {site.name}."],
+                           links=[("Subscribe again", f"{site.base_url}/")])
+        if action == "change_email":
+            try:
+                new_email = normalize_email(data.get("new_email", [""])[0], "new_email")
+            except InvalidInput as exc:
+                return preferences_view(token, subscriber_id, 422,
+                                        errors={"new_email": str(exc).removeprefix("new_email: ").capitalize()})
+            with session_scope(ctx.engine) as session:
+                subscriber = session.get(Subscriber, subscriber_id)
+                if subscriber is None or subscriber.status != SubscriberStatus.active.value:
+                    return invalid_link()
+                request_email_change(session, web, subscriber, new_email, now)
+            ctx.on_queued()
+            return preferences_view(token, subscriber_id,
+                                    notice=f"We sent a confirmation to {new_email}. Your address changes "
+                                           "once you confirm it there.")
+        try:
+            known = set(ctx.categories())
+            topics = [t for t in clean_topics(data.get("topics", [])) if t in known]
+            pause_weeks = int(data.get("pause_weeks", ["0"])[0] or 0)
+        except (InvalidInput, ValueError):
+            return preferences_view(token, subscriber_id, 422, errors={"pause_weeks": "Choose a number of weeks"})
+        try:
+            with session_scope(ctx.engine) as session:
+                subscriber = session.get(Subscriber, subscriber_id)
+                if subscriber is None or subscriber.status != SubscriberStatus.active.value:
+                    return invalid_link()
+                update_preferences(session, subscriber, topics, pause_weeks, now)
+        except InvalidInput as exc:
+            return preferences_view(token, subscriber_id, 422,
+                                    errors={"pause_weeks": str(exc).removeprefix("pause: ").capitalize()})
+        return preferences_view(token, subscriber_id, notice="Saved.")
+
+    return router
+
+
+def _deliverable(email: str) -> bool:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(email, check_deliverability=True)
+    except EmailNotValidError:
+        return False
+    return True
