@@ -23,7 +23,8 @@ PREVIEW_SECRET = "preview-only-links-do-not-verify-anywhere"
 PREVIEW_RECIPIENT = Recipient("reader@example.com", "Sample Reader", 0, "preview")
 
 
-def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path) -> list[Path]:
+def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,
+                  screenshots: bool = False, chromium=None) -> list[Path]:
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
@@ -42,6 +43,10 @@ def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path) 
     parsed = message_from_bytes(message.data, policy=policy.default)
     if parsed.get_body(("html",)) is None:
         raise UserError("preview: the assembled message has no HTML part")
+    if screenshots:
+        from newsletter.screenshots import screenshot_html
+
+        paths += screenshot_html(paths[0].read_text(encoding="utf-8"), stem, chromium)
     return paths
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from mjml import mjml2html
 
 from newsletter.errors import UserError
+from newsletter.palette import DARK, LIGHT
 from newsletter.issues.view import IssueView, SiteView
 from newsletter.slots import SlotMarker, Slotted
 from newsletter.templating import render
@@ -44,7 +45,7 @@ def compile_email(template: str, subject: str, context: Callable[[SlotMarker], d
     `context` gets the slot marker, so it can put per-recipient values anywhere.
     """
     marker = SlotMarker()
-    values = {**context(marker), "slot": marker}
+    values = {"light": LIGHT, "dark": DARK, **context(marker), "slot": marker}
     html_source = render(f"email/{template}.mjml.j2", values)
     html = mjml_to_html(html_source, f"email/{template}.mjml.j2")
     text = render(f"email/{template}.txt.j2", values)

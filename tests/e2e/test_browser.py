@@ -1,0 +1,84 @@
+"""Pages and previews as a person sees them, in headless Chromium."""
+
+from sqlmodel import select
+
+from newsletter.db import session_scope
+from newsletter.issues.drafting import draft_issue
+from newsletter.issues.preview import write_preview
+from subscribers.models import Subscriber
+from subscribers.tokens import Purpose, make_token
+from tests.conftest import TEST_SECRET
+from tests.web.conftest import live_factory  # noqa: F401  (fixture)
+
+
+def test_signup_and_confirm_in_a_browser(chromium, live_factory, tmp_path):  # noqa: F811
+    live = live_factory(None)
+    page = chromium.new_page(viewport={"width": 375, "height": 800})
+    page.goto(live.url + "/")
+    page.get_by_label("Email address").fill("browser.reader@example.com")
+    page.get_by_label("Name").fill("Bea")
+    page.get_by_label("Developer Tools").check()
+    page.get_by_role("button", name="Subscribe").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", name="Check your inbox").is_visible()
+    page.screenshot(path=str(tmp_path / "signup-done.png"))
+    assert live.deliver_mail() == 1
+    link = live.link_in(live.mails()[-1], "confirm")
+    page.goto(link)
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", name="You are in").is_visible()
+    with session_scope(live.engine) as session:
+        reader = session.exec(select(Subscriber).where(Subscriber.email == "browser.reader@example.com")).one()
+    assert reader.status == "active"
+    # Leave again through the unsubscribe page's single button.
+    page.goto(f"{live.url}/unsubscribe/{make_token(TEST_SECRET, Purpose.unsubscribe, reader.id)}")
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", name="You are unsubscribed").is_visible()
+    page.close()
+
+
+def test_signup_errors_show_next_to_the_field(chromium, live_factory):  # noqa: F811
+    live = live_factory(None)
+    page = chromium.new_page()
+    page.goto(live.url + "/")
+    page.get_by_label("Email address").fill("nobody-at-example")
+    page.get_by_role("button", name="Subscribe").click()
+    page.wait_for_load_state()
+    error = page.locator("#email-error")
+    assert error.is_visible() and "@" in error.inner_text()
+    assert page.get_by_label("Email address").get_attribute("aria-invalid") == "true"
+    page.close()
+
+
+def test_preview_screenshots_light_dark_phone_desktop(chromium, sample_engine, settings, tmp_path):
+    issue = draft_issue(sample_engine, settings, "2026-W48").issue
+    paths = write_preview(sample_engine, settings, issue.id, tmp_path, screenshots=True, chromium=chromium)
+    pngs = [p for p in paths if p.suffix == ".png"]
+    assert sorted(p.name for p in pngs) == [f"issue-{issue.id}-{w}-{s}.png" for w in (375, 640) for s in ("dark", "light")]
+    from struct import unpack
+
+    sizes = {}
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        sizes[png.name] = unpack(">II", data[16:24])
+    assert sizes[f"issue-{issue.id}-375-light.png"][0] == 375
+    assert sizes[f"issue-{issue.id}-640-dark.png"][0] == 640
+    # Stacked on a phone: the page is taller at 375 px than at 640 px.
+    assert sizes[f"issue-{issue.id}-375-light.png"][1] > sizes[f"issue-{issue.id}-640-light.png"][1]
+    # Dark and light differ (the dark styles apply).
+    assert (tmp_path / f"issue-{issue.id}-640-dark.png").read_bytes() != (tmp_path / f"issue-{issue.id}-640-light.png").read_bytes()
+
+
+def test_two_tools_side_by_side_on_desktop_and_stacked_on_a_phone(chromium, sample_engine, settings, tmp_path):
+    issue = draft_issue(sample_engine, settings, "2026-W48").issue
+    html_path = write_preview(sample_engine, settings, issue.id, tmp_path)[0]
+    page = chromium.new_page(viewport={"width": 640, "height": 900})
+    page.goto(html_path.as_uri())
+    a, b = page.get_by_role("heading", name="GroqCloud", exact=True), page.get_by_role("heading", name="Together AI", exact=True)
+    assert abs(a.bounding_box()["y"] - b.bounding_box()["y"]) < 5 and a.bounding_box()["x"] < b.bounding_box()["x"]
+    page.set_viewport_size({"width": 375, "height": 900})
+    assert b.bounding_box()["y"] > a.bounding_box()["y"] + 100
+    page.close()
