@@ -71,8 +71,8 @@ def make_router(ctx: WebContext) -> APIRouter:
         return request.client.host if request.client else "unknown"
 
     def signup_page(status: int = 200, errors: dict | None = None, values: dict | None = None,
-                    headers: dict | None = None) -> HTMLResponse:
-        return page("signup.html", status=status, headers=headers, title="Subscribe",
+                    headers: dict | None = None, embed: bool = False) -> HTMLResponse:
+        return page("signup.html", status=status, headers=headers, title="Subscribe", embed=embed,
                     form_token=issue_form_token(ctx.secret), categories=ctx.categories(),
                     errors=defaultdict(str, errors or {}),
                     values=values or {"email": "", "name": "", "topics": []})
@@ -90,7 +90,12 @@ def make_router(ctx: WebContext) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     def signup_form() -> HTMLResponse:
-        return signup_page()
+        return signup_page(headers={"X-Frame-Options": "DENY"})
+
+    @router.get("/embed", response_class=HTMLResponse)
+    def signup_embed() -> HTMLResponse:
+        """The bare form for an <iframe> on another site (docs/web.md has the snippet)."""
+        return signup_page(embed=True)
 
     @router.post("/subscribe", response_class=HTMLResponse)
     async def subscribe(request: Request) -> HTMLResponse:

@@ -94,3 +94,28 @@ def test_template_mistakes_name_the_template_and_line(tmp_path, monkeypatch):
 def test_a_missing_variable_fails_at_compile_not_at_send(sample_engine, settings):
     with pytest.raises(TemplateError, match="issue.mjml.j2"):
         compile_email("issue", "S", lambda slot: {"site": None})
+
+
+def test_per_recipient_messages_need_no_template_or_mjml_work(sample_engine, settings, monkeypatch):
+    """Once the issue is compiled, building messages must not touch Jinja or MJML again."""
+    from datetime import UTC, datetime
+
+    import newsletter.issues.render as render_module
+    import newsletter.templating as templating
+    from newsletter.issues.message import Recipient, build_template, issue_message
+    from tests.conftest import TEST_SECRET
+
+    compiled = compiled_for(sample_engine, settings, "2026-W48")
+    template = build_template(settings, compiled)
+
+    def tripwire(*_args, **_kwargs):
+        raise AssertionError("per-recipient path rendered a template or compiled MJML")
+
+    monkeypatch.setattr(render_module, "mjml2html", tripwire)
+    monkeypatch.setattr(templating.jinja2.Template, "render", tripwire)
+    now = datetime.now(UTC)
+    bodies = set()
+    for n in range(200):
+        message, _ = issue_message(settings, TEST_SECRET, template, Recipient(f"r{n}@example.com", "", n, f"i1-d{n}"), now)
+        bodies.add(message.data)
+    assert len(bodies) == 200  # every copy is personal (address, links, Message-ID)
