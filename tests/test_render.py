@@ -16,7 +16,7 @@ from newsletter.templating import TemplateError, render
 from tests.test_content import comparison_doc
 
 VALUES = {"email": "reader@example.com", "unsubscribe_url": "https://v.example/u/TOK?a=1&b=2",
-          "preferences_url": "https://v.example/p/PREF"}
+          "preferences_url": "https://v.example/p/PREF", "vote_token": "VOTETOKEN"}
 
 
 def compiled_for(engine, settings, week):

@@ -17,7 +17,7 @@ from newsletter.issues.view import IssueView, SiteView
 from newsletter.slots import SlotMarker, Slotted
 from newsletter.templating import render
 
-RECIPIENT_SLOTS = ("email", "unsubscribe_url", "preferences_url")
+RECIPIENT_SLOTS = ("email", "unsubscribe_url", "preferences_url", "vote_token")
 
 
 class MjmlError(UserError):

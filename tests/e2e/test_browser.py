@@ -82,3 +82,37 @@ def test_two_tools_side_by_side_on_desktop_and_stacked_on_a_phone(chromium, samp
     page.set_viewport_size({"width": 375, "height": 900})
     assert b.bounding_box()["y"] > a.bounding_box()["y"] + 100
     page.close()
+
+
+def test_vote_from_the_email_in_a_browser(chromium, live_factory, tmp_path):  # noqa: F811
+    from datetime import UTC, datetime
+
+    from newsletter.content.models import Vote
+    from newsletter.delivery.sender import deliver, start_send
+    from newsletter.delivery.transports import make_transport
+
+    live = live_factory(None)
+    with session_scope(live.engine) as session:
+        voter = Subscriber(email="clicker@example.com", status="active", confirmed_at=datetime.now(UTC))
+        session.add(voter)
+    issue = draft_issue(live.engine, live.settings, "2026-W48").issue
+    start_send(live.engine, issue.id)
+    deliver(live.engine, live.settings, make_transport(live.settings), TEST_SECRET, issue.id)
+    from email import message_from_bytes, policy
+
+    eml = next(live.settings.mail.file.dir.glob("i*.eml"))
+    html = message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("html",)).get_content()
+    mail = tmp_path / "mail.html"
+    mail.write_text(html)
+    page = chromium.new_page()
+    page.goto(mail.as_uri())  # the reader opens the mail and clicks a vote link
+    page.get_by_role("link", name="Ship Hugging Face Inference Providers v2").click()
+    page.wait_for_load_state()
+    with session_scope(live.engine) as session:
+        assert session.exec(select(Vote)).all() == []  # opening the link counts nothing
+    page.get_by_role("button", name="Record my vote: Ship Hugging Face Inference Providers v2").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", name="Thanks, your vote counts").is_visible()
+    with session_scope(live.engine) as session:
+        assert len(session.exec(select(Vote)).all()) == 1
+    page.close()

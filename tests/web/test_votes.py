@@ -1,0 +1,87 @@
+import re
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import select
+
+from newsletter.content.models import Comparison, Vote
+from newsletter.db import session_scope
+from newsletter.delivery.sender import deliver, start_send
+from newsletter.delivery.transports import make_transport
+from newsletter.issues.drafting import draft_issue
+from newsletter.issues.render import compile_issue
+from newsletter.issues.view import build_issue_view
+from subscribers.models import Subscriber
+from subscribers.tokens import Purpose, make_token
+from tests.conftest import TEST_SECRET
+
+HAIKU = "claude-haiku-open-weights-vs-hugging-face-inference-providers-v2"
+
+
+def reader(live, email="voter@example.com", status="active"):
+    with session_scope(live.engine) as session:
+        row = Subscriber(email=email, status=status, confirmed_at=datetime.now(UTC))
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def votes(live):
+    with session_scope(live.engine) as session:
+        return [(v.subscriber_id, v.tool_id) for v in session.exec(select(Vote)).all()]
+
+
+def test_the_sent_issue_carries_personal_vote_links_that_count_only_on_post(live):
+    voter = reader(live)
+    issue = draft_issue(live.engine, live.settings, "2026-W48").issue
+    start_send(live.engine, issue.id)
+    deliver(live.engine, live.settings, make_transport(live.settings), TEST_SECRET, issue.id)
+    eml = next(live.settings.mail.file.dir.glob("i*.eml")).read_bytes().decode()
+    from email import message_from_string, policy
+
+    text = message_from_string(eml, policy=policy.default).get_body(("plain",)).get_content()
+    links = re.findall(rf"(http://\S+/vote/\S+/{HAIKU}/(?:a|b|pass))", text)
+    assert len(links) == 3
+    ship_b = next(link for link in links if link.endswith("/b"))
+    page = live.http.get(ship_b)
+    assert page.status_code == 200 and "Ship Hugging Face Inference Providers v2" in page.text
+    assert votes(live) == []  # GET never counts
+    assert live.http.post(ship_b).status_code == 200
+    assert live.http.post(ship_b).status_code == 200  # a double click is still one vote
+    assert len(votes(live)) == 1
+    live.http.post(next(link for link in links if link.endswith("/pass")))
+    assert votes(live) == [(voter, None)]  # changed, not added
+
+
+def test_votes_feed_community_percent_in_the_next_rendering(live):
+    voters = [reader(live, f"v{n}@example.com") for n in range(3)]
+    for voter, choice in zip(voters, ["a", "b", "b"]):
+        token = make_token(TEST_SECRET, Purpose.vote, voter)
+        assert live.http.post(f"{live.url}/vote/{token}/{HAIKU}/{choice}").status_code == 200
+    issue = draft_issue(live.engine, live.settings, "2026-W48").issue
+    with session_scope(live.engine) as session:
+        view = build_issue_view(session, live.settings, issue)
+    haiku = next(c for c in view.comparisons if c.slug == HAIKU)
+    assert [t.community_text for t in haiku.tools] == ["33%", "67%"]
+    others = [c for c in view.comparisons if c.slug != HAIKU]
+    assert all(t.community_text == "—" for c in others for t in c.tools)
+    html = compile_issue(view).html.fill({"email": "x@example.com", "unsubscribe_url": "u", "preferences_url": "p",
+                                          "vote_token": "t"})
+    assert "67%" in html
+    page = live.http.get(f"{live.url}/compare/{HAIKU}")
+    assert "67%" in page.text
+
+
+@pytest.mark.parametrize("case", ["wrong-purpose", "bad-choice", "unknown-comparison", "unsubscribed"])
+def test_bad_vote_links_count_nothing(live, case):
+    voter = reader(live, status="unsubscribed" if case == "unsubscribed" else "active")
+    purpose = Purpose.unsubscribe if case == "wrong-purpose" else Purpose.vote
+    token = make_token(TEST_SECRET, purpose, voter)
+    slug = "no-such-comparison" if case == "unknown-comparison" else HAIKU
+    choice = "z" if case == "bad-choice" else "a"
+    url = f"{live.url}/vote/{token}/{slug}/{choice}"
+    assert live.http.get(url).status_code == 400
+    assert live.http.post(url).status_code == 400
+    assert votes(live) == []
+    with session_scope(live.engine) as session:
+        assert session.exec(select(Comparison).where(Comparison.slug == HAIKU)).one()
