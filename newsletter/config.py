@@ -79,12 +79,73 @@ class SmtpSettings(Section):
     timeout: float = Field(30.0, gt=0)
 
 
+class HttpProviderSettings(Section):
+    """Common keys of the HTTP provider transports (newsletter/delivery/transports/http.py).
+    API keys are SecretStr fields that are read from the environment only."""
+
+    base_url: str = ""  # the provider's API; tests point it at a local server
+    timeout: float = Field(30.0, gt=0)  # seconds to wait for one HTTP answer
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        reject_control_chars(value, "base_url")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class PostmarkSettings(HttpProviderSettings):
+    token: SecretStr = SecretStr("")  # server token: NEWSLETTER_MAIL__POSTMARK__TOKEN
+    message_stream: str = Field("broadcast", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    base_url: str = "https://api.postmarkapp.com"
+
+
+class SendgridSettings(HttpProviderSettings):
+    api_key: SecretStr = SecretStr("")  # NEWSLETTER_MAIL__SENDGRID__API_KEY
+    base_url: str = "https://api.sendgrid.com"
+
+
+class MailgunSettings(HttpProviderSettings):
+    api_key: SecretStr = SecretStr("")  # NEWSLETTER_MAIL__MAILGUN__API_KEY
+    domain: str = Field("", pattern=r"^[A-Za-z0-9.-]*$")  # the sending domain, part of the URL
+    base_url: str = "https://api.mailgun.net"  # EU region: https://api.eu.mailgun.net
+
+
+class ResendSettings(HttpProviderSettings):
+    api_key: SecretStr = SecretStr("")  # NEWSLETTER_MAIL__RESEND__API_KEY
+    base_url: str = "https://api.resend.com"
+
+
+class SesSettings(HttpProviderSettings):
+    access_key_id: SecretStr = SecretStr("")  # NEWSLETTER_MAIL__SES__ACCESS_KEY_ID
+    secret_access_key: SecretStr = SecretStr("")  # NEWSLETTER_MAIL__SES__SECRET_ACCESS_KEY
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$")
+    configuration_set: str = Field("", pattern=r"^[A-Za-z0-9_-]*$")
+    base_url: str = ""  # empty: https://email.{region}.amazonaws.com
+
+
+# Credentials of the provider transports: never read from a config file.
+ENV_ONLY_SECRETS = {
+    "postmark": ("token",),
+    "sendgrid": ("api_key",),
+    "mailgun": ("api_key",),
+    "resend": ("api_key",),
+    "ses": ("access_key_id", "secret_access_key"),
+}
+
+
 class MailSettings(Section):
-    transport: Literal["file", "smtp"] = "file"
+    transport: Literal["file", "smtp", "postmark", "sendgrid", "mailgun", "resend", "ses"] = "file"
     from_address: str = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
     reply_to: str = ""
     file: FileMailSettings = FileMailSettings()
     smtp: SmtpSettings = SmtpSettings()
+    postmark: PostmarkSettings = PostmarkSettings()
+    sendgrid: SendgridSettings = SendgridSettings()
+    mailgun: MailgunSettings = MailgunSettings()
+    resend: ResendSettings = ResendSettings()
+    ses: SesSettings = SesSettings()
 
     @field_validator("from_address", "reply_to")
     @classmethod
@@ -179,6 +240,18 @@ def _resolve_paths(settings: Settings, base: Path) -> None:
         settings.database.url = prefix + str(base / url[len(prefix):])
 
 
+def _reject_file_secrets(path: Path, data: dict) -> None:
+    """Provider API keys come from the environment only, never from a config file."""
+    mail = data.get("mail") if isinstance(data.get("mail"), dict) else {}
+    for provider, keys in ENV_ONLY_SECRETS.items():
+        section = mail.get(provider) if isinstance(mail.get(provider), dict) else {}
+        for key in keys:
+            if key in section:
+                env_name = f"{ENV_PREFIX}MAIL__{provider.upper()}__{key.upper()}"
+                raise ConfigError(f"config error in {path}:\n  mail.{provider}.{key}: secrets are not read "
+                                  f"from the config file; remove it there and set {env_name}")
+
+
 def load_settings(path: Path | str | None = None) -> Settings:
     """Read the config file and the environment; raise ConfigError naming file and key."""
     path = Path(path) if path else default_config_path()
@@ -189,6 +262,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         raise ConfigError(f"config error: file {path} does not exist")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error in {path}: not valid TOML: {exc}")
+    _reject_file_secrets(path, data)
     try:
         settings = Settings(**data)
     except ValidationError as exc:

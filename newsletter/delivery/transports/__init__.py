@@ -16,6 +16,27 @@ def make_transport(settings: Settings) -> Transport:
         from newsletter.delivery.transports.smtp import SmtpTransport
 
         return SmtpTransport(settings.mail.smtp)
+    # The HTTP providers: one module each, imported only when chosen.
+    if kind == "postmark":
+        from newsletter.delivery.transports.postmark import PostmarkTransport
+
+        return PostmarkTransport(settings.mail.postmark)
+    if kind == "sendgrid":
+        from newsletter.delivery.transports.sendgrid import SendgridTransport
+
+        return SendgridTransport(settings.mail.sendgrid)
+    if kind == "mailgun":
+        from newsletter.delivery.transports.mailgun import MailgunTransport
+
+        return MailgunTransport(settings.mail.mailgun)
+    if kind == "resend":
+        from newsletter.delivery.transports.resend import ResendTransport
+
+        return ResendTransport(settings.mail.resend)
+    if kind == "ses":
+        from newsletter.delivery.transports.ses import SesTransport
+
+        return SesTransport(settings.mail.ses)
     raise ValueError(f"unknown transport {kind!r}")
 
 

@@ -32,6 +32,7 @@ class SendResult:
     provider_id: str | None = None
     error: str | None = None
     hard_bounce: bool = False  # the address does not exist: suppress it
+    retry_after: float | None = None  # seconds the provider asked us to wait (HTTP 429 Retry-After)
 
 
 class Transport(Protocol):

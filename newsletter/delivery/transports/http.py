@@ -1,0 +1,349 @@
+"""What the HTTP provider transports (postmark, sendgrid, mailgun, resend, ses) share.
+
+- `HttpTransport`: a requests.Session with timeouts; `send()` prepares every
+  message, cuts the batch into requests of at most `batch_limit` messages and
+  hands each to the provider's `send_chunk()`. A chunk that comes back all
+  `retry` (429, 5xx, network, account-level trouble) ends the call: the rest of
+  the batch is answered `retry` without being tried, so an unreachable or
+  throttling provider costs one request, not one per message. A time budget
+  bounds the call well below the outbox lease.
+- `post()`: one POST with a short, bounded in-call backoff for 5xx answers and
+  connection failures (never for read timeouts: the provider may have accepted).
+- `http_failure()`: HTTP status -> outcome. 2xx sent; 429 retry honouring
+  Retry-After (seconds or an HTTP date); 408, 5xx and network errors retry;
+  401/403 retry (a rejected key or unverified sender is an account problem that
+  an operator fixes: failing the deliveries would lose the whole list); other
+  4xx failed.
+- `parse_message()`: the RFC 5322 bytes parsed once with the stdlib parser into
+  the fields the JSON APIs want.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+
+from newsletter.config import ENV_PREFIX
+from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
+from newsletter.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "weekly-verdicts-newsletter"
+
+# Headers the pipeline writes that a JSON API must carry over (the JSON APIs build
+# their own MIME message; From/To/Subject/Date are fields or set by the provider).
+# The delivery header's name is spelled here rather than imported from
+# newsletter.issues: a transport knows nothing of issues.
+PASS_THROUGH_HEADERS = (
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "List-Id",
+    "Message-ID",
+    "X-Weekly-Verdicts-Delivery",
+)
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def require_secret(value: SecretStr, key: str) -> str:
+    """The secret's value, or a ConfigError naming the environment variable to set.
+    `key` is the dotted settings path, e.g. "mail.postmark.token"."""
+    secret = value.get_secret_value().strip()
+    if not secret:
+        env_name = ENV_PREFIX + "__".join(part.upper() for part in key.split("."))
+        raise ConfigError(f"config error: {key} is not set; export {env_name} "
+                          "(API keys are read from the environment only)")
+    return secret
+
+
+# --- the message -------------------------------------------------------------------------------
+
+
+def format_address(name: str, address: str) -> str:
+    """`Name <addr>` for a JSON API (UTF-8 as is; quoted when the name has specials)."""
+    if not name:
+        return address
+    if _SPECIALS.search(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    sender_name: str
+    sender: str  # From (the header, not the envelope)
+    recipient_name: str
+    recipient: str  # the envelope recipient; its display name from To when they match
+    subject: str
+    text: str | None
+    html: str | None
+    reply_to: tuple[tuple[str, str], ...] = ()  # (name, address) pairs
+    headers: dict[str, str] = field(default_factory=dict)  # PASS_THROUGH_HEADERS present, unfolded
+
+    @property
+    def from_header(self) -> str:
+        return format_address(self.sender_name, self.sender)
+
+    @property
+    def to_header(self) -> str:
+        return format_address(self.recipient_name, self.recipient)
+
+    @property
+    def reply_to_header(self) -> str:
+        return ", ".join(format_address(name, address) for name, address in self.reply_to)
+
+
+def _decode_words(value: str) -> str:
+    """RFC 2047 encoded words -> text (an undecodable word is kept as written)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
+
+
+def _raw_headers(message: Message) -> dict[str, str]:
+    """Lower-case name -> the first such header's value as written, unfolded. Raw 8-bit bytes
+    (kept by the parser as surrogates) are read as UTF-8."""
+    found: dict[str, str] = {}
+    for name, value in message.raw_items():
+        key = name.lower()
+        if key in found:
+            continue
+        text = str(value)
+        if _SURROGATE.search(text):
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        found[key] = _FOLD.sub("", text).strip()
+    return found
+
+
+def _addresses(raw: dict[str, str], name: str) -> list[tuple[str, str]]:
+    value = raw.get(name.lower())
+    if not value:
+        return []
+    # Split the header as written (encoded words intact), then decode each display name.
+    return [(_decode_words(display), address) for display, address in getaddresses([value]) if address]
+
+
+def _bodies(message: Message) -> dict[str, str]:
+    """The first inline text/plain and text/html parts, decoded, with LF line ends."""
+    found: dict[str, str] = {}
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind not in ("text/plain", "text/html") or kind in found or part.get_filename():
+            continue
+        if (part.get("Content-Disposition") or "").strip().lower().startswith("attachment"):
+            continue
+        payload = part.get_payload(decode=True) or b""
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = payload.decode(charset, "replace")
+        except LookupError:
+            text = payload.decode("utf-8", "replace")
+        found[kind] = text.replace("\r\n", "\n")
+    return found
+
+
+def parse_message(message: OutgoingMessage) -> ParsedMessage:
+    # compat32 parsing: the header-registry policy is ~10x slower and we decode only a few headers.
+    parsed = BytesParser(policy=policy.compat32).parsebytes(message.data)
+    raw = _raw_headers(parsed)
+    senders = _addresses(raw, "From")
+    if not senders:
+        raise ValueError("the message has no From address")
+    sender_name, sender = senders[0]
+    recipient_name = next((name for name, address in _addresses(raw, "To")
+                           if address.lower() == message.recipient.lower()), "")
+    # As written: encoded words stay encoded, the provider copies the value into its message.
+    headers = {name: raw[name.lower()] for name in PASS_THROUGH_HEADERS if name.lower() in raw}
+    bodies = _bodies(parsed)
+    if not bodies:
+        raise ValueError("the message has neither a text/plain nor a text/html part")
+    return ParsedMessage(
+        sender_name=sender_name,
+        sender=sender,
+        recipient_name=recipient_name,
+        recipient=message.recipient,
+        subject=_decode_words(raw.get("subject", "")),
+        text=bodies.get("text/plain"),
+        html=bodies.get("text/html"),
+        reply_to=tuple(_addresses(raw, "Reply-To")),
+        headers=headers,
+    )
+
+
+# --- HTTP answers ------------------------------------------------------------------------------
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After (RFC 9110): delay-seconds or an HTTP date. None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def json_body(response: requests.Response) -> Any:
+    """The decoded JSON body, or None when there is none or it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def describe(provider: str, response: requests.Response) -> str:
+    """`provider: HTTP 422: <the provider's message>`, short enough for last_error."""
+    body = json_body(response)
+    detail = ""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            detail = str(errors[0].get("message", ""))
+        detail = detail or str(body.get("message") or body.get("Message") or "")
+    if not detail:
+        detail = response.text.strip().replace("\n", " ")
+    reason = f"HTTP {response.status_code}"
+    return f"{provider}: {reason}: {detail[:300]}" if detail else f"{provider}: {reason}"
+
+
+def http_failure(provider: str, response: requests.Response) -> SendResult | None:
+    """None for a 2xx answer, else the result every message of the request gets."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    error = describe(provider, response)
+    if status == 429:
+        return SendResult(Outcome.retry, error=error,
+                          retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+    if status in (401, 403):
+        return SendResult(Outcome.retry, error=error + " (check the API key and the sender's verification)")
+    if status == 408 or status >= 500:
+        return SendResult(Outcome.retry, error=error)
+    return SendResult(Outcome.failed, error=error)
+
+
+# --- the transport base -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message of a chunk with what its provider prepared from it."""
+
+    message: OutgoingMessage
+    prepared: Any
+
+
+class HttpTransport:
+    """Subclasses set `name`, `batch_limit`, and implement `prepare` and `send_chunk`."""
+
+    name = "http"
+    batch_limit = 1  # messages per request
+    retry_delays: tuple[float, ...] = (0.5, 1.5)  # in-call backoff before a 5xx/connection retry
+    time_budget = 120.0  # seconds one send() may spend starting requests (the lease is longer)
+
+    def __init__(self, timeout: float, session: requests.Session | None = None) -> None:
+        self.timeout = (min(10.0, timeout), timeout)  # (connect, read)
+        self._owns_session = session is None
+        self.session = session if session is not None else requests.Session()
+        if self._owns_session:
+            self.session.headers["User-Agent"] = USER_AGENT
+
+    # -- what a provider implements
+
+    def prepare(self, message: OutgoingMessage) -> Any:
+        """Per message, before any request; an exception fails only this message."""
+        return None
+
+    def send_chunk(self, items: Sequence[Item]) -> list[SendResult]:
+        """One request for up to `batch_limit` items: one result per item, in order."""
+        raise NotImplementedError
+
+    # -- shared mechanics
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response | SendResult:
+        """POST with the in-call backoff. Returns the last response (any status), or a retry
+        result when no answer came."""
+        delays = list(self.retry_delays)
+        while True:
+            try:
+                response = self.session.post(url, timeout=self.timeout, **kwargs)
+            except requests.exceptions.ReadTimeout as exc:
+                # The request may have been accepted: no resend within this call.
+                return SendResult(Outcome.retry, error=f"{self.name}: no answer in time: {exc}")
+            except requests.RequestException as exc:
+                if not delays:
+                    return SendResult(Outcome.retry, error=f"{self.name}: connection: {exc}")
+            else:
+                if response.status_code < 500 or not delays:
+                    return response
+                log.info("%s answered %s; trying again", self.name, response.status_code)
+            time.sleep(delays.pop(0))
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        results: list[SendResult | None] = [None] * len(messages)
+        ready: list[tuple[int, Item]] = []
+        for index, message in enumerate(messages):
+            try:
+                ready.append((index, Item(message, self.prepare(message))))
+            except Exception as exc:  # a message we cannot read fails alone, never the batch
+                results[index] = SendResult(Outcome.failed, error=f"{self.name}: unusable message: {exc}")
+        deadline = time.monotonic() + self.time_budget
+        stop: SendResult | None = None
+        for start in range(0, len(ready), self.batch_limit):
+            chunk = ready[start:start + self.batch_limit]
+            if stop is None and time.monotonic() > deadline:
+                stop = SendResult(Outcome.retry, error=f"{self.name}: not tried: the call ran out of time")
+            if stop is not None:
+                chunk_results = [stop] * len(chunk)
+            else:
+                chunk_results = self.send_chunk([item for _, item in chunk])
+                if len(chunk_results) != len(chunk):  # a provider bug: never hand back a short list
+                    raise RuntimeError(f"{self.name}: {len(chunk_results)} results for {len(chunk)} messages")
+                if all(r.outcome == Outcome.retry for r in chunk_results):
+                    first = chunk_results[0]
+                    stop = SendResult(Outcome.retry, error=f"{self.name}: not tried after: {first.error}",
+                                      retry_after=first.retry_after)
+            for (index, _), result in zip(chunk, chunk_results):
+                results[index] = result
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.close()
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON (the same bytes on an in-call retry, so idempotency keys hold)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
