@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
-from newsletter.db import session_scope
+from newsletter.db import session_scope, utcnow
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.outbox import PENDING
 from newsletter.issues.models import Issue, IssueItem
@@ -22,9 +23,14 @@ class IssueRow:
     sent: int
     pending: int
     failed: int
+    scheduled_at: datetime | None = None
 
 
-def list_issues(engine: Engine) -> list[IssueRow]:
+def list_issues(engine: Engine, now: datetime | None = None, grace: timedelta = timedelta(hours=1)) -> list[IssueRow]:
+    """`state` says "scheduled (missed)" for an issue whose time passed beyond the grace period."""
+    from newsletter.issues.editing import missed
+
+    now = now or utcnow()
     with session_scope(engine) as session:
         issues = session.execute(select(Issue).order_by(Issue.week.desc(), Issue.id.desc())).scalars().all()
         items = dict(session.execute(
@@ -37,10 +43,12 @@ def list_issues(engine: Engine) -> list[IssueRow]:
     rows = []
     for issue in issues:
         counts = deliveries.get(issue.id, {})
+        state = f"{issue.state} (missed)" if missed(issue, now, grace) else issue.state
         rows.append(IssueRow(
-            issue.id, issue.week, issue.subject, issue.state, items.get(issue.id, 0),
+            issue.id, issue.week, issue.subject, state, items.get(issue.id, 0),
             counts.get(DeliveryState.sent.value, 0),
             sum(counts.get(state, 0) for state in PENDING),
             counts.get(DeliveryState.failed.value, 0),
+            issue.scheduled_at,
         ))
     return rows

@@ -1,0 +1,128 @@
+"""The weekly rhythm on APScheduler 3.x: draft on the draft day, dispatch what is due.
+
+APScheduler only ticks; the database decides. Dispatch moves an issue from
+`scheduled` to `sending` with one conditional UPDATE (newsletter.delivery.sender.start_send),
+so two schedulers, a restart or a clock jump can never send an issue twice.
+Jobs live in memory: APScheduler's job stores are not safe to share between processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine, select
+
+from newsletter.config import DAYS, Settings
+from newsletter.db import session_scope, utcnow
+from newsletter.delivery.sender import start_send
+from newsletter.errors import UserError
+from newsletter.issues.drafting import draft_issue
+from newsletter.issues.editing import schedule as schedule_issue
+from newsletter.issues.models import Issue, IssueState
+from newsletter.weeks import parse_week, week_of
+
+log = logging.getLogger(__name__)
+
+
+def zone_of(settings: Settings) -> ZoneInfo:
+    return ZoneInfo(settings.schedule.timezone or settings.site.timezone)
+
+
+def _hm(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def send_time_for(settings: Settings, week: str) -> datetime:
+    """The configured send day and time of an ISO week, in the schedule's zone, as UTC."""
+    year, number = parse_week(week)
+    day = date.fromisocalendar(year, number, DAYS.index(settings.schedule.send_day) + 1)
+    return datetime.combine(day, _hm(settings.schedule.send_time), tzinfo=zone_of(settings)).astimezone(UTC)
+
+
+def weekly_draft(engine: Engine, settings: Settings, now: datetime | None = None) -> Issue | None:
+    """Draft this week's issue; with auto_send, schedule it for the send time if that is ahead."""
+    now = now or utcnow()
+    week = week_of(now, zone_of(settings))
+    try:
+        result = draft_issue(engine, settings, week)
+    except UserError as exc:
+        log.warning("weekly draft for %s: %s", week, exc)
+        return None
+    issue = result.issue
+    log.info("weekly draft: issue %s for %s (%s)", issue.id, week, "new" if result.created else "existing")
+    if settings.schedule.auto_send and issue.state == IssueState.draft.value:
+        when = send_time_for(settings, week)
+        if when > now:
+            issue = schedule_issue(engine, issue.id, when, now)
+            log.info("issue %s scheduled for %s", issue.id, when.astimezone(zone_of(settings)).isoformat())
+        else:
+            log.warning("issue %s: this week's send time %s has passed; an editor must schedule it", issue.id, when)
+    return issue
+
+
+def dispatch_due(engine: Engine, settings: Settings, now: datetime | None = None) -> list[int]:
+    """Start every scheduled issue whose time has come (within the grace period)."""
+    now = now or utcnow()
+    grace = timedelta(minutes=settings.schedule.grace_minutes)
+    with session_scope(engine) as session:
+        due = session.execute(
+            select(Issue.id, Issue.scheduled_at)
+            .where(Issue.state == IssueState.scheduled.value, Issue.scheduled_at <= now)
+            .order_by(Issue.scheduled_at)
+        ).all()
+    started = []
+    for issue_id, scheduled_at in due:
+        if scheduled_at < now - grace:
+            log.warning("issue %s was due at %s, more than the grace period ago: it waits for an editor",
+                        issue_id, scheduled_at.isoformat())
+            continue
+        result = start_send(engine, issue_id, now)
+        if result.started:  # another scheduler may have won the conditional UPDATE
+            log.info("issue %s: sending to %s subscribers", issue_id, result.enqueued)
+            started.append(issue_id)
+    return started
+
+
+def build_scheduler(engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow) -> BackgroundScheduler:
+    cfg = settings.schedule
+    zone = zone_of(settings)
+    scheduler = BackgroundScheduler(timezone=zone)
+    draft_at = _hm(cfg.draft_time)
+    scheduler.add_job(
+        lambda: weekly_draft(engine, settings, clock()), id="weekly-draft",
+        trigger=CronTrigger(day_of_week=cfg.draft_day, hour=draft_at.hour, minute=draft_at.minute, timezone=zone),
+        coalesce=True, max_instances=1, misfire_grace_time=int(cfg.grace_minutes * 60) or 1,
+    )
+    scheduler.add_job(
+        lambda: _safe(dispatch_due, engine, settings, clock()), id="dispatch",
+        trigger=IntervalTrigger(seconds=cfg.tick_seconds, timezone=zone),
+        next_run_time=datetime.now(zone),  # on start: catch up on anything missed within grace
+        coalesce=True, max_instances=1,
+    )
+    return scheduler
+
+
+def _safe(job, *args):
+    try:
+        return job(*args)
+    except Exception:  # a database hiccup must not kill the scheduler thread
+        log.exception("scheduler job %s failed; it runs again at the next tick", job.__name__)
+        return None
+
+
+def run_scheduler(engine: Engine, settings: Settings, stop: threading.Event) -> None:
+    scheduler = build_scheduler(engine, settings)
+    scheduler.start()
+    log.info("scheduler started (%s)", zone_of(settings))
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)
