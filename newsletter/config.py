@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator,
+                      model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from newsletter import PROJECT_ROOT
@@ -77,6 +78,32 @@ class SmtpSettings(Section):
     password: SecretStr = SecretStr("")
     security: Literal["none", "starttls", "tls"] = "none"
     timeout: float = Field(30.0, gt=0)
+    pool_size: int = Field(4, ge=1, le=64)  # connections one worker sends a batch over, in threads
+    max_messages_per_connection: int = Field(100, ge=1)  # then QUIT and reconnect
+
+
+class DkimSettings(Section):
+    enabled: bool = False
+    selector: str = ""
+    domain: str = ""  # empty: the domain of mail.from_address
+    private_key_file: Path = Path("")
+    algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+
+    @field_validator("selector", "domain")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        reject_control_chars(value, "value")
+        if value and not all(part and part.replace("-", "").replace("_", "").isalnum() and part.isascii()
+                             for part in value.split(".")):
+            raise ValueError(f"{value!r} is not a DNS name")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _complete(self) -> "DkimSettings":
+        if self.enabled and (not self.selector or not str(self.private_key_file) or
+                             str(self.private_key_file) == "."):
+            raise ValueError("enabled = true needs selector and private_key_file")
+        return self
 
 
 class HttpProviderSettings(Section):
@@ -146,6 +173,7 @@ class MailSettings(Section):
     mailgun: MailgunSettings = MailgunSettings()
     resend: ResendSettings = ResendSettings()
     ses: SesSettings = SesSettings()
+    dkim: DkimSettings = DkimSettings()
 
     @field_validator("from_address", "reply_to")
     @classmethod
@@ -163,6 +191,67 @@ class DeliverySettings(Section):
     max_attempts: int = Field(5, ge=1, le=50)
     retry_base_seconds: float = Field(60.0, ge=0)
     retry_max_seconds: float = Field(6 * 3600.0, ge=0)
+    rate_per_second: int = Field(0, ge=0)  # per transport, all workers together; 0 = unlimited
+    rate_per_hour: int = Field(0, ge=0)
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ScheduleSettings(Section):
+    draft_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    draft_time: str = "09:00"
+    send_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "thu"
+    send_time: str = "08:00"
+    timezone: str = ""  # empty: the site's time zone
+    auto_send: bool = False
+    grace_minutes: float = Field(60.0, ge=0)
+    tick_seconds: float = Field(30.0, gt=0)
+    confirm_over: int = Field(1000, ge=0)  # `issue send --now` asks above this many recipients
+    notify: list[str] = []  # editors' addresses for finished/failed notices
+
+    @field_validator("draft_time", "send_time")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("use HH:MM, 24-hour")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}")
+        return value
+
+    @field_validator("notify")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            reject_control_chars(address, "notify")
+            if "@" not in address:
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+
+class WebSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    confirm_ttl_hours: float = Field(48.0, gt=0)
+    check_deliverability: bool = False  # DNS lookups of the address's domain at signup
+    trust_forwarded_for: bool = False  # behind a reverse proxy: take the client IP from X-Forwarded-For
+    form_min_seconds: float = Field(2.0, ge=0)
+    form_max_seconds: float = Field(7200.0, gt=0)
+    signups_per_ip_per_hour: int = Field(10, ge=1)
+    signups_per_network_per_hour: int = Field(30, ge=1)
+    signups_per_address_per_hour: int = Field(3, ge=1)
+    confirmations_per_address_per_day: int = Field(4, ge=1)
+    confirmation_interval_minutes: float = Field(10.0, ge=0)
 
 
 class SecuritySettings(Section):
@@ -183,6 +272,8 @@ class Settings(BaseSettings):
     mail: MailSettings = MailSettings()
     issue: IssueSettings = IssueSettings()
     delivery: DeliverySettings = DeliverySettings()
+    web: WebSettings = WebSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     security: SecuritySettings = SecuritySettings()
     _source: Path | None = PrivateAttr(default=None)
 
@@ -231,6 +322,9 @@ def _resolve_paths(settings: Settings, base: Path) -> None:
     mail_dir = settings.mail.file.dir
     if not mail_dir.is_absolute():
         settings.mail.file.dir = base / mail_dir
+    dkim_key = settings.mail.dkim.private_key_file
+    if str(dkim_key) not in ("", ".") and not dkim_key.is_absolute():
+        settings.mail.dkim.private_key_file = base / dkim_key
     key_file = settings.security.secret_key_file
     if not key_file.is_absolute():
         settings.security.secret_key_file = base / key_file

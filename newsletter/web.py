@@ -89,6 +89,9 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
                      on_queued=(sender.wake.set if sender else (lambda: None)))
     app.state.web = ctx
     app.include_router(make_router(ctx))
+    from newsletter.votes import make_router as vote_router
+
+    app.include_router(vote_router(settings, engine, secret))
     site = settings.site
 
     def page(template: str, status: int = 200, **values) -> HTMLResponse:

@@ -1,0 +1,67 @@
+"""Telling the editors when an issue has gone out: a log line, and a short mail if configured.
+
+Called by whichever worker's conditional UPDATE moved the issue to `sent`, so
+the notice goes out once however many workers there are.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from email.utils import format_datetime
+
+from sqlalchemy import Engine
+
+from newsletter.config import Settings
+from newsletter.db import session_scope, utcnow
+from newsletter.delivery.transports import make_transport
+from newsletter.delivery.transports.base import OutgoingMessage
+from newsletter.issues.models import Issue
+from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line
+
+log = logging.getLogger("newsletter.notices")
+
+
+def notice_text(issue: Issue, counts: dict[str, int]) -> tuple[str, str]:
+    failed = counts.get("failed", 0)
+    verdict = "finished with failures" if failed else "finished"
+    subject = f"Issue {issue.id} ({issue.week}) {verdict}: {counts.get('sent', 0)} sent"
+    lines = [f"Issue {issue.id} ({issue.week}) \"{issue.subject}\" has {verdict}.", ""]
+    for state in ("sent", "failed", "skipped", "retry", "queued", "sending"):
+        if counts.get(state):
+            lines.append(f"  {state:8} {counts[state]}")
+    return subject, "\r\n".join(lines) + "\r\n"
+
+
+def notify_finished(engine: Engine, settings: Settings, issue_id: int, counts: dict[str, int]) -> int:
+    """Log the outcome; mail `[schedule] notify` addresses. Returns how many notices were accepted."""
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue_id)
+    subject, body = notice_text(issue, counts)
+    (log.warning if counts.get("failed") else log.info)(subject)
+    if not settings.schedule.notify:
+        return 0
+    now = utcnow()
+    domain = domain_of(settings.mail.from_address)
+    messages = []
+    for address in settings.schedule.notify:
+        reference = f"notice-i{issue_id}-{secrets.token_hex(4)}"
+        headers = [
+            header_line("From", encode_address(settings.mail.from_address, "mail.from_address")),
+            header_line("To", encode_address(address, "schedule.notify")),
+            header_line("Subject", encode_text("Subject", subject)),
+            header_line("Date", format_datetime(now)),
+            header_line("Message-ID", f"<{reference}@{domain}>"),
+            header_line("Auto-Submitted", "auto-generated"),
+            "MIME-Version: 1.0",
+            'Content-Type: text/plain; charset="utf-8"',
+            "Content-Transfer-Encoding: 8bit",
+        ]
+        data = ("\r\n".join(headers) + "\r\n\r\n" + body).encode("utf-8")
+        messages.append(OutgoingMessage(address_of(settings.mail.from_address), address_of(address), data, reference))
+    transport = make_transport(settings)
+    try:
+        results = transport.send(messages)
+    finally:
+        transport.close()
+    return sum(1 for result in results if result.outcome.value == "sent")
