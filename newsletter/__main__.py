@@ -1,3 +1,5 @@
 from newsletter.cli import main
 
-main()
+# Guarded: `worker --processes N` starts spawn-context children, which import this module again.
+if __name__ == "__main__":
+    main()

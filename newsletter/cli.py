@@ -151,18 +151,42 @@ def issue_send(
 
 
 def _deliver_and_report(issue_id: int) -> None:
-    from newsletter.delivery.sender import deliver
-    from newsletter.delivery.transports import make_transport
-    from newsletter.secret_key import load_secret_key
+    from newsletter.delivery.worker import deliver_in_foreground
 
-    settings = state.settings
-    transport = make_transport(settings)
-    try:
-        report = deliver(state.engine(), settings, transport, load_secret_key(settings), issue_id)
-    finally:
-        transport.close()
+    report = deliver_in_foreground(state.engine(), state.settings, issue_id, console)
     console.print(f"issue {issue_id}: {report.sent} sent, {report.retry} to retry, {report.failed} failed, "
                   f"{report.skipped} skipped{' - finished' if report.finished else ''}")
+    if report.stopped:
+        console.print("stopped: the rest stays queued for `newsletter worker`")
+    elif not report.finished and report.counts.get("retry"):
+        console.print(f"{report.counts['retry']} to retry later: `newsletter worker` sends them when due")
+
+
+@issue_app.command("pause")
+def issue_pause(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
+    """Pause a sending issue: workers stop at their next batch; deliveries stay queued."""
+    from newsletter.delivery.control import pause_issue
+
+    pause_issue(state.engine(), issue_id)
+    console.print(f"issue {issue_id}: paused (resume with `newsletter issue resume {issue_id}`)")
+
+
+@issue_app.command("resume")
+def issue_resume(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
+    """Resume a paused issue: running workers pick its queue up again."""
+    from newsletter.delivery.control import resume_issue
+
+    resume_issue(state.engine(), issue_id)
+    console.print(f"issue {issue_id}: sending again")
+
+
+@issue_app.command("cancel")
+def issue_cancel(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
+    """Cancel an issue: nobody else gets it; its queued and retry deliveries become skipped."""
+    from newsletter.delivery.control import cancel_issue
+
+    result = cancel_issue(state.engine(), issue_id)
+    console.print(f"issue {issue_id}: cancelled, {result.skipped} deliveries skipped")
 
 
 @issue_app.command("status")
@@ -196,11 +220,17 @@ def issue_preview(
 
 
 @app.command("worker")
-def worker(until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is due.")] = False) -> None:
-    """Deliver every issue that is sending (one process; see docs/operations.md)."""
-    from newsletter.delivery.worker import run_worker
+def worker(
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is due.")] = False,
+    processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes (PostgreSQL; SQLite always runs 1).")] = 1,
+) -> None:
+    """Deliver every issue that is sending; SIGTERM/SIGINT finish the batch, then exit (docs/operations.md)."""
+    from newsletter.delivery.worker import run_workers
 
-    run_worker(state.engine(), state.settings, until_idle=until_idle, echo=console.print)
+    state.engine()  # refuses to start on a database that is not migrated
+    result = run_workers(state.settings, processes, until_idle=until_idle, echo=console.print)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 # --- subscribers --------------------------------------------------------------------------------

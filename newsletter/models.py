@@ -1,11 +1,11 @@
 """Imports every table so SQLModel.metadata is complete (for Alembic and tests)."""
 
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
-from newsletter.delivery.models import Delivery
+from newsletter.delivery.models import Delivery, SendWindow
 from newsletter.issues.models import Issue, IssueItem
 from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
 
 __all__ = [
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "Issue", "IssueItem",
-    "Review", "Subscriber", "SubscriberTopic", "Suppression", "Tool", "Vote",
+    "Review", "SendWindow", "Subscriber", "SubscriberTopic", "Suppression", "Tool", "Vote",
 ]

@@ -24,7 +24,7 @@ def message(to: str, n: int) -> OutgoingMessage:
 
 def test_messages_arrive_byte_for_byte_over_one_connection(smtp_server):
     controller, handler = smtp_server
-    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=1))
     outgoing = [message(f"reader{n}@example.com", n) for n in range(5)]
     results = transport.send(outgoing)
     transport.close()

@@ -1,7 +1,11 @@
 """The outbox: one row per issue and subscriber, unique, so a subscriber is mailed once.
 
 States: queued -> sending -> sent; sending -> retry -> (sending again) -> failed;
-queued/sending -> skipped (unsubscribed or suppressed since enqueue).
+queued/retry -> skipped (unsubscribed or suppressed since enqueue, or the issue was cancelled);
+sending -> queued (released by a worker that stops before handing the rows to the transport).
+
+`send_window` holds the shared rate-limit counters: one row per transport, window length and
+window start, incremented atomically by every worker on every host (newsletter/delivery/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import utcnow
@@ -39,8 +43,21 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     lease_until: datetime | None = None
     next_attempt_at: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=100)  # the worker holding (or that sent) it
     message_id: str | None = Field(default=None, max_length=250)
     provider_message_id: str | None = Field(default=None, max_length=250)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class SendWindow(SQLModel, table=True):
+    """Messages granted to a transport in one fixed time window (ratelimit.py)."""
+
+    __tablename__ = "send_window"
+
+    transport: str = Field(primary_key=True, max_length=40)
+    window_seconds: int = Field(primary_key=True)  # 1 or 3600
+    window_start: int = Field(sa_column=Column(BigInteger, primary_key=True))  # unix seconds
+    used: int = 0
+    granted: int = 0  # what the last acquire got (the statement returns it)

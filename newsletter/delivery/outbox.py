@@ -2,7 +2,8 @@
 
 Every state change is one conditional UPDATE, so concurrent workers and
 restarts can never move a delivery twice (a row already `sent` never matches
-a statement that expects `sending`).
+a statement that expects `sending`). A claim records the worker (`claimed_by`)
+so that a worker stopping early can release exactly the rows it holds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlmodel import Session
 
 from newsletter.content.models import Comparison
 from newsletter.delivery.models import Delivery, DeliveryState
-from newsletter.issues.models import IssueItem
+from newsletter.issues.models import Issue, IssueItem, IssueState
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
 
 PENDING = (DeliveryState.queued.value, DeliveryState.sending.value, DeliveryState.retry.value)
@@ -78,12 +79,21 @@ def skip_ineligible(session: Session, issue_id: int, now: datetime) -> int:
     return session.execute(statement).rowcount or 0
 
 
-def claim(session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta) -> list[int]:
+def claim(
+    session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker_id: str | None = None
+) -> list[int]:
     """Take up to `limit` deliveries that are due: queued, due retries, or sending with an expired
-    lease (its worker died). On PostgreSQL concurrent claimers skip each other's rows."""
+    lease (its worker died), and only while the issue is `sending` (a pause or a cancel stops every
+    worker at its next claim). One statement: UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+    LOCKED) RETURNING id, so on PostgreSQL concurrent claimers skip each other's rows and the
+    issue's state is read in the same statement that takes the rows."""
+    if limit <= 0:
+        return []
+    issue_sending = exists().where(Issue.id == issue_id, Issue.state == IssueState.sending.value)
     due = (
         select(Delivery.id)
         .where(Delivery.issue_id == issue_id)
+        .where(issue_sending)
         .where(
             or_(
                 Delivery.state == DeliveryState.queued.value,
@@ -93,17 +103,50 @@ def claim(session: Session, issue_id: int, now: datetime, limit: int, lease: tim
         )
         .order_by(Delivery.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Delivery)
     )
-    ids = [row[0] for row in session.execute(due).all()]
-    if not ids:
-        return []
-    session.execute(
+    statement = (
         update(Delivery)
-        .where(Delivery.id.in_(ids))
-        .values(state=DeliveryState.sending.value, lease_until=now + lease, attempts=Delivery.attempts + 1)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .values(state=DeliveryState.sending.value, lease_until=now + lease, attempts=Delivery.attempts + 1,
+                claimed_by=worker_id)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
     )
-    return ids
+    return sorted(session.execute(statement).scalars().all())
+
+
+def release(session: Session, worker_id: str, ids: list[int] | None = None) -> int:
+    """Give rows this worker still holds (`sending`, claimed by it) back to the queue, e.g. when it
+    stops before handing them to the transport. Rows it already recorded never match."""
+    statement = (
+        update(Delivery)
+        .where(Delivery.state == DeliveryState.sending.value, Delivery.claimed_by == worker_id)
+        .values(state=DeliveryState.queued.value, lease_until=None, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    if ids is not None:
+        if not ids:
+            return 0
+        statement = statement.where(Delivery.id.in_(ids))
+    return session.execute(statement).rowcount or 0
+
+
+CANCELLED_REASON = "issue cancelled before this delivery was sent"
+
+
+def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REASON) -> int:
+    """Queued and retry deliveries of a cancelled issue become `skipped`, in one UPDATE (a no-op
+    unless the issue is cancelled, so a worker can run it after every batch)."""
+    cancelled = exists().where(Issue.id == issue_id, Issue.state == IssueState.cancelled.value)
+    statement = (
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, cancelled)
+        .where(Delivery.state.in_((DeliveryState.queued.value, DeliveryState.retry.value)))
+        .values(state=DeliveryState.skipped.value, next_attempt_at=None, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount or 0
 
 
 def mark_sent(session: Session, delivery_id: int, now: datetime, message_id: str, provider_id: str | None) -> None:

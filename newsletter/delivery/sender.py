@@ -5,13 +5,20 @@ the same transaction, so a send is either fully enqueued or not at all.
 Deliver: claim a batch, build each message from the once-compiled issue, hand
 the batch to the transport, record every result, commit; repeat. A delivery is
 marked sent as soon as the transport accepted it, so after a crash only the
-in-flight batch can be sent again (when its lease expires).
+in-flight batch can be sent again (when its lease expires). Before each claim
+the worker takes permits from the shared rate limiter (ratelimit.py), and it
+claims no more rows than it got permits for.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import secrets
+import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,10 +30,12 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.models import Delivery, DeliveryState
+from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.transports.base import Outcome, Transport
 from newsletter.errors import UserError
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.models import Issue, IssueState
+from newsletter.mail.dkim import signer_for
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from subscribers.models import Subscriber
@@ -71,7 +80,9 @@ class DeliverReport:
     retry: int = 0
     failed: int = 0
     skipped: int = 0
+    batches: int = 0
     finished: bool = False
+    stopped: bool = False  # a stop was asked for (SIGTERM/SIGINT) before the queue ran dry
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -84,6 +95,19 @@ def _finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     ).rowcount)
 
 
+def worker_id() -> str:
+    """Names this process in `delivery.claimed_by`: host, pid and a nonce (pids get reused)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def retry_delay(result, attempts: int, cfg) -> float:
+    """The provider's Retry-After when it gave one, else exponential backoff with jitter."""
+    retry_after = getattr(result, "retry_after", None)
+    if retry_after is not None:
+        return max(float(retry_after), 0.0)
+    return backoff(attempts, cfg.retry_base_seconds, cfg.retry_max_seconds)
+
+
 def deliver(
     engine: Engine,
     settings: Settings,
@@ -92,10 +116,20 @@ def deliver(
     issue_id: int,
     clock: Callable[[], datetime] = utcnow,
     progress: Callable[[DeliverReport], None] | None = None,
+    *,
+    worker: str | None = None,
+    stop: threading.Event | None = None,
+    limiter: RateLimiter | None = None,
 ) -> DeliverReport:
-    """Send every due delivery of a sending issue; returns when none is due any more."""
+    """Send every due delivery of a sending issue; returns when none is due any more, when the
+    issue stops being `sending` (paused, cancelled), or when `stop` is set (after the batch in
+    hand is recorded). Each loop: permits from the shared rate limiter, one claim of at most that
+    many rows, build and send the batch, record every result in one transaction."""
     report = DeliverReport(issue_id)
     cfg = settings.delivery
+    worker = worker or worker_id()
+    limiter = limiter if limiter is not None else RateLimiter.from_settings(engine, settings, transport.name)
+    signer = signer_for(settings)  # the DKIM key is read once per process, not per message
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
         if issue is None or issue.state != IssueState.sending.value:
@@ -104,25 +138,43 @@ def deliver(
             return report
         template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
     while True:
+        if stop is not None and stop.is_set():
+            report.stopped = True
+            break
+        grant = limiter.acquire(cfg.batch_size)
+        if grant.count == 0:  # the window is used up by all workers together: wait for the next
+            if stop is not None:
+                stop.wait(grant.wait_seconds)
+            else:
+                time.sleep(grant.wait_seconds)
+            continue
         now = clock()
         with session_scope(engine) as session:
             report.skipped += outbox.skip_ineligible(session, issue_id, now)
-            ids = outbox.claim(session, issue_id, now, cfg.batch_size, timedelta(seconds=cfg.lease_seconds))
+            ids = outbox.claim(session, issue_id, now, grant.count, timedelta(seconds=cfg.lease_seconds), worker)
             rows = session.execute(
                 select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name)
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
                 .where(Delivery.id.in_(ids))
                 .order_by(Delivery.id)
             ).all() if ids else []
+        limiter.refund(grant, grant.count - len(rows))
         if not rows:
             break
-        messages, meta = [], []
-        for delivery_id, attempts, subscriber_id, email, name in rows:
-            recipient = Recipient(email, name, subscriber_id, f"i{issue_id}-d{delivery_id}")
-            message, msg_id = issue_message(settings, secret, template, recipient, now)
-            messages.append(message)
-            meta.append((delivery_id, attempts, msg_id, email))
-        results = transport.send(messages)
+        try:
+            messages, meta = [], []
+            for delivery_id, attempts, subscriber_id, email, name in rows:
+                recipient = Recipient(email, name, subscriber_id, f"i{issue_id}-d{delivery_id}")
+                message, msg_id = issue_message(settings, secret, template, recipient, now, signer=signer)
+                messages.append(message)
+                meta.append((delivery_id, attempts, msg_id, email))
+            results = transport.send(messages)
+        except BaseException:
+            # Nothing was recorded for this batch: give its rows back instead of waiting for the
+            # lease (a transport may have sent some of them; they carry the same Message-ID).
+            with session_scope(engine) as session:
+                outbox.release(session, worker, [row[0] for row in rows])
+            raise
         done = clock()
         with session_scope(engine) as session:
             for (delivery_id, attempts, msg_id, email), result in zip(meta, results):
@@ -130,14 +182,16 @@ def deliver(
                     outbox.mark_sent(session, delivery_id, done, msg_id, result.provider_id)
                     report.sent += 1
                 elif result.outcome == Outcome.retry and attempts < cfg.max_attempts:
-                    delay = backoff(attempts, cfg.retry_base_seconds, cfg.retry_max_seconds)
+                    delay = retry_delay(result, attempts, cfg)
                     outbox.mark_retry(session, delivery_id, done + timedelta(seconds=delay), result.error or "")
                     report.retry += 1
                 else:
                     outbox.mark_failed(session, delivery_id, result.error or "failed")
                     report.failed += 1
                     if result.hard_bounce:
-                        suppress(session, email, "hard_bounce", "smtp", result.error or "")
+                        suppress(session, email, "hard_bounce", transport.name, result.error or "")
+            report.skipped += outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
+        report.batches += 1
         if progress:
             progress(report)
     with session_scope(engine) as session:

@@ -1,22 +1,41 @@
-"""`newsletter worker`: deliver every issue that is sending, until idle or forever.
+"""`newsletter worker`: deliver every issue that is sending, in one or more OS processes.
 
-This is the single-process worker for SQLite and small deployments; it claims
-batches through the same outbox statements a multi-process worker uses.
+Each process is a complete worker with its own engine, transport (SMTP pool) and worker id; they
+coordinate only through the database: `outbox.claim` (FOR UPDATE SKIP LOCKED and a lease on
+PostgreSQL) and the shared rate limiter. So `--processes N` on one host and workers on several
+hosts are the same thing. SQLite allows one writer: there the worker always runs one process.
+
+Stopping: SIGTERM or SIGINT sets a stop flag; the worker finishes and records the batch in hand,
+gives back (`outbox.release`) any row it still holds, QUITs its SMTP sessions and exits 0. A second
+signal stops at once (rows still held are released on the way out). With `--processes N` the parent
+forwards SIGTERM/SIGINT to its children and waits for them.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
 
 from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.delivery.sender import deliver
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery import outbox
+from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.sender import DeliverReport, deliver, worker_id
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
+
+log = logging.getLogger(__name__)
 
 
 def sending_issues(engine: Engine) -> list[int]:
@@ -26,25 +45,177 @@ def sending_issues(engine: Engine) -> list[int]:
         ).scalars())
 
 
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT: finish the batch, then stop; a second signal: stop now."""
+
+    def handler(signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt(f"signal {signum} again: stopping now")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _summary(report: DeliverReport) -> str:
+    return (f"issue {report.issue_id}: {report.sent} sent, {report.retry} to retry, {report.failed} failed, "
+            f"{report.skipped} skipped{' - finished' if report.finished else ''}")
+
+
 def run_worker(
     engine: Engine, settings: Settings, until_idle: bool = False, poll_seconds: float = 5.0,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = print, stop: threading.Event | None = None, worker: str | None = None,
 ) -> None:
+    """The loop of one worker process: every sending issue, batch by batch, until idle or stopped."""
+    stop = stop or threading.Event()
+    worker = worker or worker_id()
     secret = load_secret_key(settings)
     transport = make_transport(settings)
+    limiter = RateLimiter.from_settings(engine, settings, transport.name)
     try:
-        while True:
+        while not stop.is_set():
             worked = False
             for issue_id in sending_issues(engine):
-                report = deliver(engine, settings, transport, secret, issue_id)
+                if stop.is_set():
+                    break
+                report = deliver(engine, settings, transport, secret, issue_id, worker=worker, stop=stop,
+                                 limiter=limiter)
                 if report.sent or report.failed or report.retry or report.skipped:
                     worked = True
-                    echo(f"issue {issue_id}: {report.sent} sent, {report.retry} to retry, "
-                         f"{report.failed} failed, {report.skipped} skipped"
-                         f"{' - finished' if report.finished else ''}")
+                    echo(_summary(report))
             if until_idle and not worked:
                 return
             if not worked:
-                time.sleep(poll_seconds)
+                stop.wait(poll_seconds)
     finally:
-        transport.close()
+        try:
+            with session_scope(engine) as session:
+                released = outbox.release(session, worker)
+            if released:
+                echo(f"released {released} deliveries back to the queue")
+        finally:
+            transport.close()
+
+
+# --- several processes ----------------------------------------------------------------------------
+
+def is_sqlite(settings: Settings) -> bool:
+    return make_url(settings.database.url).get_backend_name() == "sqlite"
+
+
+def _child(settings: Settings, until_idle: bool, poll_seconds: float, number: int) -> None:
+    """Entry point of a worker process (forked from the clean forkserver; its own engine)."""
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s [worker {number}] %(name)s: %(message)s")
+
+    def echo(line: str) -> None:
+        print(f"[worker {number}] {line}", flush=True)
+
+    engine = get_engine(settings.database.url)
+    try:
+        run_worker(engine, settings, until_idle=until_idle, poll_seconds=poll_seconds, echo=echo, stop=stop)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class PoolResult:
+    processes: int
+    exit_codes: list[int]
+
+    @property
+    def ok(self) -> bool:
+        return all(code == 0 for code in self.exit_codes)
+
+
+def run_workers(
+    settings: Settings, processes: int, until_idle: bool = False, poll_seconds: float = 5.0,
+    echo: Callable[[str], None] = print,
+) -> PoolResult:
+    """Run `processes` worker processes and wait for them; forwards SIGTERM/SIGINT to them."""
+    if processes > 1 and is_sqlite(settings):
+        echo(f"SQLite allows one writer: running 1 worker process instead of {processes} "
+             "(use PostgreSQL for more)")
+        processes = 1
+    if processes <= 1:
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        try:
+            run_worker(get_engine(settings.database.url), settings, until_idle, poll_seconds, echo, stop)
+        except KeyboardInterrupt:
+            return PoolResult(1, [130])
+        return PoolResult(1, [0])
+    # forkserver: one clean server process imports the code once and forks every worker from it
+    # (no engine, thread or connection of this process is inherited, unlike plain fork).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["newsletter.cli", "newsletter.delivery.worker", "newsletter.models", "psycopg",
+                                    f"newsletter.delivery.transports.{settings.mail.transport}"])
+    children = [context.Process(target=_child, args=(settings, until_idle, poll_seconds, n + 1),
+                                name=f"newsletter-worker-{n + 1}") for n in range(processes)]
+
+    def forward(signum, _frame):
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                try:
+                    os.kill(child.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for child in children:
+            child.start()
+        echo(f"{processes} worker processes started (pids {', '.join(str(c.pid) for c in children)})")
+        while any(child.is_alive() for child in children):
+            for child in children:
+                child.join(timeout=0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return PoolResult(processes, [child.exitcode if child.exitcode is not None else 1 for child in children])
+
+
+# --- `issue send --wait`: deliver in the foreground with a progress bar ----------------------------
+
+def deliver_in_foreground(engine: Engine, settings: Settings, issue_id: int, console) -> DeliverReport:
+    """Deliver one issue in this process with a rich progress bar (sent, failed, rate, ETA).
+    SIGINT/SIGTERM stop after the batch in hand, like the worker."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    with session_scope(engine) as session:
+        total = outbox.pending(session, issue_id)
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    install_stop_handlers(stop)
+    transport = make_transport(settings)
+    started = time.monotonic()
+    columns = (
+        TextColumn("[bold]issue {task.fields[issue]}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[sent]} sent"), TextColumn("{task.fields[failed]} failed"),
+        TextColumn("{task.fields[rate]:.1f}/s"), TextColumn("ETA"), TimeRemainingColumn(),
+    )
+    worker = worker_id()
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("send", total=total, issue=issue_id, sent=0, failed=0, rate=0.0)
+
+            def update(report: DeliverReport) -> None:
+                elapsed = max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=report.sent + report.failed + report.skipped + report.retry,
+                           sent=report.sent, failed=report.failed, rate=report.sent / elapsed)
+
+            report = deliver(engine, settings, transport, load_secret_key(settings), issue_id,
+                             progress=update, worker=worker, stop=stop)
+            update(report)
+    finally:
+        try:
+            with session_scope(engine) as session:
+                outbox.release(session, worker)
+        finally:
+            transport.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return report

@@ -16,6 +16,7 @@ from email.utils import format_datetime
 from newsletter.config import Settings
 from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.issues.render import CompiledEmail
+from newsletter.mail.dkim import DkimSigner, signer_for
 from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line
 from newsletter.mail.mime import MessageTemplate, message_template
 from subscribers.tokens import Purpose, make_token
@@ -66,10 +67,15 @@ def recipient_links(settings: Settings, secret: str, subscriber_id: int) -> dict
     }
 
 
+_UNSET = object()
+
+
 def issue_message(
-    settings: Settings, secret: str, template: MessageTemplate, recipient: Recipient, now: datetime
+    settings: Settings, secret: str, template: MessageTemplate, recipient: Recipient, now: datetime,
+    signer: DkimSigner | None | object = _UNSET,
 ) -> tuple[OutgoingMessage, str]:
-    """The message for one subscriber, and its Message-ID."""
+    """The message for one subscriber, and its Message-ID. With `[mail.dkim] enabled` it is signed
+    (DKIM-Signature first) by `signer`, by default the process's cached signer (key read once)."""
     links = recipient_links(settings, secret, recipient.subscriber_id)
     domain = domain_of(settings.mail.from_address)
     msg_id = message_id(secret, recipient.reference, domain)
@@ -83,5 +89,9 @@ def issue_message(
         header_line(DELIVERY_HEADER, recipient.reference),
     ]
     data = template.render(personal, {"email": recipient.email, **links})
+    if signer is _UNSET:
+        signer = signer_for(settings)
+    if signer is not None:
+        data = signer.sign(data)
     envelope_from = address_of(settings.mail.from_address)
     return OutgoingMessage(envelope_from, recipient.email, data, recipient.reference), msg_id

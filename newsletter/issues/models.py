@@ -15,6 +15,7 @@ class IssueState(StrEnum):
     draft = "draft"
     scheduled = "scheduled"
     sending = "sending"
+    paused = "paused"  # deliveries stay queued; workers claim only from issues that are sending
     sent = "sent"
     cancelled = "cancelled"
 

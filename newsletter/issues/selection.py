@@ -16,7 +16,7 @@ from newsletter.content.models import Comparison
 from newsletter.issues.models import Issue, IssueItem, IssueState
 from newsletter.weeks import week_bounds
 
-SENT_STATES = (IssueState.sending.value, IssueState.sent.value)
+SENT_STATES = (IssueState.sending.value, IssueState.paused.value, IssueState.sent.value)
 
 
 def select_for_week(session: Session, week: str, zone: ZoneInfo, limit: int) -> list[Comparison]:

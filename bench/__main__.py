@@ -1,0 +1,34 @@
+"""`python -m bench [NAME [ARGS…]]`: run one benchmark (with its own options) or all of them.
+
+Each benchmark is a module of this package with a `main()` function (given the remaining
+arguments when there are any); register it below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "smtp_send": "bench.smtp_send",  # SmtpTransport vs Postfix smtp-source, into smtp-sink
+}
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("benchmarks: " + ", ".join(BENCHMARKS))
+        return
+    if argv:
+        name, rest = argv[0], argv[1:]
+        if name not in BENCHMARKS:
+            raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        module = importlib.import_module(BENCHMARKS[name])
+        module.main(rest) if rest else module.main()
+        return
+    for module in BENCHMARKS.values():
+        importlib.import_module(module).main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

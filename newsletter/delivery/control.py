@@ -1,0 +1,67 @@
+"""Pausing, resuming and cancelling a send: conditional UPDATEs, the database decides.
+
+- pause:  sending → paused. Deliveries stay queued; `outbox.claim` only takes rows of issues that
+          are `sending` (checked in the claim statement itself), so every worker on every host stops
+          at its next batch. A batch already claimed is finished.
+- resume: paused → sending. Workers pick the queue up at their next poll.
+- cancel: draft/scheduled/sending/paused → cancelled, and in the same transaction one UPDATE turns
+          the issue's queued and retry deliveries into `skipped` with a reason. A batch in flight
+          ends as it ends (sent, or skipped if it would have been retried).
+
+Each function answers the issue as it is afterwards; a transition that does not apply (pausing a
+sent issue, resuming one that is not paused) raises UserError naming the current state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, update
+
+from newsletter.db import session_scope, utcnow
+from newsletter.delivery import outbox
+from newsletter.errors import UserError
+from newsletter.issues.models import Issue, IssueState
+
+CANCELLABLE = (IssueState.draft.value, IssueState.scheduled.value, IssueState.sending.value,
+               IssueState.paused.value)
+
+
+@dataclass
+class ControlResult:
+    issue_id: int
+    state: str
+    skipped: int = 0  # deliveries skipped by a cancel
+
+
+def _move(engine: Engine, issue_id: int, allowed: tuple[str, ...], target: str, verb: str,
+          **values) -> ControlResult:
+    with session_scope(engine) as session:
+        moved = session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.state.in_(allowed))
+            .values(state=target, **values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        skipped = outbox.skip_cancelled(session, issue_id) if moved and target == IssueState.cancelled else 0
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+        if not moved:
+            raise UserError(f"issue {issue_id} is {issue.state}: only an issue that is "
+                            f"{' or '.join(allowed)} can be {verb}")
+        return ControlResult(issue_id, issue.state, skipped)
+
+
+def pause_issue(engine: Engine, issue_id: int) -> ControlResult:
+    return _move(engine, issue_id, (IssueState.sending.value,), IssueState.paused.value, "paused")
+
+
+def resume_issue(engine: Engine, issue_id: int) -> ControlResult:
+    return _move(engine, issue_id, (IssueState.paused.value,), IssueState.sending.value, "resumed")
+
+
+def cancel_issue(engine: Engine, issue_id: int, now: datetime | None = None) -> ControlResult:
+    now = now or utcnow()
+    return _move(engine, issue_id, CANCELLABLE, IssueState.cancelled.value, "cancelled", finished_at=now)
