@@ -254,6 +254,48 @@ class WebSettings(Section):
     confirmation_interval_minutes: float = Field(10.0, ge=0)
 
 
+class PostmarkWebhookSettings(Section):
+    username: SecretStr = SecretStr("")  # basic auth in the webhook URL: NEWSLETTER_WEBHOOKS__POSTMARK__USERNAME
+    password: SecretStr = SecretStr("")  # NEWSLETTER_WEBHOOKS__POSTMARK__PASSWORD
+
+
+class SendgridWebhookSettings(Section):
+    public_key: str = ""  # the Signed Event Webhook's verification key (base64 DER or PEM); not a secret
+    max_age_seconds: int = Field(300, ge=10, le=86400)  # replay window of the signed timestamp
+
+
+class MailgunWebhookSettings(Section):
+    signing_key: SecretStr = SecretStr("")  # NEWSLETTER_WEBHOOKS__MAILGUN__SIGNING_KEY
+    max_age_seconds: int = Field(300, ge=10, le=86400)
+
+
+class ResendWebhookSettings(Section):
+    secret: SecretStr = SecretStr("")  # whsec_...: NEWSLETTER_WEBHOOKS__RESEND__SECRET
+    max_age_seconds: int = Field(300, ge=10, le=86400)
+
+
+class SesWebhookSettings(Section):
+    topic_arn: str = ""  # the SNS topic(s) allowed, comma-separated; empty: the endpoint is off
+
+
+class WebhooksSettings(Section):
+    """Provider event webhooks (docs/webhooks.md); a provider without its secret answers 503."""
+
+    postmark: PostmarkWebhookSettings = PostmarkWebhookSettings()
+    sendgrid: SendgridWebhookSettings = SendgridWebhookSettings()
+    mailgun: MailgunWebhookSettings = MailgunWebhookSettings()
+    resend: ResendWebhookSettings = ResendWebhookSettings()
+    ses: SesWebhookSettings = SesWebhookSettings()
+
+
+# Webhook secrets: never read from a config file either.
+WEBHOOK_ENV_ONLY_SECRETS = {"postmark": ("username", "password"), "mailgun": ("signing_key",), "resend": ("secret",)}
+
+
+class FeedbackSettings(Section):
+    soft_bounce_limit: int = Field(3, ge=1, le=100)  # soft-bounced messages in a row that suspend an address
+
+
 class SecuritySettings(Section):
     secret_key_file: Path = Path("var/secret.key")
 
@@ -275,6 +317,8 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     security: SecuritySettings = SecuritySettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     _source: Path | None = PrivateAttr(default=None)
 
     @property
@@ -346,6 +390,17 @@ def _reject_file_secrets(path: Path, data: dict) -> None:
                                   f"from the config file; remove it there and set {env_name}")
 
 
+def _reject_file_webhook_secrets(path: Path, data: dict) -> None:
+    hooks = data.get("webhooks") if isinstance(data.get("webhooks"), dict) else {}
+    for provider, keys in WEBHOOK_ENV_ONLY_SECRETS.items():
+        section = hooks.get(provider) if isinstance(hooks.get(provider), dict) else {}
+        for key in keys:
+            if key in section:
+                env_name = f"{ENV_PREFIX}WEBHOOKS__{provider.upper()}__{key.upper()}"
+                raise ConfigError(f"config error in {path}:\n  webhooks.{provider}.{key}: secrets are not read "
+                                  f"from the config file; remove it there and set {env_name}")
+
+
 def load_settings(path: Path | str | None = None) -> Settings:
     """Read the config file and the environment; raise ConfigError naming file and key."""
     path = Path(path) if path else default_config_path()
@@ -357,6 +412,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error in {path}: not valid TOML: {exc}")
     _reject_file_secrets(path, data)
+    _reject_file_webhook_secrets(path, data)
     try:
         settings = Settings(**data)
     except ValidationError as exc:

@@ -89,6 +89,10 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
                      on_queued=(sender.wake.set if sender else (lambda: None)))
     app.state.web = ctx
     app.include_router(make_router(ctx))
+    from newsletter.webhooks.routes import WebhookContext, make_router as make_webhook_router
+
+    app.state.webhooks = WebhookContext(settings=settings, engine=engine)  # tests swap its fetchers
+    app.include_router(make_webhook_router(app.state.webhooks))
     from newsletter.votes import make_router as vote_router
 
     app.include_router(vote_router(settings, engine, secret))

@@ -186,7 +186,8 @@ def export(engine: Engine, fmt: str) -> str:
     raise InvalidInput(f"--format: use csv or json (got {fmt!r})")
 
 
-SUPPRESSION_STATUS = {"hard_bounce": SubscriberStatus.bounced.value, "complaint": SubscriberStatus.complained.value}
+SUPPRESSION_STATUS = {"hard_bounce": SubscriberStatus.bounced.value, "complaint": SubscriberStatus.complained.value,
+                      "soft_bounce_limit": SubscriberStatus.bounced.value}
 
 
 def suppress(session: Session, email: str, reason: str, source: str, detail: str = "") -> None:

@@ -1,0 +1,225 @@
+"""What a delivery event means for the address: the one function provider webhooks and the
+bounce mailbox both use.
+
+`apply_event` matches the event to a delivery (our reference, else the provider's message id,
+else the Message-ID, which embeds the reference), records it once in `webhook_event` (unique
+per provider event id, so a replay changes nothing) and applies the rules:
+
+- hard bounce, complaint: the address is suppressed at once (status bounced / complained,
+  a consent event), whether or not a delivery matches;
+- soft bounce: counted; `[feedback] soft_bounce_limit` soft-bounced messages in a row suspend
+  the address (status bounced, suppression reason soft_bounce_limit). A delivered event, or a
+  later message to the address that did not bounce, ends the streak. Several temporary
+  failures of one message count once;
+- unsubscribe reported by the provider: ours too (status unsubscribed, consent event with the
+  provider as source);
+- delivered, deferred: recorded only (statistics, streak).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from newsletter.config import Settings
+from newsletter.db import utcnow
+from newsletter.delivery.models import Delivery, DeliveryState
+from newsletter.webhooks.events import EventKind, NormalizedEvent, reference_in_message_id
+from newsletter.webhooks.models import WebhookEvent, WebhookNonce
+from subscribers.models import Subscriber, Suppression, TransactionalMail
+from subscribers.service import SUPPRESSION_STATUS, suppress
+from subscribers.signup import unsubscribe
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 2**31 - 1
+SUPPRESSING = {EventKind.bounced_hard: "hard_bounce", EventKind.complained: "complaint"}
+
+
+@dataclass
+class Applied:
+    duplicate: bool
+    delivery_id: int | None = None
+    consequence: str | None = None
+
+
+def _insert(session: Session, table):
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _bare(message_id: str | None) -> str:
+    return (message_id or "").strip().strip("<>").strip()
+
+
+def delivery_for_reference(session: Session, reference: str | None) -> Delivery | None:
+    if not reference or not reference.startswith("i"):
+        return None
+    issue_id, delivery_id = (int(part) for part in reference[1:].partition("-d")[::2])
+    if delivery_id > MAX_ID:  # not a row of ours (and beyond PostgreSQL's integer)
+        return None
+    delivery = session.get(Delivery, delivery_id)
+    return delivery if delivery is not None and delivery.issue_id == issue_id else None
+
+
+def match_delivery(session: Session, event: NormalizedEvent) -> Delivery | None:
+    """By our reference, else by the provider's message id, else by Message-ID."""
+    delivery = delivery_for_reference(session, event.reference)
+    if delivery is not None:
+        return delivery
+    if event.provider_message_id:
+        delivery = session.execute(
+            select(Delivery).where(Delivery.provider_message_id == event.provider_message_id).limit(1)
+        ).scalars().first()
+        if delivery is not None:
+            return delivery
+    if event.message_id:
+        # Our Message-IDs carry the reference, so this needs no index on delivery.message_id.
+        delivery = delivery_for_reference(session, reference_in_message_id(event.message_id))
+        if delivery is not None and _bare(delivery.message_id) == _bare(event.message_id):
+            return delivery
+    return None
+
+
+def _message_key(event: NormalizedEvent, delivery: Delivery | None) -> str:
+    if delivery is not None:
+        return f"d{delivery.id}"
+    if event.reference:
+        return event.reference
+    if event.provider_message_id:
+        return f"{event.provider}:{event.provider_message_id}"[:270]
+    return f"{event.provider}:{event.provider_event_id}"[:270]
+
+
+def _subscriber(session: Session, email: str) -> Subscriber | None:
+    return session.execute(select(Subscriber).where(Subscriber.email == email)).scalars().first()
+
+
+def soft_streak(session: Session, email: str) -> int:
+    """Soft-bounced messages to `email` since the streak last ended: the later of its last
+    delivered event and the newest message sent to it that did not bounce."""
+    last_delivered = session.execute(
+        select(func.max(WebhookEvent.occurred_at))
+        .where(WebhookEvent.email == email, WebhookEvent.kind == EventKind.delivered.value)
+    ).scalar()
+    bounced = exists().where(
+        WebhookEvent.delivery_id == Delivery.id,
+        WebhookEvent.kind.in_((EventKind.bounced_soft.value, EventKind.bounced_hard.value)),
+    )
+    last_clean_send = session.execute(
+        select(func.max(Delivery.sent_at))
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Subscriber.email == email, Delivery.state == DeliveryState.sent.value, ~bounced)
+    ).scalar()
+    since = max((t for t in (last_delivered, last_clean_send) if t is not None), default=None)
+    query = select(func.count(func.distinct(WebhookEvent.message_key))).where(
+        WebhookEvent.email == email, WebhookEvent.kind == EventKind.bounced_soft.value)
+    if since is not None:
+        query = query.where(WebhookEvent.occurred_at > since)
+    return session.execute(query).scalar_one()
+
+
+def _suppress_once(session: Session, email: str, reason: str, source: str, detail: str) -> str | None:
+    """Suppress, unless the address is already suppressed and its subscriber already has the status."""
+    subscriber = _subscriber(session, email)
+    suppressed = session.execute(select(Suppression.id).where(Suppression.email == email)).first() is not None
+    if suppressed and (subscriber is None or subscriber.status == SUPPRESSION_STATUS[reason]):
+        return None
+    suppress(session, email, reason, source, detail)
+    return f"suppressed:{reason}"
+
+
+def _consequence(session: Session, settings: Settings, event: NormalizedEvent, email: str,
+                 now: datetime) -> str | None:
+    source = event.provider[:32]
+    if event.kind in SUPPRESSING:
+        return _suppress_once(session, email, SUPPRESSING[event.kind], source, event.detail)
+    if event.kind == EventKind.bounced_soft:
+        streak = soft_streak(session, email)
+        limit = settings.feedback.soft_bounce_limit
+        if streak >= limit:
+            done = _suppress_once(session, email, "soft_bounce_limit", source,
+                                  f"{streak} soft bounces in a row; last: {event.detail}")
+            return done or f"soft_bounce {streak}/{limit}"
+        return f"soft_bounce {streak}/{limit}"
+    if event.kind == EventKind.unsubscribed:
+        subscriber = _subscriber(session, email)
+        if subscriber is not None and unsubscribe(session, subscriber.id, source, now, goodbye=False):
+            return "unsubscribed"
+    return None
+
+
+def apply_event(session: Session, settings: Settings, event: NormalizedEvent, now: datetime | None = None) -> Applied:
+    """Record the event once and apply its consequence, in the caller's transaction."""
+    now = now or utcnow()
+    delivery = match_delivery(session, event)
+    email = event.email
+    if not email and delivery is not None:
+        subscriber = session.get(Subscriber, delivery.subscriber_id)
+        email = subscriber.email if subscriber else ""
+    occurred = event.occurred_at or now
+    if occurred.tzinfo is None:  # e.g. an RFC 5322 date with "-0000": UTC, zone unknown
+        occurred = occurred.replace(tzinfo=UTC)
+    statement = (
+        _insert(session, WebhookEvent.__table__)
+        .values(provider=event.provider, provider_event_id=event.provider_event_id[:250], kind=event.kind.value,
+                email=email, delivery_id=delivery.id if delivery else None, reference=event.reference,
+                provider_message_id=(event.provider_message_id or None) and event.provider_message_id[:250],
+                message_key=_message_key(event, delivery), occurred_at=occurred,
+                received_at=now, detail=event.detail[:2000])
+        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+        .returning(WebhookEvent.__table__.c.id)
+    )
+    row_id = session.execute(statement).scalar()
+    if row_id is None:
+        log.info("%s event %s was applied before; nothing changes", event.provider, event.provider_event_id)
+        return Applied(duplicate=True, delivery_id=delivery.id if delivery else None)
+    consequence = _consequence(session, settings, event, email, now) if email else None
+    if consequence:
+        session.execute(WebhookEvent.__table__.update().where(WebhookEvent.__table__.c.id == row_id)
+                        .values(consequence=consequence[:40]))
+        log.info("%s %s for %s: %s", event.provider, event.kind.value, email, consequence)
+    return Applied(duplicate=False, delivery_id=delivery.id if delivery else None, consequence=consequence)
+
+
+def use_nonce(session: Session, provider: str, nonce: str, event_id: str, now: datetime,
+              keep_seconds: float = 86400) -> bool:
+    """Record a single-use request token. False when it was used before for another event (an
+    attack: a captured signature with a different body); True for a new token or a re-delivery
+    of the very same event. Tokens older than `keep_seconds` are pruned (they fail the replay
+    window anyway)."""
+    session.execute(delete(WebhookNonce).where(WebhookNonce.seen_at < now - timedelta(seconds=keep_seconds)))
+    inserted = session.execute(
+        _insert(session, WebhookNonce.__table__)
+        .values(provider=provider, nonce=nonce, event_id=event_id[:250], seen_at=now)
+        .on_conflict_do_nothing(index_elements=["provider", "nonce"])
+        .returning(WebhookNonce.__table__.c.nonce)
+    ).scalar()
+    if inserted is not None:
+        return True
+    previous = session.execute(
+        select(WebhookNonce.event_id).where(WebhookNonce.provider == provider, WebhookNonce.nonce == nonce)
+    ).scalar()
+    return bool(event_id) and previous == event_id
+
+
+def transactional_recipient(session: Session, reference: str) -> str | None:
+    """The address a transactional mail ("t17") went to."""
+    if not reference.startswith("t") or int(reference[1:]) > MAX_ID:
+        return None
+    mail = session.get(TransactionalMail, int(reference[1:]))
+    return mail.to_email if mail else None
+
+
+def recipient_of(session: Session, reference: str) -> str | None:
+    """The address the message with this reference was sent to (a delivery or a transactional mail)."""
+    delivery = delivery_for_reference(session, reference)
+    if delivery is not None:
+        subscriber = session.get(Subscriber, delivery.subscriber_id)
+        return subscriber.email if subscriber else None
+    return transactional_recipient(session, reference)

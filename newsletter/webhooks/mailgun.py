@@ -1,0 +1,92 @@
+"""Mailgun: HMAC-SHA256 of timestamp + token with the webhook signing key.
+
+The JSON body is `{"signature": {"timestamp", "token", "signature"}, "event-data": {...}}`.
+The signature covers only timestamp and token, not the event, so besides the replay window
+(`max_age_seconds`) every token is single-use: routes.py stores it (webhook_nonce) in the same
+transaction as the events, and a token seen before with a different event is refused (a true
+re-delivery of the same event is answered 200 and changes nothing). Events: delivered, failed
+(severity permanent → hard, temporary → soft), complained, unsubscribed; our reference comes
+back in `user-variables` (sent as `v:reference`, newsletter/delivery/transports/mailgun.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from newsletter.config import Settings
+from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, check_fresh,
+                                        clean_email, clean_reference, load_json, parse_time)
+
+PROVIDER = "mailgun"
+
+
+def configured(settings: Settings) -> bool:
+    return bool(settings.webhooks.mailgun.signing_key.get_secret_value())
+
+
+def verify(settings: Settings, request: WebhookRequest, signature: object) -> tuple[str, str]:
+    cfg = settings.webhooks.mailgun
+    if not isinstance(signature, dict):
+        raise Rejected("missing signature")
+    timestamp, token, given = (str(signature.get(k) or "") for k in ("timestamp", "token", "signature"))
+    if not (timestamp and token and given):
+        raise Rejected("missing signature")
+    check_fresh(timestamp, request.now, cfg.max_age_seconds)
+    expected = hmac.new(cfg.signing_key.get_secret_value().encode(), (timestamp + token).encode(),
+                        hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+        raise Rejected("bad signature")
+    if len(token) > 128:
+        raise Rejected("malformed token")
+    return timestamp, token
+
+
+def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
+    payload = load_json(request.body)
+    if not isinstance(payload, dict):
+        raise Rejected("missing signature")
+    _timestamp, token = verify(settings, request, payload.get("signature"))
+    data = payload.get("event-data")
+    if not isinstance(data, dict):
+        raise Rejected("no event-data", 400)
+    event = parse_event(data)
+    result = Verified(nonce=token, nonce_event=str(data.get("id") or ""))
+    if event is None:
+        result.ignored.append(f"{data.get('event')}")
+    else:
+        result.events.append(event)
+    return result
+
+
+def parse_event(data: dict) -> NormalizedEvent | None:
+    name = data.get("event")
+    if name == "delivered":
+        kind = EventKind.delivered
+    elif name == "failed":
+        kind = EventKind.bounced_hard if data.get("severity") == "permanent" else EventKind.bounced_soft
+    elif name == "complained":
+        kind = EventKind.complained
+    elif name == "unsubscribed":
+        kind = EventKind.unsubscribed
+    else:
+        return None
+    if not data.get("id"):
+        raise Rejected("event-data has no id", 400)
+    message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
+    variables = data.get("user-variables") if isinstance(data.get("user-variables"), dict) else {}
+    status = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
+    detail = " ".join(str(x) for x in (data.get("severity"), data.get("reason"), status.get("code"),
+                                       status.get("description") or status.get("message")) if x).strip()
+    message_id = str(headers.get("message-id") or "").strip().strip("<>") or None
+    return NormalizedEvent(
+        kind=kind,
+        email=clean_email(data.get("recipient")),
+        provider=PROVIDER,
+        provider_event_id=str(data["id"]),
+        provider_message_id=message_id,  # the transport stores Mailgun's id without brackets
+        reference=clean_reference(variables.get("reference")),
+        occurred_at=parse_time(data.get("timestamp")),
+        detail=detail,
+    )

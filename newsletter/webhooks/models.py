@@ -1,0 +1,60 @@
+"""What provider webhooks and the bounce mailbox reported.
+
+`webhook_event`: one row per applied event, unique per (provider, provider_event_id), so a
+replayed or re-delivered event changes nothing twice. It is also the record the per-issue
+statistics are counted from (delivered, bounced, complained, unsubscribed per delivery), and
+the soft-bounce streak of an address is read from it. Bounce-mailbox DSNs use provider "mailbox".
+
+`webhook_nonce`: single-use request tokens (Mailgun signs only timestamp + token, not the body,
+so a token may be used once); rows older than a day are pruned.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from newsletter.db import utcnow
+from newsletter.delivery.models import Delivery
+
+
+class WebhookEvent(SQLModel, table=True):
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id"),
+        Index("ix_webhook_event_email_kind", "email", "kind"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    provider_event_id: str = Field(max_length=250)
+    kind: str = Field(max_length=16)
+    email: str = Field(max_length=254)
+    delivery_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("delivery.id", ondelete="SET NULL"), nullable=True, index=True),
+    )
+    reference: str | None = Field(default=None, max_length=40)
+    provider_message_id: str | None = Field(default=None, max_length=250)
+    # What a soft-bounce streak counts: one message ("d42", or the provider's message id), so
+    # several temporary failures of the same message are one soft bounce.
+    message_key: str = Field(max_length=270)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    received_at: datetime = Field(default_factory=utcnow)
+    consequence: str | None = Field(default=None, max_length=40)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class WebhookNonce(SQLModel, table=True):
+    __tablename__ = "webhook_nonce"
+
+    provider: str = Field(primary_key=True, max_length=20)
+    nonce: str = Field(primary_key=True, max_length=128)
+    event_id: str = Field(default="", max_length=250)  # the event it came with: a true re-delivery is no attack
+    seen_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# Events name a delivery by the provider's message id when they do not echo our reference.
+Index("ix_delivery_provider_message_id", Delivery.__table__.c.provider_message_id)

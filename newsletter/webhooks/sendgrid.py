@@ -1,0 +1,128 @@
+"""SendGrid: the Signed Event Webhook.
+
+SendGrid signs `X-Twilio-Email-Event-Webhook-Timestamp` + the raw body with ECDSA P-256 /
+SHA-256 and sends the base64 DER signature in `X-Twilio-Email-Event-Webhook-Signature`; the
+verification key is `[webhooks.sendgrid] public_key` (base64 DER SubjectPublicKeyInfo, as the
+SendGrid settings page shows it, or PEM). A timestamp further than `max_age_seconds` from now is
+refused. The body is a JSON array of events; our `custom_args.reference` comes back as a
+top-level `reference` key of each event (newsletter/delivery/transports/sendgrid.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import json
+import re
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from newsletter.config import Settings
+from newsletter.webhooks.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
+                                        check_fresh, clean_email, clean_reference, header, load_json, parse_time)
+
+PROVIDER = "sendgrid"
+SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+SIMPLE = {
+    "delivered": EventKind.delivered,
+    "deferred": EventKind.deferred,
+    "spamreport": EventKind.complained,
+    "unsubscribe": EventKind.unsubscribed,
+    "group_unsubscribe": EventKind.unsubscribed,
+}
+# `dropped`: SendGrid did not even try, because of its own suppression lists. Other reasons
+# (spam content, quota, bad SMTPAPI header) say nothing about the address and are ignored.
+DROPPED = {
+    "bounced address": EventKind.bounced_hard,
+    "invalid": EventKind.bounced_hard,
+    "spam reporting address": EventKind.complained,
+    "unsubscribed address": EventKind.unsubscribed,
+}
+
+
+def configured(settings: Settings) -> bool:
+    return bool(settings.webhooks.sendgrid.public_key.strip())
+
+
+@functools.lru_cache(maxsize=8)
+def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
+    value = value.strip()
+    try:
+        if value.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(value.encode())
+        else:
+            key = serialization.load_der_public_key(base64.b64decode(value, validate=True))
+    except Exception as exc:  # bad base64, bad DER/PEM, unsupported key types
+        raise NotConfigured(f"[webhooks.sendgrid] public_key is not a readable public key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise NotConfigured("[webhooks.sendgrid] public_key is not an ECDSA P-256 key")
+    return key
+
+
+def verify(settings: Settings, request: WebhookRequest) -> None:
+    cfg = settings.webhooks.sendgrid
+    signature, timestamp = header(request, SIGNATURE), header(request, TIMESTAMP)
+    if not signature or not timestamp:
+        raise Rejected("missing signature headers")
+    check_fresh(timestamp, request.now, cfg.max_age_seconds)
+    key = load_public_key(cfg.public_key)
+    try:
+        key.verify(base64.b64decode(signature, validate=True), timestamp.encode() + request.body,
+                   ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise Rejected("bad signature") from None
+
+
+def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
+    verify(settings, request)
+    payload = load_json(request.body)
+    items = payload if isinstance(payload, list) else [payload]
+    result = Verified()
+    for item in items:
+        if not isinstance(item, dict):
+            raise Rejected("an event is not a JSON object", 400)
+        event = parse_event(item)
+        if event is None:
+            result.ignored.append(str(item.get("event")))
+        else:
+            result.events.append(event)
+    return result
+
+
+def x_message_id(sg_message_id: str) -> str | None:
+    """sg_message_id is the X-Message-Id we stored, then ".filter…" (or ".recvd-…")."""
+    return re.split(r"\.(?:filter|recvd)", sg_message_id, maxsplit=1)[0] or None
+
+
+def parse_event(item: dict) -> NormalizedEvent | None:
+    name = item.get("event")
+    if name in SIMPLE:
+        kind = SIMPLE[name]
+    elif name == "bounce":
+        kind = EventKind.bounced_soft if item.get("type") == "blocked" else EventKind.bounced_hard
+    elif name == "dropped":
+        kind = DROPPED.get(str(item.get("reason") or "").strip().lower())
+        if kind is None:
+            return None
+    else:
+        return None
+    event_id = item.get("sg_event_id") or hashlib.sha256(
+        json.dumps(item, sort_keys=True).encode()).hexdigest()
+    sg_message_id = str(item.get("sg_message_id") or "")
+    detail = " ".join(str(item.get(k) or "") for k in ("type", "status", "reason", "response")).strip()
+    return NormalizedEvent(
+        kind=kind,
+        email=clean_email(item.get("email")),
+        provider=PROVIDER,
+        provider_event_id=str(event_id),
+        provider_message_id=x_message_id(sg_message_id),
+        reference=clean_reference(item.get("reference")),
+        occurred_at=parse_time(item.get("timestamp")),
+        detail=detail,
+        message_id=str(item.get("smtp-id") or "") or None,
+    )
