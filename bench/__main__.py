@@ -11,6 +11,7 @@ import sys
 
 BENCHMARKS = {
     "smtp_send": "bench.smtp_send",  # SmtpTransport vs Postfix smtp-source, into smtp-sink
+    "render": "bench.render",  # per-recipient assembly vs a full Jinja+MJML render per recipient
 }
 
 

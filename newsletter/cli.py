@@ -123,12 +123,18 @@ def issue_draft(week: Annotated[Optional[str], typer.Option(help="ISO week YYYY-
 
 @issue_app.command("list")
 def issue_list() -> None:
-    """All issues, newest first."""
+    """All issues, newest first; scheduled times in the site's time zone."""
+    from datetime import timedelta
+
     from newsletter.issues.listing import list_issues
 
-    table = Table("id", "week", "subject", "state", "comparisons", "sent", "pending", "failed")
-    for row in list_issues(state.engine()):
-        table.add_row(str(row.id), row.week, row.subject, row.state, str(row.comparisons),
+    settings = state.settings
+    zone = settings.site.zone
+    table = Table("id", "week", "subject", "state", f"scheduled ({settings.site.timezone})", "comparisons",
+                  "sent", "pending", "failed")
+    for row in list_issues(state.engine(), grace=timedelta(minutes=settings.schedule.grace_minutes)):
+        scheduled = row.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if row.scheduled_at else ""
+        table.add_row(str(row.id), row.week, row.subject, row.state, scheduled, str(row.comparisons),
                       str(row.sent), str(row.pending), str(row.failed))
     console.print(table)
 
@@ -137,11 +143,26 @@ def issue_list() -> None:
 def issue_send(
     issue_id: Annotated[int, typer.Argument(help="Issue id (see `issue list`).")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Also deliver in this process until done.")] = False,
+    now: Annotated[bool, typer.Option("--now", help="Send now, even if it is scheduled for later.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask, even above [schedule] confirm_over recipients.")] = False,
 ) -> None:
     """Start sending: enqueue one delivery per eligible subscriber (never twice)."""
+    from newsletter.db import utcnow
+    from newsletter.delivery.outbox import count_eligible
     from newsletter.delivery.sender import start_send
 
-    result = start_send(state.engine(), issue_id)
+    engine = state.engine()
+    with session_scope(engine) as session:
+        recipients = count_eligible(session, issue_id, utcnow())
+    limit = state.settings.schedule.confirm_over
+    if recipients > limit and not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"issue {issue_id} would go to {recipients} subscribers (more than "
+                            f"[schedule] confirm_over = {limit}); add --yes to send without asking")
+        if not typer.confirm(f"Send issue {issue_id} to {recipients} subscribers now?"):
+            raise typer.Exit(1)
+    del now  # sending always starts now; the flag makes the intent explicit next to `issue schedule`
+    result = start_send(engine, issue_id)
     if result.started:
         console.print(f"issue {issue_id}: sending to {result.enqueued} subscribers")
     else:
@@ -212,13 +233,172 @@ def issue_status(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> 
 def issue_preview(
     issue_id: Annotated[int, typer.Argument(help="Issue id.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for issue-ID.html, .txt and .eml.")] = Path("var/preview"),
+    screenshots: Annotated[bool, typer.Option("--screenshots", help="Also PNGs at 375 and 640 px, light and dark (needs Debian's chromium).")] = False,
 ) -> None:
     """Write the issue as HTML, plain text and a full .eml, with sample personal links."""
     from newsletter.issues.preview import write_preview
 
-    paths = write_preview(state.engine(), state.settings, issue_id, out)
+    paths = write_preview(state.engine(), state.settings, issue_id, out, screenshots=screenshots)
     for path in paths:
         console.print(str(path))
+
+
+@issue_app.command("show")
+def issue_show(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
+    """An issue's subject, preheader, intro, state, schedule and comparisons in order."""
+    from newsletter.issues.editing import describe
+
+    info = describe(state.engine(), state.settings, issue_id)
+    console.print(f"issue {info['id']} ({info['week']}): {info['state']}")
+    console.print(f"subject:   {info['subject']}")
+    console.print(f"preheader: {info['preheader']}")
+    if info["scheduled"]:
+        console.print(f"scheduled: {info['scheduled']}")
+    if info["intro"]:
+        console.print(f"intro:     {info['intro']}")
+    table = Table("#", "comparison", "category", "published")
+    for position, (slug, category, published) in enumerate(info["comparisons"], start=1):
+        table.add_row(str(position), slug, category, published)
+    console.print(table)
+
+
+@issue_app.command("edit")
+def issue_edit(
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    subject: Annotated[Optional[str], typer.Option(help="New subject line.")] = None,
+    preheader: Annotated[Optional[str], typer.Option(help="New preheader (the preview text of inboxes).")] = None,
+    intro_file: Annotated[Optional[Path], typer.Option("--intro-file", help="Editor's note: a text file, paragraphs split by blank lines.")] = None,
+) -> None:
+    """Change an issue's subject, preheader or editor's note (not once sending started)."""
+    from newsletter.issues.editing import edit
+
+    intro = None
+    if intro_file is not None:
+        try:
+            intro = intro_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--intro-file {intro_file}: cannot read ({exc})")
+    issue = edit(state.engine(), issue_id, subject, preheader, intro)
+    console.print(f"issue {issue.id}: {issue.subject}")
+
+
+@issue_app.command("add")
+def issue_add(issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+              comparison: Annotated[str, typer.Argument(help="Comparison slug or id.")]) -> None:
+    """Append a comparison to an issue."""
+    from newsletter.issues.editing import add
+
+    add(state.engine(), issue_id, comparison)
+    console.print(f"added {comparison} to issue {issue_id}")
+
+
+@issue_app.command("remove")
+def issue_remove(issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+                 comparison: Annotated[str, typer.Argument(help="Comparison slug or id.")]) -> None:
+    """Take a comparison out of an issue."""
+    from newsletter.issues.editing import remove
+
+    remove(state.engine(), issue_id, comparison)
+    console.print(f"removed {comparison} from issue {issue_id}")
+
+
+@issue_app.command("move")
+def issue_move(issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+               comparison: Annotated[str, typer.Argument(help="Comparison slug or id.")],
+               position: Annotated[int, typer.Argument(help="New position, 1 = first.")]) -> None:
+    """Reorder: put a comparison at a position."""
+    from newsletter.issues.editing import move
+
+    move(state.engine(), issue_id, comparison, position)
+    console.print(f"moved {comparison} to position {position} in issue {issue_id}")
+
+
+@issue_app.command("schedule")
+def issue_schedule(
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    at: Annotated[str, typer.Option("--at", help='Local time "YYYY-MM-DD HH:MM".')],
+    tz: Annotated[Optional[str], typer.Option("--tz", help="Time zone of --at (default: the schedule's).")] = None,
+) -> None:
+    """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once."""
+    from newsletter.issues.editing import parse_local, schedule
+    from newsletter.schedule import zone_of
+
+    settings = state.settings
+    zone = tz or str(zone_of(settings))
+    when = parse_local(at, zone)
+    issue = schedule(state.engine(), issue_id, when)
+    shown = issue.scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")
+    console.print(f"issue {issue.id} scheduled for {shown} ({issue.scheduled_at:%Y-%m-%d %H:%M} UTC)")
+
+
+@issue_app.command("unschedule")
+def issue_unschedule(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
+    """Back to draft."""
+    from newsletter.issues.editing import unschedule
+
+    unschedule(state.engine(), issue_id)
+    console.print(f"issue {issue_id} is a draft again")
+
+
+@issue_app.command("test")
+def issue_test(
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    to: Annotated[list[str], typer.Option("--to", help="Address to send the test to (repeatable).")],
+) -> None:
+    """Send the issue to these addresses only, subject marked [TEST]; not counted as a send."""
+    from newsletter.issues.testsend import send_test
+    from newsletter.secret_key import load_secret_key
+
+    settings = state.settings
+    results = send_test(state.engine(), settings, load_secret_key(settings), issue_id, to)
+    for address, outcome in results:
+        console.print(f"{address}: {outcome}")
+    if any(outcome != "sent" for _address, outcome in results):
+        raise typer.Exit(1)
+
+
+@app.command("stats")
+def stats_command(
+    issue_id: Annotated[Optional[int], typer.Argument(help="One issue (default: the last issues, as a trend).")] = None,
+    last: Annotated[int, typer.Option(help="How many recent issues the trend shows.")] = 12,
+    html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report with charts.")] = None,
+) -> None:
+    """Per issue: recipients, sent, delivered, bounced, complained, unsubscribed, votes."""
+    from newsletter.stats import COLUMNS, html_report, issue_stats
+
+    rows = issue_stats(state.engine(), limit=last, issue_id=issue_id)
+    if issue_id is not None and not rows:
+        raise UserError(f"issue {issue_id} does not exist or has not been sent")
+    tracking = state.settings.tracking
+    columns = COLUMNS + (["opens"] if tracking.opens else []) + (["clicks"] if tracking.clicks else [])
+    table = Table("issue", "week", *columns, "bounce %", "complaint %", title="Issues, oldest first")
+    for row in rows:
+        table.add_row(str(row.id), row.week, *[str(getattr(row, c)) for c in columns],
+                      row.rate("bounced"), row.rate("complained"))
+    console.print(table)
+    if html_file is not None:
+        html_file.write_text(html_report(rows, state.settings.site.name), encoding="utf-8")
+        console.print(f"report: {html_file}")
+
+
+@app.command("scheduler")
+def scheduler_command() -> None:
+    """Run the weekly scheduler (draft day, dispatch of due issues) until stopped."""
+    from newsletter.processes import run_processes
+
+    run_processes(state.engine(), state.settings, web=False, scheduler=True, worker=False, echo=console.print)
+
+
+@app.command("run")
+def run_all(
+    host: Annotated[Optional[str], typer.Option(help="Web address (default: [web] host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Web port (default: [web] port).")] = None,
+) -> None:
+    """Web server, scheduler and one worker in one process, for small deployments."""
+    from newsletter.processes import run_processes
+
+    run_processes(state.engine(), state.settings, web=True, scheduler=True, worker=True,
+                  host=host, port=port, echo=console.print)
 
 
 @app.command("worker")
@@ -261,6 +441,25 @@ def subscribers_import(
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped")
     for line in result.skipped:
         console.print(f"  skipped {line}")
+
+
+# --- web ----------------------------------------------------------------------------------------
+
+@app.command("serve")
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: [web] host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: [web] port).")] = None,
+    no_sender: Annotated[bool, typer.Option("--no-sender", help="Leave confirmation mails to `newsletter worker`.")] = False,
+) -> None:
+    """Run the web app: signup, confirmation, unsubscribe, preferences, issue web view."""
+    import uvicorn
+
+    from newsletter.web import create_app
+
+    settings = state.settings
+    app_ = create_app(settings, engine=state.engine(), with_sender=not no_sender)
+    uvicorn.run(app_, host=host or settings.web.host, port=port or settings.web.port,
+                log_level="info", server_header=False, proxy_headers=settings.web.trust_forwarded_for)
 
 
 # --- bounces ------------------------------------------------------------------------------------

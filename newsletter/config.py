@@ -239,6 +239,13 @@ class ScheduleSettings(Section):
         return value
 
 
+class TrackingSettings(Section):
+    """Off by default: readers are not tracked unless the publication turns it on."""
+
+    opens: bool = False  # a 1x1 image per recipient
+    clicks: bool = False  # comparison links go through a signed redirect that only allows the issue's links
+
+
 class WebSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -316,6 +323,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     web: WebSettings = WebSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    tracking: TrackingSettings = TrackingSettings()
     security: SecuritySettings = SecuritySettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     feedback: FeedbackSettings = FeedbackSettings()

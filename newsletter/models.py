@@ -3,6 +3,7 @@
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
 from newsletter.delivery.models import Delivery, SendWindow
 from newsletter.issues.models import Issue, IssueItem
+from newsletter.tracking.models import TrackingEvent  # noqa: F401
 from newsletter.webhooks.models import WebhookEvent, WebhookNonce  # noqa: F401
 from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
 

@@ -21,6 +21,7 @@ from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.tokens import InvalidToken, Purpose, read_token
 
 CHOICES = "abcd"
+PUBLIC_VOTE_TOKEN = "web"  # what the public web view puts where a reader's own token would be
 
 
 def resolve_choice(session: Session, slug: str, choice: str) -> tuple[Comparison, Tool | None] | None:
@@ -81,6 +82,11 @@ def make_router(settings: Settings, engine: Engine, secret: str) -> APIRouter:
 
     @router.get("/vote/{token}/{slug}/{choice}", response_class=HTMLResponse)
     def vote_page(token: str, slug: str, choice: str) -> HTMLResponse:
+        if token == PUBLIC_VOTE_TOKEN:
+            return page(200, "Votes come from subscribers", ["Each issue carries personal vote buttons. "
+                                                             "Subscribe and vote from your next issue."],
+                        links=[("Subscribe", f"{site.base_url}/"),
+                               ("See the full comparison", f"{site.base_url}/compare/{slug}")])
         with session_scope(engine) as session:
             found = lookup(session, token, slug, choice)
             if found is None:

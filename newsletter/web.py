@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +25,7 @@ from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import render
+from newsletter.votes import PUBLIC_VOTE_TOKEN
 from subscribers.routes import WebContext, make_router
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,9 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     from newsletter.votes import make_router as vote_router
 
     app.include_router(vote_router(settings, engine, secret))
+    from newsletter.tracking.routes import make_router as tracking_router
+
+    app.include_router(tracking_router(settings, engine, secret))
     site = settings.site
 
     def page(template: str, status: int = 200, **values) -> HTMLResponse:
@@ -112,9 +117,10 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
             if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
                 return page("message.html", 404, title="Not found", heading="No such issue",
                             paragraphs=["This issue does not exist or has not been published yet."])
-            compiled = compile_issue(build_issue_view(session, settings, issue))
+            view = replace(build_issue_view(session, settings, issue), track_opens=False, track_clicks=False)
+            compiled = compile_issue(view)
         values = {"email": "a subscriber", "unsubscribe_url": f"{site.base_url}/",
-                  "preferences_url": f"{site.base_url}/"}
+                  "preferences_url": f"{site.base_url}/", "vote_token": PUBLIC_VOTE_TOKEN, "track_token": ""}
         import html
 
         return HTMLResponse(compiled.html.fill(values, lambda v: html.escape(v, quote=True)))

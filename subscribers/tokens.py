@@ -19,11 +19,12 @@ class Purpose(StrEnum):
     unsubscribe = "unsubscribe"
     preferences = "preferences"
     vote = "vote"
+    track = "track"
 
 
 # Unsubscribe links must keep working long after the mail arrived (RFC 8058
 # readers click months later); preferences links are shorter-lived.
-MAX_AGE = {Purpose.unsubscribe: 365 * DAY, Purpose.preferences: 90 * DAY, Purpose.vote: 60 * DAY}
+MAX_AGE = {Purpose.unsubscribe: 365 * DAY, Purpose.preferences: 90 * DAY, Purpose.vote: 60 * DAY, Purpose.track: 90 * DAY}
 
 
 class InvalidToken(Exception):

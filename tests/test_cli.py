@@ -15,6 +15,7 @@ PYTHON = sys.executable
 
 def run(args, cwd, env_extra=None, check=True):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["COLUMNS"] = "200"  # rich tables fold cells at 80 columns when not on a terminal
     env.update(env_extra or {})
     result = subprocess.run([PYTHON, "-m", "newsletter", *args], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=120)
@@ -96,3 +97,40 @@ def test_help_lists_the_commands(tmp_path):
     out = run(["--help"], tmp_path).stdout
     for command in ("demo", "db", "content", "issue", "subscribers", "worker"):
         assert command in out
+
+
+def test_editor_commands(tmp_path):
+    write_config(tmp_path, extra="\n[schedule]\nconfirm_over = 1\n")
+    env = {"NEWSLETTER_SECRET_KEY": "k" * 40}
+    run(["db", "upgrade"], tmp_path, env)
+    sample = Path(__file__).resolve().parent.parent / "newsletter" / "content" / "sample"
+    run(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env)
+    (tmp_path / "readers.csv").write_text("email\na@example.com\nb@example.com\n")
+    run(["subscribers", "import", "readers.csv"], tmp_path, env)
+    run(["issue", "draft", "--week", "2026-W47"], tmp_path, env)
+    (tmp_path / "intro.txt").write_text("Three picks this week.\n\nThe video one surprised us.")
+    run(["issue", "edit", "1", "--subject", "Video, images and data", "--intro-file", "intro.txt"], tmp_path, env)
+    run(["issue", "add", "1", "cursor-vs-windsurf"], tmp_path, env)
+    run(["issue", "move", "1", "cursor-vs-windsurf", "1"], tmp_path, env)
+    run(["issue", "remove", "1", "julius-ai-vs-hex-magic"], tmp_path, env)
+    shown = run(["issue", "show", "1"], tmp_path, env).stdout
+    assert "Video, images and data" in shown and "Three picks" in shown
+    assert shown.index("cursor-vs-windsurf") < shown.index("midjourney-vs-ideogram")
+    assert "julius-ai-vs-hex-magic" not in shown
+    scheduled = run(["issue", "schedule", "1", "--at", "2099-03-26 08:00", "--tz", "Europe/Berlin"], tmp_path, env)
+    assert "2099-03-26 08:00 CET" in scheduled.stdout and "07:00 UTC" in scheduled.stdout
+    assert "2099-03-26 08:00" in run(["issue", "list"], tmp_path, env).stdout
+    past = run(["issue", "schedule", "1", "--at", "2001-01-01 08:00"], tmp_path, env, check=False)
+    assert past.returncode == 1 and "in the past" in past.stderr
+    run(["issue", "unschedule", "1"], tmp_path, env)
+    tested = run(["issue", "test", "1", "--to", "editor@example.com"], tmp_path, env).stdout
+    assert "editor@example.com: sent" in tested
+    test_mail = next((tmp_path / "outbox").glob("test-*.eml")).read_text()
+    assert "Subject: [TEST] Video, images and data" in test_mail
+    refused = run(["issue", "send", "1", "--now"], tmp_path, env, check=False)  # 2 readers > confirm_over 1
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert "sending to 2 subscribers" in run(["issue", "send", "1", "--now", "--yes", "--wait"], tmp_path, env).stdout
+    late = run(["issue", "edit", "1", "--subject", "Too late"], tmp_path, env, check=False)
+    assert late.returncode == 1 and "can no longer change" in late.stderr
+    stats = run(["stats", "--html", "report.html"], tmp_path, env).stdout
+    assert "2026-W47" in stats and (tmp_path / "report.html").read_text().count("<svg") == 6

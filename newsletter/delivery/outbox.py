@@ -49,6 +49,11 @@ def eligible_subscribers(issue_id: int, now: datetime):
     )
 
 
+def count_eligible(session: Session, issue_id: int, now: datetime) -> int:
+    """How many subscribers a send would enqueue now (for the editor's confirmation)."""
+    return session.execute(select(func.count()).select_from(eligible_subscribers(issue_id, now).subquery())).scalar_one()
+
+
 def enqueue(session: Session, issue_id: int, now: datetime) -> int:
     """One INSERT … SELECT; the unique (issue, subscriber) key makes repeats no-ops."""
     columns = ["issue_id", "subscriber_id", "state", "attempts", "created_at"]

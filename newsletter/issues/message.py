@@ -17,7 +17,7 @@ from newsletter.config import Settings
 from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.issues.render import CompiledEmail
 from newsletter.mail.dkim import DkimSigner, signer_for
-from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line
+from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line, recipient_address
 from newsletter.mail.mime import MessageTemplate, message_template
 from subscribers.tokens import Purpose, make_token
 
@@ -64,6 +64,9 @@ def recipient_links(settings: Settings, secret: str, subscriber_id: int) -> dict
     return {
         "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, Purpose.unsubscribe, subscriber_id)}",
         "preferences_url": f"{base}/preferences/{make_token(secret, Purpose.preferences, subscriber_id)}",
+        "vote_token": make_token(secret, Purpose.vote, subscriber_id),
+        "track_token": make_token(secret, Purpose.track, subscriber_id)
+        if settings.tracking.opens or settings.tracking.clicks else "",
     }
 
 
@@ -79,9 +82,8 @@ def issue_message(
     links = recipient_links(settings, secret, recipient.subscriber_id)
     domain = domain_of(settings.mail.from_address)
     msg_id = message_id(secret, recipient.reference, domain)
-    to = f"{recipient.name} <{recipient.email}>" if recipient.name else recipient.email
     personal = [
-        header_line("To", encode_address(to, "To")),
+        header_line("To", recipient_address(recipient.name, recipient.email)),
         header_line("Date", format_datetime(now)),
         header_line("Message-ID", msg_id),
         header_line("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),

@@ -17,7 +17,7 @@ from newsletter.issues.view import IssueView, SiteView
 from newsletter.slots import SlotMarker, Slotted
 from newsletter.templating import render
 
-RECIPIENT_SLOTS = ("email", "unsubscribe_url", "preferences_url", "vote_token")
+RECIPIENT_SLOTS = ("email", "unsubscribe_url", "preferences_url", "vote_token", "track_token")
 
 
 class MjmlError(UserError):
@@ -66,6 +66,13 @@ def footer(site: SiteView, slot: SlotMarker, web_url: str | None) -> dict:
 def compile_issue(view: IssueView) -> CompiledEmail:
     """The issue with the three recipient slots, ready for per-recipient filling."""
     def context(slot: SlotMarker) -> dict:
-        return {**asdict(view), **footer(view.site, slot, view.web_url)}
+        values = {**asdict(view), **footer(view.site, slot, view.web_url), "open_pixel": ""}
+        base = view.site.base_url
+        if view.track_clicks:  # the n-th comparison link; the redirect looks the target up in the issue
+            for index, comparison in enumerate(values["comparisons"]):
+                comparison["url"] = f"{base}/c/{slot('track_token')}/{view.id}/{index}"
+        if view.track_opens:
+            values["open_pixel"] = f"{base}/o/{slot('track_token')}/{view.id}.gif"
+        return values
 
     return compile_email("issue", view.subject, context)

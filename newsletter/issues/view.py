@@ -67,6 +67,8 @@ class IssueView:
     web_url: str
     site: SiteView
     comparisons: list[ComparisonView]
+    track_opens: bool = False
+    track_clicks: bool = False
 
 
 def comparison_url(settings: Settings, slug: str) -> str:
@@ -153,5 +155,5 @@ def build_issue_view(session: Session, settings: Settings, issue: Issue) -> Issu
     return IssueView(
         id=issue.id, week=issue.week, subject=issue.subject, preheader=issue.preheader,
         intro=issue.intro, web_url=issue_web_url(settings, issue.id), site=site_view(settings),
-        comparisons=comparisons,
+        comparisons=comparisons, track_opens=settings.tracking.opens, track_clicks=settings.tracking.clicks,
     )

@@ -6,6 +6,7 @@ headers ourselves instead of letting email.policy fold them.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from email.header import Header
 from email.utils import formataddr, getaddresses, parseaddr
 
@@ -43,10 +44,22 @@ def encode_address(value: str, field: str = "address") -> str:
     return formataddr((name, address), charset="utf-8")
 
 
+def recipient_address(name: str, email: str) -> str:
+    """`To` for a subscriber, without re-parsing: the address was validated where it entered
+    (email-validator at signup or import); this only guards the header and encodes the name."""
+    reject_control_chars(name, "name")
+    reject_control_chars(email, "email")
+    if not email.isascii() or "@" not in email or any(c in email for c in ' <>,;"'):
+        raise ValueError(f"email: {email!r} cannot be written into a header")
+    return formataddr((name, email), charset="utf-8") if name else email
+
+
+@lru_cache(maxsize=64)
 def address_of(value: str) -> str:
     """The bare address of `Name <addr>`."""
     return parseaddr(value)[1]
 
 
+@lru_cache(maxsize=64)
 def domain_of(value: str) -> str:
     return address_of(value).rpartition("@")[2].lower()

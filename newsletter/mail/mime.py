@@ -39,11 +39,14 @@ class EncodedPart:
     chunks: list[bytes]
     slots: list[str]
     escape: Callable[[str], str]
+    names: frozenset[str]
 
     def body(self, values: Mapping[str, str]) -> bytes:
+        # A slot can recur (the vote token sits in every comparison): encode each value once.
+        encoded = {name: qp_encode(self.escape(values[name])) for name in self.names}
         out = [self.chunks[0]]
         for name, chunk in zip(self.slots, self.chunks[1:]):
-            out.append(qp_encode(self.escape(values[name])))
+            out.append(encoded[name])
             out.append(chunk)
         return b"".join(out)
 
@@ -54,7 +57,8 @@ def encode_part(content_type: str, template: Slotted) -> EncodedPart:
         f'Content-Type: {content_type}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii")
-    return EncodedPart(headers, [qp_encode(chunk) for chunk in template.statics], template.slots, escape)
+    return EncodedPart(headers, [qp_encode(chunk) for chunk in template.statics], template.slots, escape,
+                       frozenset(template.slots))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Open and click tracking (off by default)."""

@@ -1,0 +1,70 @@
+"""Open and click tracking, off by default (`[tracking] opens`, `clicks`).
+
+Opens: a per-recipient 1x1 GIF. Clicks: `/c/{token}/{issue}/{n}` redirects to
+the n-th comparison link of that issue, looked up in the database, so the
+redirect can only ever lead to the issue's own links (no open redirect).
+Both record an event row, unique per (issue, subscriber, kind, link), which
+the stats count; they never change a subscriber's state.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from newsletter.config import Settings
+from newsletter.db import session_scope, utcnow
+from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.view import build_issue_view
+from newsletter.tracking.models import TrackingEvent
+from subscribers.tokens import InvalidToken, Purpose, read_token
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+def record(session: Session, issue_id: int, subscriber_id: int, kind: str, link: int = -1) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TrackingEvent.__table__)
+    session.execute(insert.values(issue_id=issue_id, subscriber_id=subscriber_id, kind=kind, link=link,
+                                  created_at=utcnow()).on_conflict_do_nothing())
+
+
+def make_router(settings: Settings, engine: Engine, secret: str) -> APIRouter:
+    router = APIRouter()
+
+    def subscriber(token: str) -> int | None:
+        try:
+            return read_token(secret, Purpose.track, token)
+        except InvalidToken:
+            return None
+
+    @router.get("/o/{token}/{issue_id}.gif")
+    def opened(token: str, issue_id: int) -> Response:
+        subscriber_id = subscriber(token)
+        if subscriber_id is not None and settings.tracking.opens:
+            with session_scope(engine) as session:
+                if session.get(Issue, issue_id) is not None:
+                    record(session, issue_id, subscriber_id, "open")
+        return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+    @router.get("/c/{token}/{issue_id}/{index}")
+    def clicked(token: str, issue_id: int, index: int) -> Response:
+        with session_scope(engine) as session:
+            issue = session.get(Issue, issue_id)
+            if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
+                return Response("unknown link", status_code=404, media_type="text/plain")
+            links = [c.url for c in build_issue_view(session, settings, issue).comparisons]
+            if not 0 <= index < len(links):
+                return Response("unknown link", status_code=404, media_type="text/plain")
+            subscriber_id = subscriber(token)
+            if subscriber_id is not None:
+                record(session, issue_id, subscriber_id, "click", index)
+        # The target comes from the issue in the database, never from the request.
+        return RedirectResponse(links[index], status_code=303)
+
+    return router
