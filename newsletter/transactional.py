@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, and_, or_, select, update
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
@@ -116,22 +116,45 @@ def build_message(settings: Settings, secret: str, row: TransactionalMail, name:
     return OutgoingMessage(address_of(settings.mail.from_address), row.to_email, data, reference)
 
 
+LEASE = timedelta(minutes=5)
+
+
+def _claim(engine: Engine, limit: int, now: datetime) -> list[int]:
+    """Due rows move queued -> sending with a lease, by a conditional UPDATE each, so two senders
+    (the web process and a worker, or two hosts) never mail the same row; a sender that died
+    leaves a lease that expires and is taken over."""
+    with session_scope(engine) as session:
+        due = session.execute(
+            select(TransactionalMail.id)
+            .where(or_(
+                and_(TransactionalMail.state == "queued",
+                     or_(TransactionalMail.next_attempt_at.is_(None), TransactionalMail.next_attempt_at <= now)),
+                and_(TransactionalMail.state == "sending", TransactionalMail.next_attempt_at <= now),
+            ))
+            .order_by(TransactionalMail.id).limit(limit)
+        ).scalars().all()
+        claimed = []
+        for row_id in due:
+            moved = session.execute(
+                update(TransactionalMail)
+                .where(TransactionalMail.id == row_id, TransactionalMail.state.in_(("queued", "sending")),
+                       or_(TransactionalMail.next_attempt_at.is_(None), TransactionalMail.next_attempt_at <= now))
+                .values(state="sending", next_attempt_at=now + LEASE)
+            ).rowcount
+            if moved:
+                claimed.append(row_id)
+    return claimed
+
+
 def send_pending(engine: Engine, settings: Settings, transport: Transport, secret: str,
                  limit: int = 50, now: datetime | None = None) -> int:
     """Send due queued mails; returns how many were sent. Safe to run in several processes."""
     now = now or utcnow()
     sent = 0
-    with session_scope(engine) as session:
-        rows = session.execute(
-            select(TransactionalMail, Subscriber.name)
-            .join(Subscriber, Subscriber.id == TransactionalMail.subscriber_id)
-            .where(TransactionalMail.state == "queued")
-            .where(or_(TransactionalMail.next_attempt_at.is_(None), TransactionalMail.next_attempt_at <= now))
-            .order_by(TransactionalMail.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=TransactionalMail)
-        ).all()
-        for row, name in rows:
+    for row_id in _claim(engine, limit, now):
+        with session_scope(engine) as session:
+            row = session.get(TransactionalMail, row_id)
+            name = session.execute(select(Subscriber.name).where(Subscriber.id == row.subscriber_id)).scalar_one()
             values = {"email": row.to_email, "action_url": "", "preferences_url": "", "unsubscribe_url": ""}
             values.update(recipient_links(settings, secret, row.subscriber_id))
             if row.kind in CONFIRM_KINDS:
@@ -143,11 +166,11 @@ def send_pending(engine: Engine, settings: Settings, transport: Transport, secre
             result = transport.send([message])[0]
             row.attempts += 1
             if result.outcome == Outcome.sent:
-                row.state, row.sent_at, row.last_error = "sent", now, None
+                row.state, row.sent_at, row.last_error, row.next_attempt_at = "sent", now, None, None
                 sent += 1
             elif result.outcome == Outcome.retry and row.attempts < MAX_ATTEMPTS:
+                row.state, row.last_error = "queued", result.error
                 row.next_attempt_at = now + timedelta(seconds=60 * 2 ** row.attempts)
-                row.last_error = result.error
             else:
                 row.state, row.last_error = "failed", result.error
                 log.warning("transactional mail %s to %s failed: %s", row.id, row.to_email, result.error)

@@ -195,10 +195,14 @@ def deliver(
         if progress:
             progress(report)
     with session_scope(engine) as session:
-        report.finished = _finish_if_done(session, issue_id, clock()) or (
-            session.get(Issue, issue_id).state == IssueState.sent.value
-        )
+        won = _finish_if_done(session, issue_id, clock())  # True in exactly one worker
+        report.finished = won or session.get(Issue, issue_id).state == IssueState.sent.value
         report.counts = outbox.counts(session, issue_id)
-    if report.finished:
-        log.info("issue %s finished: %s", issue_id, report.counts)
+    if won:
+        from newsletter.notices import notify_finished
+
+        try:
+            notify_finished(engine, settings, issue_id, report.counts)
+        except Exception:  # a notice must never undo or block a finished send
+            log.exception("issue %s finished, but the editors' notice failed", issue_id)
     return report

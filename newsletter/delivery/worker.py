@@ -34,6 +34,7 @@ from newsletter.delivery.sender import DeliverReport, deliver, worker_id
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
+from newsletter.transactional import send_pending
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ def run_worker(
     engine: Engine, settings: Settings, until_idle: bool = False, poll_seconds: float = 5.0,
     echo: Callable[[str], None] = print, stop: threading.Event | None = None, worker: str | None = None,
 ) -> None:
-    """The loop of one worker process: every sending issue, batch by batch, until idle or stopped."""
+    """The loop of one worker process: every sending issue, batch by batch, and the queued
+    transactional mail, until idle or stopped."""
     stop = stop or threading.Event()
     worker = worker or worker_id()
     secret = load_secret_key(settings)
@@ -83,6 +85,11 @@ def run_worker(
                 if report.sent or report.failed or report.retry or report.skipped:
                     worked = True
                     echo(_summary(report))
+            # Confirmation, welcome and goodbye mails queued by `serve --no-sender`.
+            mails = send_pending(engine, settings, transport, secret) if not stop.is_set() else 0
+            if mails:
+                worked = True
+                echo(f"transactional: {mails} sent")
             if until_idle and not worked:
                 return
             if not worked:

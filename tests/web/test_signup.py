@@ -171,3 +171,27 @@ def test_one_process_deployment_sends_confirmations_in_the_background(live_facto
     while not live.mails() and time.time() < deadline:
         time.sleep(0.1)
     assert live.mails() and live.mails()[0]["To"] == "bg@example.com"
+
+
+def test_a_worker_sends_what_serve_no_sender_queued(live, tmp_path):
+    """serve --no-sender leaves confirmations to `newsletter worker`; two senders never double-mail."""
+    import threading
+
+    from newsletter.delivery.worker import run_worker
+
+    for n in range(4):
+        assert live.subscribe(f"queued{n}@example.com").status_code == 200
+    assert live.mails() == []
+    stops = [threading.Event(), threading.Event()]
+    threads = [threading.Thread(target=run_worker, kwargs=dict(engine=live.engine, settings=live.settings,
+                                                               until_idle=True, stop=stop, echo=lambda _l: None))
+               for stop in stops]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    mails = live.mails()
+    assert sorted(m["To"] for m in mails) == [f"queued{n}@example.com" for n in range(4)]
+    with session_scope(live.engine) as session:
+        rows = session.exec(select(TransactionalMail)).all()
+    assert {r.state for r in rows} == {"sent"} and all(r.attempts == 1 for r in rows)
