@@ -12,33 +12,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
-from newsletter.db import make_engine, session_scope
-from newsletter.issues.drafting import draft_issue
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.render import compile_issue
-from newsletter.issues.view import build_issue_view
-from newsletter.migrate import upgrade
-
-SECRET = "bench-secret-" + "b" * 40
-
-
-def _issue_view(folder: Path):
-    config = folder / "config.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{folder}/bench.db"\n[site]\ntimezone = "Europe/Berlin"\n')
-    settings = load_settings(config)
-    engine = make_engine(settings.database.url)
-    upgrade(engine)
-    import_files(engine, sample_files())
-    issue = draft_issue(engine, settings, "2026-W48").issue
-    with session_scope(engine) as session:
-        return settings, build_issue_view(session, settings, issue)
-
+from bench.sample import SECRET, sample_issue_view
 
 def run(ours_n: int = 5000, reference_n: int = 30) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        settings, view = _issue_view(Path(tmp))
+        settings, view = sample_issue_view(Path(tmp))
         now = datetime.now(UTC)
 
         started = time.perf_counter()

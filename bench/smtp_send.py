@@ -28,18 +28,12 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from newsletter.config import SmtpSettings, load_settings
-from newsletter.content.importer import import_files, sample_files
-from newsletter.db import make_engine, session_scope
+from bench.sample import SECRET, sample_issue_view
+from newsletter.config import SmtpSettings
 from newsletter.delivery.transports.base import Outcome, OutgoingMessage
 from newsletter.delivery.transports.smtp import SmtpTransport
-from newsletter.issues.drafting import draft_issue
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.render import compile_issue
-from newsletter.issues.view import build_issue_view
-from newsletter.migrate import upgrade
-
-SECRET = "bench-secret-" + "b" * 40
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,16 +85,8 @@ class Sink:
 def issue_messages(count: int) -> list[OutgoingMessage]:
     """`count` real, distinct issue messages (one per recipient) from the sample content."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.toml"
-        config.write_text(f'[database]\nurl = "sqlite:///{tmp}/bench.db"\n[site]\ntimezone = "Europe/Berlin"\n')
-        settings = load_settings(config)
-        engine = make_engine(settings.database.url)
-        upgrade(engine)
-        import_files(engine, sample_files())
-        issue = draft_issue(engine, settings, "2026-W48").issue
-        with session_scope(engine) as session:
-            template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
-        engine.dispose()
+        settings, view = sample_issue_view(Path(tmp))
+    template = build_template(settings, compile_issue(view))
     now = datetime.now(UTC)
     return [issue_message(settings, SECRET, template,
                           Recipient(f"reader{n}@example.com", "", n, f"bench-{n}"), now, signer=None)[0]
