@@ -28,6 +28,16 @@ def run_processes(engine: Engine, settings: Settings, *, web: bool, scheduler: b
     threads: list[threading.Thread] = []
     server = None
 
+    # Installed first, so a SIGTERM during start-up already means "stop cleanly".
+    def handler(signum, _frame):
+        echo(f"signal {signum}: finishing the work in hand, then stopping")
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
     if scheduler:
         from newsletter.schedule import run_scheduler, zone_of
 
@@ -51,18 +61,10 @@ def run_processes(engine: Engine, settings: Settings, *, web: bool, scheduler: b
         # uvicorn's own signal handling would only stop the web part: we stop everything together.
         server.install_signal_handlers = lambda: None
 
-    def handler(signum, _frame):
-        echo(f"signal {signum}: finishing the work in hand, then stopping")
-        stop.set()
-        if server is not None:
-            server.should_exit = True
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
     for thread in threads:
         thread.start()
     try:
-        if server is not None:
+        if server is not None and not stop.is_set():
             server.run()
             stop.set()
         else:

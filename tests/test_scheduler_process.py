@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+
+import requests
 from datetime import UTC, datetime, timedelta
 
 from newsletter.config import load_settings
@@ -17,8 +19,19 @@ from tests.smtp_server import free_port
 
 
 def start(tmp_path, env):
-    return subprocess.Popen([sys.executable, "-m", "newsletter", "run", "--port", str(free_port())], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    """Start `newsletter run` and wait until its web server answers (start-up is slow on a busy machine)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "newsletter", "run", "--port", str(port)], cwd=tmp_path,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok":
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("newsletter run did not start: " + process.communicate()[0].decode())
 
 
 def stop(process) -> str:

@@ -25,7 +25,7 @@ def test_one_serve_process_is_a_working_deployment(tmp_path):
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while True:
             try:
                 if requests.get(base + "/healthz", timeout=1).text == "ok":
@@ -42,7 +42,7 @@ def test_one_serve_process_is_a_working_deployment(tmp_path):
         assert embed.status_code == 200 and "x-frame-options" not in embed.headers
         assert requests.get(base + "/").headers["x-frame-options"] == "DENY"
         outbox = tmp_path / "outbox"
-        deadline = time.time() + 15
+        deadline = time.time() + 30
         while not list(outbox.glob("*.eml")) and time.time() < deadline:
             time.sleep(0.2)
         mails = list(outbox.glob("*.eml"))
