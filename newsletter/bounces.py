@@ -17,7 +17,6 @@ Message-ID confirms it.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import mailbox
 from collections import Counter
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from subscribers.tokens import verify_digest
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import UserError
@@ -142,8 +142,7 @@ def verified_reference(secret: str, message_id: str | None) -> str | None:
         return None
     reference = match.group(1)
     digest = (message_id or "").strip().lstrip("<").split("@", 1)[0][len(reference) + 1:]
-    expected = hmac.new(secret.encode(), reference.encode(), hashlib.sha256).hexdigest()[:24]
-    return reference if hmac.compare_digest(digest.encode(), expected.encode()) else None
+    return reference if verify_digest(secret, reference, digest, 24) else None
 
 
 def open_mailbox(path: Path) -> mailbox.Mailbox:

@@ -8,6 +8,7 @@ so a production install never signs with a key nobody chose to keep.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 
 from newsletter.config import Settings
@@ -17,18 +18,28 @@ ENV = "NEWSLETTER_SECRET_KEY"
 MIN_LENGTH = 32
 
 
+def _ring(raw: str, where: str) -> str:
+    """Validate a key ring (first key signs, all verify) and return it comma-joined."""
+    keys = [key for key in re.split(r"[,\s]+", raw) if key and not key.startswith("#")]
+    if not keys:
+        raise ConfigError(f"config error: {where} holds no key")
+    for key in keys:
+        if len(key) < MIN_LENGTH:
+            raise ConfigError(f"config error: {where} is too short: use keys of at least {MIN_LENGTH} random characters")
+    return ",".join(keys)
+
+
 def load_secret_key(settings: Settings, create: bool = False) -> str:
+    """The key ring: NEWSLETTER_SECRET_KEY (keys separated by commas) or the key file (one per line).
+    To rotate, put the new key first and keep the old ones after it until their links expire."""
     value = os.environ.get(ENV)
     if value is not None:
-        if len(value) < MIN_LENGTH:
-            raise ConfigError(f"config error: {ENV} is too short: use at least {MIN_LENGTH} random characters")
-        return value
+        return _ring(value, ENV)
     path = settings.security.secret_key_file
     if path.is_file():
-        key = path.read_text(encoding="utf-8").strip()
-        if len(key) < MIN_LENGTH:
-            raise ConfigError(f"config error: security.secret_key_file {path} holds a key shorter than {MIN_LENGTH}")
-        return key
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        return _ring("\n".join(line for line in lines if line and not line.startswith("#")),
+                     f"security.secret_key_file {path}")
     if not create:
         raise ConfigError(
             f"config error: no signing key. Set {ENV}, or put a random key into "

@@ -13,7 +13,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData
+
+from subscribers.tokens import timestamp_signer
 
 HONEYPOT_FIELD = "website"
 
@@ -22,23 +24,22 @@ class FormTokenError(Exception):
     pass
 
 
-def _form_serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt="weekly-verdicts:signup-form")
+FORM_SALT = "weekly-verdicts:signup-form"
 
 
 def issue_form_token(secret: str) -> str:
     """Signed and timestamped when the form is shown."""
-    return _form_serializer(secret).dumps("signup")
+    return timestamp_signer(secret, FORM_SALT).sign(b"signup").decode()
 
 
 def check_form_token(secret: str, token: str, min_seconds: float, max_seconds: float,
                      now: float | None = None) -> None:
     """Reject forged tokens, bots that post faster than a person types, and stale forms."""
     try:
-        value, signed_at = _form_serializer(secret).loads(token, return_timestamp=True)
+        value, signed_at = timestamp_signer(secret, FORM_SALT).unsign(token, return_timestamp=True)
     except BadData:
         raise FormTokenError("the form was not valid; please reload the page and try again") from None
-    if value != "signup":
+    if value != b"signup":
         raise FormTokenError("the form was not valid; please reload the page and try again")
     age = (now or time.time()) - signed_at.timestamp()
     if age < min_seconds:

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from newsletter.config import WebSettings
 from subscribers.models import Subscriber, SubscriberStatus, TransactionalMail
 from subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
-from subscribers.tokens import InvalidToken
+from subscribers.tokens import InvalidToken, plain_signer
 
 CONFIRM_KINDS = ("confirm", "confirm_change")
 NO_MAIL_STATUSES = (SubscriberStatus.bounced.value, SubscriberStatus.complained.value)
@@ -30,7 +30,7 @@ def _hash(token: str) -> str:
 
 
 def _signer(secret: str) -> Signer:
-    return Signer(secret, salt="weekly-verdicts:confirm")
+    return plain_signer(secret, "weekly-verdicts:confirm")
 
 
 def new_confirmation_token(secret: str) -> tuple[str, str]:

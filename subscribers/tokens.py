@@ -1,16 +1,23 @@
-"""Signed, purpose-bound tokens for links in mail.
+"""Signed, purpose-bound tokens for links in mail, and the key ring they are signed with.
 
 The purpose is the itsdangerous salt: an unsubscribe token is no preferences
 token and vice versa. Tokens carry the subscriber id and their signing time, so
 they expire (`max_age`) without any stored state.
+
+Keys rotate: the secret may hold several keys (comma-separated in
+NEWSLETTER_SECRET_KEY, one per line in the key file). The first signs, all
+verify, so links already in inboxes keep working after a new key is put first.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import hashlib
+import hmac
+import re
 from enum import StrEnum
+from functools import lru_cache
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, Signer, TimestampSigner
 
 DAY = 24 * 3600
 
@@ -24,27 +31,63 @@ class Purpose(StrEnum):
 
 # Unsubscribe links must keep working long after the mail arrived (RFC 8058
 # readers click months later); preferences links are shorter-lived.
-MAX_AGE = {Purpose.unsubscribe: 365 * DAY, Purpose.preferences: 90 * DAY, Purpose.vote: 60 * DAY, Purpose.track: 90 * DAY}
+MAX_AGE = {Purpose.unsubscribe: 365 * DAY, Purpose.preferences: 90 * DAY, Purpose.vote: 60 * DAY,
+           Purpose.track: 90 * DAY}
 
 
 class InvalidToken(Exception):
     """Forged, altered, expired or made for another purpose."""
 
 
-@lru_cache(maxsize=16)
-def _serializer(secret: str, purpose: Purpose) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=f"weekly-verdicts:{purpose.value}")
+@lru_cache(maxsize=8)
+def keys_of(secret: str) -> tuple[str, ...]:
+    """The key ring in a secret: first signs, all verify."""
+    keys = tuple(key for key in re.split(r"[,\s]+", secret) if key)
+    if not keys:
+        raise ValueError("the secret holds no key")
+    return keys
+
+
+def _ring(secret: str) -> list[str]:
+    # itsdangerous takes a list oldest first and signs with the last one.
+    return list(reversed(keys_of(secret)))
+
+
+@lru_cache(maxsize=32)
+def timestamp_signer(secret: str, salt: str) -> TimestampSigner:
+    """Made once per key ring and purpose: deriving the key per token would dominate sending."""
+    return TimestampSigner(_ring(secret), salt=salt, digest_method=hashlib.sha256)
+
+
+@lru_cache(maxsize=32)
+def plain_signer(secret: str, salt: str) -> Signer:
+    return Signer(_ring(secret), salt=salt, digest_method=hashlib.sha256)
+
+
+def keyed_digest(secret: str, message: str) -> str:
+    """An HMAC with the signing key (Message-IDs): made with the first key."""
+    return hmac.new(keys_of(secret)[0].encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_digest(secret: str, message: str, digest: str, length: int) -> bool:
+    """True when `digest` is the (shortened) HMAC of `message` under any key of the ring."""
+    return any(hmac.compare_digest(hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()[:length],
+                                   digest) for key in keys_of(secret))
+
+
+def _salt(purpose: Purpose) -> str:
+    return f"weekly-verdicts:{purpose.value}"
 
 
 def make_token(secret: str, purpose: Purpose, subscriber_id: int) -> str:
-    return _serializer(secret, purpose).dumps(subscriber_id)
+    return timestamp_signer(secret, _salt(purpose)).sign(str(subscriber_id).encode()).decode()
 
 
 def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> int:
     try:
-        value = _serializer(secret, purpose).loads(token, max_age=max_age or MAX_AGE[purpose])
+        value = timestamp_signer(secret, _salt(purpose)).unsign(token, max_age=max_age or MAX_AGE[purpose])
     except BadData as exc:
         raise InvalidToken(str(exc)) from None
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not value.isdigit() or len(value) > 18:
         raise InvalidToken("token does not name a subscriber")
-    return value
+    return int(value)

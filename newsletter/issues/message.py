@@ -6,8 +6,6 @@ bytes; it never renders a template or compiles MJML.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +17,7 @@ from newsletter.issues.render import CompiledEmail
 from newsletter.mail.dkim import DkimSigner, signer_for
 from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line, recipient_address
 from newsletter.mail.mime import MessageTemplate, message_template
-from subscribers.tokens import Purpose, make_token
+from subscribers.tokens import Purpose, keyed_digest, make_token
 
 DELIVERY_HEADER = "X-Weekly-Verdicts-Delivery"
 
@@ -55,8 +53,7 @@ def build_template(settings: Settings, compiled: CompiledEmail, list_headers: bo
 
 def message_id(secret: str, reference: str, domain: str) -> str:
     """Stable for a delivery (a retry keeps it, so receivers can de-duplicate), unguessable."""
-    digest = hmac.new(secret.encode(), reference.encode(), hashlib.sha256).hexdigest()[:24]
-    return f"<{reference}.{digest}@{domain}>"
+    return f"<{reference}.{keyed_digest(secret, reference)[:24]}@{domain}>"
 
 
 def recipient_links(settings: Settings, secret: str, subscriber_id: int) -> dict[str, str]:
