@@ -130,8 +130,16 @@ def issue_list() -> None:
 
     settings = state.settings
     zone = settings.site.zone
-    table = Table("id", "week", "subject", "state", f"scheduled ({settings.site.timezone})", "comparisons",
-                  "sent", "pending", "failed")
+    from rich import box
+
+    # Narrow columns never fold (a week cut to "2026-…" is useless); the subject takes what is left.
+    table = Table(title=f"Issues, newest first (times in {settings.site.timezone})", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    for name in ("id", "week"):
+        table.add_column(name, no_wrap=True, min_width=len(name))
+    table.add_column("subject", ratio=1, overflow="fold", min_width=12)
+    for name in ("state", "scheduled", "items", "sent", "pending", "failed"):
+        table.add_column(name, overflow="fold", min_width=len(name))
     for row in list_issues(state.engine(), grace=timedelta(minutes=settings.schedule.grace_minutes)):
         scheduled = row.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if row.scheduled_at else ""
         table.add_row(str(row.id), row.week, row.subject, row.state, scheduled, str(row.comparisons),
@@ -144,16 +152,20 @@ def issue_send(
     issue_id: Annotated[int, typer.Argument(help="Issue id (see `issue list`).")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Also deliver in this process until done.")] = False,
     now: Annotated[bool, typer.Option("--now", help="Send now, even if it is scheduled for later.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask, even above [schedule] confirm_over recipients.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask, even above \\[schedule] confirm_over recipients.")] = False,
 ) -> None:
     """Start sending: enqueue one delivery per eligible subscriber (never twice)."""
     from newsletter.db import utcnow
     from newsletter.delivery.outbox import count_eligible
     from newsletter.delivery.sender import start_send
 
+    from newsletter.issues.editing import EDITABLE
+    from newsletter.issues.models import Issue
+
     engine = state.engine()
     with session_scope(engine) as session:
-        recipients = count_eligible(session, issue_id, utcnow())
+        issue = session.get(Issue, issue_id)
+        recipients = count_eligible(session, issue_id, utcnow()) if issue and issue.state in EDITABLE else 0
     limit = state.settings.schedule.confirm_over
     if recipients > limit and not yes:
         if not sys.stdin.isatty():
@@ -371,7 +383,14 @@ def stats_command(
         raise UserError(f"issue {issue_id} does not exist or has not been sent")
     tracking = state.settings.tracking
     columns = COLUMNS + (["opens"] if tracking.opens else []) + (["clicks"] if tracking.clicks else [])
-    table = Table("issue", "week", *columns, "bounce %", "complaint %", title="Issues, oldest first")
+    from rich import box
+
+    short = {"recipients": "rcpt", "delivered": "deliv", "bounced": "bounce", "complained": "compl",
+             "unsubscribed": "unsub"}
+    table = Table(title="Issues, oldest first (bounce % and complaint % of sent)", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    for name in ("issue", "week", *[short.get(c, c) for c in columns], "bounce%", "compl%"):
+        table.add_column(name, no_wrap=True, justify="left" if name == "week" else "right")
     for row in rows:
         table.add_row(str(row.id), row.week, *[str(getattr(row, c)) for c in columns],
                       row.rate("bounced"), row.rate("complained"))
@@ -391,8 +410,8 @@ def scheduler_command() -> None:
 
 @app.command("run")
 def run_all(
-    host: Annotated[Optional[str], typer.Option(help="Web address (default: [web] host).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Web port (default: [web] port).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Web address (default: \\[web] host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Web port (default: \\[web] port).")] = None,
 ) -> None:
     """Web server, scheduler and one worker in one process, for small deployments."""
     from newsletter.processes import run_processes
@@ -447,8 +466,8 @@ def subscribers_import(
 
 @app.command("serve")
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: [web] host).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default: [web] port).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: \\[web] host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: \\[web] port).")] = None,
     no_sender: Annotated[bool, typer.Option("--no-sender", help="Leave confirmation mails to `newsletter worker`.")] = False,
 ) -> None:
     """Run the web app: signup, confirmation, unsubscribe, preferences, issue web view."""

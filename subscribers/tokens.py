@@ -53,15 +53,35 @@ def _ring(secret: str) -> list[str]:
     return list(reversed(keys_of(secret)))
 
 
+class _DerivedKeyCache:
+    """itsdangerous derives the signing key from secret and salt (two HMACs) for every signature;
+    the result only depends on the key, so it is kept."""
+
+    def derive_key(self, secret_key=None):
+        cache = self.__dict__.setdefault("_derived", {})
+        key = secret_key if secret_key is not None else self.secret_keys[-1]
+        if key not in cache:
+            cache[key] = super().derive_key(key)
+        return cache[key]
+
+
+class _TimestampSigner(_DerivedKeyCache, TimestampSigner):
+    pass
+
+
+class _Signer(_DerivedKeyCache, Signer):
+    pass
+
+
 @lru_cache(maxsize=32)
 def timestamp_signer(secret: str, salt: str) -> TimestampSigner:
     """Made once per key ring and purpose: deriving the key per token would dominate sending."""
-    return TimestampSigner(_ring(secret), salt=salt, digest_method=hashlib.sha256)
+    return _TimestampSigner(_ring(secret), salt=salt, digest_method=hashlib.sha256)
 
 
 @lru_cache(maxsize=32)
 def plain_signer(secret: str, salt: str) -> Signer:
-    return Signer(_ring(secret), salt=salt, digest_method=hashlib.sha256)
+    return _Signer(_ring(secret), salt=salt, digest_method=hashlib.sha256)
 
 
 def keyed_digest(secret: str, message: str) -> str:

@@ -148,8 +148,12 @@ def test_editor_guards(sample_engine, settings):
         editing.add(sample_engine, issue.id, "elevenlabs-vs-descript")
 
 
-def test_two_schedulers_at_once_send_once(sample_engine, settings, db_url, monkeypatch):
-    """Two real APScheduler instances, each with its own engine (connection pool), tick fast."""
+def test_two_schedulers_at_once_send_once(sample_engine, settings, db_url, monkeypatch, caplog):
+    """Two real APScheduler instances, each with its own engine (connection pool), tick fast.
+    Enqueue alone would hide a double dispatch (its unique key), so count the starts too."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="newsletter.schedule")
     monkeypatch.setattr(settings.schedule, "tick_seconds", 0.1)
     readers(sample_engine, 5)
     issue = draft_issue(sample_engine, settings, "2026-W48").issue
@@ -174,3 +178,5 @@ def test_two_schedulers_at_once_send_once(sample_engine, settings, db_url, monke
     with session_scope(sample_engine) as session:
         assert session.get(Issue, issue.id).state == "sending"
     assert deliveries(sample_engine, issue.id) == 5
+    starts = [r for r in caplog.records if r.name == "newsletter.schedule" and "sending to" in r.getMessage()]
+    assert len(starts) == 1, [r.getMessage() for r in starts]

@@ -22,8 +22,15 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 CRLF = b"\r\n"
 
 
+_QP_SAFE = re.compile(r"[!-<>-~]*")  # printable ASCII but "=": stands for itself in quoted-printable
+
+
 def qp_encode(text: str) -> bytes:
     """Quoted-printable for a piece that starts at column 0 and ends at a line boundary."""
+    if _QP_SAFE.fullmatch(text):
+        # The common per-recipient value (a URL, an address): only soft line breaks to add.
+        data = text.encode("ascii")
+        return b"=\r\n".join(data[i:i + 75] for i in range(0, len(data), 75)) + b"=\r\n" if data else b""
     data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
     encoded = _BARE_LF.sub(CRLF, binascii.b2a_qp(data, quotetabs=False, istext=True, header=False))
     if encoded and not encoded.endswith(CRLF):
@@ -46,8 +53,7 @@ class EncodedPart:
         encoded = {name: qp_encode(self.escape(values[name])) for name in self.names}
         out = [self.chunks[0]]
         for name, chunk in zip(self.slots, self.chunks[1:]):
-            out.append(encoded[name])
-            out.append(chunk)
+            out += (encoded[name], chunk)
         return b"".join(out)
 
 
