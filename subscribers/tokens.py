@@ -84,9 +84,16 @@ def plain_signer(secret: str, salt: str) -> Signer:
     return _Signer(_ring(secret), salt=salt, digest_method=hashlib.sha256)
 
 
+@lru_cache(maxsize=8)
+def _first_key_hmac(secret: str) -> "hmac.HMAC":
+    return hmac.new(keys_of(secret)[0].encode(), digestmod=hashlib.sha256)
+
+
 def keyed_digest(secret: str, message: str) -> str:
     """An HMAC with the signing key (Message-IDs): made with the first key."""
-    return hmac.new(keys_of(secret)[0].encode(), message.encode(), hashlib.sha256).hexdigest()
+    mac = _first_key_hmac(secret).copy()  # the keyed inner/outer state is computed once
+    mac.update(message.encode())
+    return mac.hexdigest()
 
 
 def verify_digest(secret: str, message: str, digest: str, length: int) -> bool:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 from newsletter.config import Settings
 from newsletter.delivery.transports.base import OutgoingMessage
@@ -70,6 +71,12 @@ def recipient_links(settings: Settings, secret: str, subscriber_id: int) -> dict
 _UNSET = object()
 
 
+@lru_cache(maxsize=4)
+def _date(now: datetime) -> str:
+    """A batch shares one `now`: format it once."""
+    return format_datetime(now)
+
+
 def issue_message(
     settings: Settings, secret: str, template: MessageTemplate, recipient: Recipient, now: datetime,
     signer: DkimSigner | None | object = _UNSET,
@@ -81,7 +88,7 @@ def issue_message(
     msg_id = message_id(secret, recipient.reference, domain)
     personal = [
         header_line("To", recipient_address(recipient.name, recipient.email)),
-        header_line("Date", format_datetime(now)),
+        header_line("Date", _date(now)),
         header_line("Message-ID", msg_id),
         header_line("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
         header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),

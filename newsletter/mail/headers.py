@@ -6,6 +6,7 @@ headers ourselves instead of letting email.policy fold them.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from email.header import Header
 from email.utils import formataddr, getaddresses, parseaddr
@@ -13,6 +14,7 @@ from email.utils import formataddr, getaddresses, parseaddr
 from newsletter.text import reject_control_chars
 
 MAX_LINE = 998
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 ]+")
 
 
 def header_line(name: str, value: str) -> str:
@@ -51,7 +53,11 @@ def recipient_address(name: str, email: str) -> str:
     reject_control_chars(email, "email")
     if not email.isascii() or "@" not in email or any(c in email for c in ' <>,;"'):
         raise ValueError(f"email: {email!r} cannot be written into a header")
-    return formataddr((name, email), charset="utf-8") if name else email
+    if not name:
+        return email
+    if _PLAIN_NAME.fullmatch(name):  # nothing to quote or encode: skip formataddr's work
+        return f"{name} <{email}>"
+    return formataddr((name, email), charset="utf-8")
 
 
 @lru_cache(maxsize=64)
