@@ -123,8 +123,11 @@ def test_editor_commands(tmp_path):
     past = run(["issue", "schedule", "1", "--at", "2001-01-01 08:00"], tmp_path, env, check=False)
     assert past.returncode == 1 and "in the past" in past.stderr
     run(["issue", "unschedule", "1"], tmp_path, env)
-    tested = run(["issue", "test", "1", "--to", "editor@example.com"], tmp_path, env).stdout
-    assert "editor@example.com: sent" in tested
+    tested = run(["issue", "test", "1", "--to", "editor@example.com,second@example.com", "--to", "third@example.com"],
+                 tmp_path, env).stdout
+    for address in ("editor@example.com", "second@example.com", "third@example.com"):
+        assert f"{address}: sent" in tested
+    assert len(list((tmp_path / "outbox").glob("test-*.eml"))) == 3
     test_mail = next((tmp_path / "outbox").glob("test-*.eml")).read_text()
     assert "Subject: [TEST] Video, images and data" in test_mail
     refused = run(["issue", "send", "1", "--now"], tmp_path, env, check=False)  # 2 readers > confirm_over 1

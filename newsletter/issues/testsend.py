@@ -27,6 +27,7 @@ MAX_TEST_RECIPIENTS = 20
 
 def send_test(engine: Engine, settings: Settings, secret: str, issue_id: int,
               addresses: list[str]) -> list[tuple[str, str]]:
+    addresses = [part.strip() for value in addresses for part in value.split(",") if part.strip()]
     if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
         raise UserError(f"--to: give 1 to {MAX_TEST_RECIPIENTS} addresses")
     try:
