@@ -355,7 +355,7 @@ def issue_unschedule(issue_id: Annotated[int, typer.Argument(help="Issue id.")])
 @issue_app.command("test")
 def issue_test(
     issue_id: Annotated[int, typer.Argument(help="Issue id.")],
-    to: Annotated[list[str], typer.Option("--to", help="Address to send the test to (repeatable).")],
+    to: Annotated[list[str], typer.Option("--to", help="Address(es) to send the test to: repeat --to, or separate with commas.")],
 ) -> None:
     """Send the issue to these addresses only, subject marked [TEST]; not counted as a send."""
     from newsletter.issues.testsend import send_test
