@@ -386,26 +386,15 @@ def _resolve_paths(settings: Settings, base: Path) -> None:
         settings.database.url = prefix + str(base / url[len(prefix):])
 
 
-def _reject_file_secrets(path: Path, data: dict) -> None:
-    """Provider API keys come from the environment only, never from a config file."""
-    mail = data.get("mail") if isinstance(data.get("mail"), dict) else {}
-    for provider, keys in ENV_ONLY_SECRETS.items():
-        section = mail.get(provider) if isinstance(mail.get(provider), dict) else {}
+def _reject_file_secrets(path: Path, data: dict, section: str, secrets: dict[str, tuple[str, ...]]) -> None:
+    """API keys and webhook secrets come from the environment only, never from a config file."""
+    table = data.get(section) if isinstance(data.get(section), dict) else {}
+    for provider, keys in secrets.items():
+        entries = table.get(provider) if isinstance(table.get(provider), dict) else {}
         for key in keys:
-            if key in section:
-                env_name = f"{ENV_PREFIX}MAIL__{provider.upper()}__{key.upper()}"
-                raise ConfigError(f"config error in {path}:\n  mail.{provider}.{key}: secrets are not read "
-                                  f"from the config file; remove it there and set {env_name}")
-
-
-def _reject_file_webhook_secrets(path: Path, data: dict) -> None:
-    hooks = data.get("webhooks") if isinstance(data.get("webhooks"), dict) else {}
-    for provider, keys in WEBHOOK_ENV_ONLY_SECRETS.items():
-        section = hooks.get(provider) if isinstance(hooks.get(provider), dict) else {}
-        for key in keys:
-            if key in section:
-                env_name = f"{ENV_PREFIX}WEBHOOKS__{provider.upper()}__{key.upper()}"
-                raise ConfigError(f"config error in {path}:\n  webhooks.{provider}.{key}: secrets are not read "
+            if key in entries:
+                env_name = f"{ENV_PREFIX}{section.upper()}__{provider.upper()}__{key.upper()}"
+                raise ConfigError(f"config error in {path}:\n  {section}.{provider}.{key}: secrets are not read "
                                   f"from the config file; remove it there and set {env_name}")
 
 
@@ -419,8 +408,8 @@ def load_settings(path: Path | str | None = None) -> Settings:
         raise ConfigError(f"config error: file {path} does not exist")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error in {path}: not valid TOML: {exc}")
-    _reject_file_secrets(path, data)
-    _reject_file_webhook_secrets(path, data)
+    _reject_file_secrets(path, data, "mail", ENV_ONLY_SECRETS)
+    _reject_file_secrets(path, data, "webhooks", WEBHOOK_ENV_ONLY_SECRETS)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
