@@ -12,6 +12,8 @@ import sys
 BENCHMARKS = {
     "smtp_send": "bench.smtp_send",  # SmtpTransport vs Postfix smtp-source, into smtp-sink
     "render": "bench.render",  # per-recipient assembly vs a full Jinja+MJML render per recipient
+    "http_batch": "bench.http_batch",  # Postmark and Resend batch endpoints against a local HTTP server
+    "scale": "bench.scale",  # N subscribers on PostgreSQL: enqueue, worker processes into smtp-sink, RSS
 }
 
 

@@ -1,8 +1,19 @@
 """A real SMTP server (aiosmtpd) for tests: it records every message's bytes and session.
 
-Recipients whose local part starts with "unknown" get 550 5.1.1, "later" get 451 4.3.0.
-`delay` makes every DATA take that long (a slow peer, for crash and shutdown tests); the handler
-also counts RSET and QUIT per session and the most sessions that were in a transaction at once.
+Faults by the recipient's local part:
+
+- "unknown…": 550 5.1.1 (a hard bounce); "later…": 451 4.3.0 (try again later);
+- "closing…": 421 4.3.2 to RCPT, then the server closes the session (RFC 5321 4.2.2: a 421 may
+  come at any point, and the client must treat it as "retry" and open a new session);
+- "droprcpt…": the server drops the connection on RCPT, without a reply;
+- "dropdata…": the server drops the connection after reading DATA, without a reply and without
+  accepting the message (a crash in the middle of a transaction).
+
+`fault_times` limits how often each address meets its fault (None: always), so a test can have a
+flaky server that a retry gets through. `close_after`: a session that has carried that many
+messages answers the next MAIL with 421 and closes (a server's per-session limit). `delay` makes
+every DATA take that long (a slow peer, for crash and shutdown tests). The handler also counts RSET
+and QUIT per session, the most sessions in a transaction at once, and the faults it injected.
 """
 
 from __future__ import annotations
@@ -31,8 +42,43 @@ class RecordingHandler:
     quits: Counter = field(default_factory=Counter)
     active: set = field(default_factory=set)  # sessions between MAIL and the end of DATA
     max_active: int = 0
+    fault_times: int | None = None  # per address; None: every time
+    close_after: int | None = None  # messages per session before a 421 to MAIL
+    faults: Counter = field(default_factory=Counter)  # (kind, address) -> times injected
+    per_session: Counter = field(default_factory=Counter)  # session number -> messages accepted
+    sessions: int = 0
+
+    def _number(self, session) -> int:
+        """A number per session that is never reused (id() of a closed session can be)."""
+        if not hasattr(session, "test_number"):
+            self.sessions += 1
+            session.test_number = self.sessions
+        return session.test_number
+
+    def _fault(self, kind: str, address: str) -> bool:
+        """True when this address should meet its fault `kind` now (and counts it)."""
+        if not address.split("@")[0].startswith(kind):
+            return False
+        if self.fault_times is not None and self.faults[kind, address] >= self.fault_times:
+            return False
+        self.faults[kind, address] += 1
+        return True
+
+    async def _drop(self, server, session, reply: str | None = None):
+        """Close the connection (after `reply`, if any); the session's task ends here."""
+        self.active.discard(id(session))
+        if reply is not None:
+            await server.push(reply)
+            server.transport.close()  # flushes the reply, then closes
+        else:
+            server.transport.abort()
+        await asyncio.sleep(5)  # cancelled by connection_lost
+        raise ConnectionResetError("dropped by the test server")
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.close_after is not None and self.per_session[self._number(session)] >= self.close_after:
+            self.faults["close_after", self._number(session)] += 1
+            await self._drop(server, session, "421 4.7.0 Too many messages in this session, closing")
         self.active.add(id(session))
         self.max_active = max(self.max_active, len(self.active))
         envelope.mail_from = address
@@ -54,12 +100,19 @@ class RecordingHandler:
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         if local.startswith("later"):
             return "451 4.3.0 Try again later"
+        if self._fault("closing", address):
+            await self._drop(server, session, "421 4.3.2 Service shutting down, closing transmission channel")
+        if self._fault("droprcpt", address):
+            await self._drop(server, session)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
+        if any(self._fault("dropdata", address) for address in envelope.rcpt_tos[:1]):
+            await self._drop(server, session)
+        self.per_session[self._number(session)] += 1
         self.active.discard(id(session))
         self.messages.append(Received(id(session), envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content))
@@ -72,8 +125,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(delay: float = 0.0) -> tuple[Controller, RecordingHandler]:
-    handler = RecordingHandler(delay=delay)
+def start_server(delay: float = 0.0, fault_times: int | None = None,
+                 close_after: int | None = None) -> tuple[Controller, RecordingHandler]:
+    handler = RecordingHandler(delay=delay, fault_times=fault_times, close_after=close_after)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False)
     controller.start()
     return controller, handler

@@ -66,20 +66,26 @@ def enqueue(session: Session, issue_id: int, now: datetime) -> int:
     return session.execute(statement).rowcount or 0
 
 
-def skip_ineligible(session: Session, issue_id: int, now: datetime) -> int:
-    """Unsubscribed or suppressed since enqueue: such deliveries become `skipped` before a claim."""
-    gone = select(Subscriber.id).where(
+def skip_ineligible(session: Session, ids: list[int]) -> int:
+    """Unsubscribed or suppressed since enqueue: of the rows just claimed (`ids`), those become
+    `skipped` instead of being sent. Checked per claimed batch (an index lookup per row), not over
+    the whole queue: a scan of every subscriber before each claim cost ~0.5 s per batch at a
+    million subscribers."""
+    if not ids:
+        return 0
+    gone = exists().where(
+        Subscriber.id == Delivery.subscriber_id,
         or_(
             Subscriber.status != SubscriberStatus.active.value,
             exists().where(Suppression.email == Subscriber.email),
-        )
+        ),
     )
     statement = (
         update(Delivery)
-        .where(Delivery.issue_id == issue_id)
-        .where(Delivery.state.in_((DeliveryState.queued.value, DeliveryState.retry.value)))
-        .where(Delivery.subscriber_id.in_(gone))
-        .values(state=DeliveryState.skipped.value, last_error="unsubscribed or suppressed before sending")
+        .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value, gone)
+        .values(state=DeliveryState.skipped.value, lease_until=None,
+                last_error="unsubscribed or suppressed before sending")
+        .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount or 0
 

@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine, exists, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from newsletter.config import Settings
@@ -42,6 +44,7 @@ from subscribers.models import Subscriber
 from subscribers.service import suppress
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -150,16 +153,19 @@ def deliver(
             continue
         now = clock()
         with session_scope(engine) as session:
-            report.skipped += outbox.skip_ineligible(session, issue_id, now)
             ids = outbox.claim(session, issue_id, now, grant.count, timedelta(seconds=cfg.lease_seconds), worker)
+            skipped = outbox.skip_ineligible(session, ids)  # unsubscribed or suppressed since enqueue
+            report.skipped += skipped
             rows = session.execute(
                 select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name)
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Delivery.id.in_(ids))
+                .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value)
                 .order_by(Delivery.id)
             ).all() if ids else []
         limiter.refund(grant, grant.count - len(rows))
         if not rows:
+            if skipped:  # the whole batch was skipped: more may be due
+                continue
             break
         try:
             messages, meta = [], []
@@ -176,21 +182,13 @@ def deliver(
                 outbox.release(session, worker, [row[0] for row in rows])
             raise
         done = clock()
-        with session_scope(engine) as session:
-            for (delivery_id, attempts, msg_id, email), result in zip(meta, results):
-                if result.outcome == Outcome.sent:
-                    outbox.mark_sent(session, delivery_id, done, msg_id, result.provider_id)
-                    report.sent += 1
-                elif result.outcome == Outcome.retry and attempts < cfg.max_attempts:
-                    delay = retry_delay(result, attempts, cfg)
-                    outbox.mark_retry(session, delivery_id, done + timedelta(seconds=delay), result.error or "")
-                    report.retry += 1
-                else:
-                    outbox.mark_failed(session, delivery_id, result.error or "failed")
-                    report.failed += 1
-                    if result.hard_bounce:
-                        suppress(session, email, "hard_bounce", transport.name, result.error or "")
-            report.skipped += outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
+        sent, retry, failed, skipped = record_results(
+            engine, lambda session: _record(session, meta, results, done, transport.name, cfg, issue_id),
+            give_up_after=cfg.lease_seconds / 2)
+        report.sent += sent
+        report.retry += retry
+        report.failed += failed
+        report.skipped += skipped
         report.batches += 1
         if progress:
             progress(report)
@@ -206,3 +204,50 @@ def deliver(
         except Exception:  # a notice must never undo or block a finished send
             log.exception("issue %s finished, but the editors' notice failed", issue_id)
     return report
+
+
+def _record(session: Session, meta, results, done: datetime, transport_name: str, cfg,
+            issue_id: int) -> tuple[int, int, int, int]:
+    """Every result of one batch, in the caller's transaction (all of them or none); returns the
+    numbers sent, to retry, failed and skipped."""
+    sent = retry = failed = 0
+    for (delivery_id, attempts, msg_id, email), result in zip(meta, results):
+        if result.outcome == Outcome.sent:
+            outbox.mark_sent(session, delivery_id, done, msg_id, result.provider_id)
+            sent += 1
+        elif result.outcome == Outcome.retry and attempts < cfg.max_attempts:
+            delay = retry_delay(result, attempts, cfg)
+            outbox.mark_retry(session, delivery_id, done + timedelta(seconds=delay), result.error or "")
+            retry += 1
+        else:
+            outbox.mark_failed(session, delivery_id, result.error or "failed")
+            failed += 1
+            if result.hard_bounce:
+                suppress(session, email, "hard_bounce", transport_name, result.error or "")
+    skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
+    return sent, retry, failed, skipped
+
+
+def database_gone(exc: BaseException) -> bool:
+    """An error that means "the database connection failed" (restart, failover, network), not a
+    bug in a statement: worth trying again once the database answers."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def record_results(engine: Engine, write: Callable[[Session], T], give_up_after: float) -> T:
+    """`write` in a transaction; when the database connection fails (a restart), tried again every
+    second for up to `give_up_after` seconds: the messages are already out, and recording them
+    before their lease ends is what keeps a restart from sending them twice."""
+    deadline = time.monotonic() + give_up_after
+    while True:
+        try:
+            with session_scope(engine) as session:
+                return write(session)
+        except DBAPIError as exc:
+            if not database_gone(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("recording a sent batch failed (%s); trying again in 1 s",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            time.sleep(1.0)

@@ -9,6 +9,13 @@ Stopping: SIGTERM or SIGINT sets a stop flag; the worker finishes and records th
 gives back (`outbox.release`) any row it still holds, QUITs its SMTP sessions and exits 0. A second
 signal stops at once (rows still held are released on the way out). With `--processes N` the parent
 forwards SIGTERM/SIGINT to its children and waits for them.
+
+Losing the database (PostgreSQL restarted, failed over, network cut): the error that surfaces in
+the loop is logged and the loop starts again after a short, growing pause (1 s doubling to 30 s),
+until the database answers again; the engine's pool_pre_ping replaces the dead connections. A
+batch that the transport accepted is recorded with retries (sender.record_results), so a restart
+normally repeats nothing; if the database stays away longer, the batch's rows keep their lease and
+are sent again after it expires (at most that batch twice, the same as after a crash).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import outbox
 from newsletter.delivery.ratelimit import RateLimiter
-from newsletter.delivery.sender import DeliverReport, deliver, worker_id
+from newsletter.delivery.sender import DeliverReport, database_gone, deliver, worker_id
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
@@ -74,22 +81,34 @@ def run_worker(
     secret = load_secret_key(settings)
     transport = make_transport(settings)
     limiter = RateLimiter.from_settings(engine, settings, transport.name)
+    pause = 0.0  # after a database failure: 1 s, doubling up to 30 s; 0 once it answers again
     try:
         while not stop.is_set():
             worked = False
-            for issue_id in sending_issues(engine):
-                if stop.is_set():
-                    break
-                report = deliver(engine, settings, transport, secret, issue_id, worker=worker, stop=stop,
-                                 limiter=limiter)
-                if report.sent or report.failed or report.retry or report.skipped:
+            try:
+                for issue_id in sending_issues(engine):
+                    if stop.is_set():
+                        break
+                    report = deliver(engine, settings, transport, secret, issue_id, worker=worker, stop=stop,
+                                     limiter=limiter)
+                    if report.sent or report.failed or report.retry or report.skipped:
+                        worked = True
+                        echo(_summary(report))
+                # Confirmation, welcome and goodbye mails queued by `serve --no-sender`.
+                mails = send_pending(engine, settings, transport, secret) if not stop.is_set() else 0
+                if mails:
                     worked = True
-                    echo(_summary(report))
-            # Confirmation, welcome and goodbye mails queued by `serve --no-sender`.
-            mails = send_pending(engine, settings, transport, secret) if not stop.is_set() else 0
-            if mails:
-                worked = True
-                echo(f"transactional: {mails} sent")
+                    echo(f"transactional: {mails} sent")
+            except Exception as exc:
+                if not database_gone(exc):
+                    raise
+                pause = min(max(pause * 2, 1.0), 30.0)
+                log.warning("database unavailable (%s); trying again in %.0f s",
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, pause)
+                echo(f"database unavailable; retrying in {pause:.0f} s")
+                stop.wait(pause)
+                continue
+            pause = 0.0
             if until_idle and not worked:
                 return
             if not worked:

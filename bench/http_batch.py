@@ -1,0 +1,192 @@
+"""HTTP provider batch path: Postmark /email/batch (500 per request) and Resend /emails/batch
+(100 per request) against a fast local HTTP server, in messages per second.
+
+The server is a minimal threaded http.server that reads each request, parses its JSON (so the
+request really is a well-formed batch) and answers the provider's documented success body (one
+entry per message). Three figures per provider, one process:
+- build: per-recipient message assembly alone (issue_message, as the worker does);
+- transport: `send()` of ready messages (parsing each message into the provider's JSON fields,
+  JSON encoding, the HTTP round trips, reading the per-message answers);
+- end to end: both, batch by batch, as a worker does (the issue's target: >= 5,000 msg/s).
+
+Run: `python -m bench http_batch` (or `python -m bench.http_batch --messages 5000 --no-write`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import tempfile
+import multiprocessing
+import time
+import uuid
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from bench.sample import SECRET, sample_issue_view
+from bench.smtp_send import ROOT, machine
+from newsletter.config import PostmarkSettings, ResendSettings
+from newsletter.delivery.transports.base import Outcome
+from newsletter.delivery.transports.postmark import PostmarkTransport
+from newsletter.delivery.transports.resend import ResendTransport
+from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.render import compile_issue
+
+START, END = "<!-- bench:http_batch -->", "<!-- /bench:http_batch -->"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the providers' APIs
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        batch = json.loads(body)
+        if self.path == "/email/batch":  # Postmark: one answer per message
+            now = datetime.now(UTC).isoformat()
+            answer = [{"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4()), "SubmittedAt": now,
+                       "To": message["To"]} for message in batch]
+        elif self.path == "/emails/batch":  # Resend: {"data": [{"id"}...]}
+            answer = {"data": [{"id": str(uuid.uuid4())} for _ in batch]}
+        else:
+            self.send_error(404)
+            return
+        with self.server.messages.get_lock():  # type: ignore[attr-defined]
+            self.server.messages.value += len(batch)  # type: ignore[attr-defined]
+        payload = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Server:
+    """The HTTP server in its own process (forked), so it does not share the client's GIL."""
+
+    def __enter__(self) -> Server:
+        context = multiprocessing.get_context("fork")
+        self.messages = context.Value("q", 0)
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.messages = self.messages  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        self.process = context.Process(target=httpd.serve_forever, daemon=True)
+        self.process.start()
+        httpd.server_close()  # the child holds the listening socket now
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.join(5)
+
+
+def transports(url: str) -> dict:
+    return {
+        "postmark": lambda: PostmarkTransport(PostmarkSettings(token="bench-token", base_url=url)),
+        "resend": lambda: ResendTransport(ResendSettings(api_key="bench-key", base_url=url)),
+    }
+
+
+def run(count: int = 5000, batch_size: int = 500, repeats: int = 3) -> dict:
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, view = sample_issue_view(Path(tmp))
+    template = build_template(settings, compile_issue(view))
+    now = datetime.now(UTC)
+
+    def build(offset: int, n: int) -> list:
+        return [issue_message(settings, SECRET, template, Recipient(f"reader{i}@example.com", "", i, f"bench-{i}"),
+                              now, signer=None)[0] for i in range(offset, offset + n)]
+
+    def timed(function) -> float:
+        started = time.perf_counter()
+        function()
+        return time.perf_counter() - started
+
+    build(0, 50)  # warm up
+    build_s = statistics.median(timed(lambda: build(0, count)) for _ in range(repeats))
+    ready = build(0, count)
+    rows = []
+    with Server() as server:
+        for name, make in transports(server.url).items():
+            transport = make()
+
+            def send_ready() -> None:
+                for offset in range(0, count, batch_size):
+                    results = transport.send(ready[offset:offset + batch_size])
+                    if any(r.outcome != Outcome.sent for r in results):
+                        raise RuntimeError(f"{name}: not sent: {results[:3]}")
+
+            def end_to_end() -> None:
+                for offset in range(0, count, batch_size):
+                    results = transport.send(build(offset, min(batch_size, count - offset)))
+                    if any(r.outcome != Outcome.sent for r in results):
+                        raise RuntimeError(f"{name}: not sent: {results[:3]}")
+
+            send_ready()  # warm up the connection
+            transport_s = statistics.median(timed(send_ready) for _ in range(repeats))
+            total_s = statistics.median(timed(end_to_end) for _ in range(repeats))
+            transport.close()
+            rows.append({"provider": name, "transport_per_s": count / transport_s, "end_to_end_per_s": count / total_s})
+        assert server.messages.value == count * (1 + 2 * repeats) * len(rows)
+    size = round(statistics.mean(len(m.data) for m in ready))
+    return {"count": count, "batch_size": batch_size, "repeats": repeats, "build_per_s": count / build_s,
+            "rows": rows, "size": size, "machine": machine(), "date": date.today().isoformat(), "load": load}
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        START,
+        "## HTTP providers: batch endpoints against a local HTTP server",
+        "",
+        f"{r['date']}, {r['machine']}, load average {r['load']:.1f} at the start. `python -m bench http_batch`: "
+        f"{r['count']} real issue messages ({r['size'] / 1024:.1f} KB), `send()` in batches of {r['batch_size']} "
+        "(Postmark: one request of 500; Resend: five requests of 100), one process, median of "
+        f"{r['repeats']} runs. The server (threaded `http.server`, same machine) parses every request's JSON and "
+        "answers the documented success body. Message building alone: "
+        f"{r['build_per_s']:.0f} msg/s.",
+        "",
+        "| provider | transport only (msg/s) | build + transport (msg/s) | target |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in r["rows"]:
+        lines.append(f"| {row['provider']} | {row['transport_per_s']:.0f} | {row['end_to_end_per_s']:.0f} "
+                     "| >= 5,000 |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write(result: dict, path: Path = ROOT / "BENCHMARKS.md") -> Path:
+    section = markdown(result)
+    content = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in content and END in content:
+        content = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: section, content, flags=re.DOTALL)
+    else:
+        content = content.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(content)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench http_batch", description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
+                        help="update BENCHMARKS.md (default: yes)")
+    args = parser.parse_args(argv)
+    result = run(args.messages, repeats=args.repeats)
+    print(f"http_batch: build {result['build_per_s']:.0f} msg/s; " + "; ".join(
+        f"{row['provider']}: transport {row['transport_per_s']:.0f} msg/s, end to end "
+        f"{row['end_to_end_per_s']:.0f} msg/s" for row in result["rows"]))
+    if args.write:
+        print(f"written to {write(result)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Scale: N subscribers on PostgreSQL, enqueued with one INSERT … SELECT, delivered by
+`newsletter worker --processes P --until-idle` to Postfix's smtp-sink; peak RSS per worker.
+
+Steps, in a throw-away schema of the PostgreSQL database (default: the tests' one):
+1. N active subscribers with one INSERT … SELECT generate_series (not timed: setup);
+2. `start_send`: the issue's outbox filled in one INSERT … SELECT (timed: the enqueue);
+3. delivery of `--deliver` of them (default: all; the rest are marked skipped first, so the workers
+   find exactly that many, in a table of N rows) by real worker processes over SMTP into smtp-sink,
+   sampling every worker's VmRSS (/proc/PID/status) every 0.5 s.
+
+The issue's targets for N = 1,000,000 on this 2-core machine: enqueue < 60 s, all delivered in
+< 15 min, every worker flat and < 250 MB. When only part is delivered the full time is
+extrapolated from the measured rate (stated as such in BENCHMARKS.md).
+
+Run: `python -m bench scale --subscribers 1000000 --deliver 200000` (needs PostgreSQL and postfix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from bench.smtp_send import ROOT, Sink, machine
+from newsletter.config import load_settings
+from newsletter.content.importer import import_files, sample_files
+from newsletter.db import make_engine, session_scope
+from newsletter.delivery import outbox
+from newsletter.delivery.sender import start_send
+from newsletter.issues.drafting import draft_issue
+from newsletter.migrate import upgrade
+
+PG = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+START, END = "<!-- bench:scale -->", "<!-- /bench:scale -->"
+SECRET = "bench-secret-" + "b" * 40
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The worker processes: children of the parent's forkserver (forked from it, so their
+    command line is the forkserver's too)."""
+    found = []
+    for child in children(parent):
+        try:
+            if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found += children(child)
+        except OSError:
+            continue
+    return found
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, pool_size: int,
+        pg: str = PG, keep: bool = False) -> dict:
+    deliver = subscribers if deliver is None else min(deliver, subscribers)
+    schema = f"bench_scale_{secrets.token_hex(4)}"
+    admin = create_engine(pg)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{pg}?options=-csearch_path%3D{schema}"
+    result: dict = {"subscribers": subscribers, "deliver": deliver, "processes": processes,
+                    "batch_size": batch_size, "pool_size": pool_size, "load": os.getloadavg()[0]}
+    try:
+        with tempfile.TemporaryDirectory() as tmp, Sink() as sink:
+            folder = Path(tmp)
+            config = folder / "config.toml"
+            config.write_text(textwrap.dedent(f"""
+                [site]
+                name = "Weekly Verdicts"
+                base_url = "https://verdicts.example"
+                postal_address = "Weekly Verdicts, 17 Sample Lane, 10115 Berlin, Germany"
+                timezone = "Europe/Berlin"
+                [database]
+                url = "{url}"
+                [mail]
+                transport = "smtp"
+                from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
+                [mail.smtp]
+                host = "127.0.0.1"
+                port = {sink.port}
+                pool_size = {pool_size}
+                max_messages_per_connection = 1000
+                [delivery]
+                batch_size = {batch_size}
+                lease_seconds = 600
+                """))
+            os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
+            settings = load_settings(config)
+            engine = make_engine(settings.database.url)
+            upgrade(engine)
+            import_files(engine, sample_files())
+            started = time.perf_counter()
+            with engine.begin() as connection:
+                connection.execute(text(
+                    "INSERT INTO subscriber (email, name, status, created_at) "
+                    "SELECT 'reader' || g || '@example.com', '', 'active', now() FROM generate_series(1, :n) g"
+                ), {"n": subscribers})
+                connection.execute(text("ANALYZE subscriber"))
+            result["insert_s"] = time.perf_counter() - started
+            issue_id = draft_issue(engine, settings, "2026-W48").issue.id
+            started = time.perf_counter()
+            enqueued = start_send(engine, issue_id).enqueued
+            result["enqueue_s"] = time.perf_counter() - started
+            assert enqueued == subscribers, (enqueued, subscribers)
+            with engine.begin() as connection:
+                if deliver < subscribers:  # keep the table at N rows, deliver only the first `deliver`
+                    connection.execute(text(
+                        "UPDATE delivery SET state = 'skipped', last_error = 'bench: not delivered' "
+                        "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
+                        "+ :deliver - 1"), {"issue": issue_id, "deliver": deliver})
+                connection.execute(text("ANALYZE delivery"))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+            env.update(NEWSLETTER_CONFIG=str(config), NEWSLETTER_SECRET_KEY=SECRET)
+            started = time.perf_counter()
+            worker = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", str(processes),
+                                       "--until-idle"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True)
+            samples: dict[int, list[tuple[float, float]]] = {}
+            while worker.poll() is None:
+                for pid in worker_pids(worker.pid):
+                    value = rss_mb(pid)
+                    if value is not None:
+                        samples.setdefault(pid, []).append((time.perf_counter() - started, value))
+                time.sleep(0.5)
+            result["deliver_s"] = time.perf_counter() - started
+            errors = worker.stderr.read()
+            if worker.returncode != 0:
+                raise RuntimeError(f"worker exited {worker.returncode}: {errors[-2000:]}")
+            with session_scope(engine) as session:
+                result["counts"] = outbox.counts(session, issue_id)
+            engine.dispose()
+    finally:
+        if not keep:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    workers = []
+    for pid, series in samples.items():
+        if len(series) < 4:
+            continue  # a short-lived helper, not a worker
+        values = [v for _, v in series]
+        tenth = values[len(values) // 10]
+        workers.append({"pid": pid, "peak_mb": max(values), "at_10pct_mb": tenth, "end_mb": values[-1]})
+    result["workers"] = workers
+    result["rate"] = result["counts"].get("sent", 0) / result["deliver_s"]
+    result["full_s"] = subscribers / result["rate"]
+    result["machine"] = machine()
+    result["date"] = date.today().isoformat()
+    return result
+
+
+def markdown(r: dict) -> str:
+    peaks = ", ".join(f"{w['peak_mb']:.0f}" for w in r["workers"])
+    flat = ", ".join(f"{w['at_10pct_mb']:.0f} → {w['end_mb']:.0f}" for w in r["workers"])
+    partial = r["deliver"] < r["subscribers"]
+    lines = [
+        START,
+        "## Scale: PostgreSQL outbox, worker processes, smtp-sink",
+        "",
+        f"{r['date']}, {r['machine']}, PostgreSQL on the same machine, load average {r['load']:.1f} at the "
+        f"start. `python -m bench scale --subscribers {r['subscribers']} --deliver {r['deliver']} "
+        f"--processes {r['processes']}`: batches of {r['batch_size']}, `pool_size = {r['pool_size']}` SMTP "
+        "sessions per worker, real issue messages (the sample week, ~83 KB) into Postfix's `smtp-sink`.",
+        "",
+        "| step | measured | target (1,000,000) |",
+        "|---|---:|---:|",
+        f"| insert {r['subscribers']:,} subscribers (setup, one INSERT … SELECT generate_series) "
+        f"| {r['insert_s']:.1f} s | |",
+        f"| enqueue {r['subscribers']:,} deliveries (`start_send`, one INSERT … SELECT) | {r['enqueue_s']:.1f} s "
+        "| < 60 s |",
+        f"| deliver {r['counts'].get('sent', 0):,} with {r['processes']} worker processes | "
+        f"{r['deliver_s']:.0f} s = {r['rate']:.0f} msg/s | |",
+        f"| all {r['subscribers']:,} at that rate{' (extrapolated)' if partial else ''} | "
+        f"{r['full_s'] / 60:.1f} min | < 15 min |",
+        f"| peak RSS per worker process | {peaks} MB | < 250 MB, flat |",
+        f"| RSS per worker at 10% of the run → at the end | {flat} MB | |",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write(result: dict, path: Path = ROOT / "BENCHMARKS.md") -> Path:
+    section = markdown(result)
+    content = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in content and END in content:
+        content = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: section, content, flags=re.DOTALL)
+    else:
+        content = content.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(content)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--deliver", type=int, default=None, help="how many to deliver (default: all)")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--pool-size", type=int, default=2)
+    parser.add_argument("--pg", default=PG, help="PostgreSQL URL (a schema is created and dropped in it)")
+    parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
+                        help="update BENCHMARKS.md (default: yes)")
+    args = parser.parse_args(argv)
+    result = run(args.subscribers, args.deliver, args.processes, args.batch_size, args.pool_size, args.pg, args.keep)
+    print(f"scale: {args.subscribers} subscribers: insert {result['insert_s']:.1f} s, enqueue "
+          f"{result['enqueue_s']:.1f} s; delivered {result['counts']} in {result['deliver_s']:.0f} s "
+          f"({result['rate']:.0f} msg/s, all at that rate {result['full_s'] / 60:.1f} min); workers "
+          + ", ".join(f"peak {w['peak_mb']:.0f} MB ({w['at_10pct_mb']:.0f} → {w['end_mb']:.0f})"
+                      for w in result["workers"]))
+    if args.write:
+        print(f"written to {write(result)}")
+
+
+if __name__ == "__main__":
+    main()
