@@ -27,7 +27,7 @@ app = typer.Typer(help="Weekly Verdicts: a self-hosted weekly newsletter pipelin
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 content_app = typer.Typer(help="Comparisons: import from JSON or TOML files.", no_args_is_help=True)
 issue_app = typer.Typer(help="Issues: draft, list, preview and send.", no_args_is_help=True)
-subscribers_app = typer.Typer(help="Subscribers: import and export.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Subscribers: import, export, forget.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(content_app, name="content")
 app.add_typer(issue_app, name="issue")
@@ -438,7 +438,7 @@ def worker(
 
 @subscribers_app.command("export")
 def subscribers_export(fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv") -> None:
-    """Write every subscriber (email, name, status, topics, dates) to stdout."""
+    """Write every subscriber (email, name, status, topics, created/confirmed/unsubscribed dates) to stdout."""
     from subscribers.service import export
 
     sys.stdout.write(export(state.engine(), fmt))
@@ -460,6 +460,19 @@ def subscribers_import(
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped")
     for line in result.skipped:
         console.print(f"  skipped {line}")
+
+
+@subscribers_app.command("forget")
+def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to erase.")]) -> None:
+    """Erase a person's data (subscriber, topics, consent events, deliveries, votes, mails); keep
+    only a hashed suppression so the address is never mailed again."""
+    from subscribers.service import forget
+
+    result = forget(state.engine(), email)
+    console.print(f"forgot {result.email}; erased:", markup=False)
+    for line in result.lines():
+        console.print(f"  {line}", markup=False)
+    console.print("kept: a suppression with the address's SHA-256 only, so it is never mailed again", markup=False)
 
 
 # --- web ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ per provider event id, so a replay changes nothing) and applies the rules:
   later message to the address that did not bounce, ends the streak. Several temporary
   failures of one message count once;
 - unsubscribe reported by the provider: ours too (status unsubscribed, consent event with the
-  provider as source);
+  provider in the detail, source webhook);
 - delivered, deferred: recorded only (statistics, streak).
 """
 
@@ -31,8 +31,9 @@ from newsletter.db import utcnow
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.webhooks.events import EventKind, NormalizedEvent, reference_in_message_id
 from newsletter.webhooks.models import WebhookEvent, WebhookNonce
-from subscribers.models import Subscriber, Suppression, TransactionalMail
-from subscribers.service import SUPPRESSION_STATUS, suppress
+from subscribers.models import Subscriber, TransactionalMail
+from subscribers.consent import Source
+from subscribers.service import SUPPRESSION_STATUS, is_suppressed, suppress
 from subscribers.signup import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,9 @@ def soft_streak(session: Session, email: str) -> int:
 def _suppress_once(session: Session, email: str, reason: str, source: str, detail: str) -> str | None:
     """Suppress, unless the address is already suppressed and its subscriber already has the status."""
     subscriber = _subscriber(session, email)
-    suppressed = session.execute(select(Suppression.id).where(Suppression.email == email)).first() is not None
-    if suppressed and (subscriber is None or subscriber.status == SUPPRESSION_STATUS[reason]):
+    if is_suppressed(session, email) and (subscriber is None or subscriber.status == SUPPRESSION_STATUS[reason]):
         return None
-    suppress(session, email, reason, source, detail)
+    suppress(session, email, reason, Source.webhook, f"{source}: {detail}" if detail else source)
     return f"suppressed:{reason}"
 
 
@@ -149,7 +149,8 @@ def _consequence(session: Session, settings: Settings, event: NormalizedEvent, e
         return f"soft_bounce {streak}/{limit}"
     if event.kind == EventKind.unsubscribed:
         subscriber = _subscriber(session, email)
-        if subscriber is not None and unsubscribe(session, subscriber.id, source, now, goodbye=False):
+        if subscriber is not None and unsubscribe(session, subscriber.id, Source.webhook, now, goodbye=False,
+                                                  detail=source):
             return "unsubscribed"
     return None
 

@@ -11,8 +11,9 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy import Engine, select
@@ -86,7 +87,8 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
         if sender:
             sender.shutdown()
 
-    app = FastAPI(title=settings.site.name, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title=settings.site.name, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")  # the schema only (schemathesis checks it); no docs pages
     ctx = WebContext(settings=settings, engine=engine, secret=secret, categories=lambda: categories(engine),
                      on_queued=(sender.wake.set if sender else (lambda: None)))
     app.state.web = ctx
@@ -107,7 +109,7 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
         return HTMLResponse(render(f"web/{template}", {"site": site, **values}), status_code=status)
 
     @app.get("/issues/{issue_id}", response_class=HTMLResponse)
-    def web_view(issue_id: int) -> HTMLResponse:
+    def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> HTMLResponse:
         """The issue as subscribers got it, without anyone's personal links."""
         from newsletter.issues.render import compile_issue
         from newsletter.issues.view import build_issue_view

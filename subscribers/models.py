@@ -54,10 +54,18 @@ class ConsentEvent(SQLModel, table=True):
     source: str = Field(max_length=32)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     created_at: datetime = Field(default_factory=utcnow)
+    # Web requests only (None from the command line, imports and webhooks).
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=300)
+    consent_version: str | None = Field(default=None, max_length=40)  # subscribers.consent.CONSENT_VERSION shown
 
 
 class Suppression(SQLModel, table=True):
-    """Addresses that must never get mail again (hard bounces, complaints, manual blocks)."""
+    """Addresses that must never get mail again (hard bounces, complaints, manual blocks).
+
+    A forgotten person (`subscribers forget`) is kept only as "sha256:" + the hex digest of
+    the normalised address, so the address itself is gone but a new signup still matches.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True)

@@ -13,8 +13,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -24,6 +25,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.templating import render
 from subscribers.abuse import HONEYPOT_FIELD, FormTokenError, Limit, RateLimiter, check_form_token, \
     issue_form_token, network_of
+from subscribers.consent import CONSENT_VERSION, Origin, Source, consent_text
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
 from subscribers.service import InvalidInput, clean_name, clean_topics, normalize_email
 from subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
@@ -33,6 +35,11 @@ from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
 log = logging.getLogger(__name__)
 HOUR = 3600.0
 MAX_FIELD = 1000  # any single form value longer than this is refused outright
+
+# Form fields are declared (FastAPI Form parameters) so the OpenAPI schema describes them; the
+# handlers still read the raw form themselves (repeated fields, length limits, friendly errors).
+FormText = Annotated[str, Form()]
+FormList = Annotated[list[str], Form()]
 
 
 @dataclass
@@ -70,10 +77,15 @@ def make_router(ctx: WebContext) -> APIRouter:
             return request.headers["x-forwarded-for"].split(",")[0].strip()
         return request.client.host if request.client else "unknown"
 
+    def origin_of(request: Request) -> Origin:
+        """IP and User-Agent for the consent record (cleaned and cut to size by record_consent)."""
+        return Origin(ip=client_ip(request), user_agent=request.headers.get("user-agent", ""))
+
     def signup_page(status: int = 200, errors: dict | None = None, values: dict | None = None,
                     headers: dict | None = None, embed: bool = False) -> HTMLResponse:
         return page("signup.html", status=status, headers=headers, title="Subscribe", embed=embed,
                     form_token=issue_form_token(ctx.secret), categories=ctx.categories(),
+                    consent_text=consent_text(site.name), consent_version=CONSENT_VERSION,
                     errors=defaultdict(str, errors or {}),
                     values=values or {"email": "", "name": "", "topics": []})
 
@@ -98,7 +110,8 @@ def make_router(ctx: WebContext) -> APIRouter:
         return signup_page(embed=True)
 
     @router.post("/subscribe", response_class=HTMLResponse)
-    async def subscribe(request: Request) -> HTMLResponse:
+    async def subscribe(request: Request, email: FormText = "", name: FormText = "", topics: FormList = [],
+                        form_token: FormText = "", website: FormText = "") -> HTMLResponse:  # noqa: B006
         try:
             data = await form_data(request)
         except InvalidInput as exc:
@@ -144,7 +157,7 @@ def make_router(ctx: WebContext) -> APIRouter:
             return signup_page(429, {"form": "Too many attempts. Please wait a while and try again."}, values,
                                headers={"Retry-After": str(int(wait) + 1)})
         with session_scope(ctx.engine) as session:
-            request_signup(session, web, email, name, topics, ctx.clock())
+            request_signup(session, web, email, name, topics, ctx.clock(), origin_of(request))
         ctx.on_queued()
         return done
 
@@ -160,10 +173,10 @@ def make_router(ctx: WebContext) -> APIRouter:
                        action=f"{site.base_url}/confirm/{token}", button="Confirm")
 
     @router.post("/confirm/{token}", response_class=HTMLResponse)
-    def confirm_post(token: str) -> HTMLResponse:
+    def confirm_post(token: str, request: Request) -> HTMLResponse:
         try:
             with session_scope(ctx.engine) as session:
-                subscriber = confirm(session, ctx.secret, token, ctx.clock())
+                subscriber = confirm(session, ctx.secret, token, ctx.clock(), origin_of(request))
                 email = subscriber.email
         except InvalidToken:
             return invalid_link()
@@ -190,7 +203,9 @@ def make_router(ctx: WebContext) -> APIRouter:
                        links=[("Rather choose topics or pause for a while", prefs)])
 
     @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-    async def unsubscribe_post(token: str, request: Request) -> HTMLResponse:
+    async def unsubscribe_post(token: str, request: Request,
+                               list_unsubscribe: Annotated[str, Form(alias="List-Unsubscribe")] = "",
+                               source: FormText = "") -> HTMLResponse:
         # RFC 8058: a mail client POSTs "List-Unsubscribe=One-Click" with no cookies and no CSRF
         # token; answer 200 without a redirect, every time (idempotent).
         subscriber_id = subscriber_from(token, Purpose.unsubscribe)
@@ -202,8 +217,9 @@ def make_router(ctx: WebContext) -> APIRouter:
             data = {}
         one_click = data.get("List-Unsubscribe", [""])[0] == "One-Click"
         with session_scope(ctx.engine) as session:
-            unsubscribe(session, subscriber_id, "one-click" if one_click else "web", ctx.clock(),
-                        goodbye=not one_click)
+            unsubscribe(session, subscriber_id, Source.link, ctx.clock(), goodbye=not one_click,
+                        detail="unsubscribe link, RFC 8058 one-click" if one_click else "unsubscribe link, page",
+                        origin=origin_of(request))
         ctx.on_queued()
         return message("You are unsubscribed",
                        [f"You get no more issues of {site.name}. Sorry to see you go."],
@@ -237,7 +253,8 @@ def make_router(ctx: WebContext) -> APIRouter:
         return preferences_view(token, subscriber_id)
 
     @router.post("/preferences/{token}", response_class=HTMLResponse)
-    async def preferences_post(token: str, request: Request) -> HTMLResponse:
+    async def preferences_post(token: str, request: Request, action: FormText = "save", topics: FormList = [],
+                               pause_weeks: FormText = "0", new_email: FormText = "") -> HTMLResponse:  # noqa: B006
         subscriber_id = subscriber_from(token, Purpose.preferences)
         if subscriber_id is None:
             return invalid_link()
@@ -249,7 +266,8 @@ def make_router(ctx: WebContext) -> APIRouter:
         now = ctx.clock()
         if action == "unsubscribe":
             with session_scope(ctx.engine) as session:
-                unsubscribe(session, subscriber_id, "preferences", now, goodbye=True)
+                unsubscribe(session, subscriber_id, Source.link, now, goodbye=True, detail="preferences link",
+                            origin=origin_of(request))
             ctx.on_queued()
             return message("You are unsubscribed", [f"You get no more issues of {site.name}."],
                            links=[("Subscribe again", f"{site.base_url}/")])
@@ -263,7 +281,7 @@ def make_router(ctx: WebContext) -> APIRouter:
                 subscriber = session.get(Subscriber, subscriber_id)
                 if subscriber is None or subscriber.status != SubscriberStatus.active.value:
                     return invalid_link()
-                request_email_change(session, web, subscriber, new_email, now)
+                request_email_change(session, web, subscriber, new_email, now, origin_of(request))
             ctx.on_queued()
             return preferences_view(token, subscriber_id,
                                     notice=f"We sent a confirmation to {new_email}. Your address changes "
@@ -279,7 +297,7 @@ def make_router(ctx: WebContext) -> APIRouter:
                 subscriber = session.get(Subscriber, subscriber_id)
                 if subscriber is None or subscriber.status != SubscriberStatus.active.value:
                     return invalid_link()
-                update_preferences(session, subscriber, topics, pause_weeks, now)
+                update_preferences(session, subscriber, topics, pause_weeks, now, origin_of(request))
         except InvalidInput as exc:
             return preferences_view(token, subscriber_id, 422,
                                     errors={"pause_weeks": str(exc).removeprefix("pause: ").capitalize()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterable
@@ -15,7 +16,9 @@ from sqlmodel import Session, delete, select
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.text import has_control_chars
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression
+from subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent
+from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
+    TransactionalMail
 
 MAX_NAME = 100
 MAX_TOPICS = 20
@@ -65,8 +68,16 @@ def clean_topics(values: Iterable[str]) -> list[str]:
     return topics
 
 
-def record_consent(session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = "") -> None:
-    session.add(ConsentEvent(subscriber_id=subscriber.id, kind=kind, source=source, detail=detail))
+def record_consent(session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = "",
+                   origin: Origin | None = None) -> None:
+    """One consent event: `source` is one of subscribers.consent.Source; `origin` carries the
+    web request's IP and User-Agent and the version of the consent text shown."""
+    if source not in SOURCES:
+        raise ValueError(f"consent source {source!r} is not one of {sorted(SOURCES)}")
+    origin = origin or Origin()
+    session.add(ConsentEvent(subscriber_id=subscriber.id, kind=kind, source=str(source), detail=detail,
+                             ip=clean_ip(origin.ip) or None, user_agent=clean_user_agent(origin.user_agent) or None,
+                             consent_version=origin.consent_version))
 
 
 def set_topics(session: Session, subscriber_id: int, topics: list[str]) -> None:
@@ -75,8 +86,18 @@ def set_topics(session: Session, subscriber_id: int, topics: list[str]) -> None:
         session.add(SubscriberTopic(subscriber_id=subscriber_id, category=topic))
 
 
+HASH_PREFIX = "sha256:"
+
+
+def hashed_email(email: str) -> str:
+    """How a forgotten address is kept on the suppression list: not the address, only its hash."""
+    return HASH_PREFIX + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
 def is_suppressed(session: Session, email: str) -> bool:
-    return session.exec(select(Suppression.id).where(Suppression.email == email)).first() is not None
+    """Plainly suppressed (bounce, complaint) or forgotten (kept only as a hash)."""
+    forms = (email, hashed_email(email))
+    return session.exec(select(Suppression.id).where(Suppression.email.in_(forms))).first() is not None
 
 
 @dataclass
@@ -119,7 +140,7 @@ def upsert_active(
     return subscriber
 
 
-def import_csv(engine: Engine, data: str, status: str, source_name: str = "import") -> UpsertResult:
+def import_csv(engine: Engine, data: str, status: str, source_name: str = Source.import_) -> UpsertResult:
     """Import columns email, name, topics (topics separated by ';' or '|').
 
     Every row is validated before anything is written; one bad row names its
@@ -167,9 +188,13 @@ def export_rows(engine: Engine) -> list[dict]:
             "topics": ";".join(topics.get(s.id, [])),
             "created_at": s.created_at.isoformat(),
             "confirmed_at": s.confirmed_at.isoformat() if s.confirmed_at else "",
+            "unsubscribed_at": s.unsubscribed_at.isoformat() if s.unsubscribed_at else "",
         }
         for s in subscribers
     ]
+
+
+EXPORT_COLUMNS = ["email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at"]
 
 
 def export(engine: Engine, fmt: str) -> str:
@@ -178,8 +203,7 @@ def export(engine: Engine, fmt: str) -> str:
         return json.dumps(rows, indent=2) + "\n"
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=["email", "name", "status", "topics", "created_at", "confirmed_at"],
-                                lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue()
@@ -191,7 +215,13 @@ SUPPRESSION_STATUS = {"hard_bounce": SubscriberStatus.bounced.value, "complaint"
 
 
 def suppress(session: Session, email: str, reason: str, source: str, detail: str = "") -> None:
-    """Stop all mail to `email` at once: a suppression row, the subscriber marked, an event."""
+    """Stop all mail to `email` at once: a suppression row, the subscriber marked, an event.
+
+    `source` is a consent source; a provider or transport name (e.g. "smtp") stands for a
+    report from that provider: source webhook with the name in the detail.
+    """
+    if source not in SOURCES:
+        detail, source = f"{source}: {detail}" if detail else str(source), Source.webhook
     if not is_suppressed(session, email):
         session.add(Suppression(email=email, reason=reason))
     subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
@@ -200,3 +230,65 @@ def suppress(session: Session, email: str, reason: str, source: str, detail: str
         session.add(subscriber)
         session.flush()
         record_consent(session, subscriber, f"suppressed:{reason}", source, detail[:500])
+
+
+@dataclass
+class Forgotten:
+    email: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        return [f"{count} {what}" for what, count in self.counts.items()]
+
+
+# Rows that name a subscriber and go with them (ON DELETE CASCADE); counted for the report.
+_CASCADE = [("subscriber_topic", "topics"), ("consent_event", "consent events"), ("delivery", "deliveries"),
+            ("vote", "votes"), ("tracking_event", "tracking events"), ("transactional_mail", "transactional mails")]
+
+
+def forget(engine: Engine, email: str) -> Forgotten:
+    """Erase a person (GDPR art. 17) but keep them off every list with a hashed suppression.
+
+    The subscriber row goes, and with it by ON DELETE CASCADE everything that hangs off it:
+    topics, consent events, deliveries, votes, tracking events, transactional mail. Mail queued
+    to the address for someone else (an address change) goes too; a plain suppression row is
+    replaced by the hash; provider events keep only the hash instead of the address. An address
+    we know nothing of raises InvalidInput.
+    """
+    from sqlalchemy import func
+    from sqlalchemy import delete as sql_delete
+    from sqlalchemy import update as sql_update
+    from sqlmodel import SQLModel
+
+    email = normalize_email(email)
+    digest = hashed_email(email)
+    tables = SQLModel.metadata.tables
+    counts: dict[str, int] = {}
+    with session_scope(engine) as session:
+        subscriber_id = session.exec(select(Subscriber.id).where(Subscriber.email == email)).first()
+        if subscriber_id is not None:
+            counts["subscriber"] = 1
+            for name, label in _CASCADE:
+                if name in tables:
+                    table = tables[name]
+                    counts[label] = session.exec(select(func.count()).select_from(table)
+                                                 .where(table.c.subscriber_id == subscriber_id)).one()
+            session.execute(sql_delete(Subscriber).where(Subscriber.id == subscriber_id))
+        other_mail = session.execute(sql_delete(TransactionalMail).where(TransactionalMail.to_email == email)).rowcount
+        if other_mail:
+            counts["transactional mails"] = counts.get("transactional mails", 0) + other_mail
+        plain = session.execute(sql_delete(Suppression).where(Suppression.email == email)).rowcount
+        if plain:
+            counts["suppression rows with the address"] = plain
+        if "webhook_event" in tables:
+            events = tables["webhook_event"]
+            hidden = session.execute(sql_update(events).where(events.c.email == email).values(email=digest)).rowcount
+            if hidden:
+                counts["provider events (address replaced by its hash)"] = hidden
+        if not counts:
+            if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is not None:
+                raise InvalidInput(f"{email}: already forgotten (only its hash is on the suppression list)")
+            raise InvalidInput(f"{email}: no subscriber, suppression or mail with this address")
+        if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is None:
+            session.add(Suppression(email=digest, reason="forgotten"))
+    return Forgotten(email=email, counts=counts)

@@ -17,7 +17,8 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from newsletter.config import WebSettings
-from subscribers.models import Subscriber, SubscriberStatus, TransactionalMail
+from subscribers.consent import CONSENT_VERSION, Origin, Source
+from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, TransactionalMail
 from subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
 from subscribers.tokens import InvalidToken, plain_signer
 
@@ -55,7 +56,7 @@ def queue_mail(session: Session, subscriber: Subscriber, kind: str, to_email: st
 
 
 def request_signup(session: Session, web: WebSettings, email: str, name: str, topics: list[str],
-                   now: datetime) -> None:
+                   now: datetime, origin: Origin | None = None) -> None:
     """Record the wish to subscribe and queue a confirmation, whatever the address's state.
 
     Active subscribers are left alone (a stranger cannot change their topics);
@@ -75,7 +76,8 @@ def request_signup(session: Session, web: WebSettings, email: str, name: str, to
         subscriber.name = name or subscriber.name
         session.add(subscriber)
         set_topics(session, subscriber.id, topics)
-    record_consent(session, subscriber, "signup_requested", "web")
+    origin = (origin or Origin()).with_version(CONSENT_VERSION)  # the text the signup form shows
+    record_consent(session, subscriber, "signup_requested", Source.form, origin=origin)
     if _may_send_confirmation(session, email, web, now):
         queue_mail(session, subscriber, "confirm")
 
@@ -94,7 +96,18 @@ def find_confirmation(session: Session, secret: str, token: str, now: datetime) 
     return row
 
 
-def confirm(session: Session, secret: str, token: str, now: datetime) -> Subscriber:
+def _version_agreed(session: Session, subscriber_id: int) -> str:
+    """The consent text version of the newest signup request: what the person confirms."""
+    version = session.exec(
+        select(ConsentEvent.consent_version)
+        .where(ConsentEvent.subscriber_id == subscriber_id, ConsentEvent.kind == "signup_requested",
+               ConsentEvent.consent_version.is_not(None))
+        .order_by(ConsentEvent.id.desc()).limit(1)
+    ).first()
+    return version or CONSENT_VERSION
+
+
+def confirm(session: Session, secret: str, token: str, now: datetime, origin: Origin | None = None) -> Subscriber:
     """Use a confirmation token once: activate the subscriber or switch their address."""
     row = find_confirmation(session, secret, token, now)
     used = session.execute(
@@ -114,20 +127,22 @@ def confirm(session: Session, secret: str, token: str, now: datetime) -> Subscri
         old = subscriber.email
         subscriber.email = row.to_email
         session.add(subscriber)
-        record_consent(session, subscriber, "email_changed", "web", f"from {old}")
+        record_consent(session, subscriber, "email_changed", Source.link, f"confirm link; from {old}", origin)
         return subscriber
     was_active = subscriber.status == SubscriberStatus.active.value
     subscriber.status = SubscriberStatus.active.value
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
     session.add(subscriber)
-    record_consent(session, subscriber, "confirmed", "web")
+    origin = (origin or Origin()).with_version(_version_agreed(session, subscriber.id))
+    record_consent(session, subscriber, "confirmed", Source.link, "confirm link", origin)
     if not was_active:
         queue_mail(session, subscriber, "welcome")
     return subscriber
 
 
-def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime, goodbye: bool) -> bool:
+def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime, goodbye: bool,
+                detail: str = "", origin: Origin | None = None) -> bool:
     """Idempotent; effective at once (the sender skips unsubscribed readers at each batch)."""
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
@@ -136,7 +151,7 @@ def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime
         subscriber.status = SubscriberStatus.unsubscribed.value
         subscriber.unsubscribed_at = now
         session.add(subscriber)
-        record_consent(session, subscriber, "unsubscribed", source)
+        record_consent(session, subscriber, "unsubscribed", source, detail, origin)
         if goodbye:
             queue_mail(session, subscriber, "goodbye")
         return True
@@ -144,21 +159,22 @@ def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime
 
 
 def update_preferences(session: Session, subscriber: Subscriber, topics: list[str], pause_weeks: int,
-                       now: datetime) -> None:
+                       now: datetime, origin: Origin | None = None) -> None:
     if not 0 <= pause_weeks <= 52:
         raise InvalidInput("pause: choose between 0 and 52 weeks")
     set_topics(session, subscriber.id, topics)
     subscriber.paused_until = now + timedelta(weeks=pause_weeks) if pause_weeks else None
     session.add(subscriber)
-    detail = f"topics={';'.join(topics) or 'all'} pause_weeks={pause_weeks}"
-    record_consent(session, subscriber, "preferences_changed", "web", detail)
+    detail = f"preferences link; topics={';'.join(topics) or 'all'} pause_weeks={pause_weeks}"
+    record_consent(session, subscriber, "preferences_changed", Source.link, detail, origin)
 
 
 def request_email_change(session: Session, web: WebSettings, subscriber: Subscriber, new_email: str,
-                         now: datetime) -> None:
+                         now: datetime, origin: Origin | None = None) -> None:
     """The new address confirms before it replaces the old one."""
     if new_email == subscriber.email or is_suppressed(session, new_email):
         return
-    record_consent(session, subscriber, "email_change_requested", "web", new_email)
+    record_consent(session, subscriber, "email_change_requested", Source.link, f"preferences link; to {new_email}",
+                   origin)
     if _may_send_confirmation(session, new_email, web, now):
         queue_mail(session, subscriber, "confirm_change", to_email=new_email)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from itsdangerous import BadData, Signer, TimestampSigner
+from itsdangerous.encoding import base64_decode, base64_encode
 
 DAY = 24 * 3600
 
@@ -110,7 +111,25 @@ def make_token(secret: str, purpose: Purpose, subscriber_id: int) -> str:
     return timestamp_signer(secret, _salt(purpose)).sign(str(subscriber_id).encode()).decode()
 
 
+_TOKEN = re.compile(r"[0-9]{1,18}\.[A-Za-z0-9_-]{1,16}\.[A-Za-z0-9_-]{16,128}")
+
+
+def _canonical(token: str) -> bool:
+    """Only the exact form make_token writes: base64 decoding ignores the spare low bits of the
+    last character and a trailing "=", so without this check several spellings of one token
+    would all verify (a changed token must never be accepted)."""
+    if not _TOKEN.fullmatch(token):
+        return False
+    _value, stamp, signature = token.split(".")
+    try:
+        return all(base64_encode(base64_decode(part)).decode() == part for part in (stamp, signature))
+    except BadData:
+        return False
+
+
 def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> int:
+    if not _canonical(token):
+        raise InvalidToken("malformed token")
     try:
         value = timestamp_signer(secret, _salt(purpose)).unsign(token, max_age=max_age or MAX_AGE[purpose])
     except BadData as exc:

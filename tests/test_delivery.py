@@ -25,7 +25,7 @@ WEEK = "2026-W48"
 def add_readers(engine, readers):
     with session_scope(engine) as session:
         for email, topics in readers:
-            upsert_active(session, email, "", topics, "test", UpsertResult())
+            upsert_active(session, email, "", topics, "import", UpsertResult())
 
 
 def send_all(engine, settings, transport=None):

@@ -14,7 +14,7 @@ def test_editors_get_one_notice_when_an_issue_finishes(sample_engine, tmp_path, 
     settings = load_settings(write_config(tmp_path, db_url, extra='\n[schedule]\nnotify = ["editor@example.com"]\n'))
     with session_scope(sample_engine) as session:
         for n in range(3):
-            upsert_active(session, f"n{n}@example.com", "", [], "test", UpsertResult())
+            upsert_active(session, f"n{n}@example.com", "", [], "import", UpsertResult())
     issue = draft_issue(sample_engine, settings, "2026-W48").issue
     start_send(sample_engine, issue.id)
     with caplog.at_level(logging.INFO, logger="newsletter.notices"):

@@ -71,7 +71,7 @@ def test_weekly_send_time_keeps_local_time_across_transitions(tmp_path, monkeypa
 def readers(engine, n=3):
     with session_scope(engine) as session:
         for i in range(n):
-            upsert_active(session, f"r{i}@example.com", "", [], "test", UpsertResult())
+            upsert_active(session, f"r{i}@example.com", "", [], "import", UpsertResult())
 
 
 def deliveries(engine, issue_id):

@@ -26,7 +26,7 @@ def send_week(engine, settings, week):
 def test_stats_count_each_issue_from_the_records(sample_engine, settings):
     with session_scope(sample_engine) as session:
         for n in range(4):
-            upsert_active(session, f"s{n}@example.com", "", [], "test", UpsertResult())
+            upsert_active(session, f"s{n}@example.com", "", [], "import", UpsertResult())
     first = send_week(sample_engine, settings, "2026-W47")
     with session_scope(sample_engine) as session:
         deliveries = session.exec(select(Delivery).where(Delivery.issue_id == first.id).order_by(Delivery.id)).all()
@@ -36,7 +36,7 @@ def test_stats_count_each_issue_from_the_records(sample_engine, settings):
                 kind=EventKind(kind), email=f"s{n % 4}@example.com", provider="test",
                 provider_event_id=f"e{n}", reference=f"i{first.id}-d{delivery.id}"))
         leaver = session.exec(select(Subscriber).where(Subscriber.email == "s1@example.com")).one()
-        unsubscribe(session, leaver.id, "one-click", datetime.now(UTC), goodbye=False)
+        unsubscribe(session, leaver.id, "link", datetime.now(UTC), goodbye=False, detail="one-click")
         other = session.exec(select(Comparison).where(Comparison.slug == "notebooklm-vs-consensus")).one()
         session.add(Vote(comparison_id=other.id, subscriber_id=leaver.id))  # a W48 comparison: not in W47
     with session_scope(sample_engine) as session:

@@ -10,8 +10,9 @@ the stats count; they never change a subscriber's state.
 from __future__ import annotations
 
 import base64
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +25,9 @@ from newsletter.issues.view import build_issue_view
 from newsletter.tracking.models import TrackingEvent
 from subscribers.tokens import InvalidToken, Purpose, read_token
 
+# Ids beyond a 32-bit integer are no rows of ours (and an error on PostgreSQL): 422 before any query.
+IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+LinkIndex = Annotated[int, Path(ge=0, le=10_000)]
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
@@ -44,7 +48,7 @@ def make_router(settings: Settings, engine: Engine, secret: str) -> APIRouter:
             return None
 
     @router.get("/o/{token}/{issue_id}.gif")
-    def opened(token: str, issue_id: int) -> Response:
+    def opened(token: str, issue_id: IssueId) -> Response:
         subscriber_id = subscriber(token)
         if subscriber_id is not None and settings.tracking.opens:
             with session_scope(engine) as session:
@@ -53,7 +57,7 @@ def make_router(settings: Settings, engine: Engine, secret: str) -> APIRouter:
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
     @router.get("/c/{token}/{issue_id}/{index}")
-    def clicked(token: str, issue_id: int, index: int) -> Response:
+    def clicked(token: str, issue_id: IssueId, index: LinkIndex) -> Response:
         with session_scope(engine) as session:
             issue = session.get(Issue, issue_id)
             if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):

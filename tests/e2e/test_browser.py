@@ -1,18 +1,22 @@
-"""Pages and previews as a person sees them, in headless Chromium."""
+"""Pages and previews as a person sees them, in headless Chromium, on SQLite and PostgreSQL."""
 
+import re
+from email import message_from_bytes, policy
+
+import requests
 from sqlmodel import select
 
 from newsletter.db import session_scope
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.preview import write_preview
-from subscribers.models import Subscriber
+from subscribers.models import ConsentEvent, Subscriber
 from subscribers.tokens import Purpose, make_token
 from tests.conftest import TEST_SECRET
 from tests.web.conftest import live_factory  # noqa: F401  (fixture)
 
 
-def test_signup_and_confirm_in_a_browser(chromium, live_factory, tmp_path):  # noqa: F811
-    live = live_factory(None)
+def test_signup_and_confirm_in_a_browser(chromium, live_factory, db_url, tmp_path):  # noqa: F811
+    live = live_factory(db_url)
     page = chromium.new_page(viewport={"width": 375, "height": 800})
     page.goto(live.url + "/")
     page.get_by_label("Email address").fill("browser.reader@example.com")
@@ -31,16 +35,55 @@ def test_signup_and_confirm_in_a_browser(chromium, live_factory, tmp_path):  # n
     with session_scope(live.engine) as session:
         reader = session.exec(select(Subscriber).where(Subscriber.email == "browser.reader@example.com")).one()
     assert reader.status == "active"
-    # Leave again through the unsubscribe page's single button.
-    page.goto(f"{live.url}/unsubscribe/{make_token(TEST_SECRET, Purpose.unsubscribe, reader.id)}")
+    # The weekly issue reaches the reader with RFC 8058 headers.
+    from newsletter.delivery.sender import deliver, start_send
+    from newsletter.delivery.transports import make_transport
+
+    issue = draft_issue(live.engine, live.settings, "2026-W48").issue
+    start_send(live.engine, issue.id)
+    deliver(live.engine, live.settings, make_transport(live.settings), TEST_SECRET, issue.id)
+    issue_mail = message_from_bytes(next(live.settings.mail.file.dir.glob("i*.eml")).read_bytes(),
+                                    policy=policy.default)
+    assert issue_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    one_click = re.search(r"<(https?://[^>]+/unsubscribe/[^>]+)>", issue_mail["List-Unsubscribe"]).group(1)
+    # Opening the link in the browser shows one button and changes nothing (mail scanners fetch links).
+    page.goto(one_click)
+    assert page.get_by_role("button", name="Unsubscribe").is_visible()
+    page.close()
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, reader.id).status == "active"
+    # The mailbox provider's one-click POST: form body only, no cookies, no redirects followed.
+    response = requests.post(one_click, data={"List-Unsubscribe": "One-Click"}, allow_redirects=False, timeout=10)
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers and "location" not in response.headers
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, reader.id).status == "unsubscribed"
+        last = session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == reader.id)
+                            .order_by(ConsentEvent.id.desc())).first()
+        assert (last.kind, last.source) == ("unsubscribed", "link") and "one-click" in last.detail
+
+
+def test_unsubscribe_page_button_in_a_browser(chromium, live_factory, db_url):  # noqa: F811
+    from datetime import UTC, datetime
+
+    live = live_factory(db_url)
+    with session_scope(live.engine) as session:
+        reader = Subscriber(email="leaver@example.com", status="active", confirmed_at=datetime.now(UTC))
+        session.add(reader)
+        session.flush()
+        reader_id = reader.id
+    page = chromium.new_page()
+    page.goto(f"{live.url}/unsubscribe/{make_token(TEST_SECRET, Purpose.unsubscribe, reader_id)}")
     page.get_by_role("button", name="Unsubscribe").click()
     page.wait_for_load_state()
     assert page.get_by_role("heading", name="You are unsubscribed").is_visible()
     page.close()
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, reader_id).status == "unsubscribed"
 
 
-def test_signup_errors_show_next_to_the_field(chromium, live_factory):  # noqa: F811
-    live = live_factory(None)
+def test_signup_errors_show_next_to_the_field(chromium, live_factory, db_url):  # noqa: F811
+    live = live_factory(db_url)
     page = chromium.new_page()
     page.goto(live.url + "/")
     page.get_by_label("Email address").fill("nobody-at-example")
@@ -84,22 +127,20 @@ def test_two_tools_side_by_side_on_desktop_and_stacked_on_a_phone(chromium, samp
     page.close()
 
 
-def test_vote_from_the_email_in_a_browser(chromium, live_factory, tmp_path):  # noqa: F811
+def test_vote_from_the_email_in_a_browser(chromium, live_factory, db_url, tmp_path):  # noqa: F811
     from datetime import UTC, datetime
 
     from newsletter.content.models import Vote
     from newsletter.delivery.sender import deliver, start_send
     from newsletter.delivery.transports import make_transport
 
-    live = live_factory(None)
+    live = live_factory(db_url)
     with session_scope(live.engine) as session:
         voter = Subscriber(email="clicker@example.com", status="active", confirmed_at=datetime.now(UTC))
         session.add(voter)
     issue = draft_issue(live.engine, live.settings, "2026-W48").issue
     start_send(live.engine, issue.id)
     deliver(live.engine, live.settings, make_transport(live.settings), TEST_SECRET, issue.id)
-    from email import message_from_bytes, policy
-
     eml = next(live.settings.mail.file.dir.glob("i*.eml"))
     html = message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("html",)).get_content()
     mail = tmp_path / "mail.html"

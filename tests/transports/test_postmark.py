@@ -151,7 +151,7 @@ def test_missing_token_is_a_config_error_at_creation():
 def add_readers(engine, emails):
     with session_scope(engine) as session:
         for email in emails:
-            upsert_active(session, email, "", [], "test", UpsertResult())
+            upsert_active(session, email, "", [], "import", UpsertResult())
 
 
 def test_end_to_end_send_stores_provider_ids(sample_engine, tmp_path, db_url, monkeypatch, server):

@@ -35,7 +35,9 @@ def test_one_click_unsubscribe_follows_rfc_8058(live):
         assert status_of(live, reader) == "unsubscribed"
     with session_scope(live.engine) as session:
         events = session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == reader)).all()
-    assert [(e.kind, e.source) for e in events] == [("unsubscribed", "one-click")]
+    assert [(e.kind, e.source) for e in events] == [("unsubscribed", "link")]
+    assert "one-click" in events[0].detail and events[0].ip == "127.0.0.1"
+    assert events[0].user_agent.startswith("python-requests/")
 
 
 def test_get_shows_a_confirm_page_and_changes_nothing(live):

@@ -133,7 +133,7 @@ class Hooks:
     def add(self, *emails: str) -> None:
         with session_scope(self.live.engine) as session:
             for email in emails:
-                upsert_active(session, email, "", [], "test", UpsertResult())
+                upsert_active(session, email, "", [], "import", UpsertResult())
 
     def send_issue(self) -> dict[str, Delivery]:
         """Draft and send the sample week's issue with the file transport: deliveries by address."""
@@ -162,10 +162,14 @@ class Hooks:
             return session.execute(select(Suppression.reason).where(Suppression.email == email)).scalar()
 
     def consents(self, email: str) -> list[tuple[str, str]]:
+        """(kind, provider) of the events after the setup import; all of them have source webhook."""
         with session_scope(self.live.engine) as session:
-            return [tuple(r) for r in session.execute(
-                select(ConsentEvent.kind, ConsentEvent.source).join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
-                .where(Subscriber.email == email, ConsentEvent.source != "test").order_by(ConsentEvent.id)).all()]
+            rows = session.execute(
+                select(ConsentEvent.kind, ConsentEvent.source, ConsentEvent.detail)
+                .join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
+                .where(Subscriber.email == email, ConsentEvent.source != "import").order_by(ConsentEvent.id)).all()
+        assert {source for _kind, source, _detail in rows} <= {"webhook"}
+        return [(kind, detail.split(":", 1)[0]) for kind, _source, detail in rows]
 
     def events(self, email: str | None = None) -> list[tuple[str, str, int | None]]:
         with session_scope(self.live.engine) as session:

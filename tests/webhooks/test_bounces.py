@@ -78,7 +78,7 @@ def sent(tmp_path):
     import_files(engine, sample_files())
     with session_scope(engine) as session:
         for email in READERS:
-            upsert_active(session, email, "", [], "test", UpsertResult())
+            upsert_active(session, email, "", [], "import", UpsertResult())
     issue = draft_issue(engine, settings, WEEK).issue
     start_send(engine, issue.id)
     transport = make_transport(settings)
@@ -104,9 +104,11 @@ def state(engine, email: str):
     with session_scope(engine) as session:
         subscriber = session.execute(select(Subscriber).where(Subscriber.email == email)).scalar_one()
         reason = session.execute(select(Suppression.reason).where(Suppression.email == email)).scalar()
-        consents = session.execute(select(ConsentEvent.kind, ConsentEvent.source)
-                                   .where(ConsentEvent.subscriber_id == subscriber.id, ConsentEvent.source != "test")
-                                   ).all()
+        rows = session.execute(select(ConsentEvent.kind, ConsentEvent.source, ConsentEvent.detail)
+                               .where(ConsentEvent.subscriber_id == subscriber.id, ConsentEvent.source != "import")
+                               ).all()
+        assert {source for _kind, source, _detail in rows} <= {"webhook"}
+        consents = [(kind, detail.split(":", 1)[0]) for kind, _source, detail in rows]
         events = session.execute(select(WebhookEvent.kind, Delivery.subscriber_id == subscriber.id)
                                  .outerjoin(Delivery, Delivery.id == WebhookEvent.delivery_id)
                                  .where(WebhookEvent.email == email)).all()  # a maildir has no order

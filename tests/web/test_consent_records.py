@@ -1,0 +1,66 @@
+"""Consent records (issue 5.6): every change names its source, IP, User-Agent and consent text version."""
+
+import pytest
+from sqlmodel import select
+
+from newsletter.db import session_scope
+from subscribers.consent import CONSENT_TEXT, CONSENT_VERSION, MAX_USER_AGENT, clean_user_agent
+from subscribers.models import ConsentEvent, Subscriber
+from subscribers.service import record_consent
+from subscribers.tokens import Purpose, make_token
+from tests.conftest import TEST_SECRET
+
+
+def events(live, email):
+    with session_scope(live.engine) as session:
+        reader = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
+        return session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == reader.id)
+                            .order_by(ConsentEvent.id)).all(), reader.id
+
+
+def test_signup_and_confirm_record_ip_user_agent_source_and_text_version(live):
+    page = live.http.get(live.url + "/").text
+    assert CONSENT_TEXT.format(site="Weekly Verdicts") in page and f'data-consent-version="{CONSENT_VERSION}"' in page
+    agent = "Mozilla/5.0\t(X11)" + "x" * 400  # a tab (control character) and far too long
+    live.http.headers["User-Agent"] = agent
+    assert live.subscribe("consent@example.com").status_code == 200
+    assert live.deliver_mail() == 1
+    assert live.http.post(live.link_in(live.mails()[-1], "confirm")).status_code == 200
+    rows, reader = events(live, "consent@example.com")
+    assert [(e.kind, e.source, e.consent_version) for e in rows] == [
+        ("signup_requested", "form", CONSENT_VERSION), ("confirmed", "link", CONSENT_VERSION)]
+    for event in rows:
+        assert event.ip == "127.0.0.1"
+        assert event.user_agent.startswith("Mozilla/5.0(X11)xxx") and len(event.user_agent) == MAX_USER_AGENT
+        assert event.created_at is not None
+    # Preferences and unsubscribe through their links: source link, what happened in the detail.
+    prefs = f"{live.url}/preferences/{make_token(TEST_SECRET, Purpose.preferences, reader)}"
+    assert live.http.post(prefs, data={"pause_weeks": "2"}).status_code == 200
+    leave = f"{live.url}/unsubscribe/{make_token(TEST_SECRET, Purpose.unsubscribe, reader)}"
+    assert live.http.post(leave, data={"source": "page"}).status_code == 200
+    rows, _ = events(live, "consent@example.com")
+    assert [(e.kind, e.source) for e in rows[2:]] == [("preferences_changed", "link"), ("unsubscribed", "link")]
+    assert "pause_weeks=2" in rows[2].detail and "page" in rows[3].detail and rows[3].ip == "127.0.0.1"
+
+
+def test_forwarded_for_is_recorded_only_when_trusted(live_factory, db_url):
+    for trusted, expected in ((False, "127.0.0.1"), (True, "2001:db8::7")):
+        live = live_factory(db_url, WEB__TRUST_FORWARDED_FOR=str(trusted).lower())
+        live.http.headers["X-Forwarded-For"] = "2001:db8::7, 10.0.0.1"
+        assert live.subscribe(f"fwd-{trusted:d}@example.com").status_code == 200
+        rows, _ = events(live, f"fwd-{trusted:d}@example.com")
+        assert [e.ip for e in rows] == [expected]
+
+
+def test_only_known_sources_are_recorded(engine):
+    with session_scope(engine) as session:
+        reader = Subscriber(email="src@example.com")
+        session.add(reader)
+        session.flush()
+        with pytest.raises(ValueError, match="consent source"):
+            record_consent(session, reader, "subscribed", "web")
+
+
+def test_user_agent_is_cleaned():
+    assert clean_user_agent("a\x00b\r\nc\x7fd\u2028e") == "abcde"
+    assert clean_user_agent(None) == "" and len(clean_user_agent("y" * 1000)) == MAX_USER_AGENT
