@@ -17,18 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import tempfile
 import multiprocessing
 import time
 import uuid
+from bench.report import write_section
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.sample import SECRET, sample_issue_view
-from bench.smtp_send import ROOT, machine
+from bench.smtp_send import machine
 from newsletter.config import PostmarkSettings, ResendSettings
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.postmark import PostmarkTransport
@@ -162,15 +162,9 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write(result: dict, path: Path = ROOT / "BENCHMARKS.md") -> Path:
-    section = markdown(result)
-    content = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in content and END in content:
-        content = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: section, content, flags=re.DOTALL)
-    else:
-        content = content.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(content)
-    return path
+def write(result: dict) -> Path:
+    """Replace this benchmark's section of BENCHMARKS.md (other benchmarks keep theirs)."""
+    return write_section(START, END, markdown(result))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from bench.report import write_section
 from datetime import date
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from bench.smtp_send import ROOT, Sink, machine
+from bench.smtp_send import Sink, machine
 from newsletter.config import load_settings
 from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
@@ -207,15 +207,9 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write(result: dict, path: Path = ROOT / "BENCHMARKS.md") -> Path:
-    section = markdown(result)
-    content = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in content and END in content:
-        content = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: section, content, flags=re.DOTALL)
-    else:
-        content = content.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(content)
-    return path
+def write(result: dict) -> Path:
+    """Replace this benchmark's section of BENCHMARKS.md (other benchmarks keep theirs)."""
+    return write_section(START, END, markdown(result))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import socket
 import statistics
 import subprocess
 import tempfile
 import time
+from bench.report import write_section
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -36,7 +36,6 @@ from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.render import compile_issue
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench:smtp_send -->", "<!-- /bench:smtp_send -->"
 SLOW_COUNT = 32
 
@@ -197,16 +196,9 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write(result: dict, path: Path = ROOT / "BENCHMARKS.md") -> Path:
+def write(result: dict) -> Path:
     """Replace this benchmark's section of BENCHMARKS.md (other benchmarks keep theirs)."""
-    section = markdown(result)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: section, text, flags=re.DOTALL)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-    return path
+    return write_section(START, END, markdown(result))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,11 +41,12 @@ def test_compiled_issue_matches_the_reviewed_golden_file(tmp_path):
     if os.environ.get("UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(actual, encoding="utf-8")
     expected = GOLDEN.read_text(encoding="utf-8")
+    diff = ""
     if actual != expected:
         (tmp_path / "actual.html").write_text(actual, encoding="utf-8")
         import difflib
 
         diff = "".join(list(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
                                                  "golden", "actual"))[:60])
-        raise AssertionError(f"compiled HTML differs from {GOLDEN.name}; if intended, rerun with "
-                             f"UPDATE_GOLDEN=1 and review the diff:\n{diff}")
+    assert actual == expected, (f"compiled HTML differs from {GOLDEN.name}; if intended, rerun with "
+                                f"UPDATE_GOLDEN=1 and review the diff:\n{diff}")
