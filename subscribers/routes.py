@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from newsletter.config import Settings
@@ -182,6 +183,9 @@ def make_router(ctx: WebContext) -> APIRouter:
             return invalid_link()
         except InvalidInput as exc:
             return message("That did not work", [str(exc).removeprefix("email: ").capitalize() + "."], status=409)
+        except IntegrityError:
+            # Two confirmations raced for the same new address: the database kept one, nothing half-done.
+            return message("That did not work", ["That address already has a subscription."], status=409)
         ctx.on_queued()
         return message("You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
 

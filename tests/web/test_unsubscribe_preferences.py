@@ -138,3 +138,17 @@ def test_web_view_and_comparison_page(live):
     assert page.status_code == 200 and "Reviewer scorecard" in page.text and "Thesis" in page.text
     assert live.http.get(f"{live.url}/compare/nope").status_code == 404
     assert live.http.get(f"{live.url}/no/such/page").status_code == 404
+
+
+def test_two_readers_moving_to_one_address_the_second_confirmation_is_refused(live):
+    first, second = add_active(live, "first@example.com"), add_active(live, "second@example.com")
+    for reader in (first, second):
+        url = f"{live.url}/preferences/{make_token(TEST_SECRET, Purpose.preferences, reader)}"
+        assert live.http.post(url, data={"action": "change_email", "new_email": "shared@example.com"}).status_code == 200
+    assert live.deliver_mail() == 1  # one confirmation per address per interval: the second asks nothing more
+    link = live.link_in(live.mails()[-1], "confirm")
+    assert live.http.post(link).status_code == 200
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, first).email == "shared@example.com"
+        assert session.get(Subscriber, second).email == "second@example.com"
+    assert live.http.post(link).status_code == 400  # used
