@@ -1,9 +1,7 @@
-"""DKIM: real keys (openssl, PyNaCl), a real issue message, dkimpy's verifier with a DNS stub."""
+"""DKIM: real keys (cryptography, PyNaCl), a real issue message, dkimpy's verifier with a DNS stub."""
 
 import base64
 import re
-import shutil
-import subprocess
 from datetime import UTC, datetime
 
 import dkim
@@ -24,25 +22,29 @@ from tests.conftest import TEST_SECRET, write_config
 DOMAIN = "weeklyverdicts.example"
 SELECTOR = "wv2026"
 REQUIRED = ["from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"]
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command line tool is not installed")
+def _write_pem(key, path) -> bytes:
+    """Write the private key as PKCS#8 PEM (what `openssl genpkey` writes); return the public key as DER."""
+    from cryptography.hazmat.primitives import serialization
 
-
-def openssl(*args: str) -> bytes:
-    return subprocess.run([OPENSSL, *args], check=True, capture_output=True).stdout
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def rsa_key(folder):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = folder / "dkim-rsa.pem"
-    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key))
-    public = openssl("pkey", "-in", str(key), "-pubout", "-outform", "DER")
+    public = _write_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048), key)
     return key, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
 
 
 def ed25519_pem_key(folder):
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = folder / "dkim-ed25519.pem"
-    openssl("genpkey", "-algorithm", "ed25519", "-out", str(key))
-    public = openssl("pkey", "-in", str(key), "-pubout", "-outform", "DER")[-32:]  # RFC 8410 SPKI ends in the key
+    public = _write_pem(ed25519.Ed25519PrivateKey.generate(), key)[-32:]  # RFC 8410 SPKI ends in the key
     return key, f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode()}"
 
 
@@ -106,7 +108,6 @@ def tamper(data: bytes, old: bytes, new: bytes) -> bytes:
     return data.replace(old, new)
 
 
-@needs_openssl
 @pytest.mark.parametrize("make_key,algorithm", [(rsa_key, "rsa-sha256"), (ed25519_pem_key, "ed25519-sha256"),
                                                 (ed25519_seed_key, "ed25519-sha256")],
                          ids=["rsa", "ed25519-pem", "ed25519-seed"])
@@ -135,7 +136,6 @@ def test_issue_messages_are_signed_and_verify(tmp_path, make_key, algorithm):
                        dnsfunc=dnsfunc)
 
 
-@needs_openssl
 def test_the_key_is_read_once_per_process(tmp_path):
     key, record = rsa_key(tmp_path)
     settings = issue_settings(tmp_path, key, "rsa-sha256")
