@@ -135,3 +135,19 @@ def header(request: WebhookRequest, name: str) -> str:
 
 CertFetcher = Callable[[str], bytes]
 Confirmer = Callable[[str], None]
+
+
+def collect_records(payload: object, parse: Callable[[dict], "NormalizedEvent | None"],
+                    label: Callable[[dict], str], what: str) -> Verified:
+    """For providers that post a JSON array of event objects (or one object): parse each one,
+    or note its type as ignored. A non-object entry rejects the whole request (400)."""
+    result = Verified()
+    for record in payload if isinstance(payload, list) else [payload]:
+        if not isinstance(record, dict):
+            raise Rejected(f"{what} is not a JSON object", 400)
+        event = parse(record)
+        if event is None:
+            result.ignored.append(label(record))
+        else:
+            result.events.append(event)
+    return result

@@ -16,6 +16,7 @@ import hmac
 
 from newsletter.config import Settings
 from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, clean_email,
+                                        collect_records,
                                         clean_reference, header, load_json, parse_time)
 
 PROVIDER = "postmark"
@@ -54,18 +55,8 @@ def check_auth(settings: Settings, value: str) -> None:
 
 def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
     check_auth(settings, header(request, "authorization"))
-    payload = load_json(request.body)
-    records = payload if isinstance(payload, list) else [payload]
-    result = Verified()
-    for record in records:
-        if not isinstance(record, dict):
-            raise Rejected("a record is not a JSON object", 400)
-        event = parse_record(record)
-        if event is None:
-            result.ignored.append(f"{record.get('RecordType')}/{record.get('Type', '')}".rstrip("/"))
-        else:
-            result.events.append(event)
-    return result
+    return collect_records(load_json(request.body), parse_record,
+                           lambda r: f"{r.get('RecordType')}/{r.get('Type', '')}".rstrip("/"), "a record")
 
 
 def parse_record(record: dict) -> NormalizedEvent | None:

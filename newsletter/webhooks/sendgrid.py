@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter.config import Settings
 from newsletter.webhooks.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
-                                        check_fresh, clean_email, clean_reference, header, load_json, parse_time)
+                                        check_fresh, clean_email, clean_reference, collect_records, header, load_json,
+                                        parse_time)
 
 PROVIDER = "sendgrid"
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -80,18 +81,8 @@ def verify(settings: Settings, request: WebhookRequest) -> None:
 
 def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
     verify(settings, request)
-    payload = load_json(request.body)
-    items = payload if isinstance(payload, list) else [payload]
-    result = Verified()
-    for item in items:
-        if not isinstance(item, dict):
-            raise Rejected("an event is not a JSON object", 400)
-        event = parse_event(item)
-        if event is None:
-            result.ignored.append(str(item.get("event")))
-        else:
-            result.events.append(event)
-    return result
+    return collect_records(load_json(request.body), parse_event, lambda item: str(item.get("event")),
+                           "an event")
 
 
 def x_message_id(sg_message_id: str) -> str | None:
