@@ -16,10 +16,11 @@ from sqlalchemy import Engine, and_, or_, select, update
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.transports.base import OutgoingMessage, Outcome, Transport
-from newsletter.issues.message import DELIVERY_HEADER, build_template, message_id, recipient_links
+from newsletter.issues.message import DELIVERY_HEADER, assemble, build_template, message_id, recipient_links
 from newsletter.issues.render import CompiledEmail, compile_email
 from newsletter.issues.view import site_view
-from newsletter.mail.headers import address_of, domain_of, encode_address, header_line
+from newsletter.mail.dkim import signer_for
+from newsletter.mail.headers import domain_of, encode_address
 from newsletter.mail.mime import MessageTemplate
 from newsletter.slots import SlotMarker
 from subscribers.models import Subscriber, TransactionalMail
@@ -107,13 +108,13 @@ def build_message(settings: Settings, secret: str, row: TransactionalMail, name:
     reference = f"t{row.id}"
     to = f"{name} <{row.to_email}>" if name else row.to_email
     personal = [
-        header_line("To", encode_address(to, "To")),
-        header_line("Date", format_datetime(now)),
-        header_line("Message-ID", message_id(secret, reference, domain_of(settings.mail.from_address))),
-        header_line(DELIVERY_HEADER, reference),
+        ("To", encode_address(to, "To")),
+        ("Date", format_datetime(now)),
+        ("Message-ID", message_id(secret, reference, domain_of(settings.mail.from_address))),
+        (DELIVERY_HEADER, reference),
     ]
-    data = template_for(settings, row.kind).render(personal, values)
-    return OutgoingMessage(address_of(settings.mail.from_address), row.to_email, data, reference)
+    return assemble(settings, template_for(settings, row.kind), name, row.to_email, personal, values, reference,
+                    signer_for(settings))
 
 
 LEASE = timedelta(minutes=5)

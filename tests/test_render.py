@@ -1,15 +1,12 @@
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
-from sqlmodel import select
 
 from newsletter.content.importer import import_files
 from newsletter.db import session_scope
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_email, compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.templating import TemplateError, render

@@ -18,7 +18,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from newsletter.config import load_settings
 from newsletter.content.importer import import_files, sample_files

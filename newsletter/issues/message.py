@@ -7,16 +7,18 @@ bytes; it never renders a template or compiles MJML.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from functools import lru_cache
 
 from newsletter.config import Settings
-from newsletter.delivery.transports.base import OutgoingMessage
+from newsletter.delivery.transports.base import MessageContent, OutgoingMessage
 from newsletter.issues.render import CompiledEmail
 from newsletter.mail.dkim import DkimSigner, signer_for
-from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line, recipient_address
+from newsletter.mail.headers import (address_list, address_of, domain_of, encode_address, encode_text, header_line,
+                                     name_and_address, recipient_address)
 from newsletter.mail.mime import MessageTemplate, message_template
 from subscribers.tokens import Purpose, keyed_digest, make_token
 
@@ -49,7 +51,30 @@ def common_headers(settings: Settings, subject: str, list_headers: bool = True) 
 
 
 def build_template(settings: Settings, compiled: CompiledEmail, list_headers: bool = True) -> MessageTemplate:
-    return message_template(common_headers(settings, compiled.subject, list_headers), compiled.text, compiled.html)
+    extra = {"List-Id": list_id(settings)} if list_headers else {}
+    return message_template(common_headers(settings, compiled.subject, list_headers), compiled.text, compiled.html,
+                            compiled.subject, extra)
+
+
+# Fields of their own in a JSON API (To), or set by the provider (Date).
+_NOT_CARRIED = frozenset({"To", "Date"})
+
+
+def assemble(settings: Settings, template: MessageTemplate, name: str, email: str,
+             personal: list[tuple[str, str]], values: Mapping[str, str], reference: str,
+             signer: DkimSigner | None = None) -> OutgoingMessage:
+    """One recipient's message from a template: its bytes (DKIM-signed when a signer is given) and
+    the same message as fields for the JSON APIs. `personal` is the recipient's own headers,
+    (name, value as written)."""
+    data = template.render([header_line(field, value) for field, value in personal], values)
+    if signer is not None:
+        data = signer.sign(data)
+    sender_name, sender = name_and_address(settings.mail.from_address)
+    text, html = template.bodies(values)
+    headers = {**template.extra_headers, **{field: value for field, value in personal if field not in _NOT_CARRIED}}
+    content = MessageContent(sender_name, sender, name, email, template.subject, text, html,
+                             address_list(settings.mail.reply_to), headers)
+    return OutgoingMessage(address_of(settings.mail.from_address), email, data, reference, content)
 
 
 def message_id(secret: str, reference: str, domain: str) -> str:
@@ -84,20 +109,17 @@ def issue_message(
     """The message for one subscriber, and its Message-ID. With `[mail.dkim] enabled` it is signed
     (DKIM-Signature first) by `signer`, by default the process's cached signer (key read once)."""
     links = recipient_links(settings, secret, recipient.subscriber_id)
-    domain = domain_of(settings.mail.from_address)
-    msg_id = message_id(secret, recipient.reference, domain)
+    msg_id = message_id(secret, recipient.reference, domain_of(settings.mail.from_address))
     personal = [
-        header_line("To", recipient_address(recipient.name, recipient.email)),
-        header_line("Date", _date(now)),
-        header_line("Message-ID", msg_id),
-        header_line("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
-        header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        header_line(DELIVERY_HEADER, recipient.reference),
+        ("To", recipient_address(recipient.name, recipient.email)),
+        ("Date", _date(now)),
+        ("Message-ID", msg_id),
+        ("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        (DELIVERY_HEADER, recipient.reference),
     ]
-    data = template.render(personal, {"email": recipient.email, **links})
     if signer is _UNSET:
         signer = signer_for(settings)
-    if signer is not None:
-        data = signer.sign(data)
-    envelope_from = address_of(settings.mail.from_address)
-    return OutgoingMessage(envelope_from, recipient.email, data, recipient.reference), msg_id
+    message = assemble(settings, template, recipient.name, recipient.email, personal,
+                       {"email": recipient.email, **links}, recipient.reference, signer)  # type: ignore[arg-type]
+    return message, msg_id

@@ -69,3 +69,15 @@ def address_of(value: str) -> str:
 @lru_cache(maxsize=64)
 def domain_of(value: str) -> str:
     return address_of(value).rpartition("@")[2].lower()
+
+
+@lru_cache(maxsize=64)
+def name_and_address(value: str) -> tuple[str, str]:
+    """(display name, address) of one `Name <addr>` as configured."""
+    return parseaddr(value)
+
+
+@lru_cache(maxsize=64)
+def address_list(value: str) -> tuple[tuple[str, str], ...]:
+    """(name, address) pairs of a configured address list (Reply-To); empty for an empty value."""
+    return tuple((name, address) for name, address in getaddresses([value]) if address) if value else ()

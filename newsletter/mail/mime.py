@@ -5,16 +5,22 @@ are quoted-printable encoded once, each ending on a line boundary (a soft
 break "=\r\n" when the chunk ends mid-line), so a recipient's copy is the
 static bytes joined with the QP encoding of a few short slot values. The
 result decodes to exactly the filled template.
+
+The same chunks are also JSON-string encoded once (JSON escapes character by
+character, so the pieces joined are the whole escaped), for the JSON APIs:
+`MessageTemplate.bodies()` gives a recipient's bodies as `FilledBody`, whose
+text and JSON literal are joined only when a transport asks for them.
 """
 
 from __future__ import annotations
 
 import binascii
 import html
+import json
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from newsletter.slots import Slotted
 
@@ -47,14 +53,52 @@ class EncodedPart:
     slots: list[str]
     escape: Callable[[str], str]
     names: frozenset[str]
+    statics: list[str]  # the static chunks as text, LF line ends
+    json_chunks: list[bytes]  # the same, each JSON-string escaped (no quotes), UTF-8
 
     def body(self, values: Mapping[str, str]) -> bytes:
-        # A slot can recur (the vote token sits in every comparison): encode each value once.
-        encoded = {name: qp_encode(self.escape(values[name])) for name in self.names}
-        out = [self.chunks[0]]
-        for name, chunk in zip(self.slots, self.chunks[1:]):
+        return b"".join(self._join(values, self.chunks, qp_encode))
+
+    def _join(self, values: Mapping[str, str], chunks: list, encode: Callable) -> list:
+        """chunks[0] value chunks[1] … with each value escaped and encoded once (a slot can recur:
+        the vote token sits in every comparison)."""
+        encoded = {name: encode(self.escape(values[name])) for name in self.names}
+        out = [chunks[0]]
+        for name, chunk in zip(self.slots, chunks[1:]):
             out += (encoded[name], chunk)
-        return b"".join(out)
+        return out
+
+    def text(self, values: Mapping[str, str]) -> str:
+        """The part filled in, decoded: what a reader of the MIME body gets back."""
+        return "".join(self._join(values, self.statics, str))
+
+    def json(self, values: Mapping[str, str]) -> list[bytes]:
+        """`text(values)` as a JSON string literal, in pieces: the pre-escaped chunks and values."""
+        return [b'"', *self._join(values, self.json_chunks, _json_escaped), b'"']
+
+
+def _json_escaped(text: str) -> bytes:
+    return json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+
+
+@dataclass(frozen=True)
+class FilledBody:
+    """One part for one recipient; the text or its JSON literal is joined when asked for
+    (a JSON API wants only the literal, a test may want the text)."""
+
+    part: EncodedPart
+    values: Mapping[str, str]
+
+    @property
+    def text(self) -> str:
+        return self.part.text(self.values)
+
+    @property
+    def json(self) -> bytes:
+        return b"".join(self.part.json(self.values))
+
+    def json_pieces(self) -> list[bytes]:
+        return self.part.json(self.values)
 
 
 def encode_part(content_type: str, template: Slotted) -> EncodedPart:
@@ -63,8 +107,9 @@ def encode_part(content_type: str, template: Slotted) -> EncodedPart:
         f'Content-Type: {content_type}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii")
+    statics = [chunk.replace("\r\n", "\n") for chunk in template.statics]
     return EncodedPart(headers, [qp_encode(chunk) for chunk in template.statics], template.slots, escape,
-                       frozenset(template.slots))
+                       frozenset(template.slots), statics, [_json_escaped(chunk) for chunk in statics])
 
 
 @dataclass(frozen=True)
@@ -72,8 +117,10 @@ class MessageTemplate:
     """Everything of a message that is the same for every recipient, encoded once."""
 
     common_headers: list[str]  # e.g. From, Subject, List-Id (already checked lines)
-    parts: list[EncodedPart]
+    parts: list[EncodedPart]  # text/plain, then text/html
     boundary: str
+    subject: str = ""  # as text, for the JSON APIs
+    extra_headers: dict[str, str] = field(default_factory=dict)  # of common_headers, what a JSON API must carry
 
     def render(self, personal_headers: list[str], values: Mapping[str, str]) -> bytes:
         """The full message for one recipient: header lines, then the multipart body."""
@@ -89,16 +136,24 @@ class MessageTemplate:
         out.append(f"--{self.boundary}--\r\n".encode("ascii"))
         return b"".join(out)
 
+    def bodies(self, values: Mapping[str, str]) -> tuple[FilledBody, FilledBody]:
+        """(text, HTML) for one recipient, as the JSON APIs take them."""
+        text, html_part = self.parts
+        return FilledBody(text, values), FilledBody(html_part, values)
+
 
 def new_boundary() -> str:
     # "=_" can never occur in quoted-printable output, so it cannot collide with a body.
     return f"=_wv_{secrets.token_hex(12)}"
 
 
-def message_template(common_headers: list[str], text: Slotted, html_part: Slotted) -> MessageTemplate:
+def message_template(common_headers: list[str], text: Slotted, html_part: Slotted, subject: str = "",
+                     extra_headers: dict[str, str] | None = None) -> MessageTemplate:
     """multipart/alternative: text first, HTML last (the preferred part comes last)."""
     return MessageTemplate(
         common_headers,
         [encode_part("text/plain", text), encode_part("text/html", html_part)],
         new_boundary(),
+        subject,
+        extra_headers or {},
     )

@@ -9,9 +9,8 @@ from pydantic import SecretStr
 
 from newsletter.config import PostmarkSettings, load_settings
 from newsletter.delivery.transports import make_transport
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome
-from newsletter.delivery.transports.http import (format_address, http_failure, parse_message,
-                                                 retry_after_seconds)
+from newsletter.delivery.transports.base import OutgoingMessage, Outcome, format_address
+from newsletter.delivery.transports.http import http_failure, parse_message, retry_after_seconds
 from newsletter.delivery.transports.mailgun import MailgunTransport
 from newsletter.delivery.transports.postmark import PostmarkTransport
 from newsletter.delivery.transports.resend import ResendTransport
@@ -91,7 +90,7 @@ def test_parse_decodes_names_and_subject_and_keeps_list_headers_as_written():
     assert parsed.to_header == '"Dœ, Jäne" <doe@example.com>'
     assert parsed.reply_to_header == "Desk <desk@weeklyverdicts.example>"
     assert parsed.subject == "Ünïcode — " + "long subject " * 8
-    assert parsed.text == "plain ü\nline 2\n" and parsed.html == "<p>html ü</p>"
+    assert parsed.text.text == "plain ü\nline 2\n" and parsed.html.text == "<p>html ü</p>"
     assert parsed.headers == {
         "List-Id": '"Wöchentliche Urteile" <wu.weeklyverdicts.example>',
         "List-Unsubscribe": "<https://verdicts.example/unsubscribe/" + "t" * 120 + ">",

@@ -7,6 +7,7 @@
   the batch is answered `retry` without being tried, so an unreachable or
   throttling provider costs one request, not one per message. A time budget
   bounds the call well below the outbox lease.
+- `dumps()`: compact JSON in which each body is spliced in as its ready JSON literal.
 - `post()`: one POST with a short, bounded in-call backoff for 5xx answers and
   connection failures (never for read timeouts: the provider may have accepted).
 - `http_failure()`: HTTP status -> outcome. 2xx sent; 429 retry honouring
@@ -14,11 +15,13 @@
   401/403 retry (a rejected key or unverified sender is an account problem that
   an operator fixes: failing the deliveries would lose the whole list); other
   4xx failed.
-- `parse_message()`: the RFC 5322 bytes read once into the fields the JSON APIs
-  want. The flat shape the pipeline builds (one text part, or multipart/alternative
-  of leaf parts) takes a fast path: only the header blocks go through the stdlib
-  parser, the bodies are cut at the boundary and decoded with binascii (the
-  feedparser's line-by-line walk cost ~5 ms per 80 KB issue, more than the request).
+- `parse_message()`: the fields the JSON APIs want: the message's `content` when
+  its builder attached it (every message the pipeline makes), else its RFC 5322
+  bytes read once (messages from elsewhere: notices, tests). Reading bytes, the
+  flat shape (one text part, or multipart/alternative of leaf parts) takes a
+  fast path: only the header blocks go through the stdlib parser, the bodies are
+  cut at the boundary and decoded with binascii (the feedparser's line-by-line
+  walk cost ~5 ms per 80 KB issue, more than the request).
   Anything else (nesting, a part without headers, an odd boundary line) goes
   through the full stdlib parser, so the result is the same either way.
 """
@@ -30,9 +33,10 @@ import json
 import logging
 import math
 import re
+import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
@@ -45,7 +49,7 @@ import requests
 from pydantic import SecretStr
 
 from newsletter.config import ENV_PREFIX
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
+from newsletter.delivery.transports.base import Body, MessageContent, OutgoingMessage, Outcome, PlainBody, SendResult
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,6 @@ PASS_THROUGH_HEADERS = (
 )
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -81,40 +84,6 @@ def require_secret(value: SecretStr, key: str) -> str:
 
 
 # --- the message -------------------------------------------------------------------------------
-
-
-def format_address(name: str, address: str) -> str:
-    """`Name <addr>` for a JSON API (UTF-8 as is; quoted when the name has specials)."""
-    if not name:
-        return address
-    if _SPECIALS.search(name):
-        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{name} <{address}>"
-
-
-@dataclass(frozen=True)
-class ParsedMessage:
-    sender_name: str
-    sender: str  # From (the header, not the envelope)
-    recipient_name: str
-    recipient: str  # the envelope recipient; its display name from To when they match
-    subject: str
-    text: str | None
-    html: str | None
-    reply_to: tuple[tuple[str, str], ...] = ()  # (name, address) pairs
-    headers: dict[str, str] = field(default_factory=dict)  # PASS_THROUGH_HEADERS present, unfolded
-
-    @property
-    def from_header(self) -> str:
-        return format_address(self.sender_name, self.sender)
-
-    @property
-    def to_header(self) -> str:
-        return format_address(self.recipient_name, self.recipient)
-
-    @property
-    def reply_to_header(self) -> str:
-        return ", ".join(format_address(name, address) for name, address in self.reply_to)
 
 
 def _decode_words(value: str) -> str:
@@ -241,7 +210,10 @@ def _fast_parse(data: bytes) -> tuple[Message, dict[str, str]] | None:
     return top, found
 
 
-def parse_message(message: OutgoingMessage, fast: bool = True) -> ParsedMessage:
+def parse_message(message: OutgoingMessage, fast: bool = True, use_content: bool = True) -> MessageContent:
+    """The message's fields: its `content` when the builder attached it, else read from its bytes."""
+    if use_content and message.content is not None:
+        return message.content
     quick = _fast_parse(message.data) if fast else None
     if quick is not None:
         parsed, bodies = quick
@@ -259,14 +231,15 @@ def parse_message(message: OutgoingMessage, fast: bool = True) -> ParsedMessage:
     headers = {name: raw[name.lower()] for name in PASS_THROUGH_HEADERS if name.lower() in raw}
     if not bodies:
         raise ValueError("the message has neither a text/plain nor a text/html part")
-    return ParsedMessage(
+    text, html = bodies.get("text/plain"), bodies.get("text/html")
+    return MessageContent(
         sender_name=sender_name,
         sender=sender,
         recipient_name=recipient_name,
         recipient=message.recipient,
         subject=_decode_words(raw.get("subject", "")),
-        text=bodies.get("text/plain"),
-        html=bodies.get("text/html"),
+        text=None if text is None else PlainBody(text),
+        html=None if html is None else PlainBody(html),
         reply_to=tuple(_addresses(raw, "Reply-To")),
         headers=headers,
     )
@@ -424,9 +397,34 @@ class HttpTransport:
             self.session.close()
 
 
+_RAW = "\x00wv-json-" + secrets.token_hex(8) + "\x00"  # stands in for a Body while encoding
+_RAW_ENCODED = json.dumps(_RAW).encode("ascii")
+
+
 def dumps(payload: Any) -> bytes:
-    """Compact UTF-8 JSON (the same bytes on an in-call retry, so idempotency keys hold)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON (the same bytes on an in-call retry, so idempotency keys hold). A `Body`
+    anywhere in `payload` is written as its ready JSON literal: the encoder sees a marker string in
+    its place, and the literals' pieces go where the markers landed, in the same order, joined
+    once (a batch of 500 issues is 40 MB: every extra copy shows)."""
+    bodies: list[Body] = []
+
+    def raw(value: Any) -> str:
+        if callable(getattr(type(value), "json_pieces", None)):  # a Body (checked on the class: an
+            bodies.append(value)  # isinstance against the Protocol would evaluate `json`, 80 KB)
+            return _RAW
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=raw).encode("utf-8")
+    if not bodies:
+        return encoded
+    pieces = encoded.split(_RAW_ENCODED)
+    if len(pieces) != len(bodies) + 1:  # a marker inside a string value: impossible by the nonce
+        raise ValueError("JSON splice markers do not match the bodies")
+    out = [pieces[0]]
+    for body, piece in zip(bodies, pieces[1:]):
+        out += body.json_pieces()
+        out.append(piece)
+    return b"".join(out)
 
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
