@@ -47,6 +47,14 @@ class RecordingHandler:
     faults: Counter = field(default_factory=Counter)  # (kind, address) -> times injected
     per_session: Counter = field(default_factory=Counter)  # session number -> messages accepted
     sessions: int = 0
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
+    pipelined: int = 0  # RCPT commands that arrived with the DATA after them already in the buffer
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     def _number(self, session) -> int:
         """A number per session that is never reused (id() of a closed session can be)."""
@@ -95,6 +103,8 @@ class RecordingHandler:
         return "221 Bye"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if b"DATA\r\n" in bytes(getattr(server._reader, "_buffer", b"")):
+            self.pipelined += 1
         local = address.split("@")[0]
         if local.startswith("unknown"):
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
@@ -125,9 +135,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(delay: float = 0.0, fault_times: int | None = None,
-                 close_after: int | None = None) -> tuple[Controller, RecordingHandler]:
-    handler = RecordingHandler(delay=delay, fault_times=fault_times, close_after=close_after)
+def start_server(delay: float = 0.0, fault_times: int | None = None, close_after: int | None = None,
+                 pipelining: bool = False) -> tuple[Controller, RecordingHandler]:
+    handler = RecordingHandler(delay=delay, fault_times=fault_times, close_after=close_after,
+                               pipelining=pipelining)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False)
     controller.start()
     return controller, handler

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -160,30 +160,40 @@ def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REAS
     return session.execute(statement).rowcount or 0
 
 
-def mark_sent(session: Session, delivery_id: int, now: datetime, message_id: str, provider_id: str | None) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending.value)
-        .values(state=DeliveryState.sent.value, sent_at=now, message_id=message_id,
-                provider_message_id=provider_id, lease_until=None, last_error=None)
-    )
+_table = Delivery.__table__
 
 
-def mark_retry(session: Session, delivery_id: int, next_attempt: datetime, error: str) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending.value)
-        .values(state=DeliveryState.retry.value, next_attempt_at=next_attempt, lease_until=None,
-                last_error=error[:2000])
-    )
+def _record_many(session: Session, values: dict, rows: list[dict]) -> None:
+    """One UPDATE per row, sent as one executemany (psycopg pipelines it into one round trip):
+    a batch of 500 results as 500 separate ORM updates cost ~25% of a worker's time. Each row moves
+    only if it is still `sending`, so a row recorded elsewhere (lease expired, another worker) stays."""
+    if rows:
+        statement = (
+            update(_table)
+            .where(_table.c.id == bindparam("b_id"), _table.c.state == DeliveryState.sending.value)
+            .values(lease_until=None, **values)
+        )
+        session.connection().execute(statement, rows)
 
 
-def mark_failed(session: Session, delivery_id: int, error: str) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.sending.value)
-        .values(state=DeliveryState.failed.value, lease_until=None, last_error=error[:2000])
-    )
+def mark_sent(session: Session, now: datetime, sent: list[tuple[int, str, str | None]]) -> None:
+    """`sent`: (delivery id, Message-ID, provider's message id) per delivery."""
+    _record_many(session, {"state": DeliveryState.sent.value, "sent_at": now, "message_id": bindparam("b_msg"),
+                           "provider_message_id": bindparam("b_pid"), "last_error": None},
+                 [{"b_id": i, "b_msg": msg, "b_pid": pid} for i, msg, pid in sent])
+
+
+def mark_retry(session: Session, retries: list[tuple[int, datetime, str]]) -> None:
+    """`retries`: (delivery id, next attempt, error) per delivery."""
+    _record_many(session, {"state": DeliveryState.retry.value, "next_attempt_at": bindparam("b_next"),
+                           "last_error": bindparam("b_error")},
+                 [{"b_id": i, "b_next": when, "b_error": error[:2000]} for i, when, error in retries])
+
+
+def mark_failed(session: Session, failures: list[tuple[int, str]]) -> None:
+    """`failures`: (delivery id, error) per delivery."""
+    _record_many(session, {"state": DeliveryState.failed.value, "last_error": bindparam("b_error")},
+                 [{"b_id": i, "b_error": error[:2000]} for i, error in failures])
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:

@@ -210,22 +210,24 @@ def _record(session: Session, meta, results, done: datetime, transport_name: str
             issue_id: int) -> tuple[int, int, int, int]:
     """Every result of one batch, in the caller's transaction (all of them or none); returns the
     numbers sent, to retry, failed and skipped."""
-    sent = retry = failed = 0
+    sent: list[tuple[int, str, str | None]] = []
+    retries: list[tuple[int, datetime, str]] = []
+    failures: list[tuple[int, str]] = []
     for (delivery_id, attempts, msg_id, email), result in zip(meta, results):
         if result.outcome == Outcome.sent:
-            outbox.mark_sent(session, delivery_id, done, msg_id, result.provider_id)
-            sent += 1
+            sent.append((delivery_id, msg_id, result.provider_id))
         elif result.outcome == Outcome.retry and attempts < cfg.max_attempts:
             delay = retry_delay(result, attempts, cfg)
-            outbox.mark_retry(session, delivery_id, done + timedelta(seconds=delay), result.error or "")
-            retry += 1
+            retries.append((delivery_id, done + timedelta(seconds=delay), result.error or ""))
         else:
-            outbox.mark_failed(session, delivery_id, result.error or "failed")
-            failed += 1
+            failures.append((delivery_id, result.error or "failed"))
             if result.hard_bounce:
                 suppress(session, email, "hard_bounce", transport_name, result.error or "")
+    outbox.mark_sent(session, done, sent)
+    outbox.mark_retry(session, retries)
+    outbox.mark_failed(session, failures)
     skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
-    return sent, retry, failed, skipped
+    return len(sent), len(retries), len(failures), skipped
 
 
 def database_gone(exc: BaseException) -> bool:

@@ -14,8 +14,9 @@ I/O bound; threads share nothing but a queue of messages). Each connection:
 (unknown user, bad domain) also flags a hard bounce for suppression.
 
 The MAIL/RCPT/DATA exchange is written out here (`transaction`) instead of smtplib's `sendmail`
-for one reason: smtplib dot-stuffs with a multiline regex that costs ~1 ms per 75 KB issue, as
-much as the whole exchange over loopback; a CRLF-only message needs one bytes.replace.
+for two reasons: smtplib dot-stuffs with a multiline regex that costs ~1 ms per 75 KB issue, as
+much as the whole exchange over loopback (a CRLF-only message needs one bytes.replace); and
+smtplib does not pipeline (RFC 2920), which halves the round trips per message.
 """
 
 from __future__ import annotations
@@ -72,28 +73,49 @@ def _reset(smtp: smtplib.SMTP, code: int) -> None:
         pass
 
 
+def _path(address: str) -> str:
+    """`<address>` for MAIL/RCPT; smtplib's quoteaddr (a full parse, ~10 us) only when needed."""
+    if _PLAIN_ADDRESS.fullmatch(address) and "<" not in address and ">" not in address:
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
 def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
     """One MAIL/RCPT/DATA transaction for one recipient; raises smtplib's exceptions like
-    `sendmail` does (after an RSET), so replies map the same way."""
+    `sendmail` does (after an RSET), so replies map the same way.
+
+    When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write and the
+    three replies are read in order: two round trips per message instead of four. A refusal is
+    then known only after DATA was sent: a server must refuse that DATA too (503/554); should it
+    answer 354 anyway, an empty message is ended with a lone "." before the RSET."""
     smtp.ehlo_or_helo_if_needed()
     options = f" SIZE={len(data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
-    if _PLAIN_ADDRESS.fullmatch(sender) and "<" not in sender and ">" not in sender:
-        code, reply = smtp.docmd("MAIL", f"FROM:<{sender}>{options}")
+    commands = (f"MAIL FROM:{_path(sender)}{options}", f"RCPT TO:{_path(recipient)}", "DATA")
+    wanted = ((250,), (250, 251), (354,))
+    if smtp.does_esmtp and smtp.has_extn("pipelining"):
+        smtp.send("".join(f"{command}\r\n" for command in commands))
+        replies = []
+        for _ in commands:
+            replies.append(smtp.getreply())
+            if replies[-1][0] == 421:  # the server is closing the session: nothing more will come
+                break
     else:
-        code, reply = smtp.mail(sender, [options.strip()] if options else [])
-    if code != 250:
+        replies = []
+        for command, ok in zip(commands, wanted):
+            replies.append(smtp.docmd(command))
+            if replies[-1][0] not in ok:
+                break
+    for step, ((code, reply), ok) in enumerate(zip(replies, wanted)):
+        if code in ok:
+            continue
+        if replies[-1][0] == 354:  # DATA accepted despite the refusal above: end it empty
+            smtp.send(b".\r\n")
+            smtp.getreply()
         _reset(smtp, code)
-        raise smtplib.SMTPSenderRefused(code, reply, sender)
-    if _PLAIN_ADDRESS.fullmatch(recipient) and "<" not in recipient and ">" not in recipient:
-        code, reply = smtp.docmd("RCPT", f"TO:<{recipient}>")
-    else:
-        code, reply = smtp.rcpt(recipient)
-    if code not in (250, 251):
-        _reset(smtp, code)
-        raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-    code, reply = smtp.docmd("DATA")
-    if code != 354:
-        _reset(smtp, code)
+        if step == 0:
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        if step == 1:
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
         raise smtplib.SMTPDataError(code, reply)
     smtp.send(_stuffed(data))
     code, reply = smtp.getreply()
