@@ -133,6 +133,7 @@ def deliver(
     worker = worker or worker_id()
     limiter = limiter if limiter is not None else RateLimiter.from_settings(engine, settings, transport.name)
     signer = signer_for(settings)  # the DKIM key is read once per process, not per message
+    mime = getattr(transport, "needs_bytes", True)  # JSON APIs take the fields, not MIME bytes
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
         if issue is None or issue.state != IssueState.sending.value:
@@ -171,7 +172,8 @@ def deliver(
             messages, meta = [], []
             for delivery_id, attempts, subscriber_id, email, name in rows:
                 recipient = Recipient(email, name, subscriber_id, f"i{issue_id}-d{delivery_id}")
-                message, msg_id = issue_message(settings, secret, template, recipient, now, signer=signer)
+                message, msg_id = issue_message(settings, secret, template, recipient, now, signer=signer,
+                                                mime=mime)
                 messages.append(message)
                 meta.append((delivery_id, attempts, msg_id, email))
             results = transport.send(messages)

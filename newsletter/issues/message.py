@@ -62,12 +62,14 @@ _NOT_CARRIED = frozenset({"To", "Date"})
 
 def assemble(settings: Settings, template: MessageTemplate, name: str, email: str,
              personal: list[tuple[str, str]], values: Mapping[str, str], reference: str,
-             signer: DkimSigner | None = None) -> OutgoingMessage:
+             signer: DkimSigner | None = None, mime: bool = True) -> OutgoingMessage:
     """One recipient's message from a template: its bytes (DKIM-signed when a signer is given) and
     the same message as fields for the JSON APIs. `personal` is the recipient's own headers,
-    (name, value as written)."""
-    data = template.render([header_line(field, value) for field, value in personal], values)
-    if signer is not None:
+    (name, value as written). `mime=False` (for a transport that reads only the fields) leaves
+    the bytes empty; the headers are still checked."""
+    lines = [header_line(field, value) for field, value in personal]
+    data = template.render(lines, values) if mime else b""
+    if signer is not None and mime:
         data = signer.sign(data)
     sender_name, sender = name_and_address(settings.mail.from_address)
     text, html = template.bodies(values)
@@ -104,10 +106,11 @@ def _date(now: datetime) -> str:
 
 def issue_message(
     settings: Settings, secret: str, template: MessageTemplate, recipient: Recipient, now: datetime,
-    signer: DkimSigner | None | object = _UNSET,
+    signer: DkimSigner | None | object = _UNSET, mime: bool = True,
 ) -> tuple[OutgoingMessage, str]:
     """The message for one subscriber, and its Message-ID. With `[mail.dkim] enabled` it is signed
-    (DKIM-Signature first) by `signer`, by default the process's cached signer (key read once)."""
+    (DKIM-Signature first) by `signer`, by default the process's cached signer (key read once).
+    `mime=False`: fields only (see `assemble`)."""
     links = recipient_links(settings, secret, recipient.subscriber_id)
     msg_id = message_id(secret, recipient.reference, domain_of(settings.mail.from_address))
     personal = [
@@ -121,5 +124,6 @@ def issue_message(
     if signer is _UNSET:
         signer = signer_for(settings)
     message = assemble(settings, template, recipient.name, recipient.email, personal,
-                       {"email": recipient.email, **links}, recipient.reference, signer)  # type: ignore[arg-type]
+                       {"email": recipient.email, **links}, recipient.reference, signer,  # type: ignore[arg-type]
+                       mime)
     return message, msg_id

@@ -285,8 +285,10 @@ class ProviderServer:
         except ValueError:
             return error(400, "Bad Request")
         personalizations = payload.get("personalizations") or []
-        if not personalizations or not personalizations[0].get("to"):
+        if not personalizations or not all(p.get("to") for p in personalizations):
             return error(400, "The personalizations field is required.", "personalizations")
+        if len(personalizations) > 1000:
+            return error(400, "The personalizations field must have 1000 or fewer items.", "personalizations")
         if not payload.get("from", {}).get("email"):
             return error(400, "The from object must be provided for every email send.", "from")
         if not payload.get("subject"):
@@ -294,14 +296,33 @@ class ProviderServer:
         content = payload.get("content") or []
         if not content or (len(content) > 1 and content[0].get("type") != "text/plain"):
             return error(400, "The text/plain content type must be first.", "content")
+        for n, personalization in enumerate(personalizations):
+            for name in ("headers", "custom_args", "substitutions"):
+                if not all(isinstance(v, str) for v in personalization.get(name, {}).values()):
+                    return error(400, f"{name} values must be strings", f"personalizations.{n}.{name}")
+            substitutions = personalization.get("substitutions", {})
+            if sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items()) > 10_000:
+                return error(400, "Substitutions may not exceed 10000 bytes per personalization.",
+                             f"personalizations.{n}.substitutions")
+            address = personalization["to"][0].get("email", "")
+            if address in self.rejects:  # SendGrid refuses the whole request
+                return error(400, str(self.rejects[address]), f"personalizations.{n}.to.0.email")
         for name in ("headers", "custom_args"):
             if not all(isinstance(v, str) for v in payload.get(name, {}).values()):
                 return error(400, f"{name} values must be strings", name)
-        address = personalizations[0]["to"][0].get("email", "")
-        if address in self.rejects:
-            return error(400, str(self.rejects[address]), "personalizations.0.to.0.email")
         message_id = self.new_id("sg")
-        self.accepted.append(Accepted(address, message_id, payload))
+        for personalization in personalizations:
+            # What this reader gets: the content with their substitutions made (SendGrid's
+            # substitutions are plain string replacements), as a one-reader payload.
+            def substitute(value: str, table=personalization.get("substitutions", {})) -> str:
+                for tag, replacement in table.items():
+                    value = value.replace(tag, replacement)
+                return value
+
+            fields = {**payload, "personalizations": [personalization],
+                      "content": [{**c, "value": substitute(c["value"])} for c in content],
+                      "subject": substitute(payload["subject"])}
+            self.accepted.append(Accepted(personalization["to"][0]["email"], message_id, fields))
         return Answer(202, b"", {"X-Message-Id": message_id})
 
     # -- Mailgun: POST /v3/{domain}/messages.mime (multipart form) --------------------------------

@@ -99,3 +99,15 @@ def test_a_value_that_looks_like_the_marker_is_only_a_value():
 def test_dumps_refuses_what_json_cannot_hold():
     with pytest.raises(TypeError):
         dumps({"a": object()})
+
+
+def test_a_fields_only_message_has_the_same_content_and_no_bytes(issue_setup):
+    config, template = issue_setup
+    recipient = Recipient("reader@example.com", "Zoë", 9, "i1-d9")
+    full, full_id = issue_message(config, TEST_SECRET, template, recipient, NOW, signer=None)
+    fields, fields_id = issue_message(config, TEST_SECRET, template, recipient, NOW, signer=None, mime=False)
+    assert fields.data == b"" and full.data and fields_id == full_id
+    assert fields.content == full.content
+    with pytest.raises(ValueError, match="control character"):  # the headers are still checked
+        issue_message(config, TEST_SECRET, template, Recipient("a@example.com", "Bad\r\nBcc: x", 1, "i1-d1"),
+                      NOW, signer=None, mime=False)

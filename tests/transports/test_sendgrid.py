@@ -23,31 +23,61 @@ def transport(server, key=KEY):
     return made
 
 
-def test_one_request_per_message_with_the_fields_sendgrid_wants(server, tmp_path):
+def test_readers_of_one_issue_share_one_request_with_personal_substitutions(server, tmp_path):
+    messages = project_messages(tmp_path, READERS)
+    results = transport(server).send(messages)
+
+    assert [r.outcome for r in results] == [Outcome.sent] * 3
+    assert len(server.requests) == 1 and {r.headers["authorization"] for r in server.requests} == {f"Bearer {KEY}"}
+    payload = server.requests[0].json
+    assert [p["to"] for p in payload["personalizations"]] == [
+        [{"email": "ann@example.com", "name": "Ann Reader"}], [{"email": "bob@example.com"}],
+        [{"email": "bad@example.com"}]]
+    assert payload["from"] == {"email": "verdicts@weeklyverdicts.example", "name": "Weekly Verdicts"}
+    assert payload["subject"] == "Weekly Verdicts — Claude vs Gemini"
+    assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
+    # The body went once, with tags where the readers' values go.
+    assert not any(email in c["value"] for c in payload["content"] for email, _ in READERS)
+    # What each reader gets once SendGrid substitutes: exactly their own message.
+    assert [a.to for a in server.accepted] == [email for email, _ in READERS]
+    assert {r.provider_id for r in results} == {server.accepted[0].id}
+    for message, accepted in zip(messages, server.accepted):
+        original = parse(message.data)
+        text, html = (c["value"] for c in accepted.fields["content"])
+        assert html == original.get_body(("html",)).get_content().replace("\r\n", "\n")
+        assert text == original.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        personalization = accepted.fields["personalizations"][0]
+        assert personalization["custom_args"] == {"reference": message.reference}
+        headers = personalization["headers"]
+        assert headers["List-Unsubscribe"] == original["List-Unsubscribe"]
+        assert headers["List-Unsubscribe"][1:-1] in html  # the reader's own link, in their body
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert headers["Message-ID"] == original["Message-ID"]
+        assert headers["X-Weekly-Verdicts-Delivery"] == message.reference
+
+
+def test_one_bad_reader_fails_alone_when_sendgrid_refuses_the_request(server, tmp_path):
     messages = project_messages(tmp_path, READERS)
     server.rejects["bad@example.com"] = "Does not contain a valid address."
     results = transport(server).send(messages)
 
     assert [r.outcome for r in results] == [Outcome.sent, Outcome.sent, Outcome.failed]
-    assert [r.provider_id for r in results[:2]] == [a.id for a in server.accepted]
     assert "HTTP 400" in results[2].error and "valid address" in results[2].error
-    assert len(server.requests) == 3
-    assert {r.headers["authorization"] for r in server.requests} == {f"Bearer {KEY}"}
+    # The refused batch, then one request per reader; nobody got it twice.
+    assert [len(r.json["personalizations"]) for r in server.requests] == [3, 1, 1, 1]
+    assert [a.to for a in server.accepted] == ["ann@example.com", "bob@example.com"]
+    assert [r.provider_id for r in results[:2]] == [a.id for a in server.accepted]
+    alone = server.requests[1].json
+    assert alone["custom_args"] == {"reference": messages[0].reference}
+    assert alone["headers"]["Message-ID"] == parse(messages[0].data)["Message-ID"]
 
-    payload, original = server.requests[0].json, parse(messages[0].data)
-    assert payload["personalizations"] == [{"to": [{"email": "ann@example.com", "name": "Ann Reader"}]}]
-    assert server.requests[1].json["personalizations"][0]["to"] == [{"email": "bob@example.com"}]
-    assert payload["from"] == {"email": "verdicts@weeklyverdicts.example", "name": "Weekly Verdicts"}
-    assert payload["subject"] == "Weekly Verdicts — Claude vs Gemini"
-    assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
-    assert payload["content"][1]["value"] == original.get_body(("html",)).get_content().replace("\r\n", "\n")
-    assert payload["custom_args"] == {"reference": messages[0].reference}
-    headers = payload["headers"]
-    assert headers["List-Unsubscribe"] == original["List-Unsubscribe"]
-    assert headers["List-Unsubscribe"].startswith("<https://verdicts.example/unsubscribe/")
-    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert headers["Message-ID"] == original["Message-ID"]
-    assert headers["X-Weekly-Verdicts-Delivery"] == messages[0].reference
+
+def test_a_batch_over_a_thousand_readers_is_cut_at_the_limit(server, tmp_path):
+    readers = [(f"r{n}@example.com", "") for n in range(1001)]
+    results = transport(server).send(project_messages(tmp_path, readers))
+    assert [r.outcome for r in results] == [Outcome.sent] * 1001
+    assert [len(r.json["personalizations"]) for r in server.requests] == [1000, 1]
+    assert sorted(a.to for a in server.accepted) == sorted(email for email, _ in readers)
 
 
 def test_429_is_retry_with_retry_after_and_stops_the_call(server):

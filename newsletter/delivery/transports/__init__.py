@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from newsletter.config import Settings
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult, Transport
+from newsletter.delivery.transports.base import (
+    Outcome,
+    OutgoingMessage,
+    SendResult,
+    Transport,
+)
 
 
 def make_transport(settings: Settings) -> Transport:

@@ -113,6 +113,9 @@ class SendResult:
 
 class Transport(Protocol):
     name: str
+    # False: the transport reads only `content` (the JSON APIs), so a builder may leave `data`
+    # empty; making 80 KB of MIME per message was most of a JSON send's cost. Absent means True.
+    needs_bytes: bool
 
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         """One result per message, in order. Must not raise for per-message problems."""

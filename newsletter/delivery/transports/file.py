@@ -13,13 +13,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
+from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class FileTransport:
     name = "file"
+    needs_bytes = True
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)

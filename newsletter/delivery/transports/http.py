@@ -49,7 +49,14 @@ import requests
 from pydantic import SecretStr
 
 from newsletter.config import ENV_PREFIX
-from newsletter.delivery.transports.base import Body, MessageContent, OutgoingMessage, Outcome, PlainBody, SendResult
+from newsletter.delivery.transports.base import (
+    Body,
+    MessageContent,
+    Outcome,
+    OutgoingMessage,
+    PlainBody,
+    SendResult,
+)
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -322,6 +329,7 @@ class HttpTransport:
     """Subclasses set `name`, `batch_limit`, and implement `prepare` and `send_chunk`."""
 
     name = "http"
+    needs_bytes = True  # the raw-MIME APIs (Mailgun, SES); the JSON ones set False
     batch_limit = 1  # messages per request
     retry_delays: tuple[float, ...] = (0.5, 1.5)  # in-call backoff before a 5xx/connection retry
     time_budget = 120.0  # seconds one send() may spend starting requests (the lease is longer)
@@ -384,13 +392,19 @@ class HttpTransport:
                 chunk_results = self.send_chunk([item for _, item in chunk])
                 if len(chunk_results) != len(chunk):  # a provider bug: never hand back a short list
                     raise RuntimeError(f"{self.name}: {len(chunk_results)} results for {len(chunk)} messages")
-                if all(r.outcome == Outcome.retry for r in chunk_results):
-                    first = chunk_results[0]
-                    stop = SendResult(Outcome.retry, error=f"{self.name}: not tried after: {first.error}",
-                                      retry_after=first.retry_after)
+                stop = self.stop_after(chunk_results)
             for (index, _), result in zip(chunk, chunk_results):
                 results[index] = result
         return [r for r in results if r is not None]
+
+    def stop_after(self, results: Sequence[SendResult]) -> SendResult | None:
+        """After a request whose every message came back retry (throttled, provider down, account
+        trouble): the answer for every message not tried yet in this call. None: carry on."""
+        if not results or any(r.outcome != Outcome.retry for r in results):
+            return None
+        first = results[0]
+        return SendResult(Outcome.retry, error=f"{self.name}: not tried after: {first.error}",
+                          retry_after=first.retry_after)
 
     def close(self) -> None:
         if self._owns_session:

@@ -14,8 +14,14 @@ from collections.abc import Sequence
 import requests
 
 from newsletter.config import MailgunSettings
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
-from newsletter.delivery.transports.http import HttpTransport, Item, http_failure, json_body, require_secret
+from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.http import (
+    HttpTransport,
+    Item,
+    http_failure,
+    json_body,
+    require_secret,
+)
 from newsletter.errors import ConfigError
 
 

@@ -14,9 +14,17 @@ from collections.abc import Sequence
 import requests
 
 from newsletter.config import PostmarkSettings
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
-from newsletter.delivery.transports.http import (JSON_HEADERS, HttpTransport, Item, dumps, http_failure,
-                                                 json_body, parse_message, require_secret)
+from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.http import (
+    JSON_HEADERS,
+    HttpTransport,
+    Item,
+    dumps,
+    http_failure,
+    json_body,
+    parse_message,
+    require_secret,
+)
 
 BATCH_LIMIT = 500
 INACTIVE_RECIPIENT = 406
@@ -35,6 +43,7 @@ def code_result(code: int, message: str, per_message: bool) -> SendResult:
 
 class PostmarkTransport(HttpTransport):
     name = "postmark"
+    needs_bytes = False  # JSON fields only (OutgoingMessage.content)
     batch_limit = BATCH_LIMIT
 
     def __init__(self, settings: PostmarkSettings, session: requests.Session | None = None) -> None:

@@ -21,9 +21,18 @@ from collections.abc import Sequence
 import requests
 
 from newsletter.config import ResendSettings
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
-from newsletter.delivery.transports.http import (JSON_HEADERS, HttpTransport, Item, describe, dumps,
-                                                 http_failure, json_body, parse_message, require_secret)
+from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.http import (
+    JSON_HEADERS,
+    HttpTransport,
+    Item,
+    describe,
+    dumps,
+    http_failure,
+    json_body,
+    parse_message,
+    require_secret,
+)
 
 BATCH_LIMIT = 100
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -36,6 +45,7 @@ def idempotency_key(references: Sequence[str]) -> str:
 
 class ResendTransport(HttpTransport):
     name = "resend"
+    needs_bytes = False  # JSON fields only (OutgoingMessage.content)
     batch_limit = BATCH_LIMIT
 
     def __init__(self, settings: ResendSettings, session: requests.Session | None = None) -> None:

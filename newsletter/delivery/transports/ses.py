@@ -20,9 +20,16 @@ import requests
 from requests_aws4auth import AWS4Auth
 
 from newsletter.config import SesSettings
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
-from newsletter.delivery.transports.http import (JSON_HEADERS, HttpTransport, Item, dumps, http_failure, json_body,
-                                                 require_secret)
+from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.http import (
+    JSON_HEADERS,
+    HttpTransport,
+    Item,
+    dumps,
+    http_failure,
+    json_body,
+    require_secret,
+)
 
 ACCOUNT_ERRORS = {
     "SendingPausedException",

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from newsletter.config import SmtpSettings
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, SendResult
+from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
 
 _DROPPED = (ConnectionError, socket.timeout, OSError)
 
@@ -210,6 +210,7 @@ class _Connection:
 
 class SmtpTransport:
     name = "smtp"
+    needs_bytes = True
 
     def __init__(self, settings: SmtpSettings, local_hostname: str | None = None) -> None:
         self.settings = settings
