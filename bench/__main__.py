@@ -12,7 +12,7 @@ import sys
 BENCHMARKS = {
     "smtp_send": "bench.smtp_send",  # SmtpTransport vs Postfix smtp-source, into smtp-sink
     "render": "bench.render",  # per-recipient assembly vs a full Jinja+MJML render per recipient
-    "http_batch": "bench.http_batch",  # Postmark and Resend batch endpoints against a local HTTP server
+    "http_batch": "bench.http_batch",  # Postmark, Resend, SendGrid batch paths against a local HTTP server
     "scale": "bench.scale",  # N subscribers on PostgreSQL: enqueue, worker processes into smtp-sink, RSS
 }
 
@@ -27,10 +27,10 @@ def main(argv: list[str]) -> None:
         if name not in BENCHMARKS:
             raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
         module = importlib.import_module(BENCHMARKS[name])
-        module.main(rest) if rest else module.main()
+        module.main(rest)  # never None: argparse would read `python -m bench NAME` itself
         return
     for module in BENCHMARKS.values():
-        importlib.import_module(module).main()
+        importlib.import_module(module).main([])
 
 
 if __name__ == "__main__":

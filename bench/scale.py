@@ -4,7 +4,9 @@
 Steps, in a throw-away schema of the PostgreSQL database (default: the tests' one):
 1. N active subscribers with one INSERT … SELECT generate_series (not timed: setup);
 2. `start_send`: the issue's outbox filled in one INSERT … SELECT (timed: the enqueue);
-3. delivery of `--deliver` of them (default: all; the rest are marked skipped first, so the workers
+3. a reference: Postfix's smtp-source sending ready messages of the same size into the same sink
+   (what this machine can move over SMTP today, with no database and no message building);
+4. delivery of `--deliver` of them (default: all; the rest are marked skipped first, so the workers
    find exactly that many, in a table of N rows) by real worker processes over SMTP into smtp-sink,
    sampling every worker's VmRSS (/proc/PID/status) every 0.5 s.
 
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from bench.smtp_send import Sink, machine
+from bench.smtp_send import Sink, machine, time_reference
 from newsletter.config import load_settings
 from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
@@ -137,6 +139,11 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
                         "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
                         "+ :deliver - 1"), {"issue": issue_id, "deliver": deliver})
                 connection.execute(text("ANALYZE delivery"))
+            # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into
+            # the same sink, same message size, as many sessions as the workers use together.
+            reference_count = min(20_000, max(deliver, 1000))
+            result["reference_rate"] = reference_count / time_reference(
+                sink.port, reference_count, 84_500, processes * pool_size)
             env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
             env.update(NEWSLETTER_CONFIG=str(config), NEWSLETTER_SECRET_KEY=SECRET)
             started = time.perf_counter()
@@ -200,6 +207,10 @@ def markdown(r: dict) -> str:
         f"{r['deliver_s']:.0f} s = {r['rate']:.0f} msg/s | |",
         f"| all {r['subscribers']:,} at that rate{' (extrapolated)' if partial else ''} | "
         f"{r['full_s'] / 60:.1f} min | < 15 min |",
+        f"| reference, same run: Postfix `smtp-source` into the same sink (same size, "
+        f"{r['processes'] * r['pool_size']} sessions, no database, ready messages) | "
+        f"{r['reference_rate']:.0f} msg/s = {r['subscribers'] / r['reference_rate'] / 60:.1f} min for "
+        f"{r['subscribers']:,}; ours / reference {r['rate'] / r['reference_rate']:.2f} | |",
         f"| peak RSS per worker process | {peaks} MB | < 250 MB, flat |",
         f"| RSS per worker at 10% of the run → at the end | {flat} MB | |",
         END,
@@ -227,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args.subscribers, args.deliver, args.processes, args.batch_size, args.pool_size, args.pg, args.keep)
     print(f"scale: {args.subscribers} subscribers: insert {result['insert_s']:.1f} s, enqueue "
           f"{result['enqueue_s']:.1f} s; delivered {result['counts']} in {result['deliver_s']:.0f} s "
-          f"({result['rate']:.0f} msg/s, all at that rate {result['full_s'] / 60:.1f} min); workers "
+          f"({result['rate']:.0f} msg/s, all at that rate {result['full_s'] / 60:.1f} min; smtp-source "
+          f"{result['reference_rate']:.0f} msg/s); workers "
           + ", ".join(f"peak {w['peak_mb']:.0f} MB ({w['at_10pct_mb']:.0f} → {w['end_mb']:.0f})"
                       for w in result["workers"]))
     if args.write:

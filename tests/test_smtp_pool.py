@@ -79,4 +79,4 @@ def test_a_refused_recipient_resets_the_session_and_keeps_it(server):
 def test_dot_stuffing_matches_smtplib(data):
     expected = smtplib._quote_periods(re.sub(rb"\r\n|\n|\r(?!\n)", b"\r\n", data))
     expected += (b"" if expected.endswith(b"\r\n") else b"\r\n") + b".\r\n"
-    assert _stuffed(data) == expected
+    assert b"".join(_stuffed(data)) == expected

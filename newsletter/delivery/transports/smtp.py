@@ -49,18 +49,51 @@ _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 _PLAIN_ADDRESS = re.compile(r"[!-~]+@[!-~]+")  # printable ASCII, no spaces; checked for <> below
 
 
-def _stuffed(data: bytes) -> bytes:
-    """DATA payload with its terminator: dot-stuffed (RFC 5321 4.5.2). For CRLF-only messages (what
-    our MIME assembly makes) a bytes.replace, several times faster than smtplib's multiline regex."""
+def _stuffed(data: bytes) -> list[bytes | memoryview]:
+    """DATA payload with its terminator, dot-stuffed (RFC 5321 4.5.2), as pieces whose concatenation
+    is the payload: slices of `data` with the added dots between them, so an 83 KB message is
+    never copied (a fresh copy per message cost more than the whole exchange on a machine with
+    slow memory). For CRLF-only messages (what our MIME assembly makes) finding the line-leading
+    dots is a few bytes.find calls, several times faster than smtplib's multiline regex."""
     crlf = data.count(b"\r\n")
     if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare LF or CR: make them CRLF
         data = _LINE_END.sub(b"\r\n", data)
-    stuffed = data.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    if not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed + b".\r\n"
+    view = memoryview(data)
+    pieces: list[bytes | memoryview] = [b"."] if data.startswith(b".") else []
+    start = 0
+    found = data.find(b"\r\n.")
+    while found >= 0:
+        pieces += (view[start:found + 2], b".")  # the line's own dot follows the added one
+        start = found + 2
+        found = data.find(b"\r\n.", start)
+    pieces.append(view[start:])
+    if not data.endswith(b"\r\n"):
+        pieces.append(b"\r\n")
+    pieces.append(b".\r\n")
+    return pieces
+
+
+def _send_pieces(smtp: smtplib.SMTP, pieces: list[bytes | memoryview]) -> None:
+    """Every piece, in order, in as few system calls as the kernel allows (sendmsg gathers them);
+    a TLS socket cannot gather, so there the pieces are joined first."""
+    sock = smtp.sock
+    if sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    if isinstance(sock, ssl.SSLSocket):
+        sock.sendall(b"".join(pieces))
+        return
+    views = [memoryview(piece) for piece in pieces if len(piece)]
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first:first + 512])
+        while sent:  # drop what went out; a partly sent piece keeps its rest
+            size = len(views[first])
+            if sent >= size:
+                sent -= size
+                first += 1
+            else:
+                views[first] = views[first][sent:]
+                sent = 0
 
 
 def _reset(smtp: smtplib.SMTP, code: int) -> None:
@@ -117,7 +150,7 @@ def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) ->
         if step == 1:
             raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
         raise smtplib.SMTPDataError(code, reply)
-    smtp.send(_stuffed(data))
+    _send_pieces(smtp, _stuffed(data))
     code, reply = smtp.getreply()
     if code != 250:
         _reset(smtp, code)
