@@ -69,3 +69,56 @@ def test_an_unreachable_server_means_retry_not_crash():
     assert result.outcome == Outcome.retry and "connection" in result.error
     parsed = message_from_bytes(message("a@example.com", 1).data, policy=policy.default)
     assert parsed["Subject"] == "n1"
+
+
+def self_signed(folder) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made here (cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_implicit_tls_sends_the_same_bytes(tmp_path):
+    """Over TLS the DATA pieces are joined (an SSL socket cannot gather them); the server still
+    gets every byte, leading dots included."""
+    import ssl
+
+    from tests.smtp_server import RecordingHandler
+
+    cert, key = self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False,
+                            ssl_context=server_context)
+    controller.start()
+    try:
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=1,
+                                               security="tls"))
+        transport.tls_context = ssl.create_default_context(cafile=cert)  # trust this test's own certificate
+        outgoing = [message(f"reader{n}@example.com", n) for n in range(3)]
+        results = transport.send(outgoing)
+        transport.close()
+    finally:
+        controller.stop()
+    assert [r.outcome for r in results] == [Outcome.sent] * 3
+    assert [m.data for m in handler.messages] == [m.data for m in outgoing]
