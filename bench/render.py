@@ -2,11 +2,13 @@
 
 Both run in the same process on the same issue (the largest sample week), so
 the ratio is meaningful on a shared, noisy machine; absolute rates are for
-orientation only. Run: `python -m bench.render` (or `make bench`).
+orientation only. Run: `python -m bench render` (or `make bench`); it prints, and the table in
+BENCHMARKS.md collects its runs by hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -48,8 +50,12 @@ def run(ours_n: int = 10_000, reference_n: int = 30) -> dict:
     }
 
 
-def main() -> None:
-    result = run()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench render", description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000, help="messages assembled per recipient")
+    parser.add_argument("--reference", type=int, default=30, help="messages rendered in full (the reference)")
+    args = parser.parse_args(argv)
+    result = run(args.messages, args.reference)
     print(f"render: compile once {result['compile_ms']} ms; per-recipient assembly {result['ours_per_s']} msg/s "
           f"({result['ours_per_cpu_s']} per CPU second); "
           f"full render per recipient {result['reference_per_s']} msg/s; ratio {result['ratio']}x; "

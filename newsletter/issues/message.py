@@ -19,7 +19,7 @@ from newsletter.issues.render import CompiledEmail
 from newsletter.mail.dkim import DkimSigner, signer_for
 from newsletter.mail.headers import (address_list, address_of, domain_of, encode_address, encode_text, header_line,
                                      name_and_address, recipient_address)
-from newsletter.mail.mime import MessageTemplate, message_template
+from newsletter.mail.mime import MessageTemplate, line_dots, message_template
 from subscribers.tokens import Purpose, keyed_digest, make_token
 
 DELIVERY_HEADER = "X-Weekly-Verdicts-Delivery"
@@ -68,15 +68,17 @@ def assemble(settings: Settings, template: MessageTemplate, name: str, email: st
     (name, value as written). `mime=False` (for a transport that reads only the fields) leaves
     the bytes empty; the headers are still checked."""
     lines = [header_line(field, value) for field, value in personal]
-    data = template.render(lines, values) if mime else b""
+    data, dots = template.render(lines, values) if mime else (b"", [])
     if signer is not None and mime:
-        data = signer.sign(data)
+        signature = signer.header(data)
+        data = signature + data
+        dots = line_dots(signature) + [at + len(signature) for at in dots]
     sender_name, sender = name_and_address(settings.mail.from_address)
     text, html = template.bodies(values)
     headers = {**template.extra_headers, **{field: value for field, value in personal if field not in _NOT_CARRIED}}
     content = MessageContent(sender_name, sender, name, email, template.subject, text, html,
                              address_list(settings.mail.reply_to), headers)
-    return OutgoingMessage(address_of(settings.mail.from_address), email, data, reference, content)
+    return OutgoingMessage(address_of(settings.mail.from_address), email, data, reference, content, tuple(dots))
 
 
 def message_id(secret: str, reference: str, domain: str) -> str:

@@ -53,10 +53,6 @@ class DkimSigner:
             include_headers=include, linesep=b"\r\n",
         )
 
-    def sign(self, message: bytes) -> bytes:
-        """The message with its DKIM-Signature as the first header."""
-        return self.header(message) + message
-
 
 def load_key(path: Path, algorithm: str) -> bytes:
     """Read a key file into dkimpy's form, refusing what it could not sign with."""

@@ -455,7 +455,7 @@ def small_messages(count: int, domain: str = "example.com", start: int = 0) -> l
             header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             header_line("X-Weekly-Verdicts-Delivery", reference),
         ]
-        data = template.render(personal, {"email": email, "unsubscribe_url": unsubscribe})
+        data, _ = template.render(personal, {"email": email, "unsubscribe_url": unsubscribe})
         messages.append(OutgoingMessage("verdicts@weeklyverdicts.example", email, data, reference))
     return messages
 

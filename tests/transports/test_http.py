@@ -71,7 +71,7 @@ def test_addresses_for_json_apis():
 def one_message(headers, text="plain ü\nline 2\n", html="<p>html ü</p>", recipient="doe@example.com"):
     marker = SlotMarker()
     template = message_template(headers, marker.split(text), marker.split(html))
-    return OutgoingMessage("verdicts@weeklyverdicts.example", recipient, template.render([], {}), "i1-d1")
+    return OutgoingMessage("verdicts@weeklyverdicts.example", recipient, template.render([], {})[0], "i1-d1")
 
 
 def test_parse_decodes_names_and_subject_and_keeps_list_headers_as_written():

@@ -94,6 +94,10 @@ class OutgoingMessage:
     data: bytes  # a complete RFC 5322 message with CRLF line ends
     reference: str  # stable per delivery: file names, idempotency keys, webhook matching
     content: MessageContent | None = None  # the same message as fields, when the builder made it
+    # Where `data` has a "." at the start of a line (offsets), when the builder knows: SMTP must
+    # double those dots, and finding them in 80 KB per message cost more than the rest of a send.
+    # Given only for CRLF-only `data`. None: unknown, the SMTP transport looks for itself.
+    line_dots: tuple[int, ...] | None = None
 
 
 class Outcome(StrEnum):

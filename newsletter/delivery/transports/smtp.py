@@ -49,23 +49,29 @@ _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 _PLAIN_ADDRESS = re.compile(r"[!-~]+@[!-~]+")  # printable ASCII, no spaces; checked for <> below
 
 
-def _stuffed(data: bytes) -> list[bytes | memoryview]:
+def _stuffed(data: bytes, line_dots: Sequence[int] | None = None) -> list[bytes | memoryview]:
     """DATA payload with its terminator, dot-stuffed (RFC 5321 4.5.2), as pieces whose concatenation
     is the payload: slices of `data` with the added dots between them, so an 83 KB message is
     never copied (a fresh copy per message cost more than the whole exchange on a machine with
-    slow memory). For CRLF-only messages (what our MIME assembly makes) finding the line-leading
-    dots is a few bytes.find calls, several times faster than smtplib's multiline regex."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare LF or CR: make them CRLF
-        data = _LINE_END.sub(b"\r\n", data)
+    slow memory). `line_dots`: where the dots are, from the builder (OutgoingMessage.line_dots;
+    the data is then CRLF-only), so nothing is scanned; without them, line ends are checked and
+    the dots found with bytes.find (several times faster than smtplib's multiline regex, but still
+    ~300 us per 83 KB message)."""
+    if line_dots is None:
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare LF or CR: make them CRLF
+            data = _LINE_END.sub(b"\r\n", data)
+        line_dots = [0] if data.startswith(b".") else []
+        found = data.find(b"\r\n.")
+        while found >= 0:
+            line_dots.append(found + 2)
+            found = data.find(b"\r\n.", found + 2)
     view = memoryview(data)
-    pieces: list[bytes | memoryview] = [b"."] if data.startswith(b".") else []
+    pieces: list[bytes | memoryview] = []
     start = 0
-    found = data.find(b"\r\n.")
-    while found >= 0:
-        pieces += (view[start:found + 2], b".")  # the line's own dot follows the added one
-        start = found + 2
-        found = data.find(b"\r\n.", start)
+    for at in line_dots:
+        pieces += (view[start:at], b".")  # the line's own dot follows the added one
+        start = at
     pieces.append(view[start:])
     if not data.endswith(b"\r\n"):
         pieces.append(b"\r\n")
@@ -113,7 +119,8 @@ def _path(address: str) -> str:
     return smtplib.quoteaddr(address)
 
 
-def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
+                line_dots: Sequence[int] | None = None) -> None:
     """One MAIL/RCPT/DATA transaction for one recipient; raises smtplib's exceptions like
     `sendmail` does (after an RSET), so replies map the same way.
 
@@ -150,7 +157,7 @@ def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) ->
         if step == 1:
             raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
         raise smtplib.SMTPDataError(code, reply)
-    _send_pieces(smtp, _stuffed(data))
+    _send_pieces(smtp, _stuffed(data, line_dots))
     code, reply = smtp.getreply()
     if code != 250:
         _reset(smtp, code)
@@ -214,7 +221,7 @@ class _Connection:
         smtp = self.ensure()
         self.sent += 1
         try:
-            transaction(smtp, message.envelope_from, message.recipient, message.data)
+            transaction(smtp, message.envelope_from, message.recipient, message.data, message.line_dots)
         except smtplib.SMTPRecipientsRefused as exc:  # the session was reset (RSET) already
             code, reply = exc.recipients[message.recipient]
             return classify(code, reply)
