@@ -92,6 +92,22 @@ def issue_messages(count: int) -> list[OutgoingMessage]:
             for n in range(count)]
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process so far: this one (all its threads) or `pid`."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(run, sink_pid: int) -> tuple[float, float, float]:
+    """(wall seconds, this process's CPU seconds, the sink's CPU seconds) of one run."""
+    ours, sink = cpu_seconds(), cpu_seconds(sink_pid)
+    wall = run()
+    return wall, cpu_seconds() - ours, cpu_seconds(sink_pid) - sink
+
+
 def time_ours(port: int, messages: list[OutgoingMessage], sessions: int, batch_size: int) -> float:
     transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, timeout=30, pool_size=sessions,
                                            max_messages_per_connection=100))
@@ -154,10 +170,17 @@ def run(count: int = 2000, session_counts: tuple[int, ...] = (1, 4), repeats: in
         time_ours(sink.port, messages[:50], 1, batch_size)  # warm up both sides
         time_reference(sink.port, 50, size, 1)
         for sessions in session_counts:
-            ours = statistics.median(time_ours(sink.port, messages, sessions, batch_size) for _ in range(repeats))
-            reference = statistics.median(time_reference(sink.port, count, size, sessions) for _ in range(repeats))
+            ours_runs = [measured(lambda: time_ours(sink.port, messages, sessions, batch_size), sink.process.pid)
+                         for _ in range(repeats)]
+            reference_runs = [measured(lambda: time_reference(sink.port, count, size, sessions), sink.process.pid)
+                              for _ in range(repeats)]
+            ours = statistics.median(run[0] for run in ours_runs)
+            reference = statistics.median(run[0] for run in reference_runs)
             rows.append({"sessions": sessions, "ours_per_s": count / ours, "reference_per_s": count / reference,
-                         "ratio": reference / ours})
+                         "ratio": reference / ours,
+                         "client_us": 1e6 * statistics.median(run[1] for run in ours_runs) / count,
+                         "sink_us": 1e6 * statistics.median(run[2] for run in ours_runs) / count,
+                         "sink_reference_us": 1e6 * statistics.median(run[2] for run in reference_runs) / count})
     return {"count": count, "size": size, "repeats": repeats, "batch_size": batch_size, "rows": rows,
             "slow": slow_server(SLOW_COUNT, size=size), "slow_count": SLOW_COUNT,
             "machine": machine(), "date": date.today().isoformat(), "load": load}
@@ -174,16 +197,20 @@ def markdown(result: dict) -> str:
         f"{result['batch_size']}, median of {result['repeats']} runs; the reference is "
         f"`smtp-source -d -s SESSIONS -m {result['count']} -l {result['size']}`.",
         "",
-        "| sessions | ours (msg/s) | smtp-source (msg/s) | ours / smtp-source |",
-        "|---:|---:|---:|---:|",
+        "| sessions | ours (msg/s) | smtp-source (msg/s) | ours / smtp-source | our CPU per message (us) "
+        "| smtp-sink CPU per message: ours / smtp-source's (us) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         lines.append(f"| {row['sessions']} | {row['ours_per_s']:.0f} | {row['reference_per_s']:.0f} "
-                     f"| {row['ratio']:.2f} |")
+                     f"| {row['ratio']:.2f} | {row['client_us']:.0f} | {row['sink_us']:.0f} / "
+                     f"{row['sink_reference_us']:.0f} |")
     lines += ["", "Sessions are the transport's `pool_size` (threads in one worker process) and smtp-source's "
               "`-s`. Over loopback both sides are CPU-bound on this machine (client and smtp-sink share the "
               "cores), so more sessions add little. Message building (per-recipient assembly) is not timed "
-              "here; see the render benchmark.",
+              "here; see the render benchmark. CPU per message is read from the kernel's accounting "
+              "(os.times, /proc/PID/stat) over the same runs: what our transport costs the client, and "
+              "whether our traffic costs the receiving server more than smtp-source's does.",
               "",
               "A slow server (`smtp-sink -w 1`: each DATA answered after 1 s), where the pool is what counts:",
               "",
@@ -212,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args.messages, tuple(args.sessions), args.repeats)
     for row in result["rows"]:
         print(f"smtp_send: {row['sessions']} session(s): ours {row['ours_per_s']:.0f} msg/s, smtp-source "
-              f"{row['reference_per_s']:.0f} msg/s, ratio {row['ratio']:.2f}")
+              f"{row['reference_per_s']:.0f} msg/s, ratio {row['ratio']:.2f}; our CPU {row['client_us']:.0f} "
+              f"us/msg; smtp-sink CPU {row['sink_us']:.0f} us/msg (smtp-source's: "
+              f"{row['sink_reference_us']:.0f})")
     for row in result["slow"]:
         print(f"smtp_send, slow server: {row['sessions']} sessions: ours {row['ours_s']:.1f} s, smtp-source "
               f"{row['reference_s']:.1f} s, ideal {row['ideal_s']:.1f} s")
