@@ -1,8 +1,10 @@
 """The file outbox for the demo and tests: each message becomes `<reference>.eml`.
 
-Written to a temporary name and renamed, so a reader never sees half a
-message; the name is the delivery reference, so a retried delivery replaces
-its file instead of adding a second one.
+Written to a temporary name that does not end in `.eml` (`.tmp-….part`) and
+renamed, so a reader looking for `*.eml` never sees half a message (a
+temporary `.eml` name was once caught mid-write by a test that globbed); the
+name is the delivery reference, so a retried delivery replaces its file
+instead of adding a second one. A failed write leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ class FileTransport:
         results = []
         for message in messages:
             target = self.path_for(message.reference)
+            temp = None
             try:
-                fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
+                fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".part")
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(message.data)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(temp, target)
             except OSError as exc:
+                if temp is not None:
+                    Path(temp).unlink(missing_ok=True)
                 results.append(SendResult(Outcome.retry, error=f"file outbox: {exc}"))
                 continue
             results.append(SendResult(Outcome.sent, provider_id=target.name))
