@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from bench.report import write_section
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -101,10 +102,10 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(run, sink_pid: int) -> tuple[float, float, float]:
-    """(wall seconds, this process's CPU seconds, the sink's CPU seconds) of one run."""
+def measured(timed: Callable[[], float], sink_pid: int) -> tuple[float, float, float]:
+    """(wall seconds, this process's CPU seconds, the sink's CPU seconds) of one timed run."""
     ours, sink = cpu_seconds(), cpu_seconds(sink_pid)
-    wall = run()
+    wall = timed()
     return wall, cpu_seconds() - ours, cpu_seconds(sink_pid) - sink
 
 
@@ -174,13 +175,14 @@ def run(count: int = 2000, session_counts: tuple[int, ...] = (1, 4), repeats: in
                          for _ in range(repeats)]
             reference_runs = [measured(lambda: time_reference(sink.port, count, size, sessions), sink.process.pid)
                               for _ in range(repeats)]
-            ours = statistics.median(run[0] for run in ours_runs)
-            reference = statistics.median(run[0] for run in reference_runs)
+            ours = statistics.median(sample[0] for sample in ours_runs)
+            reference = statistics.median(sample[0] for sample in reference_runs)
             rows.append({"sessions": sessions, "ours_per_s": count / ours, "reference_per_s": count / reference,
                          "ratio": reference / ours,
-                         "client_us": 1e6 * statistics.median(run[1] for run in ours_runs) / count,
-                         "sink_us": 1e6 * statistics.median(run[2] for run in ours_runs) / count,
-                         "sink_reference_us": 1e6 * statistics.median(run[2] for run in reference_runs) / count})
+                         "client_us": 1e6 * statistics.median(sample[1] for sample in ours_runs) / count,
+                         "sink_us": 1e6 * statistics.median(sample[2] for sample in ours_runs) / count,
+                         "sink_reference_us": 1e6 * statistics.median(sample[2] for sample in reference_runs)
+                         / count})
     return {"count": count, "size": size, "repeats": repeats, "batch_size": batch_size, "rows": rows,
             "slow": slow_server(SLOW_COUNT, size=size), "slow_count": SLOW_COUNT,
             "machine": machine(), "date": date.today().isoformat(), "load": load}

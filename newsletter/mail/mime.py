@@ -58,7 +58,7 @@ def qp_encode(text: str) -> bytes:
         return b"=\r\n".join(data[i:i + 75] for i in range(0, len(data), 75)) + b"=\r\n" if data else b""
     data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
     encoded = _BARE_LF.sub(CRLF, binascii.b2a_qp(data, quotetabs=False, istext=True, header=False))
-    if b"\r" in data.replace(CRLF, b""):  # b2a_qp passes a lone CR through: encode it, keep CRLF-only
+    if data.count(b"\r") != data.count(CRLF):  # b2a_qp passes a lone CR through: encode it, keep CRLF-only
         encoded = _BARE_CR.sub(b"=0D", encoded)
     if encoded and not encoded.endswith(CRLF):
         encoded += b"=" + CRLF

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from newsletter.config import SmtpSettings
 from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.mail.mime import line_dots as find_line_dots
 
 _DROPPED = (ConnectionError, socket.timeout, OSError)
 
@@ -61,11 +62,7 @@ def _stuffed(data: bytes, line_dots: Sequence[int] | None = None) -> list[bytes 
         crlf = data.count(b"\r\n")
         if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare LF or CR: make them CRLF
             data = _LINE_END.sub(b"\r\n", data)
-        line_dots = [0] if data.startswith(b".") else []
-        found = data.find(b"\r\n.")
-        while found >= 0:
-            line_dots.append(found + 2)
-            found = data.find(b"\r\n.", found + 2)
+        line_dots = find_line_dots(data)
     view = memoryview(data)
     pieces: list[bytes | memoryview] = []
     start = 0
