@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import utcnow
@@ -28,10 +28,22 @@ class DeliveryState(StrEnum):
     skipped = "skipped"
 
 
+PENDING = (DeliveryState.queued.value, DeliveryState.sending.value, DeliveryState.retry.value)
+# The predicate of the partial index that claims walk, written out as SQL so that the claim can
+# repeat it word for word: SQLite uses a partial index only for a query that contains its WHERE
+# term as written, with literals, not bound parameters.
+PENDING_SQL = "state IN ({})".format(", ".join(f"'{state}'" for state in PENDING))
+
+
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_issue_state", "issue_id", "state"),
+        # A claim takes the lowest due ids of an issue. Over a full index it steps past every row
+        # already sent (~0.5 s per claim at 700,000 sent, so a send slowed as it went); this one
+        # holds only the rows still pending, so a claim reads about the rows it takes.
+        Index("ix_delivery_due", "issue_id", "id", postgresql_where=text(PENDING_SQL),
+              sqlite_where=text(PENDING_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

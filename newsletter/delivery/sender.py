@@ -46,6 +46,10 @@ from subscribers.service import suppress
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# A worker scans for due rows from the lowest id of its previous claim (outbox.claim_from), and
+# from the start of the queue this often, for retries and expired leases that came due below it.
+RESCAN_SECONDS = 10.0
+
 
 @dataclass
 class StartResult:
@@ -127,7 +131,9 @@ def deliver(
     """Send every due delivery of a sending issue; returns when none is due any more, when the
     issue stops being `sending` (paused, cancelled), or when `stop` is set (after the batch in
     hand is recorded). Each loop: permits from the shared rate limiter, one claim of at most that
-    many rows, build and send the batch, record every result in one transaction."""
+    many rows, build and send the batch, record every result in one transaction. Claims scan from
+    the previous claim's lowest id, and from the start every RESCAN_SECONDS: a retry that comes
+    due below waits at most that long (its backoff is seconds to minutes anyway)."""
     report = DeliverReport(issue_id)
     cfg = settings.delivery
     worker = worker or worker_id()
@@ -141,6 +147,8 @@ def deliver(
             report.counts = outbox.counts(session, issue_id)
             return report
         template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
+    hint: int | None = None  # the lowest id of this worker's previous claim
+    rescan_at = 0.0
     while True:
         if stop is not None and stop.is_set():
             report.stopped = True
@@ -153,8 +161,12 @@ def deliver(
                 time.sleep(grant.wait_seconds)
             continue
         now = clock()
+        if time.monotonic() >= rescan_at:
+            hint, rescan_at = None, time.monotonic() + RESCAN_SECONDS
         with session_scope(engine) as session:
-            ids = outbox.claim(session, issue_id, now, grant.count, timedelta(seconds=cfg.lease_seconds), worker)
+            ids = outbox.claim_from(session, issue_id, now, grant.count, timedelta(seconds=cfg.lease_seconds),
+                                    worker, hint)
+            hint = ids[0] if ids else None
             skipped = outbox.skip_ineligible(session, ids)  # unsubscribed or suppressed since enqueue
             report.skipped += skipped
             rows = session.execute(
