@@ -13,6 +13,7 @@ BENCHMARKS = {
     "smtp_send": "bench.smtp_send",  # SmtpTransport vs Postfix smtp-source, into smtp-sink
     "render": "bench.render",  # per-recipient assembly vs a full Jinja+MJML render per recipient
     "http_batch": "bench.http_batch",  # Postmark, Resend, SendGrid batch paths against a local HTTP server
+    "claims": "bench.claims",  # deliver's pace at the end of a send vs its start (claims from a hint)
     "scale": "bench.scale",  # N subscribers on PostgreSQL: enqueue, worker processes into smtp-sink, RSS
 }
 

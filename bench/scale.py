@@ -14,7 +14,7 @@ The issue's targets for N = 1,000,000 on this 2-core machine: enqueue < 60 s, al
 < 15 min, every worker flat and < 250 MB. When only part is delivered the full time is
 extrapolated from the measured rate (stated as such in BENCHMARKS.md).
 
-Run: `python -m bench scale` (a million, all delivered: ~16 min on a 2-core machine), or with
+Run: `python -m bench scale` (a million, all delivered: ~7–9 min on a 2-core machine), or with
 `--deliver 200000` for a shorter, extrapolated run (needs PostgreSQL and postfix).
 """
 
@@ -22,28 +22,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-from bench.report import write_section
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from bench.report import write_section
+from bench.sample import PG, pg_schema, queued_issue, write_config
 from bench.smtp_send import Sink, machine, time_reference
-from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
-from newsletter.db import make_engine, session_scope
+from newsletter.db import session_scope
 from newsletter.delivery import outbox
-from newsletter.delivery.sender import start_send
-from newsletter.issues.drafting import draft_issue
-from newsletter.migrate import upgrade
 
-PG = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START, END = "<!-- bench:scale -->", "<!-- /bench:scale -->"
 SECRET = "bench-secret-" + "b" * 40
 
@@ -84,92 +77,59 @@ def rss_mb(pid: int) -> float | None:
 def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, pool_size: int,
         pg: str = PG, keep: bool = False) -> dict:
     deliver = subscribers if deliver is None else min(deliver, subscribers)
-    schema = f"bench_scale_{secrets.token_hex(4)}"
-    admin = create_engine(pg)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{pg}?options=-csearch_path%3D{schema}"
     result: dict = {"subscribers": subscribers, "deliver": deliver, "processes": processes,
                     "batch_size": batch_size, "pool_size": pool_size, "load": os.getloadavg()[0]}
-    try:
-        with tempfile.TemporaryDirectory() as tmp, Sink() as sink:
-            folder = Path(tmp)
-            config = folder / "config.toml"
-            config.write_text(textwrap.dedent(f"""
-                [site]
-                name = "Weekly Verdicts"
-                base_url = "https://verdicts.example"
-                postal_address = "Weekly Verdicts, 17 Sample Lane, 10115 Berlin, Germany"
-                timezone = "Europe/Berlin"
-                [database]
-                url = "{url}"
-                [mail]
-                transport = "smtp"
-                from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
-                [mail.smtp]
-                host = "127.0.0.1"
-                port = {sink.port}
-                pool_size = {pool_size}
-                max_messages_per_connection = 1000
-                [delivery]
-                batch_size = {batch_size}
-                lease_seconds = 600
-                """))
-            os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
-            settings = load_settings(config)
-            engine = make_engine(settings.database.url)
-            upgrade(engine)
-            import_files(engine, sample_files())
-            started = time.perf_counter()
-            with engine.begin() as connection:
+    with pg_schema(pg, "bench_scale", keep) as url, tempfile.TemporaryDirectory() as tmp, Sink() as sink:
+        folder = Path(tmp)
+        os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
+        settings = write_config(folder, url, f"""
+            [mail]
+            transport = "smtp"
+            from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
+            [mail.smtp]
+            host = "127.0.0.1"
+            port = {sink.port}
+            pool_size = {pool_size}
+            max_messages_per_connection = 1000
+            [delivery]
+            batch_size = {batch_size}
+            lease_seconds = 600
+            """)
+        queued = queued_issue(settings, subscribers)
+        engine, issue_id = queued.engine, queued.issue_id
+        result["insert_s"], result["enqueue_s"] = queued.insert_s, queued.enqueue_s
+        with engine.begin() as connection:
+            if deliver < subscribers:  # keep the table at N rows, deliver only the first `deliver`
                 connection.execute(text(
-                    "INSERT INTO subscriber (email, name, status, created_at) "
-                    "SELECT 'reader' || g || '@example.com', '', 'active', now() FROM generate_series(1, :n) g"
-                ), {"n": subscribers})
-                connection.execute(text("ANALYZE subscriber"))
-            result["insert_s"] = time.perf_counter() - started
-            issue_id = draft_issue(engine, settings, "2026-W48").issue.id
-            started = time.perf_counter()
-            enqueued = start_send(engine, issue_id).enqueued
-            result["enqueue_s"] = time.perf_counter() - started
-            assert enqueued == subscribers, (enqueued, subscribers)
-            with engine.begin() as connection:
-                if deliver < subscribers:  # keep the table at N rows, deliver only the first `deliver`
-                    connection.execute(text(
-                        "UPDATE delivery SET state = 'skipped', last_error = 'bench: not delivered' "
-                        "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
-                        "+ :deliver - 1"), {"issue": issue_id, "deliver": deliver})
-                connection.execute(text("ANALYZE delivery"))
-            # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into
-            # the same sink, same message size, as many sessions as the workers use together.
-            reference_count = min(20_000, max(deliver, 1000))
-            result["reference_rate"] = reference_count / time_reference(
-                sink.port, reference_count, 84_500, processes * pool_size)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-            env.update(NEWSLETTER_CONFIG=str(config), NEWSLETTER_SECRET_KEY=SECRET)
-            started = time.perf_counter()
-            worker = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", str(processes),
-                                       "--until-idle"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True)
-            samples: dict[int, list[tuple[float, float]]] = {}
-            while worker.poll() is None:
-                for pid in worker_pids(worker.pid):
-                    value = rss_mb(pid)
-                    if value is not None:
-                        samples.setdefault(pid, []).append((time.perf_counter() - started, value))
-                time.sleep(0.5)
-            result["deliver_s"] = time.perf_counter() - started
-            errors = worker.stderr.read()
-            if worker.returncode != 0:
-                raise RuntimeError(f"worker exited {worker.returncode}: {errors[-2000:]}")
-            with session_scope(engine) as session:
-                result["counts"] = outbox.counts(session, issue_id)
-            engine.dispose()
-    finally:
-        if not keep:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+                    "UPDATE delivery SET state = 'skipped', last_error = 'bench: not delivered' "
+                    "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
+                    "+ :deliver - 1"), {"issue": issue_id, "deliver": deliver})
+            connection.execute(text("ANALYZE delivery"))
+        # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into
+        # the same sink, same message size, as many sessions as the workers use together.
+        reference_count = min(20_000, max(deliver, 1000))
+        result["reference_rate"] = reference_count / time_reference(
+            sink.port, reference_count, 84_500, processes * pool_size)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env.update(NEWSLETTER_CONFIG=str(folder / "config.toml"), NEWSLETTER_SECRET_KEY=SECRET)
+        started = time.perf_counter()
+        worker = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", str(processes),
+                                   "--until-idle"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        samples: dict[int, list[tuple[float, float]]] = {}
+        while worker.poll() is None:
+            for pid in worker_pids(worker.pid):
+                value = rss_mb(pid)
+                if value is not None:
+                    samples.setdefault(pid, []).append((time.perf_counter() - started, value))
+            time.sleep(0.5)
+        result["deliver_s"] = time.perf_counter() - started
+        errors = worker.stderr.read()
+        if worker.returncode != 0:
+            raise RuntimeError(f"worker exited {worker.returncode}: {errors[-2000:]}")
+        with session_scope(engine) as session:
+            result["counts"] = outbox.counts(session, issue_id)
+        engine.dispose()
     workers = []
     for pid, series in samples.items():
         if len(series) < 4:
