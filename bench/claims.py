@@ -29,6 +29,7 @@ from bench.smtp_send import machine
 from newsletter.delivery import sender
 from newsletter.delivery.sender import DeliverReport, deliver
 from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+
 START, END = "<!-- bench:claims -->", "<!-- /bench:claims -->"
 SECRET = "bench-secret-" + "c" * 40
 
@@ -57,21 +58,20 @@ def one_send(subscribers: int, hinted: bool, pg: str) -> dict:
             [delivery]
             batch_size = 500
             """)
-        queued = queued_issue(settings, subscribers)
-        with queued.engine.begin() as connection:
-            connection.execute(text("ANALYZE delivery"))
-        marks: list[tuple[float, int]] = [(time.perf_counter(), 0)]
+        with queued_issue(settings, subscribers) as queued:
+            with queued.engine.begin() as connection:
+                connection.execute(text("ANALYZE delivery"))
+            marks: list[tuple[float, int]] = [(time.perf_counter(), 0)]
 
-        def progress(report: DeliverReport) -> None:
-            marks.append((time.perf_counter(), report.sent))
+            def progress(report: DeliverReport) -> None:
+                marks.append((time.perf_counter(), report.sent))
 
-        saved = sender.RESCAN_SECONDS
-        sender.RESCAN_SECONDS = saved if hinted else 0.0  # 0: every claim scans from the start
-        try:
-            report = deliver(queued.engine, settings, AcceptAll(), SECRET, queued.issue_id, progress=progress)
-        finally:
-            sender.RESCAN_SECONDS = saved
-            queued.engine.dispose()
+            saved = sender.RESCAN_SECONDS
+            sender.RESCAN_SECONDS = saved if hinted else 0.0  # 0: every claim scans from the start
+            try:
+                report = deliver(queued.engine, settings, AcceptAll(), SECRET, queued.issue_id, progress=progress)
+            finally:
+                sender.RESCAN_SECONDS = saved
     assert report.finished and report.sent == subscribers, report
     return {"total_s": marks[-1][0] - marks[0][0], "first": _rate(marks, 0.0, 0.1), "last": _rate(marks, 0.9, 1.0)}
 
@@ -118,11 +118,14 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench claims", description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", type=int, default=200_000)
+    parser.add_argument("--subscribers", type=int, default=200_000,
+                        help="queued deliveries per send (at least 10,000: a tenth must span several batches)")
     parser.add_argument("--pg", default=PG, help="PostgreSQL URL (a schema is created and dropped in it)")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
                         help="update BENCHMARKS.md (default: yes)")
     args = parser.parse_args(argv)
+    if args.subscribers < 10_000:
+        parser.error("--subscribers must be at least 10,000 (a tenth of the send must span several batches)")
     result = run(args.subscribers, args.pg)
     for key in ("ours", "reference"):
         m = result[key]

@@ -14,9 +14,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.sample import SECRET, sample_issue_view
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.render import compile_issue
-from bench.sample import SECRET, sample_issue_view
+
 
 def run(ours_n: int = 10_000, reference_n: int = 30) -> dict:
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from newsletter.config import Settings, load_settings
 from newsletter.content.importer import import_files, sample_files
@@ -50,7 +50,8 @@ def pg_schema(pg: str, prefix: str, keep: bool = False) -> Iterator[str]:
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{pg}?options=-csearch_path%3D{schema}"
+        url = make_url(pg).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
     finally:
         if not keep:
             with admin.begin() as connection:
@@ -82,10 +83,18 @@ class QueuedIssue:
     enqueue_s: float  # start_send: the outbox filled in one INSERT … SELECT
 
 
-def queued_issue(settings: Settings, subscribers: int) -> QueuedIssue:
+@contextmanager
+def queued_issue(settings: Settings, subscribers: int) -> Iterator[QueuedIssue]:
     """The sample week drafted and started for `subscribers` active readers (PostgreSQL: the
-    readers come from generate_series), every delivery queued."""
+    readers come from generate_series), every delivery queued; the engine is disposed on exit."""
     engine = make_engine(settings.database.url)
+    try:
+        yield _queue(engine, settings, subscribers)
+    finally:
+        engine.dispose()
+
+
+def _queue(engine: Engine, settings: Settings, subscribers: int) -> QueuedIssue:
     upgrade(engine)
     import_files(engine, sample_files())
     started = time.perf_counter()

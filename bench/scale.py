@@ -75,6 +75,38 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def run_workers(folder: Path, processes: int) -> tuple[float, dict[int, list[tuple[float, float]]]]:
+    """`newsletter worker --processes P --until-idle` with the config in `folder`, to the end;
+    its wall time and every worker's RSS samples. Killed if the benchmark is interrupted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(NEWSLETTER_CONFIG=str(folder / "config.toml"), NEWSLETTER_SECRET_KEY=SECRET)
+    samples: dict[int, list[tuple[float, float]]] = {}
+    with open(folder / "worker.log", "w+") as log:  # a file, not a pipe: a full pipe would stall it
+        started = time.perf_counter()
+        worker = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", str(processes),
+                                   "--until-idle"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            while worker.poll() is None:
+                for pid in worker_pids(worker.pid):
+                    value = rss_mb(pid)
+                    if value is not None:
+                        samples.setdefault(pid, []).append((time.perf_counter() - started, value))
+                time.sleep(0.5)
+        finally:
+            if worker.poll() is None:  # interrupted: SIGTERM (the parent stops its workers), then kill
+                worker.terminate()
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+        elapsed = time.perf_counter() - started
+        if worker.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"worker exited {worker.returncode}: {log.read()[-2000:]}")
+    return elapsed, samples
+
+
 def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, pool_size: int,
         pg: str = PG, keep: bool = False) -> dict:
     deliver = subscribers if deliver is None else min(deliver, subscribers)
@@ -94,41 +126,26 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
             [delivery]
             batch_size = {batch_size}
             """)
-        queued = queued_issue(settings, subscribers)
-        engine, issue_id = queued.engine, queued.issue_id
-        result["insert_s"], result["enqueue_s"] = queued.insert_s, queued.enqueue_s
-        with engine.begin() as connection:
+        with queued_issue(settings, subscribers) as queued:
+            result["insert_s"], result["enqueue_s"] = queued.insert_s, queued.enqueue_s
             if deliver < subscribers:  # keep the table at N rows, deliver only the first `deliver`
-                connection.execute(text(
-                    "UPDATE delivery SET state = 'skipped', last_error = 'bench: not delivered' "
-                    "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
-                    "+ :deliver - 1"), {"issue": issue_id, "deliver": deliver})
-            connection.execute(text("ANALYZE delivery"))
-        # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into
-        # the same sink, same message size, as many sessions as the workers use together.
-        reference_count = min(20_000, max(deliver, 1000))
-        result["reference_rate"] = reference_count / time_reference(
-            sink.port, reference_count, 84_500, processes * pool_size)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-        env.update(NEWSLETTER_CONFIG=str(folder / "config.toml"), NEWSLETTER_SECRET_KEY=SECRET)
-        started = time.perf_counter()
-        worker = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", str(processes),
-                                   "--until-idle"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-        samples: dict[int, list[tuple[float, float]]] = {}
-        while worker.poll() is None:
-            for pid in worker_pids(worker.pid):
-                value = rss_mb(pid)
-                if value is not None:
-                    samples.setdefault(pid, []).append((time.perf_counter() - started, value))
-            time.sleep(0.5)
-        result["deliver_s"] = time.perf_counter() - started
-        errors = worker.stderr.read()
-        if worker.returncode != 0:
-            raise RuntimeError(f"worker exited {worker.returncode}: {errors[-2000:]}")
-        with session_scope(engine) as session:
-            result["counts"] = outbox.counts(session, issue_id)
-        engine.dispose()
+                with queued.engine.begin() as connection:
+                    connection.execute(text(
+                        "UPDATE delivery SET state = 'skipped', last_error = 'bench: not delivered' "
+                        "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
+                        "+ :deliver - 1"), {"issue": queued.issue_id, "deliver": deliver})
+            with queued.engine.begin() as connection:
+                connection.execute(text("ANALYZE delivery"))
+            # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into
+            # the same sink, same message size, as many sessions as the workers use together.
+            reference_count = min(20_000, max(deliver, 1000))
+            result["reference_rate"] = reference_count / time_reference(
+                sink.port, reference_count, 84_500, processes * pool_size)
+            result["deliver_s"], samples = run_workers(folder, processes)
+            with session_scope(queued.engine) as session:
+                result["counts"] = outbox.counts(session, queued.issue_id)
+    result["settings"] = {"max_messages_per_connection": settings.mail.smtp.max_messages_per_connection,
+                          "lease_seconds": settings.delivery.lease_seconds}
     workers = []
     for pid, series in samples.items():
         if len(series) < 4:
@@ -155,8 +172,9 @@ def markdown(r: dict) -> str:
         f"{r['date']}, {r['machine']}, PostgreSQL on the same machine, load average {r['load']:.1f} at the "
         f"start. `python -m bench scale --subscribers {r['subscribers']} --deliver {r['deliver']} "
         f"--processes {r['processes']}`: batches of {r['batch_size']}, `pool_size = {r['pool_size']}` SMTP "
-        "sessions per worker, every other setting as shipped (a new SMTP session every 100 messages, "
-        "300 s leases), real issue messages (the sample week, ~83 KB) into Postfix's `smtp-sink`.",
+        "sessions per worker, every other setting as shipped (a new SMTP session every "
+        f"{r['settings']['max_messages_per_connection']} messages, {r['settings']['lease_seconds']} s leases), "
+        "real issue messages (the sample week, ~83 KB) into Postfix's `smtp-sink`.",
         "",
         "| step | measured | target (1,000,000) |",
         "|---|---:|---:|",

@@ -25,16 +25,17 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from bench.report import write_section
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from bench.report import write_section
 from bench.sample import SECRET, sample_issue_view
 from newsletter.config import SmtpSettings
 from newsletter.delivery.transports.base import Outcome, OutgoingMessage
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.render import compile_issue
+
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 START, END = "<!-- bench:smtp_send -->", "<!-- /bench:smtp_send -->"

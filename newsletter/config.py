@@ -187,7 +187,7 @@ class IssueSettings(Section):
 
 class DeliverySettings(Section):
     # 500: a 1M-row send ran 15% faster than with 100 (fewer claims and commits); a crash can
-    # repeat at most one batch (docs/operations.md). listmonk's default is 1,000.
+    # repeat at most the batch each worker had in flight (docs/operations.md). listmonk's default is 1,000.
     batch_size: int = Field(500, ge=1, le=10000)
     lease_seconds: int = Field(300, ge=10)
     max_attempts: int = Field(5, ge=1, le=50)

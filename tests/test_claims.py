@@ -9,16 +9,21 @@ The claim statement is captured as the worker runs it and explained by the datab
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event, insert, select, text
 
+from newsletter.config import load_settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox
+from newsletter.delivery import outbox, sender
 from newsletter.delivery.models import Delivery
-from newsletter.delivery.sender import start_send
+from newsletter.delivery.sender import deliver, start_send
+from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
 from newsletter.issues.drafting import draft_issue
 from subscribers.models import Subscriber
+from tests.conftest import TEST_SECRET, write_config
 
 READERS, SENT, TAKE = 4000, 3800, 50
 
@@ -104,6 +109,56 @@ def test_a_hinted_claim_skips_below_the_hint_until_the_queue_runs_short(sample_e
     with session_scope(sample_engine) as session:  # 10 queued above the hint, 20 asked: the rest from the start
         third = outbox.claim_from(session, issue_id, later, 20, lease, "w", ids[5])
     assert third == sorted([ids[1], *ids[10:]])
-    with session_scope(sample_engine) as session:  # nothing is due any more, hinted or not
+    with session_scope(sample_engine) as session:  # nothing is due any more
         assert outbox.claim_from(session, issue_id, later, 20, lease, "w", ids[0]) == []
-        assert outbox.claim(session, issue_id, later, 20, lease, "w") == []
+
+
+class RetriesOneLater:
+    """Accepts every message but one, which it asks to have again in 90 s."""
+
+    name = "test"
+    needs_bytes = False
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        self.seen: list[str] = []
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        results = []
+        for message in messages:
+            again = message.reference == self.reference and self.reference not in self.seen
+            self.seen.append(message.reference)
+            results.append(SendResult(Outcome.retry, error="451 later", retry_after=90) if again
+                           else SendResult(Outcome.sent))
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("rescan", ["never", "every claim"])
+def test_deliver_claims_from_its_hint_and_rescans_for_what_came_due_below(
+        sample_engine, settings, tmp_path, monkeypatch, rescan):
+    """30 deliveries in batches of 5; the 3rd message asks to be retried 90 s later, when the
+    worker's claims start above it. Without a rescan it waits for the end of the queue; with one
+    it is taken at the next claim. Either way every reader gets exactly one accepted message."""
+    (tmp_path / "b").mkdir()
+    settings = load_settings(write_config(tmp_path / "b", settings.database.url, "[delivery]\nbatch_size = 5\n"))
+    issue_id, ids = _enqueue(sample_engine, settings, 30)
+    monkeypatch.setattr(sender, "RESCAN_SECONDS", 1e9 if rescan == "never" else 0.0)
+    ticks = iter(range(10_000))
+    start = utcnow()
+
+    def clock():  # a minute per call: the retry (due 90 s after batch 1) is due from the 3rd claim on
+        return start + timedelta(minutes=next(ticks))
+
+    retried = f"i{issue_id}-d{ids[2]}"
+    transport = RetriesOneLater(retried)
+    report = deliver(sample_engine, settings, transport, TEST_SECRET, issue_id, clock=clock)
+    assert report.finished and report.sent == 30 and report.retry == 1
+    assert sorted(transport.seen) == sorted([retried] + [f"i{issue_id}-d{i}" for i in ids])
+    second = len(transport.seen) - 1 - transport.seen[::-1].index(retried)
+    if rescan == "never":
+        assert second == 30  # the very last message: found when the hinted claim came up empty
+    else:
+        assert second == 10  # the first of the 3rd batch

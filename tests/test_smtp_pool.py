@@ -80,3 +80,19 @@ def test_dot_stuffing_matches_smtplib(data):
     expected = smtplib._quote_periods(re.sub(rb"\r\n|\n|\r(?!\n)", b"\r\n", data))
     expected += (b"" if expected.endswith(b"\r\n") else b"\r\n") + b".\r\n"
     assert b"".join(_stuffed(data)) == expected
+
+
+def test_no_message_starts_after_the_time_budget(slow_server):
+    """A slow relay must not keep a batch past its lease: what is left is handed back as retry,
+    never sent, so a later claim sends each message once."""
+    controller, handler = slow_server  # every DATA takes 50 ms
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=2))
+    transport.time_budget = 0.3  # ~6 messages per session fit
+    outgoing = [message(f"reader{n}@example.com", n) for n in range(60)]
+    results = transport.send(outgoing)
+    transport.close()
+    sent = {m.recipient for m, r in zip(outgoing, results) if r.outcome == Outcome.sent}
+    left = [r for r in results if r.outcome != Outcome.sent]
+    assert 0 < len(sent) < 40 and len(sent) + len(left) == 60
+    assert all(r.outcome == Outcome.retry and "ran out of time" in r.error for r in left)
+    assert Counter(m.rcpt_tos[0] for m in handler.messages) == Counter(sent)  # the rest never reached it

@@ -115,6 +115,17 @@ class SendResult:
     retry_after: float | None = None  # seconds the provider asked us to wait (HTTP 429 Retry-After)
 
 
+# How long one send() may go on starting messages. A batch is leased for `[delivery]
+# lease_seconds` (default 300); past the lease another worker takes it over and sends it again,
+# so a transport stops starting messages well before: what is left is retried later.
+TIME_BUDGET_SECONDS = 120.0
+
+
+def not_tried(transport: str) -> SendResult:
+    """For a message a send() did not start because its time budget ran out."""
+    return SendResult(Outcome.retry, error=f"{transport}: not tried: the call ran out of time")
+
+
 class Transport(Protocol):
     name: str
     # False: the transport reads only `content` (the JSON APIs), so a builder may leave `data`

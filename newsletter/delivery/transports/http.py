@@ -50,12 +50,14 @@ from pydantic import SecretStr
 
 from newsletter.config import ENV_PREFIX
 from newsletter.delivery.transports.base import (
+    TIME_BUDGET_SECONDS,
     Body,
     MessageContent,
     Outcome,
     OutgoingMessage,
     PlainBody,
     SendResult,
+    not_tried,
 )
 from newsletter.errors import ConfigError
 
@@ -332,7 +334,7 @@ class HttpTransport:
     needs_bytes = True  # the raw-MIME APIs (Mailgun, SES); the JSON ones set False
     batch_limit = 1  # messages per request
     retry_delays: tuple[float, ...] = (0.5, 1.5)  # in-call backoff before a 5xx/connection retry
-    time_budget = 120.0  # seconds one send() may spend starting requests (the lease is longer)
+    time_budget = TIME_BUDGET_SECONDS
 
     def __init__(self, timeout: float, session: requests.Session | None = None) -> None:
         self.timeout = (min(10.0, timeout), timeout)  # (connect, read)
@@ -385,7 +387,7 @@ class HttpTransport:
         for start in range(0, len(ready), self.batch_limit):
             chunk = ready[start:start + self.batch_limit]
             if stop is None and time.monotonic() > deadline:
-                stop = SendResult(Outcome.retry, error=f"{self.name}: not tried: the call ran out of time")
+                stop = not_tried(self.name)
             if stop is not None:
                 chunk_results = [stop] * len(chunk)
             else:

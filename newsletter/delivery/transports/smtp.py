@@ -27,11 +27,13 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from newsletter.config import SmtpSettings
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.base import (TIME_BUDGET_SECONDS, Outcome, OutgoingMessage, SendResult,
+                                                  not_tried)
 from newsletter.mail.mime import line_dots as find_line_dots
 
 _DROPPED = (ConnectionError, socket.timeout, OSError)
@@ -248,6 +250,7 @@ class _Connection:
 class SmtpTransport:
     name = "smtp"
     needs_bytes = True
+    time_budget = TIME_BUDGET_SECONDS
 
     def __init__(self, settings: SmtpSettings, local_hostname: str | None = None) -> None:
         self.settings = settings
@@ -268,10 +271,10 @@ class SmtpTransport:
                 return connection
 
     def _run(self, work: queue.SimpleQueue, messages: Sequence[OutgoingMessage],
-             results: list[SendResult | None]) -> None:
+             results: list[SendResult | None], deadline: float) -> None:
         connection = self._checkout()
         try:
-            while True:
+            while time.monotonic() < deadline:  # past it, what is left stays "not tried"
                 try:
                     index = work.get_nowait()
                 except queue.Empty:
@@ -285,21 +288,24 @@ class SmtpTransport:
             self._idle.put(connection)
 
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        """One result per message, in order; the batch is spread over up to pool_size sessions."""
+        """One result per message, in order; the batch is spread over up to pool_size sessions.
+        No message is started after `time_budget` seconds: a slow relay must not keep a batch
+        past its lease, or another worker takes it over while it is still being sent."""
         results: list[SendResult | None] = [None] * len(messages)
         work: queue.SimpleQueue[int] = queue.SimpleQueue()
         for index in range(len(messages)):
             work.put(index)
+        deadline = time.monotonic() + self.time_budget
         lanes = min(self.settings.pool_size, len(messages))
         if lanes <= 1:
-            self._run(work, messages, results)
+            self._run(work, messages, results, deadline)
         else:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.settings.pool_size, thread_name_prefix="smtp")
-            futures = [self._executor.submit(self._run, work, messages, results) for _ in range(lanes)]
+            futures = [self._executor.submit(self._run, work, messages, results, deadline) for _ in range(lanes)]
             for future in futures:
                 future.result()
-        return [result or SendResult(Outcome.retry, error="smtp: not attempted") for result in results]
+        return [result or not_tried(self.name) for result in results]
 
     @property
     def open_connections(self) -> int:
