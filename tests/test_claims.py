@@ -52,12 +52,7 @@ def _filtered_rows(node: dict) -> int:
 
 
 def test_a_late_claim_uses_the_index_of_pending_rows(sample_engine, settings):
-    with session_scope(sample_engine) as session:
-        session.execute(insert(Subscriber), [
-            {"email": f"r{n}@example.com", "name": "", "status": "active", "created_at": utcnow()}
-            for n in range(READERS)])
-    issue_id = draft_issue(sample_engine, settings, "2026-W48").issue.id
-    assert start_send(sample_engine, issue_id).enqueued == READERS
+    issue_id, _ = _enqueue(sample_engine, settings, READERS)
     with sample_engine.begin() as connection:  # most of the send is done: the lowest ids are sent
         connection.execute(text(
             "UPDATE delivery SET state = 'sent' WHERE issue_id = :issue AND id < "

