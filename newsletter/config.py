@@ -1,9 +1,10 @@
 """Settings: config.toml, then NEWSLETTER_<SECTION>__<KEY> environment overrides.
 
 The file is chosen by `--config`, else NEWSLETTER_CONFIG, else ./config.toml,
-else the repository's config.toml (the embedded defaults). Relative paths in
-the file are resolved against the file's folder so that the same config works
-from any working directory.
+else the shipped config.toml (the embedded defaults). Relative paths in the
+file are resolved against the file's folder so that the same config works
+from any working directory; those of the embedded defaults against the working
+directory, since an installed package's own folder is no place for data.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Vali
                       model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from newsletter import PROJECT_ROOT
+from newsletter import shipped
 from newsletter.errors import ConfigError
+from newsletter.templating import use_operator_templates
 from newsletter.text import reject_control_chars
 
 ENV_PREFIX = "NEWSLETTER_"
+EMBEDDED_CONFIG = shipped("config.toml")
 
 
 class Section(BaseModel):
@@ -35,6 +38,7 @@ class SiteSettings(Section):
     postal_address: str = ""
     timezone: str = "UTC"
     language: str = "en"
+    templates_dir: Path = Path("")  # an operator's templates, each overriding the shipped one of its name
 
     @field_validator("name", "postal_address")
     @classmethod
@@ -356,7 +360,7 @@ def default_config_path() -> Path:
     local = Path.cwd() / "config.toml"
     if local.is_file():
         return local
-    return PROJECT_ROOT / "config.toml"
+    return EMBEDDED_CONFIG
 
 
 def _format_error(path: Path, error: ValidationError) -> str:
@@ -401,8 +405,14 @@ def _reject_file_secrets(path: Path, data: dict, section: str, secrets: dict[str
 
 
 def load_settings(path: Path | str | None = None) -> Settings:
-    """Read the config file and the environment; raise ConfigError naming file and key."""
-    path = Path(path) if path else default_config_path()
+    """Read the config file and the environment; raise ConfigError naming file and key.
+
+    Also points the template loader at `[site] templates_dir`: every process reads its
+    settings through here before it renders anything.
+    """
+    chosen = Path(path) if path else default_config_path()
+    base = Path.cwd() if not path and chosen == EMBEDDED_CONFIG else chosen.resolve().parent
+    path = chosen
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -416,6 +426,19 @@ def load_settings(path: Path | str | None = None) -> Settings:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc))
-    _resolve_paths(settings, path.resolve().parent)
+    _resolve_paths(settings, base)
+    use_operator_templates(_templates_dir(path, settings.site, base))
     settings._source = path
     return settings
+
+
+def _templates_dir(path: Path, site: SiteSettings, base: Path) -> Path | None:
+    """The operator's template folder, absolute; None when unset. A missing folder is an error."""
+    if str(site.templates_dir) in ("", "."):
+        return None
+    folder = site.templates_dir if site.templates_dir.is_absolute() else base / site.templates_dir
+    if not folder.is_dir():
+        raise ConfigError(f"config error in {path}:\n  site.templates_dir: {folder} is not a folder "
+                          f"(set in the file or by {ENV_PREFIX}SITE__TEMPLATES_DIR)")
+    site.templates_dir = folder
+    return folder

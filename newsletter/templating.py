@@ -3,6 +3,11 @@
 Undefined variables are errors (StrictUndefined) and every template error is
 reported with the template's name and line, so a mistake surfaces when an
 issue is drafted or previewed, never halfway through a send.
+
+The shipped templates are found with the code (`newsletter.shipped`); an
+operator's folder (`[site] templates_dir`) is searched first, so an operator
+overrides a single template or partial by giving a file of the same name and
+keeps the shipped rest, upgrades included.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from newsletter import PROJECT_ROOT
+from newsletter import shipped
 from newsletter.errors import UserError
 
-TEMPLATES = PROJECT_ROOT / "templates"
+TEMPLATES = shipped("templates")
+_operator_folder: Path | None = None  # this process's [site] templates_dir, see use_operator_templates()
 
 
 class TemplateError(UserError):
@@ -37,10 +43,30 @@ def _autoescape(name: str | None) -> bool:
     return bool(name) and name.endswith((".html.j2", ".mjml.j2", ".html"))
 
 
-@lru_cache(maxsize=4)
+def use_operator_templates(folder: Path | None) -> None:
+    """Search `folder` before the shipped templates from now on in this process (None: none).
+
+    A process setting rather than an argument: one process serves one configuration, and
+    load_settings() sets it, so every caller of render() gets it without passing it along.
+    """
+    global _operator_folder
+    _operator_folder = folder
+
+
+def searched(folder: Path = TEMPLATES) -> tuple[Path, ...]:
+    """The folders a template name is looked up in, first match wins."""
+    return (_operator_folder, folder) if _operator_folder else (folder,)
+
+
 def environment(folder: Path = TEMPLATES) -> jinja2.Environment:
+    """The environment for `folder`, with the operator's folder (if any) searched first."""
+    return _environment(searched(folder))
+
+
+@lru_cache(maxsize=4)
+def _environment(folders: tuple[Path, ...]) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(path)) for path in folders]),
         undefined=jinja2.StrictUndefined,
         autoescape=_autoescape,
         trim_blocks=True,
@@ -71,7 +97,8 @@ def render(name: str, context: dict, folder: Path = TEMPLATES) -> str:
         where = exc.filename or exc.name or name
         raise TemplateError(f"template {_relative(where, folder)}, line {exc.lineno}: {exc.message}") from None
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"template {exc.name} not found in {folder}") from None
+        where = " or ".join(str(path) for path in searched(folder))
+        raise TemplateError(f"template {exc.name} not found in {where}") from None
     except Exception as exc:  # undefined variables, bad filters, type errors in expressions
         where, line = _template_line(exc)
         where = _relative(where or name, folder)
@@ -79,10 +106,11 @@ def render(name: str, context: dict, folder: Path = TEMPLATES) -> str:
 
 
 def _relative(path: str, folder: Path) -> str:
+    """The template's name inside the shipped folder; an operator's template keeps its full path."""
     try:
         return str(Path(path).resolve().relative_to(folder.resolve()))
     except ValueError:
         return path
 
 
-__all__ = ["Markup", "TemplateError", "environment", "render", "wrap"]
+__all__ = ["Markup", "TemplateError", "environment", "render", "searched", "use_operator_templates", "wrap"]
