@@ -151,7 +151,6 @@ def issue_list() -> None:
 def issue_send(
     issue_id: Annotated[int, typer.Argument(help="Issue id (see `issue list`).")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Also deliver in this process until done.")] = False,
-    now: Annotated[bool, typer.Option("--now", help="Send now, even if it is scheduled for later.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask, even above \\[schedule] confirm_over recipients.")] = False,
 ) -> None:
     """Start sending: enqueue one delivery per eligible subscriber (never twice)."""
@@ -173,7 +172,6 @@ def issue_send(
                             f"[schedule] confirm_over = {limit}); add --yes to send without asking")
         if not typer.confirm(f"Send issue {issue_id} to {recipients} subscribers now?"):
             raise typer.Exit(1)
-    del now  # sending always starts now; the flag makes the intent explicit next to `issue schedule`
     result = start_send(engine, issue_id)
     if result.started:
         console.print(f"issue {issue_id}: sending to {result.enqueued} subscribers")

@@ -213,7 +213,7 @@ class ScheduleSettings(Section):
     auto_send: bool = False
     grace_minutes: float = Field(60.0, ge=0)
     tick_seconds: float = Field(30.0, gt=0)
-    confirm_over: int = Field(1000, ge=0)  # `issue send --now` asks above this many recipients
+    confirm_over: int = Field(1000, ge=0)  # `issue send` asks above this many recipients
     notify: list[str] = []  # editors' addresses for finished/failed notices
 
     @field_validator("draft_time", "send_time")

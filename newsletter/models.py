@@ -3,11 +3,12 @@
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
 from newsletter.delivery.models import Delivery, SendWindow
 from newsletter.issues.models import Issue, IssueItem
-from newsletter.tracking.models import TrackingEvent  # noqa: F401
-from newsletter.webhooks.models import WebhookEvent, WebhookNonce  # noqa: F401
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
+from newsletter.tracking.models import TrackingEvent
+from newsletter.webhooks.models import WebhookEvent, WebhookNonce
+from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
 
 __all__ = [
-    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "Issue", "IssueItem",
-    "Review", "SendWindow", "Subscriber", "SubscriberTopic", "Suppression", "Tool", "Vote",
+    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "Issue", "IssueItem", "Review", "SendWindow",
+    "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
+    "WebhookEvent", "WebhookNonce",
 ]

@@ -130,9 +130,9 @@ def test_editor_commands(tmp_path):
     assert len(list((tmp_path / "outbox").glob("test-*.eml"))) == 3
     test_mail = next((tmp_path / "outbox").glob("test-*.eml")).read_text()
     assert "Subject: [TEST] Video, images and data" in test_mail
-    refused = run(["issue", "send", "1", "--now"], tmp_path, env, check=False)  # 2 readers > confirm_over 1
+    refused = run(["issue", "send", "1"], tmp_path, env, check=False)  # 2 readers > confirm_over 1
     assert refused.returncode == 1 and "--yes" in refused.stderr
-    assert "sending to 2 subscribers" in run(["issue", "send", "1", "--now", "--yes", "--wait"], tmp_path, env).stdout
+    assert "sending to 2 subscribers" in run(["issue", "send", "1", "--yes", "--wait"], tmp_path, env).stdout
     late = run(["issue", "edit", "1", "--subject", "Too late"], tmp_path, env, check=False)
     assert late.returncode == 1 and "can no longer change" in late.stderr
     stats = run(["stats", "--html", "report.html"], tmp_path, env).stdout
