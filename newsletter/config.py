@@ -66,6 +66,11 @@ class SiteSettings(Section):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def operator_templates(self) -> Path | None:
+        """`templates_dir` when set (load_settings makes it absolute), for templating.use_operator_templates."""
+        return None if str(self.templates_dir) in ("", ".") else self.templates_dir
+
 
 class DatabaseSettings(Section):
     url: str = "sqlite:///var/newsletter.db"
@@ -427,18 +432,18 @@ def load_settings(path: Path | str | None = None) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc))
     _resolve_paths(settings, base)
-    use_operator_templates(_templates_dir(path, settings.site, base))
+    _check_templates_dir(path, settings.site, base)
+    use_operator_templates(settings.site.operator_templates)
     settings._source = path
     return settings
 
 
-def _templates_dir(path: Path, site: SiteSettings, base: Path) -> Path | None:
-    """The operator's template folder, absolute; None when unset. A missing folder is an error."""
-    if str(site.templates_dir) in ("", "."):
-        return None
+def _check_templates_dir(path: Path, site: SiteSettings, base: Path) -> None:
+    """Make the operator's template folder absolute; a folder that is not there is an error."""
+    if site.operator_templates is None:
+        return
     folder = site.templates_dir if site.templates_dir.is_absolute() else base / site.templates_dir
     if not folder.is_dir():
         raise ConfigError(f"config error in {path}:\n  site.templates_dir: {folder} is not a folder "
                           f"(set in the file or by {ENV_PREFIX}SITE__TEMPLATES_DIR)")
     site.templates_dir = folder
-    return folder

@@ -4,6 +4,7 @@
 """
 
 import re
+from email import message_from_bytes, policy
 
 import pytest
 
@@ -88,3 +89,21 @@ def test_without_any_config_file_the_embedded_defaults_write_to_the_working_fold
     assert settings.database.url == f"sqlite:///{tmp_path / 'var' / 'newsletter.db'}"
     assert settings.mail.file.dir == tmp_path / "var" / "outbox"
     assert settings.security.secret_key_file == tmp_path / "var" / "secret.key"
+
+
+@pytest.mark.postgres
+def test_worker_processes_use_the_operator_templates_too(tmp_path, pg_url):
+    """Worker processes get their settings pickled from the forkserver, not through load_settings."""
+    from tests.test_workers import finish, popen, setup_issue, worker_cmd
+
+    operator_folder(tmp_path)
+    setup_issue(tmp_path, pg_url, readers=4)
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace("[site]\n", "[site]\ntemplates_dir = \"mine\"\n", 1))
+    code, output = finish(popen(worker_cmd("--processes", "2", "--until-idle"), config))
+    assert code == 0 and "2 worker processes started" in output, output
+    files = sorted((tmp_path / "outbox").glob("*.eml"))
+    assert len(files) == 4
+    for path in files:
+        html = message_from_bytes(path.read_bytes(), policy=policy.default).get_body(("html",)).get_content()
+        assert "OPERATOR MASTHEAD" in html

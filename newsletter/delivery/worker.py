@@ -41,6 +41,7 @@ from newsletter.delivery.sender import DeliverReport, database_gone, deliver, wo
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
+from newsletter.templating import use_operator_templates
 from newsletter.transactional import send_pending
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def _child(settings: Settings, until_idle: bool, poll_seconds: float, number: in
     def echo(line: str) -> None:
         print(f"[worker {number}] {line}", flush=True)
 
+    use_operator_templates(settings.site.operator_templates)  # settings came pickled, not through load_settings
     engine = get_engine(settings.database.url)
     try:
         run_worker(engine, settings, until_idle=until_idle, poll_seconds=poll_seconds, echo=echo, stop=stop)
