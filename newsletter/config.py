@@ -412,8 +412,8 @@ def _reject_file_secrets(path: Path, data: dict, section: str, secrets: dict[str
 def load_settings(path: Path | str | None = None) -> Settings:
     """Read the config file and the environment; raise ConfigError naming file and key.
 
-    Also points the template loader at `[site] templates_dir`: every process reads its
-    settings through here before it renders anything.
+    Also points the template loader at `[site] templates_dir` for this process (a worker
+    process that gets its settings pickled applies it itself, see delivery/worker.py).
     """
     chosen = Path(path) if path else default_config_path()
     base = Path.cwd() if not path and chosen == EMBEDDED_CONFIG else chosen.resolve().parent

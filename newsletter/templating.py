@@ -47,7 +47,8 @@ def use_operator_templates(folder: Path | None) -> None:
     """Search `folder` before the shipped templates from now on in this process (None: none).
 
     A process setting rather than an argument: one process serves one configuration, and
-    load_settings() sets it, so every caller of render() gets it without passing it along.
+    load_settings() sets it (worker processes from pickled settings call this themselves), so
+    every caller of render() gets it without passing it along.
     """
     global _operator_folder
     _operator_folder = folder
