@@ -73,7 +73,7 @@ def check_accessible(html: str) -> None:
     for before, after in zip(found.headings, found.headings[1:]):
         assert after <= before + 1, found.headings
     # Body text at least 14 px (0 px is MJML's inline-block whitespace trick, not text).
-    visible = re.sub(r'<div style="display:none;font-size:1px;[^"]*">.*?</div>', "", html, flags=re.S)
+    visible = re.sub(r'<div class="wv-preheader" style="display:none;[^"]*">.*?</div>', "", html, flags=re.S)
     sizes = [int(size) for size in re.findall(r"font-size:\s*(\d+)px", visible)]
     assert sizes and min(s for s in sizes if s) >= 14
     vague = {"here", "click here", "read more", "more", "link", "this"}
