@@ -137,6 +137,7 @@ def build_corpus(tmp: Path) -> tuple[Corpus, object]:
         env.setenv("NEWSLETTER_SITE__BASE_URL", f"http://127.0.0.1:{port}")
         env.setenv("NEWSLETTER_WEB__FORM_MIN_SECONDS", "0")
         env.setenv("NEWSLETTER_SCHEDULE__NOTIFY", f'["{EDITOR}"]')
+        env.setenv("NEWSLETTER_MAIL__UNSUBSCRIBE_MAILBOX", "unsubscribe@weeklyverdicts.example")
         settings = load_settings(write_config(tmp))
     engine = make_engine(settings.database.url)
     upgrade(engine)
