@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from newsletter import PROJECT_ROOT
 from newsletter.errors import UserError
+from newsletter.palette import DARK, LIGHT
 
 TEMPLATES = PROJECT_ROOT / "templates"
 
@@ -48,6 +49,7 @@ def environment(folder: Path = TEMPLATES) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap
+    env.globals.update(light=LIGHT, dark=DARK)  # one palette for mail and pages (newsletter/palette.py)
     return env
 
 

@@ -44,6 +44,7 @@ def score(spamassassin: str, data: bytes, prefs) -> tuple[float, str]:
 
 def test_every_mail_is_scored(corpus):
     assert set(corpus.mails) == set(MAILS)
+    assert "<mailto:unsubscribe@" in corpus.message("issue")["List-Unsubscribe"]  # judged with both links
 
 
 @pytest.mark.parametrize("kind", MAILS)
