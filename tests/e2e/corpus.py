@@ -31,6 +31,7 @@ from tests.web.conftest import Live, start_live
 
 WEEK = "2026-W48"
 READER = "jane.reader@example.com"
+LEAVER = "sam.leaver@example.com"
 EDITOR = "editor@example.com"
 
 
@@ -67,12 +68,16 @@ class _Recorder:
         self.corpus, self.folder = corpus, corpus.live.settings.mail.file.dir
         self.seen: set[Path] = set()
 
-    def expect(self, kind: str) -> EmailMessage:
-        self.corpus.live.deliver_mail()
-        path = _newest(self.folder, self.seen)
+    def take(self, kind: str | None, pattern: str = "*.eml") -> EmailMessage:
+        path = _newest(self.folder, self.seen, pattern)
         self.seen.add(path)
-        self.corpus.mails[kind] = path
-        return self.corpus.message(kind)
+        if kind:
+            self.corpus.mails[kind] = path
+        return message_from_bytes(path.read_bytes(), policy=policy.default)
+
+    def expect(self, kind: str | None) -> EmailMessage:
+        self.corpus.live.deliver_mail()
+        return self.take(kind)
 
 
 def _post(corpus: Corpus, name: str, url: str, data: dict) -> None:
@@ -81,25 +86,33 @@ def _post(corpus: Corpus, name: str, url: str, data: dict) -> None:
     corpus.answers[name] = answer.text
 
 
+def _join(corpus: Corpus, record: _Recorder, email: str, name: str, kinds: tuple) -> EmailMessage:
+    """Sign up and confirm through the site; returns the welcome mail."""
+    answer = corpus.live.subscribe(email, name=name)
+    assert answer.status_code == 200, answer.text
+    corpus.answers.setdefault("check_inbox", answer.text)
+    confirm_url = _link(record.expect(kinds[0]), "confirm")
+    # The confirm page as the reader first sees it (its link works once, so it is kept now).
+    corpus.answers.setdefault("confirm_signup", corpus.live.http.get(confirm_url).text)
+    _post(corpus, "confirmed", confirm_url, {})
+    return record.expect(kinds[1])
+
+
 def _reader_journey(corpus: Corpus, record: _Recorder) -> None:
     live, base = corpus.live, corpus.live.url
     corpus.pages.update(signup=base + "/", embed=base + "/embed", not_found=base + "/no-such-page",
                         invalid_link=base + "/unsubscribe/not-a-token")
     _post(corpus, "signup_errors", base + "/subscribe",
           {"form_token": live.form_token(), "email": "not an address", "name": "Jane"})
-    answer = live.subscribe(READER, name="Jane Reader")
-    assert answer.status_code == 200, answer.text
-    corpus.answers["check_inbox"] = answer.text
-    confirm_url = _link(record.expect("confirmation"), "confirm")
-    corpus.pages["confirm"] = confirm_url
-    _post(corpus, "confirmed", confirm_url, {})
-    preferences_url = _link(record.expect("welcome"), "preferences")
+    preferences_url = _link(_join(corpus, record, READER, "Jane Reader", ("confirmation", "welcome")),
+                            "preferences")
     corpus.pages["preferences"] = preferences_url
     _post(corpus, "preferences_saved", preferences_url, {"action": "save", "pause_weeks": "0"})
     _post(corpus, "preferences_error", preferences_url, {"action": "change_email", "new_email": "nope"})
     _post(corpus, "address_change_sent", preferences_url,
           {"action": "change_email", "new_email": "jane.new@example.com"})
-    record.expect("confirm_change")
+    corpus.pages["confirm"] = _link(record.expect("confirm_change"), "confirm")  # left pending
+    _join(corpus, record, LEAVER, "Sam Leaver", (None, None))
 
 
 def _issue_journey(corpus: Corpus, record: _Recorder) -> None:
@@ -112,20 +125,22 @@ def _issue_journey(corpus: Corpus, record: _Recorder) -> None:
     finally:
         transport.close()
     # The worker that finishes the issue also mails the editors' notice ([schedule] notify).
-    for kind, pattern in (("issue", "i*-d*.eml"), ("notice", "notice-*.eml")):
-        corpus.mails[kind] = _newest(record.folder, record.seen, pattern)
-        record.seen.add(corpus.mails[kind])
-    mail = corpus.message("issue")
-    vote_url = _link(mail, "vote")
-    corpus.pages.update(vote=vote_url, web_view=f"{base}/issues/{issue.id}",
-                        comparison=f"{base}/compare/groqcloud-vs-together-ai")
-    _post(corpus, "vote_recorded", vote_url, {})
-    unsubscribe_url = _link(mail, "unsubscribe")
-    corpus.pages["unsubscribe"] = unsubscribe_url
-    _post(corpus, "unsubscribed", unsubscribe_url, {"source": "page"})
+    record.take("notice", "notice-*.eml")
+    by_reader = {}
+    for path in sorted(set(record.folder.glob("i*-d*.eml")) - record.seen):
+        record.seen.add(path)
+        by_reader[message_from_bytes(path.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec] = path
+    assert set(by_reader) == {READER, LEAVER}, by_reader
+    corpus.mails["issue"] = by_reader[READER]
+    jane = corpus.message("issue")
+    sam = message_from_bytes(by_reader[LEAVER].read_bytes(), policy=policy.default)
+    corpus.pages.update(vote=_link(jane, "vote"), web_view=f"{base}/issues/{issue.id}",
+                        comparison=f"{base}/compare/groqcloud-vs-together-ai", unsubscribe=_link(jane, "unsubscribe"))
+    _post(corpus, "vote_recorded", _link(sam, "vote"), {})
+    _post(corpus, "unsubscribed", _link(sam, "unsubscribe"), {"source": "page"})
     record.expect("goodbye")
     send_test(live.engine, live.settings, TEST_SECRET, issue.id, [EDITOR])
-    corpus.mails["test_send"] = _newest(record.folder, record.seen)
+    record.take("test_send")
 
 
 def build_corpus(tmp: Path) -> tuple[Corpus, object]:

@@ -13,10 +13,15 @@ from tests.e2e.axe import label_colours, page_background, rgb_to_hex, violations
 
 SCHEMES = ["light", "dark"]
 HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "test_send"]
-PAGES = ["signup", "embed", "not_found", "invalid_link", "confirm", "preferences", "vote", "web_view",
-         "comparison", "unsubscribe"]
-ANSWERS = ["signup_errors", "check_inbox", "confirmed", "preferences_saved", "preferences_error",
-           "address_change_sent", "vote_recorded", "unsubscribed"]
+# Each page with the words that show it is in the state meant (not, say, an expired-link page).
+PAGES = {"signup": "Get the weekly verdicts", "embed": "Get the weekly verdicts", "not_found": "Not found",
+         "invalid_link": "This link does not work", "confirm": "Confirm your new address",
+         "preferences": "Save preferences", "vote": "GroqCloud vs Together AI", "web_view": "Your vote",
+         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?"}
+ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check your inbox",
+           "confirm_signup": "Confirm your subscription", "confirmed": "You are in",
+           "preferences_saved": "Saved.", "preferences_error": "Change address", "address_change_sent":
+           "We sent a confirmation", "vote_recorded": "your vote counts", "unsubscribed": "You are unsubscribed"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 
@@ -37,7 +42,8 @@ def open_in(chromium, scheme, *, html=None, url=None, width=600):
     return page
 
 
-def check(page, axe_source, scheme, what):
+def check(page, axe_source, scheme, what, expected=""):
+    assert expected in page.inner_text("body"), f"{what}: not the page meant ({expected!r} missing)"
     found = violations(page, axe_source)
     assert not found, f"{what} ({scheme}): " + "\n".join(found)
     labels = label_colours(page, BUTTONS)
@@ -75,7 +81,7 @@ def test_page(chromium, corpus, axe_source, name, scheme):
     for width in (375,):  # widths matter for layout, not colour; screenshots cover 1280 px
         page = open_in(chromium, scheme, url=corpus.pages[name], width=width)
         try:
-            check(page, axe_source, scheme, f"{name} at {width}px")
+            check(page, axe_source, scheme, f"{name} at {width}px", PAGES[name])
         finally:
             page.close()
 
@@ -85,6 +91,6 @@ def test_page(chromium, corpus, axe_source, name, scheme):
 def test_form_answer(chromium, corpus, axe_source, name, scheme):
     page = open_in(chromium, scheme, html=corpus.answers[name])
     try:
-        check(page, axe_source, scheme, name)
+        check(page, axe_source, scheme, name, ANSWERS[name])
     finally:
         page.close()
