@@ -35,10 +35,9 @@ def test_without_a_mailbox_only_the_one_click_link(tmp_path):
     assert len(uris) == 1 and uris[0].startswith("https://verdicts.example/unsubscribe/")
 
 
-def test_a_configured_mailbox_adds_a_mailto_after_the_https_link(tmp_path):
+def test_a_configured_mailbox_adds_a_mailto_after_the_https_link(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_MAIL__UNSUBSCRIBE_MAILBOX", MAILBOX)
     settings = load_settings(write_config(tmp_path))
-    settings = settings.model_copy(update={"mail": settings.mail.model_copy(
-        update={"unsubscribe_mailbox": MAILBOX})})
     https, mailto = header_uris(settings, subscriber_id=42)
     assert https.startswith("https://verdicts.example/unsubscribe/")
     parts = urlsplit(mailto)

@@ -1,10 +1,10 @@
 """Every mail the project sends and every page it serves, produced the way a reader meets them.
 
-A live uvicorn server on a free port, a file transport, and a reader who signs up, confirms,
-opens preferences, changes address, votes and unsubscribes through HTTP; the editors' issue,
+A live uvicorn server on a free port, a file transport, a reader who signs up, confirms, saves
+preferences and asks for an address change through HTTP, and a second who votes and unsubscribes; the editors' issue,
 test send and finished notice go through the same code as the CLI. The result is the real
-.eml bytes of each kind of mail and the URL (GET pages) or response body (POST answers) of
-each kind of page, so the accessibility and spam checks judge what a reader would get.
+.eml bytes of each kind of mail and the URL (GET pages) or the HTML (POST answers, one-time
+pages) of each kind of page, so the accessibility and spam checks judge what a reader would get.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class Corpus:
     live: Live
     mails: dict[str, Path] = field(default_factory=dict)  # kind -> .eml file
     pages: dict[str, str] = field(default_factory=dict)  # name -> URL to GET
-    answers: dict[str, str] = field(default_factory=dict)  # name -> HTML body of a POST answer
+    # name -> HTML of a POST answer, or of a page whose link works once (kept when first seen)
+    answers: dict[str, str] = field(default_factory=dict)
 
     def message(self, kind: str) -> EmailMessage:
         return message_from_bytes(self.mails[kind].read_bytes(), policy=policy.default)
