@@ -175,6 +175,9 @@ class MailSettings(Section):
     transport: Literal["file", "smtp", "postmark", "sendgrid", "mailgun", "resend", "ses"] = "file"
     from_address: str = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
     reply_to: str = ""
+    # A mailbox that receives unsubscribe requests by mail: List-Unsubscribe then also offers
+    # <mailto:ADDRESS?subject=unsubscribe%20TOKEN> after the one-click https link (docs/email-quality.md).
+    unsubscribe_mailbox: str = ""
     file: FileMailSettings = FileMailSettings()
     smtp: SmtpSettings = SmtpSettings()
     postmark: PostmarkSettings = PostmarkSettings()
@@ -188,6 +191,16 @@ class MailSettings(Section):
     @classmethod
     def _header_safe(cls, value: str) -> str:
         return reject_control_chars(value, "address")
+
+    @field_validator("unsubscribe_mailbox")
+    @classmethod
+    def _bare_address(cls, value: str) -> str:
+        """It is written into a mailto: URL: one bare ASCII address, nothing to escape."""
+        import re
+
+        if value and not re.fullmatch(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+", value):
+            raise ValueError("unsubscribe_mailbox: give one bare ASCII address, like unsubscribe@example.org")
+        return value
 
 
 class IssueSettings(Section):

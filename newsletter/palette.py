@@ -1,7 +1,8 @@
 """The brand's colours, one place for templates and for the contrast test.
 
 Light values are what most clients show; dark values apply under
-prefers-color-scheme: dark. Every text/background pair in TEXT_PAIRS must
+prefers-color-scheme: dark. Mail templates and web pages (templates/web/base.html) both read
+them, as `light` and `dark`. Every text/background pair in TEXT_PAIRS must
 reach WCAG AA (4.5:1); tests/test_email_quality.py checks them.
 """
 
@@ -16,6 +17,8 @@ LIGHT = {
     "bar_track": "#d9e6de",
     "bar_fill": "#1d6b43",
     "button_text": "#ffffff",
+    "line": "#8a8594",  # form field and fieldset borders (web pages)
+    "error": "#b3261e",  # form errors (web pages)
 }
 
 DARK = {
@@ -27,13 +30,19 @@ DARK = {
     "bar_track": "#3a4a40",
     "bar_fill": "#5fd39a",
     "button_text": "#121116",
+    "line": "#807c8c",
+    "error": "#ffb4ab",
 }
 
 # (text, background) pairs that carry words, by palette key.
 TEXT_PAIRS = [
     ("ink", "card"), ("ink", "paper"), ("muted", "card"), ("muted", "paper"),
-    ("accent", "card"), ("accent", "paper"), ("button_text", "ink"),
+    ("accent", "card"), ("accent", "paper"), ("button_text", "ink"), ("error", "card"),
 ]
+
+# (shape, background) pairs a reader must make out without words: WCAG 1.4.11 asks 3:1 for the
+# boundary of a form field.
+SHAPE_PAIRS = [("line", "card")]
 
 
 def relative_luminance(hex_colour: str) -> float:

@@ -39,16 +39,16 @@ def browser() -> Iterator[object]:
             instance.close()
 
 
-def screenshot_html(html: str, out_stem: Path, chromium=None) -> list[Path]:
+def screenshot_html(html: str, out_stem: Path, chromium=None, widths: tuple[int, ...] = WIDTHS) -> list[Path]:
     """One full-page PNG per width and colour scheme: <stem>-375-light.png, …
 
     `chromium` reuses a running Playwright browser (one per thread is all Playwright allows).
     """
     if chromium is None:
         with browser() as instance:
-            return screenshot_html(html, out_stem, instance)
+            return screenshot_html(html, out_stem, instance, widths)
     paths = []
-    for width in WIDTHS:
+    for width in widths:
         for scheme in SCHEMES:
             page = chromium.new_page(viewport={"width": width, "height": 800}, color_scheme=scheme)
             # Offline: the email references no external resources, and none may load.

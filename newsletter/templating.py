@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from newsletter import shipped
 from newsletter.errors import UserError
+from newsletter.palette import DARK, LIGHT
 
 TEMPLATES = shipped("templates")
 _operator_folder: Path | None = None  # this process's [site] templates_dir, see use_operator_templates()
@@ -75,6 +76,7 @@ def _environment(folders: tuple[Path, ...]) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap
+    env.globals.update(light=LIGHT, dark=DARK)  # one palette for mail and pages (newsletter/palette.py)
     return env
 
 

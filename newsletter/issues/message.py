@@ -18,7 +18,7 @@ from newsletter.delivery.transports.base import MessageContent, OutgoingMessage
 from newsletter.issues.render import CompiledEmail
 from newsletter.mail.dkim import DkimSigner, signer_for
 from newsletter.mail.headers import (address_list, address_of, domain_of, encode_address, encode_text, header_line,
-                                     name_and_address, recipient_address)
+                                     list_unsubscribe, name_and_address, recipient_address)
 from newsletter.mail.mime import MessageTemplate, line_dots, message_template
 from subscribers.tokens import Purpose, keyed_digest, make_token
 
@@ -119,7 +119,8 @@ def issue_message(
         ("To", recipient_address(recipient.name, recipient.email)),
         ("Date", _date(now)),
         ("Message-ID", msg_id),
-        ("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
+        ("List-Unsubscribe", list_unsubscribe(links["unsubscribe_url"], settings.mail.unsubscribe_mailbox,
+                                              links["unsubscribe_url"].rpartition("/")[2])),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         (DELIVERY_HEADER, recipient.reference),
     ]

@@ -81,3 +81,26 @@ def name_and_address(value: str) -> tuple[str, str]:
 def address_list(value: str) -> tuple[tuple[str, str], ...]:
     """(name, address) pairs of a configured address list (Reply-To); empty for an empty value."""
     return tuple((name, address) for name, address in getaddresses([value]) if address) if value else ()
+
+
+UNSUBSCRIBE_SUBJECT = "unsubscribe "  # then the signed unsubscribe token; see docs/email-quality.md
+
+
+def list_unsubscribe(url: str, mailbox: str = "", token: str = "") -> str:
+    """RFC 2369 List-Unsubscribe: the RFC 8058 one-click https URL first (the one Gmail and Yahoo
+    use with List-Unsubscribe-Post), then, when an unsubscribe mailbox is configured, a mailto:
+    whose subject carries the same signed token, for clients that only mail. Written whole,
+    never folded: mailto's `?subject=` holds no characters that need quoting (tokens are URL-safe)."""
+    value = f"<{url}>"
+    if mailbox:
+        if not token or not re.fullmatch(r"[A-Za-z0-9._~-]+", token):
+            raise ValueError("List-Unsubscribe: the mailto token must be URL-safe")
+        value += f", <mailto:{mailbox}?subject={UNSUBSCRIBE_SUBJECT.strip()}%20{token}>"
+    return value
+
+
+def unsubscribe_token_of(subject: str) -> str | None:
+    """The token of an unsubscribe mail sent through the mailto: link (`unsubscribe TOKEN`, as the
+    reader's client wrote it, perhaps behind a `Re:`); the caller verifies it like the https one."""
+    found = re.search(r"(?:^|\s)unsubscribe\s+([A-Za-z0-9._~-]{16,})\s*$", subject.strip(), re.I)
+    return found.group(1) if found else None

@@ -1,0 +1,168 @@
+"""Every mail the project sends and every page it serves, produced the way a reader meets them.
+
+A live uvicorn server on a free port, a file transport, a reader who signs up, confirms, saves
+preferences and asks for an address change through HTTP, and a second who votes and unsubscribes; the editors' issue,
+test send and finished notice go through the same code as the CLI. The result is the real
+.eml bytes of each kind of mail and the URL (GET pages) or the HTML (POST answers, one-time
+pages) of each kind of page, so the accessibility and spam checks judge what a reader would get.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import requests
+
+from newsletter.config import load_settings
+from newsletter.db import make_engine
+from newsletter.delivery.sender import deliver, start_send
+from newsletter.delivery.transports import make_transport
+from newsletter.issues.drafting import draft_issue
+from newsletter.issues.testsend import send_test
+from newsletter.migrate import upgrade
+from tests.conftest import TEST_SECRET, write_config
+from tests.smtp_server import free_port
+from tests.web.conftest import Live, start_live
+
+WEEK = "2026-W48"
+READER = "jane.reader@example.com"
+LEAVER = "sam.leaver@example.com"
+EDITOR = "editor@example.com"
+
+
+@dataclass
+class Corpus:
+    live: Live
+    mails: dict[str, Path] = field(default_factory=dict)  # kind -> .eml file
+    pages: dict[str, str] = field(default_factory=dict)  # name -> URL to GET
+    # name -> HTML of a POST answer, or of a page whose link works once (kept when first seen)
+    answers: dict[str, str] = field(default_factory=dict)
+
+    def message(self, kind: str) -> EmailMessage:
+        return message_from_bytes(self.mails[kind].read_bytes(), policy=policy.default)
+
+    def html_of(self, kind: str) -> str:
+        part = self.message(kind).get_body(("html",))
+        return part.get_content() if part is not None else ""
+
+
+def _link(mail: EmailMessage, path: str) -> str:
+    text = mail.get_body(("plain",)).get_content()
+    return re.search(rf"(https?://\S+/{path}/\S+)", text).group(1)
+
+
+def _newest(folder: Path, before: set[Path], pattern: str = "*.eml") -> Path:
+    new = sorted(set(folder.glob(pattern)) - before)
+    assert len(new) == 1, f"expected one new mail, got {[p.name for p in new]}"
+    return new[0]
+
+
+class _Recorder:
+    """Notes each new .eml in the outbox under the kind of mail that made it."""
+
+    def __init__(self, corpus: Corpus) -> None:
+        self.corpus, self.folder = corpus, corpus.live.settings.mail.file.dir
+        self.seen: set[Path] = set()
+
+    def take(self, kind: str | None, pattern: str = "*.eml") -> EmailMessage:
+        path = _newest(self.folder, self.seen, pattern)
+        self.seen.add(path)
+        if kind:
+            self.corpus.mails[kind] = path
+        return message_from_bytes(path.read_bytes(), policy=policy.default)
+
+    def expect(self, kind: str | None) -> EmailMessage:
+        self.corpus.live.deliver_mail()
+        return self.take(kind)
+
+
+def _post(corpus: Corpus, name: str, url: str, data: dict) -> None:
+    answer = corpus.live.http.post(url, data=data, allow_redirects=False)
+    assert answer.status_code < 500, (name, answer.status_code)
+    corpus.answers[name] = answer.text
+
+
+def _join(corpus: Corpus, record: _Recorder, email: str, name: str, kinds: tuple) -> EmailMessage:
+    """Sign up and confirm through the site; returns the welcome mail."""
+    answer = corpus.live.subscribe(email, name=name)
+    assert answer.status_code == 200, answer.text
+    corpus.answers.setdefault("check_inbox", answer.text)
+    confirm_url = _link(record.expect(kinds[0]), "confirm")
+    # The confirm page as the reader first sees it (its link works once, so it is kept now).
+    corpus.answers.setdefault("confirm_signup", corpus.live.http.get(confirm_url).text)
+    _post(corpus, "confirmed", confirm_url, {})
+    return record.expect(kinds[1])
+
+
+def _reader_journey(corpus: Corpus, record: _Recorder) -> None:
+    live, base = corpus.live, corpus.live.url
+    corpus.pages.update(signup=base + "/", embed=base + "/embed", not_found=base + "/no-such-page",
+                        invalid_link=base + "/unsubscribe/not-a-token")
+    _post(corpus, "signup_errors", base + "/subscribe",
+          {"form_token": live.form_token(), "email": "not an address", "name": "Jane"})
+    preferences_url = _link(_join(corpus, record, READER, "Jane Reader", ("confirmation", "welcome")),
+                            "preferences")
+    corpus.pages["preferences"] = preferences_url
+    _post(corpus, "preferences_saved", preferences_url, {"action": "save", "pause_weeks": "0"})
+    _post(corpus, "preferences_error", preferences_url, {"action": "change_email", "new_email": "nope"})
+    _post(corpus, "address_change_sent", preferences_url,
+          {"action": "change_email", "new_email": "jane.new@example.com"})
+    corpus.pages["confirm"] = _link(record.expect("confirm_change"), "confirm")  # left pending
+    _join(corpus, record, LEAVER, "Sam Leaver", (None, None))
+
+
+def _issue_journey(corpus: Corpus, record: _Recorder) -> None:
+    live, base = corpus.live, corpus.live.url
+    issue = draft_issue(live.engine, live.settings, WEEK).issue
+    start_send(live.engine, issue.id)
+    transport = make_transport(live.settings)
+    try:
+        deliver(live.engine, live.settings, transport, TEST_SECRET, issue.id)
+    finally:
+        transport.close()
+    # The worker that finishes the issue also mails the editors' notice ([schedule] notify).
+    record.take("notice", "notice-*.eml")
+    by_reader = {}
+    for path in sorted(set(record.folder.glob("i*-d*.eml")) - record.seen):
+        record.seen.add(path)
+        by_reader[message_from_bytes(path.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec] = path
+    assert set(by_reader) == {READER, LEAVER}, by_reader
+    corpus.mails["issue"] = by_reader[READER]
+    jane = corpus.message("issue")
+    sam = message_from_bytes(by_reader[LEAVER].read_bytes(), policy=policy.default)
+    corpus.pages.update(vote=_link(jane, "vote"), web_view=f"{base}/issues/{issue.id}",
+                        comparison=f"{base}/compare/groqcloud-vs-together-ai", unsubscribe=_link(jane, "unsubscribe"))
+    _post(corpus, "vote_recorded", _link(sam, "vote"), {})
+    _post(corpus, "unsubscribed", _link(sam, "unsubscribe"), {"source": "page"})
+    record.expect("goodbye")
+    send_test(live.engine, live.settings, TEST_SECRET, issue.id, [EDITOR])
+    record.take("test_send")
+
+
+def build_corpus(tmp: Path) -> tuple[Corpus, object]:
+    """Start the site and walk every path that sends a mail or shows a page. Returns the corpus
+    and the server, which the caller stops."""
+    port = free_port()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NEWSLETTER_SECRET_KEY", TEST_SECRET)
+        env.setenv("NEWSLETTER_SITE__BASE_URL", f"http://127.0.0.1:{port}")
+        env.setenv("NEWSLETTER_WEB__FORM_MIN_SECONDS", "0")
+        env.setenv("NEWSLETTER_SCHEDULE__NOTIFY", f'["{EDITOR}"]')
+        env.setenv("NEWSLETTER_MAIL__UNSUBSCRIBE_MAILBOX", "unsubscribe@weeklyverdicts.example")
+        settings = load_settings(write_config(tmp))
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    from newsletter.content.importer import import_files, sample_files
+
+    import_files(engine, sample_files())
+    app, server, thread = start_live(settings, engine)
+    corpus = Corpus(Live(settings.site.base_url, settings, engine, app, requests.Session()))
+    record = _Recorder(corpus)
+    _reader_journey(corpus, record)
+    _issue_journey(corpus, record)
+    return corpus, (server, thread, engine)

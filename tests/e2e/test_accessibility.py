@@ -1,0 +1,96 @@
+"""Every mail and every page, light and dark: axe-core finds nothing serious, and every button
+label stands out from the button it is painted on (WCAG AA, 4.5:1).
+
+Run in Debian's Chromium with prefers-color-scheme emulated, on what a reader really gets:
+the HTML part of each .eml the file transport wrote, the pages served by a live uvicorn, and
+the answers to form posts (tests/e2e/corpus.py).
+"""
+
+import pytest
+
+from newsletter.palette import contrast, relative_luminance
+from tests.e2e.axe import label_colours, page_background, rgb_to_hex, violations
+
+SCHEMES = ["light", "dark"]
+HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "test_send"]
+# Each page with the words that show it is in the state meant (not, say, an expired-link page).
+PAGES = {"signup": "Get the weekly verdicts", "embed": "Get the weekly verdicts", "not_found": "Not found",
+         "invalid_link": "This link does not work", "confirm": "Confirm your new address",
+         "preferences": "Save preferences", "vote": "GroqCloud vs Together AI", "web_view": "Your vote",
+         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?"}
+ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check your inbox",
+           "confirm_signup": "Confirm your subscription", "confirmed": "You are in",
+           "preferences_saved": "Saved.", "preferences_error": "Change address", "address_change_sent":
+           "We sent a confirmation", "vote_recorded": "your vote counts", "unsubscribed": "You are unsubscribed"}
+# The things a reader presses: MJML buttons in mail, <button> on pages.
+BUTTONS = ".wv-button a, button"
+
+
+def _offline(page):
+    """Mail is judged as a client shows it: nothing but the message itself loads."""
+    page.route("**/*", lambda route: route.abort())
+
+
+def open_in(chromium, scheme, *, html=None, url=None, width=600):
+    page = chromium.new_page(viewport={"width": width, "height": 900})
+    page.emulate_media(color_scheme=scheme)
+    if url:
+        page.goto(url)
+    else:
+        _offline(page)
+        page.set_content(html, wait_until="load")
+    return page
+
+
+def check(page, axe_source, scheme, what, expected=""):
+    assert expected in page.inner_text("body"), f"{what}: not the page meant ({expected!r} missing)"
+    found = violations(page, axe_source)
+    assert not found, f"{what} ({scheme}): " + "\n".join(found)
+    labels = label_colours(page, BUTTONS)
+    for label in labels:
+        ratio = contrast(rgb_to_hex(label["color"]), rgb_to_hex(label["background"]))
+        assert ratio >= 4.5, f"{what} ({scheme}): button {label['text']!r} is {label['color']} on " \
+                             f"{label['background']}: {ratio:.2f}:1"
+    background = relative_luminance(page_background(page))
+    assert (background < 0.05) if scheme == "dark" else (background > 0.7), \
+        f"{what} ({scheme}): the background {page_background(page)} does not follow the colour scheme"
+    return labels
+
+
+def test_every_html_mail_is_covered(corpus):
+    with_html = {kind for kind in corpus.mails if corpus.html_of(kind)}
+    assert with_html == set(HTML_MAILS)
+    assert corpus.message("notice").get_content_type() == "text/plain"  # no colours to get wrong
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("kind", HTML_MAILS)
+def test_mail(chromium, corpus, axe_source, kind, scheme):
+    page = open_in(chromium, scheme, html=corpus.html_of(kind))
+    try:
+        labels = check(page, axe_source, scheme, kind)
+    finally:
+        page.close()
+    if kind != "goodbye":  # the goodbye mail has nothing left to press
+        assert labels, f"{kind}: no button found to check"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("name", PAGES)
+def test_page(chromium, corpus, axe_source, name, scheme):
+    for width in (375,):  # widths matter for layout, not colour; screenshots cover 1280 px
+        page = open_in(chromium, scheme, url=corpus.pages[name], width=width)
+        try:
+            check(page, axe_source, scheme, f"{name} at {width}px", PAGES[name])
+        finally:
+            page.close()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("name", ANSWERS)
+def test_form_answer(chromium, corpus, axe_source, name, scheme):
+    page = open_in(chromium, scheme, html=corpus.answers[name])
+    try:
+        check(page, axe_source, scheme, name, ANSWERS[name])
+    finally:
+        page.close()
