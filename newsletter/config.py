@@ -166,6 +166,10 @@ class MailSettings(Section):
     transport: Literal["file", "smtp", "postmark", "sendgrid", "mailgun", "resend", "ses"] = "file"
     from_address: str = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
     reply_to: str = ""
+    # The bounce mailbox: the envelope sender (Return-Path) when set; with `verp`, a signed
+    # address per message on its domain, bounces+<reference>.<digest>@domain (newsletter/mail/verp.py).
+    bounce_address: str = ""
+    verp: bool = False
     file: FileMailSettings = FileMailSettings()
     smtp: SmtpSettings = SmtpSettings()
     postmark: PostmarkSettings = PostmarkSettings()
@@ -175,10 +179,17 @@ class MailSettings(Section):
     ses: SesSettings = SesSettings()
     dkim: DkimSettings = DkimSettings()
 
-    @field_validator("from_address", "reply_to")
+    @field_validator("from_address", "reply_to", "bounce_address")
     @classmethod
     def _header_safe(cls, value: str) -> str:
         return reject_control_chars(value, "address")
+
+    @model_validator(mode="after")
+    def _verp_needs_a_bounce_address(self) -> "MailSettings":
+        if self.verp and "@" not in self.bounce_address:
+            raise ValueError("verp = true needs bounce_address (e.g. \"bounces@bounce.example\"): "
+                             "the VERP addresses are made on its domain")
+        return self
 
 
 class IssueSettings(Section):
