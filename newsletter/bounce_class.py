@@ -39,8 +39,9 @@ _SOFT_WORDS = re.compile(
     r"quota|mailbox (?:is )?full|mail ?folder is full|over ?quota|disk ?quota|storage|exceed|"
     r"spam|unsolicited|junk|blocked|block ?list|black ?list|blacklist|spamhaus|reputation|policy|"
     r"rate limit|too many (?:messages|connections|recipients)|try (?:again )?later|temporar|"
-    r"too (?:large|big)|message size|size limit|relay|virus|content rejected|dmarc|spf|dkim|"
-    r"greylist|graylist|timed? ?out|connection|loop", re.I)
+    r"too (?:large|big)|message size|size limit|unable to relay|relay(?:ing)? (?:denied|not permitted|access)|"
+    r"virus|content rejected|dmarc|spf|dkim|greylist|graylist|timed? ?out|connection|loop|too many hops|"
+    r"hop count", re.I)
 _HARD_WORDS = re.compile(
     r"unknown (?:user|recipient|address|local|alias|mailbox)|user unknown|recipient unknown|"
     r"addressee unknown|no such (?:user|mailbox|address|recipient|person)|no mailbox|"
@@ -80,6 +81,15 @@ def enhanced_status(*texts: str | None) -> str | None:
         if match:
             return ".".join(match.groups())
     return None
+
+
+def explains(status: str | None, text: str = "") -> bool:
+    """True when a status and text say why (a specific enhanced code, or words of either class);
+    False for e.g. "5.0.0" with "smtp; 550", when the caller may look for more words."""
+    code = enhanced_status(status, text)
+    if code and _by_enhanced(*code.split(".")) is not None:
+        return True
+    return bool(text and (_SOFT_WORDS.search(text) or _HARD_WORDS.search(text)))
 
 
 def classify(status: str | None = None, text: str = "", provider: str | None = None,

@@ -30,7 +30,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
-from newsletter.bounce_class import BounceClass, classify
+from newsletter.bounce_class import BounceClass, classify, explains
 from newsletter.issues.message import DELIVERY_HEADER
 from newsletter.webhooks.events import EventKind, clean_email, clean_reference
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 ADDRESSED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "To")
 _MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]{1,250}>)", re.I | re.M)
 _DELIVERY = re.compile(rf"^[ \t>]*{DELIVERY_HEADER}:[ \t]*(\S+)", re.I | re.M)
-_CONTEXT_LINES = 2  # lines after the one naming the address that still explain it
+_CONTEXT_LINES = 8  # lines after the one naming the address that still explain it (a reason, a code)
 MAX_TEXT = 200_000  # characters of one part read for headers and reasons
 
 
@@ -66,9 +66,12 @@ def _date(value: object) -> datetime | None:
         return None
 
 
-def _failed_kind(action: str, status: str, diagnostic: str) -> EventKind | None:
-    if action == "failed":
-        verdict = classify(status, diagnostic, permanent=True)
+def _failed_kind(action: str, status: str, diagnostic: str, words: str) -> EventKind | None:
+    """`words`: the server's human-readable text about the address, read when the status block
+    itself does not say why (e.g. Status 5.0.0 and a quota message in the text part)."""
+    if action in ("failed", "failure"):  # "failure": seen in the wild (an X.400 gateway)
+        text = diagnostic if explains(status, diagnostic) else f"{diagnostic} {words}"
+        verdict = classify(status, text, permanent=True)
         return EventKind.bounced_hard if verdict == BounceClass.hard else EventKind.bounced_soft
     if action == "delayed":
         return EventKind.deferred
@@ -77,7 +80,7 @@ def _failed_kind(action: str, status: str, diagnostic: str) -> EventKind | None:
     return None
 
 
-def _status_blocks(msg: Message) -> list[Failure]:
+def _status_blocks(msg: Message, texts: list[tuple[str, bool]]) -> list[Failure]:
     """Every per-recipient block of every message/delivery-status part in the message."""
     failures: list[Failure] = []
     for part in msg.walk():
@@ -86,12 +89,14 @@ def _status_blocks(msg: Message) -> list[Failure]:
         blocks = [b for b in part.get_payload() or [] if isinstance(b, Message)]
         per_message = blocks[0] if blocks else Message()
         for block in blocks[1:]:
-            final = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+            # Original-Recipient is the address as the sender wrote it; Final-Recipient can be
+            # where a forward led (detail keeps it).
+            final = str(block.get("Original-Recipient") or block.get("Final-Recipient") or "")
             address = clean_email(final.partition(";")[2] or final)
             action = str(block.get("Action") or "").strip().lower()
             status = str(block.get("Status") or "").strip()
             diagnostic = " ".join(str(block.get("Diagnostic-Code") or "").split())
-            kind = _failed_kind(action, status, f"{status} {diagnostic}")
+            kind = _failed_kind(action, status, diagnostic, _reason(texts, address) if action.startswith("fail") else "")
             if kind is None or "@" not in address:
                 continue
             occurred = (_date(block.get("Last-Attempt-Date")) or _date(per_message.get("Arrival-Date"))
@@ -125,7 +130,7 @@ def _text_parts(msg: Message, inside_returned: bool = False) -> list[tuple[str, 
 
 
 def _reason(texts: list[tuple[str, bool]], address: str) -> str:
-    """The server's words about `address`: each line naming it and the next two, from the parts
+    """The server's words about `address`: each line naming it and the few after it, from the parts
     that are the server's own text (not the returned message)."""
     found: list[str] = []
     needle = address.lower()
@@ -145,6 +150,9 @@ def _reason(texts: list[tuple[str, bool]], address: str) -> str:
 def _detected(msg: Message, texts: list[tuple[str, bool]]) -> list[Failure]:
     """The failures flufl.bounce finds; a temporary one is a delay warning (deferred)."""
     try:
+        if msg.get("From") is None:  # flufl.bounce's Yale detector fails on it and stops the scan
+            msg = message_from_bytes(msg.as_bytes(), policy=policy.compat32)
+            msg["From"] = "MAILER-DAEMON"
         temporary, permanent = all_failures(msg)
     except Exception as exc:  # a detector's bug must not end the run: the message is skipped
         log.warning("flufl.bounce failed on a message: %r", exc)
@@ -189,7 +197,7 @@ def parse_bounce(data: bytes) -> Bounce | None:
     """The bounce in a raw message; None when no failure, delay or delivery is reported in it."""
     msg = message_from_bytes(data, policy=policy.compat32)
     texts = _text_parts(msg)
-    failures = _status_blocks(msg) or _detected(msg, texts)
+    failures = _status_blocks(msg, texts) or _detected(msg, texts)
     if not failures:
         return None
     message_ids, references = _returned_ids(msg, texts)
