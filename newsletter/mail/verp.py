@@ -39,9 +39,11 @@ def verp_address(bounce_address: str, secret: str, reference: str) -> str:
 def envelope_sender(settings: Settings, secret: str, reference: str) -> str:
     """The envelope sender (MAIL FROM, Return-Path) of the message with this reference."""
     mail = settings.mail
-    if mail.verp and mail.bounce_address and mail.transport in ENVELOPE_TRANSPORTS:
+    if mail.transport not in ENVELOPE_TRANSPORTS or not mail.bounce_address:
+        return address_of(mail.from_address)  # an HTTP provider: SES sends from it (a verified identity)
+    if mail.verp:
         return verp_address(address_of(mail.bounce_address), secret, reference)
-    return address_of(mail.bounce_address or mail.from_address)
+    return address_of(mail.bounce_address)
 
 
 def reference_in_address(secret: str, address: str) -> str | None:

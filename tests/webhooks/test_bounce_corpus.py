@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -110,6 +111,7 @@ class Score:
     missed: list[str] = field(default_factory=list)
     wrong_readers: list[str] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
+    by: Counter = field(default_factory=Counter)  # how the right ones were attributed
 
 
 def sent_issue(tmp_path: Path, verp: bool):
@@ -161,6 +163,7 @@ def score_corpus(tmp_path: Path, verp: bool) -> Score:
         kinds = {event.kind.value for event in events}
         if touched == {case.reader} and kinds == {case.expected}:
             score.right.append(case.name)
+            score.by[re.search(r"by (\S+)\)$", events[0].detail).group(1)] += 1
         else:
             score.missed.append(f"{case.name}: expected {case.expected} for {case.reader}, got "
                                 f"{[(e.email, e.kind.value) for e in events]}")
@@ -176,9 +179,47 @@ def test_real_world_bounces_are_attributed_to_the_right_reader(tmp_path, verp):
     score = score_corpus(tmp_path, verp)
     total = len(CASES)
     print(f"\nVERP {'on' if verp else 'off'}: {len(score.right)}/{total} right reader and class, "
-          f"{len(score.wrong_readers)} wrong readers, {len(score.crashes)} crashes")
+          f"{len(score.wrong_readers)} wrong readers, {len(score.crashes)} crashes; by {dict(score.by)}")
     for line in score.missed:
         print("  missed", line)
     assert total == 111
     assert score.crashes == [] and score.wrong_readers == []
     assert len(score.right) >= 0.95 * total, score.missed
+
+
+def _case(name: str) -> Case:
+    return next(case for case in CASES if case.name == name)
+
+
+def test_with_verp_a_bounce_without_a_valid_verp_address_is_not_ours(tmp_path):
+    settings, engine, sent = sent_issue(tmp_path, verp=True)
+    case = _case("postfix_01.txt")  # returns the original's headers and names the reader
+    message_id, return_path = sent[case.reader]
+    local, _, domain = return_path.partition("@")
+    tampered = f"{local[:-1]}{'1' if local[-1] == '0' else '0'}@{domain}"
+    data = (CORPUS / case.name).read_bytes()
+    for verp in (tampered, None):  # a forged VERP address; no VERP address at all (naming the reader)
+        report = BounceReport()
+        bounce = rewrite(data, case, "<someone-else@example.org>", verp, 0)
+        assert case.reader.encode() in bounce
+        assert process_message(engine, settings, TEST_SECRET, bounce, report) == []
+        assert report.reports == 1 and report.not_ours == 1 and report.applied == 0
+    with session_scope(engine) as session:
+        assert session.execute(select(WebhookEvent.id)).first() is None
+    engine.dispose()
+
+
+def test_without_verp_only_a_reader_we_mailed_and_only_without_foreign_headers(tmp_path):
+    settings, engine, sent = sent_issue(tmp_path, verp=False)
+    returns_headers, returns_nothing = _case("dsn_01.txt"), _case("caiwireless_01.txt")
+    foreign = rewrite((CORPUS / returns_headers.name).read_bytes(), returns_headers, "<x1@lists.example.org>",
+                      None, 0)
+    stranger = Case(returns_nothing.name, "stranger@example.com", "bounced_hard", returns_nothing.originals)
+    unknown = rewrite((CORPUS / returns_nothing.name).read_bytes(), stranger, "<unused@example.org>", None, 0)
+    for data in (foreign, unknown):
+        report = BounceReport()
+        assert process_message(engine, settings, TEST_SECRET, data, report) == []
+        assert report.reports == 1 and report.not_ours >= 1
+    with session_scope(engine) as session:
+        assert session.execute(select(WebhookEvent.id)).first() is None
+    engine.dispose()
