@@ -108,20 +108,25 @@ def process_message(engine: Engine, settings: Settings, secret: str, data: bytes
         report.not_dsn += 1
         return []
     report.reports += 1
-    with session_scope(engine) as session:
-        events = attribute(session, settings, secret, bounce)
-        if not events:
-            report.not_ours += len(bounce.failures)
-        for event in events:
-            applied = apply_event(session, settings, event)
-            report.kinds[event.kind.value] += 1
-            if applied.duplicate:
-                report.duplicates += 1
-                continue
-            report.applied += 1
-            report.matched += applied.delivery_id is not None
-            if applied.consequence:
-                report.consequences[applied.consequence.split(" ")[0]] += 1
+    try:
+        with session_scope(engine) as session:  # one transaction per message: all its events or none
+            events = attribute(session, settings, secret, bounce)
+            counted = [(event, apply_event(session, settings, event)) for event in events]
+    except Exception:  # e.g. the database refuses what a remote server wrote: the next message goes on
+        log.exception("bounce %s could not be applied; it stays in the mailbox for the next run", bounce.id)
+        report.unreadable += 1
+        return []
+    if not events:
+        report.not_ours += len(bounce.failures)
+    for event, applied in counted:
+        report.kinds[event.kind.value] += 1
+        if applied.duplicate:
+            report.duplicates += 1
+            continue
+        report.applied += 1
+        report.matched += applied.delivery_id is not None
+        if applied.consequence:
+            report.consequences[applied.consequence.split(" ")[0]] += 1
     return events
 
 
@@ -145,7 +150,7 @@ def _event(bounce: Bounce, failure: Failure, email: str, reference: str | None,
         kind=failure.kind, email=email, provider=PROVIDER,
         provider_event_id=f"{bounce.id}:{failure.address}"[:250], reference=reference,
         occurred_at=failure.occurred_at, message_id=message_id,
-        detail=f"{failure.detail} (failed: {failure.address}; by {how})"[:2000],
+        detail=f"{failure.detail} (failed: {failure.address}; by {how})".replace("\x00", "")[:2000],
     )
 
 

@@ -21,11 +21,10 @@ def send_week(hooks: Hooks, week: str) -> None:
     transport.close()
 
 
-def test_unmatched_soft_bounces_after_three_sends_suspend_the_address(hooks_lite):
+def test_unmatched_soft_bounces_after_three_sends_suspend_the_address(hooks):
     """Three issues, each soft-bounced by a Mailgun event that carries no reference and no id we
     stored: each is attributed to the last message sent to the address, so a later clean-looking
     send no longer ends the streak, and the third suspends the reader (soft_bounce_limit 3)."""
-    hooks = hooks_lite
     hooks.add("mg-full@example.com", "mg-fine@example.com")
     for n, week in enumerate(["2026-W46", "2026-W47", "2026-W48"], start=1):
         send_week(hooks, week)
