@@ -97,3 +97,51 @@ def test_mailgun_events_carry_our_message_id():
     event = mailgun_event({"event": "failed", "id": "ev2", "severity": "temporary", "recipient": "x@example.com",
                            "message": {"headers": {"message-id": "i3-d42.0123456789abcdef01234567@weeklyverdicts.example"}}})
     assert event.message_id == "<i3-d42.0123456789abcdef01234567@weeklyverdicts.example>"
+
+
+def test_a_confirmation_mail_bounce_is_attributed_by_its_verp_address_alone(tmp_path):
+    """A confirmation mail (transactional) leaves with its own VERP envelope sender, which the file
+    transport records as Return-Path; a bounce that returns nothing of it, delivered to that
+    address, suppresses the address it was sent to, and nobody else."""
+    from datetime import UTC, datetime
+    from email import message_from_bytes, policy
+
+    from sqlalchemy import select
+
+    from newsletter.bounces import BounceReport, process_message
+    from newsletter.db import make_engine, session_scope
+    from newsletter.delivery.transports import make_transport
+    from newsletter.migrate import upgrade
+    from newsletter.transactional import send_pending
+    from subscribers.models import Suppression
+    from subscribers.signup import request_signup
+
+    config = write_config(tmp_path).read_text().replace(
+        'transport = "file"', 'transport = "file"\nbounce_address = "bounces@bounce.weeklyverdicts.example"\nverp = true')
+    (tmp_path / "config.toml").write_text(config)
+    settings = load_settings(tmp_path / "config.toml")
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    with session_scope(engine) as session:
+        for email in ("gone@example.net", "here@example.net"):
+            request_signup(session, settings.web, email, "", [], datetime.now(UTC))
+    transport = make_transport(settings)
+    assert send_pending(engine, settings, transport, TEST_SECRET) == 2
+    paths = {}
+    for path in settings.mail.file.dir.glob("t*.eml"):
+        mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+        paths[mail["To"].addresses[0].addr_spec] = str(mail["Return-Path"]).strip("<>")
+    verp = paths["gone@example.net"]
+    assert reference_in_address(TEST_SECRET, verp).startswith("t") and verp != paths["here@example.net"]
+    bounce = (f"Delivered-To: {verp}\nFrom: MAILER-DAEMON@mx.example.net\nTo: {verp}\n"  # qmail's wording
+              "Subject: failure notice\n\nHi. This is the qmail-send program at mx.example.net.\n"
+              "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+              "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+              "<gone.forwarded@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n").encode()
+    report = BounceReport()
+    events = process_message(engine, settings, TEST_SECRET, bounce, report)
+    assert [(e.email, e.kind.value) for e in events] == [("gone@example.net", "bounced_hard")]
+    with session_scope(engine) as session:
+        assert session.execute(select(Suppression.email, Suppression.reason)).all() == [("gone@example.net",
+                                                                                           "hard_bounce")]
+    engine.dispose()
