@@ -34,7 +34,7 @@ from newsletter.db import session_scope
 from newsletter.errors import UserError
 from newsletter.feedback import apply_event, last_sent_to, recipient_of
 from newsletter.issues.message import DELIVERY_HEADER
-from newsletter.mail.verp import reference_in_address
+from newsletter.mail.verp import reference_in_address, verp_active
 from newsletter.webhooks.events import MESSAGE_ID_REFERENCE, NormalizedEvent
 from subscribers.tokens import verify_digest
 
@@ -168,9 +168,9 @@ def attribute(session: Session, settings: Settings, secret: str, bounce: Bounce)
             log.info("bounce %s: %s says %s, the signature says %s; using the signature", bounce.id,
                      DELIVERY_HEADER, bounce.references, reference)
         return [_event(bounce, failure, address, reference, message_id, "VERP" if message_id is None else "Message-ID")]
-    if settings.mail.verp or bounce.message_ids:
+    if verp_active(settings) or bounce.message_ids:
         log.info("bounce %s names no message of ours (%s); skipped", bounce.id,
-                 "no VERP address" if settings.mail.verp else "its returned Message-IDs are not ours")
+                 "no VERP address" if verp_active(settings) else "its returned Message-IDs are not ours")
         return []
     return [_event(bounce, failure, failure.address, None, None, "address")
             for failure in bounce.failures if last_sent_to(session, failure.address, None) is not None]

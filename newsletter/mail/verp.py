@@ -36,6 +36,12 @@ def verp_address(bounce_address: str, secret: str, reference: str) -> str:
     return f"{local}+{reference}.{_digest(secret, reference)}@{domain}"
 
 
+def verp_active(settings: Settings) -> bool:
+    """Every message we send carries a VERP envelope sender (so a bounce without one is not ours)."""
+    mail = settings.mail
+    return bool(mail.verp and mail.bounce_address and mail.transport in ENVELOPE_TRANSPORTS)
+
+
 def envelope_sender(settings: Settings, secret: str, reference: str) -> str:
     """The envelope sender (MAIL FROM, Return-Path) of the message with this reference."""
     mail = settings.mail
