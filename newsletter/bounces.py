@@ -1,138 +1,59 @@
-"""The bounce mailbox: delivery status notifications (RFC 3464) in a maildir or an mbox.
+"""The bounce mailbox: `newsletter bounces process PATH` reads every message of a maildir or an
+mbox, finds what it reports (newsletter/bounce_parse.py: RFC 3464 blocks wherever they are,
+else flufl.bounce's detectors) and applies each failure by the rules provider webhooks use
+(newsletter/feedback.py). Nothing in the mailbox is changed; reading it again changes nothing twice.
 
-`newsletter bounces process PATH` reads every message; a `multipart/report;
-report-type=delivery-status` yields one event per recipient block (Action failed: Status 5.x.x →
-hard bounce, otherwise soft; delayed → deferred; delivered/relayed/expanded → delivered), which
-newsletter/feedback.py applies by the same rules as provider webhooks. Anything else is counted
-and skipped; nothing in the mailbox is changed, and reading it again changes nothing twice.
+A bounce is plain mail that anyone can send, so it is attributed only by what we signed:
 
-A DSN is plain mail that anyone can send, so it is trusted only when the returned message (the
-`message/rfc822` or `text/rfc822-headers` part) carries a Message-ID that we made: our
-Message-IDs are `<reference.HMAC@domain>` with the secret key (newsletter/issues/message.py).
-The address acted on is the one we sent that message to (Final-Recipient can be a forwarding
-target); the reference also comes from `X-Weekly-Verdicts-Delivery`, but only as far as the
-Message-ID confirms it.
+1. VERP: it was delivered to a signed per-message envelope sender (Delivered-To, X-Original-To,
+   Envelope-To or To; newsletter/mail/verp.py); or
+2. it returns a Message-ID we made (`<reference.HMAC@domain>`, newsletter/issues/message.py),
+   in any returned part or quoted inline.
+
+Either names one message, and the address acted on is the one we sent it to (the bounce can name
+a forwarding target). With `[mail] verp` on, every message of ours carries (1), so a bounce with
+neither is not ours. With VERP off, a bounce that returns no Message-ID at all is attributed to
+the failed address it names, but only to a reader we have sent an issue to (feedback.last_sent_to);
+one that returns Message-IDs none of which is ours is about someone else's mail (or forged).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mailbox
 from collections import Counter
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import Message
-from email.parser import HeaderParser
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from subscribers.tokens import verify_digest
+from newsletter.bounce_parse import Bounce, Failure, parse_bounce
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import UserError
-from newsletter.feedback import apply_event, recipient_of
+from newsletter.feedback import apply_event, last_sent_to, recipient_of
 from newsletter.issues.message import DELIVERY_HEADER
-from newsletter.webhooks.events import (MESSAGE_ID_REFERENCE, EventKind, NormalizedEvent, clean_email,
-                                        clean_reference)
+from newsletter.mail.verp import reference_in_address, verp_active
+from newsletter.webhooks.events import MESSAGE_ID_REFERENCE, NormalizedEvent
+from subscribers.tokens import verify_digest
 
 log = logging.getLogger(__name__)
 PROVIDER = "mailbox"
 
 
 @dataclass
-class Recipient:
-    kind: EventKind
-    final_recipient: str
-    detail: str
-    occurred_at: object = None
-
-
-@dataclass
-class Dsn:
-    id: str  # the report's own Message-ID, else a hash of its bytes
-    recipients: list[Recipient]
-    returned_message_id: str | None
-    returned_reference: str | None
-
-
-@dataclass
 class BounceReport:
     messages: int = 0
-    reports: int = 0
-    not_dsn: int = 0
+    reports: int = 0  # messages that report a failure, delay or delivery
+    not_dsn: int = 0  # messages that report none (replies, out-of-office notes, spam)
     unreadable: int = 0
-    not_ours: int = 0  # recipient entries whose returned message has no Message-ID of ours
+    not_ours: int = 0  # failures that name no message of ours (see `attribute`)
     applied: int = 0
     duplicates: int = 0
     matched: int = 0  # entries matched to a delivery
     kinds: Counter = field(default_factory=Counter)
     consequences: Counter = field(default_factory=Counter)
-
-
-def _date(value: object):
-    try:
-        return parsedate_to_datetime(str(value)) if value else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _kind(action: str, status: str) -> EventKind | None:
-    if action == "failed":
-        return EventKind.bounced_hard if status.startswith("5") else EventKind.bounced_soft
-    if action == "delayed":
-        return EventKind.deferred
-    if action in ("delivered", "relayed", "expanded"):
-        return EventKind.delivered
-    return None
-
-
-def parse_dsn(data: bytes) -> Dsn | None:
-    """The DSN in a raw message, or None when it is not a delivery status report."""
-    msg = message_from_bytes(data, policy=policy.compat32)
-    if msg.get_content_type() != "multipart/report":
-        return None
-    if str(msg.get_param("report-type", "")).lower() != "delivery-status":
-        return None
-    status_part, returned = None, None
-    for part in msg.get_payload():
-        if not isinstance(part, Message):
-            continue
-        content_type = part.get_content_type()
-        if content_type == "message/delivery-status" and status_part is None:
-            status_part = part
-        elif content_type == "message/rfc822" and returned is None:
-            inner = part.get_payload()
-            returned = inner[0] if isinstance(inner, list) and inner else None
-        elif content_type == "text/rfc822-headers" and returned is None:
-            text = part.get_payload(decode=True) or b""
-            returned = HeaderParser().parsestr(text.decode("utf-8", "replace"))
-    if status_part is None:
-        return None
-    blocks = [b for b in status_part.get_payload() if isinstance(b, Message)]
-    if not blocks:
-        return None
-    per_message, recipients = blocks[0], []
-    for block in blocks[1:]:
-        final = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
-        address = clean_email(final.partition(";")[2] or final)
-        action = str(block.get("Action") or "").strip().lower()
-        status = str(block.get("Status") or "").strip()
-        kind = _kind(action, status)
-        if kind is None or not address:
-            continue
-        diagnostic = " ".join(str(block.get("Diagnostic-Code") or "").split())
-        occurred = _date(block.get("Last-Attempt-Date")) or _date(per_message.get("Arrival-Date")) or _date(msg.get("Date"))
-        recipients.append(Recipient(kind, address, f"{action} {status} {diagnostic}".strip()[:500], occurred))
-    own_id = str(msg.get("Message-ID") or "").strip()
-    return Dsn(
-        id=own_id[:200] if own_id else hashlib.sha256(data).hexdigest()[:40],
-        recipients=recipients,
-        returned_message_id=str(returned.get("Message-ID") or "").strip() or None if returned is not None else None,
-        returned_reference=clean_reference(str(returned.get(DELIVERY_HEADER) or "")) if returned is not None else None,
-    )
 
 
 def verified_reference(secret: str, message_id: str | None) -> str | None:
@@ -163,50 +84,93 @@ def process_mailbox(engine: Engine, settings: Settings, secret: str, path: Path)
             report.messages += 1
             try:
                 data = box.get_bytes(key)
-                dsn = parse_dsn(data)
             except Exception as exc:  # a broken message is counted, never the end of the run
                 log.warning("bounce mailbox %s: message %s unreadable: %s", path, key, exc)
                 report.unreadable += 1
                 continue
-            if dsn is None:
-                report.not_dsn += 1
-                continue
-            report.reports += 1
-            _apply_dsn(engine, settings, secret, dsn, report)
+            process_message(engine, settings, secret, data, report)
     finally:
         box.close()
     return report
 
 
-def _apply_dsn(engine: Engine, settings: Settings, secret: str, dsn: Dsn, report: BounceReport) -> None:
-    reference = verified_reference(secret, dsn.returned_message_id)
-    if reference is None or not dsn.recipients:
-        report.not_ours += len(dsn.recipients)
-        if dsn.recipients:
-            log.info("DSN %s: the returned message is not one of ours (no Message-ID we made); skipped", dsn.id)
-        return
-    if dsn.returned_reference and dsn.returned_reference != reference:
-        log.info("DSN %s: %s says %s, the Message-ID says %s; using the Message-ID", dsn.id, DELIVERY_HEADER,
-                 dsn.returned_reference, reference)
-    with session_scope(engine) as session:
+def process_message(engine: Engine, settings: Settings, secret: str, data: bytes,
+                    report: BounceReport) -> list[NormalizedEvent]:
+    """Read and apply one message; returns the events applied (none for a message that is not a
+    bounce, not ours or unreadable). Never raises for the message's content."""
+    try:
+        bounce = parse_bounce(data)
+    except Exception as exc:  # anything a remote server wrote must not stop the mailbox
+        log.warning("bounce mailbox: a message could not be read: %r", exc)
+        report.unreadable += 1
+        return []
+    if bounce is None:
+        report.not_dsn += 1
+        return []
+    report.reports += 1
+    try:
+        with session_scope(engine) as session:  # one transaction per message: all its events or none
+            events = attribute(session, settings, secret, bounce)
+            counted = [(event, apply_event(session, settings, event)) for event in events]
+    except Exception:  # e.g. the database refuses what a remote server wrote: the next message goes on
+        log.exception("bounce %s could not be applied; it stays in the mailbox for the next run", bounce.id)
+        report.unreadable += 1
+        return []
+    if not events:
+        report.not_ours += len(bounce.failures)
+    for event, applied in counted:
+        report.kinds[event.kind.value] += 1
+        if applied.duplicate:
+            report.duplicates += 1
+            continue
+        report.applied += 1
+        report.matched += applied.delivery_id is not None
+        if applied.consequence:
+            report.consequences[applied.consequence.split(" ")[0]] += 1
+    return events
+
+
+def signed_reference(secret: str, bounce: Bounce) -> tuple[str | None, str | None]:
+    """The reference our signature names (VERP address first, then a returned Message-ID), and
+    the Message-ID it came from."""
+    for address in bounce.addressed_to:
+        reference = reference_in_address(secret, address)
+        if reference:
+            return reference, None
+    for message_id in bounce.message_ids:
+        reference = verified_reference(secret, message_id)
+        if reference:
+            return reference, message_id
+    return None, None
+
+
+def _event(bounce: Bounce, failure: Failure, email: str, reference: str | None,
+           message_id: str | None, how: str) -> NormalizedEvent:
+    return NormalizedEvent(
+        kind=failure.kind, email=email, provider=PROVIDER,
+        provider_event_id=f"{bounce.id}:{failure.address}"[:250], reference=reference,
+        occurred_at=failure.occurred_at, message_id=message_id,
+        detail=f"{failure.detail} (failed: {failure.address}; by {how})".replace("\x00", "")[:2000],
+    )
+
+
+def attribute(session: Session, settings: Settings, secret: str, bounce: Bounce) -> list[NormalizedEvent]:
+    """The events a bounce may be applied as: one for the message our signature names, else (VERP
+    off, nothing of the original returned) one per failed address that is a reader we mailed."""
+    reference, message_id = signed_reference(secret, bounce)
+    if reference is not None:
         address = recipient_of(session, reference)
-        for recipient in dsn.recipients:
-            event = NormalizedEvent(
-                kind=recipient.kind,
-                email=address or recipient.final_recipient,
-                provider=PROVIDER,
-                provider_event_id=f"{dsn.id}:{recipient.final_recipient}"[:250],
-                reference=reference,
-                occurred_at=recipient.occurred_at,
-                detail=f"{recipient.detail} (Final-Recipient {recipient.final_recipient})",
-                message_id=dsn.returned_message_id,
-            )
-            applied = apply_event(session, settings, event)
-            report.kinds[recipient.kind.value] += 1
-            if applied.duplicate:
-                report.duplicates += 1
-                continue
-            report.applied += 1
-            report.matched += applied.delivery_id is not None
-            if applied.consequence:
-                report.consequences[applied.consequence.split(" ")[0]] += 1
+        if not address:
+            log.info("bounce %s names %s, which is no message of ours; skipped", bounce.id, reference)
+            return []
+        failure = next((f for f in bounce.failures if f.address == address), bounce.failures[0])
+        if bounce.references and reference not in bounce.references:
+            log.info("bounce %s: %s says %s, the signature says %s; using the signature", bounce.id,
+                     DELIVERY_HEADER, bounce.references, reference)
+        return [_event(bounce, failure, address, reference, message_id, "VERP" if message_id is None else "Message-ID")]
+    if verp_active(settings) or bounce.message_ids:
+        log.info("bounce %s names no message of ours (%s); skipped", bounce.id,
+                 "no VERP address" if verp_active(settings) else "its returned Message-IDs are not ours")
+        return []
+    return [_event(bounce, failure, failure.address, None, None, "address")
+            for failure in bounce.failures if last_sent_to(session, failure.address, None) is not None]

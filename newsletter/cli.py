@@ -32,7 +32,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(content_app, name="content")
 app.add_typer(issue_app, name="issue")
 app.add_typer(subscribers_app, name="subscribers")
-bounces_app = typer.Typer(help="Bounce mailbox: delivery status notifications (docs/webhooks.md).", no_args_is_help=True)
+bounces_app = typer.Typer(help="Bounce mailbox: bounce reports, attributed by VERP or Message-ID (docs/webhooks.md).",
+                          no_args_is_help=True)
 app.add_typer(bounces_app, name="bounces")
 
 
@@ -496,13 +497,13 @@ def serve(
 
 @bounces_app.command("process")
 def bounces_process(path: Annotated[Path, typer.Argument(help="A maildir (folder with cur/ and new/) or an mbox file.")]) -> None:
-    """Apply the delivery status notifications (RFC 3464) in a mailbox; the mailbox is not changed."""
+    """Apply the bounces in a mailbox (RFC 3464 reports and the formats flufl.bounce reads); the mailbox is not changed."""
     from newsletter.bounces import process_mailbox
     from newsletter.secret_key import load_secret_key
 
     settings = state.settings
     r = process_mailbox(state.engine(), settings, load_secret_key(settings), path)
-    console.print(f"{path}: {r.messages} messages, {r.reports} delivery reports, {r.not_dsn} skipped (not a DSN), "
+    console.print(f"{path}: {r.messages} messages, {r.reports} bounce reports, {r.not_dsn} skipped (not a bounce), "
                   f"{r.unreadable} unreadable")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.kinds.items())) or "none"
     console.print(f"recipients: {kinds}; {r.applied} applied ({r.matched} matched to a delivery), "

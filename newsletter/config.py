@@ -178,6 +178,10 @@ class MailSettings(Section):
     # A mailbox that receives unsubscribe requests by mail: List-Unsubscribe then also offers
     # <mailto:ADDRESS?subject=unsubscribe%20TOKEN> after the one-click https link (docs/email-quality.md).
     unsubscribe_mailbox: str = ""
+    # The bounce mailbox: the envelope sender (Return-Path) when set; with `verp`, a signed
+    # address per message on its domain, bounces+<reference>.<digest>@domain (newsletter/mail/verp.py).
+    bounce_address: str = ""
+    verp: bool = False
     file: FileMailSettings = FileMailSettings()
     smtp: SmtpSettings = SmtpSettings()
     postmark: PostmarkSettings = PostmarkSettings()
@@ -187,7 +191,7 @@ class MailSettings(Section):
     ses: SesSettings = SesSettings()
     dkim: DkimSettings = DkimSettings()
 
-    @field_validator("from_address", "reply_to")
+    @field_validator("from_address", "reply_to", "bounce_address")
     @classmethod
     def _header_safe(cls, value: str) -> str:
         return reject_control_chars(value, "address")
@@ -201,6 +205,12 @@ class MailSettings(Section):
         if value and not re.fullmatch(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+", value):
             raise ValueError("unsubscribe_mailbox: give one bare ASCII address, like unsubscribe@example.org")
         return value
+    @model_validator(mode="after")
+    def _verp_needs_a_bounce_address(self) -> "MailSettings":
+        if self.verp and "@" not in self.bounce_address:
+            raise ValueError("verp = true needs bounce_address (e.g. \"bounces@bounce.example\"): "
+                             "the VERP addresses are made on its domain")
+        return self
 
 
 class IssueSettings(Section):

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MAX_ID = 2**31 - 1
 SUPPRESSING = {EventKind.bounced_hard: "hard_bounce", EventKind.complained: "complaint"}
+BOUNCES = (EventKind.bounced_hard, EventKind.bounced_soft)
 
 
 @dataclass
@@ -69,7 +70,8 @@ def delivery_for_reference(session: Session, reference: str | None) -> Delivery 
 
 
 def match_delivery(session: Session, event: NormalizedEvent) -> Delivery | None:
-    """By our reference, else by the provider's message id, else by Message-ID."""
+    """By our reference, else by the provider's message id, else by Message-ID, else (a bounce
+    that names no message of ours) by address: the last message sent to it before the bounce."""
     delivery = delivery_for_reference(session, event.reference)
     if delivery is not None:
         return delivery
@@ -84,7 +86,19 @@ def match_delivery(session: Session, event: NormalizedEvent) -> Delivery | None:
         delivery = delivery_for_reference(session, reference_in_message_id(event.message_id))
         if delivery is not None and _bare(delivery.message_id) == _bare(event.message_id):
             return delivery
+    if event.kind in BOUNCES and event.email and not event.reference:
+        return last_sent_to(session, event.email, event.occurred_at)
     return None
+
+
+def last_sent_to(session: Session, email: str, before: datetime | None) -> Delivery | None:
+    """Without this, a bounce matched by address only never joined a delivery, so every later clean
+    send looked like the end of the soft-bounce streak and the limit never triggered."""
+    query = (select(Delivery).join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+             .where(Subscriber.email == email, Delivery.state == DeliveryState.sent.value))
+    if before is not None:
+        query = query.where(Delivery.sent_at <= (before if before.tzinfo else before.replace(tzinfo=UTC)))
+    return session.execute(query.order_by(Delivery.sent_at.desc(), Delivery.id.desc()).limit(1)).scalars().first()
 
 
 def _message_key(event: NormalizedEvent, delivery: Delivery | None) -> str:

@@ -22,6 +22,7 @@ from newsletter.issues.view import site_view
 from newsletter.mail.dkim import signer_for
 from newsletter.mail.headers import domain_of, encode_address
 from newsletter.mail.mime import MessageTemplate
+from newsletter.mail.verp import envelope_sender
 from newsletter.slots import SlotMarker
 from subscribers.models import Subscriber, TransactionalMail
 from subscribers.signup import CONFIRM_KINDS, new_confirmation_token
@@ -114,7 +115,7 @@ def build_message(settings: Settings, secret: str, row: TransactionalMail, name:
         (DELIVERY_HEADER, reference),
     ]
     return assemble(settings, template_for(settings, row.kind), name, row.to_email, personal, values, reference,
-                    signer_for(settings))
+                    signer_for(settings), envelope_from=envelope_sender(settings, secret, reference))
 
 
 LEASE = timedelta(minutes=5)

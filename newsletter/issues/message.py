@@ -20,6 +20,7 @@ from newsletter.mail.dkim import DkimSigner, signer_for
 from newsletter.mail.headers import (address_list, address_of, domain_of, encode_address, encode_text, header_line,
                                      list_unsubscribe, name_and_address, recipient_address)
 from newsletter.mail.mime import MessageTemplate, line_dots, message_template
+from newsletter.mail.verp import envelope_sender
 from subscribers.tokens import Purpose, keyed_digest, make_token
 
 DELIVERY_HEADER = "X-Weekly-Verdicts-Delivery"
@@ -62,11 +63,12 @@ _NOT_CARRIED = frozenset({"To", "Date"})
 
 def assemble(settings: Settings, template: MessageTemplate, name: str, email: str,
              personal: list[tuple[str, str]], values: Mapping[str, str], reference: str,
-             signer: DkimSigner | None = None, mime: bool = True) -> OutgoingMessage:
+             signer: DkimSigner | None = None, mime: bool = True, envelope_from: str | None = None) -> OutgoingMessage:
     """One recipient's message from a template: its bytes (DKIM-signed when a signer is given) and
     the same message as fields for the JSON APIs. `personal` is the recipient's own headers,
     (name, value as written). `mime=False` (for a transport that reads only the fields) leaves
-    the bytes empty; the headers are still checked."""
+    the bytes empty; the headers are still checked. `envelope_from`: MAIL FROM (VERP), by default
+    the From address."""
     lines = [header_line(field, value) for field, value in personal]
     data, dots = template.render(lines, values) if mime else (b"", [])
     if signer is not None and mime:
@@ -78,7 +80,8 @@ def assemble(settings: Settings, template: MessageTemplate, name: str, email: st
     headers = {**template.extra_headers, **{field: value for field, value in personal if field not in _NOT_CARRIED}}
     content = MessageContent(sender_name, sender, name, email, template.subject, text, html,
                              address_list(settings.mail.reply_to), headers)
-    return OutgoingMessage(address_of(settings.mail.from_address), email, data, reference, content, tuple(dots))
+    return OutgoingMessage(envelope_from or address_of(settings.mail.from_address), email, data, reference, content,
+                           tuple(dots))
 
 
 def message_id(secret: str, reference: str, domain: str) -> str:
@@ -128,5 +131,5 @@ def issue_message(
         signer = signer_for(settings)
     message = assemble(settings, template, recipient.name, recipient.email, personal,
                        {"email": recipient.email, **links}, recipient.reference, signer,  # type: ignore[arg-type]
-                       mime)
+                       mime, envelope_sender(settings, secret, recipient.reference))
     return message, msg_id

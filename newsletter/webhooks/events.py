@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from newsletter.bounce_class import BounceClass, classify
+
 
 class EventKind(StrEnum):
     delivered = "delivered"
@@ -77,6 +79,14 @@ def load_json(body: bytes):
 REFERENCE = re.compile(r"^(?:i\d{1,18}-d\d{1,18}|t\d{1,18})$")
 # Our Message-IDs embed the reference: <i3-d42.0123456789abcdef01234567@domain>
 MESSAGE_ID_REFERENCE = re.compile(r"^<?((?:i\d{1,18}-d\d{1,18}|t\d{1,18}))\.[0-9a-f]{24}@[^>\s]+>?$")
+
+
+def bounce_kind(status: object = None, text: object = "", provider_type: object = None) -> EventKind:
+    """A failed delivery as hard or soft by the one classification of every path
+    (newsletter/bounce_class.py): the server's status and text first, the provider's type after."""
+    verdict = classify(str(status) if status not in (None, "") else None, str(text or ""),
+                       str(provider_type) if provider_type else None)
+    return EventKind.bounced_hard if verdict == BounceClass.hard else EventKind.bounced_soft
 
 
 def clean_reference(value: object) -> str | None:

@@ -5,7 +5,8 @@ The signature covers only timestamp and token, not the event, so besides the rep
 (`max_age_seconds`) every token is single-use: routes.py stores it (webhook_nonce) in the same
 transaction as the events, and a token seen before with a different event is refused (a true
 re-delivery of the same event is answered 200 and changes nothing). Events: delivered, failed
-(severity permanent → hard, temporary → soft), complained, unsubscribed; our reference comes
+(hard or soft by newsletter/bounce_class.py: the remote server's code and text, then the
+severity), complained, unsubscribed; our reference comes
 back in `user-variables` (sent as `v:reference`, newsletter/delivery/transports/mailgun.py).
 """
 
@@ -15,8 +16,8 @@ import hashlib
 import hmac
 
 from newsletter.config import Settings
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, check_fresh,
-                                        clean_email, clean_reference, load_json, parse_time)
+from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
+                                        check_fresh, clean_email, clean_reference, load_json, parse_time)
 
 PROVIDER = "mailgun"
 
@@ -61,10 +62,12 @@ def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verifi
 
 def parse_event(data: dict) -> NormalizedEvent | None:
     name = data.get("event")
+    status = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
     if name == "delivered":
         kind = EventKind.delivered
     elif name == "failed":
-        kind = EventKind.bounced_hard if data.get("severity") == "permanent" else EventKind.bounced_soft
+        kind = bounce_kind(status.get("code"), f"{status.get('description') or ''} {status.get('message') or ''}",
+                           data.get("severity"))
     elif name == "complained":
         kind = EventKind.complained
     elif name == "unsubscribed":
@@ -76,7 +79,6 @@ def parse_event(data: dict) -> NormalizedEvent | None:
     message = data.get("message") if isinstance(data.get("message"), dict) else {}
     headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
     variables = data.get("user-variables") if isinstance(data.get("user-variables"), dict) else {}
-    status = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
     detail = " ".join(str(x) for x in (data.get("severity"), data.get("reason"), status.get("code"),
                                        status.get("description") or status.get("message")) if x).strip()
     message_id = str(headers.get("message-id") or "").strip().strip("<>") or None
@@ -89,4 +91,5 @@ def parse_event(data: dict) -> NormalizedEvent | None:
         reference=clean_reference(variables.get("reference")),
         occurred_at=parse_time(data.get("timestamp")),
         detail=detail,
+        message_id=f"<{message_id}>" if message_id else None,  # ours: matched like SendGrid's and SES's
     )

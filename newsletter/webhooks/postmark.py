@@ -15,8 +15,8 @@ import binascii
 import hmac
 
 from newsletter.config import Settings
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, clean_email,
-                                        collect_records,
+from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
+                                        clean_email, collect_records,
                                         clean_reference, header, load_json, parse_time)
 
 PROVIDER = "postmark"
@@ -68,6 +68,8 @@ def parse_record(record: dict) -> NormalizedEvent | None:
         kind = EventKind.complained if record_type == "SpamComplaint" else BOUNCE_TYPES.get(record.get("Type"))
         if kind is None or record.get("ID") is None:
             return None
+        if kind in (EventKind.bounced_hard, EventKind.bounced_soft):  # the one classification
+            kind = bounce_kind(None, record.get("Details"), record.get("Type"))
         detail = " ".join(str(record.get(k) or "") for k in ("Type", "Description", "Details")).strip()
         return NormalizedEvent(kind=kind, email=clean_email(record.get("Email")),
                                provider_event_id=f"{record_type.lower()}:{record['ID']}",

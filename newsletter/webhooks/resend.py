@@ -18,7 +18,8 @@ import hmac
 
 from newsletter.config import Settings
 from newsletter.webhooks.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
-                                        check_fresh, clean_email, clean_reference, header, load_json, parse_time)
+                                        bounce_kind, check_fresh, clean_email, clean_reference, header, load_json,
+                                        parse_time)
 
 PROVIDER = "resend"
 SIMPLE = {
@@ -90,7 +91,7 @@ def parse(payload: dict, msg_id: str) -> list[NormalizedEvent] | None:
         kind = SIMPLE[name]
     elif name == "email.bounced":
         bounce = data.get("bounce") if isinstance(data.get("bounce"), dict) else {}
-        kind = EventKind.bounced_soft if bounce.get("type") in ("Transient", "Undetermined") else EventKind.bounced_hard
+        kind = bounce_kind(None, bounce.get("message"), bounce.get("type") or "Undetermined")
     else:
         return None
     bounce = data.get("bounce") if isinstance(data.get("bounce"), dict) else {}

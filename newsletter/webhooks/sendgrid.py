@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter.config import Settings
 from newsletter.webhooks.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
-                                        check_fresh, clean_email, clean_reference, collect_records, header, load_json,
-                                        parse_time)
+                                        bounce_kind, check_fresh, clean_email, clean_reference, collect_records, header,
+                                        load_json, parse_time)
 
 PROVIDER = "sendgrid"
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -94,8 +94,8 @@ def parse_event(item: dict) -> NormalizedEvent | None:
     name = item.get("event")
     if name in SIMPLE:
         kind = SIMPLE[name]
-    elif name == "bounce":
-        kind = EventKind.bounced_soft if item.get("type") == "blocked" else EventKind.bounced_hard
+    elif name == "bounce":  # type "bounce" is SendGrid's permanent verdict, "blocked" its temporary one
+        kind = bounce_kind(item.get("status"), item.get("reason"), "soft" if item.get("type") == "blocked" else "hard")
     elif name == "dropped":
         kind = DROPPED.get(str(item.get("reason") or "").strip().lower())
         if kind is None:

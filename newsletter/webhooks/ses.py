@@ -12,7 +12,8 @@ or several, comma-separated) is the allow-list, and without it the endpoint is n
 SubscriptionConfirmation: confirmed by a GET of SubscribeURL, only when verified and for an
 allowed topic. Notification: its Message is SES's JSON, `notificationType` (identity
 notifications) or `eventType` (configuration-set event publishing): Bounce (bounceType
-Permanent → hard, else soft), Complaint, Delivery, DeliveryDelay → deferred. The reference is
+hard or soft per recipient by newsletter/bounce_class.py: its status and diagnostic, then
+bounceType), Complaint, Delivery, DeliveryDelay → deferred. The reference is
 the message tag `reference` (newsletter/delivery/transports/ses.py) or our delivery header.
 """
 
@@ -35,8 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.config import Settings
 from newsletter.issues.message import DELIVERY_HEADER
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, clean_email,
-                                        clean_reference, load_json, parse_time)
+from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
+                                        clean_email, clean_reference, load_json, parse_time)
 
 log = logging.getLogger(__name__)
 PROVIDER = "ses"
@@ -214,7 +215,7 @@ def parse_notification(body: dict, sns_message_id: str) -> list[NormalizedEvent]
     mail = body.get("mail") if isinstance(body.get("mail"), dict) else {}
     if name == "Bounce":
         section = body.get("bounce") if isinstance(body.get("bounce"), dict) else {}
-        kind = EventKind.bounced_hard if section.get("bounceType") == "Permanent" else EventKind.bounced_soft
+        kind = EventKind.bounced_soft  # per recipient below
         recipients = _recipients(section, "bouncedRecipients")
         extra = f"{section.get('bounceType')}/{section.get('bounceSubType')}"
     elif name == "Complaint":
@@ -234,7 +235,7 @@ def parse_notification(body: dict, sns_message_id: str) -> list[NormalizedEvent]
     reference, message_id = _mail_reference(mail)
     return [
         NormalizedEvent(
-            kind=kind,
+            kind=bounce_kind(None, detail, section.get("bounceType")) if name == "Bounce" else kind,
             email=email,
             provider=PROVIDER,
             provider_event_id=f"{sns_message_id}:{email}",

@@ -134,7 +134,7 @@ def test_maildir_of_reports(sent, tmp_path):
     box.close()
 
     out = process(config, tmp_path / "Maildir")
-    assert "5 messages, 4 delivery reports, 1 skipped (not a DSN), 0 unreadable" in out
+    assert "5 messages, 4 bounce reports, 1 skipped (not a bounce), 0 unreadable" in out
     assert "recipients: bounced_hard 1, bounced_soft 1, deferred 1; 3 applied (3 matched to a delivery)" in out
     assert "0 processed before, 1 not ours" in out
     assert state(engine, "hard@example.com") == ("bounced", "hard_bounce", [("suppressed:hard_bounce", "mailbox")],
@@ -162,7 +162,7 @@ def test_mbox_of_reports(sent, tmp_path):
     box.close()
 
     out = process(config, tmp_path / "bounces.mbox")
-    assert "4 messages, 2 delivery reports, 2 skipped (not a DSN)" in out
+    assert "4 messages, 2 bounce reports, 2 skipped (not a bounce)" in out
     assert "recipients: bounced_hard 1, bounced_soft 1; 2 applied (2 matched to a delivery)" in out
     assert state(engine, "hard2@example.net")[:3] == ("bounced", "hard_bounce", [("suppressed:hard_bounce", "mailbox")])
     assert state(engine, "soft2@example.net") == ("active", None, [], [("bounced_soft", True)])

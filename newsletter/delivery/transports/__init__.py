@@ -16,7 +16,7 @@ def make_transport(settings: Settings) -> Transport:
     if kind == "file":
         from newsletter.delivery.transports.file import FileTransport
 
-        return FileTransport(settings.mail.file.dir)
+        return FileTransport(settings.mail.file.dir, return_path=bool(settings.mail.verp or settings.mail.bounce_address))
     if kind == "smtp":
         from newsletter.delivery.transports.smtp import SmtpTransport
 

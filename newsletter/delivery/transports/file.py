@@ -5,6 +5,10 @@ renamed, so a reader looking for `*.eml` never sees half a message (a
 temporary `.eml` name was once caught mid-write by a test that globbed); the
 name is the delivery reference, so a retried delivery replaces its file
 instead of adding a second one. A failed write leaves no temporary file.
+
+With `return_path` (`[mail] verp` or `bounce_address` set), each file starts with
+`Return-Path: <envelope sender>`, as a delivering server writes it, so the envelope (e.g. the
+VERP address) can be checked without an SMTP server.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ class FileTransport:
     name = "file"
     needs_bytes = True
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, return_path: bool = False) -> None:
         self.folder = Path(folder)
+        self.return_path = return_path
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, reference: str) -> Path:
@@ -39,6 +44,8 @@ class FileTransport:
             try:
                 fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".part")
                 with os.fdopen(fd, "wb") as handle:
+                    if self.return_path:
+                        handle.write(f"Return-Path: <{message.envelope_from}>\r\n".encode("ascii", "replace"))
                     handle.write(message.data)
                     handle.flush()
                     os.fsync(handle.fileno())

@@ -10,8 +10,9 @@ I/O bound; threads share nothing but a queue of messages). Each connection:
   long send never outlives a server's per-session limits;
 - when dropped (idle timeout, server restart) is reopened once per message before giving up.
 
-4xx replies, timeouts and dropped connections mean "retry later"; 5xx means "failed"; a 5.1.x
-(unknown user, bad domain) also flags a hard bounce for suppression.
+4xx replies, timeouts and dropped connections mean "retry later"; 5xx means "failed"; a reply
+that newsletter/bounce_class.py calls hard (5.1.x, unknown user, bad domain) also flags a hard
+bounce for suppression, while a 5.7.x policy or spam block or a full mailbox does not.
 
 The MAIL/RCPT/DATA exchange is written out here (`transaction`) instead of smtplib's `sendmail`
 for two reasons: smtplib dot-stuffs with a multiline regex that costs ~1 ms per 75 KB issue, as
@@ -31,6 +32,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from newsletter.bounce_class import BounceClass
+from newsletter.bounce_class import classify as classify_bounce
 from newsletter.config import SmtpSettings
 from newsletter.delivery.transports.base import (TIME_BUDGET_SECONDS, Outcome, OutgoingMessage, SendResult,
                                                   not_tried)
@@ -44,8 +47,8 @@ def classify(code: int, text: bytes | str) -> SendResult:
     error = f"{code} {message}".strip()
     if 400 <= code < 500:
         return SendResult(Outcome.retry, error=error)
-    # RFC 3463: enhanced status 5.1.x is a bad destination address (unknown user, bad domain).
-    return SendResult(Outcome.failed, error=error, hard_bounce=message.lstrip().startswith("5.1."))
+    # The one classification of every bounce path: only "the address is gone" is hard.
+    return SendResult(Outcome.failed, error=error, hard_bounce=classify_bounce(str(code), message) == BounceClass.hard)
 
 
 _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
