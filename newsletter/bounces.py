@@ -190,10 +190,14 @@ def _apply_dsn(engine: Engine, settings: Settings, secret: str, dsn: Dsn, report
                  dsn.returned_reference, reference)
     with session_scope(engine) as session:
         address = recipient_of(session, reference)
+        if address is None:  # signed, but names no delivery of ours (any more): never guess from Final-Recipient
+            report.not_ours += len(dsn.recipients)
+            log.info("DSN %s: %s names no delivery or mail of ours; skipped", dsn.id, reference)
+            return
         for recipient in dsn.recipients:
             event = NormalizedEvent(
                 kind=recipient.kind,
-                email=address or recipient.final_recipient,
+                email=address,
                 provider=PROVIDER,
                 provider_event_id=f"{dsn.id}:{recipient.final_recipient}"[:250],
                 reference=reference,
