@@ -164,3 +164,34 @@ def test_the_sns_certificate_itself_is_checked(hooks_lite):
     _serve(hooks, {CERT_URL: pem(leaf), aia_url: inter.public_bytes(serialization.Encoding.DER)})
     assert hooks.post_sns(_sns_bounce(hooks)).json()["applied"] == 1
     assert hooks.status("ses-cert@example.com") is None  # not a subscriber; the event is recorded
+
+
+# Mailgun's "failed" event as django-anymail's tests hold it (tests/test_mailgun_webhooks.py,
+# test_failed_permanent_event), with an event id as Mailgun sends one and our reader's address.
+ANYMAIL_MAILGUN_FAILED = {
+    "event": "failed", "id": "ncV2XwymRUKbPek_MIM-Gw", "severity": "permanent", "reason": "bounce",
+    "recipient": "invalid@example.com", "timestamp": 1534110422.389832, "log-level": "error",
+    "message": {"headers": {"to": "invalid@example.com", "message-id": "20180812214658.1.0DF563D0B3597700@example.org",
+                            "from": "Test Sender "}},
+    "delivery-status": {"tls": True, "mx-host": "aspmx.l.example.org", "attempt-no": 1, "description": "",
+                        "session-seconds": 2.952177047729492, "utf8": True, "code": 550,
+                        "message": "5.1.1 The email account that you tried to reach does not exist. Please try\n"
+                                   "5.1.1 double-checking the recipient's email address for typos",
+                        "certificate-verified": True},
+}
+
+
+def test_a_real_mailgun_bounce_with_nul_and_broken_utf8_is_stored_cleaned(hooks):
+    hooks.add("invalid@example.com")
+    event = {**ANYMAIL_MAILGUN_FAILED, "timestamp": datetime.now(UTC).timestamp()}
+    event["delivery-status"] = {**event["delivery-status"],
+                                "message": event["delivery-status"]["message"] + " \u0000 BROKEN"}
+    payload = {"signature": hooks.mailgun_signature(), "event-data": event}
+    raw = json.dumps(payload).encode().replace(b"BROKEN", b"\xc3\x28 \xed\xa0\x80")  # invalid UTF-8 sequences
+    answer = hooks.live.http.post(hooks.url("mailgun"), data=raw, headers={"Content-Type": "application/json"},
+                                  timeout=10)
+    assert answer.status_code == 200 and answer.json()["applied"] == 1, answer.text
+    assert (hooks.status("invalid@example.com"), hooks.suppression("invalid@example.com")) == ("bounced", "hard_bounce")
+    with session_scope(hooks.live.engine) as session:
+        detail = session.execute(select(WebhookEvent.detail)).scalar_one()
+    assert "does not exist" in detail and "\x00" not in detail and "\ufffd" in detail
