@@ -205,10 +205,11 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
 
 def use_nonce(session: Session, provider: str, nonce: str, event_id: str, now: datetime,
               keep_seconds: float = 86400) -> bool:
-    """Record a single-use request token. False when it was used before for another event (an
-    attack: a captured signature with a different body); True for a new token or a re-delivery
-    of the very same event. Tokens older than `keep_seconds` are pruned (they fail the replay
-    window anyway)."""
+    """Record a single-use request token (`nonce`: a digest of what was signed) with the digest
+    of the body it came with (`event_id`). False when it was used before with another body (an
+    attack: a captured signature with a forged event); True for a new token or a re-delivery of
+    the very same body. Tokens older than `keep_seconds` are pruned (they fail the replay window
+    anyway)."""
     session.execute(delete(WebhookNonce).where(WebhookNonce.seen_at < now - timedelta(seconds=keep_seconds)))
     inserted = session.execute(
         _insert(session, WebhookNonce.__table__)
