@@ -133,3 +133,14 @@ def test_the_read_limit_is_not_a_limit_on_real_files(cli, tmp_path):
     people.write_text("email,name\n" + "".join(f"r{n}@example.com,Reader {n}\n" for n in range(5000)))
     assert "5000 new" in cli("subscribers", "import", str(people)).stdout
     assert os.path.getsize(people) > 100_000
+
+
+def test_an_endless_or_deep_config_file_gets_one_line(tmp_path):
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    for config, reason in [("/dev/zero", "endless"), (str(tmp_path), "directory"), (str(deep), "nested too deeply"),
+                           (str(tmp_path / "none.toml"), "does not exist")]:
+        result = subprocess.run([sys.executable, "-m", "newsletter", "--config", config, "db", "current"],
+                                capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in result.stderr
+        one_line_error(result, config, reason)
