@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import idna
 from sqlmodel import Session, select
 
 from subscribers.models import Suppression
@@ -21,17 +22,40 @@ from subscribers.service import HASH_PREFIX, hashed_email
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"'=]+@[^\s<>()\[\],;:\"'=]+")
 
 
+def _variants(email: str) -> set[str]:
+    """The address with its domain as Unicode and as IDNA ("bücher.de", "xn--bcher-kva.de"):
+    a provider may report either form of the address that was forgotten."""
+    local, _, domain = email.rpartition("@")
+    forms = {email}
+    for convert in (lambda d: idna.encode(d, uts46=True).decode(), idna.decode):
+        try:
+            forms.add(f"{local}@{convert(domain)}")
+        except (idna.IDNAError, UnicodeError, ValueError):
+            pass
+    return forms
+
+
+def _forgotten_digests(session: Session, emails: set[str]) -> dict[str, str]:
+    """{address: the digest kept for it} for those of `emails` that were forgotten (any form)."""
+    digests: dict[str, set[str]] = {}
+    for email in emails:
+        if not email.startswith(HASH_PREFIX):
+            for form in _variants(email):
+                digests.setdefault(hashed_email(form), set()).add(email)
+    if not digests:
+        return {}
+    kept = session.exec(select(Suppression.email).where(Suppression.email.in_(list(digests)))).all()
+    return {email: digest for digest in kept for email in digests[digest]}
+
+
 def is_forgotten(session: Session, email: str) -> bool:
     """True when `email` was erased with `subscribers forget` (only its hash is kept)."""
-    if not email or email.startswith(HASH_PREFIX):
-        return False
-    digest = hashed_email(email)
-    return session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is not None
+    return bool(email) and bool(_forgotten_digests(session, {email}))
 
 
 def recorded_address(session: Session, email: str) -> str:
     """The form in which `email` may be stored: the address, or its hash once forgotten."""
-    return hashed_email(email) if is_forgotten(session, email) else email
+    return _forgotten_digests(session, {email}).get(email, email) if email else email
 
 
 def _candidates(text: str) -> set[str]:
@@ -49,8 +73,7 @@ def scrub(session: Session, text: str | None) -> str | None:
     """`text` with every forgotten address in it replaced by its hash (case-insensitive)."""
     if not text or "@" not in text:
         return text
-    by_hash = {hashed_email(candidate): candidate for candidate in _candidates(text)}
-    forgotten = session.exec(select(Suppression.email).where(Suppression.email.in_(list(by_hash)))).all()
-    for digest in sorted(forgotten, key=lambda d: -len(by_hash[d])):
-        text = re.sub(re.escape(by_hash[digest]), digest, text, flags=re.IGNORECASE)
+    found = _forgotten_digests(session, _candidates(text))
+    for candidate in sorted(found, key=len, reverse=True):
+        text = re.sub(re.escape(candidate), found[candidate], text, flags=re.IGNORECASE)
     return text

@@ -130,3 +130,15 @@ def test_the_search_finds_a_plain_address(hooks):
     assert hooks.postmark(bounce).status_code == 200
     hits = plain_hits(hooks.live.engine, GONE.upper())
     assert {"subscriber.email", "suppression.email", "webhook_event.email", "webhook_event.detail"} <= set(hits)
+
+
+def test_either_form_of_an_internationalised_address_is_hashed(hooks):
+    hooks.add("leser@bücher.de")
+    forget(hooks.live.engine, "leser@bücher.de")
+    bounce = {**postmark_bounce("Leser@XN--BCHER-KVA.DE", None, "b7bc2f4a-idn", 79),
+              "Details": "smtp;550 5.1.1 <leser@xn--bcher-kva.de> (leser@bücher.de): user unknown"}
+    assert hooks.postmark(bounce).status_code == 200
+    for form in ("leser@bücher.de", "leser@xn--bcher-kva.de"):
+        assert plain_hits(hooks.live.engine, form) == [], form
+    with session_scope(hooks.live.engine) as session:
+        assert session.execute(select(WebhookEvent.email)).scalar_one() == hashed_email("leser@bücher.de")
