@@ -285,10 +285,9 @@ def issue_edit(
 
     intro = None
     if intro_file is not None:
-        try:
-            intro = intro_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"--intro-file {intro_file}: cannot read ({exc})")
+        from newsletter.files import MiB, read_text_limited
+
+        intro = read_text_limited(intro_file, MiB, label="--intro-file")
     issue = edit(state.engine(), issue_id, subject, preheader, intro)
     console.print(f"issue {issue.id}: {issue.subject}")
 
@@ -395,7 +394,9 @@ def stats_command(
                       row.rate("bounced"), row.rate("complained"))
     console.print(table)
     if html_file is not None:
-        html_file.write_text(html_report(rows, state.settings.site.name), encoding="utf-8")
+        from newsletter.files import write_atomic
+
+        write_atomic(html_file, html_report(rows, state.settings.site.name))
         console.print(f"report: {html_file}")
 
 
@@ -436,11 +437,21 @@ def worker(
 # --- subscribers --------------------------------------------------------------------------------
 
 @subscribers_app.command("export")
-def subscribers_export(fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv") -> None:
-    """Write every subscriber (email, name, status, topics, created/confirmed/unsubscribed dates) to stdout."""
+def subscribers_export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (default: stdout).")] = None,
+) -> None:
+    """Write every subscriber (email, name, status, topics, created/confirmed/unsubscribed dates).
+
+    CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) start with a quote."""
+    from newsletter.files import write_atomic
     from subscribers.service import export
 
-    sys.stdout.write(export(state.engine(), fmt))
+    data = export(state.engine(), fmt)
+    if output is None:
+        sys.stdout.write(data)
+    else:
+        write_atomic(output, data)
 
 
 @subscribers_app.command("import")
@@ -451,10 +462,9 @@ def subscribers_import(
     """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed."""
     from subscribers.service import import_csv
 
-    try:
-        data = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{file}: cannot read ({exc})")
+    from newsletter.files import read_text_limited
+
+    data = read_text_limited(file, encoding="utf-8-sig")
     result = import_csv(state.engine(), data, status)
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped")
     for line in result.skipped:

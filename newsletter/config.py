@@ -20,7 +20,8 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Vali
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from newsletter import shipped
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, UserError
+from newsletter.files import MiB, read_text_limited
 from newsletter.templating import use_operator_templates
 from newsletter.text import reject_control_chars
 
@@ -441,13 +442,17 @@ def load_settings(path: Path | str | None = None) -> Settings:
     chosen = Path(path) if path else default_config_path()
     base = Path.cwd() if not path and chosen == EMBEDDED_CONFIG else chosen.resolve().parent
     path = chosen
+    try:  # at most 1 MiB: `--config /dev/zero` is an error, not unbounded memory
+        text = read_text_limited(path, MiB)
+    except UserError as exc:
+        raise ConfigError(f"config error: file {path} does not exist" if not path.exists()
+                          else f"config error: {exc}") from None
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config error: file {path} does not exist")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error in {path}: not valid TOML: {exc}")
+    except RecursionError:
+        raise ConfigError(f"config error in {path}: not valid TOML: nested too deeply") from None
     _reject_file_secrets(path, data, "mail", ENV_ONLY_SECRETS)
     _reject_file_secrets(path, data, "webhooks", WEBHOOK_ENV_ONLY_SECRETS)
     try:

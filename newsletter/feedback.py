@@ -19,7 +19,7 @@ per provider event id, so a replay changes nothing) and applies the rules:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, exists, func, select
@@ -29,10 +29,12 @@ from sqlmodel import Session
 from newsletter.config import Settings
 from newsletter.db import utcnow
 from newsletter.delivery.models import Delivery, DeliveryState
+from newsletter.text import storable
 from newsletter.webhooks.events import EventKind, NormalizedEvent, reference_in_message_id
 from newsletter.webhooks.models import WebhookEvent, WebhookNonce
 from subscribers.models import Subscriber, TransactionalMail
 from subscribers.consent import Source
+from subscribers.forgotten import recorded_address, scrub
 from subscribers.service import SUPPRESSION_STATUS, is_suppressed, suppress
 from subscribers.signup import unsubscribe
 
@@ -169,24 +171,36 @@ def _consequence(session: Session, settings: Settings, event: NormalizedEvent, e
     return None
 
 
+def _storable(session: Session, event: NormalizedEvent) -> NormalizedEvent:
+    """The event as it may be stored: odd bytes from a remote server cleaned (one bad field
+    never fails a batch) and every forgotten address replaced by its hash (forget is forever)."""
+    return replace(
+        event, email=storable(event.email, 254),
+        provider_event_id=storable(scrub(session, event.provider_event_id), 250),
+        provider_message_id=storable(scrub(session, event.provider_message_id), 250) or None,
+        detail=storable(scrub(session, event.detail), 2000), message_id=storable(event.message_id, 998) or None)
+
+
 def apply_event(session: Session, settings: Settings, event: NormalizedEvent, now: datetime | None = None) -> Applied:
     """Record the event once and apply its consequence, in the caller's transaction."""
     now = now or utcnow()
+    event = _storable(session, event)
     delivery = match_delivery(session, event)
     email = event.email
     if not email and delivery is not None:
         subscriber = session.get(Subscriber, delivery.subscriber_id)
         email = subscriber.email if subscriber else ""
+    stored = recorded_address(session, email) if email else email
     occurred = event.occurred_at or now
     if occurred.tzinfo is None:  # e.g. an RFC 5322 date with "-0000": UTC, zone unknown
         occurred = occurred.replace(tzinfo=UTC)
     statement = (
         _insert(session, WebhookEvent.__table__)
-        .values(provider=event.provider, provider_event_id=event.provider_event_id[:250], kind=event.kind.value,
-                email=email, delivery_id=delivery.id if delivery else None, reference=event.reference,
-                provider_message_id=(event.provider_message_id or None) and event.provider_message_id[:250],
-                message_key=_message_key(event, delivery), occurred_at=occurred,
-                received_at=now, detail=event.detail[:2000])
+        .values(provider=event.provider, provider_event_id=event.provider_event_id, kind=event.kind.value,
+                email=stored, delivery_id=delivery.id if delivery else None, reference=event.reference,
+                provider_message_id=event.provider_message_id,
+                message_key=scrub(session, _message_key(event, delivery)), occurred_at=occurred,
+                received_at=now, detail=event.detail)
         .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
         .returning(WebhookEvent.__table__.c.id)
     )
@@ -194,7 +208,8 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
     if row_id is None:
         log.info("%s event %s was applied before; nothing changes", event.provider, event.provider_event_id)
         return Applied(duplicate=True, delivery_id=delivery.id if delivery else None)
-    consequence = _consequence(session, settings, event, email, now) if email else None
+    # A forgotten address is suppressed for good and has no subscriber: nothing more to apply.
+    consequence = _consequence(session, settings, event, email, now) if email and stored == email else None
     if consequence:
         session.execute(WebhookEvent.__table__.update().where(WebhookEvent.__table__.c.id == row_id)
                         .values(consequence=consequence[:40]))
@@ -204,10 +219,11 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
 
 def use_nonce(session: Session, provider: str, nonce: str, event_id: str, now: datetime,
               keep_seconds: float = 86400) -> bool:
-    """Record a single-use request token. False when it was used before for another event (an
-    attack: a captured signature with a different body); True for a new token or a re-delivery
-    of the very same event. Tokens older than `keep_seconds` are pruned (they fail the replay
-    window anyway)."""
+    """Record a single-use request token (`nonce`: a digest of what was signed) with the digest
+    of the body it came with (`event_id`). False when it was used before with another body (an
+    attack: a captured signature with a forged event); True for a new token or a re-delivery of
+    the very same body. Tokens older than `keep_seconds` are pruned (they fail the replay window
+    anyway)."""
     session.execute(delete(WebhookNonce).where(WebhookNonce.seen_at < now - timedelta(seconds=keep_seconds)))
     inserted = session.execute(
         _insert(session, WebhookNonce.__table__)

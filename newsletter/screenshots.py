@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from newsletter.errors import UserError
+from newsletter.files import write_atomic
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
@@ -55,7 +56,7 @@ def screenshot_html(html: str, out_stem: Path, chromium=None, widths: tuple[int,
             page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("about:", "data:")) else route.continue_())
             page.set_content(html, wait_until="load")
             path = out_stem.parent / f"{out_stem.name}-{width}-{scheme}.png"
-            page.screenshot(path=str(path), full_page=True)
+            write_atomic(path, page.screenshot(full_page=True))  # never through a planted symlink
             page.close()
             paths.append(path)
     return paths

@@ -20,3 +20,17 @@ def reject_control_chars(value: str, field: str) -> str:
     if match:
         raise ValueError(f"{field}: control character {match.group()!r} is not allowed")
     return value
+
+
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def storable(value: object, limit: int) -> str:
+    """Text a database column accepts, whatever a remote server sent.
+
+    PostgreSQL refuses NUL in text and psycopg cannot encode lone surrogates (JSON "\\ud800"):
+    NUL becomes U+FFFD, a lone surrogate "?", other control characters but tab and newline are
+    dropped, and the result is cut to `limit` characters, so one odd field never fails a batch."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return _UNSTORABLE.sub("", text.replace("\x00", "\ufffd"))[:limit]

@@ -197,6 +197,15 @@ def export_rows(engine: Engine) -> list[dict]:
 EXPORT_COLUMNS = ["email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at"]
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: object) -> object:
+    """CSV injection: a cell a spreadsheet would run as a formula (=HYPERLINK(…), +cmd|…, @SUM)
+    is prefixed with a single quote, which spreadsheets show as text (OWASP's advice)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def export(engine: Engine, fmt: str) -> str:
     rows = export_rows(engine)
     if fmt == "json":
@@ -205,7 +214,7 @@ def export(engine: Engine, fmt: str) -> str:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: neutralise_formula(value) for key, value in row.items()} for row in rows)
         return out.getvalue()
     raise InvalidInput(f"--format: use csv or json (got {fmt!r})")
 

@@ -7,6 +7,7 @@ transaction, so a bad file imports nothing and a re-import updates in place.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from newsletter.content.models import Comparison, ComparisonTool, Review, Tool
 from newsletter.content.schema import ComparisonIn, ContentFile, ToolIn
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
+from newsletter.files import read_text_limited
 
 
 class ImportError_(UserError):
@@ -32,28 +34,47 @@ class ImportResult:
     updated: int = 0
 
 
-def _read(path: Path) -> object:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ImportError_(f"{path}: cannot read file ({exc.strerror})")
+def _finite(text: str) -> float:
+    """JSON 1e999999 and TOML inf would be infinity: refused like any other bad value."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]!r} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _parse(path: Path, text: str) -> object:
+    """TOML or JSON by suffix; deep nesting and huge numbers are errors naming the file."""
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise ImportError_(f"{path}: unknown file type {suffix!r} (use .toml or .json)")
+    kind = suffix[1:].upper()
     try:
         if suffix == ".toml":
-            return tomllib.loads(raw.decode("utf-8"))
-        if suffix == ".json":
-            data = json.loads(raw.decode("utf-8"))
-            # JSON may hold one comparison, a list of them, or {"comparison": [...]}.
-            if isinstance(data, list):
-                return {"comparison": data}
-            if isinstance(data, dict) and "comparison" not in data:
-                return {"comparison": [data]}
-            return data
-    except UnicodeDecodeError:
-        raise ImportError_(f"{path}: not UTF-8 text")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ImportError_(f"{path}: not valid {suffix[1:].upper()}: {exc}")
-    raise ImportError_(f"{path}: unknown file type {suffix!r} (use .toml or .json)")
+            return tomllib.loads(text, parse_float=_finite)
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise ImportError_(f"{path}: not valid {kind}: nested too deeply") from None
+    except ValueError as exc:  # also TOMLDecodeError, JSONDecodeError, integers with too many digits
+        raise ImportError_(f"{path}: not valid {kind}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _read(path: Path) -> object:
+    try:
+        text = read_text_limited(path)
+    except UserError as exc:
+        raise ImportError_(str(exc)) from None
+    data = _parse(path, text)
+    if path.suffix.lower() == ".json":
+        # JSON may hold one comparison, a list of them, or {"comparison": [...]}.
+        if isinstance(data, list):
+            return {"comparison": data}
+        if isinstance(data, dict) and "comparison" not in data:
+            return {"comparison": [data]}
+    return data
 
 
 def parse_file(path: Path) -> list[ComparisonIn]:

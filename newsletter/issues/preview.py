@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
+from newsletter.files import ensure_folder, write_atomic
 from newsletter.issues.message import Recipient, build_template, issue_message, recipient_links
 from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_issue
@@ -33,12 +34,11 @@ def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,
     values = {"email": PREVIEW_RECIPIENT.email, **recipient_links(settings, PREVIEW_SECRET, 0)}
     message, _ = issue_message(settings, PREVIEW_SECRET, build_template(settings, compiled),
                                PREVIEW_RECIPIENT, utcnow())
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out)
     stem = out / f"issue-{issue_id}"
-    paths = [stem.with_suffix(".html"), stem.with_suffix(".txt"), stem.with_suffix(".eml")]
-    paths[0].write_text(compiled.html.fill(values, _html_escape), encoding="utf-8")
-    paths[1].write_text(compiled.text.fill(values), encoding="utf-8")
-    paths[2].write_bytes(message.data)
+    html = compiled.html.fill(values, _html_escape)
+    paths = [write_atomic(stem.with_suffix(".html"), html), write_atomic(stem.with_suffix(".txt"),
+             compiled.text.fill(values)), write_atomic(stem.with_suffix(".eml"), message.data)]
     # Sanity: the .eml must parse back to the same parts we wrote.
     parsed = message_from_bytes(message.data, policy=policy.default)
     if parsed.get_body(("html",)) is None:
@@ -46,7 +46,7 @@ def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,
     if screenshots:
         from newsletter.screenshots import screenshot_html
 
-        paths += screenshot_html(paths[0].read_text(encoding="utf-8"), stem, chromium)
+        paths += screenshot_html(html, stem, chromium)
     return paths
 
 

@@ -68,11 +68,35 @@ class NotConfigured(Exception):
     """The provider's secret is missing or unusable: answered 503, so the provider retries later."""
 
 
-def load_json(body: bytes):
+MAX_DEPTH = 32  # real payloads nest 6 levels at most; deeper is an attack on the parser or on us
+
+
+def load_json(body: bytes | str):
+    """Parse a webhook body, or Rejected (400) when it is not JSON or nests deeper than
+    MAX_DEPTH. Invalid UTF-8 is replaced, not refused: a remote server's bounce text with a
+    broken byte must not lose the provider's whole batch (the signature covers the raw bytes)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = json.loads(text)
+    except RecursionError:
+        raise Rejected(f"the body nests deeper than {MAX_DEPTH} levels", 400) from None
+    except ValueError:  # also a number with more digits than Python converts
         raise Rejected("the body is not JSON", 400) from None
+    if _depth_exceeds(payload, MAX_DEPTH):
+        raise Rejected(f"the body nests deeper than {MAX_DEPTH} levels", 400)
+    return payload
+
+
+def _depth_exceeds(value: object, limit: int) -> bool:
+    """Iterative (no recursion to exhaust): whether containers nest deeper than `limit`."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 # Deliveries are "i<issue>-d<delivery>", transactional mails "t<id>" (newsletter/issues/message.py).
@@ -150,14 +174,19 @@ Confirmer = Callable[[str], None]
 def collect_records(payload: object, parse: Callable[[dict], "NormalizedEvent | None"],
                     label: Callable[[dict], str], what: str) -> Verified:
     """For providers that post a JSON array of event objects (or one object): parse each one,
-    or note its type as ignored. A non-object entry rejects the whole request (400)."""
+    or note its type as ignored. One unreadable record (not an object, no id, a field of the
+    wrong type) is noted as ignored and never loses the rest of the batch."""
     result = Verified()
-    for record in payload if isinstance(payload, list) else [payload]:
-        if not isinstance(record, dict):
-            raise Rejected(f"{what} is not a JSON object", 400)
-        event = parse(record)
+    for number, record in enumerate(payload if isinstance(payload, list) else [payload], start=1):
+        try:
+            if not isinstance(record, dict):
+                raise Rejected(f"{what} is not a JSON object", 400)
+            event = parse(record)
+        except (Rejected, ValueError, TypeError, KeyError, AttributeError) as exc:
+            result.ignored.append(f"unreadable {what} #{number} ({str(exc)[:80]})")
+            continue
         if event is None:
-            result.ignored.append(label(record))
+            result.ignored.append(str(label(record))[:80])
         else:
             result.events.append(event)
     return result

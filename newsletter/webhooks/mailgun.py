@@ -2,9 +2,11 @@
 
 The JSON body is `{"signature": {"timestamp", "token", "signature"}, "event-data": {...}}`.
 The signature covers only timestamp and token, not the event, so besides the replay window
-(`max_age_seconds`) every token is single-use: routes.py stores it (webhook_nonce) in the same
-transaction as the events, and a token seen before with a different event is refused (a true
-re-delivery of the same event is answered 200 and changes nothing). Events: delivered, failed
+(`max_age_seconds`) every token is single-use for one body: routes.py stores what was signed
+(SHA-256 of timestamp and token) with a SHA-256 of the canonical event-data (webhook_nonce) in
+the same transaction as the events, also when the event is one we ignore. The same token with
+any other body is refused, even with the same event id (a true re-delivery of the same event is
+answered 200 and changes nothing). Events: delivered, failed
 (hard or soft by newsletter/bounce_class.py: the remote server's code and text, then the
 severity), complained, unsubscribed; our reference comes
 back in `user-variables` (sent as `v:reference`, newsletter/delivery/transports/mailgun.py).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 
 from newsletter.config import Settings
 from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
@@ -52,12 +55,24 @@ def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verifi
     if not isinstance(data, dict):
         raise Rejected("no event-data", 400)
     event = parse_event(data)
-    result = Verified(nonce=token, nonce_event=str(data.get("id") or ""))
+    result = Verified(nonce=signed_token(_timestamp, token), nonce_event=body_digest(data))
     if event is None:
         result.ignored.append(f"{data.get('event')}")
     else:
         result.events.append(event)
     return result
+
+
+def signed_token(timestamp: str, token: str) -> str:
+    """What the signature covers, hashed: the key under which the token is single-use."""
+    return hashlib.sha256(f"{timestamp}:{token}".encode()).hexdigest()
+
+
+def body_digest(data: dict) -> str:
+    """The event the token came with, hashed in a canonical form: a true re-delivery (same
+    event) matches, any other body under the same token does not, whatever its event id."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_event(data: dict) -> NormalizedEvent | None:

@@ -6,7 +6,8 @@ statistics are counted from (delivered, bounced, complained, unsubscribed per de
 the soft-bounce streak of an address is read from it. Bounce-mailbox DSNs use provider "mailbox".
 
 `webhook_nonce`: single-use request tokens (Mailgun signs only timestamp + token, not the body,
-so a token may be used once); rows older than a day are pruned.
+so a token may be used for one body only): `nonce` is the SHA-256 of what was signed, `event_id`
+the SHA-256 of the event it came with; rows older than a day are pruned.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class WebhookNonce(SQLModel, table=True):
 
     provider: str = Field(primary_key=True, max_length=20)
     nonce: str = Field(primary_key=True, max_length=128)
-    event_id: str = Field(default="", max_length=250)  # the event it came with: a true re-delivery is no attack
+    event_id: str = Field(default="", max_length=250)  # digest of the body it came with: a re-delivery is no attack
     seen_at: datetime = Field(default_factory=utcnow, index=True)
 
 

@@ -2,8 +2,9 @@
 
 SNS signs a canonical string of the message's fields (SignatureVersion 1: SHA1withRSA,
 2: SHA256withRSA) with the key of the X.509 certificate at `SigningCertURL`. That URL (and a
-`SubscribeURL`) must be https on a host matching ^sns\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?$; any
-other is refused before anything is fetched. Certificates are fetched with requests and cached.
+`SubscribeURL`) must be https on an SNS host, sns.<region>.amazonaws.com(.cn) (SNS_HOST); any
+other is refused before anything is fetched. Certificates are fetched with requests and cached,
+and must be SNS's, issued through a trusted CA (newsletter/webhooks/snscert.py).
 
 Every AWS account can sign SNS messages with that same certificate, so a valid signature only
 proves the message came through SNS, not from *our* topic: `[webhooks.ses] topic_arn` (one ARN
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 import threading
@@ -38,10 +38,13 @@ from newsletter.config import Settings
 from newsletter.issues.message import DELIVERY_HEADER
 from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
                                         clean_email, clean_reference, load_json, parse_time)
+from newsletter.webhooks.snscert import UntrustedCertificate, check_sns_certificate, load_certificate
 
 log = logging.getLogger(__name__)
 PROVIDER = "ses"
-SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+# sns.<region>.amazonaws.com(.cn): a region, so not S3 (a bucket named "sns" is sns.s3.amazonaws.com
+# or sns.s3-<region>.amazonaws.com) nor any other service's endpoint.
+SNS_HOST = re.compile(r"^sns\.[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}\.amazonaws\.com(\.cn)?$")
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
@@ -120,7 +123,7 @@ def canonical(message: dict) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def verify(message: dict, fetch, now: datetime) -> None:
+def verify(message: dict, fetch, now: datetime, roots: tuple[x509.Certificate, ...]) -> None:
     algorithm = HASHES.get(str(message.get("SignatureVersion")))
     if algorithm is None:
         raise Rejected("unsupported SignatureVersion")
@@ -138,11 +141,11 @@ def verify(message: dict, fetch, now: datetime) -> None:
         log.warning("ses: cannot fetch the signing certificate %s: %s", url, exc)
         raise Rejected("signing certificate unavailable") from None
     try:
-        certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        raise Rejected("signing certificate unreadable") from None
-    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-        raise Rejected("signing certificate expired or not yet valid")
+        certificate = load_certificate(pem)
+        check_sns_certificate(certificate, now, fetch, roots)
+    except UntrustedCertificate as exc:
+        log.warning("ses: signing certificate %s refused: %s", url, exc)
+        raise Rejected(f"signing certificate refused: {exc}") from None
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise Rejected("signing certificate has no RSA key")
@@ -156,7 +159,7 @@ def handle(settings: Settings, request: WebhookRequest, context) -> Verified:
     message = load_json(request.body)
     if not isinstance(message, dict):
         raise Rejected("missing signature")
-    verify(message, context.fetch_cert, request.now)
+    verify(message, context.fetch_cert, request.now, context.sns_roots())
     if message.get("TopicArn") not in topic_arns(settings):
         raise Rejected("topic not in [webhooks.ses] topic_arn", 403)
     kind = message["Type"]
@@ -169,8 +172,8 @@ def handle(settings: Settings, request: WebhookRequest, context) -> Verified:
         log.warning("ses: SNS says the subscription to %s was removed", message["TopicArn"])
         return Verified(note="unsubscribe confirmation noted")
     try:
-        body = json.loads(message["Message"])
-    except ValueError:
+        body = load_json(message["Message"])
+    except Rejected:  # signed by SNS but not SES's JSON: noted as ignored below
         body = None
     result = Verified()
     events = parse_notification(body, str(message["MessageId"])) if isinstance(body, dict) else None

@@ -42,17 +42,30 @@ class Keys:
     sendgrid: ec.EllipticCurvePrivateKey
     sns_key: rsa.RSAPrivateKey
     sns_cert_pem: bytes
+    sns_root: x509.Certificate  # the trust root the test server uses instead of certifi's
+    sns_root_key: rsa.RSAPrivateKey
+
+
+def make_certificate(subject: str, key, issuer: x509.Name | None = None, signer=None, ca: bool = False,
+                     days: tuple[int, int] = (-1, 30)) -> x509.Certificate:
+    """A certificate for `subject`, issued by `issuer` with `signer` (self-signed without)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.now(UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now + timedelta(days=days[0]))
+            .not_valid_after(now + timedelta(days=days[1]))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(signer or key, hashes.SHA256()))
 
 
 @pytest.fixture(scope="session")
 def keys() -> Keys:
+    root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    root = make_certificate("Test Root CA for SNS", root_key, ca=True, days=(-10, 3650))
     sns_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(sns_key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30)).sign(sns_key, hashes.SHA256()))
-    return Keys(ec.generate_private_key(ec.SECP256R1()), sns_key, cert.public_bytes(serialization.Encoding.PEM))
+    cert = make_certificate("sns.amazonaws.com", sns_key, issuer=root.subject, signer=root_key)
+    return Keys(ec.generate_private_key(ec.SECP256R1()), sns_key, cert.public_bytes(serialization.Encoding.PEM),
+                root, root_key)
 
 
 @dataclass
@@ -206,6 +219,7 @@ def make_hooks(live_factory, keys: Keys, db_url: str | None) -> Hooks:  # noqa: 
 
     context = live.app.state.webhooks
     context.fetch_cert = fetch
+    context.sns_roots = lambda: (keys.sns_root,)
     context.confirm_subscription = hooks.confirmed.append
     return hooks
 
