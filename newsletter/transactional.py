@@ -155,9 +155,10 @@ def send_pending(engine: Engine, settings: Settings, transport: Transport, secre
     for row_id in _claim(engine, limit, now):
         with session_scope(engine) as session:
             row = session.get(TransactionalMail, row_id)
-            name = session.execute(select(Subscriber.name).where(Subscriber.id == row.subscriber_id)).scalar_one()
+            name, key = session.execute(select(Subscriber.name, Subscriber.token_key)
+                                        .where(Subscriber.id == row.subscriber_id)).one()
             values = {"email": row.to_email, "action_url": "", "preferences_url": "", "unsubscribe_url": ""}
-            values.update(recipient_links(settings, secret, row.subscriber_id))
+            values.update(recipient_links(settings, secret, row.subscriber_id, key))
             if row.kind in CONFIRM_KINDS:
                 token, digest = new_confirmation_token(secret)
                 row.token_hash = digest

@@ -28,7 +28,7 @@ from subscribers.abuse import HONEYPOT_FIELD, FormTokenError, Limit, RateLimiter
     issue_form_token, network_of
 from subscribers.consent import CONSENT_VERSION, Origin, Source, consent_text
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
-from subscribers.service import InvalidInput, clean_name, clean_topics, normalize_email
+from subscribers.service import InvalidInput, clean_name, clean_topics, link_holder, normalize_email
 from subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
     update_preferences
 from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
@@ -190,17 +190,21 @@ def make_router(ctx: WebContext) -> APIRouter:
         return message("You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
 
     def subscriber_from(token: str, purpose: Purpose) -> int | None:
+        """The id of the reader a link names, only while that very reader exists (token_key)."""
         try:
-            return read_token(ctx.secret, purpose, token)
+            subject = read_token(ctx.secret, purpose, token)
         except InvalidToken:
             return None
+        with session_scope(ctx.engine) as session:
+            return subject.subscriber_id if link_holder(session, subject) is not None else None
 
     @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
     def unsubscribe_page(token: str) -> HTMLResponse:
         subscriber_id = subscriber_from(token, Purpose.unsubscribe)
         if subscriber_id is None:
             return invalid_link()
-        prefs = f"{site.base_url}/preferences/{make_token(ctx.secret, Purpose.preferences, subscriber_id)}"
+        key = read_token(ctx.secret, Purpose.unsubscribe, token).key
+        prefs = f"{site.base_url}/preferences/{make_token(ctx.secret, Purpose.preferences, subscriber_id, key)}"
         return message("Unsubscribe?", [f"Press the button and you get no more issues of {site.name}."],
                        action=f"{site.base_url}/unsubscribe/{token}", button="Unsubscribe",
                        hidden=[("source", "page")],

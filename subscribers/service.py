@@ -17,6 +17,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.text import has_control_chars
 from subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent
+from subscribers.tokens import LinkSubject
 from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
     TransactionalMail
 
@@ -78,6 +79,15 @@ def record_consent(session: Session, subscriber: Subscriber, kind: str, source: 
     session.add(ConsentEvent(subscriber_id=subscriber.id, kind=kind, source=str(source), detail=detail,
                              ip=clean_ip(origin.ip) or None, user_agent=clean_user_agent(origin.user_agent) or None,
                              consent_version=origin.consent_version))
+
+
+def link_holder(session: Session, subject: LinkSubject) -> Subscriber | None:
+    """The reader a verified link names, or None: the id alone is not enough, the reader's
+    token_key must be the one the link was made with (a later reader never inherits a link)."""
+    subscriber = session.get(Subscriber, subject.subscriber_id)
+    if subscriber is None or not subject.names(subscriber.id, subscriber.token_key):
+        return None
+    return subscriber
 
 
 def set_topics(session: Session, subscriber_id: int, topics: list[str]) -> None:

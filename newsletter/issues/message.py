@@ -31,6 +31,7 @@ class Recipient:
     name: str
     subscriber_id: int
     reference: str  # stable per delivery, e.g. "i3-d42"
+    token_key: str = ""  # the reader's subscriber.token_key, carried by every link
 
 
 def list_id(settings: Settings) -> str:
@@ -86,13 +87,14 @@ def message_id(secret: str, reference: str, domain: str) -> str:
     return f"<{reference}.{keyed_digest(secret, reference)[:24]}@{domain}>"
 
 
-def recipient_links(settings: Settings, secret: str, subscriber_id: int) -> dict[str, str]:
+def recipient_links(settings: Settings, secret: str, subscriber_id: int, key: str = "") -> dict[str, str]:
+    """The reader's personal links; `key` is their token_key (links name the person, not the id)."""
     base = settings.site.base_url
     return {
-        "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, Purpose.unsubscribe, subscriber_id)}",
-        "preferences_url": f"{base}/preferences/{make_token(secret, Purpose.preferences, subscriber_id)}",
-        "vote_token": make_token(secret, Purpose.vote, subscriber_id),
-        "track_token": make_token(secret, Purpose.track, subscriber_id)
+        "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, Purpose.unsubscribe, subscriber_id, key)}",
+        "preferences_url": f"{base}/preferences/{make_token(secret, Purpose.preferences, subscriber_id, key)}",
+        "vote_token": make_token(secret, Purpose.vote, subscriber_id, key),
+        "track_token": make_token(secret, Purpose.track, subscriber_id, key)
         if settings.tracking.opens or settings.tracking.clicks else "",
     }
 
@@ -113,7 +115,7 @@ def issue_message(
     """The message for one subscriber, and its Message-ID. With `[mail.dkim] enabled` it is signed
     (DKIM-Signature first) by `signer`, by default the process's cached signer (key read once).
     `mime=False`: fields only (see `assemble`)."""
-    links = recipient_links(settings, secret, recipient.subscriber_id)
+    links = recipient_links(settings, secret, recipient.subscriber_id, recipient.token_key)
     msg_id = message_id(secret, recipient.reference, domain_of(settings.mail.from_address))
     personal = [
         ("To", recipient_address(recipient.name, recipient.email)),
