@@ -20,7 +20,8 @@ from newsletter.issues.message import DELIVERY_HEADER, assemble, build_template,
 from newsletter.issues.render import CompiledEmail, compile_email
 from newsletter.issues.view import site_view
 from newsletter.mail.dkim import signer_for
-from newsletter.mail.headers import domain_of, encode_address
+from newsletter.mail.addresses import recipient_address
+from newsletter.mail.headers import domain_of
 from newsletter.mail.mime import MessageTemplate
 from newsletter.slots import SlotMarker
 from subscribers.models import Subscriber, TransactionalMail
@@ -106,9 +107,8 @@ def template_for(settings: Settings, kind: str) -> MessageTemplate:
 def build_message(settings: Settings, secret: str, row: TransactionalMail, name: str, values: dict,
                   now: datetime) -> OutgoingMessage:
     reference = f"t{row.id}"
-    to = f"{name} <{row.to_email}>" if name else row.to_email
     personal = [
-        ("To", encode_address(to, "To")),
+        ("To", recipient_address(name, row.to_email)),  # the name is data: never parsed as an address
         ("Date", format_datetime(now)),
         ("Message-ID", message_id(secret, reference, domain_of(settings.mail.from_address))),
         (DELIVERY_HEADER, reference),

@@ -23,6 +23,7 @@ from sqlmodel import select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
+from newsletter.delivery.transports import carries_smtputf8
 from newsletter.templating import render
 from subscribers.abuse import HONEYPOT_FIELD, FormTokenError, Limit, RateLimiter, check_form_token, \
     issue_form_token, network_of
@@ -132,7 +133,7 @@ def make_router(ctx: WebContext) -> APIRouter:
             return signup_page(400, {"form": str(exc)}, values)
         errors = {}
         try:
-            email = normalize_email(raw_email, "email")
+            email = normalize_email(raw_email, "email", carries_smtputf8(ctx.settings))
         except InvalidInput as exc:
             errors["email"] = str(exc).removeprefix("email: ").capitalize()
         try:
@@ -281,7 +282,8 @@ def make_router(ctx: WebContext) -> APIRouter:
                            links=[("Subscribe again", f"{site.base_url}/")])
         if action == "change_email":
             try:
-                new_email = normalize_email(data.get("new_email", [""])[0], "new_email")
+                new_email = normalize_email(data.get("new_email", [""])[0], "new_email",
+                                            carries_smtputf8(ctx.settings))
             except InvalidInput as exc:
                 return preferences_view(token, subscriber_id, 422,
                                         errors={"new_email": str(exc).removeprefix("new_email: ").capitalize()})

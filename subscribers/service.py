@@ -29,8 +29,15 @@ class InvalidInput(UserError):
     """Input that names the field and the reason."""
 
 
-def normalize_email(value: str, field: str = "email") -> str:
-    """Syntax check and normalisation (lower-cased domain, IDNA); no DNS lookups here."""
+UNDELIVERABLE_UTF8 = ("our mail service cannot deliver to an address with accented or non-latin letters "
+                      "before the @; please use another address")
+
+
+def normalize_email(value: str, field: str = "email", smtputf8: bool = False) -> str:
+    """Syntax check and the stored form: lower-cased, the domain as Unicode (IDNA-decoded: an
+    "xn--" domain is stored like its Unicode spelling, so both find one reader); no DNS lookups.
+    `smtputf8`: whether the configured transport can carry a non-ASCII local part at all
+    (delivery.transports.carries_smtputf8); if not, such an address is refused here, at once."""
     value = (value or "").strip()
     if not value:
         raise InvalidInput(f"{field}: is required")
@@ -39,16 +46,18 @@ def normalize_email(value: str, field: str = "email") -> str:
     if len(value) > 254:
         raise InvalidInput(f"{field}: longer than 254 characters")
     try:
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise InvalidInput(f"{field}: {exc}") from None
+    if result.smtputf8 and not smtputf8:
+        raise InvalidInput(f"{field}: {UNDELIVERABLE_UTF8}")
     return result.normalized.lower() if result.normalized else value.lower()
 
 
 def clean_name(value: str | None) -> str:
     value = (value or "").strip()
     if has_control_chars(value):
-        raise InvalidInput("name: contains control characters")
+        raise InvalidInput("name: contains control characters (a line break or similar); type it on one line")
     if len(value) > MAX_NAME:
         raise InvalidInput(f"name: longer than {MAX_NAME} characters")
     return value

@@ -17,8 +17,9 @@ from newsletter.config import Settings
 from newsletter.delivery.transports.base import MessageContent, OutgoingMessage
 from newsletter.issues.render import CompiledEmail
 from newsletter.mail.dkim import DkimSigner, signer_for
+from newsletter.mail.addresses import recipient_address, wire_address
 from newsletter.mail.headers import (address_list, address_of, domain_of, encode_address, encode_text, header_line,
-                                     name_and_address, recipient_address)
+                                     name_and_address)
 from newsletter.mail.mime import MessageTemplate, line_dots, message_template
 from subscribers.tokens import Purpose, keyed_digest, make_token
 
@@ -67,7 +68,9 @@ def assemble(settings: Settings, template: MessageTemplate, name: str, email: st
     """One recipient's message from a template: its bytes (DKIM-signed when a signer is given) and
     the same message as fields for the JSON APIs. `personal` is the recipient's own headers,
     (name, value as written). `mime=False` (for a transport that reads only the fields) leaves
-    the bytes empty; the headers are still checked."""
+    the bytes empty; the headers are still checked. Envelope and fields carry the address's
+    wire form (IDNA domain), like the To header."""
+    email = wire_address(email)
     lines = [header_line(field, value) for field, value in personal]
     data, dots = template.render(lines, values) if mime else (b"", [])
     if signer is not None and mime:

@@ -1,0 +1,59 @@
+"""A reader's name and address as they go on the wire (docs/addresses.md).
+
+A display name is data, never parsed: whatever a reader typed (commas, quotes, angle
+brackets, "@", emoji, right-to-left text) is written as one RFC 5322 quoted-string or as
+RFC 2047 encoded words, so no name can add or change a recipient. The address is the one
+stored at signup (checked there by email-validator); on the wire its domain is written in
+IDNA (UTS-46) A-labels, and a local part that is not ASCII needs SMTPUTF8 (RFC 6531).
+"""
+
+from __future__ import annotations
+
+import re
+from email.header import Header
+
+import idna
+
+from newsletter.text import reject_control_chars
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")  # atoms a parser reads back unchanged
+# Characters that can never stand in an address as written into a header or SMTP path.
+_NOT_IN_ADDRESS = re.compile(r'[\s<>,;"()\[\]\\]')
+
+
+def display_name(name: str) -> str:
+    """`name` as the phrase before `<addr>`: plain atoms as they are; other ASCII as a quoted-string
+    (backslash and quote escaped); anything else, and ASCII that looks like an encoded word (a
+    parser would decode it), as RFC 2047 encoded words, folded with CRLF + space."""
+    reject_control_chars(name, "name")
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    if name.isascii() and "=?" not in name:
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+
+
+def wire_address(email: str) -> str:
+    """The stored address as SMTP and headers carry it: the domain in IDNA A-labels (user@bücher.de
+    → user@xn--bcher-kva.de); the local part as stored. ValueError when it cannot be written."""
+    reject_control_chars(email, "email")
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain or _NOT_IN_ADDRESS.search(email):
+        raise ValueError(f"email: {email!r} cannot be written into a header")
+    if domain.isascii():
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise ValueError(f"email: the domain of {email!r} is not a valid internationalised domain ({exc})") from None
+
+
+def needs_smtputf8(address: str) -> bool:
+    """A wire address whose local part is not ASCII can only go to a server offering SMTPUTF8."""
+    return not address.isascii()
+
+
+def recipient_address(name: str, email: str) -> str:
+    """`To` for one reader: the name as data (display_name), the address in its wire form."""
+    address = wire_address(email)
+    return f"{display_name(name)} <{address}>" if name else address
