@@ -48,6 +48,19 @@ def wire_address(email: str) -> str:
         raise ValueError(f"email: the domain of {email!r} is not a valid internationalised domain ({exc})") from None
 
 
+def stored_form(address: str) -> str:
+    """An address as it came back from the wire (a bounce, a provider's event) in the form readers
+    are stored in: lower-cased, an A-label ("xn--") domain decoded to Unicode. Unchanged when the
+    domain is not valid IDNA (it then matches no reader, as before)."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at or "xn--" not in domain:
+        return address.strip().lower()
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except idna.IDNAError:
+        return address.strip().lower()
+
+
 def needs_smtputf8(address: str) -> bool:
     """A wire address whose local part is not ASCII can only go to a server offering SMTPUTF8."""
     return not address.isascii()

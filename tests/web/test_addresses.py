@@ -86,3 +86,11 @@ def test_json_providers_get_the_wire_form_and_the_name_as_data(settings):
                                datetime.now(UTC))
     assert message.recipient == message.content.recipient == "user@xn--bcher-kva.de"
     assert message.content.to_header == '"Doe, Jane <x@evil.example>" <user@xn--bcher-kva.de>'
+
+
+def test_provider_events_naming_the_a_label_form_find_the_stored_reader():
+    from newsletter.webhooks.events import clean_email
+
+    assert clean_email("Jane <User@XN--BCHER-KVA.DE>") == IDN
+    assert clean_email("reader@example.com") == "reader@example.com"
+    assert clean_email("x@xn--broken-.de") == "x@xn--broken-.de"  # not IDNA: kept, matches nobody
