@@ -32,7 +32,7 @@ from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
 from subscribers.service import InvalidInput, clean_name, clean_topics, link_holder, normalize_email
 from subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
     update_preferences
-from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
+from subscribers.tokens import InvalidToken, LinkSubject, Purpose, make_token, read_token
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
@@ -190,22 +190,26 @@ def make_router(ctx: WebContext) -> APIRouter:
         ctx.on_queued()
         return message("You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
 
-    def subscriber_from(token: str, purpose: Purpose) -> int | None:
-        """The id of the reader a link names, only while that very reader exists (token_key)."""
+    def linked(token: str, purpose: Purpose) -> LinkSubject | None:
+        """Who a link names, only while that very reader exists (id and token_key)."""
         try:
             subject = read_token(ctx.secret, purpose, token)
         except InvalidToken:
             return None
         with session_scope(ctx.engine) as session:
-            return subject.subscriber_id if link_holder(session, subject) is not None else None
+            return subject if link_holder(session, subject) is not None else None
+
+    def subscriber_from(token: str, purpose: Purpose) -> int | None:
+        subject = linked(token, purpose)
+        return subject.subscriber_id if subject is not None else None
 
     @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
     def unsubscribe_page(token: str) -> HTMLResponse:
-        subscriber_id = subscriber_from(token, Purpose.unsubscribe)
-        if subscriber_id is None:
+        subject = linked(token, Purpose.unsubscribe)
+        if subject is None:
             return invalid_link()
-        key = read_token(ctx.secret, Purpose.unsubscribe, token).key
-        prefs = f"{site.base_url}/preferences/{make_token(ctx.secret, Purpose.preferences, subscriber_id, key)}"
+        prefs_token = make_token(ctx.secret, Purpose.preferences, subject.subscriber_id, subject.key)
+        prefs = f"{site.base_url}/preferences/{prefs_token}"
         return message("Unsubscribe?", [f"Press the button and you get no more issues of {site.name}."],
                        action=f"{site.base_url}/unsubscribe/{token}", button="Unsubscribe",
                        hidden=[("source", "page")],

@@ -190,3 +190,25 @@ def test_an_issue_names_exactly_the_reader(rig, name, email):
     with session_scope(rig.engine) as session:
         delivery_id = session.exec(select(Delivery.id)).one()
     assert_names_only(rig.outbox.path_for(f"i{issue_id}-d{delivery_id}").read_bytes(), wire, name)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=NAMES, email=ADDRESSES)
+@example(name="=?utf-8?q?bob=40evil.example?=", email="reader@example.com")
+def test_json_providers_get_exactly_the_reader(tmp_path, name, email):
+    """The HTTP providers take `To` as a string they parse themselves: it too names only the reader."""
+    from datetime import UTC, datetime
+
+    from newsletter.issues.message import Recipient, issue_message
+    from newsletter.transactional import template_for
+
+    json_settings = load_settings(write_config(tmp_path))  # bytes and JSON fields come from one builder
+    stored, wire = expected(email)
+    name = name.strip()[:100]
+    message, _ = issue_message(json_settings, TEST_SECRET, template_for(json_settings, "welcome"),
+                               Recipient(stored, name, 1, "i1-d1", "0123456789abcdef"), datetime.now(UTC))
+    assert message.recipient == message.content.recipient == wire
+    parsed = policy.default.header_factory("To", message.content.to_header)
+    assert [a.addr_spec for a in parsed.addresses] == [wire]
+    assert " ".join(parsed.addresses[0].display_name.split()) == " ".join(name.split())

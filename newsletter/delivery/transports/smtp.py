@@ -136,8 +136,9 @@ def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
     utf8 = not (sender.isascii() and recipient.isascii())
     if utf8:
         if not (smtp.does_esmtp and smtp.has_extn("smtputf8")):
+            address = sender if recipient.isascii() else recipient
             raise smtplib.SMTPNotSupportedError(
-                f"the address {recipient!r} needs SMTPUTF8, which the SMTP server does not offer")
+                f"the address {address!r} needs SMTPUTF8, which the SMTP server does not offer")
         options += " SMTPUTF8"
         smtp.command_encoding = "utf-8"  # smtplib encodes commands with it (ASCII by default)
     try:
