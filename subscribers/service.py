@@ -279,7 +279,7 @@ def forget(engine: Engine, email: str) -> Forgotten:
     from sqlalchemy import update as sql_update
     from sqlmodel import SQLModel
 
-    email = normalize_email(email)
+    email = normalize_email(email, smtputf8=True)  # any address a reader can have, whatever the transport
     digest = hashed_email(email)
     tables = SQLModel.metadata.tables
     counts: dict[str, int] = {}

@@ -18,6 +18,7 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.issues.message import Recipient, issue_message
 from newsletter.transactional import send_pending, template_for
 from subscribers.models import Subscriber, TransactionalMail
+from subscribers.service import forget
 from tests.conftest import TEST_SECRET
 from tests.smtp_server import start_server
 
@@ -47,6 +48,8 @@ def test_the_file_outbox_takes_a_utf8_local_part(live):
     raw = next(live.settings.mail.file.dir.glob("t*.eml")).read_bytes().decode("utf-8")
     to = message_from_string(raw, policy=policy.default)["To"]
     assert [(a.display_name, a.addr_spec) for a in to.addresses] == [("Ünïcode", "üser@xn--bcher-kva.de")]
+    assert forget(live.engine, "ÜSER@xn--bcher-kva.de").counts["subscriber"] == 1  # any spelling finds them
+    assert stored_emails(live) == []
 
 
 def add_reader(engine, email: str, with_confirmation: bool) -> None:
