@@ -22,6 +22,11 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
+# SQLite reuses the highest rowid after a delete unless a table says AUTOINCREMENT; ids that
+# links, Message-IDs or references name must never come back for someone else (docs/addresses.md).
+# PostgreSQL sequences never hand out a value twice, so this only changes SQLite's DDL.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
 _engines: dict[str, Engine] = {}
 
 

@@ -21,10 +21,27 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def _with_connection(engine: Engine, action) -> None:
+    """Run `action` in one transaction. On SQLite foreign keys are off meanwhile (SQLite's own
+    procedure for rebuilding a table: with them on, dropping the old copy of a parent table
+    cascades into its children) and checked before the commit."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        action(config)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:  # before BEGIN: inside a transaction SQLite ignores this pragma
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # ends SQLAlchemy's autobegun transaction (the driver began none)
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                action(config)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left rows with broken references: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -20,7 +20,8 @@ from newsletter.issues.message import DELIVERY_HEADER, assemble, build_template,
 from newsletter.issues.render import CompiledEmail, compile_email
 from newsletter.issues.view import site_view
 from newsletter.mail.dkim import signer_for
-from newsletter.mail.headers import domain_of, encode_address
+from newsletter.mail.addresses import recipient_address
+from newsletter.mail.headers import domain_of
 from newsletter.mail.mime import MessageTemplate
 from newsletter.mail.verp import envelope_sender
 from newsletter.slots import SlotMarker
@@ -107,9 +108,8 @@ def template_for(settings: Settings, kind: str) -> MessageTemplate:
 def build_message(settings: Settings, secret: str, row: TransactionalMail, name: str, values: dict,
                   now: datetime) -> OutgoingMessage:
     reference = f"t{row.id}"
-    to = f"{name} <{row.to_email}>" if name else row.to_email
     personal = [
-        ("To", encode_address(to, "To")),
+        ("To", recipient_address(name, row.to_email)),  # the name is data: never parsed as an address
         ("Date", format_datetime(now)),
         ("Message-ID", message_id(secret, reference, domain_of(settings.mail.from_address))),
         (DELIVERY_HEADER, reference),
@@ -156,9 +156,10 @@ def send_pending(engine: Engine, settings: Settings, transport: Transport, secre
     for row_id in _claim(engine, limit, now):
         with session_scope(engine) as session:
             row = session.get(TransactionalMail, row_id)
-            name = session.execute(select(Subscriber.name).where(Subscriber.id == row.subscriber_id)).scalar_one()
+            name, key = session.execute(select(Subscriber.name, Subscriber.token_key)
+                                        .where(Subscriber.id == row.subscriber_id)).one()
             values = {"email": row.to_email, "action_url": "", "preferences_url": "", "unsubscribe_url": ""}
-            values.update(recipient_links(settings, secret, row.subscriber_id))
+            values.update(recipient_links(settings, secret, row.subscriber_id, key))
             if row.kind in CONFIRM_KINDS:
                 token, digest = new_confirmation_token(secret)
                 row.token_hash = digest

@@ -17,7 +17,8 @@ from newsletter.config import Settings
 from newsletter.content.models import Comparison, ComparisonTool, Tool, Vote
 from newsletter.db import session_scope, utcnow
 from newsletter.templating import render
-from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.models import SubscriberStatus
+from subscribers.service import link_holder
 from subscribers.tokens import InvalidToken, Purpose, read_token
 
 CHOICES = "abcd"
@@ -71,10 +72,10 @@ def make_router(settings: Settings, engine: Engine, secret: str) -> APIRouter:
 
     def lookup(session: Session, token: str, slug: str, choice: str):
         try:
-            subscriber_id = read_token(secret, Purpose.vote, token)
+            subject = read_token(secret, Purpose.vote, token)
         except InvalidToken:
             return None
-        subscriber = session.get(Subscriber, subscriber_id)
+        subscriber = link_holder(session, subject)
         if subscriber is None or subscriber.status != SubscriberStatus.active.value:
             return None
         resolved = resolve_choice(session, slug, choice)

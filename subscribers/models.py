@@ -5,10 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Integer, Text
+import secrets
+
+from sqlalchemy import Column, ForeignKey, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
-from newsletter.db import utcnow
+from newsletter.db import NEVER_REUSE_IDS, utcnow
+
+def new_token_key() -> str:
+    """A per-reader random value that every signed link carries: a link made for one reader can
+    never be read as another's, even if an id were ever reused (subscribers.tokens)."""
+    return secrets.token_hex(8)
 
 
 class SubscriberStatus(StrEnum):
@@ -20,6 +27,8 @@ class SubscriberStatus(StrEnum):
 
 
 class Subscriber(SQLModel, table=True):
+    __table_args__ = (NEVER_REUSE_IDS,)
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True)
     name: str = Field(default="", max_length=100)
@@ -28,6 +37,9 @@ class Subscriber(SQLModel, table=True):
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     paused_until: datetime | None = None
+    # "" for readers from before migration 0009 (their links carry no key); see new_token_key.
+    token_key: str = Field(default_factory=new_token_key,
+                           sa_column=Column(String(16), nullable=False, server_default=""))
 
 
 class SubscriberTopic(SQLModel, table=True):
@@ -45,6 +57,7 @@ class ConsentEvent(SQLModel, table=True):
     """Append-only history: who agreed or withdrew, when, and through what."""
 
     __tablename__ = "consent_event"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(
@@ -67,6 +80,7 @@ class Suppression(SQLModel, table=True):
     the normalised address, so the address itself is gone but a new signup still matches.
     """
 
+    __table_args__ = (NEVER_REUSE_IDS,)
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True)
     reason: str = Field(max_length=32)
@@ -81,6 +95,7 @@ class TransactionalMail(SQLModel, table=True):
     """
 
     __tablename__ = "transactional_mail"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(

@@ -23,15 +23,16 @@ from sqlmodel import select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
+from newsletter.delivery.transports import carries_smtputf8
 from newsletter.templating import render
 from subscribers.abuse import HONEYPOT_FIELD, FormTokenError, Limit, RateLimiter, check_form_token, \
     issue_form_token, network_of
 from subscribers.consent import CONSENT_VERSION, Origin, Source, consent_text
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
-from subscribers.service import InvalidInput, clean_name, clean_topics, normalize_email
+from subscribers.service import InvalidInput, clean_name, clean_topics, link_holder, normalize_email
 from subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
     update_preferences
-from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
+from subscribers.tokens import InvalidToken, LinkSubject, Purpose, make_token, read_token
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
@@ -132,7 +133,7 @@ def make_router(ctx: WebContext) -> APIRouter:
             return signup_page(400, {"form": str(exc)}, values)
         errors = {}
         try:
-            email = normalize_email(raw_email, "email")
+            email = normalize_email(raw_email, "email", carries_smtputf8(ctx.settings))
         except InvalidInput as exc:
             errors["email"] = str(exc).removeprefix("email: ").capitalize()
         try:
@@ -189,18 +190,26 @@ def make_router(ctx: WebContext) -> APIRouter:
         ctx.on_queued()
         return message("You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
 
-    def subscriber_from(token: str, purpose: Purpose) -> int | None:
+    def linked(token: str, purpose: Purpose) -> LinkSubject | None:
+        """Who a link names, only while that very reader exists (id and token_key)."""
         try:
-            return read_token(ctx.secret, purpose, token)
+            subject = read_token(ctx.secret, purpose, token)
         except InvalidToken:
             return None
+        with session_scope(ctx.engine) as session:
+            return subject if link_holder(session, subject) is not None else None
+
+    def subscriber_from(token: str, purpose: Purpose) -> int | None:
+        subject = linked(token, purpose)
+        return subject.subscriber_id if subject is not None else None
 
     @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
     def unsubscribe_page(token: str) -> HTMLResponse:
-        subscriber_id = subscriber_from(token, Purpose.unsubscribe)
-        if subscriber_id is None:
+        subject = linked(token, Purpose.unsubscribe)
+        if subject is None:
             return invalid_link()
-        prefs = f"{site.base_url}/preferences/{make_token(ctx.secret, Purpose.preferences, subscriber_id)}"
+        prefs_token = make_token(ctx.secret, Purpose.preferences, subject.subscriber_id, subject.key)
+        prefs = f"{site.base_url}/preferences/{prefs_token}"
         return message("Unsubscribe?", [f"Press the button and you get no more issues of {site.name}."],
                        action=f"{site.base_url}/unsubscribe/{token}", button="Unsubscribe",
                        hidden=[("source", "page")],
@@ -277,7 +286,8 @@ def make_router(ctx: WebContext) -> APIRouter:
                            links=[("Subscribe again", f"{site.base_url}/")])
         if action == "change_email":
             try:
-                new_email = normalize_email(data.get("new_email", [""])[0], "new_email")
+                new_email = normalize_email(data.get("new_email", [""])[0], "new_email",
+                                            carries_smtputf8(ctx.settings))
             except InvalidInput as exc:
                 return preferences_view(token, subscriber_id, 422,
                                         errors={"new_email": str(exc).removeprefix("new_email: ").capitalize()})

@@ -17,6 +17,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.text import has_control_chars
 from subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent
+from subscribers.tokens import LinkSubject
 from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
     TransactionalMail
 
@@ -28,8 +29,15 @@ class InvalidInput(UserError):
     """Input that names the field and the reason."""
 
 
-def normalize_email(value: str, field: str = "email") -> str:
-    """Syntax check and normalisation (lower-cased domain, IDNA); no DNS lookups here."""
+UNDELIVERABLE_UTF8 = ("our mail service cannot deliver to an address with accented or non-latin letters "
+                      "before the @; please use another address")
+
+
+def normalize_email(value: str, field: str = "email", smtputf8: bool = False) -> str:
+    """Syntax check and the stored form: lower-cased, the domain as Unicode (IDNA-decoded: an
+    "xn--" domain is stored like its Unicode spelling, so both find one reader); no DNS lookups.
+    `smtputf8`: whether the configured transport can carry a non-ASCII local part at all
+    (delivery.transports.carries_smtputf8); if not, such an address is refused here, at once."""
     value = (value or "").strip()
     if not value:
         raise InvalidInput(f"{field}: is required")
@@ -38,16 +46,18 @@ def normalize_email(value: str, field: str = "email") -> str:
     if len(value) > 254:
         raise InvalidInput(f"{field}: longer than 254 characters")
     try:
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise InvalidInput(f"{field}: {exc}") from None
+    if result.smtputf8 and not smtputf8:
+        raise InvalidInput(f"{field}: {UNDELIVERABLE_UTF8}")
     return result.normalized.lower() if result.normalized else value.lower()
 
 
 def clean_name(value: str | None) -> str:
     value = (value or "").strip()
     if has_control_chars(value):
-        raise InvalidInput("name: contains control characters")
+        raise InvalidInput("name: contains control characters (a line break or similar); type it on one line")
     if len(value) > MAX_NAME:
         raise InvalidInput(f"name: longer than {MAX_NAME} characters")
     return value
@@ -78,6 +88,15 @@ def record_consent(session: Session, subscriber: Subscriber, kind: str, source: 
     session.add(ConsentEvent(subscriber_id=subscriber.id, kind=kind, source=str(source), detail=detail,
                              ip=clean_ip(origin.ip) or None, user_agent=clean_user_agent(origin.user_agent) or None,
                              consent_version=origin.consent_version))
+
+
+def link_holder(session: Session, subject: LinkSubject) -> Subscriber | None:
+    """The reader a verified link names, or None: the id alone is not enough, the reader's
+    token_key must be the one the link was made with (a later reader never inherits a link)."""
+    subscriber = session.get(Subscriber, subject.subscriber_id)
+    if subscriber is None or not subject.names(subscriber.id, subscriber.token_key):
+        return None
+    return subscriber
 
 
 def set_topics(session: Session, subscriber_id: int, topics: list[str]) -> None:
@@ -269,7 +288,7 @@ def forget(engine: Engine, email: str) -> Forgotten:
     from sqlalchemy import update as sql_update
     from sqlmodel import SQLModel
 
-    email = normalize_email(email)
+    email = normalize_email(email, smtputf8=True)  # any address a reader can have, whatever the transport
     digest = hashed_email(email)
     tables = SQLModel.metadata.tables
     counts: dict[str, int] = {}

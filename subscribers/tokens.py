@@ -2,7 +2,10 @@
 
 The purpose is the itsdangerous salt: an unsubscribe token is no preferences
 token and vice versa. Tokens carry the subscriber id and their signing time, so
-they expire (`max_age`) without any stored state.
+they expire (`max_age`) without any stored state. They also carry the reader's
+random `token_key` (subscriber.token_key): a link names one person, not an id,
+so it can never act for a later reader who got the same id. Links made before
+the key existed carry none and match only readers whose key is "".
 
 Keys rotate: the secret may hold several keys (comma-separated in
 NEWSLETTER_SECRET_KEY, one per line in the key file). The first signs, all
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
@@ -107,11 +111,27 @@ def _salt(purpose: Purpose) -> str:
     return f"weekly-verdicts:{purpose.value}"
 
 
-def make_token(secret: str, purpose: Purpose, subscriber_id: int) -> str:
-    return timestamp_signer(secret, _salt(purpose)).sign(str(subscriber_id).encode()).decode()
+def make_token(secret: str, purpose: Purpose, subscriber_id: int, key: str = "") -> str:
+    """A signed link token for the reader with this id and `key` (their token_key)."""
+    value = f"{subscriber_id}-{key}" if key else str(subscriber_id)
+    return timestamp_signer(secret, _salt(purpose)).sign(value.encode()).decode()
 
 
-_TOKEN = re.compile(r"[0-9]{1,18}\.[A-Za-z0-9_-]{1,16}\.[A-Za-z0-9_-]{16,128}")
+@dataclass(frozen=True)
+class LinkSubject:
+    """Who a verified token names: a subscriber id and the key it was made with."""
+
+    subscriber_id: int
+    key: str
+
+    def names(self, subscriber_id: int | None, token_key: str | None) -> bool:
+        """True only for the very reader the link was made for."""
+        return subscriber_id == self.subscriber_id and hmac.compare_digest(self.key, token_key or "")
+
+
+_KEY = r"[0-9a-f]{16}"
+_VALUE = re.compile(rf"([0-9]{{1,18}})(?:-({_KEY}))?")
+_TOKEN = re.compile(rf"[0-9]{{1,18}}(?:-{_KEY})?\.[A-Za-z0-9_-]{{1,16}}\.[A-Za-z0-9_-]{{16,128}}")
 
 
 def _canonical(token: str) -> bool:
@@ -127,13 +147,16 @@ def _canonical(token: str) -> bool:
         return False
 
 
-def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> int:
+def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> LinkSubject:
+    """Who a genuine, unexpired token of this purpose names; the caller still checks that this
+    reader exists with that key (subscribers.service.link_holder)."""
     if not _canonical(token):
         raise InvalidToken("malformed token")
     try:
         value = timestamp_signer(secret, _salt(purpose)).unsign(token, max_age=max_age or MAX_AGE[purpose])
     except BadData as exc:
         raise InvalidToken(str(exc)) from None
-    if not value.isdigit() or len(value) > 18:
+    match = _VALUE.fullmatch(value.decode())
+    if match is None:
         raise InvalidToken("token does not name a subscriber")
-    return int(value)
+    return LinkSubject(int(match.group(1)), match.group(2) or "")

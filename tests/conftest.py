@@ -121,3 +121,14 @@ def sample_engine(engine):
 
 
 __all__ = ["PROJECT_ROOT", "TEST_SECRET", "write_config"]
+
+
+def link_token(engine, purpose, subscriber_id: int, secret: str = TEST_SECRET) -> str:
+    """A link token for a stored reader, made as the sender makes it (with their token_key)."""
+    from subscribers.models import Subscriber
+    from subscribers.tokens import make_token
+
+    with engine.connect() as connection:
+        key = connection.execute(Subscriber.__table__.select().with_only_columns(Subscriber.__table__.c.token_key)
+                                 .where(Subscriber.__table__.c.id == subscriber_id)).scalar_one()
+    return make_token(secret, purpose, subscriber_id, key)

@@ -136,9 +136,11 @@ def free_port() -> int:
 
 
 def start_server(delay: float = 0.0, fault_times: int | None = None, close_after: int | None = None,
-                 pipelining: bool = False) -> tuple[Controller, RecordingHandler]:
+                 pipelining: bool = False, smtputf8: bool = False) -> tuple[Controller, RecordingHandler]:
+    """`smtputf8`: offer SMTPUTF8 (RFC 6531) and take UTF-8 addresses in MAIL and RCPT."""
     handler = RecordingHandler(delay=delay, fault_times=fault_times, close_after=close_after,
                                pipelining=pipelining)
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False,
+                            enable_SMTPUTF8=smtputf8)
     controller.start()
     return controller, handler

@@ -46,7 +46,7 @@ def test_a_configured_mailbox_adds_a_mailto_after_the_https_link(tmp_path, monke
     # The mailbox processor can act on the mail a client sends: the token is signed and names the reader.
     token = unsubscribe_token_of(f"Re: {subject}")
     assert token == https.rsplit("/", 1)[1]
-    assert read_token(TEST_SECRET, Purpose.unsubscribe, token) == 42
+    assert read_token(TEST_SECRET, Purpose.unsubscribe, token).subscriber_id == 42
     with pytest.raises(InvalidToken):
         read_token(TEST_SECRET, Purpose.preferences, token)  # purpose-bound
 

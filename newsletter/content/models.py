@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from newsletter.db import utcnow
+from newsletter.db import NEVER_REUSE_IDS, utcnow
 
 
 class Lens(StrEnum):
@@ -92,7 +92,7 @@ class Review(SQLModel, table=True):
 class Vote(SQLModel, table=True):
     """A reader's pick in a comparison; tool_id None means "pass on both"."""
 
-    __table_args__ = (UniqueConstraint("comparison_id", "subscriber_id"),)
+    __table_args__ = (UniqueConstraint("comparison_id", "subscriber_id"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     comparison_id: int = Field(

@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from newsletter.db import utcnow
+from newsletter.db import NEVER_REUSE_IDS, utcnow
 
 
 class DeliveryState(StrEnum):
@@ -44,6 +44,7 @@ class Delivery(SQLModel, table=True):
         # holds only the rows still pending, so a claim reads about the rows it takes.
         Index("ix_delivery_due", "issue_id", "id", postgresql_where=text(PENDING_SQL),
               sqlite_where=text(PENDING_SQL)),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -170,7 +170,8 @@ def deliver(
             skipped = outbox.skip_ineligible(session, ids)  # unsubscribed or suppressed since enqueue
             report.skipped += skipped
             rows = session.execute(
-                select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name)
+                select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name,
+                       Subscriber.token_key)
                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
                 .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value)
                 .order_by(Delivery.id)
@@ -182,8 +183,8 @@ def deliver(
             break
         try:
             messages, meta = [], []
-            for delivery_id, attempts, subscriber_id, email, name in rows:
-                recipient = Recipient(email, name, subscriber_id, f"i{issue_id}-d{delivery_id}")
+            for delivery_id, attempts, subscriber_id, email, name, key in rows:
+                recipient = Recipient(email, name, subscriber_id, f"i{issue_id}-d{delivery_id}", key)
                 message, msg_id = issue_message(settings, secret, template, recipient, now, signer=signer,
                                                 mime=mime)
                 messages.append(message)

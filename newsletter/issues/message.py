@@ -17,8 +17,9 @@ from newsletter.config import Settings
 from newsletter.delivery.transports.base import MessageContent, OutgoingMessage
 from newsletter.issues.render import CompiledEmail
 from newsletter.mail.dkim import DkimSigner, signer_for
+from newsletter.mail.addresses import recipient_address, wire_address
 from newsletter.mail.headers import (address_list, address_of, domain_of, encode_address, encode_text, header_line,
-                                     list_unsubscribe, name_and_address, recipient_address)
+                                     list_unsubscribe, name_and_address)
 from newsletter.mail.mime import MessageTemplate, line_dots, message_template
 from newsletter.mail.verp import envelope_sender
 from subscribers.tokens import Purpose, keyed_digest, make_token
@@ -32,6 +33,7 @@ class Recipient:
     name: str
     subscriber_id: int
     reference: str  # stable per delivery, e.g. "i3-d42"
+    token_key: str = ""  # the reader's subscriber.token_key, carried by every link
 
 
 def list_id(settings: Settings) -> str:
@@ -68,7 +70,9 @@ def assemble(settings: Settings, template: MessageTemplate, name: str, email: st
     the same message as fields for the JSON APIs. `personal` is the recipient's own headers,
     (name, value as written). `mime=False` (for a transport that reads only the fields) leaves
     the bytes empty; the headers are still checked. `envelope_from`: MAIL FROM (VERP), by default
-    the From address."""
+    the From address. Envelope and fields carry the address's wire form (IDNA domain), like the
+    To header."""
+    email = wire_address(email)
     lines = [header_line(field, value) for field, value in personal]
     data, dots = template.render(lines, values) if mime else (b"", [])
     if signer is not None and mime:
@@ -89,13 +93,14 @@ def message_id(secret: str, reference: str, domain: str) -> str:
     return f"<{reference}.{keyed_digest(secret, reference)[:24]}@{domain}>"
 
 
-def recipient_links(settings: Settings, secret: str, subscriber_id: int) -> dict[str, str]:
+def recipient_links(settings: Settings, secret: str, subscriber_id: int, key: str = "") -> dict[str, str]:
+    """The reader's personal links; `key` is their token_key (links name the person, not the id)."""
     base = settings.site.base_url
     return {
-        "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, Purpose.unsubscribe, subscriber_id)}",
-        "preferences_url": f"{base}/preferences/{make_token(secret, Purpose.preferences, subscriber_id)}",
-        "vote_token": make_token(secret, Purpose.vote, subscriber_id),
-        "track_token": make_token(secret, Purpose.track, subscriber_id)
+        "unsubscribe_url": f"{base}/unsubscribe/{make_token(secret, Purpose.unsubscribe, subscriber_id, key)}",
+        "preferences_url": f"{base}/preferences/{make_token(secret, Purpose.preferences, subscriber_id, key)}",
+        "vote_token": make_token(secret, Purpose.vote, subscriber_id, key),
+        "track_token": make_token(secret, Purpose.track, subscriber_id, key)
         if settings.tracking.opens or settings.tracking.clicks else "",
     }
 
@@ -116,7 +121,7 @@ def issue_message(
     """The message for one subscriber, and its Message-ID. With `[mail.dkim] enabled` it is signed
     (DKIM-Signature first) by `signer`, by default the process's cached signer (key read once).
     `mime=False`: fields only (see `assemble`)."""
-    links = recipient_links(settings, secret, recipient.subscriber_id)
+    links = recipient_links(settings, secret, recipient.subscriber_id, recipient.token_key)
     msg_id = message_id(secret, recipient.reference, domain_of(settings.mail.from_address))
     personal = [
         ("To", recipient_address(recipient.name, recipient.email)),

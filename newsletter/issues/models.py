@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from newsletter.db import utcnow
+from newsletter.db import NEVER_REUSE_IDS, utcnow
 
 
 class IssueState(StrEnum):
@@ -21,6 +21,8 @@ class IssueState(StrEnum):
 
 
 class Issue(SQLModel, table=True):
+    __table_args__ = (NEVER_REUSE_IDS,)
+
     id: int | None = Field(default=None, primary_key=True)
     week: str = Field(max_length=8, unique=True)  # ISO week, YYYY-Www, in the site's time zone
     subject: str = Field(max_length=200)

@@ -11,10 +11,10 @@ from functools import lru_cache
 from email.header import Header
 from email.utils import formataddr, getaddresses, parseaddr
 
+from newsletter.mail.addresses import wire_address
 from newsletter.text import reject_control_chars
 
 MAX_LINE = 998
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9 ]+")
 
 
 def header_line(name: str, value: str) -> str:
@@ -36,34 +36,26 @@ def encode_text(name: str, value: str) -> str:
 
 
 def encode_address(value: str, field: str = "address") -> str:
-    """`Name <addr>` with the display name encoded if needed; the address must be ASCII."""
+    """`Name <addr>` from configuration (From, Reply-To, notices), parsed once and re-encoded;
+    a reader's name is never parsed: see newsletter.mail.addresses."""
     reject_control_chars(value, field)
     name, address = parseaddr(value)
     if not address or "@" not in address or len(getaddresses([value])) != 1:
         raise ValueError(f"{field}: {value!r} is not one email address")
+    address = wire_address(address)  # an internationalised domain in IDNA A-labels
     if not address.isascii():
         raise ValueError(f"{field}: {address!r} must be an ASCII address")
     return formataddr((name, address), charset="utf-8")
 
 
-def recipient_address(name: str, email: str) -> str:
-    """`To` for a subscriber, without re-parsing: the address was validated where it entered
-    (email-validator at signup or import); this only guards the header and encodes the name."""
-    reject_control_chars(name, "name")
-    reject_control_chars(email, "email")
-    if not email.isascii() or "@" not in email or any(c in email for c in ' <>,;"'):
-        raise ValueError(f"email: {email!r} cannot be written into a header")
-    if not name:
-        return email
-    if _PLAIN_NAME.fullmatch(name):  # nothing to quote or encode: skip formataddr's work
-        return f"{name} <{email}>"
-    return formataddr((name, email), charset="utf-8")
-
-
 @lru_cache(maxsize=64)
 def address_of(value: str) -> str:
-    """The bare address of `Name <addr>`."""
-    return parseaddr(value)[1]
+    """The bare address of `Name <addr>`, as the envelope carries it (IDNA domain)."""
+    address = parseaddr(value)[1]
+    try:
+        return wire_address(address)
+    except ValueError:  # not an address at all: left for the caller's own check to refuse
+        return address
 
 
 @lru_cache(maxsize=64)

@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from newsletter.db import utcnow
+from newsletter.db import NEVER_REUSE_IDS, utcnow
 
 
 class TrackingEvent(SQLModel, table=True):
     __tablename__ = "tracking_event"
-    __table_args__ = (UniqueConstraint("issue_id", "subscriber_id", "kind", "link"),)
+    __table_args__ = (UniqueConstraint("issue_id", "subscriber_id", "kind", "link"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")

@@ -23,6 +23,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.issues.models import Issue, IssueState
 from newsletter.issues.view import build_issue_view
 from newsletter.tracking.models import TrackingEvent
+from subscribers.service import link_holder
 from subscribers.tokens import InvalidToken, Purpose, read_token
 
 # Ids beyond a 32-bit integer are no rows of ours (and an error on PostgreSQL): 422 before any query.
@@ -42,10 +43,13 @@ def make_router(settings: Settings, engine: Engine, secret: str) -> APIRouter:
     router = APIRouter()
 
     def subscriber(token: str) -> int | None:
+        """The reader a tracking token names, only while that very reader exists (token_key)."""
         try:
-            return read_token(secret, Purpose.track, token)
+            subject = read_token(secret, Purpose.track, token)
         except InvalidToken:
             return None
+        with session_scope(engine) as session:
+            return subject.subscriber_id if link_holder(session, subject) is not None else None
 
     @router.get("/o/{token}/{issue_id}.gif")
     def opened(token: str, issue_id: IssueId) -> Response:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from newsletter.bounce_class import BounceClass, classify
+from newsletter.mail.addresses import stored_form
 
 
 class EventKind(StrEnum):
@@ -128,13 +129,14 @@ def reference_in_message_id(message_id: str | None) -> str | None:
 
 
 def clean_email(value: object) -> str:
-    """Lower-cased address, without a display name or angle brackets; "" when there is none."""
+    """Lower-cased address, without a display name or angle brackets, an IDNA domain in the stored
+    (Unicode) form; "" when there is none."""
     if not isinstance(value, str):
         return ""
     value = value.strip()
     if "<" in value and value.endswith(">"):
         value = value[value.rindex("<") + 1:-1]
-    return value.strip().lower()[:254]
+    return stored_form(value)[:254]
 
 
 def parse_time(value: object) -> datetime | None:

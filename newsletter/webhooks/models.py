@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from newsletter.db import utcnow
+from newsletter.db import NEVER_REUSE_IDS, utcnow
 from newsletter.delivery.models import Delivery
 
 
@@ -26,6 +26,7 @@ class WebhookEvent(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("provider", "provider_event_id"),
         Index("ix_webhook_event_email_kind", "email", "kind"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -10,8 +10,8 @@ from newsletter.db import session_scope
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.preview import write_preview
 from subscribers.models import ConsentEvent, Subscriber
-from subscribers.tokens import Purpose, make_token
-from tests.conftest import TEST_SECRET
+from subscribers.tokens import Purpose
+from tests.conftest import TEST_SECRET, link_token
 from tests.web.conftest import live_factory  # noqa: F401  (fixture)
 
 
@@ -73,7 +73,7 @@ def test_unsubscribe_page_button_in_a_browser(chromium, live_factory, db_url):  
         session.flush()
         reader_id = reader.id
     page = chromium.new_page()
-    page.goto(f"{live.url}/unsubscribe/{make_token(TEST_SECRET, Purpose.unsubscribe, reader_id)}")
+    page.goto(f"{live.url}/unsubscribe/{link_token(live.engine, Purpose.unsubscribe, reader_id)}")
     page.get_by_role("button", name="Unsubscribe").click()
     page.wait_for_load_state()
     assert page.get_by_role("heading", name="You are unsubscribed").is_visible()

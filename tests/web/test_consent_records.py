@@ -7,8 +7,8 @@ from newsletter.db import session_scope
 from subscribers.consent import CONSENT_TEXT, CONSENT_VERSION, MAX_USER_AGENT, clean_user_agent
 from subscribers.models import ConsentEvent, Subscriber
 from subscribers.service import record_consent
-from subscribers.tokens import Purpose, make_token
-from tests.conftest import TEST_SECRET
+from subscribers.tokens import Purpose
+from tests.conftest import link_token
 
 
 def events(live, email):
@@ -34,9 +34,9 @@ def test_signup_and_confirm_record_ip_user_agent_source_and_text_version(live):
         assert event.user_agent.startswith("Mozilla/5.0(X11)xxx") and len(event.user_agent) == MAX_USER_AGENT
         assert event.created_at is not None
     # Preferences and unsubscribe through their links: source link, what happened in the detail.
-    prefs = f"{live.url}/preferences/{make_token(TEST_SECRET, Purpose.preferences, reader)}"
+    prefs = f"{live.url}/preferences/{link_token(live.engine, Purpose.preferences, reader)}"
     assert live.http.post(prefs, data={"pause_weeks": "2"}).status_code == 200
-    leave = f"{live.url}/unsubscribe/{make_token(TEST_SECRET, Purpose.unsubscribe, reader)}"
+    leave = f"{live.url}/unsubscribe/{link_token(live.engine, Purpose.unsubscribe, reader)}"
     assert live.http.post(leave, data={"source": "page"}).status_code == 200
     rows, _ = events(live, "consent@example.com")
     assert [(e.kind, e.source) for e in rows[2:]] == [("preferences_changed", "link"), ("unsubscribed", "link")]

@@ -12,8 +12,8 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from subscribers.models import Subscriber
-from subscribers.tokens import Purpose, make_token
-from tests.conftest import TEST_SECRET
+from subscribers.tokens import Purpose
+from tests.conftest import TEST_SECRET, link_token
 
 HAIKU = "claude-haiku-open-weights-vs-hugging-face-inference-providers-v2"
 
@@ -56,7 +56,7 @@ def test_the_sent_issue_carries_personal_vote_links_that_count_only_on_post(live
 def test_votes_feed_community_percent_in_the_next_rendering(live):
     voters = [reader(live, f"v{n}@example.com") for n in range(3)]
     for voter, choice in zip(voters, ["a", "b", "b"]):
-        token = make_token(TEST_SECRET, Purpose.vote, voter)
+        token = link_token(live.engine, Purpose.vote, voter)
         assert live.http.post(f"{live.url}/vote/{token}/{HAIKU}/{choice}").status_code == 200
     issue = draft_issue(live.engine, live.settings, "2026-W48").issue
     with session_scope(live.engine) as session:
@@ -76,7 +76,7 @@ def test_votes_feed_community_percent_in_the_next_rendering(live):
 def test_bad_vote_links_count_nothing(live, case):
     voter = reader(live, status="unsubscribed" if case == "unsubscribed" else "active")
     purpose = Purpose.unsubscribe if case == "wrong-purpose" else Purpose.vote
-    token = make_token(TEST_SECRET, purpose, voter)
+    token = link_token(live.engine, purpose, voter)
     slug = "no-such-comparison" if case == "unknown-comparison" else HAIKU
     choice = "z" if case == "bad-choice" else "a"
     url = f"{live.url}/vote/{token}/{slug}/{choice}"

@@ -11,6 +11,19 @@ from newsletter.delivery.transports.base import (
 )
 
 
+# Transports that can carry an address whose local part is not ASCII (SMTPUTF8, RFC 6531): the
+# file outbox, and SMTP when the server offers SMTPUTF8 (else that message fails with a clear
+# error). The HTTP providers are left out: SES and SendGrid document 7-bit ASCII local parts only,
+# and Postmark, Mailgun and Resend document no SMTPUTF8 support. The signup form refuses such an
+# address at once for them (docs/addresses.md).
+SMTPUTF8_TRANSPORTS = frozenset({"file", "smtp"})
+
+
+def carries_smtputf8(settings: Settings) -> bool:
+    """True when the configured transport can try a non-ASCII local part."""
+    return settings.mail.transport in SMTPUTF8_TRANSPORTS
+
+
 def make_transport(settings: Settings) -> Transport:
     kind = settings.mail.transport
     if kind == "file":
@@ -45,4 +58,4 @@ def make_transport(settings: Settings) -> Transport:
     raise ValueError(f"unknown transport {kind!r}")
 
 
-__all__ = ["OutgoingMessage", "Outcome", "SendResult", "Transport", "make_transport"]
+__all__ = ["OutgoingMessage", "Outcome", "SendResult", "Transport", "carries_smtputf8", "make_transport"]

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from newsletter.mail.addresses import display_name
+
 
 class Body(Protocol):
     """One body (text or HTML) of one message, with LF line ends."""
@@ -52,9 +54,13 @@ class PlainBody:
 
 
 def format_address(name: str, address: str) -> str:
-    """`Name <addr>` for a JSON API (UTF-8 as is; quoted when the name has specials)."""
+    """`Name <addr>` for a JSON API (UTF-8 as is; quoted when the name has specials). A name with
+    "=?" is written as RFC 2047 encoded words: parsers decode encoded words even inside quotes, so
+    only encoding it keeps the name what the reader typed."""
     if not name:
         return address
+    if "=?" in name:
+        return f"{display_name(name)} <{address}>"
     if any(c in name for c in '()<>[]:;@\\,."'):
         name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{name} <{address}>"

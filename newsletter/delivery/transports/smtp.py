@@ -129,9 +129,30 @@ def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
     When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write and the
     three replies are read in order: two round trips per message instead of four. A refusal is
     then known only after DATA was sent: a server must refuse that DATA too (503/554); should it
-    answer 354 anyway, an empty message is ended with a lone "." before the RSET."""
+    answer 354 anyway, an empty message is ended with a lone "." before the RSET.
+
+    An address that is not ASCII (a UTF-8 local part; domains arrive in IDNA A-labels) goes out
+    with SMTPUTF8 (RFC 6531) when the server offers it; when it does not, SMTPNotSupportedError
+    is raised before any command is sent."""
     smtp.ehlo_or_helo_if_needed()
     options = f" SIZE={len(data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
+    utf8 = not (sender.isascii() and recipient.isascii())
+    if utf8:
+        if not (smtp.does_esmtp and smtp.has_extn("smtputf8")):
+            address = sender if recipient.isascii() else recipient
+            raise smtplib.SMTPNotSupportedError(
+                f"the address {address!r} needs SMTPUTF8, which the SMTP server does not offer")
+        options += " SMTPUTF8"
+        smtp.command_encoding = "utf-8"  # smtplib encodes commands with it (ASCII by default)
+    try:
+        _exchange(smtp, sender, recipient, data, line_dots, options)
+    finally:
+        smtp.command_encoding = "ascii"
+
+
+def _exchange(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, line_dots: Sequence[int] | None,
+              options: str) -> None:
+    """MAIL (with `options`), RCPT, DATA and the message; see `transaction`."""
     commands = (f"MAIL FROM:{_path(sender)}{options}", f"RCPT TO:{_path(recipient)}", "DATA")
     wanted = ((250,), (250, 251), (354,))
     if smtp.does_esmtp and smtp.has_extn("pipelining"):
@@ -229,6 +250,8 @@ class _Connection:
             return classify(code, reply)
         except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:  # likewise
             return classify(exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPNotSupportedError as exc:  # nothing was sent: the session goes on
+            return SendResult(Outcome.failed, error=f"smtp: {exc}")
         return SendResult(Outcome.sent)
 
     def send(self, message: OutgoingMessage) -> SendResult:
