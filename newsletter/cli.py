@@ -61,6 +61,7 @@ class State:
 
 
 state = State()
+IGNORE_CHECKS_HELP = "Go ahead even if pre-send checks fail (`issue check` lists them)."
 
 
 @app.callback()
@@ -153,8 +154,10 @@ def issue_send(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Also deliver in this process until done.")] = False,
     now: Annotated[bool, typer.Option("--now", help="Send now, even if it is scheduled for later.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask, even above \\[schedule] confirm_over recipients.")] = False,
+    ignore_checks: Annotated[bool, typer.Option("--ignore-checks", help=IGNORE_CHECKS_HELP)] = False,
 ) -> None:
-    """Start sending: enqueue one delivery per eligible subscriber (never twice)."""
+    """Start sending: enqueue one delivery per eligible subscriber (never twice); refuses while a
+    pre-send check fails (`issue check`)."""
     from newsletter.db import utcnow
     from newsletter.delivery.outbox import count_eligible
     from newsletter.delivery.sender import start_send
@@ -166,6 +169,8 @@ def issue_send(
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
         recipients = count_eligible(session, issue_id, utcnow()) if issue and issue.state in EDITABLE else 0
+    if issue is not None and issue.state in EDITABLE:
+        _pre_send_checks(engine, issue_id, None, ignore_checks)
     limit = state.settings.schedule.confirm_over
     if recipients > limit and not yes:
         if not sys.stdin.isatty():
@@ -330,17 +335,51 @@ def issue_schedule(
     issue_id: Annotated[int, typer.Argument(help="Issue id.")],
     at: Annotated[str, typer.Option("--at", help='Local time "YYYY-MM-DD HH:MM".')],
     tz: Annotated[Optional[str], typer.Option("--tz", help="Time zone of --at (default: the schedule's).")] = None,
+    ignore_checks: Annotated[bool, typer.Option("--ignore-checks", help=IGNORE_CHECKS_HELP)] = False,
 ) -> None:
-    """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once."""
+    """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once. Refuses while a
+    pre-send check fails at that time; the scheduler checks again before sending."""
     from newsletter.issues.editing import parse_local, schedule
     from newsletter.schedule import zone_of
 
     settings = state.settings
     zone = tz or str(zone_of(settings))
     when = parse_local(at, zone)
+    _pre_send_checks(state.engine(), issue_id, when, ignore_checks)
     issue = schedule(state.engine(), issue_id, when)
     shown = issue.scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")
     console.print(f"issue {issue.id} scheduled for {shown} ({issue.scheduled_at:%Y-%m-%d %H:%M} UTC)")
+
+
+@issue_app.command("check")
+def issue_check(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
+    """Pre-send checks (size, https, postal address, week, links, DKIM); exit status 1 when one fails."""
+    from newsletter.issues.checks import FAIL, run_checks
+
+    results = run_checks(state.engine(), state.settings, issue_id)
+    _print_checks(results)
+    if any(result.level == FAIL for result in results):
+        raise typer.Exit(1)
+
+
+def _print_checks(results: list) -> None:
+    style = {"ok": "green", "warning": "yellow", "fail": "red"}
+    for result in results:
+        console.print(f"[{style[result.level]}]{result.level:7}[/] {result.name:14} ", end="")
+        console.print(result.message, markup=False, highlight=False)
+
+
+def _pre_send_checks(engine: Engine, issue_id: int, when, ignore: bool) -> None:
+    """Refuse (ChecksFailed lists why) unless --ignore-checks; overridden failures are still shown."""
+    from newsletter.issues.checks import FAIL, enforce, run_checks
+
+    if not ignore:
+        enforce(engine, state.settings, issue_id, when)
+        return
+    failing = [result for result in run_checks(engine, state.settings, issue_id, when) if result.level == FAIL]
+    if failing:
+        err.print(f"--ignore-checks: going ahead although {len(failing)} check(s) fail:", markup=False)
+        _print_checks(failing)
 
 
 @issue_app.command("unschedule")
@@ -520,7 +559,7 @@ def demo() -> None:
     """Run the weekly pipeline once on the configured store and transport (safe to repeat)."""
     from newsletter.demo import run_demo
 
-    run_demo(state.settings, echo=console.print)
+    run_demo(state.settings, echo=lambda line: console.print(line, markup=False, highlight=False))
 
 
 def main() -> None:
