@@ -485,20 +485,27 @@ def subscribers_export(fmt: Annotated[str, typer.Option("--format", help="csv or
 
 @subscribers_app.command("import")
 def subscribers_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns email, name, topics (topics split by ';').")],
-    status: Annotated[str, typer.Option(help="Status to give imported addresses (consent source 'import').")] = "active",
+    file: Annotated[Path, typer.Argument(help="CSV with an email column and optionally name, topics (split by ';' "
+                                              "or '|'), status, created_at, confirmed_at, unsubscribed_at.")],
+    status: Annotated[str, typer.Option(help="Status of rows without a status column (consent source 'import').")] = "active",
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Import the good rows and list each bad line "
+                                                "(default: one bad row imports nothing).")] = False,
 ) -> None:
-    """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed."""
-    from subscribers.service import import_csv
+    """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed and
+    nobody who unsubscribed is re-subscribed. Topics must be categories of the publication."""
+    from subscribers.importing import import_csv
 
     try:
         data = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{file}: cannot read ({exc})")
-    result = import_csv(state.engine(), data, status)
-    console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped")
+    result = import_csv(state.engine(), data, status, skip_bad_rows=skip_bad_rows)
+    console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
+                  f"{len(result.bad_rows or [])} bad rows left out", markup=False)
     for line in result.skipped:
-        console.print(f"  skipped {line}")
+        console.print(f"  skipped {line}", markup=False)
+    for line in result.bad_rows or []:
+        console.print(f"  bad row, not imported: {line}", markup=False)
 
 
 @subscribers_app.command("forget")
