@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from mjml import mjml2html
 
 from newsletter.errors import UserError
+from newsletter.mail.compact import compact_html
 from newsletter.palette import DARK, LIGHT
 from newsletter.issues.view import IssueView, SiteView
 from newsletter.slots import SlotMarker, Slotted
@@ -32,11 +33,13 @@ class CompiledEmail:
 
 
 def mjml_to_html(source: str, template: str) -> str:
-    """Compile MJML without web fonts (no external requests) or comments."""
+    """Compile MJML without web fonts (no external requests) or comments, then drop the bytes
+    that change nothing a client shows (newsletter.mail.compact)."""
     try:
-        return mjml2html(source, disable_comments=True, fonts={})
+        html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain exceptions with the parser's text
         raise MjmlError(f"template {template}: MJML did not compile: {exc}") from None
+    return compact_html(html)
 
 
 def compile_email(template: str, subject: str, context: Callable[[SlotMarker], dict]) -> CompiledEmail:
