@@ -24,6 +24,7 @@ from newsletter import PROJECT_ROOT
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
+from newsletter.issues.fit import LONGEST_EMAIL, LONGEST_ID
 from newsletter.issues.message import recipient_links
 from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_issue
@@ -34,10 +35,6 @@ FAIL, WARNING, OK = "fail", "warning", "ok"
 # Gmail clips an HTML part over 102 KB and hides the rest, footer and unsubscribe link included.
 MAX_HTML_BYTES = 100 * 1024
 SCHEMES = frozenset({"http", "https", "mailto"})
-# The longest address a reader can have (RFC 5321 path limit) and a subscriber id with more
-# digits than any real one: their slots make the largest copy of the issue.
-LONGEST_EMAIL = "r" * 64 + "@" + ("d" * 62 + ".") * 3 + "example"
-LONGEST_ID = 10**12
 CHECK_SECRET = "pre-send-check-links-are-never-sent"
 
 
