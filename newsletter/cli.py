@@ -493,13 +493,17 @@ def subscribers_import(
 ) -> None:
     """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed and
     nobody who unsubscribed is re-subscribed. Topics must be categories of the publication."""
+    from newsletter.content.categories import publication_categories
     from subscribers.importing import import_csv
 
     try:
         data = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{file}: cannot read ({exc})")
-    result = import_csv(state.engine(), data, status, skip_bad_rows=skip_bad_rows)
+    engine = state.engine()
+    with session_scope(engine) as session:
+        categories = publication_categories(session)
+    result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows)
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
                   f"{len(result.bad_rows or [])} bad rows left out", markup=False)
     for line in result.skipped:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter.content.categories import publication_categories
 from newsletter.db import session_scope, utcnow
 from subscribers.consent import Source
 from subscribers.models import Subscriber, SubscriberStatus
@@ -157,13 +157,14 @@ class ImportReport(UpsertResult):
     bad_rows: list[str] | None = None  # skipped with skip_bad_rows: "line N: field: reason"
 
 
-def import_csv(engine: Engine, data: str, status: str = "active", source_name: str = Source.import_,
-               skip_bad_rows: bool = False) -> ImportReport:
-    """Import a CSV (columns in COLUMNS; topics separated by ';' or '|'); see the module docstring."""
+def import_csv(engine: Engine, data: str, status: str = "active", source_name: str = Source.import_, *,
+               categories: Collection[str], skip_bad_rows: bool = False) -> ImportReport:
+    """Import a CSV (columns in COLUMNS; topics separated by ';' or '|'); see the module docstring.
+    `categories` are the publication's (newsletter.content.categories): the caller reads them, so
+    this package stays below the content pipeline."""
     if status != SubscriberStatus.active.value:
         raise InvalidInput(f"--status: only 'active' imports are supported (got {status!r})")
-    with session_scope(engine) as session:
-        known = {category.casefold(): category for category in publication_categories(session)}
+    known = {category.casefold(): category for category in categories}
     rows, errors = read_rows(data, status, known)
     if errors and not skip_bad_rows:
         listed = errors[:MAX_LISTED] + ([f"... and {len(errors) - MAX_LISTED} more"] if len(errors) > MAX_LISTED else [])
