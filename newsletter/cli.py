@@ -505,10 +505,10 @@ def subscribers_import(
         categories = publication_categories(session)
     result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows)
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
-                  f"{len(result.bad_rows or [])} bad rows left out", markup=False)
+                  f"{len(result.bad_rows)} bad rows left out", markup=False)
     for line in result.skipped:
         console.print(f"  skipped {line}", markup=False)
-    for line in result.bad_rows or []:
+    for line in result.bad_rows:
         console.print(f"  bad row, not imported: {line}", markup=False)
 
 

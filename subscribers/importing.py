@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -60,18 +60,18 @@ def _topics(value: str, known: dict[str, str]) -> list[str]:
     return topics
 
 
-def _date(field: str, value: str, now: datetime) -> datetime | None:
+def _date(name: str, value: str, now: datetime) -> datetime | None:
     value = value.strip()
     if not value:
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"{field}: {value[:40]!r} is not a date (use ISO 8601, like 2026-11-24 or "
+        raise InvalidInput(f"{name}: {value[:40]!r} is not a date (use ISO 8601, like 2026-11-24 or "
                            "2026-11-24T09:00:00+00:00)") from None
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     if moment > now + timedelta(days=1):
-        raise InvalidInput(f"{field}: {value} is in the future")
+        raise InvalidInput(f"{name}: {value} is in the future")
     return moment
 
 
@@ -83,7 +83,7 @@ def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[s
         reason = ("never confirmed, so there is no consent to import (ask them to sign up)" if status == "pending"
                   else f"use one of {', '.join(STATUSES)}")
         raise InvalidInput(f"status: {status!r}: {reason}")
-    dates = {field: _date(field, raw.get(field, ""), now) for field in DATES}
+    dates = {name: _date(name, raw.get(name, ""), now) for name in DATES}
     if status == "active" and dates["unsubscribed_at"]:
         raise InvalidInput("unsubscribed_at: set, but the status is active")
     return Row(line, email, clean_name(raw.get("name")), _topics(raw.get("topics", ""), known), status, dates)
@@ -154,7 +154,7 @@ def _unsubscribed(session: Session, row: Row, existing: Subscriber | None, resul
 
 @dataclass
 class ImportReport(UpsertResult):
-    bad_rows: list[str] | None = None  # skipped with skip_bad_rows: "line N: field: reason"
+    bad_rows: list[str] = field(default_factory=list)  # left out with skip_bad_rows: "line N: field: reason"
 
 
 def import_csv(engine: Engine, data: str, status: str = "active", source_name: str = Source.import_, *,

@@ -30,9 +30,9 @@ ENV = {"NEWSLETTER_SECRET_KEY": "k" * 40}
 NOW = datetime.now(UTC)
 
 
-def store(tmp_path, comparisons: list[dict], extra: str = "", readers: int = 2):
+def store(tmp_path, comparisons: list[dict], extra: str = "", readers: int = 2, db_url: str | None = None):
     """A migrated store holding `comparisons` and `readers` active readers; returns settings, engine."""
-    settings = load_settings(write_config(tmp_path, extra=extra))
+    settings = load_settings(write_config(tmp_path, db_url, extra=extra))
     engine = make_engine(settings.database.url)
     upgrade(engine)
     import_files(engine, [write_content(tmp_path / "content.json", comparisons)])
@@ -169,10 +169,10 @@ def test_six_head_to_head_comparisons_at_the_longest_stay_well_under_the_limit(t
     assert "…" in rendered.html  # the email carries excerpts; the web page has the whole text
 
 
-def test_the_scheduler_holds_a_failing_issue_and_tells_the_editors(tmp_path):
+def test_the_scheduler_holds_a_failing_issue_and_tells_the_editors(tmp_path, db_url):
     extra = '\n[schedule]\nnotify = ["editor@example.com"]\n'
     published = NOW - timedelta(days=30)
-    settings, engine = store(tmp_path, [comparison("stale-pick", published)], extra=extra)
+    settings, engine = store(tmp_path, [comparison("stale-pick", published)], extra=extra, db_url=db_url)
     issue = draft_issue(engine, settings, week_of(published, settings.site.zone)).issue
     when = NOW + timedelta(minutes=5)
     editing.schedule(engine, issue.id, when, now=NOW)
