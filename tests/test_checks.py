@@ -152,12 +152,12 @@ def largest_issue(tmp_path, tools: int):
     return count, rendered
 
 
-def test_the_largest_possible_issue_stays_under_the_limit(tmp_path):
+def test_the_largest_possible_issue_stays_well_under_the_limit(tmp_path):
     """Four tools per comparison (the schema's most) and every field at its longest."""
     count, rendered = largest_issue(tmp_path, tools=4)
     size = len(rendered.html.encode("utf-8"))
-    assert size < MAX_HTML_BYTES, f"{size} bytes"
-    assert rendered.html.count("Read the full verdict") == count  # all there; quotes are excerpts
+    assert size < 0.9 * MAX_HTML_BYTES, f"{size} bytes"
+    assert rendered.html.count("Read the full verdict") == count  # every comparison is there, in excerpts
     assert "/unsubscribe/" in rendered.html[-3000:]  # the footer is in, not clipped
 
 

@@ -27,13 +27,15 @@ SLOT_PATH_BOUND = 160
 
 @dataclass(frozen=True)
 class Caps:
-    """Longest text of each field in the email (None: as written; 0 for quotes: left out)."""
+    """Longest text of each field in the email (None: as written; 0: left out). `bars`: the
+    panel-ship bars (the percentage stays in words)."""
 
     quote: int | None = None
     dek: int | None = None
     tagline: int | None = None
     name: int | None = None
     title: int | None = None
+    bars: bool = True
 
 
 # Tried in order until the issue fits; the first keeps everything.
@@ -42,7 +44,7 @@ LEVELS = (
     Caps(quote=500, dek=300),
     Caps(quote=240, dek=200, tagline=120),
     Caps(quote=120, dek=140, tagline=80, name=60, title=140),
-    Caps(quote=0, dek=100, tagline=60, name=40, title=100),
+    Caps(quote=0, dek=100, tagline=0, name=40, title=100, bars=False),
 )
 
 
@@ -50,6 +52,8 @@ def excerpt(text: str, limit: int | None) -> str:
     """At most `limit` characters, cut at a word and marked with an ellipsis."""
     if limit is None or len(text) <= limit:
         return text
+    if limit == 0:
+        return ""
     cut = text[:limit - 1]
     space = cut.rfind(" ")
     if not text[limit - 1].isspace() and space > limit // 2:  # the cut is inside a word: drop it
@@ -67,8 +71,11 @@ def _tool(tool: ToolView, caps: Caps) -> ToolView:
 
 def _comparison(comparison: ComparisonView, caps: Caps) -> ComparisonView:
     tools = [_tool(tool, caps) for tool in comparison.tools]
+    line = verdict_line(tools)  # from the real shares, before a bar is hidden
+    if not caps.bars:
+        tools = [replace(tool, panel_ship=None) for tool in tools]
     return replace(comparison, title=excerpt(comparison.title, caps.title), dek=excerpt(comparison.dek, caps.dek),
-                   tools=tools, verdict_line=verdict_line(tools))
+                   tools=tools, verdict_line=line)
 
 
 def shortened(view: IssueView, caps: Caps) -> IssueView:
