@@ -77,8 +77,10 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
     echo(f"Imported {summary['comparisons']} comparisons from {len(imported)} sample files.")
     echo(f"Issue {issue.id} for {week}: {issue.subject}")
     for result in checks:
-        if result.level == WARNING or (result.name == "week" and result.level != "ok"):
-            echo(f"Pre-send check {result.level} ({result.name}): {result.message}")
+        if result.level == WARNING:
+            echo(f"Pre-send check warning ({result.name}): {result.message}")
+        elif result.name == "week" and result.level != "ok":
+            echo(f"Pre-send check {result.name} not enforced for the dated sample content: {result.message}")
     if start.started:
         echo(f"Sent {report.sent} messages ({report.failed} failed, {report.retry} to retry).")
     else:

@@ -49,7 +49,11 @@ def notify_held(settings: Settings, issue_id: int, week: str, failing: list, rea
     lines += [f"  {result.name}: {result.message}" for result in failing]
     lines += ["", f"Fix them and schedule it again (`newsletter issue check {issue_id}` shows every check)."]
     log.warning("%s: %s", subject, "; ".join(f"{r.name}: {r.message}" for r in failing))
-    return mail_editors(settings, f"notice-i{issue_id}", subject, "\r\n".join(lines) + "\r\n")
+    try:
+        return mail_editors(settings, f"notice-i{issue_id}", subject, "\r\n".join(lines) + "\r\n")
+    except Exception:  # the issue is held either way; a notice that cannot go out must not stop the scheduler
+        log.exception("issue %s: the notice to the editors could not be sent", issue_id)
+        return 0
 
 
 def mail_editors(settings: Settings, reference_prefix: str, subject: str, body: str) -> int:
