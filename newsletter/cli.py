@@ -62,6 +62,7 @@ class State:
 
 
 state = State()
+IGNORE_CHECKS_HELP = "Go ahead even if pre-send checks fail (`issue check` lists them)."
 
 
 @app.callback()
@@ -153,8 +154,10 @@ def issue_send(
     issue_id: Annotated[int, typer.Argument(help="Issue id (see `issue list`).")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Also deliver in this process until done.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask, even above \\[schedule] confirm_over recipients.")] = False,
+    ignore_checks: Annotated[bool, typer.Option("--ignore-checks", help=IGNORE_CHECKS_HELP)] = False,
 ) -> None:
-    """Start sending: enqueue one delivery per eligible subscriber (never twice)."""
+    """Start sending: enqueue one delivery per eligible subscriber (never twice); refuses while a
+    pre-send check fails (`issue check`)."""
     from newsletter.db import utcnow
     from newsletter.delivery.outbox import count_eligible
     from newsletter.delivery.sender import start_send
@@ -166,6 +169,8 @@ def issue_send(
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
         recipients = count_eligible(session, issue_id, utcnow()) if issue and issue.state in EDITABLE else 0
+    if issue is not None and issue.state in EDITABLE:
+        _pre_send_checks(engine, issue_id, None, ignore_checks)
     limit = state.settings.schedule.confirm_over
     if recipients > limit and not yes:
         if not sys.stdin.isatty():
@@ -328,17 +333,51 @@ def issue_schedule(
     issue_id: Annotated[int, typer.Argument(help="Issue id.")],
     at: Annotated[str, typer.Option("--at", help='Local time "YYYY-MM-DD HH:MM".')],
     tz: Annotated[Optional[str], typer.Option("--tz", help="Time zone of --at (default: the schedule's).")] = None,
+    ignore_checks: Annotated[bool, typer.Option("--ignore-checks", help=IGNORE_CHECKS_HELP)] = False,
 ) -> None:
-    """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once."""
+    """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once. Refuses while a
+    pre-send check fails at that time; the scheduler checks again before sending."""
     from newsletter.issues.editing import parse_local, schedule
     from newsletter.schedule import zone_of
 
     settings = state.settings
     zone = tz or str(zone_of(settings))
     when = parse_local(at, zone)
+    _pre_send_checks(state.engine(), issue_id, when, ignore_checks)
     issue = schedule(state.engine(), issue_id, when)
     shown = issue.scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")
     console.print(f"issue {issue.id} scheduled for {shown} ({issue.scheduled_at:%Y-%m-%d %H:%M} UTC)")
+
+
+@issue_app.command("check")
+def issue_check(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
+    """Pre-send checks (size, https, postal address, week, links, DKIM); exit status 1 when one fails."""
+    from newsletter.issues.checks import FAIL, run_checks
+
+    results = run_checks(state.engine(), state.settings, issue_id)
+    _print_checks(results)
+    if any(result.level == FAIL for result in results):
+        raise typer.Exit(1)
+
+
+def _print_checks(results: list) -> None:
+    style = {"ok": "green", "warning": "yellow", "fail": "red"}
+    for result in results:
+        console.print(f"[{style[result.level]}]{result.level:7}[/] {result.name:14} ", end="")
+        console.print(result.message, markup=False, highlight=False)
+
+
+def _pre_send_checks(engine: Engine, issue_id: int, when, ignore: bool) -> None:
+    """Refuse (ChecksFailed lists why) unless --ignore-checks; overridden failures are still shown."""
+    from newsletter.issues.checks import FAIL, enforce, run_checks
+
+    if not ignore:
+        enforce(engine, state.settings, issue_id, when)
+        return
+    failing = [result for result in run_checks(engine, state.settings, issue_id, when) if result.level == FAIL]
+    if failing:
+        err.print(f"--ignore-checks: going ahead although {len(failing)} check(s) fail:", markup=False)
+        _print_checks(failing)
 
 
 @issue_app.command("unschedule")
@@ -456,19 +495,30 @@ def subscribers_export(
 
 @subscribers_app.command("import")
 def subscribers_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns email, name, topics (topics split by ';').")],
-    status: Annotated[str, typer.Option(help="Status to give imported addresses (consent source 'import').")] = "active",
+    file: Annotated[Path, typer.Argument(help="CSV with an email column and optionally name, topics (split by ';' "
+                                              "or '|'), status, created_at, confirmed_at, unsubscribed_at.")],
+    status: Annotated[str, typer.Option(help="Status of rows without a status column (consent source 'import').")] = "active",
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Import the good rows and list each bad line "
+                                                "(default: one bad row imports nothing).")] = False,
 ) -> None:
-    """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed."""
-    from subscribers.service import import_csv
+    """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed and
+    nobody who unsubscribed is re-subscribed. Topics must be categories of the publication."""
+    from newsletter.content.categories import publication_categories
+    from subscribers.importing import import_csv
 
     from newsletter.files import read_text_limited
 
     data = read_text_limited(file, encoding="utf-8-sig")
-    result = import_csv(state.engine(), data, status)
-    console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped")
+    engine = state.engine()
+    with session_scope(engine) as session:
+        categories = publication_categories(session)
+    result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows)
+    console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
+                  f"{len(result.bad_rows)} bad rows left out", markup=False)
     for line in result.skipped:
-        console.print(f"  skipped {line}")
+        console.print(f"  skipped {line}", markup=False)
+    for line in result.bad_rows:
+        console.print(f"  bad row, not imported: {line}", markup=False)
 
 
 @subscribers_app.command("forget")
@@ -529,7 +579,7 @@ def demo() -> None:
     """Run the weekly pipeline once on the configured store and transport (safe to repeat)."""
     from newsletter.demo import run_demo
 
-    run_demo(state.settings, echo=console.print)
+    run_demo(state.settings, echo=lambda line: console.print(line, markup=False, highlight=False))
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ from newsletter.content.models import Comparison
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
+from newsletter.issues.checks import WARNING, enforce
 from newsletter.issues.drafting import draft_issue
+from newsletter.issues.editing import EDITABLE
 from newsletter.issues.preview import write_preview
 from newsletter.migrate import upgrade
 from newsletter.secret_key import load_secret_key
@@ -48,6 +50,12 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
     week = week_of(latest, settings.site.zone)
     draft = draft_issue(engine, settings, week)
     issue = draft.issue
+    # The sample content is dated (2026-W46..W48), so the week check is deliberately not enforced
+    # here; every other pre-send check is, as for `issue send`.
+    checks = []
+    if issue.state in EDITABLE:
+        checks = enforce(engine, settings, issue.id, ignore={"week"},
+                         override=f"`newsletter issue send {issue.id} --ignore-checks`")
     start = start_send(engine, issue.id)
     transport = make_transport(settings)
     try:
@@ -68,6 +76,11 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
     }
     echo(f"Imported {summary['comparisons']} comparisons from {len(imported)} sample files.")
     echo(f"Issue {issue.id} for {week}: {issue.subject}")
+    for result in checks:
+        if result.level == WARNING:
+            echo(f"Pre-send check warning ({result.name}): {result.message}")
+        elif result.name == "week" and result.level != "ok":
+            echo(f"Pre-send check {result.name} not enforced for the dated sample content: {result.message}")
     if start.started:
         echo(f"Sent {report.sent} messages ({report.failed} failed, {report.retry} to retry).")
     else:

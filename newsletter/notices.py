@@ -39,13 +39,32 @@ def notify_finished(engine: Engine, settings: Settings, issue_id: int, counts: d
         issue = session.get(Issue, issue_id)
     subject, body = notice_text(issue, counts)
     (log.warning if counts.get("failed") else log.info)(subject)
+    return mail_editors(settings, f"notice-i{issue_id}", subject, body)
+
+
+def notify_held(settings: Settings, issue_id: int, week: str, failing: list, reason: str) -> int:
+    """The scheduler did not send (or schedule) an issue because pre-send checks fail: say which."""
+    subject = f"Issue {issue_id} ({week}) was not sent: pre-send checks fail"
+    lines = [f"Issue {issue_id} ({week}) {reason}, because these checks fail:", ""]
+    lines += [f"  {result.name}: {result.message}" for result in failing]
+    lines += ["", f"Fix them and schedule it again (`newsletter issue check {issue_id}` shows every check)."]
+    log.warning("%s: %s", subject, "; ".join(f"{r.name}: {r.message}" for r in failing))
+    try:
+        return mail_editors(settings, f"notice-i{issue_id}", subject, "\r\n".join(lines) + "\r\n")
+    except Exception:  # the issue is held either way; a notice that cannot go out must not stop the scheduler
+        log.exception("issue %s: the notice to the editors could not be sent", issue_id)
+        return 0
+
+
+def mail_editors(settings: Settings, reference_prefix: str, subject: str, body: str) -> int:
+    """A plain-text notice to each `[schedule] notify` address; returns how many were accepted."""
     if not settings.schedule.notify:
         return 0
     now = utcnow()
     domain = domain_of(settings.mail.from_address)
     messages = []
     for address in settings.schedule.notify:
-        reference = f"notice-i{issue_id}-{secrets.token_hex(4)}"
+        reference = f"{reference_prefix}-{secrets.token_hex(4)}"
         headers = [
             header_line("From", encode_address(settings.mail.from_address, "mail.from_address")),
             header_line("To", encode_address(address, "schedule.notify")),

@@ -23,9 +23,12 @@ from newsletter.config import DAYS, Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.sender import start_send
 from newsletter.errors import UserError
+from newsletter.issues.checks import failing_checks
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.editing import schedule as schedule_issue
+from newsletter.issues.editing import unschedule
 from newsletter.issues.models import Issue, IssueState
+from newsletter.notices import notify_held
 from newsletter.weeks import parse_week, week_of
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,10 @@ def weekly_draft(engine: Engine, settings: Settings, now: datetime | None = None
     log.info("weekly draft: issue %s for %s (%s)", issue.id, week, "new" if result.created else "existing")
     if settings.schedule.auto_send and issue.state == IssueState.draft.value:
         when = send_time_for(settings, week)
-        if when > now:
+        failing = failing_checks(engine, settings, issue.id, when) if when > now else []
+        if failing:
+            notify_held(settings, issue.id, week, failing, "was drafted but not scheduled for auto-send")
+        elif when > now:
             issue = schedule_issue(engine, issue.id, when, now)
             log.info("issue %s scheduled for %s", issue.id, when.astimezone(zone_of(settings)).isoformat())
         else:
@@ -84,11 +90,27 @@ def dispatch_due(engine: Engine, settings: Settings, now: datetime | None = None
             log.warning("issue %s was due at %s, more than the grace period ago: it waits for an editor",
                         issue_id, scheduled_at.isoformat())
             continue
+        if not _passes_checks(engine, settings, issue_id, now):
+            continue
         result = start_send(engine, issue_id, now)
         if result.started:  # another scheduler may have won the conditional UPDATE
             log.info("issue %s: sending to %s subscribers", issue_id, result.enqueued)
             started.append(issue_id)
     return started
+
+
+def _passes_checks(engine: Engine, settings: Settings, issue_id: int, now: datetime) -> bool:
+    """A due issue that fails a pre-send check goes back to draft (one conditional UPDATE, so
+    one scheduler wins and the editors get one notice), instead of being sent or retried each tick."""
+    failing = failing_checks(engine, settings, issue_id, now)
+    if not failing:
+        return True
+    try:
+        issue = unschedule(engine, issue_id)
+    except UserError:  # another scheduler held it first, or an editor changed it meanwhile
+        return False
+    notify_held(settings, issue_id, issue.week, failing, "was due but is back to draft")
+    return False
 
 
 def build_scheduler(engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow) -> BackgroundScheduler:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.config import Settings
-from newsletter.content.models import Comparison, Tool
+from newsletter.content.categories import publication_categories
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 
 def categories(engine: Engine) -> list[str]:
     with session_scope(engine) as session:
-        return sorted(set(session.execute(select(Comparison.category)).scalars()) |
-                      set(session.execute(select(Tool.category)).scalars()))
+        return publication_categories(session)
 
 
 class BackgroundSender:

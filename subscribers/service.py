@@ -159,40 +159,6 @@ def upsert_active(
     return subscriber
 
 
-def import_csv(engine: Engine, data: str, status: str, source_name: str = Source.import_) -> UpsertResult:
-    """Import columns email, name, topics (topics separated by ';' or '|').
-
-    Every row is validated before anything is written; one bad row names its
-    line and field and imports nothing.
-    """
-    if status != SubscriberStatus.active.value:
-        raise InvalidInput(f"--status: only 'active' imports are supported (got {status!r})")
-    reader = csv.DictReader(io.StringIO(data))
-    if not reader.fieldnames or "email" not in [f.strip() for f in reader.fieldnames]:
-        raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics)")
-    rows, errors, seen = [], [], set()
-    for line, row in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "") for k, v in row.items()}
-        try:
-            email = normalize_email(row.get("email", ""))
-            name = clean_name(row.get("name"))
-            topics = clean_topics(row.get("topics", "").replace("|", ";").split(";"))
-        except InvalidInput as exc:
-            errors.append(f"line {line}: {exc}")
-            continue
-        if email in seen:
-            continue
-        seen.add(email)
-        rows.append((email, name, topics))
-    if errors:
-        raise InvalidInput("CSV rejected, nothing imported:\n  " + "\n  ".join(errors[:20]))
-    result = UpsertResult()
-    with session_scope(engine) as session:
-        for email, name, topics in rows:
-            upsert_active(session, email, name, topics, source_name, result)
-    return result
-
-
 def export_rows(engine: Engine) -> list[dict]:
     with session_scope(engine) as session:
         subscribers = session.exec(select(Subscriber).order_by(Subscriber.id)).all()

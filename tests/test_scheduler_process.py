@@ -14,7 +14,10 @@ from newsletter.db import make_engine, session_scope
 from newsletter.issues import editing
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
+from newsletter.content.importer import import_files
+from newsletter.weeks import week_of
 from tests.conftest import write_config
+from tests.content_files import comparison, write_content
 from tests.smtp_server import free_port
 
 
@@ -52,7 +55,10 @@ def test_scheduled_issue_is_sent_once_across_a_restart(tmp_path):
     engine = make_engine(settings.database.url)
     outbox = settings.mail.file.dir
     before = len(list(outbox.glob("*.eml")))
-    issue = draft_issue(engine, settings, "2026-W47").issue
+    # This week's issue (the scheduler's pre-send checks hold an issue for a week long past).
+    now = datetime.now(UTC)
+    import_files(engine, [write_content(tmp_path / "fresh.json", [comparison("fresh-pick", now)])])
+    issue = draft_issue(engine, settings, week_of(now, settings.site.zone)).issue
     editing.schedule(engine, issue.id, datetime.now(UTC) + timedelta(seconds=3))
 
     process = start(tmp_path, env)

@@ -306,7 +306,8 @@ def test_send_wait_delivers_with_a_progress_bar(tmp_path):
     settings, engine, issue_id = setup_issue(tmp_path, None, 12, "[delivery]\nbatch_size = 5\n", start=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(NEWSLETTER_CONFIG=str(tmp_path / "config.toml"), NEWSLETTER_SECRET_KEY=TEST_SECRET)
-    result = subprocess.run([sys.executable, "-m", "newsletter", "issue", "send", str(issue_id), "--wait"],
+    result = subprocess.run([sys.executable, "-m", "newsletter", "issue", "send", str(issue_id), "--wait",
+                             "--ignore-checks"],  # the sample content's week is fixed; the checks have their tests
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "sending to 12 subscribers" in result.stdout

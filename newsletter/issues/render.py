@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from mjml import mjml2html
 
 from newsletter.errors import UserError
+from newsletter.mail.compact import compact_html
+from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
 from newsletter.palette import DARK, LIGHT
 from newsletter.issues.view import IssueView, SiteView
 from newsletter.slots import SlotMarker, Slotted
@@ -32,11 +34,13 @@ class CompiledEmail:
 
 
 def mjml_to_html(source: str, template: str) -> str:
-    """Compile MJML without web fonts (no external requests) or comments."""
+    """Compile MJML without web fonts (no external requests) or comments, then drop the bytes
+    that change nothing a client shows (newsletter.mail.compact)."""
     try:
-        return mjml2html(source, disable_comments=True, fonts={})
+        html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain exceptions with the parser's text
         raise MjmlError(f"template {template}: MJML did not compile: {exc}") from None
+    return compact_html(html)
 
 
 def compile_email(template: str, subject: str, context: Callable[[SlotMarker], dict]) -> CompiledEmail:
@@ -64,7 +68,16 @@ def footer(site: SiteView, slot: SlotMarker, web_url: str | None) -> dict:
 
 
 def compile_issue(view: IssueView) -> CompiledEmail:
-    """The issue with the three recipient slots, ready for per-recipient filling."""
+    """The issue with the recipient slots, ready for per-recipient filling. An issue whose largest
+    copy would pass the size budget gets the email's excerpts (newsletter.issues.fit)."""
+    for caps in LEVELS:
+        compiled = _compile_issue(shortened(view, caps))
+        if largest_size(compiled.html, view.site.base_url) <= BUDGET_BYTES:
+            break
+    return compiled
+
+
+def _compile_issue(view: IssueView) -> CompiledEmail:
     def context(slot: SlotMarker) -> dict:
         values = {**asdict(view), **footer(view.site, slot, view.web_url), "open_pixel": ""}
         base = view.site.base_url

@@ -1,0 +1,177 @@
+"""`newsletter subscribers import`: a CSV of readers who agreed elsewhere.
+
+Every row is read and judged before anything is written. A row the import cannot honour (a bad
+address, a topic that is not a category of the publication, an unknown status, a date that does
+not parse) names its line and the reason; one such row refuses the whole file, because a
+half-imported list is harder to repair than a refused one. `skip_bad_rows` imports the good rows
+and reports every line it left out. The columns are those `subscribers export` writes, so an
+export imports again as it was: unsubscribed readers stay unsubscribed, bounced and complained
+addresses become suppressions, and an import never re-subscribes someone who left.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from newsletter.db import session_scope, utcnow
+from subscribers.consent import Source
+from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, normalize_email,
+                                 record_consent, suppress, upsert_active)
+
+TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)
+COLUMNS = ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at")
+DATES = ("created_at", "confirmed_at", "unsubscribed_at")
+# Statuses an import can honour; `pending` readers never confirmed, so nobody has their consent.
+STATUSES = ("active", "unsubscribed", "bounced", "complained")
+SUPPRESS_REASON = {"bounced": "hard_bounce", "complained": "complaint"}
+MAX_LISTED = 50
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    email: str
+    name: str
+    topics: list[str]
+    status: str
+    dates: dict[str, datetime | None]
+
+
+def _topics(value: str, known: dict[str, str]) -> list[str]:
+    parts = value
+    for separator in TOPIC_SEPARATORS[1:]:
+        parts = parts.replace(separator, TOPIC_SEPARATORS[0])
+    topics = []
+    for topic in clean_topics(parts.split(TOPIC_SEPARATORS[0])):
+        canonical = known.get(topic.casefold())
+        if canonical is None:
+            listed = ", ".join(sorted(known.values())) or "none yet: import content first"
+            raise InvalidInput(f"topics: {topic!r} is not a category of this publication (categories: {listed})")
+        if canonical not in topics:
+            topics.append(canonical)
+    return topics
+
+
+def _date(name: str, value: str, now: datetime) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{name}: {value[:40]!r} is not a date (use ISO 8601, like 2026-11-24 or "
+                           "2026-11-24T09:00:00+00:00)") from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment > now + timedelta(days=1):
+        raise InvalidInput(f"{name}: {value} is in the future")
+    return moment
+
+
+def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[str, str], now: datetime) -> Row:
+    """One CSV row judged on its own; InvalidInput names the field and the reason."""
+    email = normalize_email(raw.get("email", ""))
+    status = (raw.get("status") or "").strip().lower() or default_status
+    if status not in STATUSES:
+        reason = ("never confirmed, so there is no consent to import (ask them to sign up)" if status == "pending"
+                  else f"use one of {', '.join(STATUSES)}")
+        raise InvalidInput(f"status: {status!r}: {reason}")
+    dates = {name: _date(name, raw.get(name, ""), now) for name in DATES}
+    if status == "active" and dates["unsubscribed_at"]:
+        raise InvalidInput("unsubscribed_at: set, but the status is active")
+    return Row(line, email, clean_name(raw.get("name")), _topics(raw.get("topics", ""), known), status, dates)
+
+
+def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[list[Row], list[str]]:
+    """Every row of the file: the good ones, and "line N: field: reason" for each bad one."""
+    reader = csv.DictReader(io.StringIO(data))
+    header = [(name or "").strip().lower() for name in reader.fieldnames or []]
+    if "email" not in header:
+        raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics, status, dates)")
+    unknown = [name for name in header if name not in COLUMNS]
+    if unknown:
+        raise InvalidInput(f"CSV header: unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")
+    reader.fieldnames = header
+    rows, errors, first_line = [], [], {}
+    now = utcnow()
+    for raw in reader:
+        line = reader.line_num
+        try:
+            if None in raw:
+                raise InvalidInput(f"more fields than the header's {len(header)} columns")
+            row = parse_row(line, {k: v or "" for k, v in raw.items()}, default_status, known, now)
+            if row.email in first_line:
+                raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
+        except InvalidInput as exc:
+            errors.append(f"line {line}: {exc}")
+            continue
+        first_line[row.email] = line
+        rows.append(row)
+    return rows, errors
+
+
+def _apply(session: Session, row: Row, source: str, result: UpsertResult) -> None:
+    existing = session.exec(select(Subscriber).where(Subscriber.email == row.email)).first()
+    if row.status in SUPPRESS_REASON:
+        suppress(session, row.email, SUPPRESS_REASON[row.status], source, "imported as " + row.status)
+        result.skipped.append(f"{row.email}: {row.status}, now on the suppression list")
+        return
+    if existing is not None and existing.status == SubscriberStatus.unsubscribed.value:
+        result.skipped.append(f"{row.email}: unsubscribed here; an import never re-subscribes anyone")
+        return
+    if row.status == "unsubscribed":
+        _unsubscribed(session, row, existing, result)
+        return
+    subscriber = upsert_active(session, row.email, row.name, row.topics, source, result)
+    if subscriber is not None and existing is None:
+        subscriber.created_at = row.dates["created_at"] or subscriber.created_at
+        subscriber.confirmed_at = row.dates["confirmed_at"] or subscriber.confirmed_at
+        session.add(subscriber)
+
+
+def _unsubscribed(session: Session, row: Row, existing: Subscriber | None, result: UpsertResult) -> None:
+    """Keep the record that this person left: they are never mailed, and a later import will not add them."""
+    when = row.dates["unsubscribed_at"] or utcnow()
+    if existing is None:
+        existing = Subscriber(email=row.email, name=row.name, status=SubscriberStatus.unsubscribed.value,
+                              created_at=row.dates["created_at"] or when, confirmed_at=row.dates["confirmed_at"],
+                              unsubscribed_at=when)
+        result.created += 1
+    else:
+        existing.status, existing.unsubscribed_at = SubscriberStatus.unsubscribed.value, when
+        result.updated += 1
+    session.add(existing)
+    session.flush()
+    record_consent(session, existing, "unsubscribed", Source.import_, "imported as unsubscribed")
+
+
+@dataclass
+class ImportReport(UpsertResult):
+    bad_rows: list[str] = field(default_factory=list)  # left out with skip_bad_rows: "line N: field: reason"
+
+
+def import_csv(engine: Engine, data: str, status: str = "active", source_name: str = Source.import_, *,
+               categories: Collection[str], skip_bad_rows: bool = False) -> ImportReport:
+    """Import a CSV (columns in COLUMNS; topics separated by ';' or '|'); see the module docstring.
+    `categories` are the publication's (newsletter.content.categories): the caller reads them, so
+    this package stays below the content pipeline."""
+    if status != SubscriberStatus.active.value:
+        raise InvalidInput(f"--status: only 'active' imports are supported (got {status!r})")
+    known = {category.casefold(): category for category in categories}
+    rows, errors = read_rows(data, status, known)
+    if errors and not skip_bad_rows:
+        listed = errors[:MAX_LISTED] + ([f"... and {len(errors) - MAX_LISTED} more"] if len(errors) > MAX_LISTED else [])
+        raise InvalidInput(f"CSV rejected, nothing imported ({len(errors)} bad rows; --skip-bad-rows imports the "
+                           "others):\n  " + "\n  ".join(listed))
+    report = ImportReport(bad_rows=errors)
+    with session_scope(engine) as session:
+        for row in rows:
+            _apply(session, row, source_name, report)
+    return report
