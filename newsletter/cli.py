@@ -358,7 +358,7 @@ def issue_test(
     to: Annotated[list[str], typer.Option("--to", help="Address(es) to send the test to: repeat --to, or separate with commas.")],
 ) -> None:
     """Send the issue to these addresses only, subject marked [TEST]; not counted as a send."""
-    from newsletter.issues.testsend import send_test
+    from newsletter.delivery.testsend import send_test
     from newsletter.secret_key import load_secret_key
 
     settings = state.settings
