@@ -422,7 +422,8 @@ def run_all(
 
 @app.command("worker")
 def worker(
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is due.")] = False,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Stop when no work is left: nothing queued, held by another worker or due for a retry.")] = False,
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes (PostgreSQL; SQLite always runs 1).")] = 1,
 ) -> None:
     """Deliver every issue that is sending; SIGTERM/SIGINT finish the batch, then exit (docs/operations.md)."""
