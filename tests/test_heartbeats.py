@@ -14,7 +14,6 @@ from sqlalchemy import insert, select
 
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox
-from newsletter.delivery.heartbeat import Heartbeat
 from newsletter.delivery.models import WorkerHeartbeat
 from tests.smtp_server import start_server
 from tests.test_workers import counts, finish, issue_state, popen, rows, setup_issue, wait_for, worker_cmd
@@ -70,10 +69,13 @@ def test_a_killed_workers_batch_is_taken_over_and_until_idle_finishes_the_issue(
 
 def test_until_idle_waits_for_rows_a_live_worker_holds(tmp_path, db_url):
     settings, engine, issue_id = setup_issue(tmp_path, db_url, 30, f"[delivery]\nheartbeat_seconds = {BEAT}\n")
-    with Heartbeat(engine, "host-a:1:alive", BEAT):  # a live worker in this process holds 10 rows
-        with session_scope(engine) as session:
-            held = outbox.claim(session, issue_id, utcnow(), 10, LEASE, "host-a:1:alive")
-        process = popen(worker_cmd("--until-idle"), tmp_path / "config.toml")
+    now = utcnow()
+    with session_scope(engine) as session:  # a live worker (its beat is fresh for an hour) holds 10 rows
+        session.add(WorkerHeartbeat(worker_id="host-a:1:alive", beat_at=now + timedelta(hours=1), started_at=now))
+    with session_scope(engine) as session:
+        held = outbox.claim(session, issue_id, now, 10, LEASE, "host-a:1:alive")
+    process = popen(worker_cmd("--until-idle"), tmp_path / "config.toml")
+    try:
         wait_for(lambda: counts(engine, issue_id).get("sent") == 20 or process.poll() is not None, timeout=120,
                  what="the 20 free rows sent")
         # Several beats later it is still there, waiting for the live worker's rows (it used to exit 0).
@@ -82,6 +84,9 @@ def test_until_idle_waits_for_rows_a_live_worker_holds(tmp_path, db_url):
         with session_scope(engine) as session:  # the live worker gives its rows back
             assert outbox.release(session, "host-a:1:alive", held) == 10
         code, output = finish(process, timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
     assert code == 0, output
     assert counts(engine, issue_id) == {"sent": 30} and issue_state(engine, issue_id) == "sent"
     engine.dispose()
