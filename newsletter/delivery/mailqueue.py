@@ -11,6 +11,7 @@ still `sending` under this worker, so a row taken over by another worker is not 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.delivery import queue
 from newsletter.delivery.editor_mail import build_notice, build_test, test_template
 from newsletter.delivery.models import PENDING, DeliveryState
+from newsletter.delivery.sender import record_results
 from newsletter.delivery.transactional import build_message
 from newsletter.delivery.transports.base import OutgoingMessage, SendResult, Transport
 from newsletter.issues.message import recipient_links
@@ -109,20 +111,22 @@ def _send(transport: Transport, built: list) -> list[tuple[int, int, dict, SendR
             for row_id, attempts, message, stored, result in built]
 
 
-def _record(engine: Engine, settings: Settings, worker: str, outcomes: list, report: MailReport) -> None:
-    done = utcnow()
-    with session_scope(engine) as session:
-        for row_id, attempts, stored, result in outcomes:
-            state, next_at = queue.settle(result, attempts, settings.delivery, done)
-            values = {"state": state, "lease_until": None, "next_attempt_at": next_at,
-                      "last_error": None if state == DeliveryState.sent.value else (result.error or state)[:2000]}
-            if state == DeliveryState.sent.value:
-                values.update(stored, sent_at=done)
-            session.execute(update(Mail).where(Mail.id == row_id, Mail.state == DeliveryState.sending.value,
-                                               Mail.claimed_by == worker).values(**values))
-            setattr(report, state, getattr(report, state) + 1)
-            if state == DeliveryState.failed.value:
-                log.warning("transactional mail %s failed: %s", row_id, values["last_error"])
+def _record(session, settings: Settings, worker: str, outcomes: list, done: datetime) -> Counter:
+    """Every result of one batch in the caller's transaction; the number of rows per new state.
+    Only rows still `sending` under this worker move (one taken over meanwhile is not ours)."""
+    states: Counter = Counter()
+    for row_id, attempts, stored, result in outcomes:
+        state, next_at = queue.settle(result, attempts, settings.delivery, done)
+        values = {"state": state, "lease_until": None, "next_attempt_at": next_at,
+                  "last_error": None if state == DeliveryState.sent.value else (result.error or state)[:2000]}
+        if state == DeliveryState.sent.value:
+            values.update(stored, sent_at=done)
+        session.execute(update(Mail).where(Mail.id == row_id, Mail.state == DeliveryState.sending.value,
+                                           Mail.claimed_by == worker).values(**values))
+        states[state] += 1
+        if state == DeliveryState.failed.value:
+            log.warning("transactional mail %s failed: %s", row_id, values["last_error"])
+    return states
 
 
 def send_queued(engine: Engine, settings: Settings, transport: Transport, secret: str, *,
@@ -136,7 +140,11 @@ def send_queued(engine: Engine, settings: Settings, transport: Transport, secret
     claimed = _claim(engine, settings, now, limit or settings.delivery.batch_size, worker, ids)
     if claimed:
         outcomes = _send(transport, _build(engine, settings, secret, claimed, now))
-        _record(engine, settings, worker, outcomes, report)
+        done = utcnow()
+        # Recorded with retries while the database restarts, as issue deliveries are: the mails are out.
+        states = record_results(engine, lambda session: _record(session, settings, worker, outcomes, done),
+                                give_up_after=settings.delivery.lease_seconds / 2)
+        report.sent, report.retry, report.failed = states["sent"], states["retry"], states["failed"]
     return report
 
 
