@@ -395,7 +395,7 @@ def issue_test(
     to: Annotated[list[str], typer.Option("--to", help="Address(es) to send the test to: repeat --to, or separate with commas.")],
 ) -> None:
     """Send the issue to these addresses only, subject marked [TEST]; not counted as a send."""
-    from newsletter.issues.testsend import send_test
+    from newsletter.delivery.testsend import send_test
     from newsletter.secret_key import load_secret_key
 
     settings = state.settings
@@ -461,7 +461,8 @@ def run_all(
 
 @app.command("worker")
 def worker(
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is due.")] = False,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Stop when no work is left: nothing queued, held by another worker or due for a retry.")] = False,
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes (PostgreSQL; SQLite always runs 1).")] = 1,
 ) -> None:
     """Deliver every issue that is sending; SIGTERM/SIGINT finish the batch, then exit (docs/operations.md)."""

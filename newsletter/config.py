@@ -228,6 +228,8 @@ class DeliverySettings(Section):
     retry_max_seconds: float = Field(6 * 3600.0, ge=0)
     rate_per_second: int = Field(0, ge=0)  # per transport, all workers together; 0 = unlimited
     rate_per_hour: int = Field(0, ge=0)
+    # A worker beats this often; its `sending` rows are taken over after 3 missed beats.
+    heartbeat_seconds: float = Field(2.0, gt=0, le=60)
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -1,7 +1,7 @@
 """Imports every table so SQLModel.metadata is complete (for Alembic and tests)."""
 
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
-from newsletter.delivery.models import Delivery, SendWindow
+from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.tracking.models import TrackingEvent
 from newsletter.webhooks.models import WebhookEvent, WebhookNonce
@@ -10,5 +10,5 @@ from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppre
 __all__ = [
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "Issue", "IssueItem", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
-    "WebhookEvent", "WebhookNonce",
+    "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
 ]

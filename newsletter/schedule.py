@@ -28,7 +28,7 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.issues.editing import schedule as schedule_issue
 from newsletter.issues.editing import unschedule
 from newsletter.issues.models import Issue, IssueState
-from newsletter.notices import notify_held
+from newsletter.delivery.notices import notify_held
 from newsletter.weeks import parse_week, week_of
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def weekly_draft(engine: Engine, settings: Settings, now: datetime | None = None
         when = send_time_for(settings, week)
         failing = failing_checks(engine, settings, issue.id, when) if when > now else []
         if failing:
-            notify_held(settings, issue.id, week, failing, "was drafted but not scheduled for auto-send")
+            notify_held(engine, settings, issue.id, week, failing, "was drafted but not scheduled for auto-send")
         elif when > now:
             issue = schedule_issue(engine, issue.id, when, now)
             log.info("issue %s scheduled for %s", issue.id, when.astimezone(zone_of(settings)).isoformat())
@@ -109,7 +109,7 @@ def _passes_checks(engine: Engine, settings: Settings, issue_id: int, now: datet
         issue = unschedule(engine, issue_id)
     except UserError:  # another scheduler held it first, or an editor changed it meanwhile
         return False
-    notify_held(settings, issue_id, issue.week, failing, "was due but is back to draft")
+    notify_held(engine, settings, issue_id, issue.week, failing, "was due but is back to draft")
     return False
 
 

@@ -47,18 +47,25 @@ class BackgroundSender:
         self.thread = threading.Thread(target=self._run, name="transactional-sender", daemon=True)
 
     def _run(self) -> None:
-        from newsletter.transactional import send_pending
+        # A worker like any other: one id and a heartbeat, so a killed web process's mails are
+        # taken over by the workers within seconds (newsletter/delivery/heartbeat.py).
+        from newsletter.delivery.heartbeat import Heartbeat
+        from newsletter.delivery.mailqueue import send_queued
+        from newsletter.delivery.queue import worker_id
 
+        worker = worker_id()
         transport = make_transport(self.settings)
         try:
-            while not self.stop.is_set():
-                self.wake.wait(self.interval)
-                self.wake.clear()
-                try:
-                    while send_pending(self.engine, self.settings, transport, self.secret):
-                        pass
-                except Exception:  # keep serving pages; the queue keeps the mail
-                    log.exception("transactional sender failed; will retry")
+            with Heartbeat(self.engine, worker, self.settings.delivery.heartbeat_seconds):
+                while not self.stop.is_set():
+                    self.wake.wait(self.interval)
+                    self.wake.clear()
+                    try:
+                        while send_queued(self.engine, self.settings, transport, self.secret, limit=50,
+                                          worker=worker).worked:
+                            pass
+                    except Exception:  # keep serving pages; the queue keeps the mail
+                        log.exception("transactional sender failed; will retry")
         finally:
             transport.close()
 

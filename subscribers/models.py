@@ -88,7 +88,11 @@ class Suppression(SQLModel, table=True):
 
 
 class TransactionalMail(SQLModel, table=True):
-    """Queued one-to-one mail (confirmation, welcome, goodbye), sent outside the web request.
+    """Queued one-to-one mail, sent outside the web request by the shared queue idiom
+    (newsletter/delivery/queue.py): confirmation, welcome and goodbye to a subscriber, and the
+    editors' mails (`notice` when an issue finishes, `test` for `issue test`), which name an issue
+    and no subscriber. States are newsletter.delivery.models.DeliveryState (queued, sending, sent,
+    retry, failed).
 
     For confirmations the raw token is made by the sender at send time; only its
     SHA-256 is stored here, and `used_at` makes it single-use.
@@ -98,14 +102,23 @@ class TransactionalMail(SQLModel, table=True):
     __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True, nullable=False)
+    subscriber_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True, nullable=True),
     )
-    kind: str = Field(max_length=24)  # confirm | confirm_change | welcome | goodbye
+    issue_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("issue.id", ondelete="CASCADE"), nullable=True)
+    )
+    kind: str = Field(max_length=24)  # confirm | confirm_change | welcome | goodbye | notice | held | test
     to_email: str = Field(max_length=254, index=True)
-    state: str = Field(default="queued", max_length=16, index=True)  # queued | sent | failed
+    state: str = Field(default="queued", max_length=16, index=True)  # DeliveryState
     attempts: int = 0
-    next_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = None  # state retry: not before
+    lease_until: datetime | None = None  # state sending: taken over after this (or a stale heartbeat)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    # An editors' notice whose text is fixed when it is queued (`held`: which pre-send checks failed).
+    subject: str | None = Field(default=None, max_length=300)
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     sent_at: datetime | None = None
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -28,7 +28,7 @@ from aiosmtpd.controller import Controller
 
 @dataclass
 class Received:
-    session: int
+    session: int  # the session's number (RecordingHandler._number), unique per test server
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
@@ -74,7 +74,7 @@ class RecordingHandler:
 
     async def _drop(self, server, session, reply: str | None = None):
         """Close the connection (after `reply`, if any); the session's task ends here."""
-        self.active.discard(id(session))
+        self.active.discard(self._number(session))
         if reply is not None:
             await server.push(reply)
             server.transport.close()  # flushes the reply, then closes
@@ -87,19 +87,19 @@ class RecordingHandler:
         if self.close_after is not None and self.per_session[self._number(session)] >= self.close_after:
             self.faults["close_after", self._number(session)] += 1
             await self._drop(server, session, "421 4.7.0 Too many messages in this session, closing")
-        self.active.add(id(session))
+        self.active.add(self._number(session))
         self.max_active = max(self.max_active, len(self.active))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RSET(self, server, session, envelope):
-        self.rsets[id(session)] += 1
-        self.active.discard(id(session))
+        self.rsets[self._number(session)] += 1
+        self.active.discard(self._number(session))
         return "250 OK"
 
     async def handle_QUIT(self, server, session, envelope):
-        self.quits[id(session)] += 1
+        self.quits[self._number(session)] += 1
         return "221 Bye"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -123,8 +123,11 @@ class RecordingHandler:
         if any(self._fault("dropdata", address) for address in envelope.rcpt_tos[:1]):
             await self._drop(server, session)
         self.per_session[self._number(session)] += 1
-        self.active.discard(id(session))
-        self.messages.append(Received(id(session), envelope.mail_from, list(envelope.rcpt_tos),
+        self.active.discard(self._number(session))
+        # The session's own number, never id(session): a closed session's object is freed whenever
+        # the garbage collector gets to it, and the next session may get the same id() (a test that
+        # told sessions apart by it failed now and then on a loaded machine).
+        self.messages.append(Received(self._number(session), envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content))
         return "250 2.0.0 Ok: queued"
 
@@ -140,7 +143,8 @@ def start_server(delay: float = 0.0, fault_times: int | None = None, close_after
     """`smtputf8`: offer SMTPUTF8 (RFC 6531) and take UTF-8 addresses in MAIL and RCPT."""
     handler = RecordingHandler(delay=delay, fault_times=fault_times, close_after=close_after,
                                pipelining=pipelining)
+    # ready_timeout: aiosmtpd's default (5 s) for the server thread to come up is short on a loaded machine.
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False,
-                            enable_SMTPUTF8=smtputf8)
+                            enable_SMTPUTF8=smtputf8, ready_timeout=60)
     controller.start()
     return controller, handler

@@ -1,24 +1,23 @@
 """Crash safety on PostgreSQL (issue 6.6): four worker processes share one queue, two `issue send`
-calls race, and the database restarts under a sending worker. Every subscriber gets the issue
+calls race, and the database restarts under a sending worker (a throwaway cluster of the test's
+own: the machine's server is never stopped). Every subscriber gets the issue
 exactly once (counted on a real SMTP server's log, not on files a repeat would overwrite)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
 import threading
-import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
+from newsletter.db import dispose_engines
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
-from tests.conftest import IN_CI, PG_BASE, TEST_SECRET
+from tests import pg_cluster
+from tests.conftest import IN_CI, TEST_SECRET
+from tests.pg_cluster import ThrowawayCluster
 from tests.smtp_server import start_server
 from tests.test_workers import counts, finish, issue_state, popen, rows, setup_issue, smtp_extra, wait_for, \
     worker_cmd
@@ -86,69 +85,35 @@ def test_two_sends_at_once_enqueue_each_reader_once(tmp_path, pg_url):
 
 # --- a PostgreSQL restart under a sending worker ----------------------------------------------------
 
-def _restart_command() -> list[str] | None:
-    """`pg_ctlcluster … restart` for the local cluster the tests use, when this process may run it."""
-    host = PG_BASE.split("@", 1)[-1].split("/", 1)[0].split(":")[0]
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if host not in ("127.0.0.1", "localhost") or not versions or not shutil.which("pg_ctlcluster"):
-        return None
-    if os.geteuid() != 0:
-        return None
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart"]
-
-
-def _wait_accepting(timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        engine = create_engine(PG_BASE, connect_args={"connect_timeout": 2})
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("select 1"))
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-        finally:
-            engine.dispose()
-
-
 @pytest.fixture
-def restartable_pg(pg_server):
-    """Like `pg_url`, but its teardown survives the restart (fresh engines, and it waits until the
-    server accepts connections again, so later tests find it up)."""
-    command = _restart_command()
-    if command is None:
-        message = "PostgreSQL is not a local cluster this process can restart (needs root and pg_ctlcluster)"
+def restartable_pg():
+    """A throwaway cluster of this test's own (tests/pg_cluster.py): restarting it touches nothing
+    else on the machine. Removed afterwards."""
+    problem = pg_cluster.unavailable()
+    if problem:
         if IN_CI:
-            pytest.fail(message + "; under CI=true this test must run")
-        pytest.skip(message)
-    schema = f"wv_test_{secrets.token_hex(6)}"
-    admin = create_engine(pg_server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
+            pytest.fail(f"a throwaway PostgreSQL cluster is required under CI=true: {problem}")
+        pytest.skip(problem)
+    cluster = ThrowawayCluster()
     try:
-        yield f"{pg_server}?options=-csearch_path%3D{schema}", command
+        cluster.start()
+        yield cluster
     finally:
-        _wait_accepting()
-        admin = create_engine(pg_server)
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+        dispose_engines()
+        cluster.remove()
 
 
 def test_a_worker_survives_a_postgresql_restart_and_finishes(tmp_path, restartable_pg, smtp):
-    url, restart = restartable_pg
+    cluster = restartable_pg
     controller, handler = smtp
-    settings, engine, issue_id = setup_issue(tmp_path, url, 300, smtp_extra(controller.port, batch_size=5), "smtp")
+    settings, engine, issue_id = setup_issue(tmp_path, cluster.url, 300, smtp_extra(controller.port, batch_size=5), "smtp")
     process = popen(worker_cmd("--until-idle"), tmp_path / "config.toml")
     try:
         wait_for(lambda: len(handler.messages) >= 40 or process.poll() is not None, what="40 messages")
         assert process.poll() is None, "the worker finished before the restart"
-        subprocess.run(restart, check=True, capture_output=True, timeout=60)
+        cluster.restart()
         during = len(handler.messages)
-        _wait_accepting()
+        cluster.wait_accepting()
         code, output = finish(process, timeout=120)
     finally:
         if process.poll() is None:

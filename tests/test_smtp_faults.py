@@ -46,7 +46,10 @@ def faulty(request, pipelining):
 
 
 def transport_for(controller, pool_size: int = 1) -> SmtpTransport:
-    return SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=pool_size))
+    # Every fault here is an immediate reply or a closed connection, never a silence, so the socket
+    # timeout only decides whether a stalled test thread on a loaded machine (seconds without CPU)
+    # counts as a dropped session: 5 s once made a message look lost and be sent again.
+    return SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=60, pool_size=pool_size))
 
 
 def received(handler) -> Counter:

@@ -3,6 +3,11 @@
 States: queued -> sending -> sent; sending -> retry -> (sending again) -> failed;
 queued/retry -> skipped (unsubscribed or suppressed since enqueue, or the issue was cancelled);
 sending -> queued (released by a worker that stops before handing the rows to the transport).
+The transactional queue (subscribers.models.TransactionalMail) uses the same states and the same
+claim (newsletter/delivery/queue.py).
+
+`worker_heartbeat` holds one row per running worker, beaten every `[delivery] heartbeat_seconds`:
+rows `sending` under a worker whose beat is stale are taken over at once, not when the lease ends.
 
 `send_window` holds the shared rate-limit counters: one row per transport, window length and
 window start, incremented atomically by every worker on every host (newsletter/delivery/ratelimit.py).
@@ -74,3 +79,13 @@ class SendWindow(SQLModel, table=True):
     window_start: int = Field(sa_column=Column(BigInteger, primary_key=True))  # unix seconds
     used: int = 0
     granted: int = 0  # what the last acquire got (the statement returns it)
+
+
+class WorkerHeartbeat(SQLModel, table=True):
+    """A running worker's last sign of life (newsletter/delivery/heartbeat.py)."""
+
+    __tablename__ = "worker_heartbeat"
+
+    worker_id: str = Field(primary_key=True, max_length=100)
+    beat_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime = Field(default_factory=utcnow)

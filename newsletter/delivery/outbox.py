@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, case, exists, func, literal, or_, select, text, update
+from sqlalchemy import bindparam, exists, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from newsletter.content.models import Comparison
+from newsletter.delivery import queue
 from newsletter.delivery.models import PENDING, PENDING_SQL, Delivery, DeliveryState
 from newsletter.issues.models import Issue, IssueItem, IssueState
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
@@ -90,81 +91,50 @@ def skip_ineligible(session: Session, ids: list[int]) -> int:
 
 def claim(
     session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker_id: str | None = None,
-    from_id: int | None = None,
+    from_id: int | None = None, stale: datetime | None = None,
 ) -> list[int]:
-    """Take up to `limit` deliveries that are due: queued, due retries, or sending with an expired
-    lease (its worker died), and only while the issue is `sending` (a pause or a cancel stops every
-    worker at its next claim). One statement: UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-    LOCKED) RETURNING id, so on PostgreSQL concurrent claimers skip each other's rows and the
-    issue's state is read in the same statement that takes the rows.
+    """Take up to `limit` deliveries that are due (queue.due: queued, due retries, or sending under
+    a worker that is gone: lease expired or heartbeat older than `stale`), and only while the issue
+    is `sending` (a pause or a cancel stops every worker at its next claim). One statement
+    (queue.claim), so the issue's state is read in the same statement that takes the rows.
 
     The rows are found through the partial index of pending rows (`ix_delivery_due`), lowest id
     first. Rows already handled leave dead entries at the low end of that index until VACUUM
     removes them, and a scan from the start steps over all of them (50 ms per claim after 200,000
     sent). `from_id` starts the scan there instead: a worker passes the lowest id of its previous
-    claim and rescans from the start now and then for what came due below it (sender.deliver)."""
-    if limit <= 0:
-        return []
-    issue_sending = exists().where(Issue.id == issue_id, Issue.state == IssueState.sending.value)
-    due = (
-        select(Delivery.id)
-        .where(Delivery.issue_id == issue_id)
+    claim and rescans from the start now and then for what came due below it (sender.deliver).
+    Which pending rows are due is one CASE rather than an OR of (state, time) pairs: an OR invites
+    PostgreSQL to OR three bitmap scans of (issue_id, state) and sort everything pending, where the
+    partial index gives the lowest ids in order."""
+    conditions = [
+        Delivery.issue_id == issue_id,
         # Pending, word for word as the partial index's predicate: SQLite's planner uses the index
         # only for a query that repeats that term with the same literals.
-        .where(text(f"delivery.{PENDING_SQL}"))
-        .where(issue_sending)
-        # Which pending rows are due, as one CASE rather than an OR of (state, time) pairs: an OR
-        # invites PostgreSQL to OR three bitmap scans of (issue_id, state) and sort everything
-        # pending, where the partial index gives the lowest ids in order.
-        .where(case(
-            (Delivery.state == DeliveryState.retry.value, Delivery.next_attempt_at <= now),
-            (Delivery.state == DeliveryState.sending.value, Delivery.lease_until < now),
-            else_=Delivery.state == DeliveryState.queued.value,
-        ))
-        .order_by(Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=Delivery)
-    )
+        text(f"delivery.{PENDING_SQL}"),
+        exists().where(Issue.id == issue_id, Issue.state == IssueState.sending.value),
+    ]
     if from_id is not None:
-        due = due.where(Delivery.id >= from_id)
-    statement = (
-        update(Delivery)
-        .where(Delivery.id.in_(due.scalar_subquery()))
-        .values(state=DeliveryState.sending.value, lease_until=now + lease, attempts=Delivery.attempts + 1,
-                claimed_by=worker_id)
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted(session.execute(statement).scalars().all())
+        conditions.append(Delivery.id >= from_id)
+    return queue.claim(session, Delivery, conditions, now, limit, lease, worker_id, stale)
 
 
 def claim_from(
     session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker_id: str | None,
-    hint: int | None,
+    hint: int | None, stale: datetime | None = None,
 ) -> list[int]:
     """`claim` scanning from `hint` (None: from the start); when that finds fewer than `limit`
     rows (the end of the queue, or what is left lies below the hint), the rest from the start,
     so a hint can delay a row below it but never leave it behind when the queue runs dry."""
-    ids = claim(session, issue_id, now, limit, lease, worker_id, from_id=hint)
-    if hint is not None and len(ids) < limit:
-        ids += claim(session, issue_id, now, limit - len(ids), lease, worker_id)  # the first's are leased now
+    ids = claim(session, issue_id, now, limit, lease, worker_id, from_id=hint, stale=stale)
+    if hint is not None and len(ids) < limit:  # the first's are leased now
+        ids += claim(session, issue_id, now, limit - len(ids), lease, worker_id, stale=stale)
     return sorted(ids)
 
 
 def release(session: Session, worker_id: str, ids: list[int] | None = None) -> int:
     """Give rows this worker still holds (`sending`, claimed by it) back to the queue, e.g. when it
     stops before handing them to the transport. Rows it already recorded never match."""
-    statement = (
-        update(Delivery)
-        .where(Delivery.state == DeliveryState.sending.value, Delivery.claimed_by == worker_id)
-        .values(state=DeliveryState.queued.value, lease_until=None, claimed_by=None)
-        .execution_options(synchronize_session=False)
-    )
-    if ids is not None:
-        if not ids:
-            return 0
-        statement = statement.where(Delivery.id.in_(ids))
-    return session.execute(statement).rowcount or 0
+    return queue.release(session, Delivery, worker_id, ids)
 
 
 CANCELLED_REASON = "issue cancelled before this delivery was sent"

@@ -13,10 +13,6 @@ claims no more rows than it got permits for.
 from __future__ import annotations
 
 import logging
-import os
-import random
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,10 +26,11 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox
+from newsletter.delivery import outbox, queue
 from newsletter.delivery.models import Delivery, DeliveryState
+from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import RateLimiter
-from newsletter.delivery.transports.base import Outcome, Transport
+from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.errors import UserError
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.models import Issue, IssueState
@@ -75,11 +72,6 @@ def start_send(engine: Engine, issue_id: int, now: datetime | None = None) -> St
     return StartResult(issue, bool(moved), enqueued)
 
 
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential with full jitter: spreads retries of many messages over the window."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(attempt - 1, 0))
-
-
 @dataclass
 class DeliverReport:
     issue_id: int
@@ -92,6 +84,12 @@ class DeliverReport:
     stopped: bool = False  # a stop was asked for (SIGTERM/SIGINT) before the queue ran dry
     counts: dict[str, int] = field(default_factory=dict)
 
+    def add(self, sent: int, retry: int, failed: int, skipped: int) -> None:
+        """One recorded batch."""
+        self.sent, self.retry, self.failed = self.sent + sent, self.retry + retry, self.failed + failed
+        self.skipped += skipped
+        self.batches += 1
+
 
 def _finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     pending = exists().where(Delivery.issue_id == issue_id, Delivery.state.in_(outbox.PENDING))
@@ -102,17 +100,108 @@ def _finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     ).rowcount)
 
 
-def worker_id() -> str:
-    """Names this process in `delivery.claimed_by`: host, pid and a nonce (pids get reused)."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
+@dataclass
+class _Send:
+    """What one worker needs through one issue's send: prepared once, before the first claim."""
+
+    engine: Engine
+    settings: Settings
+    transport: Transport
+    secret: str
+    issue_id: int
+    worker: str
+    limiter: RateLimiter
+    template: object
+    signer: object
+    mime: bool
+    hint: int | None = None  # the lowest id of this worker's previous claim
+    rescan_at: float = 0.0
 
 
-def retry_delay(result, attempts: int, cfg) -> float:
-    """The provider's Retry-After when it gave one, else exponential backoff with jitter."""
-    retry_after = getattr(result, "retry_after", None)
-    if retry_after is not None:
-        return max(float(retry_after), 0.0)
-    return backoff(attempts, cfg.retry_base_seconds, cfg.retry_max_seconds)
+def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: str, issue_id: int,
+             worker: str, limiter: RateLimiter | None, report: DeliverReport) -> _Send | None:
+    """Compile the issue once; None (and the report filled in) when it is not sending."""
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None or issue.state != IssueState.sending.value:
+            report.finished = issue is not None and issue.state == IssueState.sent.value
+            report.counts = outbox.counts(session, issue_id)
+            return None
+        template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
+    limiter = limiter if limiter is not None else RateLimiter.from_settings(engine, settings, transport.name)
+    # The DKIM key is read once per send, not per message; JSON APIs take the fields, not MIME bytes.
+    return _Send(engine, settings, transport, secret, issue_id, worker, limiter, template, signer_for(settings),
+                 getattr(transport, "needs_bytes", True))
+
+
+def _claim(job: _Send, limit: int, now: datetime, report: DeliverReport) -> tuple[list, int]:
+    """Claim up to `limit` due rows; returns the rows to send (id, attempts, subscriber id, email,
+    name, token key) and how many of the claim were skipped (unsubscribed or suppressed since enqueue)."""
+    cfg = job.settings.delivery
+    if time.monotonic() >= job.rescan_at:
+        job.hint, job.rescan_at = None, time.monotonic() + RESCAN_SECONDS
+    with session_scope(job.engine) as session:
+        ids = outbox.claim_from(session, job.issue_id, now, limit, timedelta(seconds=cfg.lease_seconds),
+                                job.worker, job.hint, stale=queue.stale_before(now, cfg))
+        job.hint = ids[0] if ids else None
+        skipped = outbox.skip_ineligible(session, ids)
+        report.skipped += skipped
+        rows = session.execute(
+            select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name,
+                   Subscriber.token_key)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value)
+            .order_by(Delivery.id)
+        ).all() if ids else []
+    return rows, skipped
+
+
+def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult]]:
+    """Build each message in isolation (one that cannot be built gets its own retry result, the
+    others go on) and hand the built ones to the transport; a transport that raises instead of
+    answering per message gets a retry result for each of them. Returns (meta, result) per row,
+    meta = (delivery id, attempts, Message-ID, email)."""
+    built, answered = [], []
+    for delivery_id, attempts, subscriber_id, email, name, key in rows:
+        recipient = Recipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
+        try:
+            message, msg_id = issue_message(job.settings, job.secret, job.template, recipient, now,
+                                            signer=job.signer, mime=job.mime)
+        except Exception as exc:
+            log.warning("delivery %s: the message could not be built: %r", delivery_id, exc)
+            answered.append(((delivery_id, attempts, None, email), queue.unbuildable(exc)))
+            continue
+        built.append(((delivery_id, attempts, msg_id, email), message))
+    try:
+        results = job.transport.send([message for _meta, message in built]) if built else []
+    except Exception as exc:
+        log.exception("issue %s: the transport raised for a batch of %d", job.issue_id, len(built))
+        results = [queue.transport_raised(exc, job.transport.name)] * len(built)
+    return answered + [(meta, result) for (meta, _message), result in zip(built, results)]
+
+
+def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) -> None:
+    """Move the issue to `sent` when nothing is pending (exactly one worker wins) and queue the
+    editors' notice; fill in the report."""
+    with session_scope(job.engine) as session:
+        won = _finish_if_done(session, job.issue_id, clock())
+        report.finished = won or session.get(Issue, job.issue_id).state == IssueState.sent.value
+        report.counts = outbox.counts(session, job.issue_id)
+    if won:
+        from newsletter.delivery.notices import notify_finished
+
+        try:
+            notify_finished(job.engine, job.settings, job.issue_id, report.counts, transport=job.transport,
+                            secret=job.secret)
+        except Exception:  # a notice must never undo or block a finished send
+            log.exception("issue %s finished, but the editors' notice failed", job.issue_id)
+
+
+def _wait(stop: threading.Event | None, seconds: float) -> None:
+    if stop is not None:
+        stop.wait(seconds)
+    else:
+        time.sleep(seconds)
 
 
 def deliver(
@@ -130,110 +219,61 @@ def deliver(
 ) -> DeliverReport:
     """Send every due delivery of a sending issue; returns when none is due any more, when the
     issue stops being `sending` (paused, cancelled), or when `stop` is set (after the batch in
-    hand is recorded). Each loop: permits from the shared rate limiter, one claim of at most that
-    many rows, build and send the batch, record every result in one transaction. Claims scan from
-    the previous claim's lowest id, and from the start every RESCAN_SECONDS: a retry that comes
-    due below waits at most that long (its backoff is seconds to minutes anyway)."""
+    hand is recorded). Steps: prepare (compile once), then per batch: permits from the shared rate
+    limiter, claim at most that many rows, send (each message built in isolation), record every
+    result in one transaction; finish. Claims scan from the previous claim's lowest id, and from
+    the start every RESCAN_SECONDS: a retry that comes due below waits at most that long."""
     report = DeliverReport(issue_id)
+    job = _prepare(engine, settings, transport, secret, issue_id, worker or worker_id(), limiter, report)
+    if job is None:
+        return report
     cfg = settings.delivery
-    worker = worker or worker_id()
-    limiter = limiter if limiter is not None else RateLimiter.from_settings(engine, settings, transport.name)
-    signer = signer_for(settings)  # the DKIM key is read once per process, not per message
-    mime = getattr(transport, "needs_bytes", True)  # JSON APIs take the fields, not MIME bytes
-    with session_scope(engine) as session:
-        issue = session.get(Issue, issue_id)
-        if issue is None or issue.state != IssueState.sending.value:
-            report.finished = issue is not None and issue.state == IssueState.sent.value
-            report.counts = outbox.counts(session, issue_id)
-            return report
-        template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
-    hint: int | None = None  # the lowest id of this worker's previous claim
-    rescan_at = 0.0
     while True:
         if stop is not None and stop.is_set():
             report.stopped = True
             break
-        grant = limiter.acquire(cfg.batch_size)
+        grant = job.limiter.acquire(cfg.batch_size)
         if grant.count == 0:  # the window is used up by all workers together: wait for the next
-            if stop is not None:
-                stop.wait(grant.wait_seconds)
-            else:
-                time.sleep(grant.wait_seconds)
+            _wait(stop, grant.wait_seconds)
             continue
         now = clock()
-        if time.monotonic() >= rescan_at:
-            hint, rescan_at = None, time.monotonic() + RESCAN_SECONDS
-        with session_scope(engine) as session:
-            ids = outbox.claim_from(session, issue_id, now, grant.count, timedelta(seconds=cfg.lease_seconds),
-                                    worker, hint)
-            hint = ids[0] if ids else None
-            skipped = outbox.skip_ineligible(session, ids)  # unsubscribed or suppressed since enqueue
-            report.skipped += skipped
-            rows = session.execute(
-                select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name,
-                       Subscriber.token_key)
-                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value)
-                .order_by(Delivery.id)
-            ).all() if ids else []
-        limiter.refund(grant, grant.count - len(rows))
+        rows, skipped = _claim(job, grant.count, now, report)
+        job.limiter.refund(grant, grant.count - len(rows))
         if not rows:
             if skipped:  # the whole batch was skipped: more may be due
                 continue
             break
         try:
-            messages, meta = [], []
-            for delivery_id, attempts, subscriber_id, email, name, key in rows:
-                recipient = Recipient(email, name, subscriber_id, f"i{issue_id}-d{delivery_id}", key)
-                message, msg_id = issue_message(settings, secret, template, recipient, now, signer=signer,
-                                                mime=mime)
-                messages.append(message)
-                meta.append((delivery_id, attempts, msg_id, email))
-            results = transport.send(messages)
+            outcomes = _send(job, rows, now)
         except BaseException:
-            # Nothing was recorded for this batch: give its rows back instead of waiting for the
-            # lease (a transport may have sent some of them; they carry the same Message-ID).
+            # Stopped at once (a second signal): nothing was recorded for this batch; give its
+            # rows back instead of waiting for the lease (they carry the same Message-ID).
             with session_scope(engine) as session:
-                outbox.release(session, worker, [row[0] for row in rows])
+                outbox.release(session, job.worker, [row[0] for row in rows])
             raise
         done = clock()
-        sent, retry, failed, skipped = record_results(
-            engine, lambda session: _record(session, meta, results, done, transport.name, cfg, issue_id),
-            give_up_after=cfg.lease_seconds / 2)
-        report.sent += sent
-        report.retry += retry
-        report.failed += failed
-        report.skipped += skipped
-        report.batches += 1
+        counted = record_results(engine, lambda session: _record(session, outcomes, done, transport.name, cfg,
+                                                                 issue_id), give_up_after=cfg.lease_seconds / 2)
+        report.add(*counted)
         if progress:
             progress(report)
-    with session_scope(engine) as session:
-        won = _finish_if_done(session, issue_id, clock())  # True in exactly one worker
-        report.finished = won or session.get(Issue, issue_id).state == IssueState.sent.value
-        report.counts = outbox.counts(session, issue_id)
-    if won:
-        from newsletter.notices import notify_finished
-
-        try:
-            notify_finished(engine, settings, issue_id, report.counts)
-        except Exception:  # a notice must never undo or block a finished send
-            log.exception("issue %s finished, but the editors' notice failed", issue_id)
+    _finish(job, report, clock)
     return report
 
 
-def _record(session: Session, meta, results, done: datetime, transport_name: str, cfg,
-            issue_id: int) -> tuple[int, int, int, int]:
+def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: datetime, transport_name: str,
+            cfg, issue_id: int) -> tuple[int, int, int, int]:
     """Every result of one batch, in the caller's transaction (all of them or none); returns the
     numbers sent, to retry, failed and skipped."""
     sent: list[tuple[int, str, str | None]] = []
     retries: list[tuple[int, datetime, str]] = []
     failures: list[tuple[int, str]] = []
-    for (delivery_id, attempts, msg_id, email), result in zip(meta, results):
-        if result.outcome == Outcome.sent:
+    for (delivery_id, attempts, msg_id, email), result in outcomes:
+        state, next_at = queue.settle(result, attempts, cfg, done)
+        if state == DeliveryState.sent.value:
             sent.append((delivery_id, msg_id, result.provider_id))
-        elif result.outcome == Outcome.retry and attempts < cfg.max_attempts:
-            delay = retry_delay(result, attempts, cfg)
-            retries.append((delivery_id, done + timedelta(seconds=delay), result.error or ""))
+        elif state == DeliveryState.retry.value:
+            retries.append((delivery_id, next_at, result.error or ""))
         else:
             failures.append((delivery_id, result.error or "failed"))
             if result.hard_bounce:

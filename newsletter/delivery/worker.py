@@ -10,8 +10,14 @@ gives back (`outbox.release`) any row it still holds, QUITs its SMTP sessions an
 signal stops at once (rows still held are released on the way out). With `--processes N` the parent
 forwards SIGTERM/SIGINT to its children and waits for them.
 
-Losing the database (PostgreSQL restarted, failed over, network cut): the error that surfaces in
-the loop is logged and the loop starts again after a short, growing pause (1 s doubling to 30 s),
+Heartbeat: each worker beats every `[delivery] heartbeat_seconds` from a small thread
+(heartbeat.py); rows `sending` under a worker silent for 3 beats are claimed by the others at once
+(a kill -9 costs seconds, not the 5-minute lease). `--until-idle` returns only when no row is
+queued, held by any worker, or due for a retry.
+
+Losing the database (PostgreSQL restarted, failed over, network cut), or any other error that
+surfaces in the loop (a bug; every message's own failure is recorded on its row, never raised): it
+is logged and the loop starts again after a short, growing pause (1 s doubling to 30 s),
 until the database answers again; the engine's pool_pre_ping replaces the dead connections. A
 batch that the transport accepted is recorded with retries (sender.record_results), so a restart
 normally repeats nothing; if the database stays away longer, the batch's rows keep their lease and
@@ -30,19 +36,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from newsletter.config import Settings
-from newsletter.db import get_engine, session_scope
-from newsletter.delivery import outbox
+from newsletter.db import get_engine, session_scope, utcnow
+from newsletter.delivery import outbox, queue
+from newsletter.delivery.heartbeat import Heartbeat
+from newsletter.delivery import mailqueue
+from newsletter.delivery.mailqueue import send_queued
+from newsletter.delivery.models import Delivery
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sender import DeliverReport, database_gone, deliver, worker_id
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import use_operator_templates
-from newsletter.transactional import send_pending
+from subscribers.models import TransactionalMail
 
 log = logging.getLogger(__name__)
 
@@ -71,57 +81,112 @@ def _summary(report: DeliverReport) -> str:
             f"{report.skipped} skipped{' - finished' if report.finished else ''}")
 
 
+def outstanding(engine: Engine, now) -> int:
+    """Rows some worker could still work on now: queued, held (`sending`, by a live worker or a
+    dead one) or retries due, of sending issues and of the transactional queue."""
+    with session_scope(engine) as session:
+        deliveries = session.execute(
+            select(func.count()).select_from(Delivery).join(Issue, Issue.id == Delivery.issue_id)
+            .where(Issue.state == IssueState.sending.value, queue.outstanding(Delivery, now))
+        ).scalar_one()
+    return deliveries + mailqueue.outstanding(engine, now)
+
+
+@dataclass
+class _Worker:
+    engine: Engine
+    settings: Settings
+    transport: object
+    secret: str
+    limiter: RateLimiter
+    worker: str
+    stop: threading.Event
+    echo: Callable[[str], None]
+
+
+def _one_pass(w: _Worker) -> bool:
+    """Every sending issue, then the transactional queue until it has nothing due; True when any
+    row was handled."""
+    worked = False
+    for issue_id in sending_issues(w.engine):
+        if w.stop.is_set():
+            return worked
+        report = deliver(w.engine, w.settings, w.transport, w.secret, issue_id, worker=w.worker, stop=w.stop,
+                         limiter=w.limiter)
+        if report.sent or report.failed or report.retry or report.skipped:
+            worked = True
+            w.echo(_summary(report))
+    # Confirmation, welcome and goodbye mails queued by `serve --no-sender`; notices; test sends.
+    while not w.stop.is_set():
+        mails = send_queued(w.engine, w.settings, w.transport, w.secret, worker=w.worker)
+        if not mails.worked:
+            break
+        worked = True
+        w.echo(f"transactional: {mails.sent} sent, {mails.retry} to retry, {mails.failed} failed")
+    return worked
+
+
+def _trouble(exc: Exception, pause: float, echo: Callable[[str], None]) -> float:
+    """Log an error that surfaced in the loop; the next pause (1 s doubling to 30 s). The database
+    away is expected (restarts); anything else is a bug, logged with its traceback, but the worker
+    goes on: one bad row or one failed statement must not stop every send."""
+    pause = min(max(pause * 2, 1.0), 30.0)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if database_gone(exc):
+        log.warning("database unavailable (%s); trying again in %.0f s", first, pause)
+        echo(f"database unavailable; retrying in {pause:.0f} s")
+    else:
+        log.exception("worker loop failed (%s); trying again in %.0f s", first, pause)
+        echo(f"error: {first}; retrying in {pause:.0f} s")
+    return pause
+
+
 def run_worker(
     engine: Engine, settings: Settings, until_idle: bool = False, poll_seconds: float = 5.0,
     echo: Callable[[str], None] = print, stop: threading.Event | None = None, worker: str | None = None,
 ) -> None:
     """The loop of one worker process: every sending issue, batch by batch, and the queued
-    transactional mail, until idle or stopped."""
+    transactional mail, until stopped or, with `until_idle`, until nothing is left that a worker
+    could do now: rows held by other workers are waited for (and taken over once their worker's
+    heartbeat is stale); retries due later are not."""
     stop = stop or threading.Event()
     worker = worker or worker_id()
-    secret = load_secret_key(settings)
     transport = make_transport(settings)
-    limiter = RateLimiter.from_settings(engine, settings, transport.name)
-    pause = 0.0  # after a database failure: 1 s, doubling up to 30 s; 0 once it answers again
+    w = _Worker(engine, settings, transport, load_secret_key(settings),
+                RateLimiter.from_settings(engine, settings, transport.name), worker, stop, echo)
+    beat = settings.delivery.heartbeat_seconds
+    pause = 0.0  # after an error: 1 s, doubling up to 30 s; 0 once a pass succeeds
     try:
-        while not stop.is_set():
-            worked = False
-            try:
-                for issue_id in sending_issues(engine):
-                    if stop.is_set():
-                        break
-                    report = deliver(engine, settings, transport, secret, issue_id, worker=worker, stop=stop,
-                                     limiter=limiter)
-                    if report.sent or report.failed or report.retry or report.skipped:
-                        worked = True
-                        echo(_summary(report))
-                # Confirmation, welcome and goodbye mails queued by `serve --no-sender`.
-                mails = send_pending(engine, settings, transport, secret) if not stop.is_set() else 0
-                if mails:
-                    worked = True
-                    echo(f"transactional: {mails} sent")
-            except Exception as exc:
-                if not database_gone(exc):
-                    raise
-                pause = min(max(pause * 2, 1.0), 30.0)
-                log.warning("database unavailable (%s); trying again in %.0f s",
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, pause)
-                echo(f"database unavailable; retrying in {pause:.0f} s")
-                stop.wait(pause)
-                continue
-            pause = 0.0
-            if until_idle and not worked:
-                return
-            if not worked:
-                stop.wait(poll_seconds)
+        with Heartbeat(engine, worker, beat):
+            while not stop.is_set():
+                try:
+                    worked = _one_pass(w)
+                    waiting = 0 if worked or not until_idle else outstanding(engine, utcnow())
+                except Exception as exc:
+                    pause = _trouble(exc, pause, echo)
+                    stop.wait(pause)
+                    continue
+                pause = 0.0
+                if until_idle and not worked and not waiting:
+                    return
+                if not worked:  # with until_idle: rows held elsewhere; look again a beat later
+                    stop.wait(beat if until_idle else poll_seconds)
     finally:
-        try:
-            with session_scope(engine) as session:
-                released = outbox.release(session, worker)
-            if released:
-                echo(f"released {released} deliveries back to the queue")
-        finally:
-            transport.close()
+        _release(engine, worker, echo, transport)
+
+
+def _release(engine: Engine, worker: str, echo: Callable[[str], None], transport) -> None:
+    """On the way out: give back every row this worker still holds, in both queues."""
+    try:
+        with session_scope(engine) as session:
+            released = outbox.release(session, worker) + queue.release(session, TransactionalMail, worker)
+        if released:
+            echo(f"released {released} rows back to the queue")
+    except Exception:
+        log.warning("could not release this worker's rows; they are taken over when its heartbeat is stale",
+                    exc_info=True)
+    finally:
+        transport.close()
 
 
 # --- several processes ----------------------------------------------------------------------------
@@ -235,8 +300,9 @@ def deliver_in_foreground(engine: Engine, settings: Settings, issue_id: int, con
                 bar.update(task, completed=report.sent + report.failed + report.skipped + report.retry,
                            sent=report.sent, failed=report.failed, rate=report.sent / elapsed)
 
-            report = deliver(engine, settings, transport, load_secret_key(settings), issue_id,
-                             progress=update, worker=worker, stop=stop)
+            with Heartbeat(engine, worker, settings.delivery.heartbeat_seconds):
+                report = deliver(engine, settings, transport, load_secret_key(settings), issue_id,
+                                 progress=update, worker=worker, stop=stop)
             update(report)
     finally:
         try:

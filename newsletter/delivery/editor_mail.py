@@ -1,0 +1,78 @@
+"""The editors' mails of the transactional queue: the notice that an issue finished, and the
+issue test (`issue test`). Built here from their queue row at send time; enqueued and reported by
+notices.py and testsend.py, sent by mailqueue.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from email.utils import format_datetime
+
+from sqlmodel import Session
+
+from newsletter.config import Settings
+from newsletter.delivery import outbox
+from newsletter.delivery.transports.base import OutgoingMessage
+from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.models import Issue
+from newsletter.issues.render import compile_issue
+from newsletter.issues.view import build_issue_view
+from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line
+from newsletter.mail.mime import MessageTemplate
+from subscribers.models import TransactionalMail
+
+
+def notice_text(issue: Issue, counts: dict[str, int]) -> tuple[str, str]:
+    failed = counts.get("failed", 0)
+    verdict = "finished with failures" if failed else "finished"
+    subject = f"Issue {issue.id} ({issue.week}) {verdict}: {counts.get('sent', 0)} sent"
+    lines = [f"Issue {issue.id} ({issue.week}) \"{issue.subject}\" has {verdict}.", ""]
+    for state in ("sent", "failed", "skipped", "retry", "queued", "sending"):
+        if counts.get(state):
+            lines.append(f"  {state:8} {counts[state]}")
+    return subject, "\r\n".join(lines) + "\r\n"
+
+
+def _issue(session: Session, row: TransactionalMail) -> Issue:
+    issue = session.get(Issue, row.issue_id) if row.issue_id is not None else None
+    if issue is None:
+        raise LookupError(f"{row.kind} mail {row.id} names issue {row.issue_id}, which does not exist")
+    return issue
+
+
+def build_notice(session: Session, settings: Settings, row: TransactionalMail, now: datetime) -> OutgoingMessage:
+    """A short plain-text mail: a `notice` with the issue's final counts (read now, so a notice
+    retried later says the same: the issue is finished); a `held` one with the text fixed when it
+    was queued (the checks that failed then)."""
+    issue = _issue(session, row)
+    if row.body is not None:
+        subject, body = row.subject or f"Issue {issue.id} ({issue.week})", row.body
+    else:
+        subject, body = notice_text(issue, outbox.counts(session, issue.id))
+    reference = f"notice-i{issue.id}-t{row.id}"
+    headers = [
+        header_line("From", encode_address(settings.mail.from_address, "mail.from_address")),
+        header_line("To", encode_address(row.to_email, "schedule.notify")),
+        header_line("Subject", encode_text("Subject", subject)),
+        header_line("Date", format_datetime(now)),
+        header_line("Message-ID", f"<{reference}@{domain_of(settings.mail.from_address)}>"),
+        header_line("Auto-Submitted", "auto-generated"),
+        "MIME-Version: 1.0",
+        'Content-Type: text/plain; charset="utf-8"',
+        "Content-Transfer-Encoding: 8bit",
+    ]
+    data = ("\r\n".join(headers) + "\r\n\r\n" + body).encode("utf-8")
+    return OutgoingMessage(address_of(settings.mail.from_address), address_of(row.to_email), data, reference)
+
+
+def test_template(session: Session, settings: Settings, row: TransactionalMail) -> MessageTemplate:
+    """The issue compiled as a real send compiles it, subject marked [TEST]."""
+    compiled = compile_issue(build_issue_view(session, settings, _issue(session, row)))
+    return build_template(settings, replace(compiled, subject=f"[TEST] {compiled.subject}"))
+
+
+def build_test(settings: Settings, secret: str, template: MessageTemplate, row: TransactionalMail,
+               now: datetime) -> OutgoingMessage:
+    """One test copy; subscriber 0 in its links (a test reader is nobody's subscription)."""
+    recipient = Recipient(row.to_email, "", 0, f"test-i{row.issue_id}-t{row.id}")
+    return issue_message(settings, secret, template, recipient, now)[0]

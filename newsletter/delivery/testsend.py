@@ -1,0 +1,56 @@
+"""`issue test`: the issue to a few editors' addresses, subject marked [TEST].
+
+The copies are rows of the transactional queue (kind `test`): built from the same compile and
+assembly as a real send, each in isolation, and sent at once; one that is refused for now stays
+queued for the workers' retries. No delivery row is made: a test is not a send and does not stop
+the issue from going to those addresses later.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.delivery import mailqueue
+from newsletter.delivery.models import DeliveryState
+from newsletter.delivery.transports import make_transport
+from newsletter.errors import UserError
+from newsletter.issues.models import Issue
+from subscribers.models import TransactionalMail
+from subscribers.service import InvalidInput, normalize_email
+
+MAX_TEST_RECIPIENTS = 20
+
+
+def _outcome(state: str, error: str | None) -> str:
+    if state == DeliveryState.sent.value:
+        return "sent"
+    if state == DeliveryState.retry.value:
+        return f"retry: {error} (queued: a worker tries again)"
+    return f"{state}: {error}" if error else state
+
+
+def send_test(engine: Engine, settings: Settings, secret: str, issue_id: int,
+              addresses: list[str]) -> list[tuple[str, str]]:
+    """Queue and send one test copy per address; (address, outcome) for each."""
+    addresses = [part.strip() for value in addresses for part in value.split(",") if part.strip()]
+    if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
+        raise UserError(f"--to: give 1 to {MAX_TEST_RECIPIENTS} addresses")
+    try:
+        emails = [normalize_email(address, "--to") for address in addresses]
+    except InvalidInput as exc:
+        raise UserError(str(exc))
+    with session_scope(engine) as session:
+        if session.get(Issue, issue_id) is None:
+            raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+    ids = mailqueue.enqueue(engine, "test", emails, issue_id)
+    transport = make_transport(settings)
+    try:
+        mailqueue.send_queued(engine, settings, transport, secret, ids=ids)
+    finally:
+        transport.close()
+    with session_scope(engine) as session:
+        rows = session.execute(select(TransactionalMail.to_email, TransactionalMail.state, TransactionalMail.last_error)
+                               .where(TransactionalMail.id.in_(ids)).order_by(TransactionalMail.id)).all()
+    return [(email, _outcome(state, error)) for email, state, error in rows]
