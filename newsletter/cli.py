@@ -491,7 +491,8 @@ def serve(
     settings = state.settings
     app_ = create_app(settings, engine=state.engine(), with_sender=not no_sender)
     uvicorn.run(app_, host=host or settings.web.host, port=port or settings.web.port,
-                log_level="info", server_header=False, proxy_headers=settings.web.trust_forwarded_for)
+                log_level="info", server_header=False,
+                proxy_headers=False)  # the app applies [web] trusted_proxy_hops itself
 
 
 # --- bounces ------------------------------------------------------------------------------------

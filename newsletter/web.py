@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from newsletter.config import Settings
 from newsletter.content.models import Comparison, Tool
@@ -27,6 +28,7 @@ from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import render
 from newsletter.votes import PUBLIC_VOTE_TOKEN
+from newsletter.web_security import SecurityHeaders, allowed_hosts, security_headers
 from subscribers.routes import WebContext, make_router
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,9 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     ctx = WebContext(settings=settings, engine=engine, secret=secret, categories=lambda: categories(engine),
                      on_queued=(sender.wake.set if sender else (lambda: None)))
     app.state.web = ctx
+    # Added last = outermost: the security headers also go on TrustedHost's 400 answers.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False)
+    app.add_middleware(SecurityHeaders, settings=settings)
     app.include_router(make_router(ctx))
     from newsletter.webhooks.routes import WebhookContext, make_router as make_webhook_router
 
@@ -156,9 +161,13 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
                     paragraphs=["Check the address, or start from the signup page."])
 
     @app.exception_handler(Exception)
-    async def server_error(_request: Request, exc: Exception) -> HTMLResponse:
+    async def server_error(request: Request, exc: Exception) -> HTMLResponse:
         log.exception("unhandled error: %s", exc)
-        return page("message.html", 500, title="Error", heading="Something went wrong on our side",
-                    paragraphs=["Nothing was lost. Please try again in a minute."])
+        response = page("message.html", 500, title="Error", heading="Something went wrong on our side",
+                        paragraphs=["Nothing was lost. Please try again in a minute."])
+        # This answer comes from Starlette's outermost error middleware, outside SecurityHeaders.
+        for name, value in security_headers(settings, request.url.path, response.body):
+            response.headers[name.decode()] = value.decode()
+        return response
 
     return app

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from newsletter.config import WebSettings
 from subscribers.consent import CONSENT_VERSION, Origin, Source
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, TransactionalMail
+from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, TransactionalMail
 from subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
 from subscribers.tokens import InvalidToken, plain_signer
 
@@ -158,15 +158,31 @@ def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime
     return False
 
 
-def update_preferences(session: Session, subscriber: Subscriber, topics: list[str], pause_weeks: int,
-                       now: datetime, origin: Origin | None = None) -> None:
-    if not 0 <= pause_weeks <= 52:
+def update_preferences(session: Session, subscriber: Subscriber, topics: list[str] | None, pause_weeks: int | None,
+                       now: datetime, origin: Origin | None = None) -> bool:
+    """Apply only what the reader changed: None keeps topics or pause as they are.
+
+    Why: the page shows a pause that is running as "keep"; saving a new topic must not end it.
+    Returns whether anything changed (no consent event for a save that changed nothing).
+    """
+    if pause_weeks is not None and not 0 <= pause_weeks <= 52:
         raise InvalidInput("pause: choose between 0 and 52 weeks")
-    set_topics(session, subscriber.id, topics)
-    subscriber.paused_until = now + timedelta(weeks=pause_weeks) if pause_weeks else None
-    session.add(subscriber)
-    detail = f"preferences link; topics={';'.join(topics) or 'all'} pause_weeks={pause_weeks}"
-    record_consent(session, subscriber, "preferences_changed", Source.link, detail, origin)
+    changes = []
+    current = set(session.exec(select(SubscriberTopic.category)
+                               .where(SubscriberTopic.subscriber_id == subscriber.id)).all())
+    if topics is not None and set(topics) != current:
+        set_topics(session, subscriber.id, topics)
+        changes.append(f"topics={';'.join(topics) or 'all'}")
+    if pause_weeks is not None:
+        paused_until = now + timedelta(weeks=pause_weeks) if pause_weeks else None
+        if paused_until is not None or subscriber.paused_until is not None:
+            subscriber.paused_until = paused_until
+            session.add(subscriber)
+            changes.append(f"pause_weeks={pause_weeks}")
+    if changes:
+        record_consent(session, subscriber, "preferences_changed", Source.link,
+                       "preferences link; " + " ".join(changes), origin)
+    return bool(changes)
 
 
 def request_email_change(session: Session, web: WebSettings, subscriber: Subscriber, new_email: str,
