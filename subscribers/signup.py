@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from newsletter.config import WebSettings
 from subscribers.consent import CONSENT_VERSION, Origin, Source
 from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, TransactionalMail
+from subscribers.purge import recent_traces
 from subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
 from subscribers.tokens import InvalidToken, plain_signer
 
@@ -45,6 +46,7 @@ def _may_send_confirmation(session: Session, email: str, web: WebSettings, now: 
     recent = select(func.count()).where(
         TransactionalMail.to_email == email, TransactionalMail.kind.in_(CONFIRM_KINDS))
     day = session.exec(recent.where(TransactionalMail.created_at > now - timedelta(days=1))).one()
+    day += recent_traces(session, email, now - timedelta(days=1))  # signups purged meanwhile still count
     if day >= web.confirmations_per_address_per_day:
         return False
     interval = timedelta(minutes=web.confirmation_interval_minutes)
