@@ -63,25 +63,33 @@ def request_signup(session: Session, web: WebSettings, email: str, name: str, to
 
     Active subscribers are left alone (a stranger cannot change their topics);
     suppressed addresses get nothing; everyone else confirms by mail first.
+    Every path does the same database work, so the answer's timing does not tell whether the
+    address is known: where nothing may change, the same writes go to a throwaway row inside a
+    savepoint that is rolled back (docs/web.md, "Timing").
     """
-    if is_suppressed(session, email):
-        return
+    suppressed = is_suppressed(session, email)
     subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
-    if subscriber is None:
-        subscriber = Subscriber(email=email, name=name, status=SubscriberStatus.pending.value)
+    keep = not suppressed and (subscriber is None or subscriber.status not in
+                               (*NO_MAIL_STATUSES, SubscriberStatus.active.value))
+    savepoint = session.begin_nested()
+    if subscriber is None or not keep:
+        address = email if keep else f"decoy-{secrets.token_hex(8)}@invalid"
+        subscriber = Subscriber(email=address, name=name, status=SubscriberStatus.pending.value)
         session.add(subscriber)
-        session.flush()
-        set_topics(session, subscriber.id, topics)
-    elif subscriber.status in NO_MAIL_STATUSES or subscriber.status == SubscriberStatus.active.value:
-        return
     else:  # pending, or unsubscribed and coming back: the new form's choices apply once confirmed
         subscriber.name = name or subscriber.name
         session.add(subscriber)
-        set_topics(session, subscriber.id, topics)
+    session.flush()
+    set_topics(session, subscriber.id, topics)
     origin = (origin or Origin()).with_version(CONSENT_VERSION)  # the text the signup form shows
     record_consent(session, subscriber, "signup_requested", Source.form, origin=origin)
     if _may_send_confirmation(session, email, web, now):
         queue_mail(session, subscriber, "confirm")
+    session.flush()
+    if keep:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
 
 
 def find_confirmation(session: Session, secret: str, token: str, now: datetime) -> TransactionalMail:
