@@ -275,6 +275,32 @@ def make_router(ctx: WebContext) -> APIRouter:
             return invalid_link()
         return preferences_view(token, subscriber_id)
 
+    def change_address(request: Request, token: str, subscriber_id: int, raw: str) -> HTMLResponse:
+        """Queue a confirmation to the new address; throttled per reader and per IP so one leaked
+        preferences link cannot make us mail a list of strangers."""
+        try:
+            new_email = normalize_email(raw, "new_email")
+        except InvalidInput as exc:
+            return preferences_view(token, subscriber_id, 422,
+                                    errors={"new_email": str(exc).removeprefix("new_email: ").capitalize()})
+        wait = ctx.limiter.hit([
+            Limit(f"change:{subscriber_id}", web.address_changes_per_reader_per_hour, HOUR),
+            Limit(f"change-ip:{client_ip(request)}", web.address_changes_per_ip_per_hour, HOUR),
+        ])
+        if wait is not None:
+            return preferences_view(token, subscriber_id, 429, headers={"Retry-After": str(int(wait) + 1)},
+                                    errors={"new_email": "Too many address changes. Please wait a while "
+                                                         "and try again."})
+        with session_scope(ctx.engine) as session:
+            subscriber = session.get(Subscriber, subscriber_id)
+            if subscriber is None or subscriber.status != SubscriberStatus.active.value:
+                return invalid_link()
+            request_email_change(session, web, subscriber, new_email, ctx.clock(), origin_of(request))
+        ctx.on_queued()
+        return preferences_view(token, subscriber_id,
+                                notice=f"We sent a confirmation to {new_email}. Your address changes "
+                                       "once you confirm it there.")
+
     @router.post("/preferences/{token}", response_class=HTMLResponse)
     async def preferences_post(token: str, request: Request, action: FormText = "save", topics: FormList = [],
                                pause_weeks: FormText = "0", new_email: FormText = "") -> HTMLResponse:  # noqa: B006
@@ -295,28 +321,7 @@ def make_router(ctx: WebContext) -> APIRouter:
             return message("You are unsubscribed", [f"You get no more issues of {site.name}."],
                            links=[("Subscribe again", f"{site.base_url}/")])
         if action == "change_email":
-            try:
-                new_email = normalize_email(data.get("new_email", [""])[0], "new_email")
-            except InvalidInput as exc:
-                return preferences_view(token, subscriber_id, 422,
-                                        errors={"new_email": str(exc).removeprefix("new_email: ").capitalize()})
-            wait = ctx.limiter.hit([
-                Limit(f"change:{subscriber_id}", web.address_changes_per_reader_per_hour, HOUR),
-                Limit(f"change-ip:{client_ip(request)}", web.address_changes_per_ip_per_hour, HOUR),
-            ])
-            if wait is not None:
-                return preferences_view(token, subscriber_id, 429, headers={"Retry-After": str(int(wait) + 1)},
-                                        errors={"new_email": "Too many address changes. Please wait a while "
-                                                             "and try again."})
-            with session_scope(ctx.engine) as session:
-                subscriber = session.get(Subscriber, subscriber_id)
-                if subscriber is None or subscriber.status != SubscriberStatus.active.value:
-                    return invalid_link()
-                request_email_change(session, web, subscriber, new_email, now, origin_of(request))
-            ctx.on_queued()
-            return preferences_view(token, subscriber_id,
-                                    notice=f"We sent a confirmation to {new_email}. Your address changes "
-                                           "once you confirm it there.")
+            return change_address(request, token, subscriber_id, data.get("new_email", [""])[0])
         try:
             known = set(ctx.categories())
             # Only what the form carried changes: no topics field (and no marker) keeps the topics,
