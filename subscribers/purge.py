@@ -6,7 +6,7 @@ work any more, there is no reason to keep any of that. What stays is what the ab
 need: the address's hash and when confirmations were mailed to it (ExpiredSignup), so purging
 does not reset the per-address confirmation limit; those traces go too after a day.
 
-Runs from the scheduler (every tick hour) and as `newsletter subscribers purge-unconfirmed`.
+Runs hourly from the scheduler (`newsletter scheduler` or `run`) and as `newsletter subscribers purge-unconfirmed`.
 """
 
 from __future__ import annotations
