@@ -85,7 +85,7 @@ def _csp(settings: Settings, path: str, style_hashes: list[str]) -> str:
         styles, images = "'self' 'unsafe-inline'", "'self' https: data:"
     else:
         styles, images = " ".join(["'self'", *style_hashes]), "'self' data:"
-    form_targets = " ".join(["'self'", *sorted(allowed_origins(settings))])
+    form_targets = " ".join(["'self'", origin_of(settings.site.base_url)]).strip()
     return (f"default-src 'self'; style-src {styles}; img-src {images}; script-src 'none'; "
             f"object-src 'none'; base-uri 'none'; form-action {form_targets}; frame-ancestors {ancestors}")
 

@@ -42,6 +42,7 @@ def test_every_page_sends_the_security_headers(live_factory, db_url):
         assert response.status_code == status, path
         policy = csp(response)
         assert policy["default-src"] == "'self'" and policy["script-src"] == "'none'", path
+        assert policy["form-action"] == f"'self' {live.url}" and policy["object-src"] == "'none'", path
         assert response.headers["x-content-type-options"] == "nosniff", path
         token_page = path.startswith(("/preferences/", "/confirm/"))
         assert response.headers["referrer-policy"] == ("no-referrer" if token_page
