@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated
@@ -32,6 +33,7 @@ from newsletter.web_security import SecurityHeaders, allowed_hosts, security_hea
 from subscribers.routes import WebContext, make_router
 
 log = logging.getLogger(__name__)
+PURGE_EVERY = 3600.0  # seconds between purges of expired unconfirmed signups
 
 
 def categories(engine: Engine) -> list[str]:
@@ -53,6 +55,7 @@ class BackgroundSender:
         from newsletter.transactional import send_pending
 
         transport = make_transport(self.settings)
+        purged_at: float | None = None
         try:
             while not self.stop.is_set():
                 self.wake.wait(self.interval)
@@ -60,10 +63,21 @@ class BackgroundSender:
                 try:
                     while send_pending(self.engine, self.settings, transport, self.secret):
                         pass
+                    if purged_at is None or time.monotonic() - purged_at > PURGE_EVERY:
+                        purged_at = time.monotonic()
+                        self._purge()
                 except Exception:  # keep serving pages; the queue keeps the mail
                     log.exception("transactional sender failed; will retry")
         finally:
             transport.close()
+
+    def _purge(self) -> None:
+        """`serve` alone (no scheduler) is a whole deployment: it purges expired unconfirmed signups too."""
+        from subscribers.purge import purge_unconfirmed
+
+        report = purge_unconfirmed(self.engine, self.settings)
+        if report.purged:
+            log.info("purged %d unconfirmed signups whose confirmation expired", report.purged)
 
     def start(self) -> None:
         self.thread.start()

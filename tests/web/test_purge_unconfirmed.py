@@ -3,16 +3,20 @@
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 from sqlalchemy import func, inspect, text
 from sqlmodel import select
 
-from newsletter.db import session_scope, utcnow
+from newsletter.config import load_settings
+from newsletter.db import make_engine, session_scope, utcnow
+from newsletter.migrate import upgrade
 from subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, TransactionalMail
 from subscribers.purge import purge_unconfirmed
 from subscribers.service import hashed_email
-from tests.conftest import TEST_SECRET
+from subscribers.signup import request_signup
+from tests.conftest import TEST_SECRET, write_config
 
 
 def every_text_value(engine) -> str:
@@ -80,28 +84,42 @@ def test_purged_signups_still_count_for_the_confirmation_limit(live_factory, db_
         assert len(session.exec(select(ExpiredSignup)).all()) == 2
 
 
-def test_the_command_line_purges(tmp_path, db_url):
-    from newsletter.config import load_settings
-    from newsletter.db import make_engine
-    from newsletter.migrate import upgrade
-    from subscribers.signup import request_signup
-    from tests.conftest import write_config
-
+def stale_store(tmp_path, db_url):
+    """A migrated store holding one signup made three days ago whose link expired unused."""
     path = write_config(tmp_path, db_url)
     settings = load_settings(path)
     engine = make_engine(settings.database.url)
     upgrade(engine)
+    long_ago = utcnow() - timedelta(days=3)
     with session_scope(engine) as session:
-        request_signup(session, settings.web, "old@example.com", "Old", [], utcnow() - timedelta(days=3))
-        session.exec(select(Subscriber)).one().created_at = utcnow() - timedelta(days=3)
+        request_signup(session, settings.web, "stale@example.com", "Stale", [], long_ago)
+        session.exec(select(Subscriber)).one().created_at = long_ago
         for event in session.exec(select(ConsentEvent)).all():
-            event.created_at = utcnow() - timedelta(days=3)
+            event.created_at = long_ago
         for mail in session.exec(select(TransactionalMail)).all():
-            mail.state, mail.expires_at = "sent", utcnow() - timedelta(days=1)
+            mail.state, mail.expires_at = "sent", long_ago
+    return path, engine
+
+
+def test_the_command_line_purges(tmp_path, db_url):
+    path, engine = stale_store(tmp_path, db_url)
     env = {**os.environ, "NEWSLETTER_SECRET_KEY": TEST_SECRET}
     done = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(path), "subscribers",
                            "purge-unconfirmed"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "purged 1 unconfirmed signups" in done.stdout
     assert count(engine, Subscriber) == 0
+    engine.dispose()
+
+
+def test_serve_alone_purges_in_its_background_sender(live_factory, tmp_path):
+    """`newsletter serve` without a scheduler is a whole deployment: its sender thread purges too."""
+    db_url = f"sqlite:///{tmp_path / 'stale.db'}"
+    (tmp_path / "pre").mkdir()  # its own config file; live_factory writes one in tmp_path
+    _, engine = stale_store(tmp_path / "pre", db_url)
+    live = live_factory(db_url, with_sender=True)
+    deadline = time.time() + 20
+    while count(live.engine, Subscriber) and time.time() < deadline:
+        time.sleep(0.2)
+    assert count(live.engine, Subscriber) == 0
     engine.dispose()
