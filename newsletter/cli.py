@@ -477,7 +477,7 @@ def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to
 
 @subscribers_app.command("purge-unconfirmed")
 def subscribers_purge_unconfirmed() -> None:
-    """Erase signups never confirmed whose confirmation has expired (the scheduler also does this
+    """Erase signups never confirmed whose confirmation has expired (the scheduler and serve also do this
     hourly); only the address's hash and recent confirmation times stay, for the abuse limits."""
     from subscribers.purge import purge_unconfirmed
 
