@@ -27,7 +27,7 @@ app = typer.Typer(help="Weekly Verdicts: a self-hosted weekly newsletter pipelin
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 content_app = typer.Typer(help="Comparisons: import from JSON or TOML files.", no_args_is_help=True)
 issue_app = typer.Typer(help="Issues: draft, list, preview and send.", no_args_is_help=True)
-subscribers_app = typer.Typer(help="Subscribers: import, export, forget.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Subscribers: import, export, forget, purge-unconfirmed.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(content_app, name="content")
 app.add_typer(issue_app, name="issue")
@@ -535,6 +535,17 @@ def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to
     console.print("kept: a suppression with the address's SHA-256 only, so it is never mailed again", markup=False)
 
 
+@subscribers_app.command("purge-unconfirmed")
+def subscribers_purge_unconfirmed() -> None:
+    """Erase signups never confirmed whose confirmation has expired (the scheduler and serve also do this
+    hourly); only the address's hash and recent confirmation times stay, for the abuse limits."""
+    from subscribers.purge import purge_unconfirmed
+
+    report = purge_unconfirmed(state.engine(), state.settings)
+    console.print(f"purged {report.purged} unconfirmed signups; kept {report.traces_kept} hashed "
+                  f"confirmation times, dropped {report.traces_dropped} older ones", markup=False)
+
+
 # --- web ----------------------------------------------------------------------------------------
 
 @app.command("serve")
@@ -551,7 +562,8 @@ def serve(
     settings = state.settings
     app_ = create_app(settings, engine=state.engine(), with_sender=not no_sender)
     uvicorn.run(app_, host=host or settings.web.host, port=port or settings.web.port,
-                log_level="info", server_header=False, proxy_headers=settings.web.trust_forwarded_for)
+                log_level="info", server_header=False,
+                proxy_headers=False)  # the app applies [web] trusted_proxy_hops itself
 
 
 # --- bounces ------------------------------------------------------------------------------------

@@ -288,7 +288,7 @@ class WebSettings(Section):
     port: int = Field(8000, ge=1, le=65535)
     confirm_ttl_hours: float = Field(48.0, gt=0)
     check_deliverability: bool = False  # DNS lookups of the address's domain at signup
-    trust_forwarded_for: bool = False  # behind a reverse proxy: take the client IP from X-Forwarded-For
+    trust_forwarded_for: bool = False  # deprecated alias: true means trusted_proxy_hops = 1
     form_min_seconds: float = Field(2.0, ge=0)
     form_max_seconds: float = Field(7200.0, gt=0)
     signups_per_ip_per_hour: int = Field(10, ge=1)
@@ -296,6 +296,41 @@ class WebSettings(Section):
     signups_per_address_per_hour: int = Field(3, ge=1)
     confirmations_per_address_per_day: int = Field(4, ge=1)
     confirmation_interval_minutes: float = Field(10.0, ge=0)
+    # Browser and proxy defences (docs/web.md, "Defences against abuse").
+    trusted_proxy_hops: int = Field(0, ge=0, le=10)  # reverse proxies in front that append to X-Forwarded-For
+    allowed_hosts: list[str] = []  # Host headers accepted besides base_url's host
+    embed_origins: list[str] = []  # sites allowed to frame /embed and post its form, e.g. "https://blog.example"
+    address_changes_per_reader_per_hour: int = Field(3, ge=1)
+    address_changes_per_ip_per_hour: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _forwarded_alias(self) -> "WebSettings":
+        """`trust_forwarded_for = true` (deprecated) means one trusted proxy unless hops are set."""
+        if self.trust_forwarded_for and self.trusted_proxy_hops == 0:
+            self.trusted_proxy_hops = 1
+        return self
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            reject_control_chars(host, "allowed_hosts")
+            if not host or "/" in host or " " in host:
+                raise ValueError(f"{host!r} is not a host name (no scheme, no path)")
+        return [host.lower() for host in value]
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for origin in value:
+            reject_control_chars(origin, "embed_origins")
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") \
+                    or parts.query or parts.fragment or " " in origin:
+                raise ValueError(f"{origin!r} is not an origin like https://blog.example")
+        return [origin.rstrip("/").lower() for origin in value]
 
 
 class PostmarkWebhookSettings(Section):

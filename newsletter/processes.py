@@ -57,7 +57,7 @@ def run_processes(engine: Engine, settings: Settings, *, web: bool, scheduler: b
         app = create_app(settings, engine=engine, with_sender=True)
         server = uvicorn.Server(uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
                                                log_level="info", server_header=False,
-                                               proxy_headers=settings.web.trust_forwarded_for))
+                                               proxy_headers=False))  # [web] trusted_proxy_hops: the app
         # uvicorn's own signal handling would only stop the web part: we stop everything together.
         server.install_signal_handlers = lambda: None
 

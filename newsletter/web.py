@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated
@@ -18,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from newsletter.config import Settings
 from newsletter.content.categories import publication_categories
@@ -27,9 +29,11 @@ from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import render
 from newsletter.votes import PUBLIC_VOTE_TOKEN
+from newsletter.web_security import SecurityHeaders, allowed_hosts, security_headers
 from subscribers.routes import WebContext, make_router
 
 log = logging.getLogger(__name__)
+PURGE_EVERY = 3600.0  # seconds between purges of expired unconfirmed signups
 
 
 def categories(engine: Engine) -> list[str]:
@@ -55,6 +59,7 @@ class BackgroundSender:
 
         worker = worker_id()
         transport = make_transport(self.settings)
+        purged_at: float | None = None
         try:
             with Heartbeat(self.engine, worker, self.settings.delivery.heartbeat_seconds):
                 while not self.stop.is_set():
@@ -64,10 +69,21 @@ class BackgroundSender:
                         while send_queued(self.engine, self.settings, transport, self.secret, limit=50,
                                           worker=worker).worked:
                             pass
+                        if purged_at is None or time.monotonic() - purged_at > PURGE_EVERY:
+                            purged_at = time.monotonic()
+                            self._purge()
                     except Exception:  # keep serving pages; the queue keeps the mail
                         log.exception("transactional sender failed; will retry")
         finally:
             transport.close()
+
+    def _purge(self) -> None:
+        """`serve` alone (no scheduler) is a whole deployment: it purges expired unconfirmed signups too."""
+        from subscribers.purge import purge_unconfirmed
+
+        report = purge_unconfirmed(self.engine, self.settings)
+        if report.purged:
+            log.info("purged %d unconfirmed signups whose confirmation expired", report.purged)
 
     def start(self) -> None:
         self.thread.start()
@@ -98,6 +114,9 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     ctx = WebContext(settings=settings, engine=engine, secret=secret, categories=lambda: categories(engine),
                      on_queued=(sender.wake.set if sender else (lambda: None)))
     app.state.web = ctx
+    # Added last = outermost: the security headers also go on TrustedHost's 400 answers.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False)
+    app.add_middleware(SecurityHeaders, settings=settings)
     app.include_router(make_router(ctx))
     from newsletter.webhooks.routes import WebhookContext, make_router as make_webhook_router
 
@@ -162,9 +181,13 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
                     paragraphs=["Check the address, or start from the signup page."])
 
     @app.exception_handler(Exception)
-    async def server_error(_request: Request, exc: Exception) -> HTMLResponse:
+    async def server_error(request: Request, exc: Exception) -> HTMLResponse:
         log.exception("unhandled error: %s", exc)
-        return page("message.html", 500, title="Error", heading="Something went wrong on our side",
-                    paragraphs=["Nothing was lost. Please try again in a minute."])
+        response = page("message.html", 500, title="Error", heading="Something went wrong on our side",
+                        paragraphs=["Nothing was lost. Please try again in a minute."])
+        # This answer comes from Starlette's outermost error middleware, outside SecurityHeaders.
+        for name, value in security_headers(settings, request.url.path, response.body):
+            response.headers[name.decode()] = value.decode()
+        return response
 
     return app

@@ -125,3 +125,18 @@ class TransactionalMail(SQLModel, table=True):
     token_hash: str | None = Field(default=None, max_length=64, unique=True)
     expires_at: datetime | None = None
     used_at: datetime | None = None
+
+
+class ExpiredSignup(SQLModel, table=True):
+    """What is left of a signup never confirmed once its confirmation expired (subscribers/purge.py).
+
+    Only what the abuse limits need: the address's hash (as on the suppression list) and when a
+    confirmation was mailed to it, kept for the longest limit window (a day) and then dropped too.
+    """
+
+    __tablename__ = "expired_signup"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email_hash: str = Field(max_length=71, index=True)  # "sha256:" + hex digest
+    mailed_at: datetime
+    purged_at: datetime = Field(default_factory=utcnow)

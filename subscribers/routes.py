@@ -1,7 +1,8 @@
 """Public pages: signup with double opt-in, confirmation, unsubscribe (RFC 8058), preferences.
 
 Rules that hold on every route: GET never changes state (mail scanners prefetch
-links); no cookies are set anywhere; bad input gets the page back with a message
+links); the only cookie is the signup form's random visitor id (HttpOnly, no personal data),
+which binds the form token to the browser; bad input gets the page back with a message
 next to the field and 400/422, never a 500; signup answers never tell whether
 an address is known.
 """
@@ -25,8 +26,9 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.transports import carries_smtputf8
 from newsletter.templating import render
-from subscribers.abuse import HONEYPOT_FIELD, FormTokenError, Limit, RateLimiter, check_form_token, \
-    issue_form_token, network_of
+from newsletter.web_security import post_origin_allowed
+from subscribers.abuse import HONEYPOT_FIELD, VISITOR_COOKIE, FormTokenError, Limit, NotThisVisitor, RateLimiter, \
+    check_form_token, client_address, issue_form_token, network_of, visitor_cookie, visitor_id
 from subscribers.consent import CONSENT_VERSION, Origin, Source, consent_text
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
 from subscribers.service import InvalidInput, clean_name, clean_topics, link_holder, normalize_email
@@ -75,18 +77,28 @@ def make_router(ctx: WebContext) -> APIRouter:
                        links=[("Go to the signup page", f"{site.base_url}/")])
 
     def client_ip(request: Request) -> str:
-        if web.trust_forwarded_for and request.headers.get("x-forwarded-for"):
-            return request.headers["x-forwarded-for"].split(",")[0].strip()
-        return request.client.host if request.client else "unknown"
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.getlist("x-forwarded-for"), web.trusted_proxy_hops)
+
+    def refused(reason: str) -> HTMLResponse:
+        """A post that another site drove through the visitor's browser, or a form from elsewhere."""
+        return message("This form cannot be sent from here",
+                       [f"We refused it: {reason}. Nothing was stored. Open the signup page on our site "
+                        "and send the form from there."], status=403,
+                       links=[("Go to the signup page", f"{site.base_url}/")])
 
     def origin_of(request: Request) -> Origin:
         """IP and User-Agent for the consent record (cleaned and cut to size by record_consent)."""
         return Origin(ip=client_ip(request), user_agent=request.headers.get("user-agent", ""))
 
-    def signup_page(status: int = 200, errors: dict | None = None, values: dict | None = None,
+    def signup_page(request: Request, status: int = 200, errors: dict | None = None, values: dict | None = None,
                     headers: dict | None = None, embed: bool = False) -> HTMLResponse:
-        return page("signup.html", status=status, headers=headers, title="Subscribe", embed=embed,
-                    form_token=issue_form_token(ctx.secret), categories=ctx.categories(),
+        """The form, with a token bound to this browser's visitor cookie (set or refreshed here)."""
+        visitor = visitor_id(request.cookies.get(VISITOR_COOKIE))
+        cookie = visitor_cookie(visitor, int(web.form_max_seconds), site.base_url.startswith("https:"), embed)
+        return page("signup.html", status=status, headers={**(headers or {}), "Set-Cookie": cookie},
+                    title="Subscribe", embed=embed,
+                    form_token=issue_form_token(ctx.secret, visitor), categories=ctx.categories(),
                     consent_text=consent_text(site.name), consent_version=CONSENT_VERSION,
                     errors=defaultdict(str, errors or {}),
                     values=values or {"email": "", "name": "", "topics": []})
@@ -103,22 +115,26 @@ def make_router(ctx: WebContext) -> APIRouter:
         return data
 
     @router.get("/", response_class=HTMLResponse)
-    def signup_form() -> HTMLResponse:
-        return signup_page(headers={"X-Frame-Options": "DENY"})
+    def signup_form(request: Request) -> HTMLResponse:
+        return signup_page(request)
 
     @router.get("/embed", response_class=HTMLResponse)
-    def signup_embed() -> HTMLResponse:
-        """The bare form for an <iframe> on another site (docs/web.md has the snippet)."""
-        return signup_page(embed=True)
+    def signup_embed(request: Request) -> HTMLResponse:
+        """The bare form for an <iframe> on a site in [web] embed_origins (docs/web.md has the snippet)."""
+        return signup_page(request, embed=True)
 
     @router.post("/subscribe", response_class=HTMLResponse)
     async def subscribe(request: Request, email: FormText = "", name: FormText = "", topics: FormList = [],
-                        form_token: FormText = "", website: FormText = "") -> HTMLResponse:  # noqa: B006
+                        form_token: FormText = "", website: FormText = "",
+                        embed: FormText = "") -> HTMLResponse:  # noqa: B006
         try:
             data = await form_data(request)
         except InvalidInput as exc:
-            return signup_page(400, {"form": str(exc)})
+            return signup_page(request, 400, {"form": str(exc)})
         first = {key: values[0] for key, values in data.items()}
+        embed = first.get("embed") == "1"
+        if not post_origin_allowed(ctx.settings, request.headers, request.headers.get("host", "")):
+            return refused("it was sent from a page on another site")
         raw_email, raw_name = first.get("email", ""), first.get("name", "")
         # What the form shows again is cut to the field sizes; validation sees the full input.
         values = {"email": raw_email[:254], "name": raw_name[:100], "topics": data.get("topics", [])}
@@ -128,9 +144,12 @@ def make_router(ctx: WebContext) -> APIRouter:
         if first.get(HONEYPOT_FIELD):
             return done  # a bot filled the hidden field: look the same, do nothing
         try:
-            check_form_token(ctx.secret, first.get("form_token", ""), web.form_min_seconds, web.form_max_seconds)
+            check_form_token(ctx.secret, first.get("form_token", ""), request.cookies.get(VISITOR_COOKIE),
+                             web.form_min_seconds, web.form_max_seconds)
+        except NotThisVisitor as exc:
+            return refused(str(exc))
         except FormTokenError as exc:
-            return signup_page(400, {"form": str(exc)}, values)
+            return signup_page(request, 400, {"form": str(exc)}, values, embed=embed)
         errors = {}
         try:
             email = normalize_email(raw_email, "email", carries_smtputf8(ctx.settings))
@@ -146,9 +165,9 @@ def make_router(ctx: WebContext) -> APIRouter:
         except InvalidInput as exc:
             errors["topics"] = str(exc).removeprefix("topics: ").capitalize()
         if errors:
-            return signup_page(422, errors, values)
+            return signup_page(request, 422, errors, values, embed=embed)
         if web.check_deliverability and not _deliverable(email):
-            return signup_page(422, {"email": "That domain does not accept mail"}, values)
+            return signup_page(request, 422, {"email": "That domain does not accept mail"}, values, embed=embed)
         ip = client_ip(request)
         wait = ctx.limiter.hit([
             Limit(f"ip:{ip}", web.signups_per_ip_per_hour, HOUR),
@@ -156,8 +175,8 @@ def make_router(ctx: WebContext) -> APIRouter:
             Limit(f"addr:{email}", web.signups_per_address_per_hour, HOUR),
         ])
         if wait is not None:
-            return signup_page(429, {"form": "Too many attempts. Please wait a while and try again."}, values,
-                               headers={"Retry-After": str(int(wait) + 1)})
+            return signup_page(request, 429, {"form": "Too many attempts. Please wait a while and try again."},
+                               values, headers={"Retry-After": str(int(wait) + 1)}, embed=embed)
         with session_scope(ctx.engine) as session:
             request_signup(session, web, email, name, topics, ctx.clock(), origin_of(request))
         ctx.on_queued()
@@ -239,7 +258,7 @@ def make_router(ctx: WebContext) -> APIRouter:
                        links=[("Subscribe again", f"{site.base_url}/")])
 
     def preferences_view(token: str, subscriber_id: int, status: int = 200, notice: str = "",
-                         errors: dict | None = None) -> HTMLResponse:
+                         errors: dict | None = None, headers: dict | None = None) -> HTMLResponse:
         with session_scope(ctx.engine) as session:
             subscriber = session.get(Subscriber, subscriber_id)
             if subscriber is None:
@@ -253,7 +272,7 @@ def make_router(ctx: WebContext) -> APIRouter:
         paused = subscriber.paused_until
         paused_until = (paused.astimezone(site.zone).strftime("%d %B %Y")
                         if paused and paused > ctx.clock() else "")
-        return page("preferences.html", status=status, title="Preferences", subscriber=subscriber,
+        return page("preferences.html", status=status, headers=headers, title="Preferences", subscriber=subscriber,
                     topics=topics, categories=sorted(set(ctx.categories()) | set(topics)),
                     paused_until=paused_until, notice=notice, errors=defaultdict(str, errors or {}),
                     action=f"{site.base_url}/preferences/{token}")
@@ -264,6 +283,32 @@ def make_router(ctx: WebContext) -> APIRouter:
         if subscriber_id is None:
             return invalid_link()
         return preferences_view(token, subscriber_id)
+
+    def change_address(request: Request, token: str, subscriber_id: int, raw: str) -> HTMLResponse:
+        """Queue a confirmation to the new address; throttled per reader and per IP so one leaked
+        preferences link cannot make us mail a list of strangers."""
+        try:
+            new_email = normalize_email(raw, "new_email", carries_smtputf8(ctx.settings))
+        except InvalidInput as exc:
+            return preferences_view(token, subscriber_id, 422,
+                                    errors={"new_email": str(exc).removeprefix("new_email: ").capitalize()})
+        wait = ctx.limiter.hit([
+            Limit(f"change:{subscriber_id}", web.address_changes_per_reader_per_hour, HOUR),
+            Limit(f"change-ip:{client_ip(request)}", web.address_changes_per_ip_per_hour, HOUR),
+        ])
+        if wait is not None:
+            return preferences_view(token, subscriber_id, 429, headers={"Retry-After": str(int(wait) + 1)},
+                                    errors={"new_email": "Too many address changes. Please wait a while "
+                                                         "and try again."})
+        with session_scope(ctx.engine) as session:
+            subscriber = session.get(Subscriber, subscriber_id)
+            if subscriber is None or subscriber.status != SubscriberStatus.active.value:
+                return invalid_link()
+            request_email_change(session, web, subscriber, new_email, ctx.clock(), origin_of(request))
+        ctx.on_queued()
+        return preferences_view(token, subscriber_id,
+                                notice=f"We sent a confirmation to {new_email}. Your address changes "
+                                       "once you confirm it there.")
 
     @router.post("/preferences/{token}", response_class=HTMLResponse)
     async def preferences_post(token: str, request: Request, action: FormText = "save", topics: FormList = [],
@@ -285,25 +330,15 @@ def make_router(ctx: WebContext) -> APIRouter:
             return message("You are unsubscribed", [f"You get no more issues of {site.name}."],
                            links=[("Subscribe again", f"{site.base_url}/")])
         if action == "change_email":
-            try:
-                new_email = normalize_email(data.get("new_email", [""])[0], "new_email",
-                                            carries_smtputf8(ctx.settings))
-            except InvalidInput as exc:
-                return preferences_view(token, subscriber_id, 422,
-                                        errors={"new_email": str(exc).removeprefix("new_email: ").capitalize()})
-            with session_scope(ctx.engine) as session:
-                subscriber = session.get(Subscriber, subscriber_id)
-                if subscriber is None or subscriber.status != SubscriberStatus.active.value:
-                    return invalid_link()
-                request_email_change(session, web, subscriber, new_email, now, origin_of(request))
-            ctx.on_queued()
-            return preferences_view(token, subscriber_id,
-                                    notice=f"We sent a confirmation to {new_email}. Your address changes "
-                                           "once you confirm it there.")
+            return change_address(request, token, subscriber_id, data.get("new_email", [""])[0])
         try:
             known = set(ctx.categories())
-            topics = [t for t in clean_topics(data.get("topics", [])) if t in known]
-            pause_weeks = int(data.get("pause_weeks", ["0"])[0] or 0)
+            # Only what the form carried changes: no topics field (and no marker) keeps the topics,
+            # "keep" or no pause field keeps a running pause.
+            shown = "topics" in data or "topics_shown" in data
+            topics = [t for t in clean_topics(data.get("topics", [])) if t in known] if shown else None
+            pause = data.get("pause_weeks", ["keep"])[0]
+            pause_weeks = None if pause == "keep" else int(pause or 0)
         except (InvalidInput, ValueError):
             return preferences_view(token, subscriber_id, 422, errors={"pause_weeks": "Choose a number of weeks"})
         try:

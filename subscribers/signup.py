@@ -18,7 +18,8 @@ from sqlmodel import Session, select
 
 from newsletter.config import WebSettings
 from subscribers.consent import CONSENT_VERSION, Origin, Source
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, TransactionalMail
+from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, TransactionalMail
+from subscribers.purge import recent_traces
 from subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
 from subscribers.tokens import InvalidToken, plain_signer
 
@@ -45,6 +46,7 @@ def _may_send_confirmation(session: Session, email: str, web: WebSettings, now: 
     recent = select(func.count()).where(
         TransactionalMail.to_email == email, TransactionalMail.kind.in_(CONFIRM_KINDS))
     day = session.exec(recent.where(TransactionalMail.created_at > now - timedelta(days=1))).one()
+    day += recent_traces(session, email, now - timedelta(days=1))  # signups purged meanwhile still count
     if day >= web.confirmations_per_address_per_day:
         return False
     interval = timedelta(minutes=web.confirmation_interval_minutes)
@@ -61,25 +63,33 @@ def request_signup(session: Session, web: WebSettings, email: str, name: str, to
 
     Active subscribers are left alone (a stranger cannot change their topics);
     suppressed addresses get nothing; everyone else confirms by mail first.
+    Every path does the same database work, so the answer's timing does not tell whether the
+    address is known: where nothing may change, the same writes go to a throwaway row inside a
+    savepoint that is rolled back (docs/web.md, "Timing").
     """
-    if is_suppressed(session, email):
-        return
+    suppressed = is_suppressed(session, email)
     subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
-    if subscriber is None:
-        subscriber = Subscriber(email=email, name=name, status=SubscriberStatus.pending.value)
+    keep = not suppressed and (subscriber is None or subscriber.status not in
+                               (*NO_MAIL_STATUSES, SubscriberStatus.active.value))
+    savepoint = session.begin_nested()
+    if subscriber is None or not keep:
+        address = email if keep else f"decoy-{secrets.token_hex(8)}@invalid"
+        subscriber = Subscriber(email=address, name=name, status=SubscriberStatus.pending.value)
         session.add(subscriber)
-        session.flush()
-        set_topics(session, subscriber.id, topics)
-    elif subscriber.status in NO_MAIL_STATUSES or subscriber.status == SubscriberStatus.active.value:
-        return
     else:  # pending, or unsubscribed and coming back: the new form's choices apply once confirmed
         subscriber.name = name or subscriber.name
         session.add(subscriber)
-        set_topics(session, subscriber.id, topics)
+    session.flush()
+    set_topics(session, subscriber.id, topics)
     origin = (origin or Origin()).with_version(CONSENT_VERSION)  # the text the signup form shows
     record_consent(session, subscriber, "signup_requested", Source.form, origin=origin)
     if _may_send_confirmation(session, email, web, now):
         queue_mail(session, subscriber, "confirm")
+    session.flush()
+    if keep:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
 
 
 def find_confirmation(session: Session, secret: str, token: str, now: datetime) -> TransactionalMail:
@@ -158,15 +168,31 @@ def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime
     return False
 
 
-def update_preferences(session: Session, subscriber: Subscriber, topics: list[str], pause_weeks: int,
-                       now: datetime, origin: Origin | None = None) -> None:
-    if not 0 <= pause_weeks <= 52:
+def update_preferences(session: Session, subscriber: Subscriber, topics: list[str] | None, pause_weeks: int | None,
+                       now: datetime, origin: Origin | None = None) -> bool:
+    """Apply only what the reader changed: None keeps topics or pause as they are.
+
+    Why: the page shows a pause that is running as "keep"; saving a new topic must not end it.
+    Returns whether anything changed (no consent event for a save that changed nothing).
+    """
+    if pause_weeks is not None and not 0 <= pause_weeks <= 52:
         raise InvalidInput("pause: choose between 0 and 52 weeks")
-    set_topics(session, subscriber.id, topics)
-    subscriber.paused_until = now + timedelta(weeks=pause_weeks) if pause_weeks else None
-    session.add(subscriber)
-    detail = f"preferences link; topics={';'.join(topics) or 'all'} pause_weeks={pause_weeks}"
-    record_consent(session, subscriber, "preferences_changed", Source.link, detail, origin)
+    changes = []
+    current = set(session.exec(select(SubscriberTopic.category)
+                               .where(SubscriberTopic.subscriber_id == subscriber.id)).all())
+    if topics is not None and set(topics) != current:
+        set_topics(session, subscriber.id, topics)
+        changes.append(f"topics={';'.join(topics) or 'all'}")
+    if pause_weeks is not None:
+        paused_until = now + timedelta(weeks=pause_weeks) if pause_weeks else None
+        if paused_until is not None or subscriber.paused_until is not None:
+            subscriber.paused_until = paused_until
+            session.add(subscriber)
+            changes.append(f"pause_weeks={pause_weeks}")
+    if changes:
+        record_consent(session, subscriber, "preferences_changed", Source.link,
+                       "preferences link; " + " ".join(changes), origin)
+    return bool(changes)
 
 
 def request_email_change(session: Session, web: WebSettings, subscriber: Subscriber, new_email: str,

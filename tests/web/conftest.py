@@ -60,7 +60,7 @@ def start_live(settings: Settings, engine, with_sender: bool = False):
     app = create_app(settings, engine=engine, secret=TEST_SECRET, with_sender=with_sender)
     port = int(settings.site.base_url.rsplit(":", 1)[1])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", proxy_headers=settings.web.trust_forwarded_for))
+                                           lifespan="on", proxy_headers=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 10

@@ -4,6 +4,7 @@ import pytest
 from sqlmodel import select
 
 from newsletter.db import session_scope
+from subscribers.abuse import client_address
 from subscribers.consent import CONSENT_TEXT, CONSENT_VERSION, MAX_USER_AGENT, clean_user_agent
 from subscribers.models import ConsentEvent, Subscriber
 from subscribers.service import record_consent
@@ -43,13 +44,31 @@ def test_signup_and_confirm_record_ip_user_agent_source_and_text_version(live):
     assert "pause_weeks=2" in rows[2].detail and "page" in rows[3].detail and rows[3].ip == "127.0.0.1"
 
 
-def test_forwarded_for_is_recorded_only_when_trusted(live_factory, db_url):
-    for trusted, expected in ((False, "127.0.0.1"), (True, "2001:db8::7")):
-        live = live_factory(db_url, WEB__TRUST_FORWARDED_FOR=str(trusted).lower())
-        live.http.headers["X-Forwarded-For"] = "2001:db8::7, 10.0.0.1"
-        assert live.subscribe(f"fwd-{trusted:d}@example.com").status_code == 200
-        rows, _ = events(live, f"fwd-{trusted:d}@example.com")
-        assert [e.ip for e in rows] == [expected]
+@pytest.mark.parametrize("env, header, expected", [
+    ({}, "2001:db8::7, 10.0.0.1", "127.0.0.1"),  # no trusted proxy: the header is the client's own text
+    ({"WEB__TRUST_FORWARDED_FOR": "true"}, "2001:db8::7, 10.0.0.1", "10.0.0.1"),  # deprecated alias: one hop
+    ({"WEB__TRUSTED_PROXY_HOPS": "2"}, "6.6.6.6, 198.51.100.9, 10.0.0.1", "198.51.100.9"),
+    ({"WEB__TRUSTED_PROXY_HOPS": "1"}, "203.0.113.5, 2001:db8::zz", "127.0.0.1"),  # not an IP: the peer
+])
+def test_forwarded_for_trusts_only_the_configured_proxy_hops(live_factory, db_url, env, header, expected):
+    live = live_factory(db_url, **env)
+    live.http.headers["X-Forwarded-For"] = header
+    assert live.subscribe("fwd@example.com").status_code == 200
+    rows, _ = events(live, "fwd@example.com")
+    assert [e.ip for e in rows] == [expected]
+
+
+def test_client_address_takes_the_entry_the_outermost_trusted_proxy_wrote():
+    # The client forged "1.1.1.1" at the left; proxies appended what they saw on the right.
+    chain = ["1.1.1.1, 203.0.113.9", "10.0.0.2"]  # two headers, as two proxies may send them
+    assert client_address("10.0.0.3", chain, 0) == "10.0.0.3"
+    assert client_address("10.0.0.3", chain, 1) == "10.0.0.2"
+    assert client_address("10.0.0.3", chain, 2) == "203.0.113.9"
+    assert client_address("10.0.0.3", chain, 3) == "1.1.1.1"
+    assert client_address("10.0.0.3", chain, 4) == "10.0.0.3"  # fewer entries than hops: the peer
+    assert client_address("10.0.0.3", ["[2001:DB8::1]"], 1) == "2001:db8::1"  # validated and normalised
+    assert client_address("10.0.0.3", ["203.0.113.9:4711"], 1) == "10.0.0.3"
+    assert client_address(None, ["<script>"], 1) == "unknown"
 
 
 def test_only_known_sources_are_recorded(engine):

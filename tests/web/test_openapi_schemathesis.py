@@ -20,7 +20,8 @@ EXAMPLES = 25
 
 @pytest.fixture
 def web_app(tmp_path, db_url):
-    config = load_settings(write_config(tmp_path, db_url))
+    # In-process requests carry Host "testserver" (schemathesis' ASGI client): allow it like an operator would.
+    config = load_settings(write_config(tmp_path, db_url, extra='[web]\nallowed_hosts = ["testserver"]\n'))
     engine = make_engine(config.database.url)
     upgrade(engine)
     from newsletter.content.importer import import_files, sample_files

@@ -34,13 +34,18 @@ def test_one_serve_process_is_a_working_deployment(tmp_path):
                 pass
             assert time.time() < deadline, "server did not start"
             time.sleep(0.2)
-        form = requests.get(base + "/").text
+        browser = requests.Session()  # keeps the visitor cookie the form token is bound to
+        form = browser.get(base + "/").text
         token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)
-        answer = requests.post(base + "/subscribe", data={"form_token": token, "email": "op@example.com"})
+        answer = browser.post(base + "/subscribe", data={"form_token": token, "email": "op@example.com"},
+                              headers={"Origin": base})
         assert answer.status_code == 200 and "Check your inbox" in answer.text
         embed = requests.get(base + "/embed")
         assert embed.status_code == 200 and "x-frame-options" not in embed.headers
         assert requests.get(base + "/").headers["x-frame-options"] == "DENY"
+        # The default configuration also answers as localhost; a foreign Host header gets 400.
+        assert requests.get(f"http://localhost:{port}/healthz").text == "ok"
+        assert requests.get(base + "/healthz", headers={"Host": "evil.example"}).status_code == 400
         outbox = tmp_path / "outbox"
         deadline = time.time() + 30
         while not list(outbox.glob("*.eml")) and time.time() < deadline:

@@ -4,7 +4,7 @@ import pytest
 from sqlmodel import select
 
 from newsletter.db import session_scope
-from subscribers.abuse import FormTokenError, check_form_token, issue_form_token, network_of
+from subscribers.abuse import FormTokenError, NotThisVisitor, check_form_token, issue_form_token, network_of
 from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
 from tests.conftest import TEST_SECRET
 
@@ -22,13 +22,14 @@ def queued(live, email=None):
         return session.exec(query.order_by(TransactionalMail.id)).all()
 
 
-def test_signup_form_lists_topics_and_sets_no_cookie(live):
+def test_signup_form_lists_topics_and_sets_only_the_visitor_cookie(live):
     response = live.http.get(live.url + "/")
     assert response.status_code == 200
     assert 'name="email"' in response.text and 'name="website"' in response.text
     for category in ("Developer Tools", "Design &amp; Media", "Data &amp; Analytics"):
         assert category in response.text
-    assert "set-cookie" not in response.headers
+    assert list(response.cookies.keys()) == ["wv_visitor"]  # a random id, nothing personal
+    assert "HttpOnly" in response.headers["set-cookie"] and "SameSite=Lax" in response.headers["set-cookie"]
 
 
 def test_double_opt_in_end_to_end(live):
@@ -137,12 +138,17 @@ def test_form_token_rules(live):
     assert live.http.post(live.url + "/subscribe", data={"email": "a@example.com"}).status_code == 400
     forged = live.http.post(live.url + "/subscribe", data={"email": "a@example.com", "form_token": "x.y.z"})
     assert forged.status_code == 400 and "not valid" in forged.text
-    token = issue_form_token(TEST_SECRET)
+    visitor = "v" * 24
+    token = issue_form_token(TEST_SECRET, visitor)
     with pytest.raises(FormTokenError, match="quicker"):
-        check_form_token(TEST_SECRET, token, 2, 7200)
+        check_form_token(TEST_SECRET, token, visitor, 2, 7200)
     with pytest.raises(FormTokenError, match="expired"):
-        check_form_token(TEST_SECRET, token, 2, 7200, now=time.time() + 7201)
-    check_form_token(TEST_SECRET, token, 2, 7200, now=time.time() + 3)
+        check_form_token(TEST_SECRET, token, visitor, 2, 7200, now=time.time() + 7201)
+    with pytest.raises(NotThisVisitor):
+        check_form_token(TEST_SECRET, token, "w" * 24, 2, 7200, now=time.time() + 3)
+    with pytest.raises(NotThisVisitor):
+        check_form_token(TEST_SECRET, token, None, 2, 7200, now=time.time() + 3)
+    check_form_token(TEST_SECRET, token, visitor, 2, 7200, now=time.time() + 3)
 
 
 def test_too_fast_a_submission_is_refused(live_factory, db_url):

@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -152,3 +153,34 @@ def test_two_readers_moving_to_one_address_the_second_confirmation_is_refused(li
         assert session.get(Subscriber, first).email == "shared@example.com"
         assert session.get(Subscriber, second).email == "second@example.com"
     assert live.http.post(link).status_code == 400  # used
+
+
+def test_saving_a_topic_keeps_a_running_pause(live):
+    """Issue 14.10: the page saves only what the reader changed."""
+    reader = add_active(live)
+    url = f"{live.url}/preferences/{link_token(live.engine, Purpose.preferences, reader)}"
+    assert live.http.post(url, data={"action": "save", "pause_weeks": "4"}).status_code == 200
+    with session_scope(live.engine) as session:
+        paused = session.get(Subscriber, reader).paused_until
+    page = live.http.get(url).text
+    form = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page.split("</form>")[0]))
+    selected = re.search(r'<option value="(\w+)" selected>', page).group(1)
+    assert selected == "keep" and "Stay paused until" in page
+    # The reader ticks one topic and presses Save: the form as the browser sends it.
+    saved = live.http.post(url, data={**form, "topics": ["Developer Tools"], "pause_weeks": selected})
+    assert saved.status_code == 200 and "Paused until" in saved.text, re.findall(r"class=\"error\"[^<]*<", saved.text)
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, reader).paused_until == paused
+        topics = session.exec(select(SubscriberTopic.category).where(SubscriberTopic.subscriber_id == reader)).all()
+        details = [e.detail for e in session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == reader)
+                                                  .order_by(ConsentEvent.id))]
+    assert topics == ["Developer Tools"]
+    assert details[-1] == "preferences link; topics=Developer Tools"  # the pause is not in what changed
+    # Unticking every topic (all of them) still keeps the pause; "Resume now" ends it.
+    live.http.post(url, data={**form, "pause_weeks": "keep"})
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, reader).paused_until == paused
+        assert session.exec(select(SubscriberTopic).where(SubscriberTopic.subscriber_id == reader)).all() == []
+    live.http.post(url, data={**form, "pause_weeks": "0"})
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, reader).paused_until is None

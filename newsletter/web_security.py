@@ -1,0 +1,141 @@
+"""Browser safety for every page: allowed Host headers, Origin checks, security headers.
+
+Why here and not per route: a header that one route forgets is a hole, so one ASGI middleware
+adds them to every response (pages, error pages, webhooks, redirects). The CSP allows inline
+<style> blocks only by their SHA-256, computed from each HTML body as it leaves, so template
+overrides and CSS edits need no matching change here. docs/web.md lists each defence and its limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from newsletter.config import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+# Pages whose URL carries a personal token: no Referer at all, so the token never leaks to a link target.
+TOKEN_PATHS = ("/confirm/", "/unsubscribe/", "/preferences/", "/vote/", "/c/", "/o/")
+STYLE_BLOCK = re.compile(rb"<style[^>]*>(.*?)</style>", re.S | re.I)
+MAX_HASHED_BODY = 2_000_000
+EMBEDDABLE = ("/embed", "/subscribe")  # the embedded form and the answer it shows inside the frame
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased; "" when it has none (e.g. "null")."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    default = {"http": 80, "https": 443}[parts.scheme]
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """base_url's host, [web] allowed_hosts, and the loopback names.
+
+    Loopback names are safe to accept: only a client on this machine sends them (DNS rebinding
+    arrives with the attacker's own name, which is refused), and they let `newsletter serve` with
+    the defaults work at http://localhost:8000 and local health checks reach /healthz.
+    """
+    host = (urlsplit(settings.site.base_url).hostname or "").lower()
+    hosts = [host, *settings.web.allowed_hosts, "127.0.0.1", "localhost"]
+    return list(dict.fromkeys(h for h in hosts if h))
+
+
+def allowed_origins(settings: Settings) -> set[str]:
+    return {origin_of(settings.site.base_url), *settings.web.embed_origins} - {""}
+
+
+def post_origin_allowed(settings: Settings, headers: dict[str, str], host: str) -> bool:
+    """Did this POST come from our own page (or a configured embedding site)?
+
+    Origin, else Referer; a request with neither (curl, old clients) passes here and still needs
+    the visitor-bound form token. "null" (sandboxed frames, no-referrer documents) is refused.
+    A page served from the request's own Host is same-origin: Host was checked by TrustedHost.
+    """
+    sent = headers.get("origin") or headers.get("referer")
+    if sent is None:
+        return True
+    origin = origin_of(sent)
+    if not origin:
+        return False
+    if origin in allowed_origins(settings):
+        return True
+    return urlsplit(origin).netloc == host.lower()
+
+
+def _csp(settings: Settings, path: str, style_hashes: list[str]) -> str:
+    if path in EMBEDDABLE:
+        ancestors = " ".join(["'self'", *settings.web.embed_origins])
+    else:
+        ancestors = "'none'"
+    if path.startswith("/issues/"):  # mail HTML: inline styles by design, remote images
+        styles, images = "'self' 'unsafe-inline'", "'self' https: data:"
+    else:
+        styles, images = " ".join(["'self'", *style_hashes]), "'self' data:"
+    form_targets = " ".join(["'self'", origin_of(settings.site.base_url)]).strip()
+    return (f"default-src 'self'; style-src {styles}; img-src {images}; script-src 'none'; "
+            f"object-src 'none'; base-uri 'none'; form-action {form_targets}; frame-ancestors {ancestors}")
+
+
+def style_hashes(body: bytes) -> list[str]:
+    return sorted({"'sha256-" + base64.b64encode(hashlib.sha256(block).digest()).decode() + "'"
+                   for block in STYLE_BLOCK.findall(body)})
+
+
+def security_headers(settings: Settings, path: str, body: bytes | None) -> list[tuple[bytes, bytes]]:
+    token_page = path.startswith(TOKEN_PATHS)
+    headers = [
+        (b"content-security-policy", _csp(settings, path, style_hashes(body or b"")).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer" if token_page else b"strict-origin-when-cross-origin"),
+    ]
+    if path not in EMBEDDABLE:
+        headers.append((b"x-frame-options", b"DENY"))  # for browsers without frame-ancestors
+    return headers
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: holds back the response start until the (single) HTML body is known,
+    hashes its <style> blocks into the CSP, and adds the headers a route did not set itself."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        held: list[Message] = []
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                held.append(message)
+                return
+            if message["type"] == "http.response.body" and held:
+                start = held.pop()
+                body = message.get("body", b"")
+                whole = not message.get("more_body") and len(body) <= MAX_HASHED_BODY
+                self._add(start, path, body if whole else None)
+                await send(start)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _add(self, start: Message, path: str, body: bytes | None) -> None:
+        present = {name.lower() for name, _ in start.get("headers", [])}
+        extra = [(k, v) for k, v in security_headers(self.settings, path, body) if k not in present]
+        start["headers"] = [*start.get("headers", []), *extra]
