@@ -128,7 +128,7 @@ def issue_list() -> None:
     """All issues, newest first; scheduled times in the site's time zone."""
     from datetime import timedelta
 
-    from newsletter.issues.listing import list_issues
+    from newsletter.reports.listing import list_issues
 
     settings = state.settings
     zone = settings.site.zone
@@ -413,7 +413,7 @@ def stats_command(
     html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report with charts.")] = None,
 ) -> None:
     """Per issue: recipients, sent, delivered, bounced, complained, unsubscribed, votes."""
-    from newsletter.stats import COLUMNS, html_report, issue_stats
+    from newsletter.reports.stats import COLUMNS, html_report, issue_stats
 
     rows = issue_stats(state.engine(), limit=last, issue_id=issue_id)
     if issue_id is not None and not rows:
@@ -485,7 +485,7 @@ def subscribers_export(
 
     CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) start with a quote."""
     from newsletter.files import write_atomic
-    from subscribers.service import export
+    from newsletter.subscribers.service import export
 
     data = export(state.engine(), fmt)
     if output is None:
@@ -505,7 +505,7 @@ def subscribers_import(
     """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed and
     nobody who unsubscribed is re-subscribed. Topics must be categories of the publication."""
     from newsletter.content.categories import publication_categories
-    from subscribers.importing import import_csv
+    from newsletter.subscribers.importing import import_csv
 
     from newsletter.files import read_text_limited
 
@@ -526,7 +526,7 @@ def subscribers_import(
 def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to erase.")]) -> None:
     """Erase a person's data (subscriber, topics, consent events, deliveries, votes, mails); keep
     only a hashed suppression so the address is never mailed again."""
-    from subscribers.service import forget
+    from newsletter.subscribers.service import forget
 
     result = forget(state.engine(), email)
     console.print(f"forgot {result.email}; erased:", markup=False)
@@ -539,7 +539,7 @@ def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to
 def subscribers_purge_unconfirmed() -> None:
     """Erase signups never confirmed whose confirmation has expired (the scheduler and serve also do this
     hourly); only the address's hash and recent confirmation times stay, for the abuse limits."""
-    from subscribers.purge import purge_unconfirmed
+    from newsletter.subscribers.purge import purge_unconfirmed
 
     report = purge_unconfirmed(state.engine(), state.settings)
     console.print(f"purged {report.purged} unconfirmed signups; kept {report.traces_kept} hashed "
@@ -557,7 +557,7 @@ def serve(
     """Run the web app: signup, confirmation, unsubscribe, preferences, issue web view."""
     import uvicorn
 
-    from newsletter.web import create_app
+    from newsletter.web.app import create_app
 
     settings = state.settings
     app_ = create_app(settings, engine=state.engine(), with_sender=not no_sender)
@@ -571,7 +571,7 @@ def serve(
 @bounces_app.command("process")
 def bounces_process(path: Annotated[Path, typer.Argument(help="A maildir (folder with cur/ and new/) or an mbox file.")]) -> None:
     """Apply the bounces in a mailbox (RFC 3464 reports and the formats flufl.bounce reads); the mailbox is not changed."""
-    from newsletter.bounces import process_mailbox
+    from newsletter.feedback.bounces import process_mailbox
     from newsletter.secret_key import load_secret_key
 
     settings = state.settings

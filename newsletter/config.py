@@ -22,7 +22,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from newsletter import shipped
 from newsletter.errors import ConfigError, UserError
 from newsletter.files import MiB, read_text_limited
-from newsletter.templating import use_operator_templates
 from newsletter.text import reject_control_chars
 
 ENV_PREFIX = "NEWSLETTER_"
@@ -468,6 +467,26 @@ def _reject_file_secrets(path: Path, data: dict, section: str, secrets: dict[str
                 env_name = f"{ENV_PREFIX}{section.upper()}__{provider.upper()}__{key.upper()}"
                 raise ConfigError(f"config error in {path}:\n  {section}.{provider}.{key}: secrets are not read "
                                   f"from the config file; remove it there and set {env_name}")
+
+
+_operator_templates: Path | None = None  # this process's [site] templates_dir
+
+
+def use_operator_templates(folder: Path | None) -> None:
+    """Search `folder` before the shipped templates from now on in this process (None: none).
+
+    A process setting rather than an argument: one process serves one configuration, and
+    load_settings() sets it (worker processes from pickled settings call this themselves), so
+    every caller of templating.render() gets it without passing it along. It lives here, not in
+    templating, so that config imports nothing that renders (templating reads it).
+    """
+    global _operator_templates
+    _operator_templates = folder
+
+
+def operator_templates() -> Path | None:
+    """The operator's template folder of this process, if any (see use_operator_templates)."""
+    return _operator_templates
 
 
 def load_settings(path: Path | str | None = None) -> Settings:

@@ -24,7 +24,7 @@ from newsletter.issues.preview import write_preview
 from newsletter.migrate import upgrade
 from newsletter.secret_key import load_secret_key
 from newsletter.weeks import week_of
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.subscribers.service import UpsertResult, upsert_active
 
 # Fictional readers on the reserved example.com domain (RFC 2606): no real inbox is mailed.
 SAMPLE_SUBSCRIBERS = [

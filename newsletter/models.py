@@ -3,9 +3,9 @@
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.issues.models import Issue, IssueItem
-from newsletter.tracking.models import TrackingEvent
-from newsletter.webhooks.models import WebhookEvent, WebhookNonce
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
+from newsletter.feedback.tracking import TrackingEvent
+from newsletter.feedback.models import WebhookEvent, WebhookNonce
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
 
 __all__ = [
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "Issue", "IssueItem", "Review", "SendWindow",

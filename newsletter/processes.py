@@ -52,7 +52,7 @@ def run_processes(engine: Engine, settings: Settings, *, web: bool, scheduler: b
     if web:
         import uvicorn
 
-        from newsletter.web import create_app
+        from newsletter.web.app import create_app
 
         app = create_app(settings, engine=engine, with_sender=True)
         server = uvicorn.Server(uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,

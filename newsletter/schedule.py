@@ -129,7 +129,7 @@ def build_scheduler(engine: Engine, settings: Settings, clock: Callable[[], date
         next_run_time=datetime.now(zone),  # on start: catch up on anything missed within grace
         coalesce=True, max_instances=1,
     )
-    from subscribers.purge import purge_unconfirmed
+    from newsletter.subscribers.purge import purge_unconfirmed
 
     scheduler.add_job(  # signups never confirmed lose their personal data once the link expired
         lambda: _safe(purge_unconfirmed, engine, settings, clock()), id="purge-unconfirmed",

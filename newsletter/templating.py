@@ -20,11 +20,11 @@ import jinja2
 from markupsafe import Markup
 
 from newsletter import shipped
+from newsletter.config import operator_templates, use_operator_templates
 from newsletter.errors import UserError
-from newsletter.palette import DARK, LIGHT
+from newsletter.mail.palette import DARK, LIGHT
 
 TEMPLATES = shipped("templates")
-_operator_folder: Path | None = None  # this process's [site] templates_dir, see use_operator_templates()
 
 
 class TemplateError(UserError):
@@ -44,20 +44,10 @@ def _autoescape(name: str | None) -> bool:
     return bool(name) and name.endswith((".html.j2", ".mjml.j2", ".html"))
 
 
-def use_operator_templates(folder: Path | None) -> None:
-    """Search `folder` before the shipped templates from now on in this process (None: none).
-
-    A process setting rather than an argument: one process serves one configuration, and
-    load_settings() sets it (worker processes from pickled settings call this themselves), so
-    every caller of render() gets it without passing it along.
-    """
-    global _operator_folder
-    _operator_folder = folder
-
-
 def searched(folder: Path = TEMPLATES) -> tuple[Path, ...]:
     """The folders a template name is looked up in, first match wins."""
-    return (_operator_folder, folder) if _operator_folder else (folder,)
+    operator = operator_templates()
+    return (operator, folder) if operator else (folder,)
 
 
 def environment(folder: Path = TEMPLATES) -> jinja2.Environment:
@@ -76,7 +66,7 @@ def _environment(folders: tuple[Path, ...]) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap
-    env.globals.update(light=LIGHT, dark=DARK)  # one palette for mail and pages (newsletter/palette.py)
+    env.globals.update(light=LIGHT, dark=DARK)  # one palette for mail and pages (newsletter/mail/palette.py)
     return env
 
 
@@ -116,4 +106,5 @@ def _relative(path: str, folder: Path) -> str:
         return path
 
 
-__all__ = ["Markup", "TemplateError", "environment", "render", "searched", "use_operator_templates", "wrap"]
+__all__ = ["TEMPLATES", "Markup", "TemplateError", "environment", "render", "searched", "use_operator_templates",
+           "wrap"]

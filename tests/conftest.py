@@ -125,8 +125,8 @@ __all__ = ["PROJECT_ROOT", "TEST_SECRET", "write_config"]
 
 def link_token(engine, purpose, subscriber_id: int, secret: str = TEST_SECRET) -> str:
     """A link token for a stored reader, made as the sender makes it (with their token_key)."""
-    from subscribers.models import Subscriber
-    from subscribers.tokens import make_token
+    from newsletter.subscribers.models import Subscriber
+    from newsletter.tokens import make_token
 
     with engine.connect() as connection:
         key = connection.execute(Subscriber.__table__.select().with_only_columns(Subscriber.__table__.c.token_key)

@@ -31,8 +31,8 @@ from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
 from newsletter.migrate import upgrade
-from newsletter.transactional import send_pending
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, TransactionalMail
+from newsletter.delivery.mailqueue import send_pending
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, TransactionalMail
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtp_server import free_port, start_server
 from tests.web.conftest import start_live
@@ -201,7 +201,7 @@ def test_json_providers_get_exactly_the_reader(tmp_path, name, email):
     from datetime import UTC, datetime
 
     from newsletter.issues.message import Recipient, issue_message
-    from newsletter.transactional import template_for
+    from newsletter.delivery.transactional import template_for
 
     json_settings = load_settings(write_config(tmp_path))  # bytes and JSON fields come from one builder
     stored, wire = expected(email)

@@ -21,7 +21,7 @@ from newsletter.issues.models import Issue
 from newsletter.migrate import upgrade
 from newsletter.schedule import dispatch_due
 from newsletter.weeks import week_of
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import write_config
 from tests.content_files import comparison, text, write_content
 from tests.test_cli import run

@@ -22,7 +22,7 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
 from newsletter.issues.drafting import draft_issue
-from subscribers.models import Subscriber
+from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
 
 READERS, SENT, TAKE = 4000, 3800, 50

@@ -11,7 +11,7 @@ from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, 
 from newsletter.content.scores import community, format_percent, panel_ship, percent
 from newsletter.db import session_scope
 from newsletter.weeks import week_of
-from subscribers.models import Subscriber
+from newsletter.subscribers.models import Subscriber
 
 HAIKU = "claude-haiku-open-weights-vs-hugging-face-inference-providers-v2"
 

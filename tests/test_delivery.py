@@ -14,8 +14,8 @@ from newsletter.delivery.transports.base import Outcome, SendResult
 from newsletter.errors import UserError
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
-from subscribers.models import Subscriber, Suppression
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.subscribers.models import Subscriber, Suppression
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtp_server import start_server
 

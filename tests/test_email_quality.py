@@ -5,8 +5,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from newsletter.palette import DARK, LIGHT, SHAPE_PAIRS, TEXT_PAIRS, contrast
-from newsletter.transactional import compiled_kind
+from newsletter.mail.palette import DARK, LIGHT, SHAPE_PAIRS, TEXT_PAIRS, contrast
+from newsletter.delivery.transactional import compiled_kind
 from tests.test_render import VALUES, compiled_for
 
 

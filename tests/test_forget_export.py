@@ -17,11 +17,11 @@ from newsletter.db import session_scope
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import start_send
 from newsletter.issues.drafting import draft_issue
-from newsletter.webhooks.models import WebhookEvent
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
-from subscribers.importing import import_csv
-from subscribers.service import InvalidInput, export, forget, hashed_email, is_suppressed
-from subscribers.signup import request_signup, unsubscribe
+from newsletter.feedback.models import WebhookEvent
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
+from newsletter.subscribers.importing import import_csv
+from newsletter.subscribers.service import InvalidInput, export, forget, hashed_email, is_suppressed
+from newsletter.subscribers.signup import request_signup, unsubscribe
 from tests.conftest import write_config
 
 CATEGORIES = ["Developer Tools", "Design & Media"]  # topics must be categories of the publication

@@ -17,7 +17,7 @@ from newsletter.delivery.transports.smtp import SmtpTransport, _stuffed
 from newsletter.issues.message import assemble
 from newsletter.mail import dkim as wv_dkim
 from newsletter.mail.mime import message_template
-from newsletter.slots import SlotMarker
+from newsletter.mail.slots import SlotMarker
 from tests.smtp_server import start_server
 from tests.test_dkim import dns_stub, issue_settings, rsa_key
 

@@ -11,7 +11,7 @@ from newsletter.config import load_settings
 from newsletter.errors import UserError
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.mail.headers import list_unsubscribe, unsubscribe_token_of
-from subscribers.tokens import InvalidToken, Purpose, read_token
+from newsletter.tokens import InvalidToken, Purpose, read_token
 from tests.conftest import TEST_SECRET, write_config
 from tests.test_message import NOW, compiled
 

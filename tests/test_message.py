@@ -7,8 +7,8 @@ from newsletter.issues.message import Recipient, build_template, issue_message, 
 from newsletter.issues.render import CompiledEmail
 from newsletter.mail.headers import encode_address, header_line
 from newsletter.mail.mime import qp_encode
-from newsletter.slots import SlotMarker
-from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
+from newsletter.mail.slots import SlotMarker
+from newsletter.tokens import InvalidToken, Purpose, make_token, read_token
 from tests.conftest import TEST_SECRET
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

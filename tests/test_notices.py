@@ -6,7 +6,7 @@ from newsletter.db import session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
 
 

@@ -12,10 +12,10 @@ from newsletter.delivery.models import Delivery
 from newsletter.errors import UserError
 from newsletter.issues import editing
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.listing import list_issues
+from newsletter.reports.listing import list_issues
 from newsletter.issues.models import Issue
 from newsletter.schedule import build_scheduler, dispatch_due, send_time_for, weekly_draft
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import write_config
 
 UTC_ = UTC

@@ -23,7 +23,7 @@ from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
 from newsletter.migrate import upgrade
-from subscribers.models import Subscriber
+from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtp_server import start_server
 from tests.test_smtp_transport import message

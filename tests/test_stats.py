@@ -6,12 +6,12 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.stats import html_report, issue_stats
-from subscribers.models import Subscriber
-from subscribers.service import UpsertResult, upsert_active
-from subscribers.signup import unsubscribe
-from newsletter.feedback import apply_event
-from newsletter.webhooks.events import EventKind, NormalizedEvent
+from newsletter.reports.stats import html_report, issue_stats
+from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers.service import UpsertResult, upsert_active
+from newsletter.subscribers.signup import unsubscribe
+from newsletter.feedback.rules import apply_event
+from newsletter.feedback.events import EventKind, NormalizedEvent
 from datetime import UTC, datetime
 from tests.conftest import TEST_SECRET
 

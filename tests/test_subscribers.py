@@ -6,9 +6,9 @@ import pytest
 from sqlmodel import select
 
 from newsletter.db import session_scope
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
-from subscribers.importing import import_csv
-from subscribers.service import InvalidInput, export, normalize_email
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
+from newsletter.subscribers.importing import import_csv
+from newsletter.subscribers.service import InvalidInput, export, normalize_email
 
 CATEGORIES = ["Developer Tools", "Design & Media"]  # topics must be categories of the publication
 

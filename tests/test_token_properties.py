@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
+from newsletter.tokens import InvalidToken, Purpose, make_token, read_token
 
 SECRET = "k" * 40
 OTHER = "o" * 40

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.bounce_class import BounceClass, classify
+from newsletter.delivery.bounce_class import BounceClass, classify
 from newsletter.config import load_settings
 from newsletter.delivery.transports.smtp import classify as smtp_reply
 from newsletter.errors import ConfigError
 from newsletter.mail.verp import reference_in_address
-from newsletter.webhooks.events import EventKind
-from newsletter.webhooks.mailgun import parse_event as mailgun_event
-from newsletter.webhooks.sendgrid import parse_event as sendgrid_event
+from newsletter.feedback.events import EventKind
+from newsletter.feedback.webhooks.mailgun import parse_event as mailgun_event
+from newsletter.feedback.webhooks.sendgrid import parse_event as sendgrid_event
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtp_server import start_server
 from tests.test_delivery import add_readers, send_all
@@ -108,13 +108,13 @@ def test_a_confirmation_mail_bounce_is_attributed_by_its_verp_address_alone(tmp_
 
     from sqlalchemy import select
 
-    from newsletter.bounces import BounceReport, process_message
+    from newsletter.feedback.bounces import BounceReport, process_message
     from newsletter.db import make_engine, session_scope
     from newsletter.delivery.transports import make_transport
     from newsletter.migrate import upgrade
-    from newsletter.transactional import send_pending
-    from subscribers.models import Suppression
-    from subscribers.signup import request_signup
+    from newsletter.delivery.mailqueue import send_pending
+    from newsletter.subscribers.models import Suppression
+    from newsletter.subscribers.signup import request_signup
 
     config = write_config(tmp_path).read_text().replace(
         'transport = "file"', 'transport = "file"\nbounce_address = "bounces@bounce.weeklyverdicts.example"\nverp = true')

@@ -34,7 +34,7 @@ from newsletter.errors import UserError
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
 from newsletter.migrate import upgrade
-from subscribers.models import Subscriber
+from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtp_server import start_server
 

@@ -19,7 +19,7 @@ from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line
 from newsletter.mail.mime import MessageTemplate
-from subscribers.models import TransactionalMail
+from newsletter.subscribers.models import TransactionalMail
 
 
 def notice_text(issue: Issue, counts: dict[str, int]) -> tuple[str, str]:

@@ -26,8 +26,8 @@ from newsletter.delivery.sender import record_results
 from newsletter.delivery.transactional import build_message
 from newsletter.delivery.transports.base import OutgoingMessage, SendResult, Transport
 from newsletter.issues.message import recipient_links
-from subscribers.models import Subscriber, TransactionalMail
-from subscribers.signup import CONFIRM_KINDS, new_confirmation_token
+from newsletter.subscribers.models import Subscriber, TransactionalMail
+from newsletter.subscribers.signup import CONFIRM_KINDS, new_confirmation_token
 
 log = logging.getLogger(__name__)
 Mail = TransactionalMail

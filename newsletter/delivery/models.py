@@ -3,7 +3,7 @@
 States: queued -> sending -> sent; sending -> retry -> (sending again) -> failed;
 queued/retry -> skipped (unsubscribed or suppressed since enqueue, or the issue was cancelled);
 sending -> queued (released by a worker that stops before handing the rows to the transport).
-The transactional queue (subscribers.models.TransactionalMail) uses the same states and the same
+The transactional queue (newsletter.subscribers.models.TransactionalMail) uses the same states and the same
 claim (newsletter/delivery/queue.py).
 
 `worker_heartbeat` holds one row per running worker, beaten every `[delivery] heartbeat_seconds`:

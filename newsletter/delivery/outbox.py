@@ -18,7 +18,7 @@ from newsletter.content.models import Comparison
 from newsletter.delivery import queue
 from newsletter.delivery.models import PENDING, PENDING_SQL, Delivery, DeliveryState
 from newsletter.issues.models import Issue, IssueItem, IssueState
-from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
+from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
 
 
 def _insert(session: Session):

@@ -37,8 +37,8 @@ from newsletter.issues.models import Issue, IssueState
 from newsletter.mail.dkim import signer_for
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
-from subscribers.models import Subscriber
-from subscribers.service import suppress
+from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers.service import suppress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,8 +17,8 @@ from newsletter.delivery.models import DeliveryState
 from newsletter.delivery.transports import make_transport
 from newsletter.errors import UserError
 from newsletter.issues.models import Issue
-from subscribers.models import TransactionalMail
-from subscribers.service import InvalidInput, normalize_email
+from newsletter.subscribers.models import TransactionalMail
+from newsletter.subscribers.service import InvalidInput, normalize_email
 
 MAX_TEST_RECIPIENTS = 20
 

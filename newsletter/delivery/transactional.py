@@ -21,9 +21,9 @@ from newsletter.mail.addresses import recipient_address
 from newsletter.mail.headers import domain_of
 from newsletter.mail.mime import MessageTemplate
 from newsletter.mail.verp import envelope_sender
-from newsletter.slots import SlotMarker
-from subscribers.models import TransactionalMail
-from subscribers.signup import CONFIRM_KINDS
+from newsletter.mail.slots import SlotMarker
+from newsletter.subscribers.models import TransactionalMail
+from newsletter.subscribers.signup import CONFIRM_KINDS
 
 
 def _texts(kind: str, name: str, slot: SlotMarker) -> dict:

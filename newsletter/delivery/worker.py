@@ -52,7 +52,7 @@ from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import use_operator_templates
-from subscribers.models import TransactionalMail
+from newsletter.subscribers.models import TransactionalMail
 
 log = logging.getLogger(__name__)
 

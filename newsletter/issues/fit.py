@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from newsletter.issues.view import ComparisonView, IssueView, ToolView, verdict_line
-from newsletter.slots import Slotted
+from newsletter.mail.slots import Slotted
 
 BUDGET_BYTES = 88 * 1024  # the checks refuse over 100 KB; Gmail clips at 102 KB
 # The longest address a reader can have (RFC 5321 path limit) and a subscriber id with more

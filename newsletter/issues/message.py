@@ -22,7 +22,7 @@ from newsletter.mail.headers import (address_list, address_of, domain_of, encode
                                      list_unsubscribe, name_and_address)
 from newsletter.mail.mime import MessageTemplate, line_dots, message_template
 from newsletter.mail.verp import envelope_sender
-from subscribers.tokens import Purpose, keyed_digest, make_token
+from newsletter.tokens import Purpose, keyed_digest, make_token
 
 DELIVERY_HEADER = "X-Weekly-Verdicts-Delivery"
 

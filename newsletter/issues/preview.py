@@ -44,7 +44,7 @@ def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,
     if parsed.get_body(("html",)) is None:
         raise UserError("preview: the assembled message has no HTML part")
     if screenshots:
-        from newsletter.screenshots import screenshot_html
+        from newsletter.issues.screenshots import screenshot_html
 
         paths += screenshot_html(html, stem, chromium)
     return paths

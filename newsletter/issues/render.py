@@ -14,9 +14,9 @@ from mjml import mjml2html
 from newsletter.errors import UserError
 from newsletter.mail.compact import compact_html
 from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
-from newsletter.palette import DARK, LIGHT
+from newsletter.mail.palette import DARK, LIGHT
 from newsletter.issues.view import IssueView, SiteView
-from newsletter.slots import SlotMarker, Slotted
+from newsletter.mail.slots import SlotMarker, Slotted
 from newsletter.templating import render
 
 RECIPIENT_SLOTS = ("email", "unsubscribe_url", "preferences_url", "vote_token", "track_token")

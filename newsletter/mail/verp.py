@@ -3,10 +3,10 @@ address it is delivered to, even when it returns nothing of the original.
 
 With `[mail] verp = true` and `[mail] bounce_address = "bounces@bounce.example"`, the message
 with reference i3-d42 leaves with MAIL FROM:<bounces+i3-d42.<16 hex>@bounce.example>. The hex
-is a keyed digest of the reference under the secret key (the key ring of subscribers/tokens.py,
+is a keyed digest of the reference under the secret key (the key ring of newsletter/tokens.py,
 so rotated keys still verify), so nobody can make an address that names a delivery; it is
 lower case and digits only, because some servers lower-case the local part. The bounce mailbox
-reads it back from Delivered-To, X-Original-To, Envelope-To or To (newsletter/bounce_parse.py).
+reads it back from Delivered-To, X-Original-To, Envelope-To or To (newsletter/feedback/bounce_parse.py).
 
 Only the transports that own the envelope use it (smtp, file); an HTTP provider sets its own
 return path and reports bounces through its webhook.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from subscribers.tokens import keyed_digest, verify_digest
+from newsletter.tokens import keyed_digest, verify_digest
 
 from newsletter.config import Settings
 from newsletter.mail.headers import address_of

@@ -13,7 +13,7 @@ def chromium():
         if IN_CI:
             pytest.fail("chromium is required under CI=true (.ci/run installs the Debian package)")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from newsletter.screenshots import browser
+    from newsletter.issues.screenshots import browser
 
     with browser() as instance:
         yield instance

@@ -8,7 +8,7 @@ the answers to form posts (tests/e2e/corpus.py).
 
 import pytest
 
-from newsletter.palette import contrast, relative_luminance
+from newsletter.mail.palette import contrast, relative_luminance
 from tests.e2e.axe import label_colours, page_background, rgb_to_hex, violations
 
 SCHEMES = ["light", "dark"]

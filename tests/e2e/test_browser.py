@@ -9,8 +9,8 @@ from sqlmodel import select
 from newsletter.db import session_scope
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.preview import write_preview
-from subscribers.models import ConsentEvent, Subscriber
-from subscribers.tokens import Purpose
+from newsletter.subscribers.models import ConsentEvent, Subscriber
+from newsletter.tokens import Purpose
 from tests.conftest import TEST_SECRET, link_token
 from tests.web.conftest import live_factory  # noqa: F401  (fixture)
 

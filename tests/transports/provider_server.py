@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.mail.headers import header_line
 from newsletter.mail.mime import message_template
-from newsletter.slots import SlotMarker
+from newsletter.mail.slots import SlotMarker
 
 # --- requests and answers -------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from newsletter.delivery.transports.http import dumps, parse_message
 from newsletter.issues.message import Recipient, build_template, issue_message
 from newsletter.issues.render import compile_issue
 from newsletter.mail.mime import FilledBody, encode_part
-from newsletter.slots import SlotMarker, Slotted
-from newsletter.transactional import build_message
-from subscribers.models import TransactionalMail
+from newsletter.mail.slots import SlotMarker, Slotted
+from newsletter.delivery.transactional import build_message
+from newsletter.subscribers.models import TransactionalMail
 from tests.conftest import TEST_SECRET
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

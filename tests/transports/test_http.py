@@ -19,7 +19,7 @@ from newsletter.delivery.transports.ses import SesTransport
 from newsletter.errors import ConfigError
 from newsletter.mail.headers import encode_address, encode_text, header_line
 from newsletter.mail.mime import message_template
-from newsletter.slots import SlotMarker
+from newsletter.mail.slots import SlotMarker
 from tests.conftest import write_config
 from tests.transports.provider_server import ProviderServer, small_messages
 

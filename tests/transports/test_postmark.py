@@ -14,8 +14,8 @@ from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.postmark import PostmarkTransport
 from newsletter.errors import ConfigError
 from newsletter.issues.drafting import draft_issue
-from subscribers.models import Subscriber, Suppression
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.subscribers.models import Subscriber, Suppression
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
 from tests.transports.provider_server import ProviderServer, parse, project_messages, small_messages
 

@@ -16,9 +16,9 @@ import uvicorn
 from newsletter.config import Settings, load_settings
 from newsletter.db import make_engine
 from newsletter.migrate import upgrade
-from newsletter.transactional import send_pending
+from newsletter.delivery.mailqueue import send_pending
 from newsletter.delivery.transports import make_transport
-from newsletter.web import create_app
+from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtp_server import free_port
 

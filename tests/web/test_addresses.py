@@ -16,9 +16,10 @@ from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.message import Recipient, issue_message
-from newsletter.transactional import send_pending, template_for
-from subscribers.models import Subscriber, TransactionalMail
-from subscribers.service import forget
+from newsletter.delivery.mailqueue import send_pending
+from newsletter.delivery.transactional import template_for
+from newsletter.subscribers.models import Subscriber, TransactionalMail
+from newsletter.subscribers.service import forget
 from tests.conftest import TEST_SECRET
 from tests.smtp_server import start_server
 
@@ -92,7 +93,7 @@ def test_json_providers_get_the_wire_form_and_the_name_as_data(settings):
 
 
 def test_provider_events_naming_the_a_label_form_find_the_stored_reader():
-    from newsletter.webhooks.events import clean_email
+    from newsletter.feedback.events import clean_email
 
     assert clean_email("Jane <User@XN--BCHER-KVA.DE>") == IDN
     assert clean_email("reader@example.com") == "reader@example.com"

@@ -9,9 +9,9 @@ import requests
 from sqlmodel import select
 
 from newsletter.db import session_scope
-from subscribers.abuse import visitor_cookie
-from subscribers.models import Subscriber
-from subscribers.tokens import Purpose
+from newsletter.web.abuse import visitor_cookie
+from newsletter.subscribers.models import Subscriber
+from newsletter.tokens import Purpose
 from tests.conftest import link_token
 
 EMBEDDER = "https://blog.example"

@@ -4,11 +4,11 @@ import pytest
 from sqlmodel import select
 
 from newsletter.db import session_scope
-from subscribers.abuse import client_address
-from subscribers.consent import CONSENT_TEXT, CONSENT_VERSION, MAX_USER_AGENT, clean_user_agent
-from subscribers.models import ConsentEvent, Subscriber
-from subscribers.service import record_consent
-from subscribers.tokens import Purpose
+from newsletter.web.abuse import client_address
+from newsletter.subscribers.consent import CONSENT_TEXT, CONSENT_VERSION, MAX_USER_AGENT, clean_user_agent
+from newsletter.subscribers.models import ConsentEvent, Subscriber
+from newsletter.subscribers.service import record_consent
+from newsletter.tokens import Purpose
 from tests.conftest import link_token
 
 

@@ -12,7 +12,7 @@ from schemathesis.checks import not_a_server_error
 from newsletter.config import load_settings
 from newsletter.db import make_engine
 from newsletter.migrate import upgrade
-from newsletter.web import create_app
+from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
 
 EXAMPLES = 25

@@ -12,10 +12,10 @@ from sqlmodel import select
 from newsletter.config import load_settings
 from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.migrate import upgrade
-from subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, TransactionalMail
-from subscribers.purge import purge_unconfirmed
-from subscribers.service import hashed_email
-from subscribers.signup import request_signup
+from newsletter.subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, TransactionalMail
+from newsletter.subscribers.purge import purge_unconfirmed
+from newsletter.subscribers.service import hashed_email
+from newsletter.subscribers.signup import request_signup
 from tests.conftest import TEST_SECRET, write_config
 
 

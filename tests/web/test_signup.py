@@ -4,8 +4,8 @@ import pytest
 from sqlmodel import select
 
 from newsletter.db import session_scope
-from subscribers.abuse import FormTokenError, NotThisVisitor, check_form_token, issue_form_token, network_of
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
+from newsletter.web.abuse import FormTokenError, NotThisVisitor, check_form_token, issue_form_token, network_of
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
 from tests.conftest import TEST_SECRET
 
 

@@ -12,8 +12,8 @@ import statistics
 import time
 
 from newsletter.db import session_scope
-from subscribers.models import Subscriber, Suppression
-from subscribers.service import hashed_email
+from newsletter.subscribers.models import Subscriber, Suppression
+from newsletter.subscribers.service import hashed_email
 
 SAMPLES = 100
 KNOWN_STATES = ["active", "pending", "unsubscribed", "bounced", "suppressed", "forgotten"]

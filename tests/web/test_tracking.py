@@ -6,8 +6,8 @@ from newsletter.db import session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.stats import issue_stats
-from subscribers.models import Subscriber
+from newsletter.reports.stats import issue_stats
+from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET
 
 

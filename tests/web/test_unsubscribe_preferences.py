@@ -8,8 +8,8 @@ from newsletter.db import session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic
-from subscribers.tokens import Purpose
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic
+from newsletter.tokens import Purpose
 from tests.conftest import TEST_SECRET, link_token
 
 
@@ -66,7 +66,7 @@ def test_bad_tokens_change_nothing(live, kind):
     else:
         import itsdangerous
 
-        from subscribers.tokens import timestamp_signer
+        from newsletter.tokens import timestamp_signer
 
         old = datetime.now(UTC) - timedelta(days=400)
 

@@ -11,8 +11,8 @@ from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
-from subscribers.models import Subscriber
-from subscribers.tokens import Purpose
+from newsletter.subscribers.models import Subscriber
+from newsletter.tokens import Purpose
 from tests.conftest import TEST_SECRET, link_token
 
 HAIKU = "claude-haiku-open-weights-vs-hugging-face-inference-providers-v2"

@@ -25,10 +25,10 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.webhooks.models import WebhookEvent
-from newsletter.webhooks.ses import canonical
-from subscribers.models import ConsentEvent, Subscriber, Suppression
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.feedback.models import WebhookEvent
+from newsletter.feedback.webhooks.ses import canonical
+from newsletter.subscribers.models import ConsentEvent, Subscriber, Suppression
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET
 from tests.web.conftest import Live, live_factory  # noqa: F401  (the fixture, shared)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsletter.bounces import BounceReport, process_message
+from newsletter.feedback.bounces import BounceReport, process_message
 from newsletter.config import load_settings
 from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
@@ -32,8 +32,8 @@ from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
 from newsletter.migrate import upgrade
-from newsletter.webhooks.models import WebhookEvent
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.feedback.models import WebhookEvent
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
 from tests.webhooks.conftest import WEEK
 

@@ -26,9 +26,9 @@ from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
 from newsletter.migrate import upgrade
-from newsletter.webhooks.models import WebhookEvent
-from subscribers.models import ConsentEvent, Subscriber, Suppression
-from subscribers.service import UpsertResult, upsert_active
+from newsletter.feedback.models import WebhookEvent
+from newsletter.subscribers.models import ConsentEvent, Subscriber, Suppression
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
 from tests.webhooks.conftest import WEEK
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from newsletter.db import session_scope
 from newsletter.delivery.models import Delivery
-from subscribers.models import Subscriber
+from newsletter.subscribers.models import Subscriber
 from tests.webhooks.conftest import Hooks
 
 

@@ -11,10 +11,10 @@ from email import message_from_bytes, policy
 
 from sqlalchemy import MetaData, String, Text, func, select
 
-from newsletter.bounces import process_mailbox
+from newsletter.feedback.bounces import process_mailbox
 from newsletter.db import session_scope
-from newsletter.webhooks.models import WebhookEvent
-from subscribers.service import forget, hashed_email
+from newsletter.feedback.models import WebhookEvent
+from newsletter.subscribers.service import forget, hashed_email
 from tests.conftest import TEST_SECRET
 from tests.webhooks.conftest import Hooks
 from tests.webhooks.test_bounces import dsn

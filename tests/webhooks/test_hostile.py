@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.db import session_scope
-from newsletter.webhooks.models import WebhookEvent
-from newsletter.webhooks.routes import MAX_BODY
+from newsletter.feedback.models import WebhookEvent
+from newsletter.web.webhooks import MAX_BODY
 from tests.webhooks.conftest import CERT_URL, Hooks, make_certificate
 from tests.webhooks.test_providers import iso, mailgun_event, ses_mail
 

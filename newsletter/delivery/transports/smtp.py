@@ -11,7 +11,7 @@ I/O bound; threads share nothing but a queue of messages). Each connection:
 - when dropped (idle timeout, server restart) is reopened once per message before giving up.
 
 4xx replies, timeouts and dropped connections mean "retry later"; 5xx means "failed"; a reply
-that newsletter/bounce_class.py calls hard (5.1.x, unknown user, bad domain) also flags a hard
+that newsletter/delivery/bounce_class.py calls hard (5.1.x, unknown user, bad domain) also flags a hard
 bounce for suppression, while a 5.7.x policy or spam block or a full mailbox does not.
 
 The MAIL/RCPT/DATA exchange is written out here (`transaction`) instead of smtplib's `sendmail`
@@ -32,8 +32,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from newsletter.bounce_class import BounceClass
-from newsletter.bounce_class import classify as classify_bounce
+from newsletter.delivery.bounce_class import BounceClass
+from newsletter.delivery.bounce_class import classify as classify_bounce
 from newsletter.config import SmtpSettings
 from newsletter.delivery.transports.base import (TIME_BUDGET_SECONDS, Outcome, OutgoingMessage, SendResult,
                                                   not_tried)

@@ -1,7 +1,7 @@
 """The bounce mailbox: `newsletter bounces process PATH` reads every message of a maildir or an
-mbox, finds what it reports (newsletter/bounce_parse.py: RFC 3464 blocks wherever they are,
+mbox, finds what it reports (newsletter/feedback/bounce_parse.py: RFC 3464 blocks wherever they are,
 else flufl.bounce's detectors) and applies each failure by the rules provider webhooks use
-(newsletter/feedback.py). Nothing in the mailbox is changed; reading it again changes nothing twice.
+(newsletter/feedback/rules.py). Nothing in the mailbox is changed; reading it again changes nothing twice.
 
 A bounce is plain mail that anyone can send, so it is attributed only by what we signed:
 
@@ -28,15 +28,15 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newsletter.bounce_parse import Bounce, Failure, parse_bounce
+from newsletter.feedback.bounce_parse import Bounce, Failure, parse_bounce
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import UserError
-from newsletter.feedback import apply_event, last_sent_to, recipient_of
+from newsletter.feedback.rules import apply_event, last_sent_to, recipient_of
 from newsletter.issues.message import DELIVERY_HEADER
 from newsletter.mail.verp import reference_in_address, verp_active
-from newsletter.webhooks.events import MESSAGE_ID_REFERENCE, NormalizedEvent
-from subscribers.tokens import verify_digest
+from newsletter.feedback.events import MESSAGE_ID_REFERENCE, NormalizedEvent
+from newsletter.tokens import verify_digest
 
 log = logging.getLogger(__name__)
 PROVIDER = "mailbox"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from newsletter.bounce_class import BounceClass, classify
+from newsletter.delivery.bounce_class import BounceClass, classify
 from newsletter.mail.addresses import stored_form
 
 
@@ -108,7 +108,7 @@ MESSAGE_ID_REFERENCE = re.compile(r"^<?((?:i\d{1,18}-d\d{1,18}|t\d{1,18}))\.[0-9
 
 def bounce_kind(status: object = None, text: object = "", provider_type: object = None) -> EventKind:
     """A failed delivery as hard or soft by the one classification of every path
-    (newsletter/bounce_class.py): the server's status and text first, the provider's type after."""
+    (newsletter/delivery/bounce_class.py): the server's status and text first, the provider's type after."""
     verdict = classify(str(status) if status not in (None, "") else None, str(text or ""),
                        str(provider_type) if provider_type else None)
     return EventKind.bounced_hard if verdict == BounceClass.hard else EventKind.bounced_soft

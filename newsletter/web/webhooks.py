@@ -1,4 +1,4 @@
-"""POST /webhooks/{provider}: verify, normalise, apply (newsletter/feedback.py), answer.
+"""POST /webhooks/{provider}: verify, normalise, apply (newsletter/feedback/rules.py), answer.
 
 Answers: 200 with counts for an authentic request (also for event types we do not act on,
 which are logged, and for replays, which change nothing); 401 for a bad, missing or stale
@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.feedback import apply_event, use_nonce
-from newsletter.webhooks import mailgun, postmark, resend, sendgrid, ses
-from newsletter.webhooks.events import CertFetcher, Confirmer, NotConfigured, Rejected, Verified, WebhookRequest
-from newsletter.webhooks.snscert import certifi_roots
+from newsletter.feedback.rules import apply_event, use_nonce
+from newsletter.feedback.webhooks import mailgun, postmark, resend, sendgrid, ses
+from newsletter.feedback.events import CertFetcher, Confirmer, NotConfigured, Rejected, Verified, WebhookRequest
+from newsletter.feedback.webhooks.snscert import certifi_roots
 
 log = logging.getLogger(__name__)
 PROVIDERS = {"postmark": postmark, "sendgrid": sendgrid, "mailgun": mailgun, "resend": resend, "ses": ses}

@@ -13,8 +13,8 @@ So one message is read three ways:
   delivered to (Delivered-To, X-Original-To, Envelope-To, To), where a VERP address names
   the message (newsletter/mail/verp.py).
 
-Every failure is classified by newsletter/bounce_class.py, the one classification of every path.
-Nothing here trusts the bounce: newsletter/bounces.py decides what it may be attributed to.
+Every failure is classified by newsletter/delivery/bounce_class.py, the one classification of every path.
+Nothing here trusts the bounce: newsletter/feedback/bounces.py decides what it may be attributed to.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
-from newsletter.bounce_class import BounceClass, classify, explains
+from newsletter.delivery.bounce_class import BounceClass, classify, explains
 from newsletter.issues.message import DELIVERY_HEADER
-from newsletter.webhooks.events import EventKind, clean_email, clean_reference
+from newsletter.feedback.events import EventKind, clean_email, clean_reference
 
 log = logging.getLogger(__name__)
 ADDRESSED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "To")

@@ -15,7 +15,7 @@ import binascii
 import hmac
 
 from newsletter.config import Settings
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
+from newsletter.feedback.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
                                         clean_email, collect_records,
                                         clean_reference, header, load_json, parse_time)
 

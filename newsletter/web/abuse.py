@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadData
 
-from subscribers.tokens import timestamp_signer
+from newsletter.tokens import timestamp_signer
 
 HONEYPOT_FIELD = "website"
 

@@ -17,11 +17,11 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from newsletter.config import WebSettings
-from subscribers.consent import CONSENT_VERSION, Origin, Source
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, TransactionalMail
-from subscribers.purge import recent_traces
-from subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
-from subscribers.tokens import InvalidToken, plain_signer
+from newsletter.subscribers.consent import CONSENT_VERSION, Origin, Source
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, TransactionalMail
+from newsletter.subscribers.purge import recent_traces
+from newsletter.subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
+from newsletter.tokens import InvalidToken, plain_signer
 
 CONFIRM_KINDS = ("confirm", "confirm_change")
 NO_MAIL_STATUSES = (SubscriberStatus.bounced.value, SubscriberStatus.complained.value)

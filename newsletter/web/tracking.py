@@ -22,9 +22,9 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.issues.models import Issue, IssueState
 from newsletter.issues.view import build_issue_view
-from newsletter.tracking.models import TrackingEvent
-from subscribers.service import link_holder
-from subscribers.tokens import InvalidToken, Purpose, read_token
+from newsletter.feedback.tracking import TrackingEvent
+from newsletter.subscribers.service import link_holder
+from newsletter.tokens import InvalidToken, Purpose, read_token
 
 # Ids beyond a 32-bit integer are no rows of ours (and an error on PostgreSQL): 422 before any query.
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]

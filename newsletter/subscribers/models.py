@@ -14,7 +14,7 @@ from newsletter.db import NEVER_REUSE_IDS, utcnow
 
 def new_token_key() -> str:
     """A per-reader random value that every signed link carries: a link made for one reader can
-    never be read as another's, even if an id were ever reused (subscribers.tokens)."""
+    never be read as another's, even if an id were ever reused (newsletter.tokens)."""
     return secrets.token_hex(8)
 
 
@@ -70,7 +70,7 @@ class ConsentEvent(SQLModel, table=True):
     # Web requests only (None from the command line, imports and webhooks).
     ip: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=300)
-    consent_version: str | None = Field(default=None, max_length=40)  # subscribers.consent.CONSENT_VERSION shown
+    consent_version: str | None = Field(default=None, max_length=40)  # newsletter.subscribers.consent.CONSENT_VERSION shown
 
 
 class Suppression(SQLModel, table=True):
@@ -128,7 +128,7 @@ class TransactionalMail(SQLModel, table=True):
 
 
 class ExpiredSignup(SQLModel, table=True):
-    """What is left of a signup never confirmed once its confirmation expired (subscribers/purge.py).
+    """What is left of a signup never confirmed once its confirmation expired (newsletter/subscribers/purge.py).
 
     Only what the abuse limits need: the address's hash (as on the suppression list) and when a
     confirmation was mailed to it, kept for the longest limit window (a day) and then dropped too.

@@ -7,7 +7,7 @@ The signature covers only timestamp and token, not the event, so besides the rep
 the same transaction as the events, also when the event is one we ignore. The same token with
 any other body is refused, even with the same event id (a true re-delivery of the same event is
 answered 200 and changes nothing). Events: delivered, failed
-(hard or soft by newsletter/bounce_class.py: the remote server's code and text, then the
+(hard or soft by newsletter/delivery/bounce_class.py: the remote server's code and text, then the
 severity), complained, unsubscribed; our reference comes
 back in `user-variables` (sent as `v:reference`, newsletter/delivery/transports/mailgun.py).
 """
@@ -19,7 +19,7 @@ import hmac
 import json
 
 from newsletter.config import Settings
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
+from newsletter.feedback.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
                                         check_fresh, clean_email, clean_reference, load_json, parse_time)
 
 PROVIDER = "mailgun"

@@ -149,7 +149,7 @@ def _canonical(token: str) -> bool:
 
 def read_token(secret: str, purpose: Purpose, token: str, max_age: int | None = None) -> LinkSubject:
     """Who a genuine, unexpired token of this purpose names; the caller still checks that this
-    reader exists with that key (subscribers.service.link_holder)."""
+    reader exists with that key (newsletter.subscribers.service.link_holder)."""
     if not _canonical(token):
         raise InvalidToken("malformed token")
     try:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter.config import Settings
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
+from newsletter.feedback.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
                                         bounce_kind, check_fresh, clean_email, clean_reference, collect_records, header,
                                         load_json, parse_time)
 

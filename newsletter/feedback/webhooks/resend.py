@@ -17,7 +17,7 @@ import hashlib
 import hmac
 
 from newsletter.config import Settings
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
+from newsletter.feedback.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
                                         bounce_kind, check_fresh, clean_email, clean_reference, header, load_json,
                                         parse_time)
 

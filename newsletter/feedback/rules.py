@@ -30,13 +30,13 @@ from newsletter.config import Settings
 from newsletter.db import utcnow
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.text import storable
-from newsletter.webhooks.events import EventKind, NormalizedEvent, reference_in_message_id
-from newsletter.webhooks.models import WebhookEvent, WebhookNonce
-from subscribers.models import Subscriber, TransactionalMail
-from subscribers.consent import Source
-from subscribers.forgotten import recorded_address, scrub
-from subscribers.service import SUPPRESSION_STATUS, is_suppressed, suppress
-from subscribers.signup import unsubscribe
+from newsletter.feedback.events import EventKind, NormalizedEvent, reference_in_message_id
+from newsletter.feedback.models import WebhookEvent, WebhookNonce
+from newsletter.subscribers.models import Subscriber, TransactionalMail
+from newsletter.subscribers.consent import Source
+from newsletter.subscribers.forgotten import recorded_address, scrub
+from newsletter.subscribers.service import SUPPRESSION_STATUS, is_suppressed, suppress
+from newsletter.subscribers.signup import unsubscribe
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import re
 import idna
 from sqlmodel import Session, select
 
-from subscribers.models import Suppression
-from subscribers.service import HASH_PREFIX, hashed_email
+from newsletter.subscribers.models import Suppression
+from newsletter.subscribers.service import HASH_PREFIX, hashed_email
 
 # Generous on purpose: anything that could be an address is checked against the suppressions.
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"'=]+@[^\s<>()\[\],;:\"'=]+")

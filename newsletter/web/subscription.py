@@ -26,15 +26,15 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.transports import carries_smtputf8
 from newsletter.templating import render
-from newsletter.web_security import post_origin_allowed
-from subscribers.abuse import HONEYPOT_FIELD, VISITOR_COOKIE, FormTokenError, Limit, NotThisVisitor, RateLimiter, \
+from newsletter.web.security import post_origin_allowed
+from newsletter.web.abuse import HONEYPOT_FIELD, VISITOR_COOKIE, FormTokenError, Limit, NotThisVisitor, RateLimiter, \
     check_form_token, client_address, issue_form_token, network_of, visitor_cookie, visitor_id
-from subscribers.consent import CONSENT_VERSION, Origin, Source, consent_text
-from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
-from subscribers.service import InvalidInput, clean_name, clean_topics, link_holder, normalize_email
-from subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
+from newsletter.subscribers.consent import CONSENT_VERSION, Origin, Source, consent_text
+from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
+from newsletter.subscribers.service import InvalidInput, clean_name, clean_topics, link_holder, normalize_email
+from newsletter.subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
     update_preferences
-from subscribers.tokens import InvalidToken, LinkSubject, Purpose, make_token, read_token
+from newsletter.tokens import InvalidToken, LinkSubject, Purpose, make_token, read_token
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0

@@ -16,9 +16,9 @@ from sqlmodel import Session, delete, select
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.text import has_control_chars
-from subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent
-from subscribers.tokens import LinkSubject
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
+from newsletter.subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent
+from newsletter.tokens import LinkSubject
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
     TransactionalMail
 
 MAX_NAME = 100
@@ -80,7 +80,7 @@ def clean_topics(values: Iterable[str]) -> list[str]:
 
 def record_consent(session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = "",
                    origin: Origin | None = None) -> None:
-    """One consent event: `source` is one of subscribers.consent.Source; `origin` carries the
+    """One consent event: `source` is one of newsletter.subscribers.consent.Source; `origin` carries the
     web request's IP and User-Agent and the version of the consent text shown."""
     if source not in SOURCES:
         raise ValueError(f"consent source {source!r} is not one of {sorted(SOURCES)}")

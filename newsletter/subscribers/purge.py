@@ -19,8 +19,8 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberStatus, TransactionalMail
-from subscribers.service import hashed_email
+from newsletter.subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberStatus, TransactionalMail
+from newsletter.subscribers.service import hashed_email
 
 TRACE_DAYS = 1  # the longest abuse-limit window: confirmations_per_address_per_day
 

@@ -21,9 +21,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from newsletter.db import session_scope, utcnow
-from subscribers.consent import Source
-from subscribers.models import Subscriber, SubscriberStatus
-from subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, normalize_email,
+from newsletter.subscribers.consent import Source
+from newsletter.subscribers.models import Subscriber, SubscriberStatus
+from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, normalize_email,
                                  record_consent, suppress, upsert_active)
 
 TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)

@@ -18,9 +18,9 @@ from newsletter.content.models import Vote
 from newsletter.db import session_scope
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.issues.models import Issue, IssueItem
-from newsletter.tracking.models import TrackingEvent
-from newsletter.webhooks.models import WebhookEvent
-from subscribers.models import ConsentEvent
+from newsletter.feedback.tracking import TrackingEvent
+from newsletter.feedback.models import WebhookEvent
+from newsletter.subscribers.models import ConsentEvent
 
 COLUMNS = ["recipients", "sent", "delivered", "bounced", "complained", "unsubscribed", "votes"]
 

@@ -28,9 +28,9 @@ from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue, IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import render
-from newsletter.votes import PUBLIC_VOTE_TOKEN
-from newsletter.web_security import SecurityHeaders, allowed_hosts, security_headers
-from subscribers.routes import WebContext, make_router
+from newsletter.web.votes import PUBLIC_VOTE_TOKEN
+from newsletter.web.security import SecurityHeaders, allowed_hosts, security_headers
+from newsletter.web.subscription import WebContext, make_router
 
 log = logging.getLogger(__name__)
 PURGE_EVERY = 3600.0  # seconds between purges of expired unconfirmed signups
@@ -79,7 +79,7 @@ class BackgroundSender:
 
     def _purge(self) -> None:
         """`serve` alone (no scheduler) is a whole deployment: it purges expired unconfirmed signups too."""
-        from subscribers.purge import purge_unconfirmed
+        from newsletter.subscribers.purge import purge_unconfirmed
 
         report = purge_unconfirmed(self.engine, self.settings)
         if report.purged:
@@ -118,14 +118,14 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False)
     app.add_middleware(SecurityHeaders, settings=settings)
     app.include_router(make_router(ctx))
-    from newsletter.webhooks.routes import WebhookContext, make_router as make_webhook_router
+    from newsletter.web.webhooks import WebhookContext, make_router as make_webhook_router
 
     app.state.webhooks = WebhookContext(settings=settings, engine=engine)  # tests swap its fetchers
     app.include_router(make_webhook_router(app.state.webhooks))
-    from newsletter.votes import make_router as vote_router
+    from newsletter.web.votes import make_router as vote_router
 
     app.include_router(vote_router(settings, engine, secret))
-    from newsletter.tracking.routes import make_router as tracking_router
+    from newsletter.web.tracking import make_router as tracking_router
 
     app.include_router(tracking_router(settings, engine, secret))
     site = settings.site

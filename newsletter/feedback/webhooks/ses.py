@@ -4,7 +4,7 @@ SNS signs a canonical string of the message's fields (SignatureVersion 1: SHA1wi
 2: SHA256withRSA) with the key of the X.509 certificate at `SigningCertURL`. That URL (and a
 `SubscribeURL`) must be https on an SNS host, sns.<region>.amazonaws.com(.cn) (SNS_HOST); any
 other is refused before anything is fetched. Certificates are fetched with requests and cached,
-and must be SNS's, issued through a trusted CA (newsletter/webhooks/snscert.py).
+and must be SNS's, issued through a trusted CA (newsletter/feedback/webhooks/snscert.py).
 
 Every AWS account can sign SNS messages with that same certificate, so a valid signature only
 proves the message came through SNS, not from *our* topic: `[webhooks.ses] topic_arn` (one ARN
@@ -13,7 +13,7 @@ or several, comma-separated) is the allow-list, and without it the endpoint is n
 SubscriptionConfirmation: confirmed by a GET of SubscribeURL, only when verified and for an
 allowed topic. Notification: its Message is SES's JSON, `notificationType` (identity
 notifications) or `eventType` (configuration-set event publishing): Bounce (bounceType
-hard or soft per recipient by newsletter/bounce_class.py: its status and diagnostic, then
+hard or soft per recipient by newsletter/delivery/bounce_class.py: its status and diagnostic, then
 bounceType), Complaint, Delivery, DeliveryDelay → deferred. The reference is
 the message tag `reference` (newsletter/delivery/transports/ses.py) or our delivery header.
 """
@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.config import Settings
 from newsletter.issues.message import DELIVERY_HEADER
-from newsletter.webhooks.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
+from newsletter.feedback.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
                                         clean_email, clean_reference, load_json, parse_time)
-from newsletter.webhooks.snscert import UntrustedCertificate, check_sns_certificate, load_certificate
+from newsletter.feedback.webhooks.snscert import UntrustedCertificate, check_sns_certificate, load_certificate
 
 log = logging.getLogger(__name__)
 PROVIDER = "ses"

@@ -17,9 +17,9 @@ from newsletter.config import Settings
 from newsletter.content.models import Comparison, ComparisonTool, Tool, Vote
 from newsletter.db import session_scope, utcnow
 from newsletter.templating import render
-from subscribers.models import SubscriberStatus
-from subscribers.service import link_holder
-from subscribers.tokens import InvalidToken, Purpose, read_token
+from newsletter.subscribers.models import SubscriberStatus
+from newsletter.subscribers.service import link_holder
+from newsletter.tokens import InvalidToken, Purpose, read_token
 
 CHOICES = "abcd"
 PUBLIC_VOTE_TOKEN = "web"  # what the public web view puts where a reader's own token would be

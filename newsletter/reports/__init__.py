@@ -1,0 +1,1 @@
+"""Reports: per-issue figures and listings, counted from the records."""

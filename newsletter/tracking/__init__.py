@@ -1,1 +1,0 @@
-"""Open and click tracking (off by default)."""

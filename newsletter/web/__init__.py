@@ -1,0 +1,1 @@
+"""The web: the app factory, public pages, subscription, votes, tracking and webhook routes."""
