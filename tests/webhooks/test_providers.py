@@ -91,7 +91,7 @@ def sendgrid_event(email, event, **extra):
 
 
 def test_sendgrid(hooks, caplog):
-    caplog.set_level(logging.INFO, logger="newsletter.feedback.webhooks")
+    caplog.set_level(logging.INFO, logger="newsletter.web.webhooks")
     hooks.add("sg-ok@example.com", "sg-blocked@example.com", "sg-spam@example.com", "sg-group@example.com")
     deliveries = hooks.send_issue()
     ok, blocked = deliveries["sg-ok@example.com"], deliveries["sg-blocked@example.com"]
@@ -209,7 +209,7 @@ def resend_payload(kind, email, reference=None, email_id="56761188-7520-42d8-889
 
 
 def test_resend(hooks, caplog):
-    caplog.set_level(logging.INFO, logger="newsletter.feedback.webhooks")
+    caplog.set_level(logging.INFO, logger="newsletter.web.webhooks")
     hooks.add("rs-hard@example.com", "rs-late@example.com", "rs-spam@example.com")
     deliveries = hooks.send_issue()
     hard = deliveries["rs-hard@example.com"]
