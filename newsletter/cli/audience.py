@@ -1,0 +1,97 @@
+"""`newsletter subscribers …` and `newsletter bounces …`: the audience and what bounces say about it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from newsletter.cli.common import bounces_app, console, state, subscribers_app
+
+@subscribers_app.command("export")
+def subscribers_export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write to this file (default: stdout).")] = None,
+) -> None:
+    """Write every subscriber (email, name, status, topics, created/confirmed/unsubscribed dates).
+
+    CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) start with a quote."""
+    from newsletter.files import write_atomic
+    from newsletter.subscribers.service import export
+
+    data = export(state.engine(), fmt)
+    if output is None:
+        sys.stdout.write(data)
+    else:
+        write_atomic(output, data)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(help="CSV with an email column and optionally name, topics (split by ';' "
+                                              "or '|'), status, created_at, confirmed_at, unsubscribed_at.")],
+    status: Annotated[str, typer.Option(help="Status of rows without a status column (consent source 'import').")] = "active",
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Import the good rows and list each bad line "
+                                                "(default: one bad row imports nothing).")] = False,
+) -> None:
+    """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed and
+    nobody who unsubscribed is re-subscribed. Topics must be categories of the publication."""
+    from newsletter.content.categories import publication_categories
+    from newsletter.db import session_scope
+    from newsletter.files import read_text_limited
+    from newsletter.subscribers.importing import import_csv
+
+    data = read_text_limited(file, encoding="utf-8-sig")
+    engine = state.engine()
+    with session_scope(engine) as session:
+        categories = publication_categories(session)
+    result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows)
+    console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
+                  f"{len(result.bad_rows)} bad rows left out", markup=False)
+    for line in result.skipped:
+        console.print(f"  skipped {line}", markup=False)
+    for line in result.bad_rows:
+        console.print(f"  bad row, not imported: {line}", markup=False)
+
+
+@subscribers_app.command("forget")
+def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to erase.")]) -> None:
+    """Erase a person's data (subscriber, topics, consent events, deliveries, votes, mails); keep
+    only a hashed suppression so the address is never mailed again."""
+    from newsletter.subscribers.service import forget
+
+    result = forget(state.engine(), email)
+    console.print(f"forgot {result.email}; erased:", markup=False)
+    for line in result.lines():
+        console.print(f"  {line}", markup=False)
+    console.print("kept: a suppression with the address's SHA-256 only, so it is never mailed again", markup=False)
+
+
+@subscribers_app.command("purge-unconfirmed")
+def subscribers_purge_unconfirmed() -> None:
+    """Erase signups never confirmed whose confirmation has expired (the scheduler and serve also do this
+    hourly); only the address's hash and recent confirmation times stay, for the abuse limits."""
+    from newsletter.subscribers.purge import purge_unconfirmed
+
+    report = purge_unconfirmed(state.engine(), state.settings)
+    console.print(f"purged {report.purged} unconfirmed signups; kept {report.traces_kept} hashed "
+                  f"confirmation times, dropped {report.traces_dropped} older ones", markup=False)
+
+
+@bounces_app.command("process")
+def bounces_process(path: Annotated[Path, typer.Argument(help="A maildir (folder with cur/ and new/) or an mbox file.")]) -> None:
+    """Apply the bounces in a mailbox (RFC 3464 reports and the formats flufl.bounce reads); the mailbox is not changed."""
+    from newsletter.feedback.bounces import process_mailbox
+    from newsletter.secret_key import load_secret_key
+
+    settings = state.settings
+    r = process_mailbox(state.engine(), settings, load_secret_key(settings), path)
+    console.print(f"{path}: {r.messages} messages, {r.reports} bounce reports, {r.not_dsn} skipped (not a bounce), "
+                  f"{r.unreadable} unreadable")
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.kinds.items())) or "none"
+    console.print(f"recipients: {kinds}; {r.applied} applied ({r.matched} matched to a delivery), "
+                  f"{r.duplicates} processed before, {r.not_ours} not ours")
+    if r.consequences:
+        console.print("consequences: " + ", ".join(f"{k} {n}" for k, n in sorted(r.consequences.items())))

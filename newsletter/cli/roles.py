@@ -1,0 +1,97 @@
+"""The long-running roles (serve, worker, scheduler, run) and the stats report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from newsletter.cli.common import app, console, state
+from newsletter.errors import UserError
+
+@app.command("stats")
+def stats_command(
+    issue_id: Annotated[Optional[int], typer.Argument(help="One issue (default: the last issues, as a trend).")] = None,
+    last: Annotated[int, typer.Option(help="How many recent issues the trend shows.")] = 12,
+    html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report with charts.")] = None,
+) -> None:
+    """Per issue: recipients, sent, delivered, bounced, complained, unsubscribed, votes."""
+    from newsletter.reports.stats import COLUMNS, html_report, issue_stats
+
+    rows = issue_stats(state.engine(), limit=last, issue_id=issue_id)
+    if issue_id is not None and not rows:
+        raise UserError(f"issue {issue_id} does not exist or has not been sent")
+    tracking = state.settings.tracking
+    columns = COLUMNS + (["opens"] if tracking.opens else []) + (["clicks"] if tracking.clicks else [])
+    from rich import box
+    from rich.table import Table
+
+    short = {"recipients": "rcpt", "delivered": "deliv", "bounced": "bounce", "complained": "compl",
+             "unsubscribed": "unsub"}
+    table = Table(title="Issues, oldest first (bounce % and complaint % of sent)", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    for name in ("issue", "week", *[short.get(c, c) for c in columns], "bounce%", "compl%"):
+        table.add_column(name, no_wrap=True, justify="left" if name == "week" else "right")
+    for row in rows:
+        table.add_row(str(row.id), row.week, *[str(getattr(row, c)) for c in columns],
+                      row.rate("bounced"), row.rate("complained"))
+    console.print(table)
+    if html_file is not None:
+        from newsletter.files import write_atomic
+
+        write_atomic(html_file, html_report(rows, state.settings.site.name))
+        console.print(f"report: {html_file}")
+
+
+@app.command("scheduler")
+def scheduler_command() -> None:
+    """Run the weekly scheduler (draft day, dispatch of due issues) until stopped."""
+    from newsletter.processes import run_processes
+
+    run_processes(state.engine(), state.settings, web=False, scheduler=True, worker=False, echo=console.print)
+
+
+@app.command("run")
+def run_all(
+    host: Annotated[Optional[str], typer.Option(help="Web address (default: \\[web] host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Web port (default: \\[web] port).")] = None,
+) -> None:
+    """Web server, scheduler and one worker in one process, for small deployments."""
+    from newsletter.processes import run_processes
+
+    run_processes(state.engine(), state.settings, web=True, scheduler=True, worker=True,
+                  host=host, port=port, echo=console.print)
+
+
+@app.command("worker")
+def worker(
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Stop when no work is left: nothing queued, held by another worker or due for a retry.")] = False,
+    processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes (PostgreSQL; SQLite always runs 1).")] = 1,
+) -> None:
+    """Deliver every issue that is sending; SIGTERM/SIGINT finish the batch, then exit (docs/operations.md)."""
+    from newsletter.delivery.worker import run_workers
+
+    state.engine()  # refuses to start on a database that is not migrated
+    result = run_workers(state.settings, processes, until_idle=until_idle, echo=console.print)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: \\[web] host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: \\[web] port).")] = None,
+    no_sender: Annotated[bool, typer.Option("--no-sender", help="Leave confirmation mails to `newsletter worker`.")] = False,
+) -> None:
+    """Run the web app: signup, confirmation, unsubscribe, preferences, issue web view."""
+    import uvicorn
+
+    from newsletter.web.app import create_app
+
+    settings = state.settings
+    app_ = create_app(settings, engine=state.engine(), with_sender=not no_sender)
+    uvicorn.run(app_, host=host or settings.web.host, port=port or settings.web.port,
+                log_level="info", server_header=False,
+                proxy_headers=False)  # the app applies [web] trusted_proxy_hops itself
