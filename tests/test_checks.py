@@ -24,7 +24,7 @@ from newsletter.weeks import week_of
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import write_config
 from tests.content_files import comparison, text, write_content
-from tests.test_cli import run
+from tests.cli.test_cli import run
 
 ENV = {"NEWSLETTER_SECRET_KEY": "k" * 40}
 NOW = datetime.now(UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from tests.test_cli import run
+from tests.cli.test_cli import run
 
 ENV = {"NEWSLETTER_SECRET_KEY": "k" * 40}
 SAMPLE = Path(__file__).resolve().parent.parent / "newsletter" / "content" / "sample"

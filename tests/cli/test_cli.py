@@ -26,7 +26,7 @@ def run(args, cwd, env_extra=None, check=True):
 
 def test_demo_runs_the_whole_pipeline_and_is_safe_to_repeat(tmp_path):
     (tmp_path / "config.toml").write_text(
-        (Path(__file__).resolve().parent.parent / "config.toml").read_text())
+        (Path(__file__).resolve().parents[2] / "config.toml").read_text())
     first = run(["demo"], tmp_path)
     assert "Sent 6 messages" in first.stdout, first.stdout
     outbox = tmp_path / "var" / "outbox"
@@ -56,7 +56,7 @@ def test_editor_flow_draft_send_worker(tmp_path):
     write_config(tmp_path)
     env = {"NEWSLETTER_SECRET_KEY": "k" * 40}
     run(["db", "upgrade"], tmp_path, env)
-    sample = Path(__file__).resolve().parent.parent / "newsletter" / "content" / "sample"
+    sample = Path(__file__).resolve().parents[2] / "newsletter" / "content" / "sample"
     out = run(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env).stdout
     assert "5 new" in out
     csv_file = tmp_path / "readers.csv"
@@ -103,7 +103,7 @@ def test_editor_commands(tmp_path):
     write_config(tmp_path, extra="\n[schedule]\nconfirm_over = 1\n")
     env = {"NEWSLETTER_SECRET_KEY": "k" * 40}
     run(["db", "upgrade"], tmp_path, env)
-    sample = Path(__file__).resolve().parent.parent / "newsletter" / "content" / "sample"
+    sample = Path(__file__).resolve().parents[2] / "newsletter" / "content" / "sample"
     run(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env)
     (tmp_path / "readers.csv").write_text("email\na@example.com\nb@example.com\n")
     run(["subscribers", "import", "readers.csv"], tmp_path, env)
