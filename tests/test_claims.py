@@ -20,7 +20,8 @@ from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox, sender
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.mail.message import OutgoingMessage
 from newsletter.issues.drafting import draft_issue
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config

@@ -12,7 +12,8 @@ from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
 from newsletter.errors import ConfigError
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.mail import dkim as wv_dkim
@@ -90,7 +91,7 @@ def real_issue_message(settings):
         compiled = compile_issue(build_issue_view(session, settings, issue))
     engine.dispose()
     template = build_template(settings, compiled)
-    recipient = Recipient("reader@example.com", "Rëader", 7, f"i{issue.id}-d1")
+    recipient = IssueRecipient("reader@example.com", "Rëader", 7, f"i{issue.id}-d1")
     message, _ = issue_message(settings, TEST_SECRET, template, recipient, datetime(2026, 11, 26, 8, tzinfo=UTC))
     return message.data, template, recipient
 

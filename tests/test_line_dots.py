@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from newsletter.config import SmtpSettings
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.smtp import SmtpTransport, _stuffed
-from newsletter.issues.message import assemble
+from newsletter.mail.compose import assemble
 from newsletter.mail import dkim as wv_dkim
 from newsletter.mail.mime import message_template
 from newsletter.mail.slots import SlotMarker

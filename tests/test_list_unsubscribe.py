@@ -9,7 +9,8 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.errors import UserError
-from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template
 from newsletter.mail.headers import list_unsubscribe, unsubscribe_token_of
 from newsletter.tokens import InvalidToken, Purpose, read_token
 from tests.conftest import TEST_SECRET, write_config
@@ -21,7 +22,7 @@ MAILBOX = "unsubscribe@weeklyverdicts.example"
 def header_uris(settings, subscriber_id=42):
     template = build_template(settings, compiled())
     message, _ = issue_message(settings, TEST_SECRET, template,
-                               Recipient("reader@example.com", "Reader", subscriber_id, "i7-d42"), NOW)
+                               IssueRecipient("reader@example.com", "Reader", subscriber_id, "i7-d42"), NOW)
     parsed = message_from_bytes(message.data, policy=policy.default)
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     raw_line = next(line for line in message.data.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))

@@ -3,8 +3,9 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from newsletter.issues.message import Recipient, build_template, issue_message, list_id
-from newsletter.issues.render import CompiledEmail
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template, list_id
+from newsletter.mail.compile import CompiledEmail
 from newsletter.mail.headers import encode_address, header_line
 from newsletter.mail.mime import qp_encode
 from newsletter.mail.slots import SlotMarker
@@ -23,7 +24,7 @@ def compiled(subject="Ünïcode subject — Claude Haiku Open Weights vs Hugging
     return CompiledEmail(subject, html, text)
 
 
-def build(settings, recipient=Recipient("reader@example.com", "Rëader Name", 42, "i7-d42")):
+def build(settings, recipient=IssueRecipient("reader@example.com", "Rëader Name", 42, "i7-d42")):
     template = build_template(settings, compiled())
     return issue_message(settings, TEST_SECRET, template, recipient, NOW)
 
@@ -87,7 +88,7 @@ def test_header_injection_is_rejected(value):
 
 def test_a_name_with_control_characters_never_reaches_the_wire(settings):
     with pytest.raises(ValueError):
-        build(settings, Recipient("reader@example.com", "Bad\r\nBcc: x@example.com", 1, "r"))
+        build(settings, IssueRecipient("reader@example.com", "Bad\r\nBcc: x@example.com", 1, "r"))
 
 
 def test_tokens_are_purpose_bound_and_tamper_evident():

@@ -7,7 +7,8 @@ import pytest
 from newsletter.content.importer import import_files
 from newsletter.db import session_scope
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.render import compile_email, compile_issue
+from newsletter.mail.compile import compile_email
+from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.templating import TemplateError, render
 from tests.test_content import comparison_doc
@@ -90,16 +91,17 @@ def test_template_mistakes_name_the_template_and_line(tmp_path, monkeypatch):
 
 def test_a_missing_variable_fails_at_compile_not_at_send(sample_engine, settings):
     with pytest.raises(TemplateError, match="issue.mjml.j2"):
-        compile_email("issue", "S", lambda slot: {"site": None})
+        compile_email("issue", "S", lambda slot: {"site": None}, render)
 
 
 def test_per_recipient_messages_need_no_template_or_mjml_work(sample_engine, settings, monkeypatch):
     """Once the issue is compiled, building messages must not touch Jinja or MJML again."""
     from datetime import UTC, datetime
 
-    import newsletter.issues.render as render_module
+    import newsletter.mail.compile as compile_module
     import newsletter.templating as templating
-    from newsletter.issues.message import Recipient, build_template, issue_message
+    from newsletter.issues.links import IssueRecipient, issue_message
+    from newsletter.mail.compose import build_template
     from tests.conftest import TEST_SECRET
 
     compiled = compiled_for(sample_engine, settings, "2026-W48")
@@ -108,11 +110,11 @@ def test_per_recipient_messages_need_no_template_or_mjml_work(sample_engine, set
     def tripwire(*_args, **_kwargs):
         raise AssertionError("per-recipient path rendered a template or compiled MJML")
 
-    monkeypatch.setattr(render_module, "mjml2html", tripwire)
+    monkeypatch.setattr(compile_module, "mjml2html", tripwire)
     monkeypatch.setattr(templating.jinja2.Template, "render", tripwire)
     now = datetime.now(UTC)
     bodies = set()
     for n in range(200):
-        message, _ = issue_message(settings, TEST_SECRET, template, Recipient(f"r{n}@example.com", "", n, f"i1-d{n}"), now)
+        message, _ = issue_message(settings, TEST_SECRET, template, IssueRecipient(f"r{n}@example.com", "", n, f"i1-d{n}"), now)
         bodies.add(message.data)
     assert len(bodies) == 200  # every copy is personal (address, links, Message-ID)

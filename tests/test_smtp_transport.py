@@ -4,7 +4,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from newsletter.config import SmtpSettings
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome
+from newsletter.mail.message import OutgoingMessage
+from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.smtp import SmtpTransport
 from tests.smtp_server import free_port, start_server
 

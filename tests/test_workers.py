@@ -26,7 +26,7 @@ from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.control import cancel_issue, pause_issue, resume_issue
 from newsletter.delivery.models import Delivery, SendWindow
-from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.delivery.transports.base import Outcome, SendResult
@@ -323,8 +323,8 @@ def test_send_wait_delivers_with_a_progress_bar(tmp_path):
 def test_the_limiter_grants_what_the_windows_allow(tmp_path, db_url):
     engine = make_engine(db_url)
     upgrade(engine)
-    limiter = RateLimiter(engine, "smtp", per_second=10, per_hour=25)
-    other = RateLimiter(engine, "smtp", per_second=10, per_hour=25)  # a second worker, same transport
+    limiter = SendRateLimiter(engine, "smtp", per_second=10, per_hour=25)
+    other = SendRateLimiter(engine, "smtp", per_second=10, per_hour=25)  # a second worker, same transport
     assert limiter.acquire(8, now=1000.2).count == 8
     assert other.acquire(8, now=1000.5).count == 2  # the second is shared: 10 in all
     full = limiter.acquire(5, now=1000.9)
@@ -334,8 +334,8 @@ def test_the_limiter_grants_what_the_windows_allow(tmp_path, db_url):
     other.refund(grant, 3)  # only 5 rows were due
     assert limiter.acquire(50, now=1002.0).count == 10  # 25 an hour: 10 + 5 used before
     assert limiter.acquire(1, now=1003.0).count == 0
-    assert RateLimiter(engine, "postmark", per_second=10).acquire(4, now=1003.0).count == 4  # per transport
-    assert RateLimiter(engine, "smtp").acquire(10_000).count == 10_000  # no limit, no query
+    assert SendRateLimiter(engine, "postmark", per_second=10).acquire(4, now=1003.0).count == 4  # per transport
+    assert SendRateLimiter(engine, "smtp").acquire(10_000).count == 10_000  # no limit, no query
     with session_scope(engine) as session:
         windows = {(w.window_seconds, w.window_start): w.used
                    for w in session.execute(select(SendWindow).where(SendWindow.transport == "smtp")).scalars()}

@@ -51,7 +51,7 @@ class Grant:
     wait_seconds: float = 0.0  # when count is 0: until the full window ends
 
 
-class RateLimiter:
+class SendRateLimiter:
     """Permits for one transport. With no limit set, every request is granted without a query."""
 
     def __init__(self, engine: Engine, transport: str, per_second: int = 0, per_hour: int = 0) -> None:
@@ -61,7 +61,7 @@ class RateLimiter:
         self._last_housekeeping = 0.0
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings, transport: str) -> RateLimiter:
+    def from_settings(cls, engine: Engine, settings: Settings, transport: str) -> SendRateLimiter:
         cfg = settings.delivery
         return cls(engine, transport, cfg.rate_per_second, cfg.rate_per_hour)
 

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from newsletter.delivery.transports.base import OutgoingMessage
+from newsletter.mail.message import OutgoingMessage
 from newsletter.mail.headers import header_line
 from newsletter.mail.mime import message_template
 from newsletter.mail.slots import SlotMarker
@@ -468,11 +468,12 @@ NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
 def project_messages(folder, readers: list[tuple[str, str]]) -> list[OutgoingMessage]:
-    """Issue messages exactly as the pipeline builds them (newsletter.issues.message), for
+    """Issue messages exactly as the pipeline builds them (newsletter.issues.links, newsletter.mail.compose), for
     (email, name) readers, with a small compiled issue instead of the MJML render."""
     from newsletter.config import load_settings
-    from newsletter.issues.message import Recipient, build_template, issue_message
-    from newsletter.issues.render import CompiledEmail
+    from newsletter.issues.links import IssueRecipient, issue_message
+    from newsletter.mail.compose import build_template
+    from newsletter.mail.compile import CompiledEmail
     from tests.conftest import TEST_SECRET, write_config
 
     settings = load_settings(write_config(folder))
@@ -483,5 +484,5 @@ def project_messages(folder, readers: list[tuple[str, str]]) -> list[OutgoingMes
     text = marker.split(f"Hi {marker('email')} — this week: Claude vs Gemini\n"
                         f"Unsubscribe: {marker('unsubscribe_url')}\nPreferences: {marker('preferences_url')}\n")
     template = build_template(settings, CompiledEmail("Weekly Verdicts — Claude vs Gemini", html, text))
-    return [issue_message(settings, TEST_SECRET, template, Recipient(email, name, n, f"i7-d{n}"), NOW)[0]
+    return [issue_message(settings, TEST_SECRET, template, IssueRecipient(email, name, n, f"i7-d{n}"), NOW)[0]
             for n, (email, name) in enumerate(readers, start=1)]

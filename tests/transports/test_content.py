@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.delivery.transports.base import PlainBody
-from newsletter.delivery.transports.http import dumps, parse_message
-from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.mail.message import PlainBody
+from newsletter.delivery.transports.http import dumps
+from newsletter.mail.reader import parse_message
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template
 from newsletter.issues.render import compile_issue
 from newsletter.mail.mime import FilledBody, encode_part
 from newsletter.mail.slots import SlotMarker, Slotted
@@ -48,7 +50,7 @@ def issue_setup(tmp_path_factory):
 @pytest.mark.parametrize("name", ["", "Zoë Ä", 'Doe, Jane "JD"'])
 def test_an_issue_message_content_equals_its_bytes_read_back(issue_setup, name):
     config, template = issue_setup
-    message, _ = issue_message(config, TEST_SECRET, template, Recipient("reader+x@example.com", name, 7, "i1-d7"),
+    message, _ = issue_message(config, TEST_SECRET, template, IssueRecipient("reader+x@example.com", name, 7, "i1-d7"),
                                NOW, signer=None)
     parsed = parse_message(message, use_content=False)
     assert_same_fields(message.content, parsed)
@@ -103,11 +105,11 @@ def test_dumps_refuses_what_json_cannot_hold():
 
 def test_a_fields_only_message_has_the_same_content_and_no_bytes(issue_setup):
     config, template = issue_setup
-    recipient = Recipient("reader@example.com", "Zoë", 9, "i1-d9")
+    recipient = IssueRecipient("reader@example.com", "Zoë", 9, "i1-d9")
     full, full_id = issue_message(config, TEST_SECRET, template, recipient, NOW, signer=None)
     fields, fields_id = issue_message(config, TEST_SECRET, template, recipient, NOW, signer=None, mime=False)
     assert fields.data == b"" and full.data and fields_id == full_id
     assert fields.content == full.content
     with pytest.raises(ValueError, match="control character"):  # the headers are still checked
-        issue_message(config, TEST_SECRET, template, Recipient("a@example.com", "Bad\r\nBcc: x", 1, "i1-d1"),
+        issue_message(config, TEST_SECRET, template, IssueRecipient("a@example.com", "Bad\r\nBcc: x", 1, "i1-d1"),
                       NOW, signer=None, mime=False)

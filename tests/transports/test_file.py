@@ -1,6 +1,7 @@
 """The file outbox: whole messages under `<reference>.eml`, and nothing else, even when a write fails."""
 
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome
+from newsletter.mail.message import OutgoingMessage
+from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.file import FileTransport
 
 

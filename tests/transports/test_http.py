@@ -9,8 +9,10 @@ from pydantic import SecretStr
 
 from newsletter.config import PostmarkSettings, load_settings
 from newsletter.delivery.transports import make_transport
-from newsletter.delivery.transports.base import OutgoingMessage, Outcome, format_address
-from newsletter.delivery.transports.http import http_failure, parse_message, retry_after_seconds
+from newsletter.mail.message import OutgoingMessage, format_address
+from newsletter.delivery.transports.base import Outcome
+from newsletter.delivery.transports.http import http_failure, retry_after_seconds
+from newsletter.mail.reader import parse_message
 from newsletter.delivery.transports.mailgun import MailgunTransport
 from newsletter.delivery.transports.postmark import PostmarkTransport
 from newsletter.delivery.transports.resend import ResendTransport

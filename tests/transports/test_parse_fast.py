@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.delivery.transports.base import OutgoingMessage
-from newsletter.delivery.transports.http import _fast_parse, parse_message
+from newsletter.mail.message import OutgoingMessage
+from newsletter.mail.reader import _fast_parse, parse_message
 
 
 def outgoing(message: EmailMessage, to: str = "reader@example.com") -> OutgoingMessage:
@@ -60,12 +60,13 @@ def test_any_text_parses_the_same_on_both_paths(text, html):
 
 def test_a_real_issue_message_takes_the_fast_path(tmp_path):
     from bench.sample import SECRET, sample_issue_view
-    from newsletter.issues.message import Recipient, build_template, issue_message
+    from newsletter.issues.links import IssueRecipient, issue_message
+    from newsletter.mail.compose import build_template
     from newsletter.issues.render import compile_issue
 
     config, view = sample_issue_view(tmp_path)
     template = build_template(config, compile_issue(view))
-    item = issue_message(config, SECRET, template, Recipient("reader@example.com", "Zoë Ä", 7, "i1-d7"),
+    item = issue_message(config, SECRET, template, IssueRecipient("reader@example.com", "Zoë Ä", 7, "i1-d7"),
                          datetime.now(UTC), signer=None)[0]
     assert _fast_parse(item.data) is not None
     fast, full = parse_message(item, use_content=False), parse_message(item, fast=False, use_content=False)
