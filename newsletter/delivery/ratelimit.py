@@ -30,10 +30,9 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, case, delete, literal, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
-from newsletter.db import session_scope
+from newsletter.db import insert_for, session_scope
 from newsletter.delivery.models import SendWindow
 
 HOUSEKEEPING_SECONDS = 60.0
@@ -75,10 +74,9 @@ class SendRateLimiter:
         return time.time()
 
     def _take(self, session, seconds: int, start: int, limit: int, n: int) -> int:
-        insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)
         first = min(n, limit)
         statement = (
-            insert(SendWindow)
+            insert_for(session, SendWindow)
             .values(transport=self.transport, window_seconds=seconds, window_start=start, used=first,
                     granted=first)
             .on_conflict_do_update(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Engine, exists, select, update
+from sqlalchemy import Engine, exists, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -34,7 +34,8 @@ from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.errors import UserError
 from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.mail.compose import build_template
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
@@ -59,11 +60,8 @@ class StartResult:
 def start_send(engine: Engine, issue_id: int, now: datetime | None = None) -> StartResult:
     now = now or utcnow()
     with session_scope(engine) as session:
-        moved = session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.state.in_((IssueState.draft.value, IssueState.scheduled.value)))
-            .values(state=IssueState.sending.value, started_at=now)
-        ).rowcount
+        moved = transition(session, issue_id, IssueState.sending, only=(IssueState.draft, IssueState.scheduled),
+                           started_at=now)
         enqueued = outbox.enqueue(session, issue_id, now) if moved else 0
         issue = session.get(Issue, issue_id)
         if issue is None:
@@ -94,11 +92,7 @@ class DeliverReport:
 
 def _finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     pending = exists().where(Delivery.issue_id == issue_id, Delivery.state.in_(outbox.PENDING))
-    return bool(session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.state == IssueState.sending.value, ~pending)
-        .values(state=IssueState.sent.value, finished_at=now)
-    ).rowcount)
+    return transition(session, issue_id, IssueState.sent, ~pending, finished_at=now)
 
 
 @dataclass

@@ -49,7 +49,8 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.sender import DeliverReport, database_gone, deliver, worker_id
 from newsletter.delivery.transports import make_transport
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import use_operator_templates
 from newsletter.subscribers.models import TransactionalMail
