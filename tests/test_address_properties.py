@@ -34,7 +34,7 @@ from newsletter.migrate import upgrade
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, TransactionalMail
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import free_port, start_server
+from tests.fakes.smtp_server import free_port, start_server
 from tests.web.conftest import start_live
 
 PROPERTY = settings(max_examples=25, derandomize=True, deadline=None,

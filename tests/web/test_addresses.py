@@ -21,7 +21,7 @@ from newsletter.delivery.transactional import template_for
 from newsletter.subscribers.models import Subscriber, TransactionalMail
 from newsletter.subscribers.service import forget
 from tests.conftest import TEST_SECRET
-from tests.smtp_server import start_server
+from tests.fakes.smtp_server import start_server
 
 UTF8_LOCAL, IDN = "üser@bücher.de", "user@bücher.de"
 

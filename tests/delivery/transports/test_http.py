@@ -23,7 +23,7 @@ from newsletter.mail.headers import encode_address, encode_text, header_line
 from newsletter.mail.mime import message_template
 from newsletter.mail.slots import SlotMarker
 from tests.conftest import write_config
-from tests.transports.provider_server import ProviderServer, small_messages
+from tests.fakes.provider_server import ProviderServer, small_messages
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 

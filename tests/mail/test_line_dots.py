@@ -18,8 +18,8 @@ from newsletter.mail.compose import assemble
 from newsletter.mail import dkim as wv_dkim
 from newsletter.mail.mime import message_template
 from newsletter.mail.slots import SlotMarker
-from tests.smtp_server import start_server
-from tests.test_dkim import dns_stub, issue_settings, rsa_key
+from tests.fakes.smtp_server import start_server
+from tests.mail.test_dkim import dns_stub, issue_settings, rsa_key
 
 # Lines that begin with dots, lone CRs and LFs, "=" (always encoded), long runs (soft breaks at 75).
 body_text = st.lists(st.sampled_from(["a", ".", ".", "\n", "\r", "\r\n", " ", "=", "ü", "\t", "a" * 70]),

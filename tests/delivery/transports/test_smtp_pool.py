@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from newsletter.config import SmtpSettings
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.smtp import SmtpTransport, _stuffed
-from tests.smtp_server import start_server
-from tests.test_smtp_transport import message
+from tests.fakes.smtp_server import start_server
+from tests.delivery.transports.test_smtp import message
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from newsletter.config import ResendSettings
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.resend import ResendTransport, idempotency_key
 from newsletter.errors import ConfigError
-from tests.transports.provider_server import ProviderServer, parse, project_messages, small_messages
+from tests.fakes.provider_server import ProviderServer, parse, project_messages, small_messages
 
 KEY = "re_test_key"
 READERS = [("ann@example.com", "Ann Reader"), ("bad@example.com", ""), ("bob@example.com", "")]

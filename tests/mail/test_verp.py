@@ -13,8 +13,8 @@ from newsletter.feedback.events import EventKind
 from newsletter.feedback.webhooks.mailgun import parse_event as mailgun_event
 from newsletter.feedback.webhooks.sendgrid import parse_event as sendgrid_event
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import start_server
-from tests.test_delivery import add_readers, send_all
+from tests.fakes.smtp_server import start_server
+from tests.delivery.test_delivery import add_readers, send_all
 
 VERP = """
     [mail]

@@ -2,7 +2,7 @@
 
 The file was reviewed by eye (screenshots in light and dark, phone and desktop) when
 written. When a change to templates or sample content is intended, regenerate it with
-`UPDATE_GOLDEN=1 make test` (or pytest tests/test_golden.py), look at the diff, commit.
+`UPDATE_GOLDEN=1 make test` (or pytest tests/issues/test_golden.py), look at the diff, commit.
 """
 
 import os

@@ -15,8 +15,8 @@ from sqlalchemy import insert, select
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.models import WorkerHeartbeat
-from tests.smtp_server import start_server
-from tests.test_workers import counts, finish, issue_state, popen, rows, setup_issue, wait_for, worker_cmd
+from tests.fakes.smtp_server import start_server
+from tests.delivery.test_workers import counts, finish, issue_state, popen, rows, setup_issue, wait_for, worker_cmd
 
 BEAT = 0.5  # seconds; a worker is stale after 3 missed beats
 LEASE = timedelta(seconds=300)

@@ -18,8 +18,8 @@ from newsletter.delivery.transports import make_transport
 from tests import pg_cluster
 from tests.conftest import IN_CI, TEST_SECRET
 from tests.pg_cluster import ThrowawayCluster
-from tests.smtp_server import start_server
-from tests.test_workers import counts, finish, issue_state, popen, rows, setup_issue, smtp_extra, wait_for, \
+from tests.fakes.smtp_server import start_server
+from tests.delivery.test_workers import counts, finish, issue_state, popen, rows, setup_issue, smtp_extra, wait_for, \
     worker_cmd
 
 pytestmark = pytest.mark.postgres

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.models import Delivery
 from newsletter.subscribers.models import Subscriber, TransactionalMail
-from tests.test_workers import finish, popen, setup_issue, wait_for, worker_cmd
+from tests.delivery.test_workers import finish, popen, setup_issue, wait_for, worker_cmd
 
 MAX_ATTEMPTS = 3
 EXTRA = f"""

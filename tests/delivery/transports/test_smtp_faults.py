@@ -1,4 +1,4 @@
-"""The SMTP transport and the delivery loop against a faulty aiosmtpd server (tests/smtp_server.py):
+"""The SMTP transport and the delivery loop against a faulty aiosmtpd server (tests/fakes/smtp_server.py):
 421 service-closing replies, connections dropped after RCPT or during DATA, 451 and 550 replies,
 a per-session limit. Every message ends `sent` or `retry` as its fault demands: none is lost,
 none arrives twice. Every test runs twice: against a server that offers PIPELINING (RFC 2920, the
@@ -25,8 +25,8 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.migrate import upgrade
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import start_server
-from tests.test_smtp_transport import message
+from tests.fakes.smtp_server import start_server
+from tests.delivery.transports.test_smtp import message
 
 
 @pytest.fixture(params=[False, True], ids=["sequential", "pipelined"])

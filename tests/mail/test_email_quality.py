@@ -7,7 +7,7 @@ import pytest
 
 from newsletter.mail.palette import DARK, LIGHT, SHAPE_PAIRS, TEXT_PAIRS, contrast
 from newsletter.delivery.transactional import compiled_kind
-from tests.test_render import VALUES, compiled_for
+from tests.issues.test_render import VALUES, compiled_for
 
 
 class Audit(HTMLParser):

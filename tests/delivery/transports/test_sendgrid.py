@@ -5,7 +5,7 @@ from newsletter.config import SendgridSettings
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.sendgrid import SendgridTransport
 from newsletter.errors import ConfigError
-from tests.transports.provider_server import ProviderServer, parse, project_messages, small_messages
+from tests.fakes.provider_server import ProviderServer, parse, project_messages, small_messages
 
 KEY = "SG.test-key"
 READERS = [("ann@example.com", "Ann Reader"), ("bob@example.com", ""), ("bad@example.com", "")]

@@ -5,7 +5,7 @@ from newsletter.config import MailgunSettings
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.mailgun import MailgunTransport
 from newsletter.errors import ConfigError
-from tests.transports.provider_server import ProviderServer, parse, project_messages, small_messages
+from tests.fakes.provider_server import ProviderServer, parse, project_messages, small_messages
 
 KEY = "key-test"
 DOMAIN = "mg.weeklyverdicts.example"

@@ -14,7 +14,7 @@ from newsletter.mail.compose import build_template
 from newsletter.mail.headers import list_unsubscribe, unsubscribe_token_of
 from newsletter.tokens import InvalidToken, Purpose, read_token
 from tests.conftest import TEST_SECRET, write_config
-from tests.test_message import NOW, compiled
+from tests.mail.test_compose import NOW, compiled
 
 MAILBOX = "unsubscribe@weeklyverdicts.example"
 

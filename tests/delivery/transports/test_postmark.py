@@ -17,7 +17,7 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.subscribers.models import Subscriber, Suppression
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
-from tests.transports.provider_server import ProviderServer, parse, project_messages, small_messages
+from tests.fakes.provider_server import ProviderServer, parse, project_messages, small_messages
 
 TOKEN = "pm-server-token-test"
 READERS = [("ann@example.com", "Ann Reader"), ("bob@example.com", ""), ("gone@example.com", "Gone")]

@@ -7,7 +7,7 @@ from newsletter.config import SmtpSettings
 from newsletter.mail.message import OutgoingMessage
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.smtp import SmtpTransport
-from tests.smtp_server import free_port, start_server
+from tests.fakes.smtp_server import free_port, start_server
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_implicit_tls_sends_the_same_bytes(tmp_path):
     gets every byte, leading dots included."""
     import ssl
 
-    from tests.smtp_server import RecordingHandler
+    from tests.fakes.smtp_server import RecordingHandler
 
     cert, key = self_signed(tmp_path)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

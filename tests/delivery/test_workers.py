@@ -36,10 +36,10 @@ from newsletter.issues.models import Issue
 from newsletter.migrate import upgrade
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import start_server
+from tests.fakes.smtp_server import start_server
 
 WEEK = "2026-W48"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from newsletter.content.importer import import_files
 from newsletter.db import session_scope
 from newsletter.errors import UserError
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState
 from newsletter.issues.selection import select_for_week
 from newsletter.weeks import parse_week, week_bounds, week_of
 from tests.test_content import comparison_doc

@@ -17,7 +17,7 @@ from newsletter.issues.models import Issue
 from newsletter.subscribers.models import Subscriber, Suppression
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import start_server
+from tests.fakes.smtp_server import start_server
 
 WEEK = "2026-W48"
 

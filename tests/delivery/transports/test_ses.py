@@ -11,7 +11,7 @@ from newsletter.config import SesSettings
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.ses import SesTransport
 from newsletter.errors import ConfigError
-from tests.transports.provider_server import (ProviderServer, parse, project_messages, sigv4_signature,
+from tests.fakes.provider_server import (ProviderServer, parse, project_messages, sigv4_signature,
                                               small_messages)
 
 ACCESS_KEY = "AKIDTESTWEEKLYVERDICTS"
