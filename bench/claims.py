@@ -28,7 +28,8 @@ from bench.sample import PG, pg_schema, queued_issue, write_config
 from bench.smtp_send import machine
 from newsletter.delivery import sender
 from newsletter.delivery.sender import DeliverReport, deliver
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.mail.message import OutgoingMessage
 
 START, END = "<!-- bench:claims -->", "<!-- /bench:claims -->"
 SECRET = "bench-secret-" + "c" * 40

@@ -42,7 +42,8 @@ from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.postmark import PostmarkTransport
 from newsletter.delivery.transports.resend import ResendTransport
 from newsletter.delivery.transports.sendgrid import SendgridTransport
-from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template
 from newsletter.issues.render import compile_issue
 
 START, END = "<!-- bench:http_batch -->", "<!-- /bench:http_batch -->"
@@ -116,7 +117,7 @@ def run(count: int = 5000, batch_size: int = 500, repeats: int = 3) -> dict:
 
     def build(offset: int, n: int, mime: bool = True) -> list:
         """As the worker builds them: with MIME bytes only for a transport that reads them."""
-        return [issue_message(settings, SECRET, template, Recipient(f"reader{i}@example.com", "", i, f"bench-{i}"),
+        return [issue_message(settings, SECRET, template, IssueRecipient(f"reader{i}@example.com", "", i, f"bench-{i}"),
                               now, signer=None, mime=mime)[0] for i in range(offset, offset + n)]
 
     def timed(function) -> float:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.sample import SECRET, sample_issue_view
-from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template
 from newsletter.issues.render import compile_issue
 
 
@@ -31,7 +32,7 @@ def run(ours_n: int = 10_000, reference_n: int = 30) -> dict:
         started, cpu = time.perf_counter(), time.process_time()
         size = 0
         for n in range(ours_n):
-            message, _ = issue_message(settings, SECRET, template, Recipient(f"r{n}@example.com", "Reader", n, f"b-{n}"), now)
+            message, _ = issue_message(settings, SECRET, template, IssueRecipient(f"r{n}@example.com", "Reader", n, f"b-{n}"), now)
             size += len(message.data)
         ours = ours_n / (time.perf_counter() - started)
         ours_cpu = ours_n / (time.process_time() - cpu)
@@ -39,7 +40,7 @@ def run(ours_n: int = 10_000, reference_n: int = 30) -> dict:
         started = time.perf_counter()
         for n in range(reference_n):  # what a naive sender does: compile per recipient
             per = build_template(settings, compile_issue(view))
-            issue_message(settings, SECRET, per, Recipient(f"r{n}@example.com", "Reader", n, f"b-{n}"), now)
+            issue_message(settings, SECRET, per, IssueRecipient(f"r{n}@example.com", "Reader", n, f"b-{n}"), now)
         reference = reference_n / (time.perf_counter() - started)
     return {
         "compile_ms": round(compile_seconds * 1000, 1),

@@ -31,9 +31,11 @@ from pathlib import Path
 from bench.report import write_section
 from bench.sample import SECRET, sample_issue_view
 from newsletter.config import SmtpSettings
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage
+from newsletter.delivery.transports.base import Outcome
+from newsletter.mail.message import OutgoingMessage
 from newsletter.delivery.transports.smtp import SmtpTransport
-from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template
 from newsletter.issues.render import compile_issue
 
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -90,7 +92,7 @@ def issue_messages(count: int) -> list[OutgoingMessage]:
     template = build_template(settings, compile_issue(view))
     now = datetime.now(UTC)
     return [issue_message(settings, SECRET, template,
-                          Recipient(f"reader{n}@example.com", "", n, f"bench-{n}"), now, signer=None)[0]
+                          IssueRecipient(f"reader{n}@example.com", "", n, f"bench-{n}"), now, signer=None)[0]
             for n in range(count)]
 
 

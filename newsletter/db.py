@@ -6,9 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel
 
 from newsletter.errors import ConfigError
@@ -89,3 +92,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_for(session: Session, table: Any) -> Insert:
+    """INSERT for `table` in the session's dialect: the PostgreSQL or SQLite construct, which has
+    `on_conflict_do_nothing/do_update` (the generic insert has neither)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)

@@ -27,7 +27,8 @@ from newsletter.issues.checks import failing_checks
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.editing import schedule as schedule_issue
 from newsletter.issues.editing import unschedule
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState
 from newsletter.delivery.notices import notify_held
 from newsletter.weeks import parse_week, week_of
 

@@ -34,7 +34,7 @@ from newsletter.migrate import upgrade
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, TransactionalMail
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import free_port, start_server
+from tests.fakes.smtp_server import free_port, start_server
 from tests.web.conftest import start_live
 
 PROPERTY = settings(max_examples=25, derandomize=True, deadline=None,
@@ -200,14 +200,14 @@ def test_json_providers_get_exactly_the_reader(tmp_path, name, email):
     """The HTTP providers take `To` as a string they parse themselves: it too names only the reader."""
     from datetime import UTC, datetime
 
-    from newsletter.issues.message import Recipient, issue_message
+    from newsletter.issues.links import IssueRecipient, issue_message
     from newsletter.delivery.transactional import template_for
 
     json_settings = load_settings(write_config(tmp_path))  # bytes and JSON fields come from one builder
     stored, wire = expected(email)
     name = name.strip()[:100]
     message, _ = issue_message(json_settings, TEST_SECRET, template_for(json_settings, "welcome"),
-                               Recipient(stored, name, 1, "i1-d1", "0123456789abcdef"), datetime.now(UTC))
+                               IssueRecipient(stored, name, 1, "i1-d1", "0123456789abcdef"), datetime.now(UTC))
     assert message.recipient == message.content.recipient == wire
     parsed = policy.default.header_factory("To", message.content.to_header)
     assert [a.addr_spec for a in parsed.addresses] == [wire]

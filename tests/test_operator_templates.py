@@ -15,7 +15,7 @@ from newsletter.errors import ConfigError
 from newsletter.migrate import upgrade
 from newsletter.templating import TEMPLATES, TemplateError, environment, render, use_operator_templates
 from tests.conftest import write_config
-from tests.test_render import VALUES, compiled_for
+from tests.issues.test_render import VALUES, compiled_for
 
 MASTHEAD = "email/partials/masthead.mjml.j2"
 
@@ -94,7 +94,7 @@ def test_without_any_config_file_the_embedded_defaults_write_to_the_working_fold
 @pytest.mark.postgres
 def test_worker_processes_use_the_operator_templates_too(tmp_path, pg_url):
     """Worker processes get their settings pickled from the forkserver, not through load_settings."""
-    from tests.test_workers import finish, popen, setup_issue, worker_cmd
+    from tests.delivery.test_workers import finish, popen, setup_issue, worker_cmd
 
     operator_folder(tmp_path)
     setup_issue(tmp_path, pg_url, readers=4)

@@ -18,7 +18,7 @@ from newsletter.content.importer import import_files
 from newsletter.weeks import week_of
 from tests.conftest import write_config
 from tests.content_files import comparison, write_content
-from tests.smtp_server import free_port
+from tests.fakes.smtp_server import free_port
 
 
 def start(tmp_path, env):

@@ -17,15 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.errors import UserError
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState, sources, transition
 
-CANCELLABLE = (IssueState.draft.value, IssueState.scheduled.value, IssueState.sending.value,
-               IssueState.paused.value)
 
 
 @dataclass
@@ -35,33 +34,28 @@ class ControlResult:
     skipped: int = 0  # deliveries skipped by a cancel
 
 
-def _move(engine: Engine, issue_id: int, allowed: tuple[str, ...], target: str, verb: str,
-          **values) -> ControlResult:
+def _move(engine: Engine, issue_id: int, target: IssueState, verb: str,
+          only: tuple[IssueState, ...] | None = None, **values) -> ControlResult:
     with session_scope(engine) as session:
-        moved = session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.state.in_(allowed))
-            .values(state=target, **values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        moved = transition(session, issue_id, target, only=only, **values)
         skipped = outbox.skip_cancelled(session, issue_id) if moved and target == IssueState.cancelled else 0
         issue = session.get(Issue, issue_id)
         if issue is None:
             raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
         if not moved:
             raise UserError(f"issue {issue_id} is {issue.state}: only an issue that is "
-                            f"{' or '.join(allowed)} can be {verb}")
+                            f"{' or '.join(sources(target, only))} can be {verb}")
         return ControlResult(issue_id, issue.state, skipped)
 
 
 def pause_issue(engine: Engine, issue_id: int) -> ControlResult:
-    return _move(engine, issue_id, (IssueState.sending.value,), IssueState.paused.value, "paused")
+    return _move(engine, issue_id, IssueState.paused, "paused")
 
 
 def resume_issue(engine: Engine, issue_id: int) -> ControlResult:
-    return _move(engine, issue_id, (IssueState.paused.value,), IssueState.sending.value, "resumed")
+    return _move(engine, issue_id, IssueState.sending, "resumed", only=(IssueState.paused,))
 
 
 def cancel_issue(engine: Engine, issue_id: int, now: datetime | None = None) -> ControlResult:
     now = now or utcnow()
-    return _move(engine, issue_id, CANCELLABLE, IssueState.cancelled.value, "cancelled", finished_at=now)
+    return _move(engine, issue_id, IssueState.cancelled, "cancelled", finished_at=now)

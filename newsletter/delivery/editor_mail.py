@@ -12,13 +12,16 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.delivery import outbox
-from newsletter.delivery.transports.base import OutgoingMessage
-from newsletter.issues.message import Recipient, build_template, issue_message
+from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
-from newsletter.mail.headers import address_of, domain_of, encode_address, encode_text, header_line
-from newsletter.mail.mime import MessageTemplate
+from newsletter.mail.compose import assemble, build_template, common_headers
+from newsletter.mail.dkim import signer_for
+from newsletter.mail.headers import domain_of, encode_address, name_and_address
+from newsletter.mail.message import OutgoingMessage
+from newsletter.mail.mime import MessageTemplate, message_template
+from newsletter.mail.slots import Slotted
 from newsletter.subscribers.models import TransactionalMail
 
 
@@ -43,26 +46,24 @@ def _issue(session: Session, row: TransactionalMail) -> Issue:
 def build_notice(session: Session, settings: Settings, row: TransactionalMail, now: datetime) -> OutgoingMessage:
     """A short plain-text mail: a `notice` with the issue's final counts (read now, so a notice
     retried later says the same: the issue is finished); a `held` one with the text fixed when it
-    was queued (the checks that failed then)."""
+    was queued (the checks that failed then). Made by the composer every mail uses, so it is
+    DKIM-signed and carries the fields the JSON providers take."""
     issue = _issue(session, row)
     if row.body is not None:
         subject, body = row.subject or f"Issue {issue.id} ({issue.week})", row.body
     else:
         subject, body = notice_text(issue, outbox.counts(session, issue.id))
     reference = f"notice-i{issue.id}-t{row.id}"
-    headers = [
-        header_line("From", encode_address(settings.mail.from_address, "mail.from_address")),
-        header_line("To", encode_address(row.to_email, "schedule.notify")),
-        header_line("Subject", encode_text("Subject", subject)),
-        header_line("Date", format_datetime(now)),
-        header_line("Message-ID", f"<{reference}@{domain_of(settings.mail.from_address)}>"),
-        header_line("Auto-Submitted", "auto-generated"),
-        "MIME-Version: 1.0",
-        'Content-Type: text/plain; charset="utf-8"',
-        "Content-Transfer-Encoding: 8bit",
+    name, address = name_and_address(row.to_email)
+    template = message_template(common_headers(settings, subject, list_headers=False), Slotted([body], []),
+                                subject=subject)
+    personal = [
+        ("To", encode_address(row.to_email, "schedule.notify")),
+        ("Date", format_datetime(now)),
+        ("Message-ID", f"<{reference}@{domain_of(settings.mail.from_address)}>"),
+        ("Auto-Submitted", "auto-generated"),
     ]
-    data = ("\r\n".join(headers) + "\r\n\r\n" + body).encode("utf-8")
-    return OutgoingMessage(address_of(settings.mail.from_address), address_of(row.to_email), data, reference)
+    return assemble(settings, template, name, address, personal, {}, reference, signer_for(settings))
 
 
 def test_template(session: Session, settings: Settings, row: TransactionalMail) -> MessageTemplate:
@@ -74,5 +75,5 @@ def test_template(session: Session, settings: Settings, row: TransactionalMail) 
 def build_test(settings: Settings, secret: str, template: MessageTemplate, row: TransactionalMail,
                now: datetime) -> OutgoingMessage:
     """One test copy; subscriber 0 in its links (a test reader is nobody's subscription)."""
-    recipient = Recipient(row.to_email, "", 0, f"test-i{row.issue_id}-t{row.id}")
+    recipient = IssueRecipient(row.to_email, "", 0, f"test-i{row.issue_id}-t{row.id}")
     return issue_message(settings, secret, template, recipient, now)[0]

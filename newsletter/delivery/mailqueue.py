@@ -24,8 +24,9 @@ from newsletter.delivery.editor_mail import build_notice, build_test, test_templ
 from newsletter.delivery.models import PENDING, DeliveryState
 from newsletter.delivery.sender import record_results
 from newsletter.delivery.transactional import build_message
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, Transport
-from newsletter.issues.message import recipient_links
+from newsletter.mail.message import OutgoingMessage
+from newsletter.delivery.transports.base import SendResult, Transport
+from newsletter.issues.links import recipient_links
 from newsletter.subscribers.models import Subscriber, TransactionalMail
 from newsletter.subscribers.signup import CONFIRM_KINDS, new_confirmation_token
 

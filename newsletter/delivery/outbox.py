@@ -11,19 +11,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, exists, func, literal, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from newsletter.content.models import Comparison
+from newsletter.db import insert_for
 from newsletter.delivery import queue
 from newsletter.delivery.models import PENDING, PENDING_SQL, Delivery, DeliveryState
-from newsletter.issues.models import Issue, IssueItem, IssueState
+from newsletter.issues.models import Issue, IssueItem
+from newsletter.issues.states import IssueState
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
-
-
-def _insert(session: Session):
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Delivery.__table__)
 
 
 def eligible_subscribers(issue_id: int, now: datetime):
@@ -57,7 +53,7 @@ def enqueue(session: Session, issue_id: int, now: datetime) -> int:
     """One INSERT … SELECT; the unique (issue, subscriber) key makes repeats no-ops."""
     columns = ["issue_id", "subscriber_id", "state", "attempts", "created_at"]
     statement = (
-        _insert(session)
+        insert_for(session, Delivery.__table__)
         .from_select(columns, eligible_subscribers(issue_id, now))
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
         .execution_options(preserve_rowcount=True)  # psycopg reports -1 for INSERT … SELECT otherwise

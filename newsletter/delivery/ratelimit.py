@@ -30,10 +30,9 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, case, delete, literal, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
-from newsletter.db import session_scope
+from newsletter.db import insert_for, session_scope
 from newsletter.delivery.models import SendWindow
 
 HOUSEKEEPING_SECONDS = 60.0
@@ -51,7 +50,7 @@ class Grant:
     wait_seconds: float = 0.0  # when count is 0: until the full window ends
 
 
-class RateLimiter:
+class SendRateLimiter:
     """Permits for one transport. With no limit set, every request is granted without a query."""
 
     def __init__(self, engine: Engine, transport: str, per_second: int = 0, per_hour: int = 0) -> None:
@@ -61,7 +60,7 @@ class RateLimiter:
         self._last_housekeeping = 0.0
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings, transport: str) -> RateLimiter:
+    def from_settings(cls, engine: Engine, settings: Settings, transport: str) -> SendRateLimiter:
         cfg = settings.delivery
         return cls(engine, transport, cfg.rate_per_second, cfg.rate_per_hour)
 
@@ -75,10 +74,9 @@ class RateLimiter:
         return time.time()
 
     def _take(self, session, seconds: int, start: int, limit: int, n: int) -> int:
-        insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)
         first = min(n, limit)
         statement = (
-            insert(SendWindow)
+            insert_for(session, SendWindow)
             .values(transport=self.transport, window_seconds=seconds, window_start=start, used=first,
                     granted=first)
             .on_conflict_do_update(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Engine, exists, select, update
+from sqlalchemy import Engine, exists, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -29,11 +29,13 @@ from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox, queue
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
-from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.errors import UserError
-from newsletter.issues.message import Recipient, build_template, issue_message
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.mail.compose import build_template
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
@@ -58,11 +60,8 @@ class StartResult:
 def start_send(engine: Engine, issue_id: int, now: datetime | None = None) -> StartResult:
     now = now or utcnow()
     with session_scope(engine) as session:
-        moved = session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.state.in_((IssueState.draft.value, IssueState.scheduled.value)))
-            .values(state=IssueState.sending.value, started_at=now)
-        ).rowcount
+        moved = transition(session, issue_id, IssueState.sending, only=(IssueState.draft, IssueState.scheduled),
+                           started_at=now)
         enqueued = outbox.enqueue(session, issue_id, now) if moved else 0
         issue = session.get(Issue, issue_id)
         if issue is None:
@@ -93,11 +92,7 @@ class DeliverReport:
 
 def _finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     pending = exists().where(Delivery.issue_id == issue_id, Delivery.state.in_(outbox.PENDING))
-    return bool(session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.state == IssueState.sending.value, ~pending)
-        .values(state=IssueState.sent.value, finished_at=now)
-    ).rowcount)
+    return transition(session, issue_id, IssueState.sent, ~pending, finished_at=now)
 
 
 @dataclass
@@ -110,7 +105,7 @@ class _Send:
     secret: str
     issue_id: int
     worker: str
-    limiter: RateLimiter
+    limiter: SendRateLimiter
     template: object
     signer: object
     mime: bool
@@ -119,7 +114,7 @@ class _Send:
 
 
 def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: str, issue_id: int,
-             worker: str, limiter: RateLimiter | None, report: DeliverReport) -> _Send | None:
+             worker: str, limiter: SendRateLimiter | None, report: DeliverReport) -> _Send | None:
     """Compile the issue once; None (and the report filled in) when it is not sending."""
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
@@ -128,7 +123,7 @@ def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: s
             report.counts = outbox.counts(session, issue_id)
             return None
         template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
-    limiter = limiter if limiter is not None else RateLimiter.from_settings(engine, settings, transport.name)
+    limiter = limiter if limiter is not None else SendRateLimiter.from_settings(engine, settings, transport.name)
     # The DKIM key is read once per send, not per message; JSON APIs take the fields, not MIME bytes.
     return _Send(engine, settings, transport, secret, issue_id, worker, limiter, template, signer_for(settings),
                  getattr(transport, "needs_bytes", True))
@@ -163,7 +158,7 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
     meta = (delivery id, attempts, Message-ID, email)."""
     built, answered = [], []
     for delivery_id, attempts, subscriber_id, email, name, key in rows:
-        recipient = Recipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
+        recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:
             message, msg_id = issue_message(job.settings, job.secret, job.template, recipient, now,
                                             signer=job.signer, mime=job.mime)
@@ -215,7 +210,7 @@ def deliver(
     *,
     worker: str | None = None,
     stop: threading.Event | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: SendRateLimiter | None = None,
 ) -> DeliverReport:
     """Send every due delivery of a sending issue; returns when none is due any more, when the
     issue stops being `sending` (paused, cancelled), or when `stop` is set (after the batch in

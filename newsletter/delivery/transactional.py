@@ -12,9 +12,9 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from newsletter.config import Settings
-from newsletter.delivery.transports.base import OutgoingMessage
-from newsletter.issues.message import DELIVERY_HEADER, assemble, build_template, message_id
-from newsletter.issues.render import CompiledEmail, compile_email
+from newsletter.mail.message import OutgoingMessage
+from newsletter.mail.compose import DELIVERY_HEADER, assemble, build_template, message_id
+from newsletter.mail.compile import CompiledEmail, compile_email
 from newsletter.issues.view import site_view
 from newsletter.mail.dkim import signer_for
 from newsletter.mail.addresses import recipient_address
@@ -22,6 +22,7 @@ from newsletter.mail.headers import domain_of
 from newsletter.mail.mime import MessageTemplate
 from newsletter.mail.verp import envelope_sender
 from newsletter.mail.slots import SlotMarker
+from newsletter.templating import render
 from newsletter.subscribers.models import TransactionalMail
 from newsletter.subscribers.signup import CONFIRM_KINDS
 
@@ -92,7 +93,7 @@ def _compile_kind(settings: Settings, kind: str) -> CompiledEmail:
         return {**texts, "site": site, "footer_reason": reason, "footer_links": []}
 
     subject = _texts(kind, site.name, SlotMarker())["subject"]
-    return compile_email("transactional", subject, context)
+    return compile_email("transactional", subject, context, render)
 
 
 def template_for(settings: Settings, kind: str) -> MessageTemplate:

@@ -46,10 +46,11 @@ from newsletter.delivery.heartbeat import Heartbeat
 from newsletter.delivery import mailqueue
 from newsletter.delivery.mailqueue import send_queued
 from newsletter.delivery.models import Delivery
-from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.sender import DeliverReport, database_gone, deliver, worker_id
 from newsletter.delivery.transports import make_transport
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import use_operator_templates
 from newsletter.subscribers.models import TransactionalMail
@@ -98,7 +99,7 @@ class _Worker:
     settings: Settings
     transport: object
     secret: str
-    limiter: RateLimiter
+    limiter: SendRateLimiter
     worker: str
     stop: threading.Event
     echo: Callable[[str], None]
@@ -153,7 +154,7 @@ def run_worker(
     worker = worker or worker_id()
     transport = make_transport(settings)
     w = _Worker(engine, settings, transport, load_secret_key(settings),
-                RateLimiter.from_settings(engine, settings, transport.name), worker, stop, echo)
+                SendRateLimiter.from_settings(engine, settings, transport.name), worker, stop, echo)
     beat = settings.delivery.heartbeat_seconds
     pause = 0.0  # after an error: 1 s, doubling up to 30 s; 0 once a pass succeeds
     try:

@@ -31,7 +31,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from flufl.bounce import all_failures
 
 from newsletter.delivery.bounce_class import BounceClass, classify, explains
-from newsletter.issues.message import DELIVERY_HEADER
+from newsletter.mail.compose import DELIVERY_HEADER
 from newsletter.feedback.events import EventKind, clean_email, clean_reference
 
 log = logging.getLogger(__name__)

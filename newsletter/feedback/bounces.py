@@ -33,7 +33,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import UserError
 from newsletter.feedback.rules import apply_event, last_sent_to, recipient_of
-from newsletter.issues.message import DELIVERY_HEADER
+from newsletter.mail.compose import DELIVERY_HEADER
 from newsletter.mail.verp import reference_in_address, verp_active
 from newsletter.feedback.events import MESSAGE_ID_REFERENCE, NormalizedEvent
 from newsletter.tokens import verify_digest

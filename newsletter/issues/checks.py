@@ -25,7 +25,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.issues.fit import LONGEST_EMAIL, LONGEST_ID
-from newsletter.issues.message import recipient_links
+from newsletter.issues.links import recipient_links
 from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view

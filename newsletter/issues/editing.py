@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from newsletter.content.models import Comparison
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
-from newsletter.issues.models import Issue, IssueItem, IssueState
+from newsletter.issues.models import Issue, IssueItem
+from newsletter.issues.states import IssueState, transition
 from newsletter.text import has_control_chars
 
 EDITABLE = (IssueState.draft.value, IssueState.scheduled.value)
@@ -154,10 +155,7 @@ def schedule(engine: Engine, issue_id: int, when: datetime, now: datetime | None
         count = session.exec(select(func.count()).where(IssueItem.issue_id == issue_id)).one()
         if count == 0:
             raise UserError(f"issue {issue_id} has no comparisons: add some before scheduling")
-        moved = session.execute(
-            update(Issue).where(Issue.id == issue_id, Issue.state.in_(EDITABLE))
-            .values(state=IssueState.scheduled.value, scheduled_at=when)
-        ).rowcount
+        moved = transition(session, issue_id, IssueState.scheduled, scheduled_at=when)
         if not moved:
             raise UserError(f"issue {issue_id} is {issue.state}: only a draft or scheduled issue can be scheduled")
         session.refresh(issue)
@@ -167,10 +165,7 @@ def schedule(engine: Engine, issue_id: int, when: datetime, now: datetime | None
 def unschedule(engine: Engine, issue_id: int) -> Issue:
     with session_scope(engine) as session:
         issue = _issue(session, issue_id)
-        moved = session.execute(
-            update(Issue).where(Issue.id == issue_id, Issue.state == IssueState.scheduled.value)
-            .values(state=IssueState.draft.value, scheduled_at=None)
-        ).rowcount
+        moved = transition(session, issue_id, IssueState.draft, scheduled_at=None)
         if not moved:
             raise UserError(f"issue {issue_id} is {issue.state}, not scheduled")
         session.refresh(issue)

@@ -1,23 +1,14 @@
-"""An issue and its ordered comparisons. State moves only by conditional UPDATEs."""
+"""An issue and its ordered comparisons. State moves only by conditional UPDATEs, all made by
+newsletter.issues.states.transition (the states and their allowed moves live there)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
-
-
-class IssueState(StrEnum):
-    draft = "draft"
-    scheduled = "scheduled"
-    sending = "sending"
-    paused = "paused"  # deliveries stay queued; workers claim only from issues that are sending
-    sent = "sent"
-    cancelled = "cancelled"
 
 
 class Issue(SQLModel, table=True):
@@ -28,7 +19,7 @@ class Issue(SQLModel, table=True):
     subject: str = Field(max_length=200)
     preheader: str = Field(default="", max_length=200)
     intro: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    state: str = Field(default=IssueState.draft.value, max_length=16, index=True)
+    state: str = Field(default="draft", max_length=16, index=True)  # IssueState.draft (issues/states.py)
     created_at: datetime = Field(default_factory=utcnow)
     scheduled_at: datetime | None = None
     started_at: datetime | None = None

@@ -15,13 +15,14 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.files import ensure_folder, write_atomic
-from newsletter.issues.message import Recipient, build_template, issue_message, recipient_links
+from newsletter.issues.links import IssueRecipient, issue_message, recipient_links
+from newsletter.mail.compose import build_template
 from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 
 PREVIEW_SECRET = "preview-only-links-do-not-verify-anywhere"
-PREVIEW_RECIPIENT = Recipient("reader@example.com", "Sample Reader", 0, "preview")
+PREVIEW_RECIPIENT = IssueRecipient("reader@example.com", "Sample Reader", 0, "preview")
 
 
 def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,

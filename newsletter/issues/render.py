@@ -1,59 +1,19 @@
-"""Phase one of rendering, once per issue: Jinja → MJML → HTML, plus the text part.
+"""Phase one of rendering an issue: its view into the issue template, once per issue.
 
-The output keeps per-recipient slots (email, unsubscribe_url, preferences_url)
-as markers; phase two (newsletter.mail.mime) fills them per message.
+The generic compile (Jinja → MJML → HTML, text part, recipient slots) is
+newsletter.mail.compile; this module adds what is about issues: the footer, the
+tracked links and the size budget (newsletter.issues.fit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from mjml import mjml2html
-
-from newsletter.errors import UserError
-from newsletter.mail.compact import compact_html
 from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
-from newsletter.mail.palette import DARK, LIGHT
 from newsletter.issues.view import IssueView, SiteView
-from newsletter.mail.slots import SlotMarker, Slotted
+from newsletter.mail.compile import CompiledEmail, compile_email
+from newsletter.mail.slots import SlotMarker
 from newsletter.templating import render
-
-RECIPIENT_SLOTS = ("email", "unsubscribe_url", "preferences_url", "vote_token", "track_token")
-
-
-class MjmlError(UserError):
-    pass
-
-
-@dataclass(frozen=True)
-class CompiledEmail:
-    subject: str
-    html: Slotted
-    text: Slotted
-
-
-def mjml_to_html(source: str, template: str) -> str:
-    """Compile MJML without web fonts (no external requests) or comments, then drop the bytes
-    that change nothing a client shows (newsletter.mail.compact)."""
-    try:
-        html = mjml2html(source, disable_comments=True, fonts={})
-    except Exception as exc:  # mjml-python raises plain exceptions with the parser's text
-        raise MjmlError(f"template {template}: MJML did not compile: {exc}") from None
-    return compact_html(html)
-
-
-def compile_email(template: str, subject: str, context: Callable[[SlotMarker], dict]) -> CompiledEmail:
-    """Render `email/<template>.mjml.j2` and `.txt.j2` once, leaving slots in place.
-
-    `context` gets the slot marker, so it can put per-recipient values anywhere.
-    """
-    marker = SlotMarker()
-    values = {"light": LIGHT, "dark": DARK, **context(marker), "slot": marker}
-    html_source = render(f"email/{template}.mjml.j2", values)
-    html = mjml_to_html(html_source, f"email/{template}.mjml.j2")
-    text = render(f"email/{template}.txt.j2", values)
-    return CompiledEmail(subject, marker.split(html), marker.split(text))
 
 
 def footer(site: SiteView, slot: SlotMarker, web_url: str | None) -> dict:
@@ -88,4 +48,4 @@ def _compile_issue(view: IssueView) -> CompiledEmail:
             values["open_pixel"] = f"{base}/o/{slot('track_token')}/{view.id}.gif"
         return values
 
-    return compile_email("issue", view.subject, context)
+    return compile_email("issue", view.subject, context, render)

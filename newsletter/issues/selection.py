@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from newsletter.content.models import Comparison
-from newsletter.issues.models import Issue, IssueItem, IssueState
+from newsletter.issues.models import Issue, IssueItem
+from newsletter.issues.states import IssueState
 from newsletter.weeks import week_bounds
 
 SENT_STATES = (IssueState.sending.value, IssueState.paused.value, IssueState.sent.value)

@@ -166,11 +166,17 @@ class MessageTemplate:
     extra_headers: dict[str, str] = field(default_factory=dict)  # of common_headers, what a JSON API must carry
 
     def render(self, personal_headers: list[str], values: Mapping[str, str]) -> tuple[bytes, list[int]]:
-        """The full message for one recipient (header lines, then the multipart body, CRLF line
-        ends only) and the offsets of the dots that begin a line in it."""
+        """The full message for one recipient (header lines, then the body: multipart, or the one
+        text part of a text-only mail; CRLF line ends only) and the offsets of the dots that begin
+        a line in it."""
         head = [line.encode("utf-8") + CRLF for line in personal_headers]
         head += [line.encode("utf-8") + CRLF for line in self.common_headers]
         head.append(b"MIME-Version: 1.0\r\n")
+        if len(self.parts) == 1:
+            out = [b"".join(head) + self.parts[0].headers]
+            dots = line_dots(out[0])  # none: every line here begins with a field name
+            body, _ = self.parts[0].pieces(values, len(out[0]), dots)
+            return b"".join(out + body), dots
         head.append(f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n\r\n'.encode("ascii"))
         out = [b"".join(head)]
         dots = line_dots(out[0])  # none: every line here begins with a field name
@@ -184,10 +190,10 @@ class MessageTemplate:
         out.append(f"--{self.boundary}--\r\n".encode("ascii"))
         return b"".join(out), dots
 
-    def bodies(self, values: Mapping[str, str]) -> tuple[FilledBody, FilledBody]:
-        """(text, HTML) for one recipient, as the JSON APIs take them."""
-        text, html_part = self.parts
-        return FilledBody(text, values), FilledBody(html_part, values)
+    def bodies(self, values: Mapping[str, str]) -> tuple[FilledBody, FilledBody | None]:
+        """(text, HTML) for one recipient, as the JSON APIs take them; no HTML for a text-only mail."""
+        text, html_part = self.parts[0], (self.parts[1] if len(self.parts) > 1 else None)
+        return FilledBody(text, values), None if html_part is None else FilledBody(html_part, values)
 
 
 def new_boundary() -> str:
@@ -195,13 +201,11 @@ def new_boundary() -> str:
     return f"=_wv_{secrets.token_hex(12)}"
 
 
-def message_template(common_headers: list[str], text: Slotted, html_part: Slotted, subject: str = "",
+def message_template(common_headers: list[str], text: Slotted, html_part: Slotted | None = None, subject: str = "",
                      extra_headers: dict[str, str] | None = None) -> MessageTemplate:
-    """multipart/alternative: text first, HTML last (the preferred part comes last)."""
-    return MessageTemplate(
-        common_headers,
-        [encode_part("text/plain", text), encode_part("text/html", html_part)],
-        new_boundary(),
-        subject,
-        extra_headers or {},
-    )
+    """multipart/alternative: text first, HTML last (the preferred part comes last). Without
+    `html_part`, a text/plain mail (the editors' notices)."""
+    parts = [encode_part("text/plain", text)]
+    if html_part is not None:
+        parts.append(encode_part("text/html", html_part))
+    return MessageTemplate(common_headers, parts, new_boundary(), subject, extra_headers or {})

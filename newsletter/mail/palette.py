@@ -3,7 +3,7 @@
 Light values are what most clients show; dark values apply under
 prefers-color-scheme: dark. Mail templates and web pages (templates/web/base.html) both read
 them, as `light` and `dark`. Every text/background pair in TEXT_PAIRS must
-reach WCAG AA (4.5:1); tests/test_email_quality.py checks them.
+reach WCAG AA (4.5:1); tests/mail/test_email_quality.py checks them.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ from newsletter.config import Settings
 from newsletter.content.categories import publication_categories
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery.transports import make_transport
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import render
 from newsletter.web.votes import PUBLIC_VOTE_TOKEN

@@ -20,7 +20,8 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState
 from newsletter.issues.view import build_issue_view
 from newsletter.feedback.tracking import TrackingEvent
 from newsletter.subscribers.service import link_holder

@@ -26,7 +26,7 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.issues.testsend import send_test
 from newsletter.migrate import upgrade
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import free_port
+from tests.fakes.smtp_server import free_port
 from tests.web.conftest import Live, start_live
 
 WEEK = "2026-W48"

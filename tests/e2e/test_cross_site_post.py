@@ -3,7 +3,7 @@
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.smtp_server import free_port
+from tests.fakes.smtp_server import free_port
 from tests.web.conftest import live_factory  # noqa: F401  (fixture)
 from tests.web.test_browser_safety import signed_up
 

@@ -20,7 +20,7 @@ from newsletter.delivery.mailqueue import send_pending
 from newsletter.delivery.transports import make_transport
 from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
-from tests.smtp_server import free_port
+from tests.fakes.smtp_server import free_port
 
 
 @dataclass

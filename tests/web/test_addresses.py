@@ -15,13 +15,13 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.message import Recipient, issue_message
+from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.delivery.transactional import template_for
 from newsletter.subscribers.models import Subscriber, TransactionalMail
 from newsletter.subscribers.service import forget
 from tests.conftest import TEST_SECRET
-from tests.smtp_server import start_server
+from tests.fakes.smtp_server import start_server
 
 UTF8_LOCAL, IDN = "üser@bücher.de", "user@bücher.de"
 
@@ -85,7 +85,7 @@ def test_a_server_without_smtputf8_fails_that_message_cleanly_and_the_rest_go_on
 
 
 def test_json_providers_get_the_wire_form_and_the_name_as_data(settings):
-    recipient = Recipient(IDN, 'Doe, Jane <x@evil.example>', 7, "i1-d7", "0123456789abcdef")
+    recipient = IssueRecipient(IDN, 'Doe, Jane <x@evil.example>', 7, "i1-d7", "0123456789abcdef")
     message, _ = issue_message(settings, TEST_SECRET, template_for(settings, "welcome"), recipient,
                                datetime.now(UTC))
     assert message.recipient == message.content.recipient == "user@xn--bcher-kva.de"

@@ -10,7 +10,7 @@ import time
 import requests
 
 from tests.conftest import write_config
-from tests.smtp_server import free_port
+from tests.fakes.smtp_server import free_port
 
 
 def test_one_serve_process_is_a_working_deployment(tmp_path):

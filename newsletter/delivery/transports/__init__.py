@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from newsletter.config import Settings
-from newsletter.delivery.transports.base import (
-    Outcome,
-    OutgoingMessage,
-    SendResult,
-    Transport,
-)
+from newsletter.delivery.transports.base import Outcome, SendResult, Transport
+from newsletter.mail.message import OutgoingMessage
 
 
 # Transports that can carry an address whose local part is not ASCII (SMTPUTF8, RFC 6531): the

@@ -19,7 +19,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.mail.message import OutgoingMessage
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import requests
 
 from newsletter.config import MailgunSettings
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.mail.message import OutgoingMessage
 from newsletter.delivery.transports.http import (
     HttpTransport,
     Item,

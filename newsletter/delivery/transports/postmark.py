@@ -14,17 +14,10 @@ from collections.abc import Sequence
 import requests
 
 from newsletter.config import PostmarkSettings
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
-from newsletter.delivery.transports.http import (
-    JSON_HEADERS,
-    HttpTransport,
-    Item,
-    dumps,
-    http_failure,
-    json_body,
-    parse_message,
-    require_secret,
-)
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.mail.message import OutgoingMessage
+from newsletter.delivery.transports.http import JSON_HEADERS, HttpTransport, Item, dumps, http_failure, json_body, require_secret
+from newsletter.mail.reader import parse_message
 
 BATCH_LIMIT = 500
 INACTIVE_RECIPIENT = 406

@@ -21,18 +21,10 @@ from collections.abc import Sequence
 import requests
 
 from newsletter.config import ResendSettings
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
-from newsletter.delivery.transports.http import (
-    JSON_HEADERS,
-    HttpTransport,
-    Item,
-    describe,
-    dumps,
-    http_failure,
-    json_body,
-    parse_message,
-    require_secret,
-)
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.mail.message import OutgoingMessage
+from newsletter.delivery.transports.http import JSON_HEADERS, HttpTransport, Item, describe, dumps, http_failure, json_body, require_secret
+from newsletter.mail.reader import parse_message
 
 BATCH_LIMIT = 100
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

@@ -25,22 +25,10 @@ from dataclasses import dataclass
 import requests
 
 from newsletter.config import SendgridSettings
-from newsletter.delivery.transports.base import (
-    MessageContent,
-    Outcome,
-    OutgoingMessage,
-    PlainBody,
-    SendResult,
-)
-from newsletter.delivery.transports.http import (
-    JSON_HEADERS,
-    HttpTransport,
-    Item,
-    dumps,
-    http_failure,
-    parse_message,
-    require_secret,
-)
+from newsletter.mail.message import MessageContent, OutgoingMessage, PlainBody
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.delivery.transports.http import JSON_HEADERS, HttpTransport, Item, dumps, http_failure, require_secret
+from newsletter.mail.reader import parse_message
 from newsletter.mail.mime import EncodedPart, FilledBody
 
 BATCH_LIMIT = 1000  # personalizations per request

@@ -20,7 +20,8 @@ import requests
 from requests_aws4auth import AWS4Auth
 
 from newsletter.config import SesSettings
-from newsletter.delivery.transports.base import Outcome, OutgoingMessage, SendResult
+from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.mail.message import OutgoingMessage
 from newsletter.delivery.transports.http import (
     JSON_HEADERS,
     HttpTransport,

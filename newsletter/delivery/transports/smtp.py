@@ -35,8 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from newsletter.delivery.bounce_class import BounceClass
 from newsletter.delivery.bounce_class import classify as classify_bounce
 from newsletter.config import SmtpSettings
-from newsletter.delivery.transports.base import (TIME_BUDGET_SECONDS, Outcome, OutgoingMessage, SendResult,
-                                                  not_tried)
+from newsletter.delivery.transports.base import TIME_BUDGET_SECONDS, Outcome, SendResult, not_tried
+from newsletter.mail.message import OutgoingMessage
 from newsletter.mail.mime import line_dots as find_line_dots
 
 _DROPPED = (ConnectionError, socket.timeout, OSError)

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.config import Settings
-from newsletter.issues.message import DELIVERY_HEADER
+from newsletter.mail.compose import DELIVERY_HEADER
 from newsletter.feedback.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
                                         clean_email, clean_reference, load_json, parse_time)
 from newsletter.feedback.webhooks.snscert import UntrustedCertificate, check_sns_certificate, load_certificate

@@ -1,0 +1,125 @@
+from email import message_from_bytes, policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from newsletter.config import SmtpSettings
+from newsletter.mail.message import OutgoingMessage
+from newsletter.delivery.transports.base import Outcome
+from newsletter.delivery.transports.smtp import SmtpTransport
+from tests.fakes.smtp_server import free_port, start_server
+
+
+@pytest.fixture
+def smtp_server():
+    controller, handler = start_server()
+    yield controller, handler
+    controller.stop()
+
+
+def message(to: str, n: int) -> OutgoingMessage:
+    data = (f"From: a@sender.example\r\nTo: {to}\r\nSubject: n{n}\r\nMessage-ID: <{n}@sender.example>\r\n\r\n"
+            f"body {n}\r\n.leading dot\r\n").encode()
+    return OutgoingMessage("bounces@sender.example", to, data, f"ref-{n}")
+
+
+def test_messages_arrive_byte_for_byte_over_one_connection(smtp_server):
+    controller, handler = smtp_server
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=1))
+    outgoing = [message(f"reader{n}@example.com", n) for n in range(5)]
+    results = transport.send(outgoing)
+    transport.close()
+    assert [r.outcome for r in results] == [Outcome.sent] * 5
+    assert len(handler.messages) == 5
+    assert len({m.session for m in handler.messages}) == 1  # one reused connection
+    for sent, got in zip(outgoing, handler.messages):
+        assert got.data == sent.data  # dot-stuffing undone, CRLF preserved
+        assert got.mail_from == "bounces@sender.example" and got.rcpt_tos == [sent.recipient]
+
+
+def test_replies_are_mapped_per_recipient(smtp_server):
+    controller, handler = smtp_server
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+    results = transport.send([message("unknown@example.com", 1), message("later@example.com", 2),
+                              message("fine@example.com", 3)])
+    transport.close()
+    assert results[0].outcome == Outcome.failed and results[0].hard_bounce and "5.1.1" in results[0].error
+    assert results[1].outcome == Outcome.retry and not results[1].hard_bounce
+    assert results[2].outcome == Outcome.sent
+    assert [m.rcpt_tos for m in handler.messages] == [["fine@example.com"]]
+
+
+def test_reconnects_after_the_server_restarts():
+    controller, handler = start_server()
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+    assert transport.send([message("a@example.com", 1)])[0].outcome == Outcome.sent
+    controller.stop()  # the pooled connection is now dead
+    restarted = Controller(handler, hostname="127.0.0.1", port=controller.port, decode_data=False)
+    restarted.start()
+    try:
+        assert transport.send([message("b@example.com", 2)])[0].outcome == Outcome.sent
+        transport.close()
+    finally:
+        restarted.stop()
+    assert len({m.session for m in handler.messages}) == 2
+
+
+def test_an_unreachable_server_means_retry_not_crash():
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=free_port(), timeout=2))
+    result = transport.send([message("a@example.com", 1)])[0]
+    assert result.outcome == Outcome.retry and "connection" in result.error
+    parsed = message_from_bytes(message("a@example.com", 1).data, policy=policy.default)
+    assert parsed["Subject"] == "n1"
+
+
+def self_signed(folder) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made here (cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_implicit_tls_sends_the_same_bytes(tmp_path):
+    """Over TLS the DATA pieces are joined (an SSL socket cannot gather them); the server still
+    gets every byte, leading dots included."""
+    import ssl
+
+    from tests.fakes.smtp_server import RecordingHandler
+
+    cert, key = self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False,
+                            ssl_context=server_context)
+    controller.start()
+    try:
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=1,
+                                               security="tls"))
+        transport.tls_context = ssl.create_default_context(cafile=cert)  # trust this test's own certificate
+        outgoing = [message(f"reader{n}@example.com", n) for n in range(3)]
+        results = transport.send(outgoing)
+        transport.close()
+    finally:
+        controller.stop()
+    assert [r.outcome for r in results] == [Outcome.sent] * 3
+    assert [m.data for m in handler.messages] == [m.data for m in outgoing]

@@ -1,0 +1,84 @@
+"""The builder says where a message's lines begin with "." (OutgoingMessage.line_dots), so the SMTP
+transport doubles exactly those dots without scanning 80 KB per message. These tests hold the
+builder to it: its offsets are what a scan of the bytes finds, for any template and values, signed
+or not, the bytes are CRLF-only, and such messages cross a real SMTP server byte for byte."""
+
+from __future__ import annotations
+
+import re
+
+import dkim
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from newsletter.config import SmtpSettings
+from newsletter.delivery.transports.base import Outcome
+from newsletter.delivery.transports.smtp import SmtpTransport, _stuffed
+from newsletter.mail.compose import assemble
+from newsletter.mail import dkim as wv_dkim
+from newsletter.mail.mime import message_template
+from newsletter.mail.slots import SlotMarker
+from tests.fakes.smtp_server import start_server
+from tests.mail.test_dkim import dns_stub, issue_settings, rsa_key
+
+# Lines that begin with dots, lone CRs and LFs, "=" (always encoded), long runs (soft breaks at 75).
+body_text = st.lists(st.sampled_from(["a", ".", ".", "\n", "\r", "\r\n", " ", "=", "ü", "\t", "a" * 70]),
+                     max_size=60).map("".join)
+# Values in the encoder's fast path (printable ASCII, no "="): a dot can land at a soft-break line start.
+url_like = st.lists(st.sampled_from(["a", ".", "a" * 70]), max_size=30).map("".join)
+any_value = st.one_of(url_like, body_text)
+
+
+def scanned(data: bytes) -> list[int]:
+    """The oracle, found another way than the code under test: a regex over the whole message."""
+    return [match.start() for match in re.finditer(rb"(?:\A|(?<=\r\n))\.", data)]
+
+
+def template_with(statics: list[str]):
+    """A two-part template whose slots `a` and `b` alternate between the static chunks."""
+    marker = SlotMarker()
+    slots = [str(marker("a")), str(marker("b"))]
+    source = statics[0] + "".join(slots[n % 2] + chunk for n, chunk in enumerate(statics[1:]))
+    return marker.split(source)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(body_text, min_size=1, max_size=5), st.lists(body_text, min_size=1, max_size=4), any_value,
+       any_value)
+def test_the_builders_dot_offsets_are_what_a_scan_finds(text_statics, html_statics, a, b):
+    template = message_template(["From: a@sender.example", "Subject: dots"], template_with(text_statics),
+                                template_with(html_statics))
+    data, dots = template.render(["To: reader@example.com"], {"a": a, "b": b})
+    assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")  # CRLF only
+    assert dots == scanned(data)
+    assert b"".join(_stuffed(data, dots)) == b"".join(_stuffed(data))
+
+
+def dotted_message(settings_, signer, n: int):
+    template = message_template(["From: verdicts@weeklyverdicts.example", "Subject: dots"],
+                                template_with([".first line\n", "\n.after a value\n..two\n", "\n.\n"]),
+                                template_with(["<p>", "</p>\n.x\n", "\n"]))
+    values = {"a": f".value {n}", "b": "." + "x" * 74 + ".soft-broken"}
+    personal = [("To", f"reader{n}@example.com"), ("Message-ID", f"<{n}@weeklyverdicts.example>"),
+                ("Date", "Thu, 26 Nov 2026 08:00:00 +0000")]
+    return assemble(settings_, template, "", f"reader{n}@example.com", personal, values, f"i1-d{n}", signer)
+
+
+def test_signed_messages_with_line_leading_dots_cross_smtp_intact_and_verify(tmp_path):
+    key, record = rsa_key(tmp_path)
+    config = issue_settings(tmp_path, key, "rsa-sha256")
+    signer = wv_dkim.make_signer(config.mail.dkim, config.mail.from_address)
+    messages = [dotted_message(config, signer, n) for n in range(3)]
+    for message in messages:  # the signature header moved every offset; each still points at a dot
+        assert message.line_dots and list(message.line_dots) == scanned(message.data)
+    controller, handler = start_server()
+    try:
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+        assert [r.outcome for r in transport.send(messages)] == [Outcome.sent] * 3
+        transport.close()
+    finally:
+        controller.stop()
+    received = {m.rcpt_tos[0]: m.data for m in handler.messages}
+    for message in messages:
+        assert received[message.recipient] == message.data  # every doubled dot undone by the server
+        assert dkim.verify(received[message.recipient], dnsfunc=dns_stub(record))
