@@ -19,7 +19,7 @@ from sqlalchemy import select
 from newsletter.db import session_scope
 from newsletter.feedback.models import WebhookEvent
 from newsletter.web.webhooks import MAX_BODY
-from tests.webhooks.conftest import CERT_URL, Hooks, make_certificate
+from tests.webhooks.conftest import CERT_URL, Hooks, make_certificate, serve_certificates
 from tests.webhooks.test_providers import iso, mailgun_event, ses_mail
 
 PROVIDERS = ["postmark", "sendgrid", "mailgun", "resend", "ses"]
@@ -126,7 +126,7 @@ def test_sns_certificate_urls_only_from_sns_hosts(hooks_lite):
 
 
 def _serve(hooks: Hooks, certificates: dict[str, bytes]) -> None:
-    hooks.live.app.state.webhooks.fetch_cert = lambda url: certificates[url]
+    serve_certificates(hooks, lambda url: certificates[url])
 
 
 def test_the_sns_certificate_itself_is_checked(hooks_lite):
