@@ -4,6 +4,8 @@
 replayed or re-delivered event changes nothing twice. It is also the record the per-issue
 statistics are counted from (delivered, bounced, complained, unsubscribed per delivery), and
 the soft-bounce streak of an address is read from it. Bounce-mailbox DSNs use provider "mailbox".
+`payload` keeps the provider's record the event was read from, so an operator can see what the
+provider actually said (forgotten addresses in it are hashed, and forget clears it).
 
 `webhook_nonce`: single-use request tokens (Mailgun signs only timestamp + token, not the body,
 so a token may be used for one body only): `nonce` is the SHA-256 of what was signed, `event_id`
@@ -47,6 +49,8 @@ class WebhookEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow)
     consequence: str | None = Field(default=None, max_length=40)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # The provider's record as JSON, for audit (NormalizedEvent.raw); NULL for mailbox DSNs.
+    payload: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class WebhookNonce(SQLModel, table=True):

@@ -18,6 +18,7 @@ per provider event id, so a replay changes nothing) and applies the rules:
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ class Applied:
 
 
 def dialect_insert(session: Session, table):
+    """INSERT … ON CONFLICT for the session's database: recording an event (and a nonce) once
+    must be one atomic statement, which SQLAlchemy spells per dialect."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
@@ -178,7 +181,19 @@ def _storable(session: Session, event: NormalizedEvent) -> NormalizedEvent:
         event, email=storable(event.email, 254),
         provider_event_id=storable(scrub(session, event.provider_event_id), 250),
         provider_message_id=storable(scrub(session, event.provider_message_id), 250) or None,
-        detail=storable(scrub(session, event.detail), 2000), message_id=storable(event.message_id, 998) or None)
+        detail=storable(scrub(session, event.detail), 2000), message_id=storable(event.message_id, 998) or None,
+        raw=_payload(session, event.raw))
+
+
+MAX_PAYLOAD = 64 * 1024  # characters: a real record is a few KB; the request body is capped at 1 MiB
+
+
+def _payload(session: Session, raw: object) -> str | None:
+    """The provider's record as stored JSON text: forgotten addresses hashed, cut at MAX_PAYLOAD."""
+    if raw is None:
+        return None
+    text = json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
+    return storable(scrub(session, text), MAX_PAYLOAD)
 
 
 def apply_event(session: Session, settings: Settings, event: NormalizedEvent, now: datetime | None = None) -> Applied:
@@ -200,7 +215,7 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
                 email=stored, delivery_id=delivery.id if delivery else None, reference=event.reference,
                 provider_message_id=event.provider_message_id,
                 message_key=scrub(session, _message_key(event, delivery)), occurred_at=occurred,
-                received_at=now, detail=event.detail)
+                received_at=now, detail=event.detail, payload=event.raw)
         .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
         .returning(WebhookEvent.__table__.c.id)
     )

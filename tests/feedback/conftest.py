@@ -38,6 +38,10 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:weekly-verdicts-ses"
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
 
 
+def iso(offset: float = 0.0) -> str:
+    return datetime.fromtimestamp(time.time() + offset, UTC).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class Keys:
     sendgrid: ec.EllipticCurvePrivateKey
