@@ -1,4 +1,6 @@
-"""What provider webhooks and the bounce mailbox reported.
+"""What happened to delivered mail: what provider webhooks and the bounce mailbox reported, and
+what readers' mail clients did (opens and clicks, `tracking_event`). All are delivery events
+that the per-issue statistics count (newsletter/reports/stats.py), so they sit together.
 
 `webhook_event`: one row per applied event, unique per (provider, provider_event_id), so a
 replayed or re-delivered event changes nothing twice. It is also the record the per-issue
@@ -60,6 +62,20 @@ class WebhookNonce(SQLModel, table=True):
     nonce: str = Field(primary_key=True, max_length=128)
     event_id: str = Field(default="", max_length=250)  # digest of the body it came with: a re-delivery is no attack
     seen_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class TrackingEvent(SQLModel, table=True):
+    """Open and click events: one row per (issue, subscriber, kind, link), counted by the stats."""
+
+    __tablename__ = "tracking_event"
+    __table_args__ = (UniqueConstraint("issue_id", "subscriber_id", "kind", "link"), NEVER_REUSE_IDS)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
+    kind: str = Field(max_length=8)  # open | click
+    link: int = -1  # the comparison index for clicks
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 # Events name a delivery by the provider's message id when they do not echo our reference.
