@@ -3,8 +3,7 @@
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.issues.models import Issue, IssueItem
-from newsletter.feedback.tracking import TrackingEvent
-from newsletter.feedback.models import WebhookEvent, WebhookNonce
+from newsletter.feedback.models import TrackingEvent, WebhookEvent, WebhookNonce
 from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, Suppression,
                                            TransactionalMail)
 

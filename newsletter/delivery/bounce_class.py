@@ -18,6 +18,11 @@ The evidence is read in order, the most specific first:
 4. a basic SMTP reply code: 4xx soft, 552 (storage exceeded) soft, other 5xx hard.
 
 Nothing at all: soft (a reader is never dropped on no evidence).
+
+Why it lives in delivery, not feedback: the SMTP transport (newsletter/delivery/transports/smtp.py)
+classifies a refused recipient with it while sending, and feedback already imports
+delivery.models; delivery importing feedback would make a package cycle. So feedback
+(events.bounce_kind) imports it from here, and it imports nothing of ours.
 """
 
 from __future__ import annotations

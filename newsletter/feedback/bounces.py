@@ -7,7 +7,7 @@ A bounce is plain mail that anyone can send, so it is attributed only by what we
 
 1. VERP: it was delivered to a signed per-message envelope sender (Delivered-To, X-Original-To,
    Envelope-To or To; newsletter/mail/verp.py); or
-2. it returns a Message-ID we made (`<reference.HMAC@domain>`, newsletter/issues/message.py),
+2. it returns a Message-ID we made (`<reference.HMAC@domain>`, newsletter/mail/compose.py),
    in any returned part or quoted inline.
 
 Either names one message, and the address acted on is the one we sent it to (the bounce can name

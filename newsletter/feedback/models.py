@@ -1,9 +1,13 @@
-"""What provider webhooks and the bounce mailbox reported.
+"""What happened to delivered mail: what provider webhooks and the bounce mailbox reported, and
+what readers' mail clients did (opens and clicks, `tracking_event`). All are delivery events
+that the per-issue statistics count (newsletter/reports/stats.py), so they sit together.
 
 `webhook_event`: one row per applied event, unique per (provider, provider_event_id), so a
 replayed or re-delivered event changes nothing twice. It is also the record the per-issue
 statistics are counted from (delivered, bounced, complained, unsubscribed per delivery), and
 the soft-bounce streak of an address is read from it. Bounce-mailbox DSNs use provider "mailbox".
+`payload` keeps the provider's record the event was read from, so an operator can see what the
+provider actually said (forgotten addresses in it are hashed, and forget clears it).
 
 `webhook_nonce`: single-use request tokens (Mailgun signs only timestamp + token, not the body,
 so a token may be used for one body only): `nonce` is the SHA-256 of what was signed, `event_id`
@@ -47,6 +51,8 @@ class WebhookEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow)
     consequence: str | None = Field(default=None, max_length=40)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # The provider's record as JSON, for audit (NormalizedEvent.raw); NULL for mailbox DSNs.
+    payload: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class WebhookNonce(SQLModel, table=True):
@@ -56,6 +62,20 @@ class WebhookNonce(SQLModel, table=True):
     nonce: str = Field(primary_key=True, max_length=128)
     event_id: str = Field(default="", max_length=250)  # digest of the body it came with: a re-delivery is no attack
     seen_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class TrackingEvent(SQLModel, table=True):
+    """Open and click events: one row per (issue, subscriber, kind, link), counted by the stats."""
+
+    __tablename__ = "tracking_event"
+    __table_args__ = (UniqueConstraint("issue_id", "subscriber_id", "kind", "link"), NEVER_REUSE_IDS)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
+    kind: str = Field(max_length=8)  # open | click
+    link: int = -1  # the comparison index for clicks
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 # Events name a delivery by the provider's message id when they do not echo our reference.

@@ -18,11 +18,12 @@ per provider event id, so a replay changes nothing) and applies the rules:
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -31,7 +32,7 @@ from newsletter.db import utcnow
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.text import storable
 from newsletter.feedback.events import EventKind, NormalizedEvent, reference_in_message_id
-from newsletter.feedback.models import WebhookEvent, WebhookNonce
+from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.models import Subscriber, TransactionalMail
 from newsletter.subscribers.consent import Source
 from newsletter.subscribers.forgotten import recorded_address, scrub
@@ -52,7 +53,9 @@ class Applied:
     consequence: str | None = None
 
 
-def _insert(session: Session, table):
+def dialect_insert(session: Session, table):
+    """INSERT … ON CONFLICT for the session's database: recording an event (and a nonce) once
+    must be one atomic statement, which SQLAlchemy spells per dialect."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
@@ -178,7 +181,19 @@ def _storable(session: Session, event: NormalizedEvent) -> NormalizedEvent:
         event, email=storable(event.email, 254),
         provider_event_id=storable(scrub(session, event.provider_event_id), 250),
         provider_message_id=storable(scrub(session, event.provider_message_id), 250) or None,
-        detail=storable(scrub(session, event.detail), 2000), message_id=storable(event.message_id, 998) or None)
+        detail=storable(scrub(session, event.detail), 2000), message_id=storable(event.message_id, 998) or None,
+        raw=_payload(session, event.raw))
+
+
+MAX_PAYLOAD = 64 * 1024  # characters: a real record is a few KB; the request body is capped at 1 MiB
+
+
+def _payload(session: Session, raw: object) -> str | None:
+    """The provider's record as stored JSON text: forgotten addresses hashed, cut at MAX_PAYLOAD."""
+    if raw is None:
+        return None
+    text = json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
+    return storable(scrub(session, text), MAX_PAYLOAD)
 
 
 def apply_event(session: Session, settings: Settings, event: NormalizedEvent, now: datetime | None = None) -> Applied:
@@ -195,12 +210,12 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
     if occurred.tzinfo is None:  # e.g. an RFC 5322 date with "-0000": UTC, zone unknown
         occurred = occurred.replace(tzinfo=UTC)
     statement = (
-        _insert(session, WebhookEvent.__table__)
+        dialect_insert(session, WebhookEvent.__table__)
         .values(provider=event.provider, provider_event_id=event.provider_event_id, kind=event.kind.value,
                 email=stored, delivery_id=delivery.id if delivery else None, reference=event.reference,
                 provider_message_id=event.provider_message_id,
                 message_key=scrub(session, _message_key(event, delivery)), occurred_at=occurred,
-                received_at=now, detail=event.detail)
+                received_at=now, detail=event.detail, payload=event.raw)
         .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
         .returning(WebhookEvent.__table__.c.id)
     )
@@ -215,28 +230,6 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
                         .values(consequence=consequence[:40]))
         log.info("%s %s for %s: %s", event.provider, event.kind.value, email, consequence)
     return Applied(duplicate=False, delivery_id=delivery.id if delivery else None, consequence=consequence)
-
-
-def use_nonce(session: Session, provider: str, nonce: str, event_id: str, now: datetime,
-              keep_seconds: float = 86400) -> bool:
-    """Record a single-use request token (`nonce`: a digest of what was signed) with the digest
-    of the body it came with (`event_id`). False when it was used before with another body (an
-    attack: a captured signature with a forged event); True for a new token or a re-delivery of
-    the very same body. Tokens older than `keep_seconds` are pruned (they fail the replay window
-    anyway)."""
-    session.execute(delete(WebhookNonce).where(WebhookNonce.seen_at < now - timedelta(seconds=keep_seconds)))
-    inserted = session.execute(
-        _insert(session, WebhookNonce.__table__)
-        .values(provider=provider, nonce=nonce, event_id=event_id[:250], seen_at=now)
-        .on_conflict_do_nothing(index_elements=["provider", "nonce"])
-        .returning(WebhookNonce.__table__.c.nonce)
-    ).scalar()
-    if inserted is not None:
-        return True
-    previous = session.execute(
-        select(WebhookNonce.event_id).where(WebhookNonce.provider == provider, WebhookNonce.nonce == nonce)
-    ).scalar()
-    return bool(event_id) and previous == event_id
 
 
 def transactional_recipient(session: Session, reference: str) -> str | None:

@@ -18,7 +18,7 @@ from newsletter.content.models import Vote
 from newsletter.db import session_scope
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.issues.models import Issue, IssueItem
-from newsletter.feedback.tracking import TrackingEvent
+from newsletter.feedback.models import TrackingEvent
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.models import ConsentEvent
 

@@ -246,7 +246,8 @@ def forget(engine: Engine, email: str) -> Forgotten:
     The subscriber row goes, and with it by ON DELETE CASCADE everything that hangs off it:
     topics, consent events, deliveries, votes, tracking events, transactional mail. Mail queued
     to the address for someone else (an address change) goes too; a plain suppression row is
-    replaced by the hash; provider events keep only the hash instead of the address. An address
+    replaced by the hash; provider events keep only the hash instead of the address (and lose the
+provider's record, which names it). An address
     we know nothing of raises InvalidInput.
     """
     from sqlalchemy import func
@@ -276,7 +277,7 @@ def forget(engine: Engine, email: str) -> Forgotten:
             counts["suppression rows with the address"] = plain
         if "webhook_event" in tables:
             events = tables["webhook_event"]
-            hidden = session.execute(sql_update(events).where(events.c.email == email).values(email=digest)).rowcount
+            hidden = session.execute(sql_update(events).where(events.c.email == email).values(email=digest, payload=None)).rowcount
             if hidden:
                 counts["provider events (address replaced by its hash)"] = hidden
         if not counts:

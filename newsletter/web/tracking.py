@@ -23,7 +23,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
 from newsletter.issues.view import build_issue_view
-from newsletter.feedback.tracking import TrackingEvent
+from newsletter.feedback.models import TrackingEvent
 from newsletter.subscribers.service import link_holder
 from newsletter.tokens import InvalidToken, Purpose, read_token
 

@@ -10,10 +10,8 @@ provider keeps the events and retries. Verification runs before anything touches
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cryptography import x509
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -21,13 +19,12 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.feedback.rules import apply_event, use_nonce
-from newsletter.feedback.webhooks import mailgun, postmark, resend, sendgrid, ses
-from newsletter.feedback.events import CertFetcher, Confirmer, NotConfigured, Rejected, Verified, WebhookRequest
-from newsletter.feedback.webhooks.snscert import certifi_roots
+from newsletter.feedback.rules import apply_event
+from newsletter.feedback.webhooks import providers
+from newsletter.feedback.webhooks.base import NotConfigured, Rejected, Verified, WebhookProvider, WebhookRequest
+from newsletter.feedback.webhooks.nonces import use_nonce
 
 log = logging.getLogger(__name__)
-PROVIDERS = {"postmark": postmark, "sendgrid": sendgrid, "mailgun": mailgun, "resend": resend, "ses": ses}
 # SendGrid posts a batch at 768 KB at the latest, the other providers one event: 1 MiB is above any real body.
 MAX_BODY = 1024 * 1024
 
@@ -36,11 +33,11 @@ MAX_BODY = 1024 * 1024
 class WebhookContext:
     settings: Settings
     engine: Engine
-    # SES: how the SNS signing certificate is fetched and a subscription confirmed. Tests put
-    # functions here that serve a self-made certificate; the URL host check runs before either.
-    fetch_cert: CertFetcher = field(default=ses.fetch_certificate)
-    sns_roots: Callable[[], tuple[x509.Certificate, ...]] = field(default=certifi_roots)  # trust roots for SNS
-    confirm_subscription: Confirmer = field(default=ses.confirm_subscription)
+    # By path name, built from [webhooks.*]; tests replace it with providers(settings, ses=SesWebhook(...)).
+    providers: dict[str, WebhookProvider] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.providers = self.providers or providers(self.settings)
 
 
 def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -53,8 +50,8 @@ def store(context: WebhookContext, provider: str, verified: Verified) -> dict[st
     now = utcnow()
     with session_scope(context.engine) as session:
         if verified.nonce is not None:
-            keep = max(86400.0, 2.0 * context.settings.webhooks.mailgun.max_age_seconds)
-            if not use_nonce(session, provider, verified.nonce, verified.nonce_event, now, keep):
+            if not use_nonce(session, provider, verified.nonce, verified.nonce_event, now,
+                             verified.nonce_keep_seconds):
                 raise Rejected("token already used")
         for event in verified.events:
             if not event.email:
@@ -67,11 +64,11 @@ def store(context: WebhookContext, provider: str, verified: Verified) -> dict[st
     return counts
 
 
-def _handle(module, context: WebhookContext, request: WebhookRequest) -> Verified:
+def _handle(provider: WebhookProvider, request: WebhookRequest) -> Verified:
     """The provider's verify-and-parse; a body shaped in a way the parser did not expect (a
     number where an object belongs, an unhashable tag name) is a 400, never a 500."""
     try:
-        return module.handle(context.settings, request, context)
+        return provider.verify_and_parse(request)
     except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         log.warning("webhook body unreadable: %s: %s", type(exc).__name__, str(exc)[:200])
         raise Rejected("the body is not in the provider's format", 400) from None
@@ -82,10 +79,10 @@ def make_router(context: WebhookContext) -> APIRouter:
 
     @router.post("/webhooks/{provider}", include_in_schema=False)
     async def receive(provider: str, request: Request) -> JSONResponse:
-        module = PROVIDERS.get(provider)
-        if module is None:
+        hook = context.providers.get(provider)
+        if hook is None:
             return _error(404, "unknown provider")
-        if not module.configured(context.settings):
+        if not hook.configured():
             log.warning("webhook for %s called, but its secret is not configured ([webhooks.%s]); answered 503",
                         provider, provider)
             return _error(503, f"the {provider} webhook is not configured")
@@ -99,7 +96,7 @@ def make_router(context: WebhookContext) -> APIRouter:
                 return _error(413, "body too large")
         webhook_request = WebhookRequest(headers=request.headers, body=bytes(body), now=utcnow())
         try:
-            verified = await run_in_threadpool(_handle, module, context, webhook_request)
+            verified = await run_in_threadpool(_handle, hook, webhook_request)
             counts = await run_in_threadpool(store, context, provider, verified)
         except Rejected as exc:
             log.warning("webhook %s rejected (%s): %s", provider, exc.status, exc.reason)

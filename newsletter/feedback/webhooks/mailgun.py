@@ -2,7 +2,7 @@
 
 The JSON body is `{"signature": {"timestamp", "token", "signature"}, "event-data": {...}}`.
 The signature covers only timestamp and token, not the event, so besides the replay window
-(`max_age_seconds`) every token is single-use for one body: routes.py stores what was signed
+(`max_age_seconds`) every token is single-use for one body: the route stores what was signed (webhooks/nonces.py)
 (SHA-256 of timestamp and token) with a SHA-256 of the canonical event-data (webhook_nonce) in
 the same transaction as the events, also when the event is one we ignore. The same token with
 any other body is refused, even with the same event id (a true re-delivery of the same event is
@@ -18,19 +18,44 @@ import hashlib
 import hmac
 import json
 
-from newsletter.config import Settings
-from newsletter.feedback.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
-                                        check_fresh, clean_email, clean_reference, load_json, parse_time)
+from newsletter.config import MailgunWebhookSettings
+from newsletter.feedback.events import EventKind, NormalizedEvent, bounce_kind, clean_email, clean_reference
+from newsletter.feedback.webhooks.base import NONCE_KEEP_SECONDS, Rejected, Verified, WebhookRequest, check_fresh, load_json, parse_time
 
 PROVIDER = "mailgun"
 
 
-def configured(settings: Settings) -> bool:
-    return bool(settings.webhooks.mailgun.signing_key.get_secret_value())
+class MailgunWebhook:
+    """POST /webhooks/mailgun, checked with `[webhooks.mailgun] signing_key`."""
+
+    name = PROVIDER
+
+    def __init__(self, cfg: MailgunWebhookSettings) -> None:
+        self.cfg = cfg
+
+    def configured(self) -> bool:
+        return bool(self.cfg.signing_key.get_secret_value())
+
+    def verify_and_parse(self, request: WebhookRequest) -> Verified:
+        payload = load_json(request.body)
+        if not isinstance(payload, dict):
+            raise Rejected("missing signature")
+        timestamp, token = verify(self.cfg, request, payload.get("signature"))
+        data = payload.get("event-data")
+        if not isinstance(data, dict):
+            raise Rejected("no event-data", 400)
+        event = parse_event(data)
+        # A token must be remembered for as long as its timestamp passes the replay window.
+        result = Verified(nonce=signed_token(timestamp, token), nonce_event=body_digest(data),
+                          nonce_keep_seconds=max(NONCE_KEEP_SECONDS, 2.0 * self.cfg.max_age_seconds))
+        if event is None:
+            result.ignored.append(f"{data.get('event')}")
+        else:
+            result.events.append(event)
+        return result
 
 
-def verify(settings: Settings, request: WebhookRequest, signature: object) -> tuple[str, str]:
-    cfg = settings.webhooks.mailgun
+def verify(cfg: MailgunWebhookSettings, request: WebhookRequest, signature: object) -> tuple[str, str]:
     if not isinstance(signature, dict):
         raise Rejected("missing signature")
     timestamp, token, given = (str(signature.get(k) or "") for k in ("timestamp", "token", "signature"))
@@ -44,23 +69,6 @@ def verify(settings: Settings, request: WebhookRequest, signature: object) -> tu
     if len(token) > 128:
         raise Rejected("malformed token")
     return timestamp, token
-
-
-def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
-    payload = load_json(request.body)
-    if not isinstance(payload, dict):
-        raise Rejected("missing signature")
-    _timestamp, token = verify(settings, request, payload.get("signature"))
-    data = payload.get("event-data")
-    if not isinstance(data, dict):
-        raise Rejected("no event-data", 400)
-    event = parse_event(data)
-    result = Verified(nonce=signed_token(_timestamp, token), nonce_event=body_digest(data))
-    if event is None:
-        result.ignored.append(f"{data.get('event')}")
-    else:
-        result.events.append(event)
-    return result
 
 
 def signed_token(timestamp: str, token: str) -> str:
@@ -107,4 +115,5 @@ def parse_event(data: dict) -> NormalizedEvent | None:
         occurred_at=parse_time(data.get("timestamp")),
         detail=detail,
         message_id=f"<{message_id}>" if message_id else None,  # ours: matched like SendGrid's and SES's
+        raw=data,
     )

@@ -14,10 +14,9 @@ import base64
 import binascii
 import hmac
 
-from newsletter.config import Settings
-from newsletter.feedback.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
-                                        clean_email, collect_records,
-                                        clean_reference, header, load_json, parse_time)
+from newsletter.config import PostmarkWebhookSettings
+from newsletter.feedback.events import EventKind, NormalizedEvent, bounce_kind, clean_email, clean_reference
+from newsletter.feedback.webhooks.base import Rejected, Verified, WebhookRequest, collect_records, header, load_json, parse_time
 
 PROVIDER = "postmark"
 BOUNCE_TYPES = {
@@ -31,13 +30,24 @@ BOUNCE_TYPES = {
 SUPPRESSION_REASONS = {"HardBounce": EventKind.bounced_hard, "SpamComplaint": EventKind.complained}
 
 
-def configured(settings: Settings) -> bool:
-    cfg = settings.webhooks.postmark
-    return bool(cfg.username.get_secret_value() and cfg.password.get_secret_value())
+class PostmarkWebhook:
+    """POST /webhooks/postmark, checked against `[webhooks.postmark]`."""
+
+    name = PROVIDER
+
+    def __init__(self, cfg: PostmarkWebhookSettings) -> None:
+        self.cfg = cfg
+
+    def configured(self) -> bool:
+        return bool(self.cfg.username.get_secret_value() and self.cfg.password.get_secret_value())
+
+    def verify_and_parse(self, request: WebhookRequest) -> Verified:
+        check_auth(self.cfg, header(request, "authorization"))
+        return collect_records(load_json(request.body), parse_record,
+                               lambda r: f"{r.get('RecordType')}/{r.get('Type', '')}".rstrip("/"), "a record")
 
 
-def check_auth(settings: Settings, value: str) -> None:
-    cfg = settings.webhooks.postmark
+def check_auth(cfg: PostmarkWebhookSettings, value: str) -> None:
     challenge = {"WWW-Authenticate": 'Basic realm="webhooks"'}
     scheme, _, encoded = value.partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -53,17 +63,11 @@ def check_auth(settings: Settings, value: str) -> None:
         raise Rejected("wrong basic auth credentials", headers=challenge)
 
 
-def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
-    check_auth(settings, header(request, "authorization"))
-    return collect_records(load_json(request.body), parse_record,
-                           lambda r: f"{r.get('RecordType')}/{r.get('Type', '')}".rstrip("/"), "a record")
-
-
 def parse_record(record: dict) -> NormalizedEvent | None:
     record_type = record.get("RecordType")
     metadata = record.get("Metadata") if isinstance(record.get("Metadata"), dict) else {}
     common = dict(provider=PROVIDER, provider_message_id=_str(record.get("MessageID")),
-                  reference=clean_reference(metadata.get("reference")))
+                  reference=clean_reference(metadata.get("reference")), raw=record)
     if record_type in ("Bounce", "SpamComplaint"):
         kind = EventKind.complained if record_type == "SpamComplaint" else BOUNCE_TYPES.get(record.get("Type"))
         if kind is None or record.get("ID") is None:

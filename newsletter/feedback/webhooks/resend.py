@@ -16,10 +16,9 @@ import binascii
 import hashlib
 import hmac
 
-from newsletter.config import Settings
-from newsletter.feedback.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
-                                        bounce_kind, check_fresh, clean_email, clean_reference, header, load_json,
-                                        parse_time)
+from newsletter.config import ResendWebhookSettings
+from newsletter.feedback.events import EventKind, NormalizedEvent, bounce_kind, clean_email, clean_reference
+from newsletter.feedback.webhooks.base import NotConfigured, Rejected, Verified, WebhookRequest, check_fresh, header, load_json, parse_time
 
 PROVIDER = "resend"
 SIMPLE = {
@@ -29,8 +28,29 @@ SIMPLE = {
 }
 
 
-def configured(settings: Settings) -> bool:
-    return bool(settings.webhooks.resend.secret.get_secret_value())
+class ResendWebhook:
+    """POST /webhooks/resend, checked with `[webhooks.resend] secret`."""
+
+    name = PROVIDER
+
+    def __init__(self, cfg: ResendWebhookSettings) -> None:
+        self.cfg = cfg
+
+    def configured(self) -> bool:
+        return bool(self.cfg.secret.get_secret_value())
+
+    def verify_and_parse(self, request: WebhookRequest) -> Verified:
+        msg_id = verify(self.cfg, request)
+        payload = load_json(request.body)
+        if not isinstance(payload, dict):
+            raise Rejected("the body is not a JSON object", 400)
+        result = Verified()
+        events = parse(payload, msg_id)
+        if events is None:
+            result.ignored.append(str(payload.get("type")))
+        else:
+            result.events.extend(events)
+        return result
 
 
 def signing_key(secret: str) -> bytes:
@@ -43,8 +63,7 @@ def signing_key(secret: str) -> bytes:
         raise NotConfigured("[webhooks.resend] secret is not whsec_<base64>") from None
 
 
-def verify(settings: Settings, request: WebhookRequest) -> str:
-    cfg = settings.webhooks.resend
+def verify(cfg: ResendWebhookSettings, request: WebhookRequest) -> str:
     msg_id, timestamp = header(request, "svix-id"), header(request, "svix-timestamp")
     signatures = header(request, "svix-signature")
     if not (msg_id and timestamp and signatures):
@@ -58,20 +77,6 @@ def verify(settings: Settings, request: WebhookRequest) -> str:
         if version == "v1" and hmac.compare_digest(expected, value.encode()):
             return msg_id
     raise Rejected("bad signature")
-
-
-def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
-    msg_id = verify(settings, request)
-    payload = load_json(request.body)
-    if not isinstance(payload, dict):
-        raise Rejected("the body is not a JSON object", 400)
-    result = Verified()
-    events = parse(payload, msg_id)
-    if events is None:
-        result.ignored.append(str(payload.get("type")))
-    else:
-        result.events.extend(events)
-    return result
 
 
 def _tags(data: dict) -> dict:
@@ -108,6 +113,7 @@ def parse(payload: dict, msg_id: str) -> list[NormalizedEvent] | None:
             reference=clean_reference(_tags(data).get("reference")),
             occurred_at=parse_time(payload.get("created_at")),
             detail=detail,
+            raw=payload,
         )
         for email in recipients
     ]

@@ -21,10 +21,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from newsletter.config import Settings
-from newsletter.feedback.events import (EventKind, NormalizedEvent, NotConfigured, Rejected, Verified, WebhookRequest,
-                                        bounce_kind, check_fresh, clean_email, clean_reference, collect_records, header,
-                                        load_json, parse_time)
+from newsletter.config import SendgridWebhookSettings
+from newsletter.feedback.events import EventKind, NormalizedEvent, bounce_kind, clean_email, clean_reference
+from newsletter.feedback.webhooks.base import NotConfigured, Rejected, Verified, WebhookRequest, check_fresh, collect_records, header, load_json, parse_time
 
 PROVIDER = "sendgrid"
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -46,8 +45,21 @@ DROPPED = {
 }
 
 
-def configured(settings: Settings) -> bool:
-    return bool(settings.webhooks.sendgrid.public_key.strip())
+class SendgridWebhook:
+    """POST /webhooks/sendgrid, checked with `[webhooks.sendgrid] public_key`."""
+
+    name = PROVIDER
+
+    def __init__(self, cfg: SendgridWebhookSettings) -> None:
+        self.cfg = cfg
+
+    def configured(self) -> bool:
+        return bool(self.cfg.public_key.strip())
+
+    def verify_and_parse(self, request: WebhookRequest) -> Verified:
+        verify(self.cfg, request)
+        return collect_records(load_json(request.body), parse_event, lambda item: str(item.get("event")),
+                               "an event")
 
 
 @functools.lru_cache(maxsize=8)
@@ -65,8 +77,7 @@ def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def verify(settings: Settings, request: WebhookRequest) -> None:
-    cfg = settings.webhooks.sendgrid
+def verify(cfg: SendgridWebhookSettings, request: WebhookRequest) -> None:
     signature, timestamp = header(request, SIGNATURE), header(request, TIMESTAMP)
     if not signature or not timestamp:
         raise Rejected("missing signature headers")
@@ -77,12 +88,6 @@ def verify(settings: Settings, request: WebhookRequest) -> None:
                    ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError):
         raise Rejected("bad signature") from None
-
-
-def handle(settings: Settings, request: WebhookRequest, _context=None) -> Verified:
-    verify(settings, request)
-    return collect_records(load_json(request.body), parse_event, lambda item: str(item.get("event")),
-                           "an event")
 
 
 def x_message_id(sg_message_id: str) -> str | None:
@@ -116,4 +121,5 @@ def parse_event(item: dict) -> NormalizedEvent | None:
         occurred_at=parse_time(item.get("timestamp")),
         detail=detail,
         message_id=str(item.get("smtp-id") or "") or None,
+        raw=item,
     )

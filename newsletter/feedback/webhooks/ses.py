@@ -25,6 +25,7 @@ import binascii
 import logging
 import re
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -34,11 +35,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.config import Settings
+from newsletter.config import SesWebhookSettings
 from newsletter.mail.compose import DELIVERY_HEADER
-from newsletter.feedback.events import (EventKind, NormalizedEvent, Rejected, Verified, WebhookRequest, bounce_kind,
-                                        clean_email, clean_reference, load_json, parse_time)
-from newsletter.feedback.webhooks.snscert import UntrustedCertificate, check_sns_certificate, load_certificate
+from newsletter.feedback.events import EventKind, NormalizedEvent, bounce_kind, clean_email, clean_reference
+from newsletter.feedback.webhooks.base import Rejected, Verified, WebhookRequest, load_json, parse_time
+from newsletter.feedback.webhooks.snscert import UntrustedCertificate, certifi_roots, check_sns_certificate, load_certificate
 
 log = logging.getLogger(__name__)
 PROVIDER = "ses"
@@ -49,14 +50,13 @@ NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn
 SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 MAX_CERT_BYTES = 64 * 1024
+CertFetcher = Callable[[str], bytes]  # URL -> certificate bytes (PEM or DER)
+Confirmer = Callable[[str], None]  # GETs a SubscribeURL
+Roots = Callable[[], tuple[x509.Certificate, ...]]  # the CA certificates an SNS chain must end in
 
 
-def topic_arns(settings: Settings) -> set[str]:
-    return {part for part in re.split(r"[\s,]+", settings.webhooks.ses.topic_arn) if part}
-
-
-def configured(settings: Settings) -> bool:
-    return bool(topic_arns(settings))
+def topic_arns(cfg: SesWebhookSettings) -> set[str]:
+    return {part for part in re.split(r"[\s,]+", cfg.topic_arn) if part}
 
 
 def check_sns_url(url: object, what: str) -> str:
@@ -123,7 +123,7 @@ def canonical(message: dict) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def verify(message: dict, fetch, now: datetime, roots: tuple[x509.Certificate, ...]) -> None:
+def verify(message: dict, fetch: CertFetcher, now: datetime, roots: tuple[x509.Certificate, ...]) -> None:
     algorithm = HASHES.get(str(message.get("SignatureVersion")))
     if algorithm is None:
         raise Rejected("unsupported SignatureVersion")
@@ -155,22 +155,46 @@ def verify(message: dict, fetch, now: datetime, roots: tuple[x509.Certificate, .
         raise Rejected("bad signature") from None
 
 
-def handle(settings: Settings, request: WebhookRequest, context) -> Verified:
-    message = load_json(request.body)
-    if not isinstance(message, dict):
-        raise Rejected("missing signature")
-    verify(message, context.fetch_cert, request.now, context.sns_roots())
-    if message.get("TopicArn") not in topic_arns(settings):
-        raise Rejected("topic not in [webhooks.ses] topic_arn", 403)
-    kind = message["Type"]
-    if kind == "SubscriptionConfirmation":
-        url = check_sns_url(message.get("SubscribeURL"), "SubscribeURL")
-        context.confirm_subscription(url)
-        log.info("ses: confirmed the SNS subscription to %s", message["TopicArn"])
-        return Verified(note="subscription confirmed")
-    if kind == "UnsubscribeConfirmation":
-        log.warning("ses: SNS says the subscription to %s was removed", message["TopicArn"])
-        return Verified(note="unsubscribe confirmation noted")
+class SesWebhook:
+    """POST /webhooks/ses: SNS messages for the topics in `[webhooks.ses] topic_arn`.
+
+    Built with how the signing certificate is fetched (`fetch_cert`), the trust roots its chain
+    must end in (`sns_roots`) and how a subscription is confirmed (`confirm`): the defaults use
+    the network and certifi; tests pass functions that serve a self-made CA. The URL host check
+    runs before either is called."""
+
+    name = PROVIDER
+
+    def __init__(self, cfg: SesWebhookSettings, *, fetch_cert: CertFetcher | None = None,
+                 sns_roots: Roots | None = None, confirm: Confirmer | None = None) -> None:
+        self.cfg = cfg
+        self.fetch_cert = fetch_cert or fetch_certificate
+        self.sns_roots = sns_roots or certifi_roots
+        self.confirm = confirm or confirm_subscription
+
+    def configured(self) -> bool:
+        return bool(topic_arns(self.cfg))
+
+    def verify_and_parse(self, request: WebhookRequest) -> Verified:
+        message = load_json(request.body)
+        if not isinstance(message, dict):
+            raise Rejected("missing signature")
+        verify(message, self.fetch_cert, request.now, self.sns_roots())
+        if message.get("TopicArn") not in topic_arns(self.cfg):
+            raise Rejected("topic not in [webhooks.ses] topic_arn", 403)
+        kind = message["Type"]
+        if kind == "SubscriptionConfirmation":
+            self.confirm(check_sns_url(message.get("SubscribeURL"), "SubscribeURL"))
+            log.info("ses: confirmed the SNS subscription to %s", message["TopicArn"])
+            return Verified(note="subscription confirmed")
+        if kind == "UnsubscribeConfirmation":
+            log.warning("ses: SNS says the subscription to %s was removed", message["TopicArn"])
+            return Verified(note="unsubscribe confirmation noted")
+        return read_notification(message)
+
+
+def read_notification(message: dict) -> Verified:
+    """A verified Notification: SES's JSON in `Message`, one event per recipient."""
     try:
         body = load_json(message["Message"])
     except Rejected:  # signed by SNS but not SES's JSON: noted as ignored below
@@ -247,6 +271,7 @@ def parse_notification(body: dict, sns_message_id: str) -> list[NormalizedEvent]
             occurred_at=parse_time(section.get("timestamp")),
             detail=f"{extra} {detail}".strip(),
             message_id=message_id,
+            raw=body,
         )
         for email, detail in recipients
     ]

@@ -26,7 +26,8 @@ from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
 from newsletter.feedback.models import WebhookEvent
-from newsletter.feedback.webhooks.ses import canonical
+from newsletter.feedback.webhooks import providers
+from newsletter.feedback.webhooks.ses import SesWebhook, canonical
 from newsletter.subscribers.models import ConsentEvent, Subscriber, Suppression
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET
@@ -35,6 +36,10 @@ from tests.web.conftest import Live, live_factory  # noqa: F401  (the fixture, s
 WEEK = "2026-W48"  # a week of the sample content
 TOPIC = "arn:aws:sns:us-east-1:123456789012:weekly-verdicts-ses"
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
+
+
+def iso(offset: float = 0.0) -> str:
+    return datetime.fromtimestamp(time.time() + offset, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -217,11 +222,17 @@ def make_hooks(live_factory, keys: Keys, db_url: str | None) -> Hooks:  # noqa: 
         hooks.fetched.append(url)
         return keys.sns_cert_pem
 
-    context = live.app.state.webhooks
-    context.fetch_cert = fetch
-    context.sns_roots = lambda: (keys.sns_root,)
-    context.confirm_subscription = hooks.confirmed.append
+    serve_certificates(hooks, fetch)
     return hooks
+
+
+def serve_certificates(hooks: Hooks, fetch) -> None:
+    """The live server's SES webhook, rebuilt to fetch certificates with `fetch` and trust the
+    test root: what the provider needs is passed at construction, as the app does with the defaults."""
+    settings = hooks.live.app.state.webhooks.settings
+    hooks.live.app.state.webhooks.providers = providers(settings, ses=SesWebhook(
+        settings.webhooks.ses, fetch_cert=fetch, sns_roots=lambda: (hooks.keys.sns_root,),
+        confirm=hooks.confirmed.append))
 
 
 @pytest.fixture

@@ -11,14 +11,17 @@ from email import message_from_bytes, policy
 
 from sqlalchemy import MetaData, String, Text, func, select
 
-from newsletter.feedback.bounces import process_mailbox
 from newsletter.db import session_scope
+from newsletter.feedback.bounces import process_mailbox
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.service import forget, hashed_email
 from tests.conftest import TEST_SECRET
-from tests.webhooks.conftest import Hooks
-from tests.webhooks.test_bounces import dsn
-from tests.webhooks.test_providers import iso, mailgun_event, postmark_bounce, sendgrid_event, ses_mail
+from tests.feedback.conftest import Hooks, iso
+from tests.feedback.test_bounces import dsn
+from tests.feedback.webhooks.test_mailgun import mailgun_event
+from tests.feedback.webhooks.test_postmark import postmark_bounce
+from tests.feedback.webhooks.test_sendgrid import sendgrid_event
+from tests.feedback.webhooks.test_ses import ses_mail
 
 GONE = "gone.reader@example.com"
 
@@ -81,6 +84,20 @@ def test_webhook_events_after_forget_store_only_the_hash(hooks):
     # Every provider's event was recorded (against the hash) and none re-created the person.
     assert {provider for provider, _ in rows} >= {"postmark", "sendgrid", "mailgun", "ses", "resend"}
     assert hooks.status(GONE) is None
+
+
+def test_forget_clears_the_provider_records_of_earlier_events(hooks):
+    """An event recorded before the reader is forgotten: its stored provider record names the
+    address, so forget drops the record along with replacing the address by its hash."""
+    hooks.add(GONE)
+    delivery = hooks.send_issue()[GONE]
+    assert hooks.postmark(postmark_bounce(GONE, f"i{delivery.issue_id}-d{delivery.id}", "pm-before", 78)).status_code == 200
+    with session_scope(hooks.live.engine) as session:
+        assert GONE in session.execute(select(WebhookEvent.payload)).scalar_one()
+    forget(hooks.live.engine, GONE)
+    assert plain_hits(hooks.live.engine, GONE) == []
+    with session_scope(hooks.live.engine) as session:
+        assert session.execute(select(WebhookEvent.email, WebhookEvent.payload)).one() == (hashed_email(GONE), None)
 
 
 def test_bounces_after_forget_are_ignored_or_hashed(hooks, tmp_path):

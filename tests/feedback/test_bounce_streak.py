@@ -8,8 +8,8 @@ from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
 from tests.conftest import TEST_SECRET
-from tests.webhooks.conftest import Hooks
-from tests.webhooks.test_providers import mailgun_event
+from tests.feedback.conftest import Hooks
+from tests.feedback.webhooks.test_mailgun import mailgun_event
 
 
 def send_week(hooks: Hooks, week: str) -> None:

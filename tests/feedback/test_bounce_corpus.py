@@ -35,7 +35,7 @@ from newsletter.migrate import upgrade
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
-from tests.webhooks.conftest import WEEK
+from tests.feedback.conftest import WEEK
 
 CORPUS = Path(__file__).parents[1] / "data" / "bounces"
 EXPECTED: dict[str, dict] = json.loads((CORPUS / "expected.json").read_text())

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from newsletter.db import session_scope
 from newsletter.delivery.models import Delivery
 from newsletter.subscribers.models import Subscriber
-from tests.webhooks.conftest import Hooks
+from tests.feedback.conftest import Hooks
+from tests.feedback.webhooks.test_mailgun import mailgun_event
 
 
 def test_a_complaint_by_webhook_keeps_the_address_out_of_the_next_send(hooks: Hooks):
@@ -49,3 +50,26 @@ def test_webhook_secrets_come_from_the_environment_only(tmp_path, monkeypatch):
     assert settings.webhooks.mailgun.signing_key.get_secret_value() == "key-from-env"
     assert "key-from-env" not in repr(settings)
     assert settings.webhooks.ses.topic_arn == "arn:aws:sns:eu-west-1:1:t" and settings.feedback.soft_bounce_limit == 5
+
+
+def test_soft_bounces_in_a_row_suspend_and_a_delivery_ends_the_streak(hooks_lite):
+    hooks = hooks_lite
+    hooks.add("mg-soft@example.com")
+    start = time.time() - 600
+
+    def temporary(message, offset):
+        return mailgun_event("mg-soft@example.com", "failed", message_id=f"{message}@mg.example", severity="temporary",
+                             reason="generic", timestamp=start + offset)
+
+    for offset, message in [(1, "m1"), (2, "m1"), (3, "m2")]:  # m1 failed twice: one soft-bounced message
+        assert hooks.mailgun(temporary(message, offset)).status_code == 200
+    assert hooks.status("mg-soft@example.com") == "active"
+    delivered = mailgun_event("mg-soft@example.com", "delivered", message_id="m3@mg.example", timestamp=start + 4)
+    assert hooks.mailgun(delivered).status_code == 200
+    for offset, message in [(5, "m4"), (6, "m5")]:
+        hooks.mailgun(temporary(message, offset))
+    assert hooks.status("mg-soft@example.com") == "active" and hooks.consents("mg-soft@example.com") == []
+    hooks.mailgun(temporary("m6", 7))
+    assert hooks.status("mg-soft@example.com") == "bounced"
+    assert hooks.suppression("mg-soft@example.com") == "soft_bounce_limit"
+    assert hooks.consents("mg-soft@example.com") == [("suppressed:soft_bounce_limit", "mailgun")]

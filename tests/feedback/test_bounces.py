@@ -30,7 +30,7 @@ from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.models import ConsentEvent, Subscriber, Suppression
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
-from tests.webhooks.conftest import WEEK
+from tests.feedback.conftest import WEEK
 
 READERS = ["hard@example.com", "soft@example.com", "ok@example.com", "hard2@example.net", "soft2@example.net"]
 
