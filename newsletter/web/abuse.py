@@ -1,6 +1,6 @@
 """Defences of the public forms: visitor-bound form tokens, honeypot, client address, rate limits.
 
-The rate limiter is in memory, per process: `newsletter serve` runs one process,
+The request throttle is in memory, per process: `newsletter serve` runs one process,
 so that is the whole deployment; behind several processes each keeps its own
 window (documented in docs/operations.md).
 """
@@ -21,6 +21,7 @@ from itsdangerous import BadData
 from newsletter.tokens import timestamp_signer
 
 HONEYPOT_FIELD = "website"
+HOUR = 3600.0  # the window of every per-hour limit in [web]
 
 
 class FormTokenError(Exception):
@@ -111,21 +112,25 @@ def client_address(peer: str | None, forwarded_for: list[str], trusted_hops: int
 
 
 @dataclass
-class Limit:
+class ThrottleLimit:
+    """At most `limit` attempts per `window` seconds for one key (an IP, a network, an address)."""
+
     key: str
     limit: int
     window: float
 
 
-class RateLimiter:
-    """Sliding-window counters; `hit` records an attempt or says how long to wait."""
+class RequestThrottle:
+    """Sliding-window counters for web requests; `hit` records an attempt or says how long to wait.
+
+    Not the mail-sending limit (delivery's SendRateLimiter, shared through the database)."""
 
     def __init__(self, clock=time.monotonic) -> None:
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
-    def hit(self, limits: list[Limit]) -> float | None:
+    def hit(self, limits: list[ThrottleLimit]) -> float | None:
         """Record one attempt against every limit, or return seconds to wait (recording nothing)."""
         now = self._clock()
         with self._lock:

@@ -14,11 +14,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
@@ -26,6 +24,7 @@ from newsletter.issues.view import build_issue_view
 from newsletter.feedback.models import TrackingEvent
 from newsletter.subscribers.service import link_holder
 from newsletter.tokens import InvalidToken, Purpose, read_token
+from newsletter.web.deps import Ctx, WebContext
 
 # Ids beyond a 32-bit integer are no rows of ours (and an error on PostgreSQL): 422 before any query.
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -40,40 +39,40 @@ def record(session: Session, issue_id: int, subscriber_id: int, kind: str, link:
                                   created_at=utcnow()).on_conflict_do_nothing())
 
 
-def make_router(settings: Settings, engine: Engine, secret: str) -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    def subscriber(token: str) -> int | None:
-        """The reader a tracking token names, only while that very reader exists (token_key)."""
-        try:
-            subject = read_token(secret, Purpose.track, token)
-        except InvalidToken:
-            return None
-        with session_scope(engine) as session:
-            return subject.subscriber_id if link_holder(session, subject) is not None else None
 
-    @router.get("/o/{token}/{issue_id}.gif")
-    def opened(token: str, issue_id: IssueId) -> Response:
-        subscriber_id = subscriber(token)
-        if subscriber_id is not None and settings.tracking.opens:
-            with session_scope(engine) as session:
-                if session.get(Issue, issue_id) is not None:
-                    record(session, issue_id, subscriber_id, "open")
-        return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+def tracked_reader(ctx: WebContext, token: str) -> int | None:
+    """The reader a tracking token names, only while that very reader exists (token_key)."""
+    try:
+        subject = read_token(ctx.secret, Purpose.track, token)
+    except InvalidToken:
+        return None
+    with session_scope(ctx.engine) as session:
+        return subject.subscriber_id if link_holder(session, subject) is not None else None
 
-    @router.get("/c/{token}/{issue_id}/{index}")
-    def clicked(token: str, issue_id: IssueId, index: LinkIndex) -> Response:
-        with session_scope(engine) as session:
-            issue = session.get(Issue, issue_id)
-            if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
-                return Response("unknown link", status_code=404, media_type="text/plain")
-            links = [c.url for c in build_issue_view(session, settings, issue).comparisons]
-            if not 0 <= index < len(links):
-                return Response("unknown link", status_code=404, media_type="text/plain")
-            subscriber_id = subscriber(token)
-            if subscriber_id is not None:
-                record(session, issue_id, subscriber_id, "click", index)
-        # The target comes from the issue in the database, never from the request.
-        return RedirectResponse(links[index], status_code=303)
 
-    return router
+@router.get("/o/{token}/{issue_id}.gif")
+def opened(token: str, issue_id: IssueId, ctx: Ctx) -> Response:
+    subscriber_id = tracked_reader(ctx, token)
+    if subscriber_id is not None and ctx.settings.tracking.opens:
+        with session_scope(ctx.engine) as session:
+            if session.get(Issue, issue_id) is not None:
+                record(session, issue_id, subscriber_id, "open")
+    return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/c/{token}/{issue_id}/{index}")
+def clicked(token: str, issue_id: IssueId, index: LinkIndex, ctx: Ctx) -> Response:
+    with session_scope(ctx.engine) as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
+            return Response("unknown link", status_code=404, media_type="text/plain")
+        links = [c.url for c in build_issue_view(session, ctx.settings, issue).comparisons]
+        if not 0 <= index < len(links):
+            return Response("unknown link", status_code=404, media_type="text/plain")
+        subscriber_id = tracked_reader(ctx, token)
+        if subscriber_id is not None:
+            record(session, issue_id, subscriber_id, "click", index)
+    # The target comes from the issue in the database, never from the request.
+    return RedirectResponse(links[index], status_code=303)

@@ -74,40 +74,39 @@ def _handle(provider: WebhookProvider, request: WebhookRequest) -> Verified:
         raise Rejected("the body is not in the provider's format", 400) from None
 
 
-def make_router(context: WebhookContext) -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.post("/webhooks/{provider}", include_in_schema=False)
-    async def receive(provider: str, request: Request) -> JSONResponse:
-        hook = context.providers.get(provider)
-        if hook is None:
-            return _error(404, "unknown provider")
-        if not hook.configured():
-            log.warning("webhook for %s called, but its secret is not configured ([webhooks.%s]); answered 503",
-                        provider, provider)
-            return _error(503, f"the {provider} webhook is not configured")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY:
+
+@router.post("/webhooks/{provider}", include_in_schema=False)
+async def receive(provider: str, request: Request) -> JSONResponse:
+    context: WebhookContext = request.app.state.webhooks  # set by create_app; tests swap its fetchers
+    hook = context.providers.get(provider)
+    if hook is None:
+        return _error(404, "unknown provider")
+    if not hook.configured():
+        log.warning("webhook for %s called, but its secret is not configured ([webhooks.%s]); answered 503",
+                    provider, provider)
+        return _error(503, f"the {provider} webhook is not configured")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return _error(413, "body too large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
             return _error(413, "body too large")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return _error(413, "body too large")
-        webhook_request = WebhookRequest(headers=request.headers, body=bytes(body), now=utcnow())
-        try:
-            verified = await run_in_threadpool(_handle, hook, webhook_request)
-            counts = await run_in_threadpool(store, context, provider, verified)
-        except Rejected as exc:
-            log.warning("webhook %s rejected (%s): %s", provider, exc.status, exc.reason)
-            return _error(exc.status, exc.reason, exc.headers)
-        except NotConfigured as exc:
-            log.error("webhook %s: %s", provider, exc)
-            return _error(503, f"the {provider} webhook is not configured correctly")
-        for name in verified.ignored:
-            log.info("webhook %s: event type %r acknowledged and ignored", provider, name)
-        if verified.note:
-            log.info("webhook %s: %s", provider, verified.note)
-        return JSONResponse({**counts, **({"note": verified.note} if verified.note else {})})
-
-    return router
+    webhook_request = WebhookRequest(headers=request.headers, body=bytes(body), now=utcnow())
+    try:
+        verified = await run_in_threadpool(_handle, hook, webhook_request)
+        counts = await run_in_threadpool(store, context, provider, verified)
+    except Rejected as exc:
+        log.warning("webhook %s rejected (%s): %s", provider, exc.status, exc.reason)
+        return _error(exc.status, exc.reason, exc.headers)
+    except NotConfigured as exc:
+        log.error("webhook %s: %s", provider, exc)
+        return _error(503, f"the {provider} webhook is not configured correctly")
+    for name in verified.ignored:
+        log.info("webhook %s: event type %r acknowledged and ignored", provider, name)
+    if verified.note:
+        log.info("webhook %s: %s", provider, verified.note)
+    return JSONResponse({**counts, **({"note": verified.note} if verified.note else {})})

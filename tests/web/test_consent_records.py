@@ -5,9 +5,8 @@ from sqlmodel import select
 
 from newsletter.db import session_scope
 from newsletter.web.abuse import client_address
-from newsletter.subscribers.consent import CONSENT_TEXT, CONSENT_VERSION, MAX_USER_AGENT, clean_user_agent
+from newsletter.subscribers.consent import CONSENT_TEXT, CONSENT_VERSION
 from newsletter.subscribers.models import ConsentEvent, Subscriber
-from newsletter.subscribers.service import record_consent
 from newsletter.tokens import Purpose
 from tests.conftest import link_token
 
@@ -69,17 +68,3 @@ def test_client_address_takes_the_entry_the_outermost_trusted_proxy_wrote():
     assert client_address("10.0.0.3", ["[2001:DB8::1]"], 1) == "2001:db8::1"  # validated and normalised
     assert client_address("10.0.0.3", ["203.0.113.9:4711"], 1) == "10.0.0.3"
     assert client_address(None, ["<script>"], 1) == "unknown"
-
-
-def test_only_known_sources_are_recorded(engine):
-    with session_scope(engine) as session:
-        reader = Subscriber(email="src@example.com")
-        session.add(reader)
-        session.flush()
-        with pytest.raises(ValueError, match="consent source"):
-            record_consent(session, reader, "subscribed", "web")
-
-
-def test_user_agent_is_cleaned():
-    assert clean_user_agent("a\x00b\r\nc\x7fd\u2028e") == "abcde"
-    assert clean_user_agent(None) == "" and len(clean_user_agent("y" * 1000)) == MAX_USER_AGENT

@@ -13,7 +13,7 @@ from tests.conftest import write_config
 from tests.cli.test_cli import run
 
 ENV = {"NEWSLETTER_SECRET_KEY": "k" * 40}
-SAMPLE = Path(__file__).resolve().parent.parent / "newsletter" / "content" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "newsletter" / "content" / "sample"
 
 
 @pytest.fixture

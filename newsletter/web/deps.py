@@ -1,0 +1,75 @@
+"""What every route gets from the app: the request context and the declared form fields.
+
+Routes are module-level functions (FastAPI project-template shape); what they used to take from
+a closure comes from `request.app.state.web` through the one dependency alias `Ctx`, so tests can
+still swap the clock on a running app (`app.state.web.clock = ...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Form, Request
+from sqlalchemy import Engine
+
+from newsletter.config import Settings
+from newsletter.db import utcnow
+from newsletter.subscribers.consent import Origin
+from newsletter.subscribers.service import InvalidInput
+from newsletter.web.abuse import RequestThrottle, client_address
+
+MAX_FIELD = 1000  # any single form value longer than this is refused outright
+
+
+@dataclass
+class WebContext:
+    """Per-app state shared by all routes: settings, database, signing secret and the throttle."""
+
+    settings: Settings
+    engine: Engine
+    secret: str
+    categories: Callable[[], list[str]]
+    throttle: RequestThrottle = field(default_factory=RequestThrottle)
+    clock: Callable[[], datetime] = utcnow
+    on_queued: Callable[[], None] = lambda: None  # wakes the background sender
+
+
+def web_context(request: Request) -> WebContext:
+    """The app's context (set by create_app), read per request so a swapped clock takes effect."""
+    return request.app.state.web
+
+
+Ctx = Annotated[WebContext, Depends(web_context)]
+
+# Form fields are declared (FastAPI Form parameters) so the OpenAPI schema describes them; the
+# handlers still read the raw form themselves (repeated fields, length limits, friendly errors).
+FormText = Annotated[str, Form()]
+FormList = Annotated[list[str], Form()]
+OneClick = Annotated[str, Form(alias="List-Unsubscribe")]  # RFC 8058's field name is not an identifier
+
+
+def client_ip(ctx: WebContext, request: Request) -> str:
+    """The client's address as the outermost trusted proxy saw it ([web] trusted_proxy_hops)."""
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.getlist("x-forwarded-for"), ctx.settings.web.trusted_proxy_hops)
+
+
+def origin_of(ctx: WebContext, request: Request) -> Origin:
+    """IP and User-Agent for the consent record (cleaned and cut to size by record_consent)."""
+    return Origin(ip=client_ip(ctx, request), user_agent=request.headers.get("user-agent", ""))
+
+
+async def form_data(request: Request) -> dict[str, list[str]]:
+    """Every form value as sent (repeated fields kept), refusing files and oversized values."""
+    form = await request.form()
+    data: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if not isinstance(value, str):
+            raise InvalidInput(f"{key}: files are not accepted")
+        if len(value) > MAX_FIELD:
+            raise InvalidInput(f"{key}: too long")
+        data.setdefault(key, []).append(value)
+    return data

@@ -1,0 +1,57 @@
+"""Public read-only pages: the web view of a sent issue, comparison pages, the health check."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import replace
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from sqlalchemy import select
+
+from newsletter.content.votes import PUBLIC_VOTE_TOKEN
+from newsletter.db import session_scope
+from newsletter.issues.models import Issue, IssueState
+from newsletter.web.deps import Ctx
+from newsletter.web.responses import page
+
+router = APIRouter()
+
+
+@router.get("/issues/{issue_id}", response_class=HTMLResponse)
+def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> HTMLResponse:
+    """The issue as subscribers got it, without anyone's personal links."""
+    from newsletter.issues.render import compile_issue
+    from newsletter.issues.view import build_issue_view
+
+    site = ctx.settings.site
+    with session_scope(ctx.engine) as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
+            return page(site, "message.html", 404, title="Not found", heading="No such issue",
+                        paragraphs=["This issue does not exist or has not been published yet."])
+        view = replace(build_issue_view(session, ctx.settings, issue), track_opens=False, track_clicks=False)
+        compiled = compile_issue(view)
+    values = {"email": "a subscriber", "unsubscribe_url": f"{site.base_url}/",
+              "preferences_url": f"{site.base_url}/", "vote_token": PUBLIC_VOTE_TOKEN, "track_token": ""}
+    return HTMLResponse(compiled.html.fill(values, lambda v: html.escape(v, quote=True)))
+
+
+@router.get("/compare/{slug}", response_class=HTMLResponse)
+def comparison_page(slug: str, ctx: Ctx) -> HTMLResponse:
+    from newsletter.content.page import comparison_page_values
+
+    with session_scope(ctx.engine) as session:
+        values = comparison_page_values(session, slug)
+    if values is None:
+        return page(ctx.settings.site, "message.html", 404, title="Not found", heading="No such comparison",
+                    paragraphs=["We have not compared these tools (yet)."])
+    return page(ctx.settings.site, "comparison.html", **values)
+
+
+@router.get("/healthz", response_class=PlainTextResponse)
+def health(ctx: Ctx) -> str:
+    with session_scope(ctx.engine) as session:
+        session.execute(select(1))
+    return "ok"

@@ -1,0 +1,1 @@
+"""Tests of newsletter/subscribers/ (the reader rules, without the web)."""
