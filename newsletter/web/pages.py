@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from newsletter.content.votes import PUBLIC_VOTE_TOKEN
 from newsletter.db import session_scope
-from newsletter.issues.models import Issue, IssueState
+from newsletter.issues.models import Issue
+from newsletter.issues.states import IssueState
 from newsletter.web.deps import Ctx
 from newsletter.web.responses import page
 
