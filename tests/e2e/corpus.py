@@ -23,7 +23,7 @@ from newsletter.db import make_engine
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.testsend import send_test
+from newsletter.delivery.testsend import send_test
 from newsletter.migrate import upgrade
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtp_server import free_port
