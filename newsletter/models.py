@@ -5,10 +5,11 @@ from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.tracking.models import TrackingEvent
 from newsletter.webhooks.models import WebhookEvent, WebhookNonce
-from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
+from subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, Suppression,
+                                TransactionalMail)
 
 __all__ = [
-    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "Issue", "IssueItem", "Review", "SendWindow",
+    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
 ]
