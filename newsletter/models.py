@@ -2,12 +2,14 @@
 
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
 from newsletter.delivery.models import Delivery, SendWindow
+from newsletter.editors.models import ApiToken, AuditEntry, Editor, EditorSession
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.tracking.models import TrackingEvent
 from newsletter.webhooks.models import WebhookEvent, WebhookNonce
 from subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression, TransactionalMail
 
 __all__ = [
+    "ApiToken", "AuditEntry", "Editor", "EditorSession",
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "Issue", "IssueItem", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookEvent", "WebhookNonce",

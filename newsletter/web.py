@@ -103,6 +103,9 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     from newsletter.tracking.routes import make_router as tracking_router
 
     app.include_router(tracking_router(settings, engine, secret))
+    from newsletter.console.setup import include_console
+
+    include_console(app, settings, engine, secret, ctx)
     site = settings.site
 
     def page(template: str, status: int = 200, **values) -> HTMLResponse:

@@ -56,7 +56,7 @@ def queue_mail(session: Session, subscriber: Subscriber, kind: str, to_email: st
 
 
 def request_signup(session: Session, web: WebSettings, email: str, name: str, topics: list[str],
-                   now: datetime, origin: Origin | None = None) -> None:
+                   now: datetime, origin: Origin | None = None, source: Source = Source.form) -> None:
     """Record the wish to subscribe and queue a confirmation, whatever the address's state.
 
     Active subscribers are left alone (a stranger cannot change their topics);
@@ -77,7 +77,7 @@ def request_signup(session: Session, web: WebSettings, email: str, name: str, to
         session.add(subscriber)
         set_topics(session, subscriber.id, topics)
     origin = (origin or Origin()).with_version(CONSENT_VERSION)  # the text the signup form shows
-    record_consent(session, subscriber, "signup_requested", Source.form, origin=origin)
+    record_consent(session, subscriber, "signup_requested", source, origin=origin)
     if _may_send_confirmation(session, email, web, now):
         queue_mail(session, subscriber, "confirm")
 
@@ -159,7 +159,7 @@ def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime
 
 
 def update_preferences(session: Session, subscriber: Subscriber, topics: list[str], pause_weeks: int,
-                       now: datetime, origin: Origin | None = None) -> None:
+                       now: datetime, origin: Origin | None = None, source: Source = Source.form) -> None:
     if not 0 <= pause_weeks <= 52:
         raise InvalidInput("pause: choose between 0 and 52 weeks")
     set_topics(session, subscriber.id, topics)
@@ -170,7 +170,7 @@ def update_preferences(session: Session, subscriber: Subscriber, topics: list[st
 
 
 def request_email_change(session: Session, web: WebSettings, subscriber: Subscriber, new_email: str,
-                         now: datetime, origin: Origin | None = None) -> None:
+                         now: datetime, origin: Origin | None = None, source: Source = Source.form) -> None:
     """The new address confirms before it replaces the old one."""
     if new_email == subscriber.email or is_suppressed(session, new_email):
         return
