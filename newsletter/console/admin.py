@@ -6,7 +6,6 @@ that a double-submit value bound to a SameSite=Strict, HttpOnly cookie. A login 
 issues a fresh session id and ends the one the browser came with. GET changes nothing.
 """
 
-from __future__ import annotations
 
 import hmac
 import secrets

@@ -5,7 +5,6 @@ one without the scope 403. Errors are always {"error": {"code", "message", "fiel
 token use records last_used_at and every write goes to the audit log in its own transaction.
 """
 
-from __future__ import annotations
 
 import base64
 import json
