@@ -68,6 +68,22 @@ def decode_cursor(cursor: str, key: str, kind: type) -> object:
                        {"cursor": "not a cursor from a previous page"}))
 
 
+Limit_ = Annotated[int, Query(ge=1, le=100)]
+
+
+def require(ctx: ConsoleContext, permission: Permission):
+    """A dependency: the acting token, or a 401 (no valid token) / 403 (scope missing) answer."""
+    def dependency(request: Request, _credentials: Credentials) -> audit.Actor:
+        token = _token(ctx, request)
+        if token is None:
+            raise Answer(_unauthorized())
+        if not scopes_allow(token.scopes, permission):
+            raise Answer(error(403, "forbidden", f"This token's scopes ({token.scopes}) do not allow this.",
+                               headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}))
+        return audit.Actor(f"token:{token.name}", token_id=token.id)
+    return dependency
+
+
 def make_router(ctx: ConsoleContext) -> APIRouter:
     def on_invalid(request: Request, exc: Exception) -> Response:
         public = request.url.path.startswith("/api/v1/public/")
@@ -78,22 +94,19 @@ def make_router(ctx: ConsoleContext) -> APIRouter:
         return _cors(ctx, request, answer) if public else answer
 
     router = APIRouter(prefix="/api/v1", route_class=answer_route(on_invalid), responses=ERRORS, tags=["api"])
+    router.add_api_route("/issues", _issues(ctx), methods=["GET"], response_model=IssuePage)
+    router.add_api_route("/readers", _readers(ctx), methods=["GET"], response_model=ReaderPage)
+    router.add_api_route("/comparisons/{slug}", _put_comparison(ctx), methods=["PUT"], response_model=ComparisonSaved,
+                         responses={201: {"model": ComparisonSaved, "description": "Created"}})
+    router.add_api_route("/public/subscriptions", _subscriptions(ctx), methods=["POST"], status_code=202,
+                         response_model=SubscriptionAccepted, responses={429: {"model": ErrorOut}},
+                         summary="Sign a reader up (double opt-in)")
+    router.add_api_route("/public/subscriptions", _preflight(ctx), methods=["OPTIONS"], include_in_schema=False)
+    return router
 
-    def require(permission: Permission):
-        def dependency(request: Request, _credentials: Credentials) -> audit.Actor:
-            token = _token(ctx, request)
-            if token is None:
-                raise Answer(_unauthorized())
-            if not scopes_allow(token.scopes, permission):
-                raise Answer(error(403, "forbidden", f"This token's scopes ({token.scopes}) do not allow this.",
-                                   headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}))
-            return audit.Actor(f"token:{token.name}", token_id=token.id)
-        return dependency
 
-    Limit_ = Annotated[int, Query(ge=1, le=100)]
-
-    @router.get("/issues", response_model=IssuePage)
-    def list_issues(_actor: Annotated[audit.Actor, Depends(require(Permission.read))],
+def _issues(ctx: ConsoleContext):
+    def list_issues(_actor: Annotated[audit.Actor, Depends(require(ctx, Permission.read))],
                     cursor: Annotated[str, Query(max_length=200)] = "", limit: Limit_ = 50) -> IssuePage:
         """Issues, newest first."""
         query = select(Issue).order_by(Issue.id.desc()).limit(limit + 1)
@@ -104,17 +117,19 @@ def make_router(ctx: ConsoleContext) -> APIRouter:
         items = [IssueOut.model_validate(row, from_attributes=True) for row in rows[:limit]]
         more = len(rows) > limit
         return IssuePage(items=items, next_cursor=encode_cursor({"id": items[-1].id}) if more else None)
+    return list_issues
 
-    @router.get("/readers", response_model=ReaderPage)
-    def search_readers(_actor: Annotated[audit.Actor, Depends(require(Permission.read))],
+
+def _readers(ctx: ConsoleContext):
+    def search_readers(_actor: Annotated[audit.Actor, Depends(require(ctx, Permission.read))],
                        q: Annotated[str, Query(max_length=254, description="Address or name prefix")] = "",
                        cursor: Annotated[str, Query(max_length=600)] = "", limit: Limit_ = 50) -> ReaderPage:
         """Readers whose address or name starts with `q`, by address (keyset pagination)."""
         query = select(Subscriber).order_by(Subscriber.email).limit(limit + 1)
-        if q.strip():
-            prefix = q.strip()
-            query = query.where(or_(Subscriber.email.startswith(prefix.lower(), autoescape=True),
-                                    func.lower(Subscriber.name).startswith(prefix.lower(), autoescape=True)))
+        prefix = q.strip().lower()
+        if prefix:
+            query = query.where(or_(Subscriber.email.startswith(prefix, autoescape=True),
+                                    func.lower(Subscriber.name).startswith(prefix, autoescape=True)))
         if cursor:
             query = query.where(Subscriber.email > decode_cursor(cursor, "email", str))
         with session_scope(ctx.engine) as session:
@@ -122,11 +137,12 @@ def make_router(ctx: ConsoleContext) -> APIRouter:
         items = [ReaderOut.model_validate(row, from_attributes=True) for row in rows[:limit]]
         more = len(rows) > limit
         return ReaderPage(items=items, next_cursor=encode_cursor({"email": items[-1].email}) if more else None)
+    return search_readers
 
-    @router.put("/comparisons/{slug}", response_model=ComparisonSaved,
-                responses={201: {"model": ComparisonSaved, "description": "Created"}})
+
+def _put_comparison(ctx: ConsoleContext):
     def put_comparison(slug: Annotated[str, Path(max_length=160)], body: ComparisonIn,
-                       actor: Annotated[audit.Actor, Depends(require(Permission.edit_comparisons))]) -> Response:
+                       actor: Annotated[audit.Actor, Depends(require(ctx, Permission.edit_comparisons))]) -> Response:
         """Create or update one comparison from the JSON import schema (docs/content-format.md)."""
         if body.slug != slug:
             return error(422, "slug_mismatch", "The body's slug differs from the one in the URL.",
@@ -138,12 +154,7 @@ def make_router(ctx: ConsoleContext) -> APIRouter:
                          body.model_dump(mode="json"))
         saved = ComparisonSaved(slug=slug, created=created)
         return JSONResponse(saved.model_dump(), 201 if created else 200)
-
-    router.add_api_route("/public/subscriptions", _subscriptions(ctx), methods=["POST"], status_code=202,
-                         response_model=SubscriptionAccepted, responses={429: {"model": ErrorOut}},
-                         summary="Sign a reader up (double opt-in)")
-    router.add_api_route("/public/subscriptions", _preflight(ctx), methods=["OPTIONS"], include_in_schema=False)
-    return router
+    return put_comparison
 
 
 def _token(ctx: ConsoleContext, request: Request):
