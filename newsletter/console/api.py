@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
@@ -109,14 +110,11 @@ def _issues(ctx: ConsoleContext):
     def list_issues(_actor: Annotated[audit.Actor, Depends(require(ctx, Permission.read))],
                     cursor: Annotated[str, Query(max_length=200)] = "", limit: Limit_ = 50) -> IssuePage:
         """Issues, newest first."""
-        query = select(Issue).order_by(Issue.id.desc()).limit(limit + 1)
+        query = select(Issue).order_by(Issue.id.desc())
         if cursor:
             query = query.where(Issue.id < decode_cursor(cursor, "id", int))
-        with session_scope(ctx.engine) as session:
-            rows = list(session.execute(query).scalars())
-        items = [IssueOut.model_validate(row, from_attributes=True) for row in rows[:limit]]
-        more = len(rows) > limit
-        return IssuePage(items=items, next_cursor=encode_cursor({"id": items[-1].id}) if more else None)
+        items, next_cursor = _keyset_page(ctx, query, limit, IssueOut, "id")
+        return IssuePage(items=items, next_cursor=next_cursor)
     return list_issues
 
 
@@ -125,18 +123,15 @@ def _readers(ctx: ConsoleContext):
                        q: Annotated[str, Query(max_length=254, description="Address or name prefix")] = "",
                        cursor: Annotated[str, Query(max_length=600)] = "", limit: Limit_ = 50) -> ReaderPage:
         """Readers whose address or name starts with `q`, by address (keyset pagination)."""
-        query = select(Subscriber).order_by(Subscriber.email).limit(limit + 1)
+        query = select(Subscriber).order_by(Subscriber.email)
         prefix = q.strip().lower()
         if prefix:
             query = query.where(or_(Subscriber.email.startswith(prefix, autoescape=True),
                                     func.lower(Subscriber.name).startswith(prefix, autoescape=True)))
         if cursor:
             query = query.where(Subscriber.email > decode_cursor(cursor, "email", str))
-        with session_scope(ctx.engine) as session:
-            rows = list(session.execute(query).scalars())
-        items = [ReaderOut.model_validate(row, from_attributes=True) for row in rows[:limit]]
-        more = len(rows) > limit
-        return ReaderPage(items=items, next_cursor=encode_cursor({"email": items[-1].email}) if more else None)
+        items, next_cursor = _keyset_page(ctx, query, limit, ReaderOut, "email")
+        return ReaderPage(items=items, next_cursor=next_cursor)
     return search_readers
 
 
@@ -155,6 +150,14 @@ def _put_comparison(ctx: ConsoleContext):
         saved = ComparisonSaved(slug=slug, created=created)
         return JSONResponse(saved.model_dump(), 201 if created else 200)
     return put_comparison
+
+
+def _keyset_page(ctx: ConsoleContext, query, limit: int, model: type[BaseModel], key: str) -> tuple[list, str | None]:
+    """One page of `query` (already ordered by `key`) and the cursor of the next, if there is one."""
+    with session_scope(ctx.engine) as session:
+        rows = list(session.execute(query.limit(limit + 1)).scalars())
+    items = [model.model_validate(row, from_attributes=True) for row in rows[:limit]]
+    return items, (encode_cursor({key: getattr(items[-1], key)}) if len(rows) > limit else None)
 
 
 def _token(ctx: ConsoleContext, request: Request):
