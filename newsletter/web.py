@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -148,7 +148,11 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
         return "ok"
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/api/"):  # the REST API answers in JSON, also for 404 and 405
+            from newsletter.console.api import http_error as api_http_error
+
+            return api_http_error(exc.status_code, exc.headers)
         heading = "Not found" if exc.status_code == 404 else "That did not work"
         return page("message.html", exc.status_code, title=heading, heading=heading,
                     paragraphs=["Check the address, or start from the signup page."])
@@ -159,8 +163,12 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
                     paragraphs=["Check the address, or start from the signup page."])
 
     @app.exception_handler(Exception)
-    async def server_error(_request: Request, exc: Exception) -> HTMLResponse:
+    async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error: %s", exc)
+        if request.url.path.startswith("/api/"):
+            from newsletter.console.api import http_error as api_http_error
+
+            return api_http_error(500)
         return page("message.html", 500, title="Error", heading="Something went wrong on our side",
                     paragraphs=["Nothing was lost. Please try again in a minute."])
 

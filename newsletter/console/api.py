@@ -43,6 +43,17 @@ def error(status: int, code: str, message: str, fields: dict[str, str] | None = 
                         headers=headers)
 
 
+HTTP_CODES = {404: ("not_found", "There is no such API route."),
+              405: ("method_not_allowed", "This route does not take that method."),
+              500: ("server_error", "Something went wrong on our side; nothing was lost. Try again in a minute.")}
+
+
+def http_error(status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The app's errors outside the routes (unknown path, wrong method, a crash) in the API's shape."""
+    code, message = HTTP_CODES.get(status, ("error", "The request could not be answered."))
+    return error(status, code, message, headers=headers)
+
+
 def validation_fields(exc: RequestValidationError) -> dict[str, str]:
     """Field paths as the import schema names them ("tools.0.slug"), without FastAPI's "body"."""
     fields: dict[str, str] = {}

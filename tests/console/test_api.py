@@ -161,3 +161,12 @@ def test_cors_only_for_configured_origins(tmp_path, db_url, monkeypatch, console
     assert "access-control-allow-origin" not in client.options(url, headers={"Origin": "https://evil.example"}).headers
     private = client.options("/api/v1/issues", headers=allowed)
     assert "access-control-allow-origin" not in private.headers
+
+
+def test_unknown_api_routes_and_methods_answer_json(console):
+    client = console.client()
+    missing = client.get("/api/v1/nothing-here", headers=console.bearer("all"))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = client.delete("/api/v1/issues", headers=console.bearer("all"))
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "<html" in client.get("/no-such-page").text.lower()  # the site's pages stay HTML
