@@ -2,6 +2,7 @@
 
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
+from newsletter.editors.models import ApiToken, AuditEntry, Editor, EditorSession
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.tracking.models import TrackingEvent
 from newsletter.webhooks.models import WebhookEvent, WebhookNonce
@@ -9,6 +10,7 @@ from subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, Subscri
                                 TransactionalMail)
 
 __all__ = [
+    "ApiToken", "AuditEntry", "Editor", "EditorSession",
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -128,6 +128,9 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     from newsletter.tracking.routes import make_router as tracking_router
 
     app.include_router(tracking_router(settings, engine, secret))
+    from newsletter.console.setup import include_console
+
+    include_console(app, settings, engine, secret, ctx)
     site = settings.site
 
     def page(template: str, status: int = 200, **values) -> HTMLResponse:
@@ -170,7 +173,11 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
         return "ok"
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/api/"):  # the REST API answers in JSON, also for 404 and 405
+            from newsletter.console.api import http_error as api_http_error
+
+            return api_http_error(exc.status_code, exc.headers)
         heading = "Not found" if exc.status_code == 404 else "That did not work"
         return page("message.html", exc.status_code, title=heading, heading=heading,
                     paragraphs=["Check the address, or start from the signup page."])
@@ -181,10 +188,15 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
                     paragraphs=["Check the address, or start from the signup page."])
 
     @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception) -> HTMLResponse:
+    async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error: %s", exc)
-        response = page("message.html", 500, title="Error", heading="Something went wrong on our side",
-                        paragraphs=["Nothing was lost. Please try again in a minute."])
+        if request.url.path.startswith("/api/"):
+            from newsletter.console.api import http_error as api_http_error
+
+            response = api_http_error(500)
+        else:
+            response = page("message.html", 500, title="Error", heading="Something went wrong on our side",
+                            paragraphs=["Nothing was lost. Please try again in a minute."])
         # This answer comes from Starlette's outermost error middleware, outside SecurityHeaders.
         for name, value in security_headers(settings, request.url.path, response.body):
             response.headers[name.decode()] = value.decode()

@@ -30,14 +30,13 @@ from newsletter.web_security import post_origin_allowed
 from subscribers.abuse import HONEYPOT_FIELD, VISITOR_COOKIE, FormTokenError, Limit, NotThisVisitor, RateLimiter, \
     check_form_token, client_address, issue_form_token, network_of, visitor_cookie, visitor_id
 from subscribers.consent import CONSENT_VERSION, Origin, Source, consent_text
+from subscribers.intake import SignupRefused, submit_signup
 from subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
-from subscribers.service import InvalidInput, clean_name, clean_topics, link_holder, normalize_email
-from subscribers.signup import confirm, find_confirmation, request_email_change, request_signup, unsubscribe, \
-    update_preferences
+from subscribers.service import InvalidInput, clean_topics, link_holder, normalize_email
+from subscribers.signup import confirm, find_confirmation, request_email_change, unsubscribe, update_preferences
 from subscribers.tokens import InvalidToken, LinkSubject, Purpose, make_token, read_token
 
 log = logging.getLogger(__name__)
-HOUR = 3600.0
 MAX_FIELD = 1000  # any single form value longer than this is refused outright
 
 # Form fields are declared (FastAPI Form parameters) so the OpenAPI schema describes them; the
@@ -150,36 +149,10 @@ def make_router(ctx: WebContext) -> APIRouter:
             return refused(str(exc))
         except FormTokenError as exc:
             return signup_page(request, 400, {"form": str(exc)}, values, embed=embed)
-        errors = {}
         try:
-            email = normalize_email(raw_email, "email", carries_smtputf8(ctx.settings))
-        except InvalidInput as exc:
-            errors["email"] = str(exc).removeprefix("email: ").capitalize()
-        try:
-            name = clean_name(raw_name)
-        except InvalidInput as exc:
-            errors["name"] = str(exc).removeprefix("name: ").capitalize()
-        try:
-            known = set(ctx.categories())
-            topics = [t for t in clean_topics(values["topics"]) if t in known]
-        except InvalidInput as exc:
-            errors["topics"] = str(exc).removeprefix("topics: ").capitalize()
-        if errors:
-            return signup_page(request, 422, errors, values, embed=embed)
-        if web.check_deliverability and not _deliverable(email):
-            return signup_page(request, 422, {"email": "That domain does not accept mail"}, values, embed=embed)
-        ip = client_ip(request)
-        wait = ctx.limiter.hit([
-            Limit(f"ip:{ip}", web.signups_per_ip_per_hour, HOUR),
-            Limit(f"net:{network_of(ip)}", web.signups_per_network_per_hour, HOUR),
-            Limit(f"addr:{email}", web.signups_per_address_per_hour, HOUR),
-        ])
-        if wait is not None:
-            return signup_page(request, 429, {"form": "Too many attempts. Please wait a while and try again."},
-                               values, headers={"Retry-After": str(int(wait) + 1)}, embed=embed)
-        with session_scope(ctx.engine) as session:
-            request_signup(session, web, email, name, topics, ctx.clock(), origin_of(request))
-        ctx.on_queued()
+            submit_signup(ctx, raw_email, raw_name, values["topics"], origin_of(request), Source.form)
+        except SignupRefused as exc:
+            return signup_page(request, exc.status, exc.errors, values, headers=exc.headers or None, embed=embed)
         return done
 
     @router.get("/confirm/{token}", response_class=HTMLResponse)
@@ -354,12 +327,3 @@ def make_router(ctx: WebContext) -> APIRouter:
 
     return router
 
-
-def _deliverable(email: str) -> bool:
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        validate_email(email, check_deliverability=True)
-    except EmailNotValidError:
-        return False
-    return True
