@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from newsletter.config.mail import MailSettings
 from newsletter.config.sections import (ENV_PREFIX, DatabaseSettings, DeliverySettings, IssueSettings,
                                         ScheduleSettings, SiteSettings)
-from newsletter.config.web import (FeedbackSettings, SecuritySettings, TrackingSettings, WebhooksSettings,
+from newsletter.config.web import (AdminSettings, ApiSettings, FeedbackSettings, SecuritySettings, TrackingSettings, WebhooksSettings,
                                    WebSettings)
 
 
@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    admin: AdminSettings = AdminSettings()
+    api: ApiSettings = ApiSettings()
     _source: Path | None = PrivateAttr(default=None)
 
     @property

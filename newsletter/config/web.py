@@ -111,5 +111,22 @@ class FeedbackSettings(Section):
     soft_bounce_limit: int = Field(3, ge=1, le=100)  # soft-bounced messages in a row that suspend an address
 
 
+class AdminSettings(Section):
+    """The editors' console (/admin): sessions, login throttling, set-password links."""
+
+    session_hours: float = Field(12.0, gt=0)  # a session ends this long after login, whatever happens
+    idle_minutes: float = Field(120.0, gt=0)  # ... or after this long without a request
+    set_password_hours: float = Field(72.0, gt=0)  # life of the link `editors add` prints
+    logins_per_account: int = Field(5, ge=1)  # login attempts per account per login_window_minutes
+    logins_per_ip: int = Field(20, ge=1)  # login attempts per client IP per login_window_minutes
+    login_window_minutes: float = Field(15.0, gt=0)
+
+
+class ApiSettings(Section):
+    """The REST API (/api/v1)."""
+
+    cors_origins: list[str] = []  # sites allowed to call POST /api/v1/public/subscriptions from a browser
+
+
 class SecuritySettings(Section):
     secret_key_file: Path = Path("var/secret.key")

@@ -107,8 +107,8 @@ def _upsert_tool(session: Session, data: ToolIn) -> Tool:
     return tool
 
 
-def _upsert_comparison(session: Session, data: ComparisonIn) -> bool:
-    """Write one comparison; returns True when it was new."""
+def upsert_comparison(session: Session, data: ComparisonIn) -> bool:
+    """Write one comparison (a file import or PUT /api/v1/comparisons/{slug}); True when it was new."""
     comparison = session.exec(select(Comparison).where(Comparison.slug == data.slug)).first()
     created = comparison is None
     if comparison is None:
@@ -151,7 +151,7 @@ def import_files(engine: Engine, paths: list[Path]) -> list[ImportResult]:
         result = ImportResult(path)
         with session_scope(engine) as session:
             for comparison in comparisons:
-                if _upsert_comparison(session, comparison):
+                if upsert_comparison(session, comparison):
                     result.created += 1
                 else:
                     result.updated += 1

@@ -24,6 +24,7 @@ class Source(StrEnum):
     """Where a consent change came from."""
 
     form = "form"        # the signup form
+    api = "api"          # POST /api/v1/public/subscriptions (the publication's own site or app)
     import_ = "import"   # `newsletter subscribers import` (CSV)
     demo = "demo"        # `newsletter demo`
     link = "link"        # confirm / unsubscribe / preferences / vote links, RFC 8058 one-click

@@ -58,7 +58,7 @@ def queue_mail(session: Session, subscriber: Subscriber, kind: str, to_email: st
 
 
 def request_signup(session: Session, web: WebSettings, email: str, name: str, topics: list[str],
-                   now: datetime, origin: Origin | None = None) -> None:
+                   now: datetime, origin: Origin | None = None, source: Source = Source.form) -> None:
     """Record the wish to subscribe and queue a confirmation, whatever the address's state.
 
     Active subscribers are left alone (a stranger cannot change their topics);
@@ -82,7 +82,7 @@ def request_signup(session: Session, web: WebSettings, email: str, name: str, to
     session.flush()
     set_topics(session, subscriber.id, topics)
     origin = (origin or Origin()).with_version(CONSENT_VERSION)  # the text the signup form shows
-    record_consent(session, subscriber, "signup_requested", Source.form, origin=origin)
+    record_consent(session, subscriber, "signup_requested", source, origin=origin)
     if _may_send_confirmation(session, email, web, now):
         queue_mail(session, subscriber, "confirm")
     session.flush()

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -23,6 +23,8 @@ from newsletter.db import get_engine, session_scope
 from newsletter.delivery.background import BackgroundSender
 from newsletter.secret_key import load_secret_key
 from newsletter.web import pages, preferences, subscription, tracking, votes, webhooks
+from newsletter.web.console.api import http_error as api_http_error
+from newsletter.web.console.setup import include_console
 from newsletter.web.deps import WebContext
 from newsletter.web.responses import page
 from newsletter.web.security import SecurityHeaders, allowed_hosts, security_headers
@@ -59,15 +61,19 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     # Added last = outermost: the security headers also go on TrustedHost's 400 answers.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False)
     app.add_middleware(SecurityHeaders, settings=settings)
-    for module in (subscription, preferences, webhooks, votes, tracking, pages):
+    for module in (subscription, preferences, webhooks, votes, tracking):
         app.include_router(module.router)
+    include_console(app, settings, engine, secret, app.state.web)
+    app.include_router(pages.router)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, server_error)
     return app
 
 
-async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if request.url.path.startswith("/api/"):  # the REST API answers in JSON, also for 404 and 405
+        return api_http_error(exc.status_code, exc.headers)
     heading = "Not found" if exc.status_code == 404 else "That did not work"
     return page(request.app.state.web.settings.site, "message.html", exc.status_code, title=heading,
                 heading=heading, paragraphs=["Check the address, or start from the signup page."])
@@ -78,11 +84,15 @@ async def validation_error(request: Request, _exc: RequestValidationError) -> HT
                 heading="That request was not valid", paragraphs=["Check the address, or start from the signup page."])
 
 
-async def server_error(request: Request, exc: Exception) -> HTMLResponse:
+async def server_error(request: Request, exc: Exception) -> Response:
     settings = request.app.state.web.settings
     log.exception("unhandled error: %s", exc)
-    response = page(settings.site, "message.html", 500, title="Error", heading="Something went wrong on our side",
-                    paragraphs=["Nothing was lost. Please try again in a minute."])
+    if request.url.path.startswith("/api/"):
+        response = api_http_error(500)
+    else:
+        response = page(settings.site, "message.html", 500, title="Error",
+                        heading="Something went wrong on our side",
+                        paragraphs=["Nothing was lost. Please try again in a minute."])
     # This answer comes from Starlette's outermost error middleware, outside SecurityHeaders.
     for name, value in security_headers(settings, request.url.path, response.body):
         response.headers[name.decode()] = value.decode()

@@ -57,37 +57,6 @@ def signup_embed(request: Request, ctx: Ctx) -> HTMLResponse:
     return signup_page(ctx, request, embed=True)
 
 
-def _field_errors(ctx: WebContext, values: dict) -> tuple[str, str, list[str], dict[str, str]]:
-    """The cleaned email, name and known topics, and a message per field that was not valid."""
-    errors: dict[str, str] = {}
-    email = name = ""
-    topics: list[str] = []
-    try:
-        email = normalize_email(values["email"], "email", carries_smtputf8(ctx.settings))
-    except InvalidInput as exc:
-        errors["email"] = str(exc).removeprefix("email: ").capitalize()
-    try:
-        name = clean_name(values["name"])
-    except InvalidInput as exc:
-        errors["name"] = str(exc).removeprefix("name: ").capitalize()
-    try:
-        known = set(ctx.categories())
-        topics = [t for t in clean_topics(values["topics"]) if t in known]
-    except InvalidInput as exc:
-        errors["topics"] = str(exc).removeprefix("topics: ").capitalize()
-    return email, name, topics, errors
-
-
-def _signup_wait(ctx: WebContext, request: Request, email: str) -> float | None:
-    """Seconds to wait when this IP, its network or this address asked too often this hour."""
-    web, ip = ctx.settings.web, client_ip(ctx, request)
-    return ctx.throttle.hit([
-        ThrottleLimit(f"ip:{ip}", web.signups_per_ip_per_hour, HOUR),
-        ThrottleLimit(f"net:{network_of(ip)}", web.signups_per_network_per_hour, HOUR),
-        ThrottleLimit(f"addr:{email}", web.signups_per_address_per_hour, HOUR),
-    ])
-
-
 @router.post("/subscribe", response_class=HTMLResponse)
 async def subscribe(request: Request, ctx: Ctx, email: FormText = "", name: FormText = "", topics: FormList = [],
                     form_token: FormText = "", website: FormText = "",
@@ -116,18 +85,10 @@ async def subscribe(request: Request, ctx: Ctx, email: FormText = "", name: Form
         return refused(site, str(exc))
     except FormTokenError as exc:
         return signup_page(ctx, request, 400, {"form": str(exc)}, values, embed=embed)
-    email, name, topics, errors = _field_errors(ctx, {**values, "email": raw_email, "name": raw_name})
-    if errors:
-        return signup_page(ctx, request, 422, errors, values, embed=embed)
-    if web.check_deliverability and not _deliverable(email):
-        return signup_page(ctx, request, 422, {"email": "That domain does not accept mail"}, values, embed=embed)
-    wait = _signup_wait(ctx, request, email)
-    if wait is not None:
-        return signup_page(ctx, request, 429, {"form": "Too many attempts. Please wait a while and try again."},
-                           values, headers={"Retry-After": str(int(wait) + 1)}, embed=embed)
-    with session_scope(ctx.engine) as session:
-        request_signup(session, web, email, name, topics, ctx.clock(), origin_of(ctx, request))
-    ctx.on_queued()
+    try:
+        submit_signup(ctx, raw_email, raw_name, values["topics"], origin_of(ctx, request), Source.form)
+    except SignupRefused as exc:
+        return signup_page(ctx, request, exc.status, exc.errors, values, headers=exc.headers or None, embed=embed)
     return done
 
 
@@ -161,13 +122,3 @@ def confirm_post(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
         return message(site, "That did not work", ["That address already has a subscription."], status=409)
     ctx.on_queued()
     return message(site, "You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
-
-
-def _deliverable(email: str) -> bool:
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        validate_email(email, check_deliverability=True)
-    except EmailNotValidError:
-        return False
-    return True

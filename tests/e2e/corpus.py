@@ -144,6 +144,29 @@ def _issue_journey(corpus: Corpus, record: _Recorder) -> None:
     record.take("test_send")
 
 
+def _console_journey(corpus: Corpus) -> None:
+    """The editors' console: login page, set-password page, a failed login, the signed-in pages."""
+    from newsletter.db import session_scope
+    from newsletter.editors import accounts, audit
+
+    live = corpus.live
+    with session_scope(live.engine) as session:
+        accounts.add_editor(session, "owner@editors.example", "owner", audit.Actor.cli(), "a long passphrase here")
+        invited = accounts.add_editor(session, "invited@editors.example", "viewer", audit.Actor.cli())
+        corpus.pages["admin_set_password"] = \
+            f"{live.url}/admin/set-password/{accounts.set_password_token(TEST_SECRET, invited)}"
+    corpus.pages["admin_login"] = live.url + "/admin/login"
+    browser = requests.Session()
+    form = {"email": "owner@editors.example", "password": "not the passphrase",
+            "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', browser.get(corpus.pages["admin_login"]).text)
+            .group(1)}
+    corpus.answers["admin_login_error"] = browser.post(live.url + "/admin/login", data=form).text
+    assert browser.post(live.url + "/admin/login", data={**form, "password": "a long passphrase here"}).ok
+    for name, path in (("admin_dashboard", "/admin"), ("admin_audit", "/admin/audit"),
+                       ("admin_editors", "/admin/editors")):
+        corpus.answers[name] = browser.get(live.url + path).text
+
+
 def build_corpus(tmp: Path) -> tuple[Corpus, object]:
     """Start the site and walk every path that sends a mail or shows a page. Returns the corpus
     and the server, which the caller stops."""
@@ -165,4 +188,5 @@ def build_corpus(tmp: Path) -> tuple[Corpus, object]:
     record = _Recorder(corpus)
     _reader_journey(corpus, record)
     _issue_journey(corpus, record)
+    _console_journey(corpus)
     return corpus, (server, thread, engine)

@@ -17,11 +17,14 @@ HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "
 PAGES = {"signup": "Get the weekly verdicts", "embed": "Get the weekly verdicts", "not_found": "Not found",
          "invalid_link": "This link does not work", "confirm": "Confirm your new address",
          "preferences": "Save preferences", "vote": "GroqCloud vs Together AI", "web_view": "Your vote",
-         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?"}
+         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?",
+         "admin_login": "Sign in", "admin_set_password": "Choose your password"}
 ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check your inbox",
            "confirm_signup": "Confirm your subscription", "confirmed": "You are in",
            "preferences_saved": "Saved.", "preferences_error": "Change address", "address_change_sent":
-           "We sent a confirmation", "vote_recorded": "your vote counts", "unsubscribed": "You are unsubscribed"}
+           "We sent a confirmation", "vote_recorded": "your vote counts", "unsubscribed": "You are unsubscribed",
+           "admin_login_error": "do not match", "admin_dashboard": "Readers by status", "admin_audit": "editor.login",
+           "admin_editors": "API tokens"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 

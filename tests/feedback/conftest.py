@@ -215,6 +215,7 @@ def make_hooks(live_factory, keys: Keys, db_url: str | None) -> Hooks:  # noqa: 
         "WEBHOOKS__SENDGRID__PUBLIC_KEY": base64.b64encode(public).decode(),
         "WEBHOOKS__MAILGUN__SIGNING_KEY": mailgun_key, "WEBHOOKS__RESEND__SECRET": resend_secret,
         "WEBHOOKS__SES__TOPIC_ARN": TOPIC,
+        "WEB__ALLOWED_HOSTS": '["testserver"]',  # in-process TestClient requests (test_hostile.py) name this host
     })
     hooks = Hooks(live, keys, postmark_auth, mailgun_key, resend_secret)
 

@@ -1,0 +1,17 @@
+"""Puts the console (/admin) and the REST API (/api/v1) on the app: one call from the app factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from newsletter.config import Settings
+from newsletter.web.console import admin, api
+from newsletter.web.console.deps import ConsoleContext
+from newsletter.web.deps import WebContext
+
+
+def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
+    app.state.console = ConsoleContext(settings=settings, engine=engine, secret=secret, web=web)
+    app.include_router(admin.make_router(app.state.console))
+    app.include_router(api.make_router(app.state.console))
