@@ -6,11 +6,10 @@ newsletter/web/votes.py (which only read the link and show the pages).
 
 from __future__ import annotations
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from newsletter.content.models import Comparison, ComparisonTool, Tool, Vote
-from newsletter.db import utcnow
+from newsletter.db import insert_for, utcnow
 
 CHOICES = "abcd"
 PUBLIC_VOTE_TOKEN = "web"  # what the public web view puts where a reader's own token would be
@@ -34,8 +33,7 @@ def resolve_choice(session: Session, slug: str, choice: str) -> tuple[Comparison
 
 def record_vote(session: Session, comparison_id: int, subscriber_id: int, tool_id: int | None) -> None:
     """Insert or change the subscriber's vote in one statement (safe against double clicks)."""
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Vote.__table__)
+    insert = insert_for(session, Vote.__table__)
     now = utcnow()
     statement = insert.values(comparison_id=comparison_id, subscriber_id=subscriber_id, tool_id=tool_id,
                               created_at=now, updated_at=now)

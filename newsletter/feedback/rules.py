@@ -24,11 +24,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import exists, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from newsletter.config import Settings
-from newsletter.db import utcnow
+from newsletter.db import insert_for, utcnow
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.text import storable
 from newsletter.feedback.events import EventKind, NormalizedEvent, reference_in_message_id
@@ -51,13 +50,6 @@ class Applied:
     duplicate: bool
     delivery_id: int | None = None
     consequence: str | None = None
-
-
-def dialect_insert(session: Session, table):
-    """INSERT … ON CONFLICT for the session's database: recording an event (and a nonce) once
-    must be one atomic statement, which SQLAlchemy spells per dialect."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def _bare(message_id: str | None) -> str:
@@ -210,7 +202,7 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
     if occurred.tzinfo is None:  # e.g. an RFC 5322 date with "-0000": UTC, zone unknown
         occurred = occurred.replace(tzinfo=UTC)
     statement = (
-        dialect_insert(session, WebhookEvent.__table__)
+        insert_for(session, WebhookEvent.__table__)
         .values(provider=event.provider, provider_event_id=event.provider_event_id, kind=event.kind.value,
                 email=stored, delivery_id=delivery.id if delivery else None, reference=event.reference,
                 provider_message_id=event.provider_message_id,

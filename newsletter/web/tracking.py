@@ -14,10 +14,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from newsletter.db import session_scope, utcnow
+from newsletter.db import insert_for, session_scope, utcnow
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
 from newsletter.issues.view import build_issue_view
@@ -33,8 +32,7 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 
 
 def record(session: Session, issue_id: int, subscriber_id: int, kind: str, link: int = -1) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TrackingEvent.__table__)
+    insert = insert_for(session, TrackingEvent.__table__)
     session.execute(insert.values(issue_id=issue_id, subscriber_id=subscriber_id, kind=kind, link=link,
                                   created_at=utcnow()).on_conflict_do_nothing())
 

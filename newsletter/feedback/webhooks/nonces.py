@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlmodel import Session
 
 from newsletter.feedback.models import WebhookNonce
-from newsletter.feedback.rules import dialect_insert
+from newsletter.db import insert_for
 
 
 def use_nonce(session: Session, provider: str, nonce: str, event_id: str, now: datetime,
@@ -25,7 +25,7 @@ def use_nonce(session: Session, provider: str, nonce: str, event_id: str, now: d
     anyway)."""
     session.execute(delete(WebhookNonce).where(WebhookNonce.seen_at < now - timedelta(seconds=keep_seconds)))
     inserted = session.execute(
-        dialect_insert(session, WebhookNonce.__table__)
+        insert_for(session, WebhookNonce.__table__)
         .values(provider=provider, nonce=nonce, event_id=event_id[:250], seen_at=now)
         .on_conflict_do_nothing(index_elements=["provider", "nonce"])
         .returning(WebhookNonce.__table__.c.nonce)

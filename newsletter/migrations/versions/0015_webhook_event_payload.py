@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0015'
-down_revision: Union[str, None] = '0010'
+down_revision: Union[str, None] = '0014'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
