@@ -17,14 +17,14 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.db import session_scope
-from newsletter.delivery.transports import carries_smtputf8
-from newsletter.subscribers.consent import CONSENT_VERSION, consent_text
-from newsletter.subscribers.service import InvalidInput, clean_name, clean_topics, normalize_email
-from newsletter.subscribers.signup import confirm, find_confirmation, request_signup
+from newsletter.subscribers.consent import CONSENT_VERSION, Source, consent_text
+from newsletter.subscribers.service import InvalidInput
+from newsletter.subscribers.signup import confirm, find_confirmation
 from newsletter.tokens import InvalidToken
-from newsletter.web.abuse import HONEYPOT_FIELD, HOUR, VISITOR_COOKIE, FormTokenError, NotThisVisitor, \
-    ThrottleLimit, check_form_token, issue_form_token, network_of, visitor_cookie, visitor_id
-from newsletter.web.deps import Ctx, FormList, FormText, WebContext, client_ip, form_data, origin_of
+from newsletter.web.abuse import HONEYPOT_FIELD, VISITOR_COOKIE, FormTokenError, NotThisVisitor, check_form_token, \
+    issue_form_token, visitor_cookie, visitor_id
+from newsletter.web.deps import Ctx, FormList, FormText, WebContext, form_data, origin_of
+from newsletter.web.intake import SignupRefused, submit_signup
 from newsletter.web.responses import invalid_link, message, page, refused
 from newsletter.web.security import post_origin_allowed
 

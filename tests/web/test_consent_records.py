@@ -5,7 +5,7 @@ from sqlmodel import select
 
 from newsletter.db import session_scope
 from newsletter.web.abuse import client_address
-from newsletter.subscribers.consent import CONSENT_TEXT, CONSENT_VERSION
+from newsletter.subscribers.consent import CONSENT_TEXT, CONSENT_VERSION, MAX_USER_AGENT
 from newsletter.subscribers.models import ConsentEvent, Subscriber
 from newsletter.tokens import Purpose
 from tests.conftest import link_token
