@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
-from newsletter.web.console.deps import Answer, ConsoleContext, answer_route, client_ip
+from newsletter.web.console.deps import Answer, Console, ConsoleContext, answer_route, client_ip, \
+    console_context
 from newsletter.web.console.schemas import ComparisonSaved, ErrorOut, IssueOut, IssuePage, ReaderOut, ReaderPage, \
     SubscriptionAccepted, SubscriptionIn
 from newsletter.content.importer import upsert_comparison
@@ -87,9 +88,10 @@ def decode_cursor(cursor: str, key: str, kind: type) -> object:
 Limit_ = Annotated[int, Query(ge=1, le=100)]
 
 
-def require(ctx: ConsoleContext, permission: Permission):
-    """A dependency: the acting token, or a 401 (no valid token) / 403 (scope missing) answer."""
-    def dependency(request: Request, _credentials: Credentials) -> audit.Actor:
+def require(permission: Permission):
+    """A dependency: the acting token, or a 401 (no valid token) / 403 (scope missing) answer.
+    `_credentials` only puts the bearer security scheme into the OpenAPI schema."""
+    def dependency(request: Request, ctx: Console, _credentials: Credentials) -> audit.Actor:
         token = _token(ctx, request)
         if token is None:
             raise Answer(_unauthorized())
@@ -100,72 +102,90 @@ def require(ctx: ConsoleContext, permission: Permission):
     return dependency
 
 
-def make_router(ctx: ConsoleContext) -> APIRouter:
-    def on_invalid(request: Request, exc: Exception) -> Response:
-        public = request.url.path.startswith("/api/v1/public/")
-        if not public and _token(ctx, request) is None:
-            return _unauthorized()  # a bad body from someone without a token still learns nothing else
-        answer = error(422, "invalid_request", "The request is not valid; see fields.",
-                       validation_fields(exc))  # type: ignore[arg-type]
-        return _cors(ctx, request, answer) if public else answer
-
-    router = APIRouter(prefix="/api/v1", route_class=answer_route(on_invalid), responses=ERRORS, tags=["api"])
-    router.add_api_route("/issues", _issues(ctx), methods=["GET"], response_model=IssuePage)
-    router.add_api_route("/readers", _readers(ctx), methods=["GET"], response_model=ReaderPage)
-    router.add_api_route("/comparisons/{slug}", _put_comparison(ctx), methods=["PUT"], response_model=ComparisonSaved,
-                         responses={201: {"model": ComparisonSaved, "description": "Created"}})
-    router.add_api_route("/public/subscriptions", _subscriptions(ctx), methods=["POST"], status_code=202,
-                         response_model=SubscriptionAccepted, responses={429: {"model": ErrorOut}},
-                         summary="Sign a reader up (double opt-in)")
-    router.add_api_route("/public/subscriptions", _preflight(ctx), methods=["OPTIONS"], include_in_schema=False)
-    return router
+def on_invalid(request: Request, exc: Exception) -> Response:
+    """A request that fails validation: 401 to anyone without a token (a bad body from them still
+    learns nothing else), else 422 with the fields in the API's error shape."""
+    ctx = console_context(request)
+    public = request.url.path.startswith("/api/v1/public/")
+    if not public and _token(ctx, request) is None:
+        return _unauthorized()
+    answer = error(422, "invalid_request", "The request is not valid; see fields.",
+                   validation_fields(exc))  # type: ignore[arg-type]
+    return _cors(ctx, request, answer) if public else answer
 
 
-def _issues(ctx: ConsoleContext):
-    def list_issues(_actor: Annotated[audit.Actor, Depends(require(ctx, Permission.read))],
-                    cursor: Annotated[str, Query(max_length=200)] = "", limit: Limit_ = 50) -> IssuePage:
-        """Issues, newest first."""
-        query = select(Issue).order_by(Issue.id.desc())
-        if cursor:
-            query = query.where(Issue.id < decode_cursor(cursor, "id", int))
-        items, next_cursor = _keyset_page(ctx, query, limit, IssueOut, "id")
-        return IssuePage(items=items, next_cursor=next_cursor)
-    return list_issues
+router = APIRouter(prefix="/api/v1", route_class=answer_route(on_invalid), responses=ERRORS, tags=["api"])
+Reading = Annotated[audit.Actor, Depends(require(Permission.read))]
+EditingComparisons = Annotated[audit.Actor, Depends(require(Permission.edit_comparisons))]
 
 
-def _readers(ctx: ConsoleContext):
-    def search_readers(_actor: Annotated[audit.Actor, Depends(require(ctx, Permission.read))],
-                       q: Annotated[str, Query(max_length=254, pattern=r"^[^\x00-\x1f\x7f]*$",
-                                              description="Address or name prefix")] = "",
-                       cursor: Annotated[str, Query(max_length=600)] = "", limit: Limit_ = 50) -> ReaderPage:
-        """Readers whose address or name starts with `q`, by address (keyset pagination)."""
-        query = select(Subscriber).order_by(Subscriber.email)
-        prefix = q.strip().lower()
-        if prefix:
-            query = query.where(or_(Subscriber.email.startswith(prefix, autoescape=True),
-                                    func.lower(Subscriber.name).startswith(prefix, autoescape=True)))
-        if cursor:
-            query = query.where(Subscriber.email > decode_cursor(cursor, "email", str))
-        items, next_cursor = _keyset_page(ctx, query, limit, ReaderOut, "email")
-        return ReaderPage(items=items, next_cursor=next_cursor)
-    return search_readers
+@router.get("/issues", response_model=IssuePage)
+def list_issues(ctx: Console, _actor: Reading, cursor: Annotated[str, Query(max_length=200)] = "",
+                limit: Limit_ = 50) -> IssuePage:
+    """Issues, newest first."""
+    query = select(Issue).order_by(Issue.id.desc())
+    if cursor:
+        query = query.where(Issue.id < decode_cursor(cursor, "id", int))
+    items, next_cursor = _keyset_page(ctx, query, limit, IssueOut, "id")
+    return IssuePage(items=items, next_cursor=next_cursor)
 
 
-def _put_comparison(ctx: ConsoleContext):
-    def put_comparison(slug: Annotated[str, Path(max_length=160)], body: ComparisonIn,
-                       actor: Annotated[audit.Actor, Depends(require(ctx, Permission.edit_comparisons))]) -> Response:
-        """Create or update one comparison from the JSON import schema (docs/content-format.md)."""
-        if body.slug != slug:
-            return error(422, "slug_mismatch", "The body's slug differs from the one in the URL.",
-                         {"slug": f"must be {slug!r}, as in the URL"})
-        with session_scope(ctx.engine) as session:
-            before = _snapshot(session, slug)
-            created = upsert_comparison(session, body)
-            audit.record(session, actor, "comparison.put", f"comparison:{slug}", before,
-                         body.model_dump(mode="json"))
-        saved = ComparisonSaved(slug=slug, created=created)
-        return JSONResponse(saved.model_dump(), 201 if created else 200)
-    return put_comparison
+@router.get("/readers", response_model=ReaderPage)
+def search_readers(ctx: Console, _actor: Reading,
+                   q: Annotated[str, Query(max_length=254, pattern=r"^[^\x00-\x1f\x7f]*$",
+                                          description="Address or name prefix")] = "",
+                   cursor: Annotated[str, Query(max_length=600)] = "", limit: Limit_ = 50) -> ReaderPage:
+    """Readers whose address or name starts with `q`, by address (keyset pagination)."""
+    query = select(Subscriber).order_by(Subscriber.email)
+    prefix = q.strip().lower()
+    if prefix:
+        query = query.where(or_(Subscriber.email.startswith(prefix, autoescape=True),
+                                func.lower(Subscriber.name).startswith(prefix, autoescape=True)))
+    if cursor:
+        query = query.where(Subscriber.email > decode_cursor(cursor, "email", str))
+    items, next_cursor = _keyset_page(ctx, query, limit, ReaderOut, "email")
+    return ReaderPage(items=items, next_cursor=next_cursor)
+
+
+@router.put("/comparisons/{slug}", response_model=ComparisonSaved,
+            responses={201: {"model": ComparisonSaved, "description": "Created"}})
+def put_comparison(ctx: Console, slug: Annotated[str, Path(max_length=160)], body: ComparisonIn,
+                   actor: EditingComparisons) -> Response:
+    """Create or update one comparison from the JSON import schema (docs/content-format.md)."""
+    if body.slug != slug:
+        return error(422, "slug_mismatch", "The body's slug differs from the one in the URL.",
+                     {"slug": f"must be {slug!r}, as in the URL"})
+    with session_scope(ctx.engine) as session:
+        before = _snapshot(session, slug)
+        created = upsert_comparison(session, body)
+        audit.record(session, actor, "comparison.put", f"comparison:{slug}", before, body.model_dump(mode="json"))
+    saved = ComparisonSaved(slug=slug, created=created)
+    return JSONResponse(saved.model_dump(), 201 if created else 200)
+
+
+@router.post("/public/subscriptions", status_code=202, response_model=SubscriptionAccepted,
+             responses={429: {"model": ErrorOut}}, summary="Sign a reader up (double opt-in)")
+def subscribe(request: Request, ctx: Console, body: SubscriptionIn) -> Response:
+    """The signup form's path with source "api": same checks, limits and double opt-in; the
+    answer is the same whether or not the address is known."""
+    origin = Origin(ip=client_ip(ctx, request), user_agent=request.headers.get("user-agent", ""))
+    try:
+        submit_signup(ctx.web, body.email, body.name, body.topics, origin, Source.api)
+    except SignupRefused as exc:
+        code = "rate_limited" if exc.status == 429 else "invalid_request"
+        message = exc.errors.pop("form", "The request is not valid; see fields.")
+        return _cors(ctx, request, error(exc.status, code, message, exc.errors, exc.headers))
+    return _cors(ctx, request, JSONResponse(SubscriptionAccepted().model_dump(), 202))
+
+
+@router.options("/public/subscriptions", include_in_schema=False)
+def preflight(request: Request, ctx: Console) -> Response:
+    response = _cors(ctx, request, Response(status_code=204))
+    if "Access-Control-Allow-Origin" in response.headers:
+        response.headers.update({"Access-Control-Allow-Methods": "POST",
+                                 "Access-Control-Allow-Headers": "Content-Type",
+                                 "Access-Control-Max-Age": "600"})
+    return response
 
 
 def _keyset_page(ctx: ConsoleContext, query, limit: int, model: type[BaseModel], key: str) -> tuple[list, str | None]:
@@ -209,29 +229,3 @@ def _cors(ctx: ConsoleContext, request: Request, response: Response) -> Response
         response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Vary"] = "Origin"
     return response
-
-
-def _preflight(ctx: ConsoleContext):
-    def preflight(request: Request) -> Response:
-        response = _cors(ctx, request, Response(status_code=204))
-        if "Access-Control-Allow-Origin" in response.headers:
-            response.headers.update({"Access-Control-Allow-Methods": "POST",
-                                     "Access-Control-Allow-Headers": "Content-Type",
-                                     "Access-Control-Max-Age": "600"})
-        return response
-    return preflight
-
-
-def _subscriptions(ctx: ConsoleContext):
-    def subscribe(request: Request, body: SubscriptionIn) -> Response:
-        """The signup form's path with source "api": same checks, limits and double opt-in; the
-        answer is the same whether or not the address is known."""
-        origin = Origin(ip=client_ip(ctx, request), user_agent=request.headers.get("user-agent", ""))
-        try:
-            submit_signup(ctx.web, body.email, body.name, body.topics, origin, Source.api)
-        except SignupRefused as exc:
-            code = "rate_limited" if exc.status == 429 else "invalid_request"
-            message = exc.errors.pop("form", "The request is not valid; see fields.")
-            return _cors(ctx, request, error(exc.status, code, message, exc.errors, exc.headers))
-        return _cors(ctx, request, JSONResponse(SubscriptionAccepted().model_dump(), 202))
-    return subscribe

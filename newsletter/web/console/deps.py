@@ -1,8 +1,10 @@
 """What the console's routes share: context, who is asking (session or token), and answers
 that end a request early (a redirect to the login page, a JSON error).
 
-Routers here use AnswerRoute: a dependency or handler raises `Answer(response)` and that
-response goes out as is, whatever the app's HTML error pages would have said.
+Handlers are module-level functions on module-level routers (as in web/); they reach the
+ConsoleContext through the one dependency alias `Console`. Routers here use AnswerRoute: a
+dependency or handler raises `Answer(response)` and that response goes out as is, whatever
+the app's HTML error pages would have said.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
@@ -80,6 +83,15 @@ class ConsoleContext:
     @property
     def idle(self) -> timedelta:
         return timedelta(minutes=self.settings.admin.idle_minutes)
+
+
+def console_context(request: Request) -> ConsoleContext:
+    """The console's context (set by include_console on app.state), read per request so the
+    routers can be module-level and a test can change settings on a running app."""
+    return request.app.state.console
+
+
+Console = Annotated[ConsoleContext, Depends(console_context)]
 
 
 def client_ip(ctx: ConsoleContext, request: Request) -> str:

@@ -1,4 +1,8 @@
-"""Puts the console (/admin) and the REST API (/api/v1) on the app: one call from the app factory."""
+"""Puts the console (/admin) and the REST API (/api/v1) on the app: one call from the app factory.
+
+The routers are module-level; their handlers read the context set here (app.state.console)
+through the `Console` dependency alias in deps.py.
+"""
 
 from __future__ import annotations
 
@@ -13,5 +17,5 @@ from newsletter.web.deps import WebContext
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
     app.state.console = ConsoleContext(settings=settings, engine=engine, secret=secret, web=web)
-    app.include_router(admin.make_router(app.state.console))
-    app.include_router(api.make_router(app.state.console))
+    app.include_router(admin.router)
+    app.include_router(api.router)
