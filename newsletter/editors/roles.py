@@ -2,7 +2,8 @@
 
 Each role can do everything the roles below it can (viewer < reviewer < editor < owner), so
 a permission is just the least role that holds it. Tokens carry scopes instead of a role:
-`read` is every GET of the API, `comparisons` writes comparisons, `all` is everything.
+`read` is every GET of the API, `comparisons` writes comparisons, `issues` drafts, tests,
+schedules and sends issues, `readers` manages readers, `all` is everything.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ LEAST_ROLE: dict[Permission, Role] = {
 class Scope(StrEnum):
     read = "read"
     comparisons = "comparisons"
+    issues = "issues"
+    readers = "readers"
     all = "all"
 
 
@@ -51,6 +54,8 @@ class Scope(StrEnum):
 SCOPE_GRANTS: dict[Scope, frozenset[Permission]] = {
     Scope.read: frozenset({Permission.read}),
     Scope.comparisons: frozenset({Permission.edit_comparisons}),
+    Scope.issues: frozenset({Permission.manage_issues}),
+    Scope.readers: frozenset({Permission.manage_readers}),
     Scope.all: frozenset(set(Permission) - {Permission.manage_editors}),
 }
 

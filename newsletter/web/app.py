@@ -23,7 +23,7 @@ from newsletter.db import get_engine, session_scope
 from newsletter.delivery.background import BackgroundSender
 from newsletter.secret_key import load_secret_key
 from newsletter.web import pages, preferences, subscription, tracking, votes, webhooks
-from newsletter.web.console.api import http_error as api_http_error
+from newsletter.web.console.api_base import http_error as api_http_error
 from newsletter.web.console.setup import include_console
 from newsletter.web.deps import WebContext
 from newsletter.web.responses import page

@@ -7,57 +7,28 @@ issues a fresh session id and ends the one the browser came with. GET changes no
 """
 
 import hmac
-import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from newsletter.web.console.dashboard import dashboard as dashboard_figures
 from newsletter.web.console.deps import FORM_COOKIE, SESSION_COOKIE, Answer, Console, ConsoleContext, \
-    answer_route, client_ip, set_cookie, signed_in
+    client_ip, set_cookie, signed_in
 from newsletter.db import session_scope
 from newsletter.editors import accounts, audit, sessions, tokens, totp
 from newsletter.editors.models import Editor
 from newsletter.editors.passwords import MIN_LENGTH, WeakPassword
-from newsletter.editors.roles import Permission, role_allows
-from newsletter.editors.sessions import Signed
-from newsletter.templating import render
 from newsletter.web.abuse import ThrottleLimit
+from newsletter.web.console.views import EXPIRED_FORM, Owner, Reader, console_router, form_page, message, page
 
 FormText = Annotated[str, Form(max_length=2000)]
-EXPIRED_FORM = "The form has expired. Please try again."
 BAD_LINK = "This link does not work"
 
-router = APIRouter(prefix="/admin", route_class=answer_route(), include_in_schema=False)
+router = console_router()
 
 
-# --- rendering ------------------------------------------------------------------------------
-
-def page(ctx: ConsoleContext, template: str, status: int = 200, me: Signed | None = None, **values) -> HTMLResponse:
-    values.setdefault("error", "")
-    csrf = me.csrf_token if me else values.pop("csrf_token", "")
-    html = render(f"web/admin/{template}", {"site": ctx.settings.site, "kicker": "Editors' console",
-                                             "me": me.editor if me else None, "csrf_token": csrf, **values})
-    return HTMLResponse(html, status, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
-
-
-def message(ctx: ConsoleContext, heading: str, text: str, status: int, links=()) -> HTMLResponse:
-    html = render("web/message.html", {"site": ctx.settings.site, "title": heading, "heading": heading,
-                                       "kicker": "Editors' console", "paragraphs": [text], "links": links})
-    return HTMLResponse(html, status, headers={"Cache-Control": "no-store"})
-
-
-def form_page(ctx: ConsoleContext, request: Request, template: str, status: int = 200, **values) -> HTMLResponse:
-    """A pre-login form: its CSRF value is bound to the form cookie (set here when missing)."""
-    cookie = request.cookies.get(FORM_COOKIE, "")
-    fresh = not (16 <= len(cookie) <= 64)
-    cookie = secrets.token_urlsafe(24) if fresh else cookie
-    response = page(ctx, template, status, csrf_token=sessions.csrf_for(ctx.secret, "form:" + cookie), **values)
-    if fresh:
-        set_cookie(ctx, response, FORM_COOKIE, cookie, strict=True)
-    return response
-
+# --- pre-login forms ------------------------------------------------------------------------
 
 def login_page(ctx: ConsoleContext, request: Request, status: int = 200, email: str = "",
                error: str = "") -> HTMLResponse:
@@ -87,24 +58,6 @@ def throttled(ctx: ConsoleContext, request: Request, email: str) -> Response | N
     response = message(ctx, "Too many attempts", "Too many sign-in attempts. Please wait and try again.", 429)
     response.headers["Retry-After"] = str(int(wait) + 1)
     return response
-
-
-def require(permission: Permission):
-    """A dependency: the signed-in editor whose role allows `permission`; otherwise off to the
-    login page (not signed in) or a 403 page (role too small)."""
-    def signed(request: Request, ctx: Console) -> Signed:
-        me = signed_in(ctx, request)
-        if me is None:
-            raise Answer(RedirectResponse("/admin/login", status_code=303))
-        if not role_allows(me.editor.role, permission):
-            raise Answer(message(ctx, "Not for your role", "Your role does not include this page. An owner can "
-                                 "change your role.", 403, [("Back to the dashboard", "/admin")]))
-        return me
-    return signed
-
-
-Reader = Annotated[Signed, Depends(require(Permission.read))]
-Owner = Annotated[Signed, Depends(require(Permission.manage_editors))]
 
 
 def start_session(ctx: ConsoleContext, request: Request, editor: Editor) -> Response:

@@ -15,7 +15,11 @@ from newsletter.web.console.deps import ConsoleContext
 from newsletter.web.deps import WebContext
 
 
+# Each console page module and API module has one module-level router; a new module goes here.
+MODULES = (admin, api)
+
+
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
     app.state.console = ConsoleContext(settings=settings, engine=engine, secret=secret, web=web)
-    app.include_router(admin.router)
-    app.include_router(api.router)
+    for module in MODULES:
+        app.include_router(module.router)
