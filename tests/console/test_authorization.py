@@ -22,11 +22,13 @@ SAMPLE_COMPARISON = {
 }
 
 # Console pages: (path, least role). Anonymous visitors are sent to the login page.
-PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner)]
+PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner),
+         ("/admin/settings", Role.owner)]
 # API routes: (method, path, body, scope that suffices besides "all", status when allowed).
 API = [
     ("GET", "/api/v1/issues", None, Scope.read, 200),
     ("GET", "/api/v1/readers?q=a", None, Scope.read, 200),
+    ("GET", "/api/v1/audit", None, Scope.read, 200),
     ("PUT", "/api/v1/comparisons/alpha-vs-beta", SAMPLE_COMPARISON, Scope.comparisons, (200, 201)),
 ]
 

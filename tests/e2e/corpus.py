@@ -153,6 +153,8 @@ def _console_journey(corpus: Corpus) -> None:
     with session_scope(live.engine) as session:
         accounts.add_editor(session, "owner@editors.example", "owner", audit.Actor.cli(), "a long passphrase here")
         invited = accounts.add_editor(session, "invited@editors.example", "viewer", audit.Actor.cli())
+        audit.record(session, audit.Actor.cli(), "comparison.put", "comparison:sample",  # an edit, shown as a diff
+                     {"title": "Old title", "tools": ["a", "b"]}, {"title": "New title", "tools": ["b", "a"]})
         corpus.pages["admin_set_password"] = \
             f"{live.url}/admin/set-password/{accounts.set_password_token(TEST_SECRET, invited)}"
     corpus.pages["admin_login"] = live.url + "/admin/login"
@@ -163,7 +165,7 @@ def _console_journey(corpus: Corpus) -> None:
     corpus.answers["admin_login_error"] = browser.post(live.url + "/admin/login", data=form).text
     assert browser.post(live.url + "/admin/login", data={**form, "password": "a long passphrase here"}).ok
     for name, path in (("admin_dashboard", "/admin"), ("admin_audit", "/admin/audit"),
-                       ("admin_editors", "/admin/editors")):
+                       ("admin_editors", "/admin/editors"), ("admin_settings", "/admin/settings")):
         corpus.answers[name] = browser.get(live.url + path).text
 
 

@@ -1,5 +1,5 @@
 """The console's pages under /admin: login (with an optional TOTP step), logout, set-password,
-the dashboard, the audit log and (for owners) editors and tokens.
+the dashboard and (for owners) the list of editors and tokens. The audit log is audit_pages.py.
 
 Every POST carries a CSRF token: a session's own (sessions.csrf_for) once signed in, before
 that a double-submit value bound to a SameSite=Strict, HttpOnly cookie. A login always
@@ -78,13 +78,6 @@ def start_session(ctx: ConsoleContext, request: Request, editor: Editor) -> Resp
 def dashboard(ctx: Console, me: Reader) -> HTMLResponse:
     return page(ctx, "dashboard.html", me=me, title="Dashboard", current="dashboard",
                 board=dashboard_figures(ctx.settings, ctx.engine))
-
-
-@router.get("/audit", response_class=HTMLResponse)
-def audit_log(ctx: Console, me: Reader) -> HTMLResponse:
-    with session_scope(ctx.engine) as session:
-        entries = audit.recent(session, 100)
-    return page(ctx, "audit.html", me=me, title="Audit log", current="audit", entries=entries)
 
 
 @router.get("/editors", response_class=HTMLResponse)

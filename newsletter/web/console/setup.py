@@ -10,16 +10,19 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.web.console import admin, api
+from newsletter.web.console import admin, api, audit_pages, settings_page
 from newsletter.web.console.deps import ConsoleContext
 from newsletter.web.deps import WebContext
 
 
-# Each console page module and API module has one module-level router; a new module goes here.
-MODULES = (admin, api)
+# Each console page module and API module has a module-level `router` (and may have a second,
+# `api`, for its REST routes); a new module goes here.
+MODULES = (admin, api, audit_pages, settings_page)
 
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
     app.state.console = ConsoleContext(settings=settings, engine=engine, secret=secret, web=web)
     for module in MODULES:
         app.include_router(module.router)
+        if hasattr(module, "api"):
+            app.include_router(module.api)
