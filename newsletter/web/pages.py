@@ -36,7 +36,17 @@ def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> HT
         compiled = compile_issue(view)
     values = {"email": "a subscriber", "unsubscribe_url": f"{site.base_url}/",
               "preferences_url": f"{site.base_url}/", "vote_token": PUBLIC_VOTE_TOKEN, "track_token": ""}
-    return HTMLResponse(compiled.html.fill(values, lambda v: html.escape(v, quote=True)))
+    body = compiled.html.fill(values, lambda v: html.escape(v, quote=True))
+    return HTMLResponse(body.replace("</head>", _share_meta(ctx, view) + "</head>", 1))
+
+
+def _share_meta(ctx, view) -> str:
+    """Canonical address and share cards for an issue's web view (the mail's own <head> has none)."""
+    from newsletter.templating import render
+
+    titles = " · ".join(comparison.title for comparison in view.comparisons)
+    return render("web/_meta.html", {"site": ctx.settings.site, "title": view.subject, "og_type": "article",
+                                     "canonical": view.web_url, "description": view.preheader or titles})
 
 
 @router.get("/compare/{slug}", response_class=HTMLResponse)
@@ -48,7 +58,10 @@ def comparison_page(slug: str, ctx: Ctx) -> HTMLResponse:
     if values is None:
         return page(ctx.settings.site, "message.html", 404, title="Not found", heading="No such comparison",
                     paragraphs=["We have not compared these tools (yet)."])
-    return page(ctx.settings.site, "comparison.html", **values)
+    site = ctx.settings.site
+    description = f"{values['title']}: {values['dek']}" if values.get("dek") else values["title"]
+    return page(site, "comparison.html", canonical=f"{site.base_url}/compare/{slug}", description=description,
+                og_type="article", **values)
 
 
 @router.get("/healthz", response_class=PlainTextResponse)

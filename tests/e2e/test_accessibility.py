@@ -17,7 +17,7 @@ HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "
 PAGES = {"signup": "Get the weekly verdicts", "embed": "Get the weekly verdicts", "not_found": "Not found",
          "invalid_link": "This link does not work", "confirm": "Confirm your new address",
          "preferences": "Save preferences", "vote": "GroqCloud vs Together AI", "web_view": "Your vote",
-         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?",
+         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?", "archive": "All issues",
          "admin_login": "Sign in", "admin_set_password": "Choose your password"}
 ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check your inbox",
            "confirm_signup": "Confirm your subscription", "confirmed": "You are in",
