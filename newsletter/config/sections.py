@@ -64,6 +64,12 @@ class DatabaseSettings(Section):
     url: str = "sqlite:///var/newsletter.db"
 
 
+class ContentSettings(Section):
+    """[content]: how reader votes are shown. Below `community_min_votes` votes a comparison's
+    Community % is not a percentage yet ("3 votes so far"): one vote is not "100%"."""
+    community_min_votes: int = Field(5, ge=1, le=10000)
+
+
 class IssueSettings(Section):
     max_comparisons: int = Field(6, ge=1, le=50)
 

@@ -8,7 +8,7 @@ from pydantic import PrivateAttr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from newsletter.config.mail import MailSettings
-from newsletter.config.sections import (ENV_PREFIX, DatabaseSettings, DeliverySettings, IssueSettings,
+from newsletter.config.sections import (ENV_PREFIX, ContentSettings, DatabaseSettings, DeliverySettings, IssueSettings,
                                         ScheduleSettings, SiteSettings)
 from newsletter.config.web import (AdminSettings, ApiSettings, FeedbackSettings, SecuritySettings, TrackingSettings, WebhooksSettings,
                                    WebSettings)
@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     site: SiteSettings = SiteSettings()
     database: DatabaseSettings = DatabaseSettings()
     mail: MailSettings = MailSettings()
+    content: ContentSettings = ContentSettings()
     issue: IssueSettings = IssueSettings()
     delivery: DeliverySettings = DeliverySettings()
     web: WebSettings = WebSettings()

@@ -68,3 +68,24 @@ def community(session: Session, comparison_ids: list[int]) -> Community:
         if tool_id is not None:
             counts[(comparison_id, tool_id)] = count
     return Community(dict(totals), counts)
+
+
+def community_counts(session: Session, slug: str, min_votes: int) -> dict | None:
+    """A comparison's reader votes for the publication's site: per tool slug its votes and its
+    share, the share None below `min_votes` votes in all (so one vote never reads "100%").
+    None when there is no such comparison."""
+    from newsletter.content.models import Comparison, ComparisonTool, Tool
+
+    comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
+    if comparison is None:
+        return None
+    tools = session.exec(select(Tool.id, Tool.slug).join(ComparisonTool, ComparisonTool.tool_id == Tool.id)
+                         .where(ComparisonTool.comparison_id == comparison.id)
+                         .order_by(ComparisonTool.position)).all()
+    votes = community(session, [comparison.id])
+    total = votes.totals.get(comparison.id, 0)
+    shown = total >= min_votes
+    return {"comparison": slug, "votes": total, "min_votes": min_votes,
+            "tools": {tool_slug: {"votes": votes.counts.get((comparison.id, tool_id), 0),
+                                  "percent": votes.share(comparison.id, tool_id) if shown else None}
+                      for tool_id, tool_slug in tools}}

@@ -22,7 +22,7 @@ from newsletter.content.categories import publication_categories
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery.background import BackgroundSender
 from newsletter.secret_key import load_secret_key
-from newsletter.web import archive, pages, preferences, subscription, tracking, votes, webhooks
+from newsletter.web import archive, community, pages, preferences, subscription, tracking, votes, webhooks
 from newsletter.web.console.api_base import http_error as api_http_error
 from newsletter.web.console.setup import include_console
 from newsletter.web.deps import WebContext
@@ -61,7 +61,7 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     # Added last = outermost: the security headers also go on TrustedHost's 400 answers.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False)
     app.add_middleware(SecurityHeaders, settings=settings)
-    for module in (subscription, preferences, webhooks, votes, tracking):
+    for module in (subscription, preferences, webhooks, votes, tracking, community):
         app.include_router(module.router)
     include_console(app, settings, engine, secret, app.state.web)
     app.include_router(archive.router)  # before pages: /issues/feed.rss is not /issues/{id}
