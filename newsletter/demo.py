@@ -56,7 +56,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
     if issue.state in EDITABLE:
         checks = enforce(engine, settings, issue.id, ignore={"week"},
                          override=f"`newsletter issue send {issue.id} --ignore-checks`")
-    start = start_send(engine, issue.id)
+    start = start_send(engine, issue.id, settings=settings)
     transport = make_transport(settings)
     try:
         report = deliver(engine, settings, transport, secret, issue.id)

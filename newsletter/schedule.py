@@ -93,7 +93,7 @@ def dispatch_due(engine: Engine, settings: Settings, now: datetime | None = None
             continue
         if not _passes_checks(engine, settings, issue_id, now):
             continue
-        result = start_send(engine, issue_id, now)
+        result = start_send(engine, issue_id, now, settings)
         if result.started:  # another scheduler may have won the conditional UPDATE
             log.info("issue %s: sending to %s subscribers", issue_id, result.enqueued)
             started.append(issue_id)

@@ -7,7 +7,10 @@ through `reject_control_chars` at the edge where it enters the system.
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+# Control characters, line and paragraph separators, and Unicode noncharacters (U+FDD0..U+FDEF and
+# the last two code points of every plane): XML parsers, MJML's among them, refuse those.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(f"\\U{plane:04x}fffe\\U{plane:04x}ffff" for plane in range(17))
+_CONTROL = re.compile(f"[\\x00-\\x1f\\x7f\\u0085\\u2028\\u2029{_NONCHARACTERS}]")
 
 
 def has_control_chars(value: str) -> bool:
@@ -18,7 +21,8 @@ def reject_control_chars(value: str, field: str) -> str:
     """Return `value` unchanged, or raise ValueError naming the field."""
     match = _CONTROL.search(value)
     if match:
-        raise ValueError(f"{field}: control character {match.group()!r} is not allowed")
+        kind = "control character" if match.group() < "\ufdd0" else "control character (a noncharacter)"
+        raise ValueError(f"{field}: {kind} {match.group()!r} is not allowed")
     return value
 
 

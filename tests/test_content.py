@@ -141,6 +141,7 @@ entry_price = "Free"
         (lambda d: d.update(published="2026-11-24T09:00:00"), "comparison.1.published", "time zone"),
         (lambda d: d.update(slug="Bad Slug"), "comparison.1.slug", "lowercase"),
         (lambda d: d.update(title="A\r\nBcc: x@y"), "comparison.1.title", "control character"),
+        (lambda d: d.update(dek="Breaks MJML\ufffe"), "comparison.1.dek", "noncharacter"),
         (lambda d: d["reviews"][0].update(tool="gamma"), "reviews.0.tool", "not one of"),
         (lambda d: d.update(colour="red"), "comparison.1.colour", "Extra inputs"),
     ],

@@ -87,7 +87,7 @@ def issue_send(
                             f"[schedule] confirm_over = {limit}); add --yes to send without asking")
         if not typer.confirm(f"Send issue {issue_id} to {recipients} subscribers now?"):
             raise typer.Exit(1)
-    result = start_send(engine, issue_id)
+    result = start_send(engine, issue_id, settings=state.settings)
     if result.started:
         console.print(f"issue {issue_id}: sending to {result.enqueued} subscribers")
     else:

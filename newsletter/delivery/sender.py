@@ -38,7 +38,7 @@ from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.issues.render import compile_issue
-from newsletter.issues.view import build_issue_view
+from newsletter.issues.frozen import freeze
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import suppress
 
@@ -57,13 +57,18 @@ class StartResult:
     enqueued: int
 
 
-def start_send(engine: Engine, issue_id: int, now: datetime | None = None) -> StartResult:
+def start_send(engine: Engine, issue_id: int, now: datetime | None = None,
+               settings: Settings | None = None) -> StartResult:
+    """Move the issue to sending and queue one delivery per reader, in one transaction; with
+    `settings`, its view is frozen in that transaction too (else the first worker freezes it)."""
     now = now or utcnow()
     with session_scope(engine) as session:
         moved = transition(session, issue_id, IssueState.sending, only=(IssueState.draft, IssueState.scheduled),
                            started_at=now)
         enqueued = outbox.enqueue(session, issue_id, now) if moved else 0
         issue = session.get(Issue, issue_id)
+        if moved and settings is not None:
+            freeze(session, settings, issue)
         if issue is None:
             raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
         if not moved and issue.state == IssueState.cancelled.value:
@@ -122,7 +127,7 @@ def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: s
             report.finished = issue is not None and issue.state == IssueState.sent.value
             report.counts = outbox.counts(session, issue_id)
             return None
-        template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
+        template = build_template(settings, compile_issue(freeze(session, settings, issue)))
     limiter = limiter if limiter is not None else SendRateLimiter.from_settings(engine, settings, transport.name)
     # The DKIM key is read once per send, not per message; JSON APIs take the fields, not MIME bytes.
     return _Send(engine, settings, transport, secret, issue_id, worker, limiter, template, signer_for(settings),

@@ -19,7 +19,8 @@ from newsletter.config import Settings
 from newsletter.content.models import Comparison
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.issues.states import IssueState
-from newsletter.issues.view import IssueView, build_issue_view, issue_web_url
+from newsletter.issues.frozen import issue_view
+from newsletter.issues.view import IssueView, issue_web_url
 
 PUBLIC_STATES = (IssueState.sending.value, IssueState.sent.value)
 
@@ -65,8 +66,8 @@ def _titles(session: Session, issue_ids: list[int]) -> dict[int, list[tuple[str,
 
 
 def entry_views(session: Session, settings: Settings, entries: list[ArchiveEntry]) -> list[IssueView]:
-    """The full view of each entry (for the feeds' content), in the entries' order."""
-    return [build_issue_view(session, settings, session.get(Issue, entry.id)) for entry in entries]
+    """The full view of each entry (for the feeds' content) as readers got it, in order."""
+    return [issue_view(session, settings, session.get(Issue, entry.id)) for entry in entries]
 
 
 def published_comparisons(session: Session) -> list[tuple[str, datetime]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
@@ -37,3 +37,16 @@ class IssueItem(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("comparison.id"), primary_key=True, index=True)
     )
     position: int
+
+
+class IssueRecord(SQLModel, table=True):
+    """What an issue carried when it started sending: its whole view (each comparison's verdict,
+    Panel ship %, Community % and its votes at that moment), frozen so that the web view, the
+    archive, the feeds and every worker that joins the send later show exactly what readers got,
+    whatever is edited afterwards (issues/frozen.py)."""
+
+    __tablename__ = "issue_record"
+
+    issue_id: int = Field(sa_column=Column(Integer, ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True))
+    frozen_at: datetime = Field(default_factory=utcnow)
+    view: dict = Field(sa_column=Column(JSON, nullable=False))

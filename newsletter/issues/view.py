@@ -47,6 +47,7 @@ class ComparisonView:
     url: str
     verdict_line: str
     tools: list[ToolView] = field(default_factory=list)
+    community_votes: int = 0  # the sample behind each tool's Community %
 
 
 @dataclass
@@ -150,7 +151,7 @@ def build_issue_view(session: Session, settings: Settings, issue: Issue) -> Issu
         comparisons.append(ComparisonView(
             slug=comparison.slug, title=comparison.title, dek=comparison.dek,
             category=comparison.category, url=comparison_url(settings, comparison.slug),
-            verdict_line=verdict_line(tools), tools=tools,
+            verdict_line=verdict_line(tools), tools=tools, community_votes=votes.totals.get(comparison.id, 0),
         ))
     return IssueView(
         id=issue.id, week=issue.week, subject=issue.subject, preheader=issue.preheader,

@@ -23,8 +23,8 @@ router = APIRouter()
 @router.get("/issues/{issue_id}", response_class=HTMLResponse)
 def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> HTMLResponse:
     """The issue as subscribers got it, without anyone's personal links."""
+    from newsletter.issues.frozen import changed_since, issue_view
     from newsletter.issues.render import compile_issue
-    from newsletter.issues.view import build_issue_view
 
     site = ctx.settings.site
     with session_scope(ctx.engine) as session:
@@ -32,12 +32,27 @@ def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> HT
         if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
             return page(site, "message.html", 404, title="Not found", heading="No such issue",
                         paragraphs=["This issue does not exist or has not been published yet."])
-        view = replace(build_issue_view(session, ctx.settings, issue), track_opens=False, track_clicks=False)
+        view = replace(issue_view(session, ctx.settings, issue), track_opens=False, track_clicks=False)
+        changed = changed_since(session, ctx.settings, issue)
         compiled = compile_issue(view)
     values = {"email": "a subscriber", "unsubscribe_url": f"{site.base_url}/",
               "preferences_url": f"{site.base_url}/", "vote_token": PUBLIC_VOTE_TOKEN, "track_token": ""}
     body = compiled.html.fill(values, lambda v: html.escape(v, quote=True))
-    return HTMLResponse(body.replace("</head>", _share_meta(ctx, view) + "</head>", 1))
+    body = body.replace("</head>", _share_meta(ctx, view) + "</head>", 1)
+    return HTMLResponse(_with_changes_note(ctx, body, changed))
+
+
+def _with_changes_note(ctx, body: str, changed) -> str:
+    """This issue shows the verdicts readers got; where one has changed since, a note at the
+    top says so and links the comparison's current page."""
+    if not changed:
+        return body
+    from newsletter.templating import render
+
+    note = render("web/changed_note.html", {"changed": changed})
+    head, tag, rest = body.partition("<body")
+    opening, close, after = rest.partition(">")
+    return head + tag + opening + close + note + after if close else note + body
 
 
 def _share_meta(ctx, view) -> str:

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from newsletter.db import insert_for, session_scope, utcnow
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
-from newsletter.issues.view import build_issue_view
+from newsletter.issues.frozen import issue_view
 from newsletter.feedback.models import TrackingEvent
 from newsletter.subscribers.service import link_holder
 from newsletter.tokens import InvalidToken, Purpose, read_token
@@ -66,7 +66,7 @@ def clicked(token: str, issue_id: IssueId, index: LinkIndex, ctx: Ctx) -> Respon
         issue = session.get(Issue, issue_id)
         if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
             return Response("unknown link", status_code=404, media_type="text/plain")
-        links = [c.url for c in build_issue_view(session, ctx.settings, issue).comparisons]
+        links = [c.url for c in issue_view(session, ctx.settings, issue).comparisons]
         if not 0 <= index < len(links):
             return Response("unknown link", status_code=404, media_type="text/plain")
         subscriber_id = tracked_reader(ctx, token)
