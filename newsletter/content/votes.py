@@ -16,18 +16,21 @@ PUBLIC_VOTE_TOKEN = "web"  # what the public web view puts where a reader's own 
 
 
 def resolve_choice(session: Session, slug: str, choice: str) -> tuple[Comparison, Tool | None] | None:
-    """The comparison and the tool a choice code names (None for "pass"), or None if invalid."""
+    """The comparison and the tool a choice names (None for "pass"), or None if invalid.
+
+    Links name the tool by its slug, so re-ordering a comparison's tools never moves a vote.
+    A single letter a-d (links in mails sent before slugs) still names a position: those
+    mails came out before any re-ordering could be recorded, so the position is all they carry."""
     comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
     if comparison is None:
         return None
     if choice == "pass":
         return comparison, None
-    if len(choice) != 1 or choice not in CHOICES:
-        return None
-    tool = session.exec(
-        select(Tool).join(ComparisonTool, ComparisonTool.tool_id == Tool.id)
-        .where(ComparisonTool.comparison_id == comparison.id, ComparisonTool.position == CHOICES.index(choice))
-    ).first()
+    in_comparison = select(Tool).join(ComparisonTool, ComparisonTool.tool_id == Tool.id).where(
+        ComparisonTool.comparison_id == comparison.id)
+    tool = session.exec(in_comparison.where(Tool.slug == choice)).first()
+    if tool is None and len(choice) == 1 and choice in CHOICES:
+        tool = session.exec(in_comparison.where(ComparisonTool.position == CHOICES.index(choice))).first()
     return (comparison, tool) if tool else None
 
 

@@ -36,6 +36,7 @@ class ToolView:
     community: int | None
     community_text: str
     quote: QuoteView | None
+    slug: str = ""  # what vote links name (empty only in records frozen before slugs were kept)
 
 
 @dataclass
@@ -138,7 +139,7 @@ def build_issue_view(session: Session, settings: Settings, issue: Issue) -> Issu
         share = votes.share(link.comparison_id, tool.id)
         quote = _highlight(by_tool.get(key, []), ship)
         tools_of.setdefault(link.comparison_id, []).append(ToolView(
-            name=tool.name, category=tool.category, tagline=tool.tagline,
+            name=tool.name, slug=tool.slug, category=tool.category, tagline=tool.tagline,
             description=tool.description, entry_price=tool.entry_price,
             panel_ship=ship, panel_ship_text=format_percent(ship),
             community=share, community_text=format_percent(share),

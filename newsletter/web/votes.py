@@ -16,6 +16,7 @@ from newsletter.config import SiteSettings
 from newsletter.content.models import Comparison, Tool
 from newsletter.content.votes import PUBLIC_VOTE_TOKEN, record_vote, resolve_choice
 from newsletter.db import session_scope
+from newsletter.delivery.received import was_sent
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.service import link_holder
 from newsletter.tokens import InvalidToken, Purpose, read_token
@@ -27,8 +28,8 @@ router = APIRouter()
 
 def invalid(site: SiteSettings) -> HTMLResponse:
     return message(site, "This vote link does not work",
-                   ["It may be mistyped or too old. Vote links in our mails are personal and last 60 days."],
-                   status=400)
+                   ["It may be mistyped or too old, or name a comparison that was not in your issue. Vote "
+                    "links in our mails are personal and last 60 days."], status=400)
 
 
 def label(comparison: Comparison, tool: Tool | None) -> str:
@@ -46,7 +47,9 @@ def lookup(session: Session, secret: str, token: str, slug: str,
     if subscriber is None or subscriber.status != SubscriberStatus.active.value:
         return None
     resolved = resolve_choice(session, slug, choice)
-    return (subscriber, *resolved) if resolved else None
+    if resolved is None or not was_sent(session, subscriber.id, resolved[0].id):
+        return None  # a vote counts only from a reader whose issue carried the comparison
+    return (subscriber, *resolved)
 
 
 @router.get("/vote/{token}/{slug}/{choice}", response_class=HTMLResponse)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import select
 
-from newsletter.content.models import Comparison, Vote
+from newsletter.content.models import Comparison, ComparisonTool, Tool, Vote
 from newsletter.db import session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
@@ -40,9 +40,9 @@ def test_the_sent_issue_carries_personal_vote_links_that_count_only_on_post(live
     from email import message_from_string, policy
 
     text = message_from_string(eml, policy=policy.default).get_body(("plain",)).get_content()
-    links = re.findall(rf"(http://\S+/vote/\S+/{HAIKU}/(?:a|b|pass))", text)
-    assert len(links) == 3
-    ship_b = next(link for link in links if link.endswith("/b"))
+    links = re.findall(rf"(http://\S+/vote/\S+/{HAIKU}/[a-z0-9-]+)", text)
+    assert [link.rsplit("/", 1)[1] for link in links] == [*tool_slugs(live), "pass"]  # tools by slug
+    ship_b = links[1]
     page = live.http.get(ship_b)
     assert page.status_code == 200 and "Ship Hugging Face Inference Providers v2" in page.text
     assert votes(live) == []  # GET never counts
@@ -53,12 +53,28 @@ def test_the_sent_issue_carries_personal_vote_links_that_count_only_on_post(live
     assert votes(live) == [(voter, None)]  # changed, not added
 
 
+def tool_slugs(live) -> list[str]:
+    with session_scope(live.engine) as session:
+        return list(session.exec(select(Tool.slug).join(ComparisonTool, ComparisonTool.tool_id == Tool.id)
+                                 .join(Comparison, Comparison.id == ComparisonTool.comparison_id)
+                                 .where(Comparison.slug == HAIKU).order_by(ComparisonTool.position)))
+
+
+def send_issue(live):
+    """Draft this week's issue (it carries HAIKU) and deliver it to every active reader."""
+    issue = draft_issue(live.engine, live.settings, "2026-W48").issue
+    start_send(live.engine, issue.id, settings=live.settings)
+    deliver(live.engine, live.settings, make_transport(live.settings), TEST_SECRET, issue.id)
+    return issue
+
+
 def test_votes_feed_community_percent_in_the_next_rendering(live):
     voters = [reader(live, f"v{n}@example.com") for n in range(3)]
-    for voter, choice in zip(voters, ["a", "b", "b"]):
+    issue = send_issue(live)
+    first, second = tool_slugs(live)
+    for voter, choice in zip(voters, [first, second, second]):
         token = link_token(live.engine, Purpose.vote, voter)
         assert live.http.post(f"{live.url}/vote/{token}/{HAIKU}/{choice}").status_code == 200
-    issue = draft_issue(live.engine, live.settings, "2026-W48").issue
     with session_scope(live.engine) as session:
         view = build_issue_view(session, live.settings, issue)
     haiku = next(c for c in view.comparisons if c.slug == HAIKU)
@@ -72,9 +88,45 @@ def test_votes_feed_community_percent_in_the_next_rendering(live):
     assert "67%" in page.text
 
 
+def test_a_vote_counts_only_from_a_reader_who_was_sent_the_comparison(live):
+    receiver = reader(live, "got-it@example.com")
+    send_issue(live)
+    latecomer = reader(live, "joined-later@example.com")  # never sent the issue
+    first = tool_slugs(live)[0]
+    for voter, status in ((latecomer, 400), (receiver, 200)):
+        token = link_token(live.engine, Purpose.vote, voter)
+        assert live.http.get(f"{live.url}/vote/{token}/{HAIKU}/{first}").status_code == status
+        assert live.http.post(f"{live.url}/vote/{token}/{HAIKU}/{first}").status_code == status
+    assert [voter for voter, _tool in votes(live)] == [receiver]
+
+
+def test_reordering_the_tools_never_moves_a_delivered_vote(live):
+    voter = reader(live)
+    send_issue(live)
+    first = tool_slugs(live)[0]
+    with session_scope(live.engine) as session:  # the editor swaps the two tools' positions
+        links = list(session.exec(select(ComparisonTool).join(Comparison, Comparison.id == ComparisonTool.comparison_id)
+                                  .where(Comparison.slug == HAIKU).order_by(ComparisonTool.position)))
+        positions = [link.position for link in links]
+        links[0].position, links[1].position = -1, positions[0]
+        session.flush()
+        links[0].position = positions[1]
+    assert tool_slugs(live)[1] == first
+    token = link_token(live.engine, Purpose.vote, voter)
+    page = live.http.get(f"{live.url}/vote/{token}/{HAIKU}/{first}")
+    assert live.http.post(f"{live.url}/vote/{token}/{HAIKU}/{first}").status_code == 200
+    with session_scope(live.engine) as session:
+        chosen = session.exec(select(Tool).where(Tool.id == votes(live)[0][1])).one()
+    assert chosen.slug == first and f"Ship {chosen.name}" in page.text
+
+
 @pytest.mark.parametrize("case", ["wrong-purpose", "bad-choice", "unknown-comparison", "unsubscribed"])
 def test_bad_vote_links_count_nothing(live, case):
-    voter = reader(live, status="unsubscribed" if case == "unsubscribed" else "active")
+    voter = reader(live)
+    send_issue(live)  # the reader got the comparison: only the case itself can refuse the vote
+    if case == "unsubscribed":
+        with session_scope(live.engine) as session:
+            session.get(Subscriber, voter).status = "unsubscribed"
     purpose = Purpose.unsubscribe if case == "wrong-purpose" else Purpose.vote
     token = link_token(live.engine, purpose, voter)
     slug = "no-such-comparison" if case == "unknown-comparison" else HAIKU
@@ -85,3 +137,5 @@ def test_bad_vote_links_count_nothing(live, case):
     assert votes(live) == []
     with session_scope(live.engine) as session:
         assert session.exec(select(Comparison).where(Comparison.slug == HAIKU)).one()
+    good = url.replace(f"/{slug}/{choice}", f"/{HAIKU}/a").replace(token, link_token(live.engine, Purpose.vote, voter))
+    assert live.http.post(good).status_code == (400 if case == "unsubscribed" else 200)  # the control

@@ -1,0 +1,21 @@
+"""What the ledger says a reader received: the question a vote link asks before it counts.
+
+A vote is the verdict of someone who read the comparison in their issue. A vote token names a
+reader, not a comparison, so without this check it would count on any comparison of the site,
+including ones never sent to that reader.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, select
+from sqlmodel import Session
+
+from newsletter.delivery.models import Delivery, DeliveryState
+from newsletter.issues.models import IssueItem
+
+
+def was_sent(session: Session, subscriber_id: int, comparison_id: int) -> bool:
+    """True when an issue carrying the comparison was delivered to the reader."""
+    sent = exists().where(Delivery.subscriber_id == subscriber_id, Delivery.state == DeliveryState.sent.value,
+                          Delivery.issue_id == IssueItem.issue_id, IssueItem.comparison_id == comparison_id)
+    return bool(session.execute(select(sent)).scalar())
