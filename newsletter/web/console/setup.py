@@ -7,19 +7,24 @@ through the `Console` dependency alias in deps.py.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.web.console import admin, api
+from newsletter.web.console import admin, api, owners_pages, webhooks_pages
 from newsletter.web.console.deps import ConsoleContext
+from newsletter.web.console.idempotency import IdempotencyMiddleware
 from newsletter.web.deps import WebContext
 
 
 # Each console page module and API module has one module-level router; a new module goes here.
-MODULES = (admin, api)
+MODULES = (admin, api, owners_pages, webhooks_pages)
 
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
     app.state.console = ConsoleContext(settings=settings, engine=engine, secret=secret, web=web)
     for module in MODULES:
         app.include_router(module.router)
+    # Innermost (appended, not inserted first as add_middleware does): a replayed answer still
+    # passes the host check and gets the security headers like any other.
+    app.user_middleware.append(Middleware(IdempotencyMiddleware))
