@@ -73,12 +73,12 @@ class IdempotencyMiddleware:
         engine, token = scope["app"].state.console.engine, hash_secret(raw.strip())
         seen = await run_in_threadpool(idempotency.lookup, engine, token, key)
         row_id = None if seen else await run_in_threadpool(idempotency.begin, engine, token, key, digest)
-        if seen is not None and seen.request_hash != digest:
+        if seen is not None and seen.status is not None and seen.request_hash != digest:
             answer = error(422, "idempotency_key_reused", f"This {HEADER} was used for a different request "
                            "in the last 24 hours; use a new key for a new request.", {HEADER: "used for another request"})
         elif seen is not None and seen.status is not None:
             answer = replay(seen)
-        elif row_id is None:
+        elif row_id is None:  # held by a request still running (which may be another body: told after)
             answer = error(409, "idempotency_key_in_progress", f"A request with this {HEADER} is still running; "
                            "retry in a few seconds.", {HEADER: "in progress"}, headers={"Retry-After": "2"})
         else:
