@@ -100,3 +100,12 @@ def test_the_public_signup_ignores_the_key(console):
         answer = console.client().post("/api/v1/public/subscriptions", json={"email": "reader@example.com"},
                                        headers={"Idempotency-Key": "k", "Authorization": "Bearer x"})
         assert answer.status_code == 202 and "idempotent-replayed" not in answer.headers
+
+
+def test_the_app_starts_and_stops_with_the_middleware(console):
+    """Lifespan scopes carry no headers: the middleware must pass them by (serve would not start)."""
+    from starlette.testclient import TestClient
+
+    with TestClient(console.app, base_url="https://verdicts.example") as client:
+        answer = client.put(PATH, json=SAMPLE_COMPARISON, headers={**console.bearer("all"), "Idempotency-Key": "k"})
+        assert answer.status_code == 201

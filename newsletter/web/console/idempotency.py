@@ -58,10 +58,12 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not applies(scope):  # lifespan and websocket scopes have no headers: test the type first
+            return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         key = headers.get(HEADER.lower())
         scheme, _, raw = headers.get("authorization", "").partition(" ")
-        if not applies(scope) or key is None or scheme.lower() != "bearer" or not raw.strip():
+        if key is None or scheme.lower() != "bearer" or not raw.strip():
             return await self.app(scope, receive, send)  # no key, or no token: the route answers
         problem = bad_key(key)
         if problem:
