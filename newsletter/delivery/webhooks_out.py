@@ -123,23 +123,12 @@ def _record(engine: Engine, settings: Settings, worker: str, row_id: int, attemp
     return state
 
 
-@dataclass
-class WebhookReport:
-    sent: int = 0
-    retry: int = 0
-    failed: int = 0
-
-    @property
-    def worked(self) -> int:
-        return self.sent + self.retry + self.failed
-
-
 def send_due(engine: Engine, settings: Settings, *, limit: int = 20, now: datetime | None = None,
-             worker: str | None = None, ids: list[int] | None = None) -> WebhookReport:
+             worker: str | None = None, ids: list[int] | None = None) -> queue.BatchReport:
     """One batch: claim due rows (only `ids`, when given), post each, record each result at once
     (a slow receiver delays only the rows after it in this batch)."""
     worker = worker or queue.worker_id()
-    report = WebhookReport()
+    report = queue.BatchReport()
     for row_id in _claim(engine, settings, now or utcnow(), limit, worker, ids):
         attempts, attempt = _attempt(engine, settings, row_id)
         state = _record(engine, settings, worker, row_id, attempts, attempt)
