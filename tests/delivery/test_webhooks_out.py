@@ -155,3 +155,38 @@ def test_remove_skips_queued_deliveries_and_everything_is_audited(hooks, receive
     with session_scope(engine) as session:
         actions = [entry.action for entry in session.exec(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions == ["webhook.create", "webhook.test", "webhook.remove"]
+
+
+def test_the_worker_and_the_serve_sender_deliver_them(hooks, receiver, monkeypatch):
+    """Nothing calls send_due by hand here: `newsletter worker --until-idle` and the sender
+    thread inside `serve` take the rows like every other queue."""
+    import time
+
+    from newsletter.delivery.background import BackgroundSender
+    from newsletter.delivery.worker import run_worker
+    from tests.conftest import TEST_SECRET
+
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", TEST_SECRET)
+    settings, engine = hooks
+    _endpoint_id, receiver.secret = register(engine, settings, receiver.url)
+    with session_scope(engine) as session:
+        emit(session, "reader.confirmed", {"email": "by-worker@example.com"})
+    lines = []
+    run_worker(engine, settings, until_idle=True, echo=lines.append)
+    assert [got.event["data"]["email"] for got in receiver.received] == ["by-worker@example.com"]
+    assert any(line.startswith("webhooks: 1 delivered") for line in lines), lines
+
+    sender = BackgroundSender(engine, settings, TEST_SECRET, interval=60)
+    sender.start()
+    try:
+        with session_scope(engine) as session:
+            emit(session, "reader.confirmed", {"email": "by-serve@example.com"})
+        sender.wake.set()
+        deadline = time.monotonic() + 10
+        while len(receiver.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sender.shutdown()
+    assert receiver.received[-1].event["data"]["email"] == "by-serve@example.com"
+    assert all(got.valid for got in receiver.received)
+    assert {row.state for row in rows(engine)} == {"sent"}
