@@ -2,15 +2,17 @@
 
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
+from newsletter.editors.idempotency import IdempotencyKey
 from newsletter.editors.models import ApiToken, AuditEntry, Editor, EditorSession
 from newsletter.issues.models import Issue, IssueItem
+from newsletter.outgoing import WebhookDelivery, WebhookEndpoint
 from newsletter.feedback.models import TrackingEvent, WebhookEvent, WebhookNonce
 from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, Suppression,
                                            TransactionalMail)
 
 __all__ = [
-    "ApiToken", "AuditEntry", "Editor", "EditorSession",
+    "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey",
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
-    "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
+    "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
 ]

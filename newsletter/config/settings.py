@@ -10,8 +10,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from newsletter.config.mail import MailSettings
 from newsletter.config.sections import (ENV_PREFIX, ContentSettings, DatabaseSettings, DeliverySettings, IssueSettings,
                                         ScheduleSettings, SiteSettings)
-from newsletter.config.web import (AdminSettings, ApiSettings, FeedbackSettings, SecuritySettings, TrackingSettings, WebhooksSettings,
-                                   WebSettings)
+from newsletter.config.web import (AdminSettings, ApiSettings, FeedbackSettings, OutgoingWebhookSettings,
+                                   SecuritySettings, TrackingSettings, WebhooksSettings, WebSettings)
 
 
 class Settings(BaseSettings):
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = FeedbackSettings()
     admin: AdminSettings = AdminSettings()
     api: ApiSettings = ApiSettings()
+    outgoing_webhooks: OutgoingWebhookSettings = OutgoingWebhookSettings()
     _source: Path | None = PrivateAttr(default=None)
 
     @property

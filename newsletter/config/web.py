@@ -130,3 +130,15 @@ class ApiSettings(Section):
 
 class SecuritySettings(Section):
     secret_key_file: Path = Path("var/secret.key")
+
+
+class OutgoingWebhookSettings(Section):
+    """Webhooks this site sends to owners' URLs (newsletter/delivery/webhooks_out.py, docs/api.md)."""
+
+    # http:// to 127.0.0.1, ::1 or localhost only with this on (tests, a receiver on the same host);
+    # every other URL must be https://.
+    allow_loopback_http: bool = False
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+    max_attempts: int = Field(8, ge=1, le=50)  # then the delivery is marked failed
+    retry_base_seconds: float = Field(30.0, ge=0)  # doubled each attempt (with jitter) ...
+    retry_max_seconds: float = Field(6 * 3600.0, ge=0)  # ... up to this

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from newsletter.content.models import Comparison, ComparisonTool, Tool, Vote
+from newsletter import outgoing
 from newsletter.db import insert_for, utcnow
 
 CHOICES = "abcd"
@@ -44,3 +45,7 @@ def record_vote(session: Session, comparison_id: int, subscriber_id: int, tool_i
         index_elements=["comparison_id", "subscriber_id"],
         set_={"tool_id": statement.excluded.tool_id, "updated_at": statement.excluded.updated_at},
     ))
+    comparison, tool = session.get(Comparison, comparison_id), session.get(Tool, tool_id) if tool_id else None
+    outgoing.emit(session, "vote.recorded", {
+        "comparison": comparison.slug if comparison else None, "tool": tool.slug if tool else None,
+        "reader_id": subscriber_id}, now)

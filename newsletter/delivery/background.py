@@ -1,4 +1,5 @@
-"""The transactional sender that runs inside `newsletter serve` (confirmations, notices).
+"""The transactional sender that runs inside `newsletter serve` (confirmations, notices, and
+outgoing webhooks).
 
 A worker thread like any other (one id, a heartbeat), woken at once when a web request queued
 mail, so one `newsletter serve` is a working deployment; `--no-sender` leaves the queue to
@@ -35,6 +36,7 @@ class BackgroundSender:
         from newsletter.delivery.heartbeat import Heartbeat
         from newsletter.delivery.mailqueue import send_queued
         from newsletter.delivery.queue import worker_id
+        from newsletter.delivery.webhooks_out import send_due
 
         worker = worker_id()
         transport = make_transport(self.settings)
@@ -48,6 +50,8 @@ class BackgroundSender:
                         while send_queued(self.engine, self.settings, transport, self.secret, limit=50,
                                           worker=worker).worked:
                             pass
+                        while send_due(self.engine, self.settings, worker=worker).worked:
+                            pass  # outgoing webhooks: the same idiom, owners' URLs
                         if purged_at is None or time.monotonic() - purged_at > PURGE_EVERY:
                             purged_at = time.monotonic()
                             self._purge()

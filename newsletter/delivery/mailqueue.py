@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select, update
@@ -34,15 +33,7 @@ log = logging.getLogger(__name__)
 Mail = TransactionalMail
 
 
-@dataclass
-class MailReport:
-    sent: int = 0
-    retry: int = 0
-    failed: int = 0
-
-    @property
-    def worked(self) -> int:
-        return self.sent + self.retry + self.failed
+MailReport = queue.BatchReport  # one report shape for every queue
 
 
 def enqueue(engine: Engine, kind: str, addresses: list[str], issue_id: int, subject: str | None = None,

@@ -19,6 +19,7 @@ import os
 import random
 import secrets
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, or_, select, update
@@ -30,6 +31,19 @@ from newsletter.delivery.transports.base import Outcome, SendResult
 
 # A worker is taken for dead after this many missed beats (one slow beat is not death).
 STALE_BEATS = 3
+
+
+@dataclass
+class BatchReport:
+    """What one batch of a queue did: rows sent, to retry, failed for good."""
+
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+
+    @property
+    def worked(self) -> int:
+        return self.sent + self.retry + self.failed
 
 
 def worker_id() -> str:

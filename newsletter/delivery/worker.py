@@ -43,13 +43,14 @@ from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope, utcnow
 from newsletter.delivery import outbox, queue
 from newsletter.delivery.heartbeat import Heartbeat
-from newsletter.delivery import mailqueue
+from newsletter.delivery import mailqueue, webhooks_out
 from newsletter.delivery.mailqueue import send_queued
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.sender import DeliverReport, database_gone, deliver, worker_id
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.models import Issue
+from newsletter.outgoing import WebhookDelivery
 from newsletter.issues.states import IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import use_operator_templates
@@ -90,7 +91,8 @@ def outstanding(engine: Engine, now) -> int:
             select(func.count()).select_from(Delivery).join(Issue, Issue.id == Delivery.issue_id)
             .where(Issue.state == IssueState.sending.value, queue.outstanding(Delivery, now))
         ).scalar_one()
-    return deliveries + mailqueue.outstanding(engine, now)
+        webhooks = session.execute(select(func.count()).where(queue.outstanding(WebhookDelivery, now))).scalar_one()
+    return deliveries + webhooks + mailqueue.outstanding(engine, now)
 
 
 @dataclass
@@ -124,6 +126,13 @@ def _one_pass(w: _Worker) -> bool:
             break
         worked = True
         w.echo(f"transactional: {mails.sent} sent, {mails.retry} to retry, {mails.failed} failed")
+    # Outgoing webhooks (owners' URLs), the same claim idiom.
+    while not w.stop.is_set():
+        hooks = webhooks_out.send_due(w.engine, w.settings, worker=w.worker)
+        if not hooks.worked:
+            break
+        worked = True
+        w.echo(f"webhooks: {hooks.sent} delivered, {hooks.retry} to retry, {hooks.failed} failed")
     return worked
 
 
@@ -180,7 +189,8 @@ def _release(engine: Engine, worker: str, echo: Callable[[str], None], transport
     """On the way out: give back every row this worker still holds, in both queues."""
     try:
         with session_scope(engine) as session:
-            released = outbox.release(session, worker) + queue.release(session, TransactionalMail, worker)
+            released = (outbox.release(session, worker) + queue.release(session, TransactionalMail, worker)
+                        + queue.release(session, WebhookDelivery, worker))
         if released:
             echo(f"released {released} rows back to the queue")
     except Exception:

@@ -64,11 +64,40 @@ def add_editor(session: Session, email: str, role: str, actor: audit.Actor, pass
     return editor
 
 
-def remove_editor(session: Session, email: str, actor: audit.Actor, now: datetime | None = None) -> Editor:
-    """Disable the account and end its sessions; the row stays so the audit log keeps its name."""
+def _keep_an_owner(session: Session, editor: Editor, new_role: str | None) -> None:
+    """Refuse a change that would leave no active owner: nobody could manage editors any more.
+    The owners' rows are locked first, so two owners demoting each other at once cannot both win."""
+    if editor.role != Role.owner.name or new_role == Role.owner.name:
+        return
+    owners = session.exec(select(Editor.id).where(Editor.role == Role.owner.name, Editor.disabled_at.is_(None))
+                          .with_for_update()).all()
+    if set(owners) <= {editor.id}:
+        raise AccountError(f"{editor.email} is the last owner; make another editor an owner first")
+
+
+def active_editor(session: Session, email: str) -> Editor:
     editor = find(session, email)
     if editor is None or editor.disabled_at is not None:
         raise AccountError(f"{email.strip()} is not an editor")
+    return editor
+
+
+def change_role(session: Session, email: str, role: str, actor: audit.Actor) -> Editor:
+    """A new role, effective at the editor's next request (sessions read the role each time)."""
+    editor, role = active_editor(session, email), Role.parse(role).name
+    if role == editor.role:
+        return editor
+    _keep_an_owner(session, editor, role)
+    before, editor.role = editor.role, role
+    session.add(editor)
+    audit.record(session, actor, "editor.role", f"editor:{editor.email}", {"role": before}, {"role": role})
+    return editor
+
+
+def remove_editor(session: Session, email: str, actor: audit.Actor, now: datetime | None = None) -> Editor:
+    """Disable the account and end its sessions; the row stays so the audit log keeps its name."""
+    editor = active_editor(session, email)
+    _keep_an_owner(session, editor, None)
     now = now or utcnow()
     editor.disabled_at, editor.password_hash, editor.totp_secret = now, "", None
     session.add(editor)

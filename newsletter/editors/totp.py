@@ -27,9 +27,10 @@ def enable(session: Session, editor: Editor, issuer: str, actor: audit.Actor) ->
 
 
 def disable(session: Session, editor: Editor, actor: audit.Actor) -> None:
+    before = {"two_factor": bool(editor.totp_secret)}
     editor.totp_secret = None
     session.add(editor)
-    audit.record(session, actor, "editor.totp_disable", f"editor:{editor.email}")
+    audit.record(session, actor, "editor.totp_disable", f"editor:{editor.email}", before, {"two_factor": False})
 
 
 def accept(session: Session, editor: Editor, code: str, now: float | None = None) -> bool:

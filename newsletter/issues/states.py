@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, select, update
 from sqlmodel import Session
 
+from newsletter import outgoing
 from newsletter.issues.models import Issue
 
 
@@ -52,13 +53,42 @@ def sources(to: IssueState, only: Iterable[IssueState] | None = None) -> tuple[s
     return tuple(state.value for state in allowed)
 
 
+# The moves outgoing webhooks announce (newsletter/outgoing.py); resume (paused → sending) is not a start.
+ANNOUNCED = {IssueState.scheduled: "issue.scheduled", IssueState.sending: "issue.started",
+             IssueState.sent: "issue.finished"}
+
+
+def _update(session: Session, issue_id: int, to: IssueState, states: tuple[str, ...],
+            conditions: tuple[ColumnElement[bool], ...], values: dict[str, Any]) -> bool:
+    if not states:
+        return False
+    return bool(session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.state.in_(states), *conditions)
+        .values(state=to.value, **values)
+    ).rowcount)
+
+
+def _announce(session: Session, issue_id: int, to: IssueState) -> None:
+    """The webhook event of a move, in the move's transaction (read fresh: the UPDATE bypassed the
+    session's copy of the issue)."""
+    row = session.execute(select(Issue.id, Issue.week, Issue.subject, Issue.state, Issue.scheduled_at,
+                                 Issue.started_at, Issue.finished_at).where(Issue.id == issue_id)).one()
+    outgoing.emit(session, ANNOUNCED[to], {"issue_id": row.id, "week": row.week, "subject": row.subject,
+                                           "state": row.state, "scheduled_at": row.scheduled_at,
+                                           "started_at": row.started_at, "finished_at": row.finished_at})
+
+
 def transition(session: Session, issue_id: int, to: IssueState, *conditions: ColumnElement[bool],
                only: Iterable[IssueState] | None = None, **values: Any) -> bool:
     """Move the issue to `to` (setting `values` too) if its state allows it and every extra
     condition holds, in one UPDATE; True when it moved. The caller reads the issue afterwards to
-    say why not."""
-    return bool(session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.state.in_(sources(to, only)), *conditions)
-        .values(state=to.value, **values)
-    ).rowcount)
+    say why not. A move to sending from paused (a resume) is its own UPDATE, so that only a real
+    start is announced as `issue.started`."""
+    allowed = sources(to, only)
+    resumes = (IssueState.paused.value,) if to == IssueState.sending and IssueState.paused.value in allowed else ()
+    if _update(session, issue_id, to, tuple(s for s in allowed if s not in resumes), conditions, values):
+        if to in ANNOUNCED:
+            _announce(session, issue_id, to)
+        return True
+    return _update(session, issue_id, to, resumes, conditions, values)

@@ -13,6 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
 from sqlmodel import Session, delete, select
 
+from newsletter import outgoing
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.text import has_control_chars
@@ -206,6 +207,9 @@ def export(engine: Engine, fmt: str) -> str:
 
 SUPPRESSION_STATUS = {"hard_bounce": SubscriberStatus.bounced.value, "complaint": SubscriberStatus.complained.value,
                       "soft_bounce_limit": SubscriberStatus.bounced.value}
+# A reader who becomes bounced or complained is announced once (a second report changes nothing).
+SUPPRESSION_EVENT = {SubscriberStatus.bounced.value: "reader.bounced",
+                     SubscriberStatus.complained.value: "reader.complained"}
 
 
 def suppress(session: Session, email: str, reason: str, source: str, detail: str = "") -> None:
@@ -220,10 +224,20 @@ def suppress(session: Session, email: str, reason: str, source: str, detail: str
         session.add(Suppression(email=email, reason=reason))
     subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
     if subscriber is not None:
+        before = subscriber.status
         subscriber.status = SUPPRESSION_STATUS.get(reason, subscriber.status)
         session.add(subscriber)
         session.flush()
         record_consent(session, subscriber, f"suppressed:{reason}", source, detail[:500])
+        if subscriber.status != before and subscriber.status in SUPPRESSION_EVENT:
+            outgoing.emit(session, SUPPRESSION_EVENT[subscriber.status], reader_data(subscriber, reason=reason))
+
+
+def reader_data(subscriber: Subscriber, **extra: str) -> dict:
+    """What an outgoing webhook says about a reader (newsletter/outgoing.py): enough to find them
+    in the receiver's own records, nothing of their history."""
+    return {"reader_id": subscriber.id, "email": subscriber.email, "name": subscriber.name,
+            "status": subscriber.status, **extra}
 
 
 @dataclass

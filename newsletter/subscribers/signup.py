@@ -16,11 +16,12 @@ from itsdangerous import BadSignature, Signer
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
+from newsletter import outgoing
 from newsletter.config import WebSettings
 from newsletter.subscribers.consent import CONSENT_VERSION, Origin, Source
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, TransactionalMail
 from newsletter.subscribers.purge import recent_traces
-from newsletter.subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
+from newsletter.subscribers.service import InvalidInput, is_suppressed, reader_data, record_consent, set_topics
 from newsletter.tokens import InvalidToken, plain_signer
 
 CONFIRM_KINDS = ("confirm", "confirm_change")
@@ -148,6 +149,7 @@ def confirm(session: Session, secret: str, token: str, now: datetime, origin: Or
     record_consent(session, subscriber, "confirmed", Source.link, "confirm link", origin)
     if not was_active:
         queue_mail(session, subscriber, "welcome")
+        outgoing.emit(session, "reader.confirmed", reader_data(subscriber), now)
     return subscriber
 
 
@@ -164,6 +166,7 @@ def unsubscribe(session: Session, subscriber_id: int, source: str, now: datetime
         record_consent(session, subscriber, "unsubscribed", source, detail, origin)
         if goodbye:
             queue_mail(session, subscriber, "goodbye")
+        outgoing.emit(session, "reader.unsubscribed", reader_data(subscriber, source=str(source)), now)
         return True
     return False
 

@@ -23,7 +23,7 @@ SAMPLE_COMPARISON = {
 
 # Console pages: (path, least role). Anonymous visitors are sent to the login page.
 PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner),
-         ("/admin/settings", Role.owner)]
+         ("/admin/settings", Role.owner), ("/admin/webhooks", Role.owner)]
 # API routes: (method, path, body, scope that suffices besides "all", status when allowed).
 API = [
     ("GET", "/api/v1/issues", None, Scope.read, 200),

@@ -165,9 +165,38 @@ def _console_journey(corpus: Corpus) -> None:
             .group(1)}
     corpus.answers["admin_login_error"] = browser.post(live.url + "/admin/login", data=form).text
     assert browser.post(live.url + "/admin/login", data={**form, "password": "a long passphrase here"}).ok
+    _owners_journey(corpus, browser)
     for name, path in (("admin_dashboard", "/admin"), ("admin_audit", "/admin/audit"),
-                       ("admin_editors", "/admin/editors"), ("admin_settings", "/admin/settings")):
+                       ("admin_editors", "/admin/editors"), ("admin_settings", "/admin/settings"),
+                       ("admin_webhooks", "/admin/webhooks")):
         corpus.answers[name] = browser.get(live.url + path).text
+
+
+def _owners_journey(corpus: Corpus, browser: requests.Session) -> None:
+    """An owner's forms: the one-time pages (link, token, secret), a refusal, a webhook delivery."""
+    from newsletter.db import session_scope
+    from newsletter.editors import accounts, audit, totp
+    from newsletter.outgoing import emit
+
+    live = corpus.live
+    with session_scope(live.engine) as session:
+        totp.enable(session, accounts.find(session, "invited@editors.example"), "WV", audit.Actor.cli())
+
+    def post(path: str, data: dict) -> str:
+        page = browser.get(live.url + ("/admin/webhooks" if "webhooks" in path else "/admin/editors")).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        return browser.post(live.url + path, data={**data, "csrf_token": token}).text
+
+    corpus.answers["admin_editor_added"] = post("/admin/editors/add", {"email": "new@editors.example",
+                                                                       "role": "reviewer"})
+    corpus.answers["admin_token_created"] = post("/admin/tokens", {"name": "site cms", "scopes": ["read", "all"]})
+    corpus.answers["admin_last_owner"] = post("/admin/editors/remove", {"email": "owner@editors.example"})
+    corpus.answers["admin_webhook_created"] = post("/admin/webhooks", {
+        "url": "https://hooks.invalid/in", "events": ["reader.confirmed", "issue.finished"], "description": "CRM"})
+    corpus.answers["admin_webhook_refused"] = post("/admin/webhooks", {"url": "http://hooks.invalid/in",
+                                                                       "events": ["vote.recorded"]})
+    with session_scope(live.engine) as session:
+        emit(session, "reader.confirmed", {"email": "jane@example.com"})
 
 
 def build_corpus(tmp: Path) -> tuple[Corpus, object]:

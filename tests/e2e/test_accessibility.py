@@ -24,7 +24,10 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "preferences_saved": "Saved.", "preferences_error": "Change address", "address_change_sent":
            "We sent a confirmation", "vote_recorded": "your vote counts", "unsubscribed": "You are unsubscribed",
            "admin_login_error": "do not match", "admin_dashboard": "Readers by status", "admin_audit": "editor.login",
-           "admin_editors": "API tokens", "admin_settings": "[site]"}
+           "admin_editors": "API tokens", "admin_settings": "[site]", "admin_webhooks": "Recent deliveries",
+           "admin_editor_added": "is an editor", "admin_token_created": "Copy the token now",
+           "admin_last_owner": "last owner", "admin_webhook_created": "signing secret",
+           "admin_webhook_refused": "must start with https://"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 

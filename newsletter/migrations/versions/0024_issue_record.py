@@ -5,7 +5,7 @@ verdict line, tools, Panel ship %, Community % and its number of votes at that m
 sent before this revision have no row and keep being rendered from the live store.
 
 Revision ID: 0024
-Revises: 0015
+Revises: 0022
 Create Date: 2026-12-02 10:30:00
 """
 from typing import Sequence, Union
@@ -16,7 +16,7 @@ import sqlmodel
 
 
 revision: str = '0024'
-down_revision: Union[str, None] = '0015'
+down_revision: Union[str, None] = '0022'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

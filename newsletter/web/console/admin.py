@@ -1,5 +1,5 @@
 """The console's pages under /admin: login (with an optional TOTP step), logout, set-password,
-the dashboard and (for owners) the list of editors and tokens. The audit log is audit_pages.py.
+the dashboard. The audit log is in audit_pages.py, the owners pages (editors and tokens) in owners_pages.py.
 
 Every POST carries a CSRF token: a session's own (sessions.csrf_for) once signed in, before
 that a double-submit value bound to a SameSite=Strict, HttpOnly cookie. A login always
@@ -16,11 +16,11 @@ from newsletter.web.console.dashboard import dashboard as dashboard_figures
 from newsletter.web.console.deps import FORM_COOKIE, SESSION_COOKIE, Answer, Console, ConsoleContext, \
     client_ip, set_cookie, signed_in
 from newsletter.db import session_scope
-from newsletter.editors import accounts, audit, sessions, tokens, totp
+from newsletter.editors import accounts, audit, sessions, totp
 from newsletter.editors.models import Editor
 from newsletter.editors.passwords import MIN_LENGTH, WeakPassword
 from newsletter.web.abuse import ThrottleLimit
-from newsletter.web.console.views import EXPIRED_FORM, Owner, Reader, console_router, form_page, message, page
+from newsletter.web.console.views import EXPIRED_FORM, Reader, console_router, form_page, message, page
 
 FormText = Annotated[str, Form(max_length=2000)]
 BAD_LINK = "This link does not work"
@@ -80,12 +80,6 @@ def dashboard(ctx: Console, me: Reader) -> HTMLResponse:
                 board=dashboard_figures(ctx.settings, ctx.engine))
 
 
-@router.get("/editors", response_class=HTMLResponse)
-def editors(ctx: Console, me: Owner) -> HTMLResponse:
-    with session_scope(ctx.engine) as session:
-        editor_list, api_tokens = accounts.list_editors(session), tokens.list_tokens(session)
-    return page(ctx, "editors.html", me=me, title="Editors and tokens", current="editors", editors=editor_list,
-                tokens=api_tokens)
 
 
 # --- signing in and out ----------------------------------------------------------------------

@@ -7,17 +7,19 @@ through the `Console` dependency alias in deps.py.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.web.console import admin, api, audit_pages, settings_page
+from newsletter.web.console import admin, api, audit_pages, owners_pages, settings_page, webhooks_pages
 from newsletter.web.console.deps import ConsoleContext
+from newsletter.web.console.idempotency import IdempotencyMiddleware
 from newsletter.web.deps import WebContext
 
 
 # Each console page module and API module has a module-level `router` (and may have a second,
 # `api`, for its REST routes); a new module goes here.
-MODULES = (admin, api, audit_pages, settings_page)
+MODULES = (admin, api, audit_pages, settings_page, owners_pages, webhooks_pages)
 
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
@@ -26,3 +28,6 @@ def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: st
         app.include_router(module.router)
         if hasattr(module, "api"):
             app.include_router(module.api)
+    # Innermost (appended, not inserted first as add_middleware does): a replayed answer still
+    # passes the host check and gets the security headers like any other.
+    app.user_middleware.append(Middleware(IdempotencyMiddleware))
