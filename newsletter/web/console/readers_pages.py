@@ -7,6 +7,7 @@ forgetting asks first on a page of its own, because it cannot be undone.
 """
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Form, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -46,7 +47,13 @@ def readers(ctx: Console, me: Reader, q: SearchText = "", after: SearchText = ""
     with session_scope(ctx.engine) as session:
         found = search.search_readers(session, q, after, PAGE_SIZE, name_contains=contains)
     return page(ctx, "readers.html", me=me, title="Readers", current="readers", q=q, contains=contains,
-                after=after, rows=found.rows, next_after=found.next_after)
+                after=after, rows=found.rows, first=_query(q=q, contains=contains),
+                next=_query(q=q, contains=contains, after=found.next_after) if found.next_after else "")
+
+
+def _query(**values) -> str:
+    """A page's query string, without the empty values (an empty `contains` is not a boolean)."""
+    return urlencode({key: "true" if value is True else value for key, value in values.items() if value})
 
 
 def reader_page(ctx: ConsoleContext, me: Signed, reader_id: int, status: int = 200, notice: str = "",
@@ -124,4 +131,5 @@ def suppressions(ctx: Console, me: Reader, q: SearchText = "", after: SearchText
     with session_scope(ctx.engine) as session:
         found = search.search_suppressions(session, q, after, PAGE_SIZE)
     return page(ctx, "suppressions.html", me=me, title="Suppressions", current="readers", q=q, after=after,
-                rows=found.rows, next_after=found.next_after)
+                rows=found.rows, first=_query(q=q),
+                next=_query(q=q, after=found.next_after) if found.next_after else "")
