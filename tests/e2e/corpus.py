@@ -165,6 +165,25 @@ def _console_journey(corpus: Corpus) -> None:
     for name, path in (("admin_dashboard", "/admin"), ("admin_audit", "/admin/audit"),
                        ("admin_editors", "/admin/editors")):
         corpus.answers[name] = browser.get(live.url + path).text
+    _reader_pages(corpus, browser)
+
+
+def _reader_pages(corpus: Corpus, browser: requests.Session) -> None:
+    """The readers' pages as an owner sees them: a search, the leaver's record (a delivered
+    issue, a vote, an unsubscribe), the forget confirmation, the suppression list."""
+    from sqlalchemy import select
+
+    from newsletter.db import session_scope
+    from newsletter.subscribers.models import Subscriber, Suppression
+
+    live = corpus.live
+    with session_scope(live.engine) as session:
+        session.add(Suppression(email="bounced.reader@example.com", reason="hard_bounce"))
+        leaver = session.execute(select(Subscriber.id).where(Subscriber.email == LEAVER)).scalar_one()
+    for name, path in (("admin_readers", "/admin/readers?q=sam"), ("admin_reader", f"/admin/readers/{leaver}"),
+                       ("admin_reader_forget", f"/admin/readers/{leaver}/forget"),
+                       ("admin_suppressions", "/admin/suppressions")):
+        corpus.answers[name] = browser.get(live.url + path).text
 
 
 def build_corpus(tmp: Path) -> tuple[Corpus, object]:
