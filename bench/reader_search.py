@@ -72,6 +72,24 @@ def _time(engine, query: str, contains: bool, skip: int, runs: int = 7) -> tuple
     return statistics.median(times) * 1000, found
 
 
+def _time_before(engine, query: str, runs: int = 7) -> tuple[float, int]:
+    """The query GET /api/v1/readers ran before 0019 (LIKE on address OR lower(name), by address), for comparison."""
+    from sqlalchemy import func, or_, select
+
+    from newsletter.db import session_scope
+    from newsletter.subscribers.models import Subscriber
+
+    statement = select(Subscriber).where(or_(Subscriber.email.startswith(query, autoescape=True),
+                                             func.lower(Subscriber.name).startswith(query, autoescape=True)))
+    times, found = [], 0
+    for _ in range(runs):
+        with session_scope(engine) as session:
+            started = time.perf_counter()
+            found = len(session.execute(statement.order_by(Subscriber.email).limit(51)).all())
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000, found
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench reader_search")
     parser.add_argument("--readers", type=int, default=1_000_000)
@@ -92,6 +110,9 @@ def main(argv: list[str]) -> None:
         for label, query, contains, skip in SEARCHES:
             ms, found = _time(engine, query, contains, skip)
             print(f"| {label} | {skip + 1} | {ms:.1f} | {found} |")
+        for query in ("reader05", "maria", "émile m", "zzz"):
+            ms, found = _time_before(engine, query)
+            print(f"| before 0019: LIKE address OR lower(name) '{query}' | 1 | {ms:.1f} | {min(found, 50)} |")
     finally:
         engine.dispose()
         with admin.begin() as connection:

@@ -3,7 +3,7 @@ history, unsubscribe / resubscribe (a fresh confirmation only), forget, the stre
 and the suppression list.
 
 Writes need the `readers` scope (ManagingReaders) and are audit-logged in the transaction of
-the change (subscribers/editor_actions.py); every GET needs `read`.
+the change (subscribers/reader_actions.py); every GET needs `read`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from newsletter.db import session_scope
 from newsletter.reports.reader_record import reader_record
-from newsletter.subscribers import editor_actions, search
+from newsletter.editors import reader_actions
+from newsletter.subscribers import search
 from newsletter.subscribers.service import neutralise_formula
 from newsletter.web.console.api_base import Cursor, Limit_, ManagingReaders, Reading, api_router, decode_cursor, \
     encode_cursor, error
@@ -101,14 +102,14 @@ def set_status(ctx: Console, actor: ManagingReaders, reader_id: ReaderId, body: 
     try:
         with session_scope(ctx.engine) as session:
             if body.status == StatusWanted.unsubscribed:
-                changed = editor_actions.unsubscribe_reader(session, reader_id, actor, ctx.web.clock())
+                changed = reader_actions.unsubscribe_reader(session, reader_id, actor, ctx.web.clock())
             else:
-                editor_actions.request_resubscription(session, ctx.settings.web, reader_id, actor, ctx.web.clock())
+                reader_actions.request_resubscription(session, ctx.settings.web, reader_id, actor, ctx.web.clock())
                 changed = False
-            status = editor_actions.state_of(editor_actions.reader_in(session, reader_id))["status"]
-    except editor_actions.NoSuchReader:
+            status = reader_actions.state_of(reader_actions.reader_in(session, reader_id))["status"]
+    except reader_actions.NoSuchReader:
         return no_reader(reader_id)
-    except editor_actions.Refused as exc:
+    except reader_actions.Refused as exc:
         return error(409, "not_possible", str(exc).split(": ", 1)[-1], {"status": str(exc).split(": ", 1)[-1]})
     queued = body.status == StatusWanted.active
     if queued:
@@ -123,8 +124,8 @@ def forget_reader(ctx: Console, actor: ManagingReaders, reader_id: ReaderId) -> 
     only a hash of the address stays on the suppression list, so they are never mailed again."""
     try:
         with session_scope(ctx.engine) as session:
-            forgotten = editor_actions.forget_reader(session, reader_id, actor)
-    except editor_actions.NoSuchReader:
+            forgotten = reader_actions.forget_reader(session, reader_id, actor)
+    except reader_actions.NoSuchReader:
         return no_reader(reader_id)
     return JSONResponse(ForgetOut(erased=forgotten.counts).model_dump())
 

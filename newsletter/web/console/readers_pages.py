@@ -17,7 +17,8 @@ from newsletter.editors import audit
 from newsletter.editors.roles import Permission, role_allows
 from newsletter.editors.sessions import Signed
 from newsletter.reports.reader_record import reader_record
-from newsletter.subscribers import editor_actions, search
+from newsletter.editors import reader_actions
+from newsletter.subscribers import search
 from newsletter.web.console.deps import Console, ConsoleContext
 from newsletter.web.console.views import Reader, ReaderManager, check_csrf, console_router, message, page
 
@@ -82,8 +83,8 @@ def unsubscribe(ctx: Console, me: ReaderManager, reader_id: ReaderId, csrf_token
     check_csrf(ctx, me, csrf_token)
     try:
         with session_scope(ctx.engine) as session:
-            changed = editor_actions.unsubscribe_reader(session, reader_id, actor_of(me), ctx.web.clock())
-    except editor_actions.NoSuchReader:
+            changed = reader_actions.unsubscribe_reader(session, reader_id, actor_of(me), ctx.web.clock())
+    except reader_actions.NoSuchReader:
         return reader_page(ctx, me, reader_id)
     return _back(reader_id, "unsubscribed" if changed else "unchanged")
 
@@ -93,10 +94,10 @@ def resubscribe(ctx: Console, me: ReaderManager, reader_id: ReaderId, csrf_token
     check_csrf(ctx, me, csrf_token)
     try:
         with session_scope(ctx.engine) as session:
-            editor_actions.request_resubscription(session, ctx.settings.web, reader_id, actor_of(me), ctx.web.clock())
-    except editor_actions.NoSuchReader:
+            reader_actions.request_resubscription(session, ctx.settings.web, reader_id, actor_of(me), ctx.web.clock())
+    except reader_actions.NoSuchReader:
         return reader_page(ctx, me, reader_id)
-    except editor_actions.Refused as exc:
+    except reader_actions.Refused as exc:
         return reader_page(ctx, me, reader_id, 409, error=str(exc).split(": ", 1)[-1].capitalize() + ".")
     ctx.web.on_queued()
     return _back(reader_id, "confirmation")
@@ -118,8 +119,8 @@ def forget(ctx: Console, me: ReaderManager, reader_id: ReaderId, csrf_token: Csr
     check_csrf(ctx, me, csrf_token)
     try:
         with session_scope(ctx.engine) as session:
-            forgotten = editor_actions.forget_reader(session, reader_id, actor_of(me))
-    except editor_actions.NoSuchReader:
+            forgotten = reader_actions.forget_reader(session, reader_id, actor_of(me))
+    except reader_actions.NoSuchReader:
         return reader_page(ctx, me, reader_id)
     erased = ", ".join(forgotten.lines())
     return message(ctx, "Forgotten", f"Reader {reader_id} is erased ({erased}). Only a hash of the address stays on "
