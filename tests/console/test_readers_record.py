@@ -174,5 +174,9 @@ def test_a_viewer_reads_but_cannot_act(console):
     for action in ("unsubscribe", "resubscribe", "forget"):
         assert viewer.post(f"/admin/readers/{reader_id}/{action}", data={"csrf_token": token}).status_code == 403
     assert viewer.get(f"/admin/readers/{reader_id}/forget").status_code == 403
+    for bad in ("/admin/readers?contains=maybe", "/admin/readers/abc", f"/admin/readers/{2**40}",
+                "/admin/readers?q=%00", "/admin/suppressions?after=%1f"):
+        answer = viewer.get(bad)
+        assert 400 <= answer.status_code < 500 and "Traceback" not in answer.text, (bad, answer.status_code)
     with session_scope(console.engine) as session:
         assert session.get(Subscriber, reader_id).status == "active"
