@@ -95,7 +95,8 @@ def get_reader(ctx: Console, _actor: Reading, reader_id: ReaderId) -> Response:
 
 
 @router.post("/readers/{reader_id}/status", response_model=StatusOut,
-             responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "Not possible for this reader now"}})
+             responses={**NOT_FOUND, 202: {"model": StatusOut, "description": "A fresh confirmation is queued"},
+                        409: {"model": ErrorOut, "description": "Not possible for this reader now"}})
 def set_status(ctx: Console, actor: ManagingReaders, reader_id: ReaderId, body: StatusIn) -> Response:
     """"unsubscribed": as the reader's own one-click unsubscribe. "active": a fresh confirmation
     mail only (double opt-in); the reader stays as they are until they click it."""
