@@ -4,7 +4,7 @@ from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, 
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.editors.idempotency import IdempotencyKey
 from newsletter.editors.models import ApiToken, AuditEntry, Editor, EditorSession
-from newsletter.issues.models import Issue, IssueItem
+from newsletter.issues.models import Issue, IssueItem, IssueRecord
 from newsletter.outgoing import WebhookDelivery, WebhookEndpoint
 from newsletter.feedback.models import TrackingEvent, WebhookEvent, WebhookNonce
 from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, Suppression,
@@ -12,7 +12,7 @@ from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscrib
 
 __all__ = [
     "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey",
-    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "Review", "SendWindow",
+    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "IssueRecord", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
 ]

@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import newsletter.models  # noqa: F401  (fills SQLModel.metadata)
+from newsletter.subscribers.models import modelled
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -28,6 +29,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=modelled,
     )
     with context.begin_transaction():
         context.run_migrations()

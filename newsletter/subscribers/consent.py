@@ -29,6 +29,7 @@ class Source(StrEnum):
     demo = "demo"        # `newsletter demo`
     link = "link"        # confirm / unsubscribe / preferences / vote links, RFC 8058 one-click
     webhook = "webhook"  # reported by a mail provider or the bounce mailbox (provider in detail)
+    editor = "editor"    # an editor in the console or an API token (who: in the detail and the audit log)
 
 
 SOURCES = frozenset(source.value for source in Source)

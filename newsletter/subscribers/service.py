@@ -264,6 +264,12 @@ def forget(engine: Engine, email: str) -> Forgotten:
 provider's record, which names it). An address
     we know nothing of raises InvalidInput.
     """
+    with session_scope(engine) as session:
+        return forget_in(session, email)
+
+
+def forget_in(session: Session, email: str) -> Forgotten:
+    """`forget` inside the caller's transaction: the console writes its audit entry in the same one."""
     from sqlalchemy import func
     from sqlalchemy import delete as sql_delete
     from sqlalchemy import update as sql_update
@@ -273,31 +279,30 @@ provider's record, which names it). An address
     digest = hashed_email(email)
     tables = SQLModel.metadata.tables
     counts: dict[str, int] = {}
-    with session_scope(engine) as session:
-        subscriber_id = session.exec(select(Subscriber.id).where(Subscriber.email == email)).first()
-        if subscriber_id is not None:
-            counts["subscriber"] = 1
-            for name, label in _CASCADE:
-                if name in tables:
-                    table = tables[name]
-                    counts[label] = session.exec(select(func.count()).select_from(table)
-                                                 .where(table.c.subscriber_id == subscriber_id)).one()
-            session.execute(sql_delete(Subscriber).where(Subscriber.id == subscriber_id))
-        other_mail = session.execute(sql_delete(TransactionalMail).where(TransactionalMail.to_email == email)).rowcount
-        if other_mail:
-            counts["transactional mails"] = counts.get("transactional mails", 0) + other_mail
-        plain = session.execute(sql_delete(Suppression).where(Suppression.email == email)).rowcount
-        if plain:
-            counts["suppression rows with the address"] = plain
-        if "webhook_event" in tables:
-            events = tables["webhook_event"]
-            hidden = session.execute(sql_update(events).where(events.c.email == email).values(email=digest, payload=None)).rowcount
-            if hidden:
-                counts["provider events (address replaced by its hash)"] = hidden
-        if not counts:
-            if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is not None:
-                raise InvalidInput(f"{email}: already forgotten (only its hash is on the suppression list)")
-            raise InvalidInput(f"{email}: no subscriber, suppression or mail with this address")
-        if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is None:
-            session.add(Suppression(email=digest, reason="forgotten"))
+    subscriber_id = session.exec(select(Subscriber.id).where(Subscriber.email == email)).first()
+    if subscriber_id is not None:
+        counts["subscriber"] = 1
+        for name, label in _CASCADE:
+            if name in tables:
+                table = tables[name]
+                counts[label] = session.exec(select(func.count()).select_from(table)
+                                             .where(table.c.subscriber_id == subscriber_id)).one()
+        session.execute(sql_delete(Subscriber).where(Subscriber.id == subscriber_id))
+    other_mail = session.execute(sql_delete(TransactionalMail).where(TransactionalMail.to_email == email)).rowcount
+    if other_mail:
+        counts["transactional mails"] = counts.get("transactional mails", 0) + other_mail
+    plain = session.execute(sql_delete(Suppression).where(Suppression.email == email)).rowcount
+    if plain:
+        counts["suppression rows with the address"] = plain
+    if "webhook_event" in tables:
+        events = tables["webhook_event"]
+        hidden = session.execute(sql_update(events).where(events.c.email == email).values(email=digest, payload=None)).rowcount
+        if hidden:
+            counts["provider events (address replaced by its hash)"] = hidden
+    if not counts:
+        if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is not None:
+            raise InvalidInput(f"{email}: already forgotten (only its hash is on the suppression list)")
+        raise InvalidInput(f"{email}: no subscriber, suppression or mail with this address")
+    if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is None:
+        session.add(Suppression(email=digest, reason="forgotten"))
     return Forgotten(email=email, counts=counts)

@@ -54,6 +54,10 @@ def _may_send_confirmation(session: Session, email: str, web: WebSettings, now: 
     return session.exec(recent.where(TransactionalMail.created_at > now - interval)).one() == 0
 
 
+# Public name for the same throttle: an editor's "send a fresh confirmation" obeys it too.
+may_send_confirmation = _may_send_confirmation
+
+
 def queue_mail(session: Session, subscriber: Subscriber, kind: str, to_email: str | None = None) -> None:
     session.add(TransactionalMail(subscriber_id=subscriber.id, kind=kind, to_email=to_email or subscriber.email))
 

@@ -23,14 +23,58 @@ SAMPLE_COMPARISON = {
 
 # Console pages: (path, least role). Anonymous visitors are sent to the login page.
 PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner),
-         ("/admin/settings", Role.owner), ("/admin/webhooks", Role.owner)]
+         ("/admin/settings", Role.owner), ("/admin/webhooks", Role.owner),
+         ("/admin/readers?q=a", Role.viewer), ("/admin/readers/1", Role.viewer), ("/admin/suppressions", Role.viewer),
+         ("/admin/readers/1/forget", Role.editor)]
 # API routes: (method, path, body, scope that suffices besides "all", status when allowed).
 API = [
     ("GET", "/api/v1/issues", None, Scope.read, 200),
     ("GET", "/api/v1/readers?q=a", None, Scope.read, 200),
     ("GET", "/api/v1/audit", None, Scope.read, 200),
     ("PUT", "/api/v1/comparisons/alpha-vs-beta", SAMPLE_COMPARISON, Scope.comparisons, (200, 201)),
+    ("GET", "/api/v1/readers/1", None, Scope.read, 200),
+    ("GET", "/api/v1/readers/export", None, Scope.read, 200),
+    ("GET", "/api/v1/suppressions", None, Scope.read, 200),
+    ("POST", "/api/v1/readers/1/status", {"status": "unsubscribed"}, Scope.readers, 200),
+    # The first allowed scope forgets reader 1; the next finds nobody left to forget.
+    ("POST", "/api/v1/readers/1/forget", None, Scope.readers, (200, 404)),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _reader_one(console):
+    """Reader 1, for the routes that name one."""
+    from newsletter.db import session_scope
+    from newsletter.subscribers.models import Subscriber
+
+    with session_scope(console.engine) as session:
+        reader = Subscriber(email="reader.one@example.com", name="Reader One", status="active")
+        session.add(reader)
+        session.flush()
+        assert reader.id == 1  # the first reader of a fresh database (an explicit id would leave PostgreSQL's sequence behind)
+
+
+# Console POSTs: (path, least role). Each must also refuse a missing or forged CSRF token.
+POSTS = [("/admin/readers/1/unsubscribe", Role.editor), ("/admin/readers/1/resubscribe", Role.editor),
+         ("/admin/readers/1/forget", Role.editor)]
+
+
+@pytest.mark.parametrize("path,least", POSTS)
+def test_console_posts_by_role_and_csrf(console, path, least):
+    anonymous = console.client().post(path, data={"csrf_token": "x"})
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/admin/login"
+    for role in sorted(Role, reverse=True):
+        client = console.login(role.name)
+        token = csrf_in(client.get("/admin").text)
+        if role < least:
+            assert client.post(path, data={"csrf_token": token}).status_code == 403, role.name
+            continue
+        assert client.post(path, data={}).status_code == 403
+        assert client.post(path, data={"csrf_token": "forged"}).status_code == 403
+    # An allowed role with the right token acts (the forget then leaves nothing to act on).
+    owner = console.login("owner")
+    answer = owner.post(path, data={"csrf_token": csrf_in(owner.get("/admin").text)})
+    assert answer.status_code in (200, 303, 409), answer.text
 
 
 @pytest.mark.parametrize("path,least", PAGES)

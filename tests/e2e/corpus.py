@@ -170,6 +170,25 @@ def _console_journey(corpus: Corpus) -> None:
                        ("admin_editors", "/admin/editors"), ("admin_settings", "/admin/settings"),
                        ("admin_webhooks", "/admin/webhooks")):
         corpus.answers[name] = browser.get(live.url + path).text
+    _reader_pages(corpus, browser)
+
+
+def _reader_pages(corpus: Corpus, browser: requests.Session) -> None:
+    """The readers' pages as an owner sees them: a search, the leaver's record (a delivered
+    issue, a vote, an unsubscribe), the forget confirmation, the suppression list."""
+    from sqlalchemy import select
+
+    from newsletter.db import session_scope
+    from newsletter.subscribers.models import Subscriber, Suppression
+
+    live = corpus.live
+    with session_scope(live.engine) as session:
+        session.add(Suppression(email="bounced.reader@example.com", reason="hard_bounce"))
+        leaver = session.execute(select(Subscriber.id).where(Subscriber.email == LEAVER)).scalar_one()
+    for name, path in (("admin_readers", "/admin/readers?q=sam"), ("admin_reader", f"/admin/readers/{leaver}"),
+                       ("admin_reader_forget", f"/admin/readers/{leaver}/forget"),
+                       ("admin_suppressions", "/admin/suppressions")):
+        corpus.answers[name] = browser.get(live.url + path).text
 
 
 def _owners_journey(corpus: Corpus, browser: requests.Session) -> None:

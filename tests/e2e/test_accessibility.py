@@ -27,7 +27,9 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "admin_editors": "API tokens", "admin_settings": "[site]", "admin_webhooks": "Recent deliveries",
            "admin_editor_added": "is an editor", "admin_token_created": "Copy the token now",
            "admin_last_owner": "last owner", "admin_webhook_created": "signing secret",
-           "admin_webhook_refused": "must start with https://"}
+           "admin_webhook_refused": "must start with https://", "admin_readers": "sam.leaver@example.com",
+           "admin_reader": "Consent history", "admin_reader_forget": "cannot be undone",
+           "admin_suppressions": "bounced.reader@example.com"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 

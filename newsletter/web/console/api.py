@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.content.importer import upsert_comparison
@@ -17,9 +17,9 @@ from newsletter.db import session_scope
 from newsletter.editors import audit
 from newsletter.issues.models import Issue
 from newsletter.subscribers.consent import Origin, Source
-from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers import search
 from newsletter.web.console.api_base import EditingComparisons, Limit_, Reading, api_router, cors, \
-    decode_cursor, error, keyset_page
+    decode_cursor, encode_cursor, error, keyset_page
 from newsletter.web.console.deps import Console, client_ip
 from newsletter.web.console.schemas import ComparisonSaved, ErrorOut, IssueOut, IssuePage, ReaderOut, ReaderPage, \
     SubscriptionAccepted, SubscriptionIn
@@ -44,16 +44,13 @@ def search_readers(ctx: Console, _actor: Reading,
                    q: Annotated[str, Query(max_length=254, pattern=r"^[^\x00-\x1f\x7f]*$",
                                           description="Address or name prefix")] = "",
                    cursor: Annotated[str, Query(max_length=600)] = "", limit: Limit_ = 50) -> ReaderPage:
-    """Readers whose address or name starts with `q`, by address (keyset pagination)."""
-    query = select(Subscriber).order_by(Subscriber.email)
-    prefix = q.strip().lower()
-    if prefix:
-        query = query.where(or_(Subscriber.email.startswith(prefix, autoescape=True),
-                                func.lower(Subscriber.name).startswith(prefix, autoescape=True)))
-    if cursor:
-        query = query.where(Subscriber.email > decode_cursor(cursor, "email", str))
-    items, next_cursor = keyset_page(ctx, query, limit, ReaderOut, "email")
-    return ReaderPage(items=items, next_cursor=next_cursor)
+    """Readers whose address or name starts with `q`, by address (keyset pagination; the
+    search itself, with its indexes, is newsletter/subscribers/search.py)."""
+    after = str(decode_cursor(cursor, "email", str)) if cursor else ""
+    with session_scope(ctx.engine) as session:
+        found = search.search_readers(session, q, after, limit)
+        items = [ReaderOut.model_validate(row, from_attributes=True) for row in found.rows]
+    return ReaderPage(items=items, next_cursor=encode_cursor({"email": found.next_after}) if found.next_after else None)
 
 
 @router.put("/comparisons/{slug}", response_model=ComparisonSaved,
