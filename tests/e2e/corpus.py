@@ -165,6 +165,20 @@ def _console_journey(corpus: Corpus) -> None:
     for name, path in (("admin_dashboard", "/admin"), ("admin_audit", "/admin/audit"),
                        ("admin_editors", "/admin/editors")):
         corpus.answers[name] = browser.get(live.url + path).text
+    _console_issue_pages(corpus, browser)
+
+
+def _console_issue_pages(corpus: Corpus, browser: requests.Session) -> None:
+    """The issue list, an editable draft's page (every form) and the sent issue's progress page."""
+    from newsletter.issues.drafting import issue_for_week
+
+    live = corpus.live
+    draft = draft_issue(live.engine, live.settings, "2026-W47").issue
+    sent = issue_for_week(live.engine, WEEK)
+    for name, path in (("admin_issues", "/admin/issues"), ("admin_issue", f"/admin/issues/{draft.id}"),
+                       ("admin_issue_send", f"/admin/issues/{draft.id}/send"),
+                       ("admin_issue_progress", f"/admin/issues/{sent.id}/progress")):
+        corpus.answers[name] = browser.get(live.url + path).text
 
 
 def build_corpus(tmp: Path) -> tuple[Corpus, object]:
