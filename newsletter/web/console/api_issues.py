@@ -21,7 +21,7 @@ from newsletter.web.console.api_base import ManagingIssues, Reading, api_router,
 from newsletter.web.console.deps import Answer, Console
 from newsletter.web.console.schemas import ErrorOut
 from newsletter.web.console.schemas_issues import CheckOut, ComparisonsIn, ControlOut, DraftIn, IssueDetailOut, \
-    IssuePatch, ScheduleIn, ScheduleOut, SendIn, SendOut, StatusOut, TestIn, TestOut, TestOutcome
+    IssuePatch, ScheduleIn, ScheduleOut, SendIn, SendOut, TestIn, TestOut, TestOutcome
 from newsletter.workflow import editing, sending
 
 router = api_router()
@@ -160,10 +160,7 @@ def post_cancel(ctx: Console, actor: ManagingIssues, issue_id: IssueId) -> Contr
     return _control(ctx, actor, issue_id, "cancel")
 
 
-@router.get("/issues/{issue_id}/status", response_model=StatusOut, responses=REFUSALS)
-def get_status(ctx: Console, _actor: Reading, issue_id: IssueId) -> StatusOut:
-    """The send's figures: sent, failed, pending, rate per minute, ETA."""
-    found = attempt(lambda: sending.status(ctx.engine, issue_id))
-    return StatusOut(state=found.state, sent=found.sent, failed=found.failed, pending=found.pending,
-                     skipped=found.skipped, total=found.total, rate_per_minute=found.rate_per_minute,
-                     eta_seconds=found.eta_seconds)
+@router.get("/issues/{issue_id}/status", response_model=sending.SendStatus, responses=REFUSALS)
+def get_status(ctx: Console, _actor: Reading, issue_id: IssueId) -> sending.SendStatus:
+    """The send's figures: sent, failed, pending, skipped, rate per minute, ETA in seconds."""
+    return attempt(lambda: sending.status(ctx.engine, issue_id))

@@ -73,17 +73,6 @@ class SendOut(BaseModel):
     recipients: int = Field(description="Deliveries queued: one per eligible reader")
 
 
-class StatusOut(BaseModel):
-    state: str
-    sent: int
-    failed: int
-    pending: int
-    skipped: int
-    total: int
-    rate_per_minute: float
-    eta_seconds: int | None
-
-
 class CheckOut(BaseModel):
     name: str
     level: str = Field(description="ok, warning or fail")
