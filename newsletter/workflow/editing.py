@@ -112,6 +112,12 @@ def remove_comparison(engine: Engine, actor: audit.Actor, issue_id: int, slug: s
            lambda session: editing.remove_in(session, issue_id, slug))
 
 
+def move_to(engine: Engine, actor: audit.Actor, issue_id: int, ref: str, position: int) -> None:
+    """To a 1-based position (the CLI's `issue move`)."""
+    change(engine, actor, issue_id, "issue.comparisons",
+           lambda session: editing.move_in(session, issue_id, ref, position))
+
+
 def move_comparison(engine: Engine, actor: audit.Actor, issue_id: int, slug: str, step: int) -> None:
     """One place up (step -1) or down (+1); the ends stay where they are."""
     def apply(session: Session) -> None:
