@@ -205,9 +205,13 @@ def parse_local(value: str, zone_name: str) -> datetime:
     return local.astimezone(UTC)
 
 
-def schedule_in(session: Session, issue_id: int, when: datetime, now: datetime | None = None) -> Issue:
+def check_future(when: datetime, now: datetime | None = None) -> None:
     if when <= (now or utcnow()):
         raise IssueError("--at: that time is in the past", "at")
+
+
+def schedule_in(session: Session, issue_id: int, when: datetime, now: datetime | None = None) -> Issue:
+    check_future(when, now)
     issue = get_issue(session, issue_id)
     count = session.exec(select(func.count()).where(IssueItem.issue_id == issue_id)).one()
     if count == 0:

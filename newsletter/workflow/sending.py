@@ -84,7 +84,11 @@ def local_time(settings: Settings, when: datetime) -> str:
 def schedule(engine: Engine, settings: Settings, actor: audit.Actor, issue_id: int, local: str,
              ignore_checks: bool = False) -> datetime:
     """Schedule at "YYYY-MM-DD HH:MM" (or the HTML form's "YYYY-MM-DDTHH:MM") in the schedule's zone."""
-    when = editing.parse_local(local.replace("T", " ", 1), str(zone_of(settings)))
+    try:
+        when = editing.parse_local(local.replace("T", " ", 1), str(zone_of(settings)))
+        editing.check_future(when)
+    except IssueError as exc:  # the CLI's messages name its option (--at); here the field is "at"
+        raise IssueError("at: " + str(exc).removeprefix("--at: "), exc.field)
     overridden = _enforce(engine, settings, issue_id, when, ignore_checks, "ignore_checks")
     with session_scope(engine) as session:
         before = editing.get_issue(session, issue_id).scheduled_at

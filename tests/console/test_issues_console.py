@@ -106,6 +106,8 @@ def test_test_send_and_schedule_from_the_page(console):
     assert audit_entries(console, "issue.schedule")[0].after["scheduled_at"].startswith("2031-03-04T06:30")
     checked = editor.post(f"/admin/issues/{issue_id}/schedule", data={"at": "2031-03-04T07:30", "csrf_token": token})
     assert checked.status_code == 409 and "Pre-send checks fail" in checked.text
+    past = editor.post(f"/admin/issues/{issue_id}/schedule", data={"at": "2020-01-01T07:00", "csrf_token": token})
+    assert past.status_code == 422 and "at: that time is in the past" in past.text
     back = editor.post(f"/admin/issues/{issue_id}/unschedule", data={"csrf_token": token})
     assert back.status_code == 303 and "Back to draft" in editor.get(back.headers["location"]).text
 
