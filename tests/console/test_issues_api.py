@@ -115,7 +115,8 @@ def test_send_pause_resume_and_a_worker_delivers(console):
     api, auth = console.client(), console.bearer("all")
     issue_id = drafted(console)
     base = f"/api/v1/issues/{issue_id}"
-    sent = api.post(f"{base}/send", json={}, headers=auth)
+    # ignore_checks: the sample week stays 2026-W48 while the clock moves on (the week check)
+    sent = api.post(f"{base}/send", json={"ignore_checks": True}, headers=auth)
     assert sent.status_code == 200 and sent.json() == {"state": "sending", "recipients": 5}
     status = api.get(f"{base}/status", headers=console.bearer("read")).json()
     assert status["pending"] == 5 and status["sent"] == 0 and status["state"] == "sending"
@@ -143,7 +144,8 @@ def test_cancel_skips_the_queue(console):
     add_readers(console.engine, 3)
     api, auth = console.client(), console.bearer("all")
     issue_id = drafted(console)
-    assert api.post(f"/api/v1/issues/{issue_id}/send", headers=auth).json()["recipients"] == 3
+    sent = api.post(f"/api/v1/issues/{issue_id}/send", json={"ignore_checks": True}, headers=auth)
+    assert sent.json()["recipients"] == 3
     cancelled = api.post(f"/api/v1/issues/{issue_id}/cancel", headers=auth).json()
     assert cancelled == {"state": "cancelled", "skipped": 3}
     assert run_worker(console, issue_id).sent == 0

@@ -120,7 +120,8 @@ def test_send_now_confirms_the_count_then_a_worker_delivers_and_the_stream_repor
     assert confirm.status_code == 200 and "<strong>4 readers</strong>" in confirm.text
     assert audit_entries(console, "issue.send") == []  # GET changed nothing
     token = csrf_in(confirm.text)
-    started = editor.post(f"/admin/issues/{issue_id}/send", data={"csrf_token": token})
+    # ignore_checks: the sample week stays 2026-W48 while the clock moves on (the week check)
+    started = editor.post(f"/admin/issues/{issue_id}/send", data={"csrf_token": token, "ignore_checks": "yes"})
     assert started.status_code == 303 and started.headers["location"] == f"/admin/issues/{issue_id}/progress"
     progress = editor.get(started.headers["location"]).text
     assert 'data-field="pending">4<' in progress and 'src="/admin/static/issue-progress.js"' in progress
@@ -149,3 +150,24 @@ def test_the_progress_script_is_same_origin_only_on_admin(console):
     assert script.status_code == 200 and "EventSource" in script.text
     assert "script-src 'self'" in console.login("viewer").get("/admin/issues").headers["content-security-policy"]
     assert "script-src 'none'" in console.client().get("/").headers["content-security-policy"]
+
+
+def test_draft_a_week_and_cancel_a_send_from_the_console(console):
+    add_readers(console.engine, 2)
+    editor = console.login("editor")
+    token = csrf_in(editor.get("/admin/issues").text)
+    drafted_page = editor.post("/admin/issues", data={"week": "2026-W47", "csrf_token": token})
+    assert drafted_page.status_code == 303 and drafted_page.headers["location"].endswith("?done=drafted")
+    issue_id = int(drafted_page.headers["location"].split("/")[3].split("?")[0])
+    assert audit_entries(console, "issue.draft")[0].target == f"issue:{issue_id}"
+    refused = editor.post("/admin/issues", data={"week": "1999-W01", "csrf_token": token})
+    assert refused.status_code == 422 and 'role="alert"' in refused.text and "1999-W01" in refused.text
+    checked = editor.post(f"/admin/issues/{issue_id}/send", data={"csrf_token": token})  # W47 is old news now
+    assert checked.status_code == 409 and "Pre-send checks fail" in checked.text and "Send although checks fail" in checked.text
+    assert editor.post(f"/admin/issues/{issue_id}/send",
+                       data={"csrf_token": token, "ignore_checks": "yes"}).status_code == 303
+    cancelled = editor.post(f"/admin/issues/{issue_id}/cancel", data={"csrf_token": token})
+    assert cancelled.status_code == 303 and "Cancelled" in editor.get(cancelled.headers["location"]).text
+    figures = events(editor, issue_id, 5)
+    assert len(figures) == 1 and figures[0]["state"] == "cancelled" and figures[0]["skipped"] == 2
+    assert audit_entries(console, "issue.cancel")[0].after == {"state": "cancelled", "skipped": 2}
