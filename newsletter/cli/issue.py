@@ -1,4 +1,6 @@
-"""`newsletter issue …`: draft, edit, check, schedule, send and follow an issue."""
+"""`newsletter issue …`: draft, edit, check, schedule, send and follow an issue. Edits, reordering,
+unscheduling, pause, resume and cancel go through newsletter.workflow, as the console and the API
+do, so they are in the audit log as `cli`."""
 
 from __future__ import annotations
 
@@ -113,27 +115,30 @@ def _deliver_and_report(issue_id: int) -> None:
 @issue_app.command("pause")
 def issue_pause(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
     """Pause a sending issue: workers stop at their next batch; deliveries stay queued."""
-    from newsletter.delivery.control import pause_issue
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.sending import control_send
 
-    pause_issue(state.engine(), issue_id)
+    control_send(state.engine(), Actor.cli(), issue_id, "pause")
     console.print(f"issue {issue_id}: paused (resume with `newsletter issue resume {issue_id}`)")
 
 
 @issue_app.command("resume")
 def issue_resume(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
     """Resume a paused issue: running workers pick its queue up again."""
-    from newsletter.delivery.control import resume_issue
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.sending import control_send
 
-    resume_issue(state.engine(), issue_id)
+    control_send(state.engine(), Actor.cli(), issue_id, "resume")
     console.print(f"issue {issue_id}: sending again")
 
 
 @issue_app.command("cancel")
 def issue_cancel(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
     """Cancel an issue: nobody else gets it; its queued and retry deliveries become skipped."""
-    from newsletter.delivery.control import cancel_issue
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.sending import control_send
 
-    result = cancel_issue(state.engine(), issue_id)
+    result = control_send(state.engine(), Actor.cli(), issue_id, "cancel")
     console.print(f"issue {issue_id}: cancelled, {result.skipped} deliveries skipped")
 
 
@@ -200,24 +205,26 @@ def issue_edit(
     intro_file: Annotated[Optional[Path], typer.Option("--intro-file", help="Editor's note: a text file, paragraphs split by blank lines.")] = None,
 ) -> None:
     """Change an issue's subject, preheader or editor's note (not once sending started)."""
-    from newsletter.issues.editing import edit
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.editing import detail, update
 
     intro = None
     if intro_file is not None:
         from newsletter.files import MiB, read_text_limited
 
         intro = read_text_limited(intro_file, MiB, label="--intro-file")
-    issue = edit(state.engine(), issue_id, subject, preheader, intro)
-    console.print(f"issue {issue.id}: {issue.subject}")
+    update(state.engine(), Actor.cli(), issue_id, subject, preheader, intro)
+    console.print(f"issue {issue_id}: {detail(state.engine(), issue_id).subject}")
 
 
 @issue_app.command("add")
 def issue_add(issue_id: Annotated[int, typer.Argument(help="Issue id.")],
               comparison: Annotated[str, typer.Argument(help="Comparison slug or id.")]) -> None:
     """Append a comparison to an issue."""
-    from newsletter.issues.editing import add
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.editing import add_comparison
 
-    add(state.engine(), issue_id, comparison)
+    add_comparison(state.engine(), Actor.cli(), issue_id, comparison)
     console.print(f"added {comparison} to issue {issue_id}")
 
 
@@ -225,9 +232,10 @@ def issue_add(issue_id: Annotated[int, typer.Argument(help="Issue id.")],
 def issue_remove(issue_id: Annotated[int, typer.Argument(help="Issue id.")],
                  comparison: Annotated[str, typer.Argument(help="Comparison slug or id.")]) -> None:
     """Take a comparison out of an issue."""
-    from newsletter.issues.editing import remove
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.editing import remove_comparison
 
-    remove(state.engine(), issue_id, comparison)
+    remove_comparison(state.engine(), Actor.cli(), issue_id, comparison)
     console.print(f"removed {comparison} from issue {issue_id}")
 
 
@@ -236,9 +244,10 @@ def issue_move(issue_id: Annotated[int, typer.Argument(help="Issue id.")],
                comparison: Annotated[str, typer.Argument(help="Comparison slug or id.")],
                position: Annotated[int, typer.Argument(help="New position, 1 = first.")]) -> None:
     """Reorder: put a comparison at a position."""
-    from newsletter.issues.editing import move
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.editing import move_to
 
-    move(state.engine(), issue_id, comparison, position)
+    move_to(state.engine(), Actor.cli(), issue_id, comparison, position)
     console.print(f"moved {comparison} to position {position} in issue {issue_id}")
 
 
@@ -297,9 +306,10 @@ def _pre_send_checks(engine: Engine, issue_id: int, when, ignore: bool) -> None:
 @issue_app.command("unschedule")
 def issue_unschedule(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
     """Back to draft."""
-    from newsletter.issues.editing import unschedule
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow.sending import unschedule
 
-    unschedule(state.engine(), issue_id)
+    unschedule(state.engine(), Actor.cli(), issue_id)
     console.print(f"issue {issue_id} is a draft again")
 
 

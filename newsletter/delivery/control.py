@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox
-from newsletter.errors import UserError
+from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, sources, transition
-
 
 
 @dataclass
@@ -34,28 +34,38 @@ class ControlResult:
     skipped: int = 0  # deliveries skipped by a cancel
 
 
+def move_in(session: Session, issue_id: int, target: IssueState, verb: str,
+            only: tuple[IssueState, ...] | None = None, **values) -> ControlResult:
+    """The move in the caller's transaction (the console and API audit it there too)."""
+    moved = transition(session, issue_id, target, only=only, **values)
+    skipped = outbox.skip_cancelled(session, issue_id) if moved and target == IssueState.cancelled else 0
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+    if not moved:
+        raise InvalidTransition(f"issue {issue_id} is {issue.state}: only an issue that is "
+                                f"{' or '.join(sources(target, only))} can be {verb}")
+    return ControlResult(issue_id, issue.state, skipped)
+
+
 def _move(engine: Engine, issue_id: int, target: IssueState, verb: str,
           only: tuple[IssueState, ...] | None = None, **values) -> ControlResult:
     with session_scope(engine) as session:
-        moved = transition(session, issue_id, target, only=only, **values)
-        skipped = outbox.skip_cancelled(session, issue_id) if moved and target == IssueState.cancelled else 0
-        issue = session.get(Issue, issue_id)
-        if issue is None:
-            raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
-        if not moved:
-            raise UserError(f"issue {issue_id} is {issue.state}: only an issue that is "
-                            f"{' or '.join(sources(target, only))} can be {verb}")
-        return ControlResult(issue_id, issue.state, skipped)
+        return move_in(session, issue_id, target, verb, only, **values)
+
+
+PAUSE = (IssueState.paused, "paused", None)
+RESUME = (IssueState.sending, "resumed", (IssueState.paused,))
+CANCEL = (IssueState.cancelled, "cancelled", None)
 
 
 def pause_issue(engine: Engine, issue_id: int) -> ControlResult:
-    return _move(engine, issue_id, IssueState.paused, "paused")
+    return _move(engine, issue_id, *PAUSE)
 
 
 def resume_issue(engine: Engine, issue_id: int) -> ControlResult:
-    return _move(engine, issue_id, IssueState.sending, "resumed", only=(IssueState.paused,))
+    return _move(engine, issue_id, *RESUME)
 
 
 def cancel_issue(engine: Engine, issue_id: int, now: datetime | None = None) -> ControlResult:
-    now = now or utcnow()
-    return _move(engine, issue_id, IssueState.cancelled, "cancelled", finished_at=now)
+    return _move(engine, issue_id, *CANCEL, finished_at=now or utcnow())

@@ -41,11 +41,17 @@ def enqueue(engine: Engine, kind: str, addresses: list[str], issue_id: int, subj
     """Queue an editors' mail (`notice`, `held`, `test`) about an issue to each address; their ids.
     `subject` and `body` fix a notice's text when it is queued (`held`)."""
     with session_scope(engine) as session:
-        rows = [Mail(kind=kind, to_email=address, issue_id=issue_id, subject=subject, body=body)
-                for address in addresses]
-        session.add_all(rows)
-        session.flush()
-        return [row.id for row in rows]
+        return enqueue_in(session, kind, addresses, issue_id, subject, body)
+
+
+def enqueue_in(session, kind: str, addresses: list[str], issue_id: int, subject: str | None = None,
+               body: str | None = None) -> list[int]:
+    """`enqueue` in the caller's transaction."""
+    rows = [Mail(kind=kind, to_email=address, issue_id=issue_id, subject=subject, body=body)
+            for address in addresses]
+    session.add_all(rows)
+    session.flush()
+    return [row.id for row in rows]
 
 
 def _claim(engine: Engine, settings: Settings, now: datetime, limit: int, worker: str,

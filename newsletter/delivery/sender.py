@@ -31,7 +31,7 @@ from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.transports.base import SendResult, Transport
-from newsletter.errors import UserError
+from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.mail.compose import build_template
 from newsletter.issues.models import Issue
@@ -57,23 +57,27 @@ class StartResult:
     enqueued: int
 
 
+def start_in(session: Session, issue_id: int, now: datetime, settings: Settings | None = None) -> StartResult:
+    """Move a draft or scheduled issue to sending and enqueue its deliveries, in the caller's
+    transaction; an issue already sending or sent is left alone (nobody gets it twice). With
+    `settings`, its view is frozen in that transaction too (else the first worker freezes it)."""
+    moved = transition(session, issue_id, IssueState.sending, only=(IssueState.draft, IssueState.scheduled),
+                       started_at=now)
+    enqueued = outbox.enqueue(session, issue_id, now) if moved else 0
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+    if not moved and issue.state == IssueState.cancelled.value:
+        raise InvalidTransition(f"issue {issue_id} was cancelled; it cannot be sent")
+    if moved and settings is not None:
+        freeze(session, settings, issue)
+    return StartResult(issue, bool(moved), enqueued)
+
+
 def start_send(engine: Engine, issue_id: int, now: datetime | None = None,
                settings: Settings | None = None) -> StartResult:
-    """Move the issue to sending and queue one delivery per reader, in one transaction; with
-    `settings`, its view is frozen in that transaction too (else the first worker freezes it)."""
-    now = now or utcnow()
     with session_scope(engine) as session:
-        moved = transition(session, issue_id, IssueState.sending, only=(IssueState.draft, IssueState.scheduled),
-                           started_at=now)
-        enqueued = outbox.enqueue(session, issue_id, now) if moved else 0
-        issue = session.get(Issue, issue_id)
-        if moved and settings is not None:
-            freeze(session, settings, issue)
-        if issue is None:
-            raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
-        if not moved and issue.state == IssueState.cancelled.value:
-            raise UserError(f"issue {issue_id} was cancelled; it cannot be sent")
-    return StartResult(issue, bool(moved), enqueued)
+        return start_in(session, issue_id, now or utcnow(), settings)
 
 
 @dataclass

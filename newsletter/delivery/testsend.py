@@ -9,13 +9,14 @@ the issue from going to those addresses later.
 from __future__ import annotations
 
 from sqlalchemy import Engine, select
+from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery import mailqueue
 from newsletter.delivery.models import DeliveryState
 from newsletter.delivery.transports import make_transport
-from newsletter.errors import UserError
+from newsletter.issues.errors import IssueError, IssueNotFound
 from newsletter.issues.models import Issue
 from newsletter.subscribers.models import TransactionalMail
 from newsletter.subscribers.service import InvalidInput, normalize_email
@@ -31,20 +32,26 @@ def _outcome(state: str, error: str | None) -> str:
     return f"{state}: {error}" if error else state
 
 
-def send_test(engine: Engine, settings: Settings, secret: str, issue_id: int,
-              addresses: list[str]) -> list[tuple[str, str]]:
-    """Queue and send one test copy per address; (address, outcome) for each."""
+def clean_addresses(addresses: list[str], field: str = "--to") -> list[str]:
+    """1 to MAX_TEST_RECIPIENTS addresses, given one per value or comma-separated, normalised."""
     addresses = [part.strip() for value in addresses for part in value.split(",") if part.strip()]
     if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
-        raise UserError(f"--to: give 1 to {MAX_TEST_RECIPIENTS} addresses")
+        raise IssueError(f"{field}: give 1 to {MAX_TEST_RECIPIENTS} addresses", field.lstrip("-"))
     try:
-        emails = [normalize_email(address, "--to") for address in addresses]
+        return [normalize_email(address, field) for address in addresses]
     except InvalidInput as exc:
-        raise UserError(str(exc))
-    with session_scope(engine) as session:
-        if session.get(Issue, issue_id) is None:
-            raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
-    ids = mailqueue.enqueue(engine, "test", emails, issue_id)
+        raise IssueError(str(exc), field.lstrip("-"))
+
+
+def queue_tests(session: Session, issue_id: int, emails: list[str]) -> list[int]:
+    """One `test` row per address in the caller's transaction (which may audit it too)."""
+    if session.get(Issue, issue_id) is None:
+        raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+    return mailqueue.enqueue_in(session, "test", emails, issue_id)
+
+
+def deliver_tests(engine: Engine, settings: Settings, secret: str, ids: list[int]) -> list[tuple[str, str]]:
+    """Send the queued test rows now; (address, outcome) for each."""
     transport = make_transport(settings)
     try:
         mailqueue.send_queued(engine, settings, transport, secret, ids=ids)
@@ -54,3 +61,12 @@ def send_test(engine: Engine, settings: Settings, secret: str, issue_id: int,
         rows = session.execute(select(TransactionalMail.to_email, TransactionalMail.state, TransactionalMail.last_error)
                                .where(TransactionalMail.id.in_(ids)).order_by(TransactionalMail.id)).all()
     return [(email, _outcome(state, error)) for email, state, error in rows]
+
+
+def send_test(engine: Engine, settings: Settings, secret: str, issue_id: int,
+              addresses: list[str]) -> list[tuple[str, str]]:
+    """Queue and send one test copy per address; (address, outcome) for each."""
+    emails = clean_addresses(addresses)
+    with session_scope(engine) as session:
+        ids = queue_tests(session, issue_id, emails)
+    return deliver_tests(engine, settings, secret, ids)

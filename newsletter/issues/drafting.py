@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.content.models import Comparison
@@ -42,8 +43,10 @@ def issue_for_week(engine: Engine, week: str) -> Issue | None:
         return session.exec(select(Issue).where(Issue.week == week)).first()
 
 
-def draft_issue(engine: Engine, settings: Settings, week: str) -> DraftResult:
-    """Return the week's issue, drafting it from the selection rule when there is none."""
+def draft_issue(engine: Engine, settings: Settings, week: str,
+                on_created: Callable[[Session, Issue], None] | None = None) -> DraftResult:
+    """Return the week's issue, drafting it from the selection rule when there is none.
+    `on_created` runs in the drafting transaction (the console and API audit the draft there)."""
     parse_week(week)
     existing = issue_for_week(engine, week)
     if existing is not None:
@@ -63,6 +66,9 @@ def draft_issue(engine: Engine, settings: Settings, week: str) -> DraftResult:
             session.flush()
             for position, comparison in enumerate(comparisons):
                 session.add(IssueItem(issue_id=issue.id, comparison_id=comparison.id, position=position))
+            if on_created is not None:
+                session.flush()
+                on_created(session, issue)
     except IntegrityError:
         # Another process drafted the same week between our check and insert.
         existing = issue_for_week(engine, week)

@@ -3,6 +3,10 @@
 Content (subject, preheader, intro, comparisons and their order) can change
 while an issue is a draft or scheduled; once sending has started it cannot.
 Scheduling needs a non-empty issue and a time in the future.
+
+Each change has a session-level form (`*_in`), so a caller that writes the audit log (the
+console and the API, through newsletter.workflow) does it in the same transaction, and an
+engine-level form that the CLI calls.
 """
 
 from __future__ import annotations
@@ -15,25 +19,27 @@ from sqlmodel import Session, select
 
 from newsletter.content.models import Comparison
 from newsletter.db import session_scope, utcnow
-from newsletter.errors import UserError
+from newsletter.issues.errors import InvalidTransition, IssueError, IssueNotFound, NotEditable
 from newsletter.issues.models import Issue, IssueItem
+from newsletter.issues.note import note_problem
 from newsletter.issues.states import IssueState, transition
 from newsletter.text import has_control_chars
 
 EDITABLE = (IssueState.draft.value, IssueState.scheduled.value)
+MAX_INTRO = 5000
 
 
-def _issue(session: Session, issue_id: int) -> Issue:
+def get_issue(session: Session, issue_id: int) -> Issue:
     issue = session.get(Issue, issue_id)
     if issue is None:
-        raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+        raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")
     return issue
 
 
-def _editable(session: Session, issue_id: int) -> Issue:
-    issue = _issue(session, issue_id)
+def editable_issue(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session, issue_id)
     if issue.state not in EDITABLE:
-        raise UserError(f"issue {issue_id} is {issue.state}: its content can no longer change")
+        raise NotEditable(f"issue {issue_id} is {issue.state}: its content can no longer change")
     return issue
 
 
@@ -43,13 +49,19 @@ def _comparison(session: Session, ref: str) -> Comparison:
         query = select(Comparison).where((Comparison.slug == ref) | (Comparison.id == int(ref)))
     comparison = session.exec(query).first()
     if comparison is None:
-        raise UserError(f"comparison {ref!r} does not exist (use its slug or id)")
+        raise IssueError(f"comparison {ref!r} does not exist (use its slug or id)", "comparisons")
     return comparison
 
 
-def _items(session: Session, issue_id: int) -> list[IssueItem]:
+def items_of(session: Session, issue_id: int) -> list[IssueItem]:
     return list(session.exec(select(IssueItem).where(IssueItem.issue_id == issue_id)
                              .order_by(IssueItem.position)).all())
+
+
+def slugs_of(session: Session, issue_id: int) -> list[str]:
+    """The issue's comparisons in order, by slug (what the API and the audit log name)."""
+    return list(session.exec(select(Comparison.slug).join(IssueItem, IssueItem.comparison_id == Comparison.id)
+                             .where(IssueItem.issue_id == issue_id).order_by(IssueItem.position)).all())
 
 
 def _renumber(session: Session, items: list[IssueItem]) -> None:
@@ -64,68 +76,114 @@ def _renumber(session: Session, items: list[IssueItem]) -> None:
     session.flush()
 
 
+def _clean_line(name: str, value: str) -> str:
+    value = value.strip()
+    if has_control_chars(value):
+        raise IssueError(f"{name}: control characters (like line breaks) are not allowed", name)
+    if not value and name == "subject":
+        raise IssueError("subject: must not be empty", name)
+    if len(value) > 200:
+        raise IssueError(f"{name}: at most 200 characters", name)
+    return value
+
+
+def _clean_intro(intro: str) -> str:
+    intro = intro.replace("\r\n", "\n")
+    if has_control_chars(intro.replace("\n", " ")):
+        raise IssueError("intro: control characters are not allowed", "intro")
+    if len(intro) > MAX_INTRO:
+        raise IssueError(f"intro: at most {MAX_INTRO} characters", "intro")
+    problem = note_problem(intro)
+    if problem:
+        raise IssueError(f"intro: {problem}", "intro")
+    return intro.strip()
+
+
+def edit_in(session: Session, issue_id: int, subject: str | None = None, preheader: str | None = None,
+            intro: str | None = None) -> Issue:
+    """Every value is checked before any is set: a refused edit changes nothing."""
+    issue = editable_issue(session, issue_id)
+    values = {name: _clean_line(name, value) for name, value in (("subject", subject), ("preheader", preheader))
+              if value is not None}
+    if intro is not None:
+        values["intro"] = _clean_intro(intro)
+    for name, value in values.items():
+        setattr(issue, name, value)
+    session.add(issue)
+    session.flush()
+    return issue
+
+
 def edit(engine: Engine, issue_id: int, subject: str | None = None, preheader: str | None = None,
          intro: str | None = None) -> Issue:
     with session_scope(engine) as session:
-        issue = _editable(session, issue_id)
-        for name, value, limit in (("subject", subject, 200), ("preheader", preheader, 200)):
-            if value is None:
-                continue
-            value = value.strip()
-            if has_control_chars(value):
-                raise UserError(f"--{name}: control characters (like line breaks) are not allowed")
-            if not value and name == "subject":
-                raise UserError("--subject: must not be empty")
-            if len(value) > limit:
-                raise UserError(f"--{name}: at most {limit} characters")
-            setattr(issue, name, value)
-        if intro is not None:
-            if has_control_chars(intro.replace("\n", " ")):
-                raise UserError("--intro-file: control characters are not allowed")
-            if len(intro) > 5000:
-                raise UserError("--intro-file: at most 5000 characters")
-            issue.intro = intro.strip()
-        session.add(issue)
-        return issue
+        return edit_in(session, issue_id, subject, preheader, intro)
+
+
+def add_in(session: Session, issue_id: int, ref: str) -> None:
+    editable_issue(session, issue_id)
+    comparison = _comparison(session, ref)
+    items = items_of(session, issue_id)
+    if any(item.comparison_id == comparison.id for item in items):
+        raise IssueError(f"{comparison.slug} is already in issue {issue_id}", "comparisons")
+    session.add(IssueItem(issue_id=issue_id, comparison_id=comparison.id, position=len(items)))
+    session.flush()
+
+
+def remove_in(session: Session, issue_id: int, ref: str) -> None:
+    editable_issue(session, issue_id)
+    comparison = _comparison(session, ref)
+    items = items_of(session, issue_id)
+    keep = [item for item in items if item.comparison_id != comparison.id]
+    if len(keep) == len(items):
+        raise IssueError(f"{comparison.slug} is not in issue {issue_id}", "comparisons")
+    session.delete(next(item for item in items if item.comparison_id == comparison.id))
+    session.flush()
+    _renumber(session, keep)
+
+
+def move_in(session: Session, issue_id: int, ref: str, position: int) -> None:
+    """Move to a 1-based position (as `issue show` numbers them)."""
+    editable_issue(session, issue_id)
+    comparison = _comparison(session, ref)
+    items = items_of(session, issue_id)
+    current = next((item for item in items if item.comparison_id == comparison.id), None)
+    if current is None:
+        raise IssueError(f"{comparison.slug} is not in issue {issue_id}", "comparisons")
+    if not 1 <= position <= len(items):
+        raise IssueError(f"POSITION: choose 1 to {len(items)}", "position")
+    items.remove(current)
+    items.insert(position - 1, current)
+    _renumber(session, items)
+
+
+def set_comparisons_in(session: Session, issue_id: int, refs: list[str]) -> None:
+    """The issue carries exactly `refs`, in that order (added, removed and reordered at once)."""
+    editable_issue(session, issue_id)
+    if len(set(refs)) != len(refs):
+        raise IssueError("comparisons: a comparison may appear only once", "comparisons")
+    wanted = [_comparison(session, ref) for ref in refs]
+    for item in items_of(session, issue_id):
+        session.delete(item)
+    session.flush()
+    for position, comparison in enumerate(wanted):
+        session.add(IssueItem(issue_id=issue_id, comparison_id=comparison.id, position=position))
+    session.flush()
 
 
 def add(engine: Engine, issue_id: int, ref: str) -> None:
     with session_scope(engine) as session:
-        _editable(session, issue_id)
-        comparison = _comparison(session, ref)
-        items = _items(session, issue_id)
-        if any(item.comparison_id == comparison.id for item in items):
-            raise UserError(f"{comparison.slug} is already in issue {issue_id}")
-        session.add(IssueItem(issue_id=issue_id, comparison_id=comparison.id, position=len(items)))
+        add_in(session, issue_id, ref)
 
 
 def remove(engine: Engine, issue_id: int, ref: str) -> None:
     with session_scope(engine) as session:
-        _editable(session, issue_id)
-        comparison = _comparison(session, ref)
-        items = _items(session, issue_id)
-        keep = [item for item in items if item.comparison_id != comparison.id]
-        if len(keep) == len(items):
-            raise UserError(f"{comparison.slug} is not in issue {issue_id}")
-        session.delete(next(item for item in items if item.comparison_id == comparison.id))
-        session.flush()
-        _renumber(session, keep)
+        remove_in(session, issue_id, ref)
 
 
 def move(engine: Engine, issue_id: int, ref: str, position: int) -> None:
-    """Move to a 1-based position (as `issue show` numbers them)."""
     with session_scope(engine) as session:
-        _editable(session, issue_id)
-        comparison = _comparison(session, ref)
-        items = _items(session, issue_id)
-        current = next((item for item in items if item.comparison_id == comparison.id), None)
-        if current is None:
-            raise UserError(f"{comparison.slug} is not in issue {issue_id}")
-        if not 1 <= position <= len(items):
-            raise UserError(f"POSITION: choose 1 to {len(items)}")
-        items.remove(current)
-        items.insert(position - 1, current)
-        _renumber(session, items)
+        move_in(session, issue_id, ref, position)
 
 
 def parse_local(value: str, zone_name: str) -> datetime:
@@ -134,42 +192,53 @@ def parse_local(value: str, zone_name: str) -> datetime:
     try:
         zone = ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(f"--tz: unknown time zone {zone_name!r}")
+        raise IssueError(f"--tz: unknown time zone {zone_name!r}", "tz")
     try:
         naive = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M")
     except ValueError:
-        raise UserError(f"--at: {value!r} is not \"YYYY-MM-DD HH:MM\"")
+        raise IssueError(f"--at: {value!r} is not \"YYYY-MM-DD HH:MM\"", "at")
     local = naive.replace(tzinfo=zone, fold=0)
     round_trip = local.astimezone(UTC).astimezone(zone)
     if round_trip.replace(tzinfo=None) != naive:
-        raise UserError(f"--at: {value} does not exist in {zone_name} (the clocks skip it for daylight saving)")
+        raise IssueError(f"--at: {value} does not exist in {zone_name} (the clocks skip it for daylight saving)",
+                         "at")
     return local.astimezone(UTC)
 
 
+def check_future(when: datetime, now: datetime | None = None) -> None:
+    if when <= (now or utcnow()):
+        raise IssueError("--at: that time is in the past", "at")
+
+
+def schedule_in(session: Session, issue_id: int, when: datetime, now: datetime | None = None) -> Issue:
+    check_future(when, now)
+    issue = get_issue(session, issue_id)
+    count = session.exec(select(func.count()).where(IssueItem.issue_id == issue_id)).one()
+    if count == 0:
+        raise IssueError(f"issue {issue_id} has no comparisons: add some before scheduling", "comparisons")
+    if not transition(session, issue_id, IssueState.scheduled, scheduled_at=when):
+        raise InvalidTransition(f"issue {issue_id} is {issue.state}: only a draft or scheduled issue can be "
+                                "scheduled")
+    session.refresh(issue)
+    return issue
+
+
 def schedule(engine: Engine, issue_id: int, when: datetime, now: datetime | None = None) -> Issue:
-    now = now or utcnow()
-    if when <= now:
-        raise UserError("--at: that time is in the past")
     with session_scope(engine) as session:
-        issue = _issue(session, issue_id)
-        count = session.exec(select(func.count()).where(IssueItem.issue_id == issue_id)).one()
-        if count == 0:
-            raise UserError(f"issue {issue_id} has no comparisons: add some before scheduling")
-        moved = transition(session, issue_id, IssueState.scheduled, scheduled_at=when)
-        if not moved:
-            raise UserError(f"issue {issue_id} is {issue.state}: only a draft or scheduled issue can be scheduled")
-        session.refresh(issue)
-        return issue
+        return schedule_in(session, issue_id, when, now)
+
+
+def unschedule_in(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session, issue_id)
+    if not transition(session, issue_id, IssueState.draft, scheduled_at=None):
+        raise InvalidTransition(f"issue {issue_id} is {issue.state}, not scheduled")
+    session.refresh(issue)
+    return issue
 
 
 def unschedule(engine: Engine, issue_id: int) -> Issue:
     with session_scope(engine) as session:
-        issue = _issue(session, issue_id)
-        moved = transition(session, issue_id, IssueState.draft, scheduled_at=None)
-        if not moved:
-            raise UserError(f"issue {issue_id} is {issue.state}, not scheduled")
-        session.refresh(issue)
-        return issue
+        return unschedule_in(session, issue_id)
 
 
 def missed(issue: Issue, now: datetime, grace: timedelta) -> bool:
@@ -181,7 +250,7 @@ def missed(issue: Issue, now: datetime, grace: timedelta) -> bool:
 def describe(engine: Engine, settings, issue_id: int) -> dict:
     """What `issue show` prints: times in the site's zone."""
     with session_scope(engine) as session:
-        issue = _issue(session, issue_id)
+        issue = get_issue(session, issue_id)
         rows = session.exec(
             select(Comparison.slug, Comparison.category, Comparison.published_at)
             .join(IssueItem, IssueItem.comparison_id == Comparison.id)

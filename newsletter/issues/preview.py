@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
+from newsletter.issues.errors import IssueNotFound
 from newsletter.files import ensure_folder, write_atomic
 from newsletter.issues.links import IssueRecipient, issue_message, recipient_links
 from newsletter.mail.compose import build_template
@@ -25,23 +26,28 @@ PREVIEW_SECRET = "preview-only-links-do-not-verify-anywhere"
 PREVIEW_RECIPIENT = IssueRecipient("reader@example.com", "Sample Reader", 0, "preview")
 
 
-def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,
-                  screenshots: bool = False, chromium=None) -> list[Path]:
+def render_preview(engine: Engine, settings: Settings, issue_id: int) -> tuple[str, str, bytes]:
+    """The issue's HTML, text and whole message for a sample reader, through the send path."""
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
-            raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
+            raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")
         compiled = compile_issue(build_issue_view(session, settings, issue))
     values = {"email": PREVIEW_RECIPIENT.email, **recipient_links(settings, PREVIEW_SECRET, 0)}
     message, _ = issue_message(settings, PREVIEW_SECRET, build_template(settings, compiled),
                                PREVIEW_RECIPIENT, utcnow())
+    return compiled.html.fill(values, _html_escape), compiled.text.fill(values), message.data
+
+
+def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,
+                  screenshots: bool = False, chromium=None) -> list[Path]:
+    html, text, data = render_preview(engine, settings, issue_id)
     ensure_folder(out)
     stem = out / f"issue-{issue_id}"
-    html = compiled.html.fill(values, _html_escape)
-    paths = [write_atomic(stem.with_suffix(".html"), html), write_atomic(stem.with_suffix(".txt"),
-             compiled.text.fill(values)), write_atomic(stem.with_suffix(".eml"), message.data)]
+    paths = [write_atomic(stem.with_suffix(".html"), html), write_atomic(stem.with_suffix(".txt"), text),
+             write_atomic(stem.with_suffix(".eml"), data)]
     # Sanity: the .eml must parse back to the same parts we wrote.
-    parsed = message_from_bytes(message.data, policy=policy.default)
+    parsed = message_from_bytes(data, policy=policy.default)
     if parsed.get_body(("html",)) is None:
         raise UserError("preview: the assembled message has no HTML part")
     if screenshots:

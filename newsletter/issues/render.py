@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
+from newsletter.issues.note import note_html, note_text
 from newsletter.issues.view import IssueView, SiteView
 from newsletter.mail.compile import CompiledEmail, compile_email
 from newsletter.mail.slots import SlotMarker
@@ -39,7 +40,9 @@ def compile_issue(view: IssueView) -> CompiledEmail:
 
 def _compile_issue(view: IssueView) -> CompiledEmail:
     def context(slot: SlotMarker) -> dict:
-        values = {**asdict(view), **footer(view.site, slot, view.web_url), "open_pixel": ""}
+        values = {**asdict(view), **footer(view.site, slot, view.web_url), "open_pixel": "",
+                  # the editor's note is Markdown: both parts from one safe rendering (issues/note.py)
+                  "intro_html": note_html(view.intro), "intro_text": note_text(view.intro)}
         base = view.site.base_url
         if view.track_clicks:  # the n-th comparison link; the redirect looks the target up in the issue
             for index, comparison in enumerate(values["comparisons"]):

@@ -86,7 +86,10 @@ def _csp(settings: Settings, path: str, style_hashes: list[str]) -> str:
     else:
         styles, images = " ".join(["'self'", *style_hashes]), "'self' data:"
     form_targets = " ".join(["'self'", origin_of(settings.site.base_url)]).strip()
-    return (f"default-src 'self'; style-src {styles}; img-src {images}; script-src 'none'; "
+    # The console's progress page follows a send with one same-origin script (/admin/static/);
+    # every other page, and every public one, runs none.
+    scripts = "'self'" if path == "/admin" or path.startswith("/admin/") else "'none'"
+    return (f"default-src 'self'; style-src {styles}; img-src {images}; script-src {scripts}; "
             f"object-src 'none'; base-uri 'none'; form-action {form_targets}; frame-ancestors {ancestors}")
 
 

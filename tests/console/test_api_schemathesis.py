@@ -14,12 +14,17 @@ def test_no_server_errors_with_a_token(console):
     schema = schemathesis.openapi.from_asgi("/openapi.json", console.app)
     operations = [result.ok() for result in schema.get_all_operations()]
     api = [op for op in operations if op.path.startswith("/api/v1/")]
+    issue = "/api/v1/issues/{issue_id}"
+    issue_routes = {f"GET {issue}", "POST /api/v1/issues", f"PATCH {issue}", f"PUT {issue}/comparisons",
+                    f"GET {issue}/preview.html", f"GET {issue}/preview.txt", f"GET {issue}/checks",
+                    f"GET {issue}/status"} | {f"POST {issue}/{action}" for action in (
+                        "test", "schedule", "unschedule", "send", "pause", "resume", "cancel")}
     # Every API route is exercised; these fixed interfaces (and those of each area) must be among them.
     assert {op.label for op in api} >= {"GET /api/v1/issues", "GET /api/v1/readers", "GET /api/v1/audit",
                                         "PUT /api/v1/comparisons/{slug}", "POST /api/v1/public/subscriptions",
                                         "GET /api/v1/readers/{reader_id}", "POST /api/v1/readers/{reader_id}/status",
                                         "POST /api/v1/readers/{reader_id}/forget", "GET /api/v1/readers/export",
-                                        "GET /api/v1/suppressions"}
+                                        "GET /api/v1/suppressions", *issue_routes}
     spec = console.app.openapi()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert not any(path.startswith("/admin") for path in spec["paths"])  # pages are not API

@@ -140,3 +140,87 @@ def test_logout_needs_the_sessions_csrf_token(console):
     assert owner.get("/admin").status_code == 200  # still signed in
     assert owner.post("/admin/logout", data={"csrf_token": token}).status_code == 303
     assert owner.get("/admin").status_code == 303
+
+
+# --- Issues (console pages, console POSTs, API): on an existing draft, `{id}` ------------------
+ISSUE_PAGES = [("/admin/issues", Role.viewer), ("/admin/issues/{id}", Role.viewer),
+               ("/admin/issues/{id}/preview?scheme=dark", Role.viewer),
+               ("/admin/issues/{id}/preview?format=text", Role.viewer),
+               ("/admin/issues/{id}/progress", Role.viewer), ("/admin/issues/{id}/events?limit=1", Role.viewer),
+               ("/admin/issues/{id}/send", Role.editor)]
+ISSUE_POSTS = ["/admin/issues", "/admin/issues/{id}/edit", "/admin/issues/{id}/comparisons",
+               "/admin/issues/{id}/test", "/admin/issues/{id}/schedule", "/admin/issues/{id}/unschedule",
+               "/admin/issues/{id}/send", "/admin/issues/{id}/pause", "/admin/issues/{id}/resume",
+               "/admin/issues/{id}/cancel"]
+# In this order on one issue, so a later action may meet the state an earlier one left (409).
+ISSUE_API = [
+    ("GET", "/api/v1/issues/{id}", None, Scope.read, (200,)),
+    ("GET", "/api/v1/issues/{id}/preview.html", None, Scope.read, (200,)),
+    ("GET", "/api/v1/issues/{id}/preview.txt", None, Scope.read, (200,)),
+    ("GET", "/api/v1/issues/{id}/checks", None, Scope.read, (200,)),
+    ("GET", "/api/v1/issues/{id}/status", None, Scope.read, (200,)),
+    ("POST", "/api/v1/issues", {"week": "2026-W48"}, Scope.issues, (200,)),
+    ("PATCH", "/api/v1/issues/{id}", {"subject": "A new subject"}, Scope.issues, (200,)),
+    ("POST", "/api/v1/issues/{id}/test", {"to": ["chief@verdicts.example"]}, Scope.issues, (200,)),
+    ("POST", "/api/v1/issues/{id}/schedule", {"at": "2031-03-04 07:30", "ignore_checks": True}, Scope.issues, (200,)),
+    ("POST", "/api/v1/issues/{id}/unschedule", None, Scope.issues, (200, 409)),
+    ("POST", "/api/v1/issues/{id}/send", {"ignore_checks": True}, Scope.issues, (200, 409)),
+    ("POST", "/api/v1/issues/{id}/pause", None, Scope.issues, (200, 409)),
+    ("POST", "/api/v1/issues/{id}/resume", None, Scope.issues, (200, 409)),
+    ("POST", "/api/v1/issues/{id}/cancel", None, Scope.issues, (200, 409)),
+    ("PUT", "/api/v1/issues/{id}/comparisons", {"comparisons": []}, Scope.issues, (409,)),
+]
+
+
+def _draft(console) -> int:
+    from newsletter.issues.drafting import draft_issue
+
+    return draft_issue(console.engine, console.settings, "2026-W48").issue.id
+
+
+def test_issue_pages_by_role(console):
+    issue_id = _draft(console)
+    clients = {role: console.login(role.name) for role in Role}
+    for template, least in ISSUE_PAGES:
+        path = template.format(id=issue_id)
+        anonymous = console.client().get(path)
+        assert anonymous.status_code == 303 and anonymous.headers["location"] == "/admin/login", path
+        for role, client in clients.items():
+            answer = client.get(path)
+            assert answer.status_code == (200 if role >= least else 403), f"{role.name} on {path}"
+
+
+def test_issue_posts_need_a_session_the_role_and_the_csrf_token(console):
+    issue_id = _draft(console)
+    clients = {role: console.login(role.name) for role in Role}
+    tokens = {role: csrf_in(client.get("/admin").text) for role, client in clients.items()}
+    for template in ISSUE_POSTS:
+        path = template.format(id=issue_id)
+        anonymous = console.client().post(path, data={"csrf_token": "x"})
+        assert anonymous.status_code == 303 and anonymous.headers["location"] == "/admin/login", path
+        for role in (Role.viewer, Role.reviewer):
+            assert clients[role].post(path, data={"csrf_token": tokens[role]}).status_code == 403, (role, path)
+        editor = clients[Role.editor]
+        for forged in ({}, {"csrf_token": "forged"}, {"csrf_token": tokens[Role.owner]}):
+            assert editor.post(path, data=forged).status_code == 403, (path, forged)
+    with_token = clients[Role.editor].post(f"/admin/issues/{issue_id}/edit",
+                                           data={"subject": "Edited", "csrf_token": tokens[Role.editor]})
+    assert with_token.status_code == 303
+
+
+def test_issue_api_by_scope(console):
+    issue_id = _draft(console)
+    for method, template, body, scope, allowed in ISSUE_API:
+        path = template.format(id=issue_id)
+
+        def call(headers):
+            return console.client().request(method, path, headers=headers, json=body)
+
+        assert call({}).status_code == 401, path
+        for granted in Scope:
+            if granted not in (scope, Scope.all):
+                answer = call(console.bearer(granted.value))
+                assert answer.status_code == 403 and answer.json()["error"]["code"] == "forbidden", (granted, path)
+        for granted in (scope, Scope.all):
+            answer = call(console.bearer(granted.value))
+            assert answer.status_code in allowed, f"{granted} on {method} {path}: {answer.text}"

@@ -1,4 +1,5 @@
-"""Whatever text the store holds comes out literally in both parts, never as markup or template code."""
+"""Whatever text the store holds comes out literally in both parts, never as markup or template code
+(the editor's note is Markdown; its safety is tests/issues/test_note.py)."""
 
 import html
 
@@ -42,7 +43,7 @@ def test_store_text_is_escaped_and_literal(title, dek, quote, intro):
     page = compiled.html.fill(VALUES)
     text = compiled.text.fill(VALUES)
     visible = flat(html.unescape(page))
-    for value in (title, dek, quote, intro):
+    for value in (title, dek, quote):  # the intro is Markdown: tests/issues/test_note.py
         assert flat(value) in visible
         assert flat(value) in flat(text)
         assert str(escape(value)) in page  # in the HTML only in its escaped form
