@@ -1,0 +1,66 @@
+"""The audience over time: readers by status now, and per week how many joined and how many left.
+
+Read from consent events, the append-only history, not from the subscriber row (whose
+confirmed_at a later re-confirmation overwrites): a reader joins with "confirmed" (the signup
+link) or "subscribed" (an import or `subscribers add`) and leaves with "unsubscribed". Each
+reader counts at most once per week and kind. Weeks are ISO weeks on the site's calendar. All
+weeks come from one query over ix_consent_event_kind_created (one CASE column per week), so
+the cost is the events of those weeks, not the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, case, distinct, func, select
+
+from newsletter.db import session_scope, utcnow
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus
+from newsletter.weeks import week_bounds, week_of
+
+JOINED = ("confirmed", "subscribed")
+LEFT = ("unsubscribed",)
+GROWTH_WEEKS = 8
+
+
+@dataclass
+class WeekGrowth:
+    week: str
+    start: datetime  # UTC
+    joined: int
+    left: int
+
+    @property
+    def net(self) -> int:
+        return self.joined - self.left
+
+
+def readers_by_status(engine: Engine) -> dict[str, int]:
+    """Every status, with 0 for those nobody has."""
+    with session_scope(engine) as session:
+        counts = dict(session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
+    return {status.value: counts.get(status.value, 0) for status in SubscriberStatus}
+
+
+def _in_week(kinds: tuple[str, ...], start: datetime, end: datetime):
+    """The reader of an event of `kinds` inside [start, end), else NULL (which COUNT skips)."""
+    inside = and_(ConsentEvent.kind.in_(kinds), ConsentEvent.created_at >= start, ConsentEvent.created_at < end)
+    return func.count(distinct(case((inside, ConsentEvent.subscriber_id))))
+
+
+def growth(engine: Engine, zone: ZoneInfo, now: datetime | None = None, weeks: int = GROWTH_WEEKS) -> list[WeekGrowth]:
+    """The last `weeks` weeks, oldest first, the current (partial) week last."""
+    now = now or utcnow()
+    labels = sorted({week_of(now - timedelta(days=7 * back), zone) for back in range(weeks)})
+    bounds = [week_bounds(label, zone) for label in labels]
+    columns = []
+    for start, end in bounds:
+        columns += [_in_week(JOINED, start, end), _in_week(LEFT, start, end)]
+    with session_scope(engine) as session:
+        row = session.execute(select(*columns).where(
+            ConsentEvent.kind.in_(JOINED + LEFT), ConsentEvent.created_at >= bounds[0][0],
+            ConsentEvent.created_at < bounds[-1][1])).one()
+    return [WeekGrowth(label, start, int(row[2 * n]), int(row[2 * n + 1]))
+            for n, (label, (start, _end)) in enumerate(zip(labels, bounds))]
