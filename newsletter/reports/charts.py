@@ -18,8 +18,9 @@ BAR_STYLE = "fill:var(--bar_fill,#1d6b43)"
 
 
 def short_label(label: str) -> str:
-    """An ISO week "2026-W48" shows as "W48" under its bar; other labels as they are, cut to 6."""
-    return label[5:] if len(label) == 8 and label[4:6] == "-W" else label[:6]
+    """An ISO week "2026-W48" shows as "W48" under its bar (a dozen fit on a phone); other labels
+    as the caller made them."""
+    return label[5:] if len(label) == 8 and label[4:6] == "-W" else label
 
 
 def describe(labels: Sequence[str], values: Sequence[int]) -> str:
