@@ -7,7 +7,7 @@ bounces, 0.05% complaints, opens for 30%, 1% unsubscribes after the issue, and a
 readers on each of its comparisons. Then each report runs `--repeat` times; the best and the
 worst wall time are printed (the worst is the first, cold-cache run).
 
-    python -m bench stats [--readers 1000000] [--repeat 5] [--pg URL] [--keep]
+    python -m bench stats [--readers 1000000] [--repeat 5] [--pg URL] [--keep] [--schema KEPT]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bench.sample import PG, pg_schema, write_config
 from newsletter.content.importer import import_files, sample_files
@@ -76,25 +77,39 @@ def timed(name: str, call, repeat: int) -> dict:
     return {"report": name, "best_ms": round(min(times) * 1000, 1), "worst_ms": round(max(times) * 1000, 1)}
 
 
-def run(pg: str, readers: int, repeat: int, keep: bool) -> list[dict]:
-    with pg_schema(pg, "bench_stats", keep) as url, tempfile.TemporaryDirectory() as tmp:
+def measure(engine, settings, issue_id: int, repeat: int) -> list[dict]:
+    checks = [
+        ("issue_stats (last 12 issues)", lambda: issue_stats(engine, 12)),
+        ("issue_stats (one issue)", lambda: issue_stats(engine, issue_id=issue_id)),
+        ("vote_digest (all comparisons)", lambda: vote_digest(engine)),
+        ("vote_digest (the issue's)", lambda: vote_digest(engine, issue_id=issue_id)),
+        ("growth (8 weeks)", lambda: growth(engine, settings.site.zone)),
+        ("readers_by_status", lambda: readers_by_status(engine)),
+        ("attention (missed, failed)", lambda: (missed_schedules(engine, settings, utcnow()),
+                                                failed_deliveries(engine))),
+    ]
+    return [timed(name, call, repeat) for name, call in checks]
+
+
+def run(pg: str, readers: int, repeat: int, keep: bool, schema: str = "") -> list[dict]:
+    """In a new schema (filled here), or in `schema` kept by an earlier --keep run (migrated to
+    the current revision first, which also times the migrations on a million rows)."""
+    with pg_schema(pg, "bench_stats", keep) as fresh, tempfile.TemporaryDirectory() as tmp:
+        url = fresh if not schema else str(make_url(pg).update_query_dict({"options": f"-csearch_path={schema}"}))
         settings = write_config(Path(tmp), url)
         engine = make_engine(settings.database.url)
         try:
             started = time.perf_counter()
-            issue_id = fill(engine, settings, readers)
-            print(f"filled {readers} readers / deliveries in {time.perf_counter() - started:.1f} s")
-            checks = [
-                ("issue_stats (last 12 issues)", lambda: issue_stats(engine, 12)),
-                ("issue_stats (one issue)", lambda: issue_stats(engine, issue_id=issue_id)),
-                ("vote_digest (all comparisons)", lambda: vote_digest(engine)),
-                ("vote_digest (the issue's)", lambda: vote_digest(engine, issue_id=issue_id)),
-                ("growth (8 weeks)", lambda: growth(engine, settings.site.zone)),
-                ("readers_by_status", lambda: readers_by_status(engine)),
-                ("attention (missed, failed)", lambda: (missed_schedules(engine, settings, utcnow()),
-                                                        failed_deliveries(engine))),
-            ]
-            return [timed(name, call, repeat) for name, call in checks]
+            if schema:
+                upgrade(engine)
+                with engine.connect() as connection:
+                    connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+                    issue_id = connection.execute(text("SELECT max(id) FROM issue")).scalar_one()
+                print(f"upgraded the kept schema in {time.perf_counter() - started:.1f} s")
+            else:
+                issue_id = fill(engine, settings, readers)
+                print(f"filled {readers} readers / deliveries in {time.perf_counter() - started:.1f} s")
+            return measure(engine, settings, issue_id, repeat)
         finally:
             engine.dispose()
 
@@ -105,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pg", default=PG, help="PostgreSQL URL (a schema is created and dropped in it)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument("--schema", default="", help="measure in this schema kept by an earlier --keep run")
     args = parser.parse_args(argv)
-    for row in run(args.pg, args.readers, args.repeat, args.keep):
+    for row in run(args.pg, args.readers, args.repeat, args.keep, args.schema):
         print(f"{row['report']:<32} best {row['best_ms']:>8} ms   worst {row['worst_ms']:>8} ms")

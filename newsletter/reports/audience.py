@@ -2,10 +2,12 @@
 
 Read from consent events, the append-only history, not from the subscriber row (whose
 confirmed_at a later re-confirmation overwrites): a reader joins with "confirmed" (the signup
-link) or "subscribed" (an import or `subscribers add`) and leaves with "unsubscribed". Each
-reader counts at most once per week and kind. Weeks are ISO weeks on the site's calendar. All
-weeks come from one query over ix_consent_event_kind_created (one CASE column per week), so
-the cost is the events of those weeks, not the history.
+link) or "subscribed" (an import or `subscribers add`) and leaves with "unsubscribed". Events
+are counted, not distinct readers: a reader who leaves and rejoins in one week counts in both
+columns, and counting distinct readers would sort every event of the window (4.5 s against
+1.5 s for a million imports on a busy test machine). Weeks are ISO weeks on the site's
+calendar. All weeks come from one index-only scan of ix_consent_event_kind_created (a CASE
+sum per week), so the cost is the events of those weeks, not the whole history.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, case, distinct, func, select
+from sqlalchemy import Engine, and_, case, func, select
 
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus
@@ -45,9 +47,9 @@ def readers_by_status(engine: Engine) -> dict[str, int]:
 
 
 def _in_week(kinds: tuple[str, ...], start: datetime, end: datetime):
-    """The reader of an event of `kinds` inside [start, end), else NULL (which COUNT skips)."""
+    """How many events of `kinds` fall inside [start, end)."""
     inside = and_(ConsentEvent.kind.in_(kinds), ConsentEvent.created_at >= start, ConsentEvent.created_at < end)
-    return func.count(distinct(case((inside, ConsentEvent.subscriber_id))))
+    return func.sum(case((inside, 1), else_=0))
 
 
 def growth(engine: Engine, zone: ZoneInfo, now: datetime | None = None, weeks: int = GROWTH_WEEKS) -> list[WeekGrowth]:
@@ -62,5 +64,5 @@ def growth(engine: Engine, zone: ZoneInfo, now: datetime | None = None, weeks: i
         row = session.execute(select(*columns).where(
             ConsentEvent.kind.in_(JOINED + LEFT), ConsentEvent.created_at >= bounds[0][0],
             ConsentEvent.created_at < bounds[-1][1])).one()
-    return [WeekGrowth(label, start, int(row[2 * n]), int(row[2 * n + 1]))
+    return [WeekGrowth(label, start, int(row[2 * n] or 0), int(row[2 * n + 1] or 0))
             for n, (label, (start, _end)) in enumerate(zip(labels, bounds))]

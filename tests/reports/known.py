@@ -54,7 +54,7 @@ def _events(session, deliveries: dict[str, Delivery]) -> None:
     for n, (reader, kind) in enumerate([("s0", "delivered"), ("s0", "delivered"), ("s0", "complained"),
                                         ("s1", "bounced_soft"), ("s1", "bounced_hard"), ("s2", "opened")]):
         session.add(WebhookEvent(provider="test", provider_event_id=f"e{n}", kind=kind, email=f"{reader}@example.com",
-                                 delivery_id=deliveries[reader].id, message_key=f"d{deliveries[reader].id}"))
+                                 delivery_id=deliveries[reader].id, issue_id=deliveries[reader].issue_id, message_key=f"d{deliveries[reader].id}"))
 
 
 def _votes(session, comparison_id: int, readers: list[int], now: datetime) -> None:
