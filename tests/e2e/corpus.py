@@ -162,8 +162,16 @@ def _console_journey(corpus: Corpus) -> None:
             .group(1)}
     corpus.answers["admin_login_error"] = browser.post(live.url + "/admin/login", data=form).text
     assert browser.post(live.url + "/admin/login", data={**form, "password": "a long passphrase here"}).ok
+    from sqlalchemy import func, select
+
+    from newsletter.issues.models import Issue
+
+    with session_scope(live.engine) as session:
+        sent = session.execute(select(func.max(Issue.id)).where(Issue.started_at.is_not(None))).scalar_one()
     for name, path in (("admin_dashboard", "/admin"), ("admin_audit", "/admin/audit"),
-                       ("admin_editors", "/admin/editors")):
+                       ("admin_editors", "/admin/editors"), ("admin_stats", "/admin/stats"),
+                       ("admin_stats_issue", f"/admin/stats/issues/{sent}"),
+                       ("admin_stats_comparisons", "/admin/stats/comparisons")):
         corpus.answers[name] = browser.get(live.url + path).text
 
 

@@ -10,7 +10,7 @@ from fastapi import Path, Query
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter.reports.audience import growth
-from newsletter.reports.charts import bar_chart
+from newsletter.reports.charts import bar_chart, hbar_chart
 from newsletter.reports.export import digest_csv, issues_csv
 from newsletter.reports.stats import CHARTED, IssueStats, issue_charts, issue_stats
 from newsletter.reports.votes import vote_digest
@@ -34,8 +34,8 @@ def funnel_chart(row: IssueStats, tracking) -> str:
     """One issue's figures side by side (opens and clicks only when they are tracked)."""
     names = ["sent", "delivered", "failed", "bounced", "complained", "unsubscribed", "votes"]
     names += (["opens"] if tracking.opens else []) + (["clicks"] if tracking.clicks else [])
-    labels = [{"unsubscribed": "unsub.", "complained": "compl."}.get(n, n) for n in names]
-    return bar_chart("chart-issue", f"Issue {row.week}", labels, [getattr(row, n) for n in names],
+    labels = [n.capitalize() for n in names]
+    return hbar_chart("chart-issue", f"Issue {row.week}", labels, [getattr(row, n) for n in names],
                      "Deliveries and what readers did with them.")
 
 
@@ -44,8 +44,9 @@ def stats_overview(ctx: Console, me: Reader, last: Last = 12) -> HTMLResponse:
     rows = issue_stats(ctx.engine, last)
     weeks = growth(ctx.engine, ctx.settings.site.zone)
     labels = [w.week for w in weeks]
-    readers = [bar_chart("chart-joined", "Readers joined per week", labels, [w.joined for w in weeks]),
-               bar_chart("chart-left", "Readers unsubscribed per week", labels, [w.left for w in weeks])]
+    readers = [("Joined", bar_chart("chart-joined", "Readers joined per week", labels, [w.joined for w in weeks])),
+               ("Unsubscribed", bar_chart("chart-left", "Readers unsubscribed per week", labels,
+                                          [w.left for w in weeks]))]
     return page(ctx, "stats.html", me=me, title="Stats", current="stats", rows=rows, last=last, weeks=weeks,
                 issue_charts=list(zip([label for _, label in CHARTED], issue_charts(rows))), reader_charts=readers,
                 tracking=ctx.settings.tracking)
