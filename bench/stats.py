@@ -33,6 +33,7 @@ from newsletter.reports.attention import failed_deliveries, missed_schedules
 from newsletter.reports.audience import growth, readers_by_status
 from newsletter.reports.stats import issue_stats
 from newsletter.reports.votes import vote_digest
+from newsletter.web.console.dashboard import dashboard
 
 FILL = [
     "INSERT INTO subscriber (email, name, status, created_at, token_key) SELECT 'reader' || g || '@example.com', "
@@ -114,6 +115,7 @@ def measure(engine, settings, issue_id: int, repeat: int) -> list[dict]:
         ("readers_by_status", lambda: readers_by_status(engine)),
         ("attention (missed, failed)", lambda: (missed_schedules(engine, settings, utcnow()),
                                                 failed_deliveries(engine))),
+        ("dashboard (every figure)", lambda: dashboard(settings, engine)),
     ]
     return [timed(name, call, repeat, pids) for name, call in checks]
 

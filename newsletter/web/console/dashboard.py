@@ -5,16 +5,17 @@ few grouped queries; this module only picks which issue is "next" and "last"."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings
-from newsletter.db import utcnow
+from newsletter.db import session_scope, utcnow
+from newsletter.issues.models import Issue, IssueItem
 from newsletter.reports.attention import Attention, needs_attention
 from newsletter.reports.audience import WeekGrowth, growth, readers_by_status
-from newsletter.reports.listing import IssueRow, list_issues
+from newsletter.reports.listing import IssueRow
 from newsletter.reports.stats import IssueStats, issue_stats
 
 
@@ -28,10 +29,24 @@ class Dashboard:
     attention: list[Attention] = field(default_factory=list)
 
 
+def upcoming_issues(engine: Engine, now: datetime, grace: timedelta) -> list[IssueRow]:
+    """Drafts and scheduled issues, newest week first, like `issue list` shows them, without its
+    delivery counts over every issue ever sent (those have none yet)."""
+    from newsletter.issues.editing import missed
+
+    with session_scope(engine) as session:
+        issues = session.execute(select(Issue).where(Issue.state.in_(("draft", "scheduled")))
+                                 .order_by(Issue.week.desc(), Issue.id.desc())).scalars().all()
+        items = dict(session.execute(select(IssueItem.issue_id, func.count())
+                                     .where(IssueItem.issue_id.in_([i.id for i in issues]))
+                                     .group_by(IssueItem.issue_id)).all())
+    return [IssueRow(i.id, i.week, i.subject, f"{i.state} (missed)" if missed(i, now, grace) else i.state,
+                     items.get(i.id, 0), 0, 0, 0, i.scheduled_at) for i in issues]
+
+
 def dashboard(settings: Settings, engine: Engine) -> Dashboard:
     now = utcnow()
-    rows = list_issues(engine, now, timedelta(minutes=settings.schedule.grace_minutes))
-    upcoming = [row for row in rows if row.state.startswith(("scheduled", "draft"))]
+    upcoming = upcoming_issues(engine, now, timedelta(minutes=settings.schedule.grace_minutes))
     scheduled = sorted((row for row in upcoming if row.scheduled_at), key=lambda row: row.scheduled_at)
     next_issue = scheduled[0] if scheduled else (upcoming[0] if upcoming else None)
     zone = ZoneInfo(settings.schedule.timezone or settings.site.timezone)
