@@ -16,6 +16,7 @@ BENCHMARKS = {
     "claims": "bench.claims",  # deliver's pace at the end of a send vs its start (claims from a hint)
     "scale": "bench.scale",  # N subscribers on PostgreSQL: enqueue, worker processes into smtp-sink, RSS
     "reader_search": "bench.reader_search",  # reader search over a million readers on PostgreSQL (issue 16)
+    "stats": "bench.stats",  # every statistics report over a million deliveries on PostgreSQL
 }
 
 

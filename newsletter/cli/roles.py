@@ -15,9 +15,15 @@ def stats_command(
     issue_id: Annotated[Optional[int], typer.Argument(help="One issue (default: the last issues, as a trend).")] = None,
     last: Annotated[int, typer.Option(help="How many recent issues the trend shows.")] = 12,
     html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report with charts.")] = None,
+    votes: Annotated[bool, typer.Option("--votes", help="The vote digest per comparison instead (of ISSUE_ID's "
+                                                         "comparisons, or the newest --last).")] = False,
 ) -> None:
     """Per issue: recipients, sent, delivered, bounced, complained, unsubscribed, votes."""
     from newsletter.reports.stats import COLUMNS, html_report, issue_stats
+
+    if votes:
+        _print_votes(issue_id, last)
+        return
 
     rows = issue_stats(state.engine(), limit=last, issue_id=issue_id)
     if issue_id is not None and not rows:
@@ -42,6 +48,27 @@ def stats_command(
 
         write_atomic(html_file, html_report(rows, state.settings.site.name))
         console.print(f"report: {html_file}")
+
+
+def _print_votes(issue_id: int | None, last: int) -> None:
+    """Votes per tool, Community %, Panel ship %, the gap and this week's change, as in the console."""
+    from rich import box
+    from rich.table import Table
+
+    from newsletter.content.scores import format_percent
+    from newsletter.reports.votes import vote_digest
+
+    rows = vote_digest(state.engine(), limit=None if issue_id is not None else last, issue_id=issue_id)
+    table = Table(title="Votes per tool (gap = community - panel; change = this week's move, in points)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("comparison", "tool", "votes", "community", "panel", "gap", "week", "change"):
+        table.add_column(name, justify="left" if name in ("comparison", "tool") else "right")
+    for row in rows:
+        for n, tool in enumerate(row.tools):
+            table.add_row(row.slug if n == 0 else "", tool.slug, str(tool.votes), format_percent(tool.community),
+                          format_percent(tool.panel), "—" if tool.gap is None else f"{tool.gap:+d}",
+                          str(tool.votes_this_week), "—" if tool.change is None else f"{tool.change:+d}")
+    console.print(table)
 
 
 @app.command("scheduler")

@@ -204,7 +204,8 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
     statement = (
         insert_for(session, WebhookEvent.__table__)
         .values(provider=event.provider, provider_event_id=event.provider_event_id, kind=event.kind.value,
-                email=stored, delivery_id=delivery.id if delivery else None, reference=event.reference,
+                email=stored, delivery_id=delivery.id if delivery else None,
+                issue_id=delivery.issue_id if delivery else None, reference=event.reference,
                 provider_message_id=event.provider_message_id,
                 message_key=scrub(session, _message_key(event, delivery)), occurred_at=occurred,
                 received_at=now, detail=event.detail, payload=event.raw)

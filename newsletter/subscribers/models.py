@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import secrets
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
@@ -69,7 +69,8 @@ class ConsentEvent(SQLModel, table=True):
     """Append-only history: who agreed or withdrew, when, and through what."""
 
     __tablename__ = "consent_event"
-    __table_args__ = (NEVER_REUSE_IDS,)
+    # (kind, created_at): the statistics count unsubscribes and joins by kind within a time window.
+    __table_args__ = (Index("ix_consent_event_kind_created", "kind", "created_at"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(

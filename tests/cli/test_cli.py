@@ -142,3 +142,5 @@ def test_editor_commands(tmp_path):
     assert late.returncode == 1 and "can no longer change" in late.stderr
     stats = run(["stats", "--html", "report.html"], tmp_path, env).stdout
     assert "2026-W47" in stats and (tmp_path / "report.html").read_text().count("<svg") == 6
+    digest = run(["stats", "--votes", "--last", "3"], tmp_path, env).stdout
+    assert "community" in digest and sum("-vs-" in line for line in digest.splitlines()) == 3, digest

@@ -24,7 +24,9 @@ def test_no_server_errors_with_a_token(console):
                                         "PUT /api/v1/comparisons/{slug}", "POST /api/v1/public/subscriptions",
                                         "GET /api/v1/readers/{reader_id}", "POST /api/v1/readers/{reader_id}/status",
                                         "POST /api/v1/readers/{reader_id}/forget", "GET /api/v1/readers/export",
-                                        "GET /api/v1/suppressions", *issue_routes}
+                                        "GET /api/v1/suppressions", "GET /api/v1/stats",
+                                        "GET /api/v1/stats/issues/{issue_id}", "GET /api/v1/stats/comparisons",
+                                        *issue_routes}
     spec = console.app.openapi()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert not any(path.startswith("/admin") for path in spec["paths"])  # pages are not API

@@ -26,6 +26,9 @@ PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editor
          ("/admin/settings", Role.owner), ("/admin/webhooks", Role.owner),
          ("/admin/readers?q=a", Role.viewer), ("/admin/readers/1", Role.viewer), ("/admin/suppressions", Role.viewer),
          ("/admin/readers/1/forget", Role.editor)]
+# Statistics (read-only: every role); issue 1 may not exist, the page then answers 404 (see below).
+PAGES += [("/admin/stats", Role.viewer), ("/admin/stats/comparisons", Role.viewer)]
+DOWNLOADS = ["/admin/stats/issues.csv", "/admin/stats/comparisons.csv"]
 # API routes: (method, path, body, scope that suffices besides "all", status when allowed).
 API = [
     ("GET", "/api/v1/issues", None, Scope.read, 200),
@@ -38,6 +41,9 @@ API = [
     ("POST", "/api/v1/readers/1/status", {"status": "unsubscribed"}, Scope.readers, 200),
     # The first allowed scope forgets reader 1; the next finds nobody left to forget.
     ("POST", "/api/v1/readers/1/forget", None, Scope.readers, (200, 404)),
+    ("GET", "/api/v1/stats", None, Scope.read, 200),
+    ("GET", "/api/v1/stats/issues/1", None, Scope.read, 404),  # the sample has no sent issue: figures 404
+    ("GET", "/api/v1/stats/comparisons", None, Scope.read, 200),
 ]
 
 
@@ -86,6 +92,19 @@ def test_pages_by_role(console, path, least):
         expected = 200 if role >= least else 403
         assert answer.status_code == expected, f"{role.name} on {path}: {answer.status_code}"
         assert ("Sign out" in answer.text) == (expected == 200)
+
+
+@pytest.mark.parametrize("path", DOWNLOADS + ["/admin/stats/issues/1"])
+def test_stats_downloads_and_issue_page_by_role(console, path):
+    """CSV downloads and an issue's figures: every signed-in role, nobody anonymous."""
+    anonymous = console.client().get(path)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/admin/login"
+    for role in Role:
+        answer = console.login(role.name).get(path)
+        if path.endswith(".csv"):
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv"), role
+        else:
+            assert answer.status_code == 404 and "No figures for this issue" in answer.text, role
 
 
 @pytest.mark.parametrize("method,path,body,scope,allowed", API)

@@ -166,12 +166,65 @@ def _console_journey(corpus: Corpus) -> None:
     corpus.answers["admin_login_error"] = browser.post(live.url + "/admin/login", data=form).text
     assert browser.post(live.url + "/admin/login", data={**form, "password": "a long passphrase here"}).ok
     _owners_journey(corpus, browser)
+    from sqlalchemy import func, select
+
+    from newsletter.issues.models import Issue
+
+    with session_scope(live.engine) as session:
+        sent = session.execute(select(func.max(Issue.id)).where(Issue.started_at.is_not(None))).scalar_one()
     for name, path in (("admin_dashboard", "/admin"), ("admin_audit", "/admin/audit"),
                        ("admin_editors", "/admin/editors"), ("admin_settings", "/admin/settings"),
-                       ("admin_webhooks", "/admin/webhooks")):
+                       ("admin_webhooks", "/admin/webhooks"), ("admin_stats", "/admin/stats"),
+                       ("admin_stats_issue", f"/admin/stats/issues/{sent}"),
+                       ("admin_stats_comparisons", "/admin/stats/comparisons")):
         corpus.answers[name] = browser.get(live.url + path).text
     _reader_pages(corpus, browser)
     _console_issue_pages(corpus, browser)
+
+
+def _reader_pages(corpus: Corpus, browser: requests.Session) -> None:
+    """The readers' pages as an owner sees them: a search, the leaver's record (a delivered
+    issue, a vote, an unsubscribe), the forget confirmation, the suppression list."""
+    from sqlalchemy import select
+
+    from newsletter.db import session_scope
+    from newsletter.subscribers.models import Subscriber, Suppression
+
+    live = corpus.live
+    with session_scope(live.engine) as session:
+        session.add(Suppression(email="bounced.reader@example.com", reason="hard_bounce"))
+        leaver = session.execute(select(Subscriber.id).where(Subscriber.email == LEAVER)).scalar_one()
+    for name, path in (("admin_readers", "/admin/readers?q=sam"), ("admin_reader", f"/admin/readers/{leaver}"),
+                       ("admin_reader_forget", f"/admin/readers/{leaver}/forget"),
+                       ("admin_suppressions", "/admin/suppressions")):
+        corpus.answers[name] = browser.get(live.url + path).text
+
+
+def _owners_journey(corpus: Corpus, browser: requests.Session) -> None:
+    """An owner's forms: the one-time pages (link, token, secret), a refusal, a webhook delivery."""
+    from newsletter.db import session_scope
+    from newsletter.editors import accounts, audit, totp
+    from newsletter.outgoing import emit
+
+    live = corpus.live
+    with session_scope(live.engine) as session:
+        totp.enable(session, accounts.find(session, "invited@editors.example"), "WV", audit.Actor.cli())
+
+    def post(path: str, data: dict) -> str:
+        page = browser.get(live.url + ("/admin/webhooks" if "webhooks" in path else "/admin/editors")).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        return browser.post(live.url + path, data={**data, "csrf_token": token}).text
+
+    corpus.answers["admin_editor_added"] = post("/admin/editors/add", {"email": "new@editors.example",
+                                                                       "role": "reviewer"})
+    corpus.answers["admin_token_created"] = post("/admin/tokens", {"name": "site cms", "scopes": ["read", "all"]})
+    corpus.answers["admin_last_owner"] = post("/admin/editors/remove", {"email": "owner@editors.example"})
+    corpus.answers["admin_webhook_created"] = post("/admin/webhooks", {
+        "url": "https://hooks.invalid/in", "events": ["reader.confirmed", "issue.finished"], "description": "CRM"})
+    corpus.answers["admin_webhook_refused"] = post("/admin/webhooks", {"url": "http://hooks.invalid/in",
+                                                                       "events": ["vote.recorded"]})
+    with session_scope(live.engine) as session:
+        emit(session, "reader.confirmed", {"email": "jane@example.com"})
 
 
 def _console_issue_pages(corpus: Corpus, browser: requests.Session) -> None:

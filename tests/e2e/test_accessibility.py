@@ -30,7 +30,9 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "admin_webhook_refused": "must start with https://", "admin_readers": "sam.leaver@example.com",
            "admin_reader": "Consent history", "admin_reader_forget": "cannot be undone",
            "admin_suppressions": "bounced.reader@example.com", "admin_issues": "Draft the issue of a week",
-           "admin_issue": "Pre-send checks", "admin_issue_send": "Send to", "admin_issue_progress": "Refresh the figures"}
+           "admin_issue": "Pre-send checks", "admin_issue_send": "Send to", "admin_issue_progress": "Refresh the figures",
+           "admin_stats": "Issues over time", "admin_stats_issue": "Votes on its comparisons",
+           "admin_stats_comparisons": "Vote digest"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 

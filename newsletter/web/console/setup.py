@@ -11,8 +11,8 @@ from starlette.middleware import Middleware
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.web.console import admin, api, api_issues, api_readers, audit_pages, issues_pages, issues_send_pages, \
-    owners_pages, readers_pages, settings_page, webhooks_pages
+from newsletter.web.console import admin, api, api_issues, api_readers, api_stats, audit_pages, issues_pages, \
+    issues_send_pages, owners_pages, readers_pages, settings_page, stats_pages, webhooks_pages
 from newsletter.web.console.deps import ConsoleContext
 from newsletter.web.console.idempotency import IdempotencyMiddleware
 from newsletter.web.deps import WebContext
@@ -21,7 +21,7 @@ from newsletter.web.deps import WebContext
 # Each console page module and API module has a module-level `router` (and may have a second,
 # `api`, for its REST routes); a new module goes here.
 MODULES = (admin, api, audit_pages, settings_page, owners_pages, webhooks_pages, api_readers, readers_pages,
-           api_issues, issues_pages, issues_send_pages)
+           api_issues, issues_pages, issues_send_pages, stats_pages, api_stats)
 
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
