@@ -93,6 +93,8 @@ def add(engine: Engine, issue_id: int, ref: str) -> None:
     with session_scope(engine) as session:
         _editable(session, issue_id)
         comparison = _comparison(session, ref)
+        if not comparison.is_published:
+            raise UserError(f"{comparison.slug} is unpublished: republish it before adding it to an issue")
         items = _items(session, issue_id)
         if any(item.comparison_id == comparison.id for item in items):
             raise UserError(f"{comparison.slug} is already in issue {issue_id}")
