@@ -22,12 +22,19 @@ SAMPLE_COMPARISON = {
 }
 
 # Console pages: (path, least role). Anonymous visitors are sent to the login page.
-PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner)]
+PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner),
+         ("/admin/comparisons", Role.viewer), ("/admin/comparisons/cursor-vs-windsurf", Role.viewer),
+         ("/admin/comparisons/new", Role.reviewer)]
 # API routes: (method, path, body, scope that suffices besides "all", status when allowed).
 API = [
     ("GET", "/api/v1/issues", None, Scope.read, 200),
     ("GET", "/api/v1/readers?q=a", None, Scope.read, 200),
     ("PUT", "/api/v1/comparisons/alpha-vs-beta", SAMPLE_COMPARISON, Scope.comparisons, (200, 201)),
+    ("GET", "/api/v1/comparisons?q=cursor", None, Scope.read, 200),
+    ("GET", "/api/v1/comparisons/cursor-vs-windsurf", None, Scope.read, 200),
+    ("GET", "/api/v1/comparisons/cursor-vs-windsurf/community", None, Scope.read, 200),
+    ("POST", "/api/v1/comparisons/cursor-vs-windsurf/unpublish", None, Scope.comparisons, 200),
+    ("POST", "/api/v1/comparisons/cursor-vs-windsurf/publish", None, Scope.comparisons, 200),
 ]
 
 

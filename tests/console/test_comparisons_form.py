@@ -205,3 +205,15 @@ def test_an_unknown_comparison_is_a_404_page(console):
     assert reviewer.post("/admin/comparisons/no-such-thing", data={**NEW, "csrf_token": token}).status_code == 404
     assert reviewer.post("/admin/comparisons/no-such-thing/unpublish",
                          data={"csrf_token": token}).status_code == 404
+
+
+@pytest.mark.parametrize("path", [f"/admin/comparisons/{SLUG}", "/admin/comparisons/new",
+                                  f"/admin/comparisons/{SLUG}/unpublish", f"/admin/comparisons/{SLUG}/publish"])
+def test_a_viewer_with_a_valid_token_is_refused_every_post(console, path):
+    viewer = console.login("viewer")
+    values = form_values(viewer.get(f"/admin/comparisons/{SLUG}").text)
+    token = csrf_in(viewer.get("/admin").text)
+    before = stored(console.engine, SLUG)
+    answer = viewer.post(path, data={**values, **NEW, "title": "Changed", "csrf_token": token})
+    assert answer.status_code == 403 and "Not for your role" in answer.text
+    assert stored(console.engine, SLUG) == before and stored(console.engine, "alpha-vs-beta") is None
