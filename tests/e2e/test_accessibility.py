@@ -24,7 +24,8 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "preferences_saved": "Saved.", "preferences_error": "Change address", "address_change_sent":
            "We sent a confirmation", "vote_recorded": "your vote counts", "unsubscribed": "You are unsubscribed",
            "admin_login_error": "do not match", "admin_dashboard": "Readers by status", "admin_audit": "editor.login",
-           "admin_editors": "API tokens"}
+           "admin_editors": "API tokens", "admin_comparisons": "Show comparisons",
+           "admin_comparison_form": "reviews by lens", "admin_comparison_errors": "Nothing was saved"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 

@@ -110,8 +110,12 @@ def read(form: dict[str, str], zone: ZoneInfo, slug: str | None = None) -> Submi
     except ValidationError as exc:
         submitted.errors = map_errors(exc, tool_slots, review_slots)
     if published_error:
-        submitted.errors = {"published": published_error, **submitted.errors}
+        submitted.errors["published"] = published_error
         submitted.data = None
+    order: dict[str, int] = {}
+    for index, name in enumerate(["form", "title", "slug", "published", "dek", "category", "tools", *input_names()]):
+        order.setdefault(name, index)  # the order the form shows them, for the error summary
+    submitted.errors = dict(sorted(submitted.errors.items(), key=lambda item: order.get(item[0], 0)))
     return submitted
 
 

@@ -62,6 +62,7 @@ def comparisons_list(request: Request, ctx: Console, me: Reader) -> HTMLResponse
     return page(ctx, "comparisons.html", me=me, title="Comparisons", current="comparisons", rows=rows,
                 filters=raw, errors=errors, next_query=next_query, first_page=after is None,
                 filters_query=urlencode({k: v for k, v in raw.items() if v}),
+                more_open=any(raw[k] or k in errors for k in FILTER_NAMES if k not in ("q", "status")),
                 can_edit=role_allows(me.editor.role, Permission.edit_comparisons), zone=ctx.settings.site.zone,
                 **choices)
 
