@@ -7,12 +7,16 @@ update in the import schema) is in api.py and unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Path, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlmodel import Session
 
 from newsletter.content import publishing
+from newsletter.content.models import Comparison
 from newsletter.db import session_scope
 from newsletter.editors import audit
 from newsletter.reports import comparisons as catalogue
@@ -68,32 +72,35 @@ def community_of(slug: str, figures: catalogue.Figures) -> CommunityOut:
                         tools=[ToolFiguresOut(**vars(tool)) for tool in figures.tools])
 
 
-@router.get("/comparisons/{slug}", response_model=ComparisonOut, responses=NOT_FOUND)
-def get_comparison(ctx: Console, _actor: Reading, slug: SlugPath) -> Response | ComparisonOut:
-    """One comparison in the import schema, with whether it is published, its votes and issues."""
+def read_one(ctx: ConsoleContext, slug: str, answer: Callable[[Session, Comparison], BaseModel]) -> Response | BaseModel:
+    """`answer` for the comparison, or the 404 every read of an unknown slug gets."""
     with session_scope(ctx.engine) as session:
         comparison = publishing.find(session, slug)
-        if comparison is None:
-            return no_such(slug)
-        data = publishing.as_import(session, comparison)
-        figures = catalogue.figures(session, comparison)
-        return ComparisonOut(
-            slug=slug, title=data["title"], dek=data["dek"], published=comparison.published_at,
-            category=data["category"], tools=[ToolOut(**tool) for tool in data["tools"]],
-            reviews=[ReviewOut(**review) for review in data["reviews"]], is_published=comparison.is_published,
-            unpublished_at=comparison.unpublished_at, updated_at=comparison.updated_at,
-            community=community_of(slug, figures),
-            issues=[IssueRefOut(id=i, week=week, state=state) for i, week, state in figures.issues])
+        return no_such(slug) if comparison is None else answer(session, comparison)
+
+
+def detail_of(session: Session, comparison: Comparison) -> ComparisonOut:
+    data = publishing.as_import(session, comparison)
+    figures = catalogue.figures(session, comparison)
+    return ComparisonOut(
+        slug=comparison.slug, title=data["title"], dek=data["dek"], published=comparison.published_at,
+        category=data["category"], tools=[ToolOut(**tool) for tool in data["tools"]],
+        reviews=[ReviewOut(**review) for review in data["reviews"]], is_published=comparison.is_published,
+        unpublished_at=comparison.unpublished_at, updated_at=comparison.updated_at,
+        community=community_of(comparison.slug, figures),
+        issues=[IssueRefOut(id=i, week=week, state=state) for i, week, state in figures.issues])
+
+
+@router.get("/comparisons/{slug}", response_model=ComparisonOut, responses=NOT_FOUND)
+def get_comparison(ctx: Console, _actor: Reading, slug: SlugPath) -> Response | BaseModel:
+    """One comparison in the import schema, with whether it is published, its votes and issues."""
+    return read_one(ctx, slug, detail_of)
 
 
 @router.get("/comparisons/{slug}/community", response_model=CommunityOut, responses=NOT_FOUND)
-def get_community(ctx: Console, _actor: Reading, slug: SlugPath) -> Response | CommunityOut:
+def get_community(ctx: Console, _actor: Reading, slug: SlugPath) -> Response | BaseModel:
     """Votes per tool and Community % (as the issue and the page show them), for the site."""
-    with session_scope(ctx.engine) as session:
-        comparison = publishing.find(session, slug)
-        if comparison is None:
-            return no_such(slug)
-        return community_of(slug, catalogue.figures(session, comparison))
+    return read_one(ctx, slug, lambda session, comparison: community_of(slug, catalogue.figures(session, comparison)))
 
 
 def set_published(ctx: ConsoleContext, actor: audit.Actor, slug: str, published: bool) -> Response | PublicationOut:
