@@ -58,6 +58,13 @@ class Comparison(SQLModel, table=True):
     category: str = Field(max_length=80, index=True)
     published_at: datetime = Field(index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Set when an editor takes the comparison down: it leaves the public page and is never
+    # selected into a new issue, but issues already sent keep it (their items still point here).
+    unpublished_at: datetime | None = Field(default=None)
+
+    @property
+    def is_published(self) -> bool:
+        return self.unpublished_at is None
 
 
 class ComparisonTool(SQLModel, table=True):

@@ -10,7 +10,7 @@ from newsletter.content.scores import community, format_percent, panel_ship
 
 def comparison_page_values(session: Session, slug: str) -> dict | None:
     comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
-    if comparison is None:
+    if comparison is None or not comparison.is_published:  # an unpublished page is gone (404)
         return None
     tools = session.exec(
         select(Tool).join(ComparisonTool, ComparisonTool.tool_id == Tool.id)

@@ -120,9 +120,17 @@ def edit(engine: Engine, issue_id: int, subject: str | None = None, preheader: s
         return edit_in(session, issue_id, subject, preheader, intro)
 
 
+def _published(comparison):
+    """An unpublished comparison never goes into an issue (selection skips it too)."""
+    if not comparison.is_published:
+        raise IssueError(f"{comparison.slug} is unpublished: republish it before adding it to an issue",
+                         "comparisons")
+    return comparison
+
+
 def add_in(session: Session, issue_id: int, ref: str) -> None:
     editable_issue(session, issue_id)
-    comparison = _comparison(session, ref)
+    comparison = _published(_comparison(session, ref))
     items = items_of(session, issue_id)
     if any(item.comparison_id == comparison.id for item in items):
         raise IssueError(f"{comparison.slug} is already in issue {issue_id}", "comparisons")
@@ -163,6 +171,10 @@ def set_comparisons_in(session: Session, issue_id: int, refs: list[str]) -> None
     if len(set(refs)) != len(refs):
         raise IssueError("comparisons: a comparison may appear only once", "comparisons")
     wanted = [_comparison(session, ref) for ref in refs]
+    carried = {item.comparison_id for item in items_of(session, issue_id)}
+    for comparison in wanted:
+        if comparison.id not in carried:  # one already in the draft may stay; a new one must be published
+            _published(comparison)
     for item in items_of(session, issue_id):
         session.delete(item)
     session.flush()

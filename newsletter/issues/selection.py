@@ -1,7 +1,7 @@
 """Which comparisons make a week's issue.
 
 Rule (docs/architecture.md): comparisons published within the ISO week in the
-site's time zone, not part of another issue that is sending or sent, ordered by
+site's time zone, not unpublished by an editor, not part of another issue that is sending or sent, ordered by
 publication time then slug (so the issue reads in the order the week unfolded,
 and ties never depend on insertion order), at most `[issue] max_comparisons`.
 """
@@ -30,6 +30,7 @@ def select_for_week(session: Session, week: str, zone: ZoneInfo, limit: int) -> 
     query = (
         select(Comparison)
         .where(Comparison.published_at >= start, Comparison.published_at < end)
+        .where(Comparison.unpublished_at.is_(None))
         .where(Comparison.id.not_in(already_sent))
         .order_by(Comparison.published_at, Comparison.slug)
         .limit(limit)

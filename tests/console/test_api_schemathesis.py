@@ -19,6 +19,9 @@ def test_no_server_errors_with_a_token(console):
                     f"GET {issue}/preview.html", f"GET {issue}/preview.txt", f"GET {issue}/checks",
                     f"GET {issue}/status"} | {f"POST {issue}/{action}" for action in (
                         "test", "schedule", "unschedule", "send", "pause", "resume", "cancel")}
+    comparison = "/api/v1/comparisons/{slug}"
+    comparison_routes = {"GET /api/v1/comparisons", f"GET {comparison}", f"GET {comparison}/community",
+                         f"POST {comparison}/unpublish", f"POST {comparison}/publish"}
     # Every API route is exercised; these fixed interfaces (and those of each area) must be among them.
     assert {op.label for op in api} >= {"GET /api/v1/issues", "GET /api/v1/readers", "GET /api/v1/audit",
                                         "PUT /api/v1/comparisons/{slug}", "POST /api/v1/public/subscriptions",
@@ -26,7 +29,7 @@ def test_no_server_errors_with_a_token(console):
                                         "POST /api/v1/readers/{reader_id}/forget", "GET /api/v1/readers/export",
                                         "GET /api/v1/suppressions", "GET /api/v1/stats",
                                         "GET /api/v1/stats/issues/{issue_id}", "GET /api/v1/stats/comparisons",
-                                        *issue_routes}
+                                        *issue_routes, *comparison_routes}
     spec = console.app.openapi()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert not any(path.startswith("/admin") for path in spec["paths"])  # pages are not API

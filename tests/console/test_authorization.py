@@ -25,7 +25,9 @@ SAMPLE_COMPARISON = {
 PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner),
          ("/admin/settings", Role.owner), ("/admin/webhooks", Role.owner),
          ("/admin/readers?q=a", Role.viewer), ("/admin/readers/1", Role.viewer), ("/admin/suppressions", Role.viewer),
-         ("/admin/readers/1/forget", Role.editor)]
+         ("/admin/readers/1/forget", Role.editor),
+         ("/admin/comparisons", Role.viewer), ("/admin/comparisons/cursor-vs-windsurf", Role.viewer),
+         ("/admin/comparisons/new", Role.reviewer)]
 # Statistics (read-only: every role); issue 1 may not exist, the page then answers 404 (see below).
 PAGES += [("/admin/stats", Role.viewer), ("/admin/stats/comparisons", Role.viewer)]
 DOWNLOADS = ["/admin/stats/issues.csv", "/admin/stats/comparisons.csv"]
@@ -44,6 +46,11 @@ API = [
     ("GET", "/api/v1/stats", None, Scope.read, 200),
     ("GET", "/api/v1/stats/issues/1", None, Scope.read, 404),  # the sample has no sent issue: figures 404
     ("GET", "/api/v1/stats/comparisons", None, Scope.read, 200),
+    ("GET", "/api/v1/comparisons?q=cursor", None, Scope.read, 200),
+    ("GET", "/api/v1/comparisons/cursor-vs-windsurf", None, Scope.read, 200),
+    ("GET", "/api/v1/comparisons/cursor-vs-windsurf/community", None, Scope.read, 200),
+    ("POST", "/api/v1/comparisons/cursor-vs-windsurf/unpublish", None, Scope.comparisons, 200),
+    ("POST", "/api/v1/comparisons/cursor-vs-windsurf/publish", None, Scope.comparisons, 200),
 ]
 
 

@@ -238,6 +238,19 @@ def _console_issue_pages(corpus: Corpus, browser: requests.Session) -> None:
                        ("admin_issue_send", f"/admin/issues/{draft.id}/send"),
                        ("admin_issue_progress", f"/admin/issues/{sent.id}/progress")):
         corpus.answers[name] = browser.get(live.url + path).text
+    _comparisons_journey(corpus, browser)
+
+
+def _comparisons_journey(corpus: Corpus, browser: requests.Session) -> None:
+    """The comparisons list, the edit form, and the form sent back with errors next to fields."""
+    edit = corpus.live.url + "/admin/comparisons/groqcloud-vs-together-ai"
+    corpus.answers["admin_comparisons"] = browser.get(corpus.live.url + "/admin/comparisons").text
+    corpus.answers["admin_comparison_form"] = form = browser.get(edit).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    answer = browser.post(edit, data={"csrf_token": token, "title": "", "published": "soon",
+                                      "tools-0-slug": "Not A Slug", "tools-2-name": "Half a tool"})
+    assert answer.status_code == 422, answer.status_code
+    corpus.answers["admin_comparison_errors"] = answer.text
 
 
 def build_corpus(tmp: Path) -> tuple[Corpus, object]:

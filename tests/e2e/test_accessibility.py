@@ -32,7 +32,8 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "admin_suppressions": "bounced.reader@example.com", "admin_issues": "Draft the issue of a week",
            "admin_issue": "Pre-send checks", "admin_issue_send": "Send to", "admin_issue_progress": "Refresh the figures",
            "admin_stats": "Issues over time", "admin_stats_issue": "Votes on its comparisons",
-           "admin_stats_comparisons": "Vote digest"}
+           "admin_stats_comparisons": "Vote digest", "admin_comparisons": "Show comparisons",
+           "admin_comparison_form": "reviews by lens", "admin_comparison_errors": "Nothing was saved"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 
