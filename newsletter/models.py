@@ -5,11 +5,12 @@ from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.editors.models import ApiToken, AuditEntry, Editor, EditorSession
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.feedback.models import TrackingEvent, WebhookEvent, WebhookNonce
+from newsletter.subscribers.import_jobs import ImportJob
 from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, Suppression,
                                            TransactionalMail)
 
 __all__ = [
-    "ApiToken", "AuditEntry", "Editor", "EditorSession",
+    "ApiToken", "AuditEntry", "Editor", "EditorSession", "ImportJob",
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",

@@ -1,0 +1,168 @@
+"""Runs import jobs in the background (import_jobs.py says how they are claimed and resumed).
+
+`ImportRunner` is a thread of the web process (`newsletter serve` / `run`), woken at once when a
+job is queued and otherwise looking every few seconds, also for jobs a dead process left
+running. `run_next` runs one job to its end in the calling thread (the CLI and tests use it).
+
+A real import without skip_bad_rows first reads the whole file: one bad row fails the job with
+every bad line listed and nothing written, as `newsletter subscribers import` does. Then rows go
+in batches of BATCH, each batch and the job's progress committed together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from itertools import islice
+
+from sqlalchemy import Engine
+
+from newsletter.db import session_scope, utcnow
+from newsletter.editors import audit
+from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next, summary
+from newsletter.subscribers.import_plan import MAX_NOTES, Tally, run_batch
+from newsletter.subscribers.importing import Row
+from newsletter.subscribers.mapping import Upload, mapped_rows, parse_text
+from newsletter.subscribers.platforms import PLATFORMS
+
+log = logging.getLogger(__name__)
+BATCH = 500
+Categories = Callable[[], list[str]]
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+def run_next(engine: Engine, categories: Categories, worker: str | None = None,
+             stop: threading.Event | None = None) -> int | None:
+    """Claim one job and run it; the job's id, or None when there was nothing to do."""
+    worker = worker or runner_id()
+    with session_scope(engine) as session:
+        job_id = claim_next(session, worker)
+    if job_id is None:
+        return None
+    try:
+        _run(engine, job_id, categories(), worker, stop or threading.Event())
+    except LostJob:
+        log.warning("import job %s was taken over by another runner", job_id)
+    except Exception as exc:  # a bug or a lost database: say so on the job, never half-silent
+        log.exception("import job %s failed", job_id)
+        _finish(engine, job_id, worker, JobState.failed, f"stopped by an error: {type(exc).__name__}: {exc}"[:500])
+    return job_id
+
+
+def _load(engine: Engine, job_id: int) -> ImportJob:
+    with session_scope(engine) as session:
+        job = session.get(ImportJob, job_id)
+        session.expunge(job)
+    return job
+
+
+def _run(engine: Engine, job_id: int, categories: list[str], worker: str, stop: threading.Event) -> None:
+    job = _load(engine, job_id)
+    if job.attempts > MAX_ATTEMPTS:
+        _finish(engine, job_id, worker, JobState.failed, f"stopped {MAX_ATTEMPTS} times while running; rows 1 to "
+                f"{job.processed} were imported, the rest were not. Upload the rest again.")
+        return
+    upload = parse_text(job.data or "", job.encoding, job.delimiter)
+    platform, mapping = PLATFORMS[job.platform], dict(job.column_targets())
+    records = lambda: mapped_rows(upload, platform, mapping, categories)  # noqa: E731
+    with session_scope(engine) as session:
+        beat(session, job_id, worker, started_at=job.started_at or utcnow(),
+             total_rows=job.total_rows or sum(1 for _ in _count(upload)))
+    if not job.dry_run and not job.skip_bad_rows and job.processed == 0:
+        bad = [error for _, row, error in records() if row is None]
+        if bad:
+            _finish(engine, job_id, worker, JobState.failed, f"{len(bad)} bad rows, nothing imported; fix them or "
+                    "import with \"leave bad rows out\"", refused=len(bad), errors=json.dumps(bad[:MAX_NOTES]))
+            return
+    if _batches(engine, job, records(), mapping, worker, stop):
+        done = "dry run finished: nothing was written" if job.dry_run else "import finished"
+        _finish(engine, job_id, worker, JobState.done, done, data=job.data if job.dry_run else None)
+
+
+def _count(upload: Upload) -> Iterator[None]:
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(upload.text), delimiter=upload.delimiter)
+    next(reader, None)
+    try:
+        for record in reader:
+            if any(value.strip() for value in record):
+                yield None
+    except csv.Error:
+        return
+
+
+def _batches(engine: Engine, job: ImportJob, records: Iterator, mapping: dict[str, str], worker: str,
+             stop: threading.Event) -> bool:
+    """Every batch after the job's `processed`; False when asked to stop (the job goes back to the queue)."""
+    source, keep_topics = f"import:{job.platform}", "topics" not in mapping.values()
+    records = islice(records, job.processed, None)
+    processed, errors = job.processed, job.error_lines()
+    while batch := list(islice(records, BATCH)):
+        if stop.is_set():
+            with session_scope(engine) as session:
+                beat(session, job.id, worker, state=JobState.queued.value, worker=None)
+            return False
+        tally = Tally(notes=[])
+        rows: list[Row] = [row for _, row, _ in batch if row is not None]
+        for _, row, error in batch:
+            if row is None:
+                tally.refuse(error)
+        with session_scope(engine) as session:
+            run_batch(session, rows, tally, source, write=not job.dry_run, keep_topics=keep_topics)
+            processed += len(batch)
+            errors = (errors + tally.notes)[:MAX_NOTES]
+            counts = tally.counts
+            beat(session, job.id, worker, processed=processed, errors=json.dumps(errors),
+                 added=ImportJob.added + counts["new"], updated=ImportJob.updated + counts["updated"],
+                 unchanged=ImportJob.unchanged + counts["unchanged"],
+                 suppressed=ImportJob.suppressed + counts["suppressed"], refused=ImportJob.refused + counts["refused"])
+    return True
+
+
+def _finish(engine: Engine, job_id: int, worker: str, state: JobState, message: str, **values) -> None:
+    """The end of a job, with an audit entry in the same transaction naming who started it."""
+    with session_scope(engine) as session:
+        beat(session, job_id, worker, state=state.value, message=message, finished_at=utcnow(), **values)
+        job = session.get(ImportJob, job_id)
+        session.refresh(job)
+        action = "readers.import." + ("dry_run" if job.dry_run else "import") + ("_failed" if state == "failed"
+                                                                                  else "_done")
+        audit.record(session, audit.Actor(job.created_by), action, f"import_job:{job_id}", after=summary(job))
+
+
+class ImportRunner:
+    """A background thread that runs queued import jobs; `wake` when one is queued."""
+
+    def __init__(self, engine: Engine, categories: Categories, interval: float = 5.0) -> None:
+        self.engine, self.categories, self.interval = engine, categories, interval
+        self.wake, self.stop = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="import-runner", daemon=True)
+
+    def _loop(self) -> None:
+        worker = runner_id()
+        while not self.stop.is_set():
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            try:
+                while not self.stop.is_set() and run_next(self.engine, self.categories, worker, self.stop):
+                    pass
+            except Exception:  # the database went away: look again at the next tick
+                log.exception("import runner: could not look for jobs; will retry")
+
+    def start(self) -> None:
+        self.thread.start()
+        self.wake.set()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        self.thread.join(timeout=30)
