@@ -21,6 +21,7 @@ from sqlalchemy import Column, Text, or_, update
 from sqlmodel import Field, Session, SQLModel, select
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
+from newsletter.subscribers.mapping import mapping_for, platform_for, read_upload
 
 STALE_SECONDS = 60
 MAX_ATTEMPTS = 3
@@ -147,3 +148,15 @@ def beat(session: Session, job_id: int, worker: str, **values) -> None:
 
 class LostJob(Exception):
     """The job is no longer this runner's."""
+
+
+def create_from_upload(session: Session, data: bytes, *, filename: str, created_by: str, platform: str = "auto",
+                       mapping: dict[str, str] | None = None, state: JobState = JobState.draft, dry_run: bool = True,
+                       skip_bad_rows: bool = False) -> ImportJob:
+    """A job for an uploaded file: decoded, its platform detected (or the one named), its mapping
+    checked; InvalidInput (naming the file, platform or mapping) when any of it does not hold."""
+    upload = read_upload(data)
+    chosen = platform_for(upload, platform)
+    return create(session, text=upload.text, platform=chosen.key, mapping=mapping_for(upload, chosen, mapping),
+                  filename=filename, encoding=upload.encoding, delimiter=upload.delimiter, created_by=created_by,
+                  state=state, dry_run=dry_run, skip_bad_rows=skip_bad_rows)

@@ -180,13 +180,23 @@ def _evidence(platform: Platform, fields: dict[str, str], now: datetime) -> Evid
 
 def map_row(platform: Platform, mapping: dict[str, str], line: int, raw: dict[str, str], known: dict[str, str],
             now: datetime) -> Row:
-    """One record through the mapping and then the importer's own rules."""
+    """One record through the mapping and then the importer's own rules; an error names the
+    file's column as well as what it was read as ("OPTIN_TIME (optin_at): ...")."""
     if raw.get(BROKEN):
         raise InvalidInput(raw[BROKEN])
-    fields: dict[str, str] = {}
-    for name, target in mapping.items():
-        if target != "ignore":
-            fields[target] = _cell(raw.get(name))
+    fields = {target: _cell(raw.get(name)) for name, target in mapping.items() if target != "ignore"}
+    try:
+        evidence = _evidence(platform, fields, now) if platform.key != "newsletter" else None
+        row = parse_row(line, _native(platform, fields), "active", known, now)
+    except InvalidInput as exc:
+        target, _, reason = str(exc).partition(": ")
+        column = next((name for name, chosen in mapping.items() if chosen == target), "")
+        raise InvalidInput(f"{column} ({target}): {reason}" if column and column != target else str(exc)) from None
+    return replace(row, evidence=evidence)
+
+
+def _native(platform: Platform, fields: dict[str, str]) -> dict[str, str]:
+    """The columns importing.parse_row reads, from the mapped fields."""
     name = fields.get("name") or " ".join(part for part in (fields.get("first_name"), fields.get("last_name")) if part)
     native = {"email": fields.get("email", ""), "name": name, "topics": fields.get("topics", ""),
               "status": _status(platform, fields),
@@ -195,8 +205,7 @@ def map_row(platform: Platform, mapping: dict[str, str], line: int, raw: dict[st
               "unsubscribed_at": fields.get("unsubscribed_at") or fields.get("cleaned_at", "")}
     if native["status"] in ("active", ""):
         native["unsubscribed_at"] = ""  # a cleaned date on a bounced row is not an unsubscription
-    row = parse_row(line, native, "active", known, now)
-    return replace(row, evidence=_evidence(platform, fields, now) if platform.key != "newsletter" else None)
+    return native
 
 
 def mapped_rows(upload: Upload, platform: Platform, mapping: dict[str, str], categories: Collection[str]

@@ -10,13 +10,13 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.web.console import admin, api
+from newsletter.web.console import admin, api, api_imports, import_pages
 from newsletter.web.console.deps import ConsoleContext
 from newsletter.web.deps import WebContext
 
 
 # Each console page module and API module has one module-level router; a new module goes here.
-MODULES = (admin, api)
+MODULES = (admin, api, import_pages, api_imports)
 
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
