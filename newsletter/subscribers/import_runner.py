@@ -83,6 +83,8 @@ def _run(engine: Engine, job_id: int, categories: list[str], worker: str, stop: 
             return
     if _batches(engine, job, records(), mapping, worker, stop):
         done = "dry run finished: nothing was written" if job.dry_run else "import finished"
+        if job.attempts > 1:
+            done += f" (resumed {job.attempts - 1} times after its runner stopped; no row was imported twice)"
         _finish(engine, job_id, worker, JobState.done, done, data=job.data if job.dry_run else None)
 
 

@@ -164,15 +164,24 @@ def apply_row(session: Session, row: Row, source: str, result: UpsertResult) -> 
             _keep_evidence(session, subscriber, row.evidence, source)
 
 
+def evidence_events(evidence: Evidence | None, joined: datetime | None, confirmed: datetime | None
+                    ) -> list[tuple[str, datetime | None, str]]:
+    """(kind, when, ip) of the consent events another platform's opt-in record becomes."""
+    if evidence is None:
+        return []
+    events = []
+    if evidence.optin_at or evidence.optin_ip:
+        events.append(("signup_requested", evidence.optin_at or joined, evidence.optin_ip))
+    if evidence.confirmed_at or evidence.confirm_ip:
+        events.append(("confirmed", evidence.confirmed_at or confirmed, evidence.confirm_ip))
+    return events
+
+
 def _keep_evidence(session: Session, subscriber: Subscriber, evidence: Evidence, source: str) -> None:
     """The other platform's opt-in record, as consent events dated when it happened there."""
-    said = f"as recorded by {evidence.platform}"
-    if evidence.optin_at or evidence.optin_ip:
-        record_consent(session, subscriber, "signup_requested", source, said, Origin(ip=evidence.optin_ip or None),
-                       evidence.optin_at or subscriber.created_at)
-    if evidence.confirmed_at or evidence.confirm_ip:
-        record_consent(session, subscriber, "confirmed", source, said, Origin(ip=evidence.confirm_ip or None),
-                       evidence.confirmed_at or subscriber.confirmed_at)
+    for kind, when, ip in evidence_events(evidence, subscriber.created_at, subscriber.confirmed_at):
+        record_consent(session, subscriber, kind, source, f"as recorded by {evidence.platform}",
+                       Origin(ip=ip or None), when)
 
 
 def _unsubscribed(session: Session, row: Row, existing: Subscriber | None, result: UpsertResult,

@@ -4,14 +4,17 @@ refusals (unsubscribed here, suppressed, forgotten) hold, and a dry run writes n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
 from newsletter.db import session_scope
-from newsletter.subscribers.importing import import_csv
-from newsletter.subscribers.models import SubscriberTopic
-from newsletter.subscribers.service import forget, is_suppressed
+from newsletter.subscribers.import_plan import add_new
+from newsletter.subscribers.importing import apply_row, import_csv
+from newsletter.subscribers.mapping import mapped_rows, mapping_for, platform_for, read_upload
+from newsletter.subscribers.models import Subscriber, SubscriberTopic
+from newsletter.subscribers.service import UpsertResult, forget, is_suppressed
 from tests.subscribers.import_helpers import DATA, events, import_file, job, queue_file, reader, row_counts, run_all
 
 ALL = ["mailchimp_subscribed.csv", "mailchimp_unsubscribed.csv", "mailchimp_cleaned.csv", "substack.csv",
@@ -139,3 +142,30 @@ def test_a_bad_row_fails_a_real_import_unless_bad_rows_are_left_out(sample_engin
     run_all(sample_engine)
     assert job(sample_engine, lenient).counts() == {"new": 3, "updated": 0, "unchanged": 0, "suppressed": 2,
                                                     "refused": 2}
+
+
+def _record(engine, email: str) -> tuple:
+    """A reader as stored, without ids, keys and the moment of the import itself."""
+    with session_scope(engine) as session:
+        found = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
+        topics = sorted(session.exec(select(SubscriberTopic.category).where(SubscriberTopic.subscriber_id == found.id)))
+        moment = (found.name, found.status, found.created_at, found.confirmed_at, found.unsubscribed_at)
+    recent = datetime.now(UTC) - timedelta(minutes=10)
+    return moment if found.created_at < recent else moment[:2], topics, sorted(
+        (kind, source, ip, detail, when if when < recent else "now") for kind, source, when, ip, detail in events(
+            engine, email))
+
+
+def test_new_readers_in_bulk_get_exactly_the_records_of_the_row_path(sample_engine):
+    for name in ("mailchimp_subscribed.csv", "excel_latin1_semicolon.csv"):
+        upload = read_upload((DATA / name).read_bytes())
+        platform = platform_for(upload)
+        rows = [row for _, row, _ in mapped_rows(upload, platform, mapping_for(upload, platform),
+                                                 ["Developer Tools", "Design & Media"])]
+        source = f"import:{platform.key}"
+        with session_scope(sample_engine) as session:
+            for row in rows:
+                apply_row(session, row, source, UpsertResult())
+            add_new(session, [replace(row, email="twin." + row.email) for row in rows], source)
+        for row in rows:
+            assert _record(sample_engine, row.email) == _record(sample_engine, "twin." + row.email), row.email
