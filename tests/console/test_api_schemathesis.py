@@ -15,7 +15,8 @@ def test_no_server_errors_with_a_token(console):
     operations = [result.ok() for result in schema.get_all_operations()]
     api = [op for op in operations if op.path.startswith("/api/v1/")]
     assert {op.label for op in api} == {"GET /api/v1/issues", "GET /api/v1/readers",
-                                        "PUT /api/v1/comparisons/{slug}", "POST /api/v1/public/subscriptions"}
+                                        "PUT /api/v1/comparisons/{slug}", "POST /api/v1/public/subscriptions",
+                                        "POST /api/v1/readers/imports", "GET /api/v1/readers/imports/{job_id}"}
     spec = console.app.openapi()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert not any(path.startswith("/admin") for path in spec["paths"])  # pages are not API

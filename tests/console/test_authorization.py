@@ -22,12 +22,16 @@ SAMPLE_COMPARISON = {
 }
 
 # Console pages: (path, least role). Anonymous visitors are sent to the login page.
-PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner)]
+PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner),
+         ("/admin/readers/import", Role.editor)]
 # API routes: (method, path, body, scope that suffices besides "all", status when allowed).
 API = [
     ("GET", "/api/v1/issues", None, Scope.read, 200),
     ("GET", "/api/v1/readers?q=a", None, Scope.read, 200),
     ("PUT", "/api/v1/comparisons/alpha-vs-beta", SAMPLE_COMPARISON, Scope.comparisons, (200, 201)),
+    # A JSON body is not a CSV: 415 once the scope allows it (test_import_api.py sends real files).
+    ("POST", "/api/v1/readers/imports", {"email": "a@example.com"}, Scope.readers, 415),
+    ("GET", "/api/v1/readers/imports/1", None, Scope.read, 404),  # allowed: no such job yet
 ]
 
 

@@ -24,7 +24,9 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "preferences_saved": "Saved.", "preferences_error": "Change address", "address_change_sent":
            "We sent a confirmation", "vote_recorded": "your vote counts", "unsubscribed": "You are unsubscribed",
            "admin_login_error": "do not match", "admin_dashboard": "Readers by status", "admin_audit": "editor.login",
-           "admin_editors": "API tokens"}
+           "admin_editors": "API tokens", "admin_import": "Import readers", "admin_import_error": "not a CSV text file",
+           "admin_import_mapping": "Check where each column goes", "admin_import_progress": "Rows read: 3 of 7",
+           "admin_import_summary": "Would be new"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 

@@ -35,6 +35,11 @@ FormText = Annotated[str, Form(max_length=2000)]
 MAX_BODY = MAX_UPLOAD + 64 * 1024  # the file plus the form's other fields
 
 
+def sentence(text: str) -> str:
+    """An error from the domain as the start of a sentence (str.capitalize would lower "CSV")."""
+    return text[:1].upper() + text[1:]
+
+
 def actor_of(me: Signed) -> audit.Actor:
     return audit.Actor(f"editor:{me.editor.email}", me.editor.id)
 
@@ -91,7 +96,7 @@ def _store_upload(ctx: ConsoleContext, me: Signed, data: bytes, filename: str, p
                          after=import_jobs.summary(job))
             job_id = job.id
     except InvalidInput as exc:
-        return upload_page(ctx, me, 422, str(exc).capitalize())
+        return upload_page(ctx, me, 422, sentence(str(exc)))
     return RedirectResponse(f"/admin/readers/import/{job_id}", status_code=303)
 
 
@@ -141,7 +146,7 @@ def _queue_dry_run(request: Request, ctx: ConsoleContext, me: Signed, job_id: in
     try:
         mapping = check_mapping(upload, chosen)
     except InvalidInput as exc:
-        return job_page(ctx, me, job, 422, str(exc).capitalize(), chosen)
+        return job_page(ctx, me, job, 422, sentence(str(exc)), chosen)
     if not _queue(ctx, me, job_id, "readers.import.dry_run", dry_run=True, mapping=mapping):
         return job_page(ctx, me, _load(ctx, job_id), 409, "This import has left the mapping step already.")
     wake_runner(request)
