@@ -26,7 +26,8 @@ from newsletter.editors import audit
 from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next, summary
 from newsletter.subscribers.import_plan import MAX_NOTES, Tally, run_batch
 from newsletter.subscribers.importing import Row
-from newsletter.subscribers.mapping import Upload, mapped_rows, parse_text
+from newsletter.subscribers.service import InvalidInput
+from newsletter.subscribers.mapping import Upload, mapped_rows, mapping_for, parse_text, platform_for, read_upload
 from newsletter.subscribers.platforms import PLATFORMS
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _run(engine: Engine, job_id: int, categories: list[str], worker: str, stop: 
                     "import with \"leave bad rows out\"", refused=len(bad), errors=json.dumps(bad[:MAX_NOTES]))
             return
     if _batches(engine, job, records(), mapping, worker, stop):
-        done = "dry run finished: nothing was written" if job.dry_run else "import finished"
+        done = "nothing was written; start the import to make these changes" if job.dry_run else "every row handled"
         if job.attempts > 1:
             done += f" (resumed {job.attempts - 1} times after its runner stopped; no row was imported twice)"
         _finish(engine, job_id, worker, JobState.done, done, data=job.data if job.dry_run else None)
@@ -139,6 +140,30 @@ def _finish(engine: Engine, job_id: int, worker: str, state: JobState, message: 
         action = "readers.import." + ("dry_run" if job.dry_run else "import") + ("_failed" if state == "failed"
                                                                                   else "_done")
         audit.record(session, audit.Actor(job.created_by), action, f"import_job:{job_id}", after=summary(job))
+
+
+def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: str = "auto",
+               dry_run: bool = False, skip_bad_rows: bool = False) -> Tally:
+    """The mapped import in the calling process, without a job (`subscribers import --from`): the
+    same judgement and writes as a job, batch by batch; one bad row writes nothing unless skipped."""
+    upload = read_upload(data)
+    chosen = platform_for(upload, platform)
+    mapping = mapping_for(upload, chosen)
+    tally = Tally(notes=[])
+    if not dry_run and not skip_bad_rows:
+        bad = [error for _, row, error in mapped_rows(upload, chosen, mapping, categories) if row is None]
+        if bad:
+            raise InvalidInput(f"CSV rejected, nothing imported ({len(bad)} bad rows; --skip-bad-rows imports the "
+                               "others):\n  " + "\n  ".join(bad[:MAX_NOTES]))
+    keep_topics, records = "topics" not in mapping.values(), mapped_rows(upload, chosen, mapping, categories)
+    while batch := list(islice(records, BATCH)):
+        for _, row, error in batch:
+            if row is None:
+                tally.refuse(error)
+        with session_scope(engine) as session:
+            run_batch(session, [row for _, row, _ in batch if row is not None], tally, f"import:{chosen.key}",
+                      write=not dry_run, keep_topics=keep_topics)
+    return tally
 
 
 class ImportRunner:

@@ -117,3 +117,15 @@ def test_posts_need_the_csrf_token_and_the_role(console):
         assert answer.status_code == 303 and answer.headers["location"] == "/admin/login", path
     assert job(console.engine, job_id).state == "draft"  # nothing was queued by any of them
     assert console.login("editor").get("/admin/readers/import/999999").status_code == 404
+
+
+def test_a_jobs_page_by_role(console):
+    """The job page is the authorization matrix's row with an id only a real upload gives."""
+    from newsletter.editors.roles import Role
+
+    location = upload(console.login("owner"), "ghost.csv").headers["location"]
+    anonymous = console.client().get(location)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/admin/login"
+    for role in Role:
+        expected = 200 if role >= Role.editor else 403
+        assert console.login(role.name).get(location).status_code == expected, role.name

@@ -169,3 +169,25 @@ def test_new_readers_in_bulk_get_exactly_the_records_of_the_row_path(sample_engi
             add_new(session, [replace(row, email="twin." + row.email) for row in rows], source)
         for row in rows:
             assert _record(sample_engine, row.email) == _record(sample_engine, "twin." + row.email), row.email
+
+
+def test_the_cli_imports_a_platform_export_with_from(tmp_path):
+    from tests.cli.test_cli import run
+    from tests.conftest import write_config
+    from tests.subscribers.test_subscriber_import import ENV, SAMPLE
+
+    write_config(tmp_path)
+    run(["db", "upgrade"], tmp_path, ENV)
+    run(["content", "import", *map(str, sorted(SAMPLE.glob("*.toml")))], tmp_path, ENV)
+    export = str(DATA / "buttondown.csv")
+    strict = run(["subscribers", "import", export, "--from", "auto"], tmp_path, ENV, check=False)
+    assert strict.returncode == 1 and "nothing imported (2 bad rows" in strict.stderr
+    assert "Traceback" not in strict.stderr
+    dry = run(["subscribers", "import", export, "--from", "buttondown", "--dry-run"], tmp_path, ENV)
+    assert "3 would be new, 0 would be updated, 0 would be unchanged, 2 would be suppressed, 2 would be refused" \
+        in dry.stdout
+    real = run(["subscribers", "import", export, "--from", "auto", "--skip-bad-rows"], tmp_path, ENV)
+    assert "3 new, 0 updated, 0 unchanged, 2 suppressed, 2 refused" in real.stdout
+    assert "refused line 8: subscriber_type (status): 'spammy'" in real.stdout
+    wrong = run(["subscribers", "import", export, "--from", "myspace"], tmp_path, ENV, check=False)
+    assert wrong.returncode == 1 and "platform: 'myspace' is not one of" in wrong.stderr
