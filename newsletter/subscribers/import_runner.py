@@ -17,13 +17,14 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
-from newsletter.editors import audit
-from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next, summary
+from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next
 from newsletter.subscribers.import_plan import MAX_NOTES, Tally, run_batch
 from newsletter.subscribers.importing import Row
 from newsletter.subscribers.service import InvalidInput
@@ -33,27 +34,42 @@ from newsletter.subscribers.platforms import PLATFORMS
 log = logging.getLogger(__name__)
 BATCH = 500
 Categories = Callable[[], list[str]]
+Finished = Callable[[Session, ImportJob], None]
 
 
 def runner_id() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{threading.get_ident() % 100000}"
 
 
-def run_next(engine: Engine, categories: Categories, worker: str | None = None,
-             stop: threading.Event | None = None) -> int | None:
-    """Claim one job and run it; the job's id, or None when there was nothing to do."""
+@dataclass(frozen=True)
+class Claim:
+    """A job held by this runner, and what finishing it involves."""
+
+    engine: Engine
+    job_id: int
+    worker: str
+    stop: threading.Event
+    on_finish: Finished | None  # e.g. the console's audit entry, in the finishing transaction
+
+
+def run_next(engine: Engine, categories: Categories, worker: str | None = None, stop: threading.Event | None = None,
+             on_finish: Finished | None = None) -> int | None:
+    """Claim one job and run it; the job's id, or None when there was nothing to do. `on_finish`
+    is called with the session and the job in the transaction that ends it (the web layer writes
+    the audit log entry there: this package stays below editors)."""
     worker = worker or runner_id()
     with session_scope(engine) as session:
         job_id = claim_next(session, worker)
     if job_id is None:
         return None
+    claim = Claim(engine, job_id, worker, stop or threading.Event(), on_finish)
     try:
-        _run(engine, job_id, categories(), worker, stop or threading.Event())
+        _run(claim, categories())
     except LostJob:
         log.warning("import job %s was taken over by another runner", job_id)
     except Exception as exc:  # a bug or a lost database: say so on the job, never half-silent
         log.exception("import job %s failed", job_id)
-        _finish(engine, job_id, worker, JobState.failed, f"stopped by an error: {type(exc).__name__}: {exc}"[:500])
+        _finish(claim, JobState.failed, f"stopped by an error: {type(exc).__name__}: {exc}"[:500])
     return job_id
 
 
@@ -64,10 +80,11 @@ def _load(engine: Engine, job_id: int) -> ImportJob:
     return job
 
 
-def _run(engine: Engine, job_id: int, categories: list[str], worker: str, stop: threading.Event) -> None:
+def _run(claim: Claim, categories: list[str]) -> None:
+    engine, job_id, worker = claim.engine, claim.job_id, claim.worker
     job = _load(engine, job_id)
     if job.attempts > MAX_ATTEMPTS:
-        _finish(engine, job_id, worker, JobState.failed, f"stopped {MAX_ATTEMPTS} times while running; rows 1 to "
+        _finish(claim, JobState.failed, f"stopped {MAX_ATTEMPTS} times while running; rows 1 to "
                 f"{job.processed} were imported, the rest were not. Upload the rest again.")
         return
     upload = parse_text(job.data or "", job.encoding, job.delimiter)
@@ -79,14 +96,14 @@ def _run(engine: Engine, job_id: int, categories: list[str], worker: str, stop: 
     if not job.dry_run and not job.skip_bad_rows and job.processed == 0:
         bad = [error for _, row, error in records() if row is None]
         if bad:
-            _finish(engine, job_id, worker, JobState.failed, f"{len(bad)} bad rows, nothing imported; fix them or "
+            _finish(claim, JobState.failed, f"{len(bad)} bad rows, nothing imported; fix them or "
                     "import with \"leave bad rows out\"", refused=len(bad), errors=json.dumps(bad[:MAX_NOTES]))
             return
-    if _batches(engine, job, records(), mapping, worker, stop):
+    if _batches(claim, job, records(), mapping):
         done = "nothing was written; start the import to make these changes" if job.dry_run else "every row handled"
         if job.attempts > 1:
             done += f" (resumed {job.attempts - 1} times after its runner stopped; no row was imported twice)"
-        _finish(engine, job_id, worker, JobState.done, done, data=job.data if job.dry_run else None)
+        _finish(claim, JobState.done, done, data=job.data if job.dry_run else None)
 
 
 def _count(upload: Upload) -> Iterator[None]:
@@ -103,9 +120,9 @@ def _count(upload: Upload) -> Iterator[None]:
         return
 
 
-def _batches(engine: Engine, job: ImportJob, records: Iterator, mapping: dict[str, str], worker: str,
-             stop: threading.Event) -> bool:
+def _batches(claim: Claim, job: ImportJob, records: Iterator, mapping: dict[str, str]) -> bool:
     """Every batch after the job's `processed`; False when asked to stop (the job goes back to the queue)."""
+    engine, worker, stop = claim.engine, claim.worker, claim.stop
     source, keep_topics = f"import:{job.platform}", "topics" not in mapping.values()
     records = islice(records, job.processed, None)
     processed, errors = job.processed, job.error_lines()
@@ -131,15 +148,14 @@ def _batches(engine: Engine, job: ImportJob, records: Iterator, mapping: dict[st
     return True
 
 
-def _finish(engine: Engine, job_id: int, worker: str, state: JobState, message: str, **values) -> None:
-    """The end of a job, with an audit entry in the same transaction naming who started it."""
-    with session_scope(engine) as session:
-        beat(session, job_id, worker, state=state.value, message=message, finished_at=utcnow(), **values)
-        job = session.get(ImportJob, job_id)
-        session.refresh(job)
-        action = "readers.import." + ("dry_run" if job.dry_run else "import") + ("_failed" if state == "failed"
-                                                                                  else "_done")
-        audit.record(session, audit.Actor(job.created_by), action, f"import_job:{job_id}", after=summary(job))
+def _finish(claim: Claim, state: JobState, message: str, **values) -> None:
+    """The end of a job; `on_finish` sees it in the same transaction."""
+    with session_scope(claim.engine) as session:
+        beat(session, claim.job_id, claim.worker, state=state.value, message=message, finished_at=utcnow(), **values)
+        if claim.on_finish is not None:
+            job = session.get(ImportJob, claim.job_id)
+            session.refresh(job)
+            claim.on_finish(session, job)
 
 
 def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: str = "auto",
@@ -169,8 +185,9 @@ def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: 
 class ImportRunner:
     """A background thread that runs queued import jobs; `wake` when one is queued."""
 
-    def __init__(self, engine: Engine, categories: Categories, interval: float = 5.0) -> None:
-        self.engine, self.categories, self.interval = engine, categories, interval
+    def __init__(self, engine: Engine, categories: Categories, interval: float = 5.0,
+                 on_finish: Finished | None = None) -> None:
+        self.engine, self.categories, self.interval, self.on_finish = engine, categories, interval, on_finish
         self.wake, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._loop, name="import-runner", daemon=True)
 
@@ -180,7 +197,8 @@ class ImportRunner:
             self.wake.wait(self.interval)
             self.wake.clear()
             try:
-                while not self.stop.is_set() and run_next(self.engine, self.categories, worker, self.stop):
+                while not self.stop.is_set() and run_next(self.engine, self.categories, worker, self.stop,
+                                                                   self.on_finish):
                     pass
             except Exception:  # the database went away: look again at the next tick
                 log.exception("import runner: could not look for jobs; will retry")

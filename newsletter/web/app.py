@@ -22,6 +22,7 @@ from newsletter.content.categories import publication_categories
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery.background import BackgroundSender
 from newsletter.subscribers.import_runner import ImportRunner
+from newsletter.web.console.import_pages import record_job_end
 from newsletter.secret_key import load_secret_key
 from newsletter.web import pages, preferences, subscription, tracking, votes, webhooks
 from newsletter.web.console.api_base import http_error as api_http_error
@@ -45,7 +46,7 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     secret = secret or load_secret_key(settings)
     sender = BackgroundSender(engine, settings, secret) if with_sender else None
     # Readers' CSV imports run beside the sender (newsletter/subscribers/import_runner.py).
-    imports = ImportRunner(engine, lambda: categories(engine)) if with_sender else None
+    imports = ImportRunner(engine, lambda: categories(engine), on_finish=record_job_end) if with_sender else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

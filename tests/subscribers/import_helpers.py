@@ -34,7 +34,10 @@ def queue_file(engine, data: bytes, *, dry_run: bool = False, skip_bad_rows: boo
 
 
 def run_all(engine) -> None:
-    while run_next(engine, categories_of(engine)):
+    """Every queued job to its end, as the web process's runner does it (with its audit entry)."""
+    from newsletter.web.console.import_pages import record_job_end
+
+    while run_next(engine, categories_of(engine), on_finish=record_job_end):
         pass
 
 

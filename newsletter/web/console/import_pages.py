@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Form, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from newsletter.db import session_scope
 from newsletter.editors import audit
@@ -42,6 +42,13 @@ def sentence(text: str) -> str:
 
 def actor_of(me: Signed) -> audit.Actor:
     return audit.Actor(f"editor:{me.editor.email}", me.editor.id)
+
+
+def record_job_end(session: Session, job: ImportJob) -> None:
+    """The import runner's on_finish: the job's end in the audit log, under whoever started it."""
+    action = "readers.import." + ("dry_run" if job.dry_run else "import") + (
+        "_failed" if job.state == JobState.failed.value else "_done")
+    audit.record(session, audit.Actor(job.created_by), action, f"import_job:{job.id}", after=import_jobs.summary(job))
 
 
 def wake_runner(request: Request) -> None:
