@@ -40,7 +40,7 @@ def test_a_multipart_dry_run_with_a_mapping_writes_nothing(console):
     assert answer.json()["encoding"] == "Windows-1252 (Latin-1)"
     run_all(console.engine)
     done = console.client().get(f"/api/v1/readers/imports/{answer.json()['id']}", headers=console.bearer("read"))
-    assert done.json()["counts"]["new"] == 2 and done.json()["message"].startswith("dry run finished")
+    assert done.json()["counts"]["new"] == 2 and done.json()["message"].startswith("nothing was written")
     assert row_counts(console.engine) == before
 
 
