@@ -17,7 +17,7 @@ import json
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Column, Text, or_, update
+from sqlalchemy import Column, Text, delete, or_, update
 from sqlmodel import Field, Session, SQLModel, select
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
@@ -25,6 +25,7 @@ from newsletter.subscribers.mapping import mapping_for, platform_for, read_uploa
 
 STALE_SECONDS = 60
 MAX_ATTEMPTS = 3
+KEEP_FILES = timedelta(days=7)  # an unfinished upload's file (a draft, a dry run not followed up, a failure)
 
 
 class JobState(StrEnum):
@@ -144,6 +145,17 @@ def beat(session: Session, job_id: int, worker: str, **values) -> None:
     ).values(heartbeat_at=utcnow(), **values)).rowcount
     if not done:
         raise LostJob(job_id)
+
+
+def drop_old_files(session: Session) -> int:
+    """Uploads nobody finished are personal data without a purpose after KEEP_FILES: drafts go,
+    dry runs and failed jobs keep their counts but lose the file. The number of jobs touched."""
+    cutoff = utcnow() - KEEP_FILES
+    idle = (ImportJob.created_at < cutoff) & ImportJob.state.in_([JobState.done.value, JobState.failed.value])
+    touched = session.execute(delete(ImportJob).where(ImportJob.state == JobState.draft.value,
+                                                      ImportJob.created_at < cutoff)).rowcount
+    return touched + session.execute(update(ImportJob).where(idle, ImportJob.data.is_not(None))
+                                     .values(data=None)).rowcount
 
 
 class LostJob(Exception):

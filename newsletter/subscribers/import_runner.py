@@ -24,7 +24,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
-from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next
+from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next, \
+    drop_old_files
 from newsletter.subscribers.import_plan import MAX_NOTES, Tally, run_batch
 from newsletter.subscribers.importing import Row
 from newsletter.subscribers.service import InvalidInput
@@ -197,6 +198,8 @@ class ImportRunner:
             self.wake.wait(self.interval)
             self.wake.clear()
             try:
+                with session_scope(self.engine) as session:
+                    drop_old_files(session)
                 while not self.stop.is_set() and run_next(self.engine, self.categories, worker, self.stop,
                                                                    self.on_finish):
                     pass

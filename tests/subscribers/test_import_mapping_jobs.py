@@ -104,3 +104,18 @@ def test_a_job_that_keeps_dying_is_marked_failed_not_left_running(sample_engine)
     failed = job(sample_engine, job_id)
     assert failed.state == "failed"
     assert failed.message.startswith(f"stopped {MAX_ATTEMPTS} times while running; rows 1 to 4 were imported")
+
+
+def test_files_of_uploads_nobody_finished_do_not_stay(sample_engine):
+    from newsletter.subscribers.import_jobs import drop_old_files
+
+    old = utcnow() - timedelta(days=8)
+    draft, dry, fresh = (queue_file(sample_engine, mailchimp_export(2)) for _ in range(3))
+    with session_scope(sample_engine) as session:
+        session.execute(update(ImportJob).where(ImportJob.id == draft).values(state="draft", created_at=old))
+        session.execute(update(ImportJob).where(ImportJob.id == dry).values(state="done", created_at=old))
+        session.execute(update(ImportJob).where(ImportJob.id == fresh).values(state="done"))
+        assert drop_old_files(session) == 2
+    with session_scope(sample_engine) as session:
+        assert session.get(ImportJob, draft) is None
+        assert session.get(ImportJob, dry).data is None and session.get(ImportJob, fresh).data is not None
