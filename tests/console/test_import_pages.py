@@ -103,10 +103,13 @@ def test_a_mapping_without_an_email_column_is_refused_on_the_page(console):
 def test_posts_need_the_csrf_token_and_the_role(console):
     editor = console.login("editor")
     assert upload(editor, "ghost.csv", token="forged").status_code == 403
+    assert upload(editor, "ghost.csv", token="").status_code == 403  # missing
     location = upload(editor, "ghost.csv").headers["location"]
     job_id = int(JOB.search(location).group(1))
     assert editor.post(location + "/dry-run", data={"csrf_token": "forged", "column_1": "email"}).status_code == 403
     assert editor.post(location + "/start", data={"csrf_token": "forged"}).status_code == 403
+    assert editor.post(location + "/start", data={}).status_code == 403
+    assert editor.post(location + "/dry-run", data={"column_1": "email"}).status_code == 403
     reviewer = console.login("reviewer")
     token = csrf_in(reviewer.get("/admin").text)
     assert reviewer.post(location + "/start", data={"csrf_token": token}).status_code == 403
