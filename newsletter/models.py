@@ -7,11 +7,12 @@ from newsletter.editors.models import ApiToken, AuditEntry, Editor, EditorSessio
 from newsletter.issues.models import Issue, IssueItem, IssueRecord
 from newsletter.outgoing import WebhookDelivery, WebhookEndpoint
 from newsletter.feedback.models import TrackingEvent, WebhookEvent, WebhookNonce
+from newsletter.subscribers.import_jobs import ImportJob
 from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, Suppression,
                                            TransactionalMail)
 
 __all__ = [
-    "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey",
+    "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey", "ImportJob",
     "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "IssueRecord", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",

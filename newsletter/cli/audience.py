@@ -35,18 +35,27 @@ def subscribers_import(
     status: Annotated[str, typer.Option(help="Status of rows without a status column (consent source 'import').")] = "active",
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Import the good rows and list each bad line "
                                                 "(default: one bad row imports nothing).")] = False,
+    source: Annotated[Optional[str], typer.Option("--from", help="Another platform's export: auto, mailchimp, "
+                                                  "substack, buttondown, ghost, listmonk, newsletter or csv "
+                                                  "(columns mapped, join dates and opt-in evidence kept).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --from: say what would change, write nothing.")]
+    = False,
 ) -> None:
     """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed and
     nobody who unsubscribed is re-subscribed. Topics must be categories of the publication."""
     from newsletter.content.categories import publication_categories
     from newsletter.db import session_scope
-    from newsletter.files import read_text_limited
+    from newsletter.files import read_limited, read_text_limited
     from newsletter.subscribers.importing import import_csv
 
-    data = read_text_limited(file, encoding="utf-8-sig")
     engine = state.engine()
     with session_scope(engine) as session:
         categories = publication_categories(session)
+    if source is not None or dry_run:
+        _import_from(engine, read_limited(file, limit=64 * 1024 * 1024), categories, source or "auto", dry_run,
+                     skip_bad_rows)
+        return
+    data = read_text_limited(file, encoding="utf-8-sig")
     result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows)
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
                   f"{len(result.bad_rows)} bad rows left out", markup=False)
@@ -54,6 +63,17 @@ def subscribers_import(
         console.print(f"  skipped {line}", markup=False)
     for line in result.bad_rows:
         console.print(f"  bad row, not imported: {line}", markup=False)
+
+
+def _import_from(engine, data: bytes, categories: list[str], source: str, dry_run: bool, skip_bad_rows: bool) -> None:
+    """`subscribers import --from`: the console's mapped import (newsletter/subscribers/mapping.py), in this process."""
+    from newsletter.subscribers.import_runner import import_now
+
+    tally = import_now(engine, data, categories, platform=source, dry_run=dry_run, skip_bad_rows=skip_bad_rows)
+    verb = "would be " if dry_run else ""
+    console.print(", ".join(f"{count} {verb}{name}" for name, count in tally.counts.items()), markup=False)
+    for note in tally.notes:
+        console.print(f"  refused {note}", markup=False)
 
 
 @subscribers_app.command("forget")

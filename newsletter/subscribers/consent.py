@@ -33,6 +33,17 @@ class Source(StrEnum):
 
 
 SOURCES = frozenset(source.value for source in Source)
+# An import from another platform's export names it: "import:mailchimp" (newsletter/subscribers/platforms.py).
+IMPORT_PREFIX = "import:"
+MAX_SOURCE = 32
+
+
+def known_source(source: str) -> bool:
+    """One of SOURCES, or "import:<platform>" so a consent record says which export vouched for it."""
+    if source in SOURCES:
+        return True
+    platform = source.removeprefix(IMPORT_PREFIX)
+    return source.startswith(IMPORT_PREFIX) and platform.isidentifier() and len(source) <= MAX_SOURCE
 
 
 def consent_text(site_name: str) -> str:

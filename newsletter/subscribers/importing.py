@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from newsletter.db import session_scope, utcnow
-from newsletter.subscribers.consent import Source
+from newsletter.subscribers.consent import Origin, Source
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, normalize_email,
                                  record_consent, suppress, upsert_active)
@@ -36,6 +36,18 @@ MAX_LISTED = 50
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What another platform recorded about a reader's opt-in (newsletter/subscribers/mapping.py);
+    kept as consent events of source "import:<platform>" when the reader is new here."""
+
+    platform: str
+    optin_at: datetime | None = None
+    optin_ip: str = ""
+    confirmed_at: datetime | None = None
+    confirm_ip: str = ""
+
+
+@dataclass(frozen=True)
 class Row:
     line: int
     email: str
@@ -43,6 +55,7 @@ class Row:
     topics: list[str]
     status: str
     dates: dict[str, datetime | None]
+    evidence: Evidence | None = None
 
 
 def _topics(value: str, known: dict[str, str]) -> list[str]:
@@ -75,6 +88,9 @@ def _date(name: str, value: str, now: datetime) -> datetime | None:
     return moment
 
 
+parse_date = _date  # the rule every imported date follows (the mapping layer's opt-in times too)
+
+
 def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[str, str], now: datetime) -> Row:
     """One CSV row judged on its own; InvalidInput names the field and the reason."""
     email = normalize_email(raw.get("email", ""))
@@ -99,25 +115,35 @@ def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[li
     if unknown:
         raise InvalidInput(f"CSV header: unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")
     reader.fieldnames = header
-    rows, errors, first_line = [], [], {}
     now = utcnow()
-    for raw in reader:
-        line = reader.line_num
-        try:
-            if None in raw:
-                raise InvalidInput(f"more fields than the header's {len(header)} columns")
-            row = parse_row(line, {k: v or "" for k, v in raw.items()}, default_status, known, now)
-            if row.email in first_line:
-                raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
-        except InvalidInput as exc:
-            errors.append(f"line {line}: {exc}")
-            continue
-        first_line[row.email] = line
-        rows.append(row)
+    records = ((reader.line_num, raw) for raw in reader)
+    rows, errors = [], []
+    for _, row, error in judge(records, len(header),
+                               lambda line, raw: parse_row(line, raw, default_status, known, now)):
+        (rows.append(row) if row is not None else errors.append(error))
     return rows, errors
 
 
-def _apply(session: Session, row: Row, source: str, result: UpsertResult) -> None:
+def judge(records: Iterable[tuple[int, dict]], width: int, parse: Callable[[int, dict[str, str]], Row]
+          ) -> Iterator[tuple[int, Row | None, str]]:
+    """Each CSV record judged in file order: (line, row, "") or (line, None, "line N: field: reason"). The
+    same reader twice is refused on the later line, so a file never imports one address twice."""
+    first_line: dict[str, int] = {}
+    for line, raw in records:
+        try:
+            if None in raw:
+                raise InvalidInput(f"more fields than the header's {width} columns")
+            row = parse(line, {k: v or "" for k, v in raw.items()})
+            if row.email in first_line:
+                raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
+        except InvalidInput as exc:
+            yield line, None, f"line {line}: {exc}"
+            continue
+        first_line[row.email] = line
+        yield line, row, ""
+
+
+def apply_row(session: Session, row: Row, source: str, result: UpsertResult) -> None:
     existing = session.exec(select(Subscriber).where(Subscriber.email == row.email)).first()
     if row.status in SUPPRESS_REASON:
         suppress(session, row.email, SUPPRESS_REASON[row.status], source, "imported as " + row.status)
@@ -127,18 +153,42 @@ def _apply(session: Session, row: Row, source: str, result: UpsertResult) -> Non
         result.skipped.append(f"{row.email}: unsubscribed here; an import never re-subscribes anyone")
         return
     if row.status == "unsubscribed":
-        _unsubscribed(session, row, existing, result)
+        _unsubscribed(session, row, existing, result, source)
         return
     subscriber = upsert_active(session, row.email, row.name, row.topics, source, result)
     if subscriber is not None and existing is None:
         subscriber.created_at = row.dates["created_at"] or subscriber.created_at
         subscriber.confirmed_at = row.dates["confirmed_at"] or subscriber.confirmed_at
         session.add(subscriber)
+        if row.evidence is not None:
+            _keep_evidence(session, subscriber, row.evidence, source)
 
 
-def _unsubscribed(session: Session, row: Row, existing: Subscriber | None, result: UpsertResult) -> None:
+def evidence_events(evidence: Evidence | None, joined: datetime | None, confirmed: datetime | None
+                    ) -> list[tuple[str, datetime | None, str]]:
+    """(kind, when, ip) of the consent events another platform's opt-in record becomes."""
+    if evidence is None:
+        return []
+    events = []
+    if evidence.optin_at or evidence.optin_ip:
+        events.append(("signup_requested", evidence.optin_at or joined, evidence.optin_ip))
+    if evidence.confirmed_at or evidence.confirm_ip:
+        events.append(("confirmed", evidence.confirmed_at or confirmed, evidence.confirm_ip))
+    return events
+
+
+def _keep_evidence(session: Session, subscriber: Subscriber, evidence: Evidence, source: str) -> None:
+    """The other platform's opt-in record, as consent events dated when it happened there."""
+    for kind, when, ip in evidence_events(evidence, subscriber.created_at, subscriber.confirmed_at):
+        record_consent(session, subscriber, kind, source, f"as recorded by {evidence.platform}",
+                       Origin(ip=ip or None), when)
+
+
+def _unsubscribed(session: Session, row: Row, existing: Subscriber | None, result: UpsertResult,
+                  source: str = Source.import_) -> None:
     """Keep the record that this person left: they are never mailed, and a later import will not add them."""
     when = row.dates["unsubscribed_at"] or utcnow()
+    new = existing is None
     if existing is None:
         existing = Subscriber(email=row.email, name=row.name, status=SubscriberStatus.unsubscribed.value,
                               created_at=row.dates["created_at"] or when, confirmed_at=row.dates["confirmed_at"],
@@ -149,7 +199,9 @@ def _unsubscribed(session: Session, row: Row, existing: Subscriber | None, resul
         result.updated += 1
     session.add(existing)
     session.flush()
-    record_consent(session, existing, "unsubscribed", Source.import_, "imported as unsubscribed")
+    if new and row.evidence is not None:  # they opted in there once, then left: both are history
+        _keep_evidence(session, existing, row.evidence, source)
+    record_consent(session, existing, "unsubscribed", source, "imported as unsubscribed", at=when)
 
 
 @dataclass
@@ -173,5 +225,5 @@ def import_csv(engine: Engine, data: str, status: str = "active", source_name: s
     report = ImportReport(bad_rows=errors)
     with session_scope(engine) as session:
         for row in rows:
-            _apply(session, row, source_name, report)
+            apply_row(session, row, source_name, report)
     return report

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
@@ -17,7 +18,7 @@ from newsletter import outgoing
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.text import has_control_chars
-from newsletter.subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent
+from newsletter.subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent, known_source
 from newsletter.tokens import LinkSubject
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
     TransactionalMail
@@ -80,15 +81,16 @@ def clean_topics(values: Iterable[str]) -> list[str]:
 
 
 def record_consent(session: Session, subscriber: Subscriber, kind: str, source: str, detail: str = "",
-                   origin: Origin | None = None) -> None:
-    """One consent event: `source` is one of newsletter.subscribers.consent.Source; `origin` carries the
-    web request's IP and User-Agent and the version of the consent text shown."""
-    if source not in SOURCES:
+                   origin: Origin | None = None, at: datetime | None = None) -> None:
+    """One consent event: `source` is one of newsletter.subscribers.consent.Source (or "import:<platform>");
+    `origin` carries the web request's IP and User-Agent and the version of the consent text shown;
+    `at` is when it happened if not now (an imported platform's opt-in time)."""
+    if not known_source(source):
         raise ValueError(f"consent source {source!r} is not one of {sorted(SOURCES)}")
     origin = origin or Origin()
     session.add(ConsentEvent(subscriber_id=subscriber.id, kind=kind, source=str(source), detail=detail,
                              ip=clean_ip(origin.ip) or None, user_agent=clean_user_agent(origin.user_agent) or None,
-                             consent_version=origin.consent_version))
+                             consent_version=origin.consent_version, created_at=at or utcnow()))
 
 
 def link_holder(session: Session, subject: LinkSubject) -> Subscriber | None:
@@ -218,7 +220,7 @@ def suppress(session: Session, email: str, reason: str, source: str, detail: str
     `source` is a consent source; a provider or transport name (e.g. "smtp") stands for a
     report from that provider: source webhook with the name in the detail.
     """
-    if source not in SOURCES:
+    if not known_source(source):
         detail, source = f"{source}: {detail}" if detail else str(source), Source.webhook
     if not is_suppressed(session, email):
         session.add(Suppression(email=email, reason=reason))

@@ -21,6 +21,8 @@ from newsletter.config import Settings
 from newsletter.content.categories import publication_categories
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery.background import BackgroundSender
+from newsletter.subscribers.import_runner import ImportRunner
+from newsletter.web.console.import_pages import record_job_end
 from newsletter.secret_key import load_secret_key
 from newsletter.web import archive, community, pages, preferences, subscription, tracking, votes, webhooks
 from newsletter.web.console.api_base import http_error as api_http_error
@@ -43,20 +45,25 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     engine = engine or get_engine(settings.database.url)
     secret = secret or load_secret_key(settings)
     sender = BackgroundSender(engine, settings, secret) if with_sender else None
+    # Readers' CSV imports run beside the sender (newsletter/subscribers/import_runner.py).
+    imports = ImportRunner(engine, lambda: categories(engine), on_finish=record_job_end) if with_sender else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        if sender:
-            sender.start()
+        for runner in (sender, imports):
+            if runner:
+                runner.start()
         yield
-        if sender:
-            sender.shutdown()
+        for runner in (sender, imports):
+            if runner:
+                runner.shutdown()
 
     app = FastAPI(title=settings.site.name, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")  # the schema only (schemathesis checks it); no docs pages
     app.state.web = WebContext(settings=settings, engine=engine, secret=secret,
                                categories=lambda: categories(engine),
                                on_queued=(sender.wake.set if sender else (lambda: None)))
+    app.state.import_runner = imports
     app.state.webhooks = WebhookContext(settings=settings, engine=engine)  # tests swap its fetchers
     # Added last = outermost: the security headers also go on TrustedHost's 400 answers.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False)

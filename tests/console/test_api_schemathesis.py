@@ -29,6 +29,7 @@ def test_no_server_errors_with_a_token(console):
                                         "POST /api/v1/readers/{reader_id}/forget", "GET /api/v1/readers/export",
                                         "GET /api/v1/suppressions", "GET /api/v1/stats",
                                         "GET /api/v1/stats/issues/{issue_id}", "GET /api/v1/stats/comparisons",
+                                        "POST /api/v1/readers/imports", "GET /api/v1/readers/imports/{job_id}",
                                         *issue_routes, *comparison_routes}
     spec = console.app.openapi()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]

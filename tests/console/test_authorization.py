@@ -25,7 +25,7 @@ SAMPLE_COMPARISON = {
 PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editors", Role.owner),
          ("/admin/settings", Role.owner), ("/admin/webhooks", Role.owner),
          ("/admin/readers?q=a", Role.viewer), ("/admin/readers/1", Role.viewer), ("/admin/suppressions", Role.viewer),
-         ("/admin/readers/1/forget", Role.editor),
+         ("/admin/readers/1/forget", Role.editor), ("/admin/readers/import", Role.editor),
          ("/admin/comparisons", Role.viewer), ("/admin/comparisons/cursor-vs-windsurf", Role.viewer),
          ("/admin/comparisons/new", Role.reviewer)]
 # Statistics (read-only: every role); issue 1 may not exist, the page then answers 404 (see below).
@@ -51,6 +51,9 @@ API = [
     ("GET", "/api/v1/comparisons/cursor-vs-windsurf/community", None, Scope.read, 200),
     ("POST", "/api/v1/comparisons/cursor-vs-windsurf/unpublish", None, Scope.comparisons, 200),
     ("POST", "/api/v1/comparisons/cursor-vs-windsurf/publish", None, Scope.comparisons, 200),
+    # A JSON body is not a CSV: 415 once the scope allows it (test_import_api.py sends real files).
+    ("POST", "/api/v1/readers/imports", {"email": "a@example.com"}, Scope.readers, 415),
+    ("GET", "/api/v1/readers/imports/1", None, Scope.read, 404),  # allowed: no such job yet
 ]
 
 

@@ -180,6 +180,7 @@ def _console_journey(corpus: Corpus) -> None:
         corpus.answers[name] = browser.get(live.url + path).text
     _reader_pages(corpus, browser)
     _console_issue_pages(corpus, browser)
+    _import_journey(corpus, browser)
 
 
 def _reader_pages(corpus: Corpus, browser: requests.Session) -> None:
@@ -251,6 +252,41 @@ def _comparisons_journey(corpus: Corpus, browser: requests.Session) -> None:
                                       "tools-0-slug": "Not A Slug", "tools-2-name": "Half a tool"})
     assert answer.status_code == 422, answer.status_code
     corpus.answers["admin_comparison_errors"] = answer.text
+
+
+def _import_journey(corpus: Corpus, browser: requests.Session) -> None:
+    """The readers import: upload page, a refused file, the mapping step, a running job, a dry run's summary."""
+    from sqlalchemy import update
+
+    from newsletter.db import session_scope, utcnow
+    from newsletter.subscribers.import_jobs import ImportJob
+    from newsletter.subscribers.import_runner import run_next
+    from newsletter.web.app import categories
+    from newsletter.web.console.import_pages import record_job_end
+    from tests.subscribers.import_helpers import DATA
+
+    live, form = corpus.live, corpus.live.url + "/admin/readers/import"
+    corpus.answers["admin_import"] = upload_page = browser.get(form).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', upload_page).group(1)
+
+    def send(name: str, data: bytes):
+        return browser.post(form, data={"csrf_token": token, "platform": "auto"}, files={"file": (name, data)},
+                            allow_redirects=False)
+
+    corpus.answers["admin_import_error"] = send("sheet.xlsx", b"PK\x03\x04" + b"\x00" * 20).text
+    mapping_url = live.url + send("buttondown.csv", (DATA / "buttondown.csv").read_bytes()).headers["location"]
+    corpus.answers["admin_import_mapping"] = step = browser.get(mapping_url).text
+    fields = dict(re.findall(r'<select id="(column_\d+)".*?<option value="([^"]+)" selected>', step, re.S))
+    assert browser.post(mapping_url + "/dry-run", data={"csrf_token": token, **fields}, allow_redirects=False).ok
+    job_id = int(mapping_url.rsplit("/", 1)[1])
+    with session_scope(live.engine) as session:  # as a runner elsewhere would show it, half way through
+        session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
+            state="running", worker="elsewhere", heartbeat_at=utcnow(), total_rows=7, processed=3))
+    corpus.answers["admin_import_progress"] = browser.get(mapping_url).text
+    with session_scope(live.engine) as session:
+        session.execute(update(ImportJob).where(ImportJob.id == job_id).values(state="queued", processed=0))
+    run_next(live.engine, lambda: categories(live.engine), on_finish=record_job_end)
+    corpus.answers["admin_import_summary"] = browser.get(mapping_url).text
 
 
 def build_corpus(tmp: Path) -> tuple[Corpus, object]:

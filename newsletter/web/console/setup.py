@@ -11,9 +11,9 @@ from starlette.middleware import Middleware
 from sqlalchemy import Engine
 
 from newsletter.config import Settings
-from newsletter.web.console import admin, api, api_comparisons, api_issues, api_readers, api_stats, audit_pages, \
-    comparisons_pages, issues_pages, issues_send_pages, owners_pages, readers_pages, settings_page, stats_pages, \
-    webhooks_pages
+from newsletter.web.console import admin, api, api_comparisons, api_imports, api_issues, api_readers, api_stats, \
+    audit_pages, comparisons_pages, import_pages, issues_pages, issues_send_pages, owners_pages, readers_pages, \
+    settings_page, stats_pages, webhooks_pages
 from newsletter.web.console.deps import ConsoleContext
 from newsletter.web.console.idempotency import IdempotencyMiddleware
 from newsletter.web.deps import WebContext
@@ -22,8 +22,9 @@ from newsletter.web.deps import WebContext
 # Each console page module and API module has a module-level `router` (and may have a second,
 # `api`, for its REST routes); a new module goes here. Order matters where paths overlap: a module
 # with fixed paths (/readers/import) comes before one with a parameter in their place (/readers/{id}).
-MODULES = (admin, api, audit_pages, settings_page, owners_pages, webhooks_pages, api_readers, readers_pages,
-           api_issues, issues_pages, issues_send_pages, stats_pages, api_stats, comparisons_pages, api_comparisons)
+MODULES = (admin, api, audit_pages, settings_page, owners_pages, webhooks_pages, import_pages, api_imports,
+           api_readers, readers_pages, api_issues, issues_pages, issues_send_pages, stats_pages, api_stats,
+           comparisons_pages, api_comparisons)
 
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
