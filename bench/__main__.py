@@ -15,6 +15,7 @@ BENCHMARKS = {
     "http_batch": "bench.http_batch",  # Postmark, Resend, SendGrid batch paths against a local HTTP server
     "claims": "bench.claims",  # deliver's pace at the end of a send vs its start (claims from a hint)
     "scale": "bench.scale",  # N subscribers on PostgreSQL: enqueue, worker processes into smtp-sink, RSS
+    "send_start": "bench.send_start",  # `issue send` to the first message at a sink, workers running
 }
 
 

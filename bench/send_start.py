@@ -1,0 +1,233 @@
+"""Send start: from `newsletter issue send` to the first message at an SMTP sink, with workers running.
+
+An operator presses send and watches the first copies arrive; until this was measured the wait
+was 5–7 s (CLI start, enqueue, idle workers asleep between polls, per-worker compile). Steps, in a
+throw-away schema of the PostgreSQL database (default: the tests' one):
+1. N active readers (generate_series) and the three sample weeks drafted (setup, not timed);
+2. `newsletter worker --processes P` started and left idle (every heartbeat in, then a pause);
+3. per round: a random pause (so the send meets the workers anywhere in their poll interval), then
+   `newsletter issue send ID --yes --ignore-checks` as a subprocess; timed from its start until the sink (aiosmtpd,
+   in this process) holds the first message, and until it holds all N;
+4. the workers stopped, one issue queued, and a fresh `newsletter worker` started: timed from its
+   start to its first message (a worker starts sending within 1 s of being started).
+Also the CPU time (user + system, from the kernel's child accounting) of `newsletter --help` and of
+`newsletter issue --help`, which touch no database.
+
+Run: `python -m bench send_start` (needs PostgreSQL; ~1 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select, text
+
+from bench.report import write_section
+from bench.sample import PG, pg_schema, write_config
+from bench.smtp_send import _free_port, machine
+from newsletter.content.importer import import_files, sample_files
+from newsletter.db import make_engine, session_scope
+from newsletter.delivery.models import WorkerHeartbeat
+from newsletter.delivery.sender import start_send
+from newsletter.issues.drafting import draft_issue
+from newsletter.migrate import upgrade
+
+START, END = "<!-- bench:send_start -->", "<!-- /bench:send_start -->"
+SECRET = "bench-secret-" + "b" * 40
+WEEKS = ("2026-W46", "2026-W47", "2026-W48")
+
+
+@dataclass
+class ClockedSink:
+    """An aiosmtpd handler that notes when each message arrived (perf_counter)."""
+
+    arrivals: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            self.arrivals.append(time.perf_counter())
+        return "250 OK"
+
+    def wait(self, count: int, since: int, timeout: float) -> float:
+        """The arrival time of message number `since + count` (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while len(self.arrivals) < since + count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(self.arrivals) - since} of {count} messages arrived in {timeout} s")
+            time.sleep(0.002)
+        return self.arrivals[since + count - 1]
+
+
+def child_cpu(command: list[str], cwd: Path, env: dict) -> float:
+    """CPU seconds (user + system) `command` took, from the kernel's accounting of waited-for children."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _prepare(url: str, folder: Path, port: int, readers: int, processes: int) -> tuple[object, list[int]]:
+    settings = write_config(folder, url, f"""
+        [mail]
+        transport = "smtp"
+        from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
+        [mail.smtp]
+        host = "127.0.0.1"
+        port = {port}
+        """)
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    import_files(engine, sample_files())
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO subscriber (email, name, status, created_at) "
+            "SELECT 'reader' || g || '@example.com', '', 'active', now() FROM generate_series(1, :n) g"
+        ), {"n": readers})
+    return engine, [draft_issue(engine, settings, week).issue.id for week in WEEKS]
+
+
+def _workers_idle(engine, processes: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope(engine) as session:
+            if session.execute(select(func.count()).select_from(WorkerHeartbeat)).scalar_one() >= processes:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the workers did not start")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _reset(engine, issue_id: int) -> None:
+    """An issue sent in an earlier round back to draft with an empty outbox (a throw-away schema:
+    this is the bench reusing its two weeks, never something the product does)."""
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM delivery WHERE issue_id = :i"), {"i": issue_id})
+        connection.execute(text("UPDATE issue SET state = 'draft', started_at = NULL, finished_at = NULL "
+                                "WHERE id = :i"), {"i": issue_id})
+
+
+def run(readers: int, processes: int, poll: float, rounds: int, pg: str = PG) -> dict:
+    result: dict = {"readers": readers, "processes": processes, "load": os.getloadavg()[0], "rounds": []}
+    sink, port = ClockedSink(), _free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_SECRET_KEY"] = SECRET
+    newsletter = [sys.executable, "-m", "newsletter"]
+    try:
+        with pg_schema(pg, "bench_start") as url, tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            engine, issues = _prepare(url, folder, port, readers, processes)
+            result["help_cpu"] = min(child_cpu(newsletter + ["--help"], folder, env) for _ in range(3))
+            result["issue_help_cpu"] = min(child_cpu(newsletter + ["issue", "--help"], folder, env) for _ in range(3))
+            workers = subprocess.Popen(newsletter + ["worker", "--processes", str(processes)], cwd=folder, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                _workers_idle(engine, processes)
+                time.sleep(poll + 1)  # every worker has found nothing to do and sleeps
+                for number in range(rounds):
+                    issue_id = issues[number % 2]
+                    if number >= 2:
+                        _reset(engine, issue_id)
+                    time.sleep(random.uniform(0, poll))  # anywhere in the workers' poll interval
+                    since = len(sink.arrivals)
+                    started = time.perf_counter()
+                    # --ignore-checks: the sample weeks are in the past; the checks still run (and are timed)
+                    sent = subprocess.run(newsletter + ["issue", "send", str(issue_id), "--yes", "--ignore-checks"],
+                                          cwd=folder, env=env, capture_output=True, text=True)
+                    returned = time.perf_counter() - started
+                    if sent.returncode:
+                        raise RuntimeError(f"issue send failed: {sent.stdout}{sent.stderr}")
+                    first = sink.wait(1, since, 60) - started
+                    every = sink.wait(readers, since, 600) - started
+                    result["rounds"].append({"cli_s": returned, "first_s": first, "all_s": every})
+            finally:
+                _stop(workers)
+            start_send(engine, issues[-1])  # queued while no worker runs
+            since = len(sink.arrivals)
+            started = time.perf_counter()
+            late = subprocess.Popen(newsletter + ["worker"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                result["worker_first_s"] = sink.wait(1, since, 60) - started
+            finally:
+                _stop(late)
+            engine.dispose()
+    finally:
+        controller.stop()
+    result["machine"], result["date"] = machine(), date.today().isoformat()
+    return result
+
+
+def markdown(r: dict) -> str:
+    firsts = [x["first_s"] for x in r["rounds"]]
+    lines = [
+        START,
+        "## Send start: `issue send` to the first message, workers already running",
+        "",
+        f"{r['date']}, {r['machine']}, PostgreSQL on the same machine, load average {r['load']:.1f} at the "
+        f"start (a shared, noisy machine). `python -m bench send_start --readers {r['readers']} --processes "
+        f"{r['processes']}`: `newsletter worker --processes {r['processes']}` idle, then `newsletter issue send ID "
+        "--yes --ignore-checks` (the sample weeks are old; the checks still run) as a subprocess at a random point of the workers' poll interval; the sink is aiosmtpd in the "
+        "bench process.",
+        "",
+        "| round | `issue send` returned | first message at the sink | all messages |",
+        "|---|---:|---:|---:|",
+    ]
+    for number, x in enumerate(r["rounds"], 1):
+        lines.append(f"| {number} | {x['cli_s']:.2f} s | {x['first_s']:.2f} s | {x['all_s']:.2f} s |")
+    lines += [
+        "",
+        f"First message after `issue send`: median {statistics.median(firsts):.2f} s, worst {max(firsts):.2f} s "
+        "(target: within 1 s).",
+        f"A worker started with an issue already sending: first message {r['worker_first_s']:.2f} s after its start "
+        "(target: within 1 s).",
+        f"CPU time (user + system) of `newsletter --help`: {r['help_cpu']:.2f} s, of `newsletter issue --help`: "
+        f"{r['issue_help_cpu']:.2f} s (best of 3; target: under 0.3 s).",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench send_start", description=__doc__.splitlines()[0])
+    parser.add_argument("--readers", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6, help="sends timed with the workers running")
+    parser.add_argument("--poll", type=float, default=5.0, help="the workers' poll interval (as configured)")
+    parser.add_argument("--pg", default=PG, help="PostgreSQL URL (a schema is created and dropped in it)")
+    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
+                        help="update BENCHMARKS.md (default: yes)")
+    args = parser.parse_args(argv)
+    result = run(args.readers, args.processes, args.poll, args.rounds, args.pg)
+    print(markdown(result))
+    if args.write:
+        print(f"written to {write_section(START, END, markdown(result))}")
+
+
+if __name__ == "__main__":
+    main()
