@@ -33,14 +33,14 @@ from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.errors import UserError
 from newsletter.issues.links import IssueRecipient, issue_message
-from newsletter.mail.compose import build_template
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
-from newsletter.issues.render import compile_issue
+from newsletter.issues.render import issue_template
 from newsletter.issues.view import build_issue_view
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import suppress
+from newsletter.wake import announce
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +63,8 @@ def start_send(engine: Engine, issue_id: int, now: datetime | None = None) -> St
         moved = transition(session, issue_id, IssueState.sending, only=(IssueState.draft, IssueState.scheduled),
                            started_at=now)
         enqueued = outbox.enqueue(session, issue_id, now) if moved else 0
+        if enqueued:
+            announce(session)  # delivered on commit: idle workers start now, not at their next poll
         issue = session.get(Issue, issue_id)
         if issue is None:
             raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
@@ -122,7 +124,7 @@ def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: s
             report.finished = issue is not None and issue.state == IssueState.sent.value
             report.counts = outbox.counts(session, issue_id)
             return None
-        template = build_template(settings, compile_issue(build_issue_view(session, settings, issue)))
+        template = issue_template(settings, build_issue_view(session, settings, issue))
     limiter = limiter if limiter is not None else SendRateLimiter.from_settings(engine, settings, transport.name)
     # The DKIM key is read once per send, not per message; JSON APIs take the fields, not MIME bytes.
     return _Send(engine, settings, transport, secret, issue_id, worker, limiter, template, signer_for(settings),
