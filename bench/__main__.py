@@ -16,6 +16,7 @@ BENCHMARKS = {
     "claims": "bench.claims",  # deliver's pace at the end of a send vs its start (claims from a hint)
     "scale": "bench.scale",  # N subscribers on PostgreSQL: enqueue, worker processes into smtp-sink, RSS
     "send_start": "bench.send_start",  # `issue send` to the first message at a sink, workers running
+    "web_load": "bench.web_load",  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
 }
 
 
