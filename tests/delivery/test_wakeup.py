@@ -12,6 +12,8 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import text, update
@@ -37,9 +39,16 @@ def listening(engine, pids: list[int]) -> int:
     return sum(any(f":{pid}:" in name for name in names) for pid in pids)
 
 
-def stop(process) -> tuple[int, str]:
-    process.terminate()
-    return finish(process, timeout=60)
+@contextmanager
+def running_worker(config, *args: str) -> Iterator:
+    """`newsletter worker ARGS` for the block; stopped with SIGTERM after it, and it must exit 0."""
+    process = popen(worker_cmd(*args), config)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        code, output = finish(process, timeout=60)
+    assert code == 0, output
 
 
 def delivered(settings) -> int:
@@ -49,17 +58,13 @@ def delivered(settings) -> int:
 @pytest.mark.postgres
 def test_a_notify_wakes_a_sleeping_worker_long_before_its_poll(tmp_path, pg_url):
     settings, engine, issue_id = setup_issue(tmp_path, pg_url, 20, SLOW_POLL, start=False)
-    process = popen(worker_cmd(), tmp_path / "config.toml")
-    try:
+    with running_worker(tmp_path / "config.toml") as process:
         wait_for(lambda: listening(engine, [process.pid]) == 1, what="the worker waiting on its connection")
         started = time.monotonic()
         assert start_send(engine, issue_id).enqueued == 20
         wait_for(lambda: delivered(settings) == 20, timeout=10, what="all 20 messages")
         assert time.monotonic() - started < 10  # the poll would have taken up to 30 s
         wait_for(lambda: counts(engine, issue_id) == {"sent": 20}, what="the results recorded")
-    finally:
-        code, output = stop(process)
-    assert code == 0, output
     assert {r.attempts for r in rows(engine, issue_id)} == {1}
 
 
@@ -68,55 +73,39 @@ def test_a_resume_wakes_the_workers(tmp_path, pg_url):
     settings, engine, issue_id = setup_issue(tmp_path, pg_url, 10, SLOW_POLL, start=False)
     start_send(engine, issue_id)
     pause_issue(engine, issue_id)
-    process = popen(worker_cmd(), tmp_path / "config.toml")
-    try:
+    with running_worker(tmp_path / "config.toml") as process:
         wait_for(lambda: listening(engine, [process.pid]) == 1, what="the worker waiting on its connection")
         assert delivered(settings) == 0  # paused: nothing went
         resume_issue(engine, issue_id)
         wait_for(lambda: delivered(settings) == 10, timeout=10, what="the resumed send")
-    finally:
-        code, output = stop(process)
-    assert code == 0, output
 
 
 @pytest.mark.postgres
 def test_the_poll_still_finds_work_whose_notify_was_missed(tmp_path, pg_url):
     """Work made without a NOTIFY (as if the notification was lost) is found by the poll."""
     settings, engine, issue_id = setup_issue(tmp_path, pg_url, 10, "[delivery]\npoll_seconds = 1\n", start=False)
-    process = popen(worker_cmd(), tmp_path / "config.toml")
-    try:
+    with running_worker(tmp_path / "config.toml") as process:
         wait_for(lambda: listening(engine, [process.pid]) == 1, what="the worker waiting on its connection")
         with session_scope(engine) as session:  # start_send without its announce
             session.execute(update(Issue).where(Issue.id == issue_id).values(state="sending", started_at=utcnow()))
             assert outbox.enqueue(session, issue_id, utcnow()) == 10
         wait_for(lambda: delivered(settings) == 10, timeout=20, what="the poll to find the send")
-    finally:
-        code, output = stop(process)
-    assert code == 0, output
 
 
 @pytest.mark.postgres
 def test_a_worker_started_after_the_notify_sends_at_once(tmp_path, pg_url):
     settings, engine, issue_id = setup_issue(tmp_path, pg_url, 10, SLOW_POLL)  # notified to nobody
-    process = popen(worker_cmd(), tmp_path / "config.toml")
-    try:
+    with running_worker(tmp_path / "config.toml"):
         wait_for(lambda: delivered(settings) == 10, timeout=20, what="the first pass")
-    finally:
-        code, output = stop(process)
-    assert code == 0, output
 
 
 @pytest.mark.postgres
 def test_two_workers_woken_together_send_every_delivery_exactly_once(tmp_path, pg_url):
     settings, engine, issue_id = setup_issue(tmp_path, pg_url, 200, SLOW_POLL, start=False)
-    process = popen(worker_cmd("--processes", "2"), tmp_path / "config.toml")
-    try:
+    with running_worker(tmp_path / "config.toml", "--processes", "2") as process:
         wait_for(lambda: listening(engine, descendants(process.pid)) == 2, what="both workers waiting")
         start_send(engine, issue_id)
         wait_for(lambda: counts(engine, issue_id) == {"sent": 200}, timeout=25, what="all 200 sent")
-    finally:
-        code, output = stop(process)
-    assert code == 0, output
     sent = rows(engine, issue_id)
     assert {r.attempts for r in sent} == {1}  # each row claimed once
     assert len(Counter(r.claimed_by for r in sent)) == 2  # both woke and shared the queue
