@@ -48,6 +48,10 @@ T = TypeVar("T")
 # A worker scans for due rows from the lowest id of its previous claim (outbox.claim_from), and
 # from the start of the queue this often, for retries and expired leases that came due below it.
 RESCAN_SECONDS = 10.0
+# The first claim of each pass takes at most this many rows: the first message of a send leaves
+# after 20 messages are built instead of 500 (~40 ms of CPU, seconds on a busy machine), and a
+# worker that wakes for a send starts at once. The batches after it are full.
+FIRST_BATCH = 20
 
 
 @dataclass
@@ -229,7 +233,7 @@ def deliver(
         if stop is not None and stop.is_set():
             report.stopped = True
             break
-        grant = job.limiter.acquire(cfg.batch_size)
+        grant = job.limiter.acquire(min(cfg.batch_size, FIRST_BATCH) if report.batches == 0 else cfg.batch_size)
         if grant.count == 0:  # the window is used up by all workers together: wait for the next
             _wait(stop, grant.wait_seconds)
             continue
