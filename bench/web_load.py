@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,16 @@ def _serve(folder: Path, port: int, source: Path | None) -> subprocess.Popen:
     return process
 
 
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM; the server's mail thread may still be writing the confirmations of the run."""
+    server.terminate()
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
 def _wrk(script: Path, port: int, rate: int, seconds: int, offset: int, threads: int = 2,
          connections: int = 32) -> dict:
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
@@ -165,7 +176,7 @@ def _scripts(folder: Path, port: int, tokens: list[str], threads: int) -> dict[s
 def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: int, pg: str = PG) -> dict:
     result: dict = {"rate": rate, "seconds": seconds, "load": os.getloadavg(), "runs": []}
     variants = ([("before", baseline)] if baseline else []) + [("after", None)]
-    with pg_schema(pg, "bench_web") as url, tempfile.TemporaryDirectory() as tmp:
+    with pg_schema(pg, "bench_web") as url, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         folder, port = Path(tmp), _free_port()
         tokens = _setup(url, folder, port, readers)
         scripts = _scripts(folder, port, tokens, 2)
@@ -182,8 +193,7 @@ def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: in
                         result["runs"].append({"round": number + 1, "code": name, "route": route, **measured})
                         print(result["runs"][-1], flush=True)
                 finally:
-                    server.terminate()
-                    server.wait(timeout=30)
+                    _stop(server)
                 time.sleep(1)
     result["load_end"] = os.getloadavg()
     result["machine"], result["date"] = machine(), date.today().isoformat()
