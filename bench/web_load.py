@@ -153,11 +153,10 @@ def _wrk(script: Path, port: int, rate: int, seconds: int, offset: int, threads:
     for percent in ("50", "90", "99"):
         value, unit = re.search(rf"^\s+{percent}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         result[f"p{percent}"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                    r"timeout (\d+)"):
-        found = re.search(pattern, out)
-        if found:
-            result["errors"] += sum(int(n) for n in found.groups())
+    answers = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["timeouts"] = int(sockets.group(4)) if sockets else 0
+    result["errors"] = (int(answers.group(1)) if answers else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
     return result
 
 
@@ -213,13 +212,16 @@ def markdown(r: dict) -> str:
         "*before* is the code before this change (the routes `async def` with their database work on the event "
         "loop), *after* runs it in the threadpool.",
         "",
-        "| round | route | code | requests/s | p50 | p90 | p99 | errors |",
+        "| round | route | code | requests/s | p50 | p90 | p99 | errors (timeouts) |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for x in r["runs"]:
-        lines.append(f"| {x['round']} | {x['route']} | {x['code']} | {x['rps']:.0f} | {x['p50']:.1f} ms | "
-                     f"{x['p90']:.1f} ms | {x['p99']:.1f} ms | {x['errors']} |")
-    lines.append(END)
+        late = [f"{x[p]:.1f} ms" if x[p] else "—" for p in ("p50", "p90", "p99")]  # wrk: none in time
+        timeouts = f" ({x['timeouts']})" if "timeouts" in x else ""  # older results did not count them apart
+        lines.append(f"| {x['round']} | {x['route']} | {x['code']} | {x['rps']:.0f} | {' | '.join(late)} | "
+                     f"{x['errors']}{timeouts} |")
+    lines += ["", "errors: non-2xx answers and wrk's socket errors, in brackets those that were timeouts (wrk gives "
+              "up on a request after 2 s); —: wrk recorded no latency.", END]
     return "\n".join(lines)
 
 
