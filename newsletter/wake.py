@@ -1,10 +1,11 @@
 """The announcing half of waking idle workers (the listening half: newsletter/delivery/wakeup.py).
 
-Whoever makes work for the workers (a send starts, a paused send resumes, mail is queued, by the
-CLI, the scheduler or a web request) calls `announce(session)` in the transaction that makes it.
+Whoever makes work for the workers (a send starts, a paused send resumes, editors' mail is
+queued) calls `announce(session)` in the transaction that makes it.
 PostgreSQL delivers a NOTIFY on COMMIT only, so a worker is never woken for rows it cannot see
 yet, and a rolled-back change wakes nobody; several in one transaction arrive as one. A loose
-module, so that subscribers/ can announce without importing delivery/ (the layering forbids it).
+module, so that any package may announce without importing delivery/ (the layering forbids that
+for content/, subscribers/ and mail/).
 """
 
 from __future__ import annotations

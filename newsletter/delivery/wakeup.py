@@ -74,8 +74,9 @@ class Wakeup:
             if left <= 0:
                 return False
             try:
-                # One at a time: another one already queued ends the next wait at once (one more pass).
-                for _notify in self.connection.notifies(timeout=min(left, SLICE), stop_after=1):
+                # Each generator run to its end: one left suspended keeps the connection's lock.
+                if list(self.connection.notifies(timeout=min(left, SLICE), stop_after=1)):
+                    list(self.connection.notifies(timeout=0))  # those already here: one pass serves all
                     return True
             except Exception as exc:  # the database went away: poll until it is back
                 log.warning("lost the connection that listens for work (%s); polling", exc)

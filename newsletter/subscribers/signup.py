@@ -22,7 +22,6 @@ from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberSt
 from newsletter.subscribers.purge import recent_traces
 from newsletter.subscribers.service import InvalidInput, is_suppressed, record_consent, set_topics
 from newsletter.tokens import InvalidToken, plain_signer
-from newsletter.wake import announce
 
 CONFIRM_KINDS = ("confirm", "confirm_change")
 NO_MAIL_STATUSES = (SubscriberStatus.bounced.value, SubscriberStatus.complained.value)
@@ -56,7 +55,6 @@ def _may_send_confirmation(session: Session, email: str, web: WebSettings, now: 
 
 def queue_mail(session: Session, subscriber: Subscriber, kind: str, to_email: str | None = None) -> None:
     session.add(TransactionalMail(subscriber_id=subscriber.id, kind=kind, to_email=to_email or subscriber.email))
-    announce(session)  # on commit: a worker sends it now (`serve --no-sender`), not at its next poll
 
 
 def request_signup(session: Session, web: WebSettings, email: str, name: str, topics: list[str],

@@ -137,6 +137,12 @@ def test_the_wait_ends_on_a_commit_not_before_and_comes_back_after_a_lost_connec
             assert wakeup.wait(0.5, never) is False  # not committed yet: nobody is woken
         started = time.monotonic()
         assert wakeup.wait(10, never) is True and time.monotonic() - started < 2
+        for _ in range(3):  # a burst of work, three transactions
+            with session_scope(engine) as session:
+                announce(session)
+        time.sleep(0.2)
+        assert wakeup.wait(10, never) is True  # one wake-up (one pass) for the whole burst
+        assert wakeup.wait(0.3, never) is False
         with engine.begin() as connection:  # the database drops the listening session
             connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                     "WHERE application_name = :name"), {"name": f"newsletter listen {name}"})
