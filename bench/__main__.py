@@ -17,6 +17,8 @@ BENCHMARKS = {
     "scale": "bench.scale",  # N subscribers on PostgreSQL: enqueue, worker processes into smtp-sink, RSS
     "reader_search": "bench.reader_search",  # reader search over a million readers on PostgreSQL (issue 16)
     "stats": "bench.stats",  # every statistics report over a million deliveries on PostgreSQL
+    "send_start": "bench.send_start",  # `issue send` to the first message at a sink, workers running
+    "web_load": "bench.web_load",  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
 }
 
 

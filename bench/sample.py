@@ -75,6 +75,19 @@ def write_config(folder: Path, url: str, extra: str = "") -> Settings:
     return load_settings(config)
 
 
+def smtp_mail(port: int) -> str:
+    """The `[mail]` sections of a config that sends over SMTP to 127.0.0.1:`port` (a sink); more
+    `[mail.smtp]` keys may follow it."""
+    return textwrap.dedent(f"""
+        [mail]
+        transport = "smtp"
+        from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
+        [mail.smtp]
+        host = "127.0.0.1"
+        port = {port}
+        """)
+
+
 @dataclass
 class QueuedIssue:
     engine: Engine

@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from datetime import date
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.report import write_section
-from bench.sample import PG, pg_schema, queued_issue, write_config
+from bench.sample import PG, pg_schema, queued_issue, smtp_mail, write_config
 from bench.smtp_send import Sink, machine, time_reference
 from newsletter.config import DeliverySettings, SmtpSettings
 from newsletter.db import session_scope
@@ -115,17 +116,11 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
     with pg_schema(pg, "bench_scale", keep) as url, tempfile.TemporaryDirectory() as tmp, Sink() as sink:
         folder = Path(tmp)
         os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
-        settings = write_config(folder, url, f"""
-            [mail]
-            transport = "smtp"
-            from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
-            [mail.smtp]
-            host = "127.0.0.1"
-            port = {sink.port}
+        settings = write_config(folder, url, smtp_mail(sink.port) + textwrap.dedent(f"""
             pool_size = {pool_size}
             [delivery]
             batch_size = {batch_size}
-            """)
+            """))
         with queued_issue(settings, subscribers) as queued:
             result["insert_s"], result["enqueue_s"] = queued.insert_s, queued.enqueue_s
             if deliver < subscribers:  # keep the table at N rows, deliver only the first `deliver`

@@ -86,6 +86,10 @@ class DeliverySettings(Section):
     rate_per_hour: int = Field(0, ge=0)
     # A worker beats this often; its `sending` rows are taken over after 3 missed beats.
     heartbeat_seconds: float = Field(2.0, gt=0, le=60)
+    # An idle worker looks for work this often. On PostgreSQL a new send, a resume or queued mail
+    # wakes it at once (LISTEN/NOTIFY, delivery/wakeup.py) and this is only the fallback; on SQLite
+    # it is how soon a send starts.
+    poll_seconds: float = Field(5.0, gt=0, le=3600)
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -3,7 +3,7 @@
 - pause:  sending → paused. Deliveries stay queued; `outbox.claim` only takes rows of issues that
           are `sending` (checked in the claim statement itself), so every worker on every host stops
           at its next batch. A batch already claimed is finished.
-- resume: paused → sending. Workers pick the queue up at their next poll.
+- resume: paused → sending. Idle workers are woken (delivery/wakeup.py) and pick the queue up.
 - cancel: draft/scheduled/sending/paused → cancelled, and in the same transaction one UPDATE turns
           the issue's queued and retry deliveries into `skipped` with a reason. A batch in flight
           ends as it ends (sent, or skipped if it would have been retried).
@@ -25,6 +25,7 @@ from newsletter.delivery import outbox
 from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, sources, transition
+from newsletter.wake import announce
 
 
 @dataclass
@@ -39,6 +40,8 @@ def move_in(session: Session, issue_id: int, target: IssueState, verb: str,
     """The move in the caller's transaction (the console and API audit it there too)."""
     moved = transition(session, issue_id, target, only=only, **values)
     skipped = outbox.skip_cancelled(session, issue_id) if moved and target == IssueState.cancelled else 0
+    if moved and target == IssueState.sending:
+        announce(session)  # on commit: idle workers pick the queue up now
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")

@@ -28,6 +28,7 @@ from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.issues.links import recipient_links
 from newsletter.subscribers.models import Subscriber, TransactionalMail
 from newsletter.subscribers.signup import CONFIRM_KINDS, new_confirmation_token
+from newsletter.wake import announce
 
 log = logging.getLogger(__name__)
 Mail = TransactionalMail
@@ -51,6 +52,7 @@ def enqueue_in(session, kind: str, addresses: list[str], issue_id: int, subject:
             for address in addresses]
     session.add_all(rows)
     session.flush()
+    announce(session)
     return [row.id for row in rows]
 
 

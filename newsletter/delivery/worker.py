@@ -49,8 +49,10 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.sender import DeliverReport, database_gone, deliver, worker_id
 from newsletter.delivery.transports import make_transport
+from newsletter.delivery.wakeup import Wakeup
 from newsletter.issues.models import Issue
 from newsletter.outgoing import WebhookDelivery
+from newsletter.issues.render import warm_up
 from newsletter.issues.states import IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.templating import use_operator_templates
@@ -136,6 +138,16 @@ def _one_pass(w: _Worker) -> bool:
     return worked
 
 
+def _warm_up() -> bool:
+    """Before the first idle wait: parse the issue templates, so the send this worker is woken for
+    starts without that (a template error surfaces at the send, as before: only logged here)."""
+    try:
+        warm_up()
+    except Exception as exc:
+        log.warning("could not load the issue templates ahead of a send: %s", exc)
+    return True
+
+
 def _trouble(exc: Exception, pause: float, echo: Callable[[str], None]) -> float:
     """Log an error that surfaced in the loop; the next pause (1 s doubling to 30 s). The database
     away is expected (restarts); anything else is a bug, logged with its traceback, but the worker
@@ -152,19 +164,22 @@ def _trouble(exc: Exception, pause: float, echo: Callable[[str], None]) -> float
 
 
 def run_worker(
-    engine: Engine, settings: Settings, until_idle: bool = False, poll_seconds: float = 5.0,
+    engine: Engine, settings: Settings, until_idle: bool = False, poll_seconds: float | None = None,
     echo: Callable[[str], None] = print, stop: threading.Event | None = None, worker: str | None = None,
 ) -> None:
     """The loop of one worker process: every sending issue, batch by batch, and the queued
     transactional mail, until stopped or, with `until_idle`, until nothing is left that a worker
     could do now: rows held by other workers are waited for (and taken over once their worker's
-    heartbeat is stale); retries due later are not."""
+    heartbeat is stale); retries due later are not. Idle, it waits `poll_seconds` (default
+    `[delivery] poll_seconds`) or, on PostgreSQL, until a NOTIFY says there is work (wakeup.py)."""
     stop = stop or threading.Event()
     worker = worker or worker_id()
     transport = make_transport(settings)
     w = _Worker(engine, settings, transport, load_secret_key(settings),
                 SendRateLimiter.from_settings(engine, settings, transport.name), worker, stop, echo)
     beat = settings.delivery.heartbeat_seconds
+    poll = settings.delivery.poll_seconds if poll_seconds is None else poll_seconds
+    wakeup, warmed = Wakeup(engine, worker), False
     pause = 0.0  # after an error: 1 s, doubling up to 30 s; 0 once a pass succeeds
     try:
         with Heartbeat(engine, worker, beat):
@@ -180,8 +195,10 @@ def run_worker(
                 if until_idle and not worked and not waiting:
                     return
                 if not worked:  # with until_idle: rows held elsewhere; look again a beat later
-                    stop.wait(beat if until_idle else poll_seconds)
+                    warmed = warmed or _warm_up()
+                    wakeup.wait(beat if until_idle else poll, stop)
     finally:
+        wakeup.close()
         _release(engine, worker, echo, transport)
 
 
@@ -206,7 +223,7 @@ def is_sqlite(settings: Settings) -> bool:
     return make_url(settings.database.url).get_backend_name() == "sqlite"
 
 
-def _child(settings: Settings, until_idle: bool, poll_seconds: float, number: int) -> None:
+def _child(settings: Settings, until_idle: bool, poll_seconds: float | None, number: int) -> None:
     """Entry point of a worker process (forked from the clean forkserver; its own engine)."""
     stop = threading.Event()
     install_stop_handlers(stop)
@@ -236,7 +253,7 @@ class PoolResult:
 
 
 def run_workers(
-    settings: Settings, processes: int, until_idle: bool = False, poll_seconds: float = 5.0,
+    settings: Settings, processes: int, until_idle: bool = False, poll_seconds: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> PoolResult:
     """Run `processes` worker processes and wait for them; forwards SIGTERM/SIGINT to them."""

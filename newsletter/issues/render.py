@@ -7,14 +7,20 @@ tracked links and the size budget (newsletter.issues.fit).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import asdict
 
+from newsletter.config import Settings, operator_templates
 from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
 from newsletter.issues.note import note_html, note_text
 from newsletter.issues.view import IssueView, SiteView
 from newsletter.mail.compile import CompiledEmail, compile_email
+from newsletter.mail.compose import build_template
+from newsletter.mail.mime import MessageTemplate
 from newsletter.mail.slots import SlotMarker
-from newsletter.templating import render
+from newsletter.templating import environment, render
 
 
 def footer(site: SiteView, slot: SlotMarker, web_url: str | None) -> dict:
@@ -52,3 +58,37 @@ def _compile_issue(view: IssueView) -> CompiledEmail:
         return values
 
     return compile_email("issue", view.subject, context, render)
+
+
+# --- one compile per issue and process --------------------------------------------------------------
+
+_templates: OrderedDict[bytes, MessageTemplate] = OrderedDict()
+_templates_lock = threading.Lock()
+KEPT = 8  # issues a process keeps compiled (a few sends at once, their test sends)
+
+
+def issue_template(settings: Settings, view: IssueView) -> MessageTemplate:
+    """The issue's message template (compile_issue + build_template), compiled once per process for
+    the same view, settings and template folders. Every pass of every worker used to compile the
+    issue again (Jinja → MJML → HTML: tens of ms warm, far more the first time in a process), so a
+    worker woken for a send it had seen paid it again. The key is the whole view, what readers see
+    (live vote shares included): when a figure changes the issue is compiled again, as before."""
+    key = hashlib.sha256(repr((settings, operator_templates(), view)).encode()).digest()
+    with _templates_lock:
+        template = _templates.get(key)
+        if template is not None:
+            _templates.move_to_end(key)
+            return template
+    template = build_template(settings, compile_issue(view))
+    with _templates_lock:
+        _templates[key] = template
+        while len(_templates) > KEPT:
+            _templates.popitem(last=False)
+    return template
+
+
+def warm_up() -> None:
+    """Parse the issue templates now (a worker calls it when it starts), so that the first send it
+    is woken for does not wait for Jinja to read and compile them."""
+    for name in ("email/issue.mjml.j2", "email/issue.txt.j2"):
+        environment().get_template(name)

@@ -37,8 +37,10 @@ class WebContext:
     on_queued: Callable[[], None] = lambda: None  # wakes the background sender
 
 
-def web_context(request: Request) -> WebContext:
-    """The app's context (set by create_app), read per request so a swapped clock takes effect."""
+async def web_context(request: Request) -> WebContext:
+    """The app's context (set by create_app), read per request so a swapped clock takes effect.
+    Async because it does no I/O: FastAPI would run a plain function in the threadpool, one more
+    thread hop on every request."""
     return request.app.state.web
 
 

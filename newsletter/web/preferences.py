@@ -11,6 +11,7 @@ from collections import defaultdict
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
 
 from newsletter.db import session_scope
 from newsletter.delivery.transports import carries_smtputf8
@@ -64,15 +65,21 @@ def unsubscribe_page(token: str, ctx: Ctx) -> HTMLResponse:
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_post(token: str, request: Request, ctx: Ctx, list_unsubscribe: OneClick = "",
                            source: FormText = "") -> HTMLResponse:
+    """Async only to read the form; the database work runs in the threadpool (on the event loop it
+    made every other request wait: issue 18)."""
+    try:
+        data = await form_data(request)
+    except InvalidInput:
+        data = {}
+    return await run_in_threadpool(_unsubscribe, token, request, ctx, data)
+
+
+def _unsubscribe(token: str, request: Request, ctx: WebContext, data: dict[str, list[str]]) -> HTMLResponse:
     # RFC 8058: a mail client POSTs "List-Unsubscribe=One-Click" with no cookies and no CSRF
     # token; answer 200 without a redirect, every time (idempotent).
     subscriber_id = subscriber_from(ctx, token, Purpose.unsubscribe)
     if subscriber_id is None:
         return invalid_link(ctx.settings.site)
-    try:
-        data = await form_data(request)
-    except InvalidInput:
-        data = {}
     one_click = data.get("List-Unsubscribe", [""])[0] == "One-Click"
     with session_scope(ctx.engine) as session:
         unsubscribe(session, subscriber_id, Source.link, ctx.clock(), goodbye=not one_click,
@@ -168,13 +175,21 @@ def save_preferences(ctx: WebContext, request: Request, token: str, subscriber_i
 async def preferences_post(token: str, request: Request, ctx: Ctx, action: FormText = "save",
                            topics: FormList = [], pause_weeks: FormText = "0",
                            new_email: FormText = "") -> HTMLResponse:  # noqa: B006
+    """Async only to read the form; the database work runs in the threadpool (issue 18)."""
+    try:
+        data: dict[str, list[str]] | InvalidInput = await form_data(request)
+    except InvalidInput as exc:
+        data = exc
+    return await run_in_threadpool(_preferences, token, request, ctx, data)
+
+
+def _preferences(token: str, request: Request, ctx: WebContext, data: dict[str, list[str]] | InvalidInput
+                 ) -> HTMLResponse:
     subscriber_id = subscriber_from(ctx, token, Purpose.preferences)
     if subscriber_id is None:
         return invalid_link(ctx.settings.site)
-    try:
-        data = await form_data(request)
-    except InvalidInput as exc:
-        return preferences_view(ctx, token, subscriber_id, 400, errors={"form": str(exc)})
+    if isinstance(data, InvalidInput):
+        return preferences_view(ctx, token, subscriber_id, 400, errors={"form": str(data)})
     action = data.get("action", ["save"])[0]
     if action == "unsubscribe":
         with session_scope(ctx.engine) as session:

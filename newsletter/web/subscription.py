@@ -15,6 +15,7 @@ from collections import defaultdict
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from newsletter.db import session_scope
 from newsletter.subscribers.consent import CONSENT_VERSION, Source, consent_text
@@ -61,11 +62,17 @@ def signup_embed(request: Request, ctx: Ctx) -> HTMLResponse:
 async def subscribe(request: Request, ctx: Ctx, email: FormText = "", name: FormText = "", topics: FormList = [],
                     form_token: FormText = "", website: FormText = "",
                     embed: FormText = "") -> HTMLResponse:  # noqa: B006
-    site, web = ctx.settings.site, ctx.settings.web
+    """Async only to read the form; the checks and about ten database round trips run in the
+    threadpool (`_subscribe`): on the event loop they made every other request wait (issue 18)."""
     try:
         data = await form_data(request)
     except InvalidInput as exc:
-        return signup_page(ctx, request, 400, {"form": str(exc)})
+        return await run_in_threadpool(signup_page, ctx, request, 400, {"form": str(exc)})
+    return await run_in_threadpool(_subscribe, request, ctx, data)
+
+
+def _subscribe(request: Request, ctx: WebContext, data: dict[str, list[str]]) -> HTMLResponse:
+    site, web = ctx.settings.site, ctx.settings.web
     first = {key: values[0] for key, values in data.items()}
     embed = first.get("embed") == "1"
     if not post_origin_allowed(ctx.settings, request.headers, request.headers.get("host", "")):

@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.models import WorkerHeartbeat
+from newsletter.delivery.sender import FIRST_BATCH
 from tests.fakes.smtp_server import start_server
 from tests.delivery.test_workers import counts, finish, issue_state, popen, rows, setup_issue, wait_for, worker_cmd
 
@@ -44,9 +45,10 @@ def test_a_killed_workers_batch_is_taken_over_and_until_idle_finishes_the_issue(
                                                  "smtp")
         config = tmp_path / "config.toml"
         victim = popen(worker_cmd(), config)
-        # Killed in the middle of a batch: some of it accepted by the server, none of it recorded.
-        wait_for(lambda: len(handler.messages) >= batch + 20 or victim.poll() is not None, timeout=120,
-                 what="a batch and a half received")
+        # Killed in the middle of a batch: some of it accepted by the server, none of it recorded
+        # (the first claim of a pass is FIRST_BATCH rows, the next ones `batch`).
+        wait_for(lambda: len(handler.messages) >= FIRST_BATCH + batch + 20 or victim.poll() is not None,
+                 timeout=120, what="the small first batch, a batch and a half received")
         victim.send_signal(signal.SIGKILL)
         finish(victim)
         in_flight = [r for r in rows(engine, issue_id) if r.state == "sending"]

@@ -1,0 +1,23 @@
+"""The announcing half of waking idle workers (the listening half: newsletter/delivery/wakeup.py).
+
+Whoever makes work for the workers (a send starts, a paused send resumes, editors' mail is
+queued) calls `announce(session)` in the transaction that makes it.
+PostgreSQL delivers a NOTIFY on COMMIT only, so a worker is never woken for rows it cannot see
+yet, and a rolled-back change wakes nobody; several in one transaction arrive as one. A loose
+module, so that any package may announce without importing delivery/ (the layering forbids that
+for content/, subscribers/ and mail/).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+CHANNEL = "newsletter_work"
+
+
+def announce(session: Session) -> None:
+    """Wake the idle workers when this transaction commits (PostgreSQL; a no-op on SQLite, where
+    workers poll)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
