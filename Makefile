@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/newsletter demo
 
+# Two worker processes (pytest-xdist); tests sharing a session- or module-wide fixture (Chromium,
+# the e2e corpus, a built wheel) stay on one worker: tests/conftest.py groups them.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

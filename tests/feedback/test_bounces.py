@@ -25,7 +25,7 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.migrate import upgrade
+from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.models import ConsentEvent, Subscriber, Suppression
 from newsletter.subscribers.service import UpsertResult, upsert_active
@@ -74,7 +74,7 @@ def sent(tmp_path):
     config = write_config(tmp_path)
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, sample_files())
     with session_scope(engine) as session:
         for email in READERS:

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from newsletter.config import load_settings
 from newsletter.db import make_engine, session_scope, utcnow
-from newsletter.migrate import upgrade
+from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, TransactionalMail
 from newsletter.subscribers.purge import purge_unconfirmed
 from newsletter.subscribers.service import hashed_email
@@ -89,7 +89,7 @@ def stale_store(tmp_path, db_url):
     path = write_config(tmp_path, db_url)
     settings = load_settings(path)
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     long_ago = utcnow() - timedelta(days=3)
     with session_scope(engine) as session:
         request_signup(session, settings.web, "stale@example.com", "Stale", [], long_ago)
