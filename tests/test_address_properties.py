@@ -30,10 +30,10 @@ from newsletter.delivery.transports.file import FileTransport
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, TransactionalMail
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import free_port, start_server
 from tests.web.conftest import start_live
 

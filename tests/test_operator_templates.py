@@ -12,9 +12,9 @@ from newsletter.config import EMBEDDED_CONFIG, load_settings
 from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine
 from newsletter.errors import ConfigError
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.templating import TEMPLATES, TemplateError, environment, render, use_operator_templates
 from tests.conftest import write_config
+from tests.db_templates import migrate_fresh
 from tests.issues.test_render import VALUES, compiled_for
 
 MASTHEAD = "email/partials/masthead.mjml.j2"

@@ -33,9 +33,9 @@ from newsletter.delivery.transports.base import Outcome, SendResult
 from newsletter.errors import UserError
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import start_server
 
 WEEK = "2026-W48"

@@ -31,10 +31,10 @@ from newsletter.db import make_engine, session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.feedback.conftest import WEEK
 
 CORPUS = Path(__file__).parents[1] / "data" / "bounces"

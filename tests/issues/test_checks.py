@@ -18,13 +18,13 @@ from newsletter.issues.checks import MAX_HTML_BYTES, link_problem, render_for_ch
 from newsletter.issues.fit import BUDGET_BYTES
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.schedule import dispatch_due
 from newsletter.weeks import week_of
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import write_config
 from tests.content_files import comparison, text, write_content
 from tests.cli.test_cli import run
+from tests.db_templates import migrate_fresh
 
 ENV = {"NEWSLETTER_SECRET_KEY": "k" * 40}
 NOW = datetime.now(UTC)

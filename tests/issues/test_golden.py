@@ -15,8 +15,8 @@ from newsletter.db import make_engine, session_scope
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from tests.conftest import write_config
+from tests.db_templates import migrate_fresh
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "issue-2026-W48.html"
 VALUES = {"email": "reader@example.com", "unsubscribe_url": "https://verdicts.example/unsubscribe/TOKEN",

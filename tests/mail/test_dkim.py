@@ -17,8 +17,8 @@ from newsletter.mail.compose import build_template
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.mail import dkim as wv_dkim
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 
 DOMAIN = "weeklyverdicts.example"
 SELECTOR = "wv2026"

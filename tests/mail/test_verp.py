@@ -111,7 +111,7 @@ def test_a_confirmation_mail_bounce_is_attributed_by_its_verp_address_alone(tmp_
     from newsletter.feedback.bounces import BounceReport, process_message
     from newsletter.db import make_engine, session_scope
     from newsletter.delivery.transports import make_transport
-    from tests.db_templates import migrate_fresh  # a copy of a migrated template
+    from tests.db_templates import migrate_fresh
     from newsletter.delivery.mailqueue import send_pending
     from newsletter.subscribers.models import Suppression
     from newsletter.subscribers.signup import request_signup

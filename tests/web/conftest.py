@@ -15,11 +15,11 @@ import uvicorn
 
 from newsletter.config import Settings, load_settings
 from newsletter.db import make_engine
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.delivery.transports import make_transport
 from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import free_port
 
 

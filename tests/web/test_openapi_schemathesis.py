@@ -11,9 +11,9 @@ from schemathesis.checks import not_a_server_error
 
 from newsletter.config import load_settings
 from newsletter.db import make_engine
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 
 EXAMPLES = 25
 

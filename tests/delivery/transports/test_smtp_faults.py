@@ -22,9 +22,9 @@ from newsletter.delivery.transports import make_transport
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
-from tests.db_templates import migrate_fresh  # a copy of a migrated template
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import start_server
 from tests.delivery.transports.test_smtp import message
 
