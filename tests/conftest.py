@@ -24,33 +24,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_SECRET = "test-secret-key-" + "x" * 40
 
 
-# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) each worker is its own process with
-# its own session fixtures. Tests that share an expensive fixture built once per session or module
-# (a Chromium, the e2e corpus of mails and pages, a built wheel) are kept on one worker, so it is
-# built once; every other test goes to whichever worker is free. New tests join a group by using
-# the fixture: nothing to mark by hand.
-SHARED_ONCE = {"chromium": "browser", "corpus": "browser", "axe_source": "browser"}
-
-
-def _xdist_group(item: pytest.Item) -> str | None:
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    for name in info.names_closure:
-        if name in SHARED_ONCE:
-            return SHARED_ONCE[name]
-    for name in info.names_closure:
-        definitions = info.name2fixturedefs.get(name) or ()
-        if any(definition.scope in ("module", "class", "package") for definition in definitions):
-            return item.nodeid.split("::")[0]  # a module-scoped fixture: its module stays together
-    return None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        group = _xdist_group(item)
-        if group and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(group))
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadfile`) each worker is its own process with
+# its own session fixtures (tests/db_templates.py's templates too); a test file runs whole on one
+# worker, so module-scoped fixtures (a built wheel) and the e2e corpus are built once per file.
 
 
 @pytest.fixture(autouse=True)
