@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/newsletter demo
 
+# Two worker processes (pytest-xdist); a test file stays on one worker, so a module-wide fixture
+# (the built wheel) or the e2e corpus is built once per file, not once per worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

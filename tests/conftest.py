@@ -17,11 +17,16 @@ from sqlalchemy import create_engine, text
 from newsletter import PROJECT_ROOT
 from newsletter.config import load_settings
 from newsletter.db import dispose_engines, make_engine
-from newsletter.migrate import upgrade
+from tests.db_templates import migrate_fresh
 
 PG_BASE = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_SECRET = "test-secret-key-" + "x" * 40
+
+
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadfile`) each worker is its own process with
+# its own session fixtures (tests/db_templates.py's templates too); a test file runs whole on one
+# worker, so module-scoped fixtures (a built wheel) and the e2e corpus are built once per file.
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +112,7 @@ def settings(tmp_path, db_url):
 @pytest.fixture
 def engine(settings):
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)  # a copy of a migrated template: tests/db_templates.py
     yield engine
     engine.dispose()
 

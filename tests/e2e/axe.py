@@ -8,6 +8,7 @@ one of them, computed by axe from the styles the browser actually applied (media
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -26,17 +27,21 @@ def install_axe() -> str:
     """The source of axe.min.js; raises RuntimeError saying why it cannot be had."""
     folder = cache_dir()
     script = folder / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm is not installed (Debian package npm); it fetches axe-core")
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
-                               "--no-save", "--loglevel=error", AXE_PACKAGE],
-                              capture_output=True, text=True, timeout=300)
-        if done.returncode != 0 or not script.exists():
-            raise RuntimeError(f"npm install {AXE_PACKAGE} failed: {done.stderr.strip()[-500:]}")
-    return script.read_text(encoding="utf-8")
+    folder.mkdir(parents=True, exist_ok=True)
+    # One npm at a time into the shared cache: test workers (pytest-xdist) and other checkouts run
+    # concurrently, and two installs into one folder can leave it half-written.
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not script.exists():
+            npm = shutil.which("npm")
+            if npm is None:
+                raise RuntimeError("npm is not installed (Debian package npm); it fetches axe-core")
+            done = subprocess.run([npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+                                   "--no-save", "--loglevel=error", AXE_PACKAGE],
+                                  capture_output=True, text=True, timeout=300)
+            if done.returncode != 0 or not script.exists():
+                raise RuntimeError(f"npm install {AXE_PACKAGE} failed: {done.stderr.strip()[-500:]}")
+        return script.read_text(encoding="utf-8")
 
 
 def violations(page, source: str) -> list[str]:

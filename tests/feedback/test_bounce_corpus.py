@@ -31,10 +31,10 @@ from newsletter.db import make_engine, session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.migrate import upgrade
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.feedback.conftest import WEEK
 
 CORPUS = Path(__file__).parents[1] / "data" / "bounces"
@@ -119,7 +119,7 @@ def sent_issue(tmp_path: Path, verp: bool):
     if verp:
         settings.mail = settings.mail.model_copy(update={"verp": True, "bounce_address": BOUNCE_ADDRESS})
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, sample_files())
     with session_scope(engine) as session:
         for case in CASES:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import mailbox
 import re
-import subprocess
-import sys
+import os
 from email import message_from_bytes, policy
 from email.message import Message
 from email.mime.message import MIMEMessage
@@ -25,10 +24,11 @@ from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.migrate import upgrade
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.models import ConsentEvent, Subscriber, Suppression
 from newsletter.subscribers.service import UpsertResult, upsert_active
+from tests.cli_runner import run_cli
+from tests.db_templates import migrate_fresh
 from tests.conftest import TEST_SECRET, write_config
 from tests.feedback.conftest import WEEK
 
@@ -74,7 +74,7 @@ def sent(tmp_path):
     config = write_config(tmp_path)
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, sample_files())
     with session_scope(engine) as session:
         for email in READERS:
@@ -94,8 +94,7 @@ def sent(tmp_path):
 
 
 def process(config: Path, path: Path) -> str:
-    result = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(config), "bounces", "process",
-                             str(path)], capture_output=True, text=True, timeout=60)
+    result = run_cli(["--config", str(config), "bounces", "process", str(path)], Path.cwd(), dict(os.environ))
     assert result.returncode == 0, result.stderr
     return " ".join(result.stdout.split())
 
@@ -170,6 +169,6 @@ def test_mbox_of_reports(sent, tmp_path):
 
 def test_a_missing_mailbox_is_an_error_not_a_crash(sent, tmp_path):
     config, _engine, _mails = sent
-    result = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(config), "bounces", "process",
-                             str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
+    result = run_cli(["--config", str(config), "bounces", "process", str(tmp_path / "nowhere")], Path.cwd(),
+                     dict(os.environ))
     assert result.returncode == 1 and "no such maildir or mbox" in result.stderr

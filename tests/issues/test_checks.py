@@ -18,13 +18,13 @@ from newsletter.issues.checks import MAX_HTML_BYTES, link_problem, render_for_ch
 from newsletter.issues.fit import BUDGET_BYTES
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
-from newsletter.migrate import upgrade
 from newsletter.schedule import dispatch_due
 from newsletter.weeks import week_of
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import write_config
 from tests.content_files import comparison, text, write_content
 from tests.cli.test_cli import run
+from tests.db_templates import migrate_fresh
 
 ENV = {"NEWSLETTER_SECRET_KEY": "k" * 40}
 NOW = datetime.now(UTC)
@@ -34,7 +34,7 @@ def store(tmp_path, comparisons: list[dict], extra: str = "", readers: int = 2, 
     """A migrated store holding `comparisons` and `readers` active readers; returns settings, engine."""
     settings = load_settings(write_config(tmp_path, db_url, extra=extra))
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, [write_content(tmp_path / "content.json", comparisons)])
     with session_scope(engine) as session:
         for n in range(readers):

@@ -15,8 +15,8 @@ from newsletter.db import make_engine, session_scope
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
-from newsletter.migrate import upgrade
 from tests.conftest import write_config
+from tests.db_templates import migrate_fresh
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "issue-2026-W48.html"
 VALUES = {"email": "reader@example.com", "unsubscribe_url": "https://verdicts.example/unsubscribe/TOKEN",
@@ -31,7 +31,7 @@ def normalise(html: str) -> str:
 def test_compiled_issue_matches_the_reviewed_golden_file(tmp_path):
     settings = load_settings(write_config(tmp_path))
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, sample_files())
     issue = draft_issue(engine, settings, "2026-W48").issue
     with session_scope(engine) as session:

@@ -17,8 +17,8 @@ from newsletter.mail.compose import build_template
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.mail import dkim as wv_dkim
-from newsletter.migrate import upgrade
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 
 DOMAIN = "weeklyverdicts.example"
 SELECTOR = "wv2026"
@@ -84,7 +84,7 @@ def issue_settings(tmp_path, key, algorithm):
 
 def real_issue_message(settings):
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, sample_files())
     issue = draft_issue(engine, settings, "2026-W48").issue
     with session_scope(engine) as session:

@@ -111,7 +111,7 @@ def test_a_confirmation_mail_bounce_is_attributed_by_its_verp_address_alone(tmp_
     from newsletter.feedback.bounces import BounceReport, process_message
     from newsletter.db import make_engine, session_scope
     from newsletter.delivery.transports import make_transport
-    from newsletter.migrate import upgrade
+    from tests.db_templates import migrate_fresh
     from newsletter.delivery.mailqueue import send_pending
     from newsletter.subscribers.models import Suppression
     from newsletter.subscribers.signup import request_signup
@@ -121,7 +121,7 @@ def test_a_confirmation_mail_bounce_is_attributed_by_its_verp_address_alone(tmp_
     (tmp_path / "config.toml").write_text(config)
     settings = load_settings(tmp_path / "config.toml")
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     with session_scope(engine) as session:
         for email in ("gone@example.net", "here@example.net"):
             request_signup(session, settings.web, email, "", [], datetime.now(UTC))

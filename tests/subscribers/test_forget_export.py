@@ -3,8 +3,8 @@
 import csv
 import io
 import json
-import subprocess
-import sys
+import os
+from pathlib import Path
 from datetime import UTC, datetime
 
 import pytest
@@ -22,6 +22,7 @@ from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTo
 from newsletter.subscribers.importing import import_csv
 from newsletter.subscribers.service import InvalidInput, export, forget, hashed_email, is_suppressed
 from newsletter.subscribers.signup import request_signup, unsubscribe
+from tests.cli_runner import run_cli
 from tests.conftest import write_config
 
 CATEGORIES = ["Developer Tools", "Design & Media"]  # topics must be categories of the publication
@@ -101,8 +102,7 @@ def test_forget_on_the_command_line(tmp_path, db_url):
     config = write_config(tmp_path, db_url)
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "newsletter", "--config", str(config), *args],
-                              capture_output=True, text=True, timeout=120)
+        return run_cli(["--config", str(config), *args], Path.cwd(), dict(os.environ))  # tests/cli_runner.py
 
     assert cli("db", "upgrade").returncode == 0
     (tmp_path / "in.csv").write_text("email\ngone@example.com\n")

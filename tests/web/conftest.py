@@ -15,11 +15,11 @@ import uvicorn
 
 from newsletter.config import Settings, load_settings
 from newsletter.db import make_engine
-from newsletter.migrate import upgrade
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.delivery.transports import make_transport
 from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import free_port
 
 
@@ -83,7 +83,7 @@ def live_factory(tmp_path, monkeypatch, request):
             monkeypatch.setenv(f"NEWSLETTER_{key}", str(value))
         settings = load_settings(write_config(tmp_path, db_url))
         engine = make_engine(settings.database.url)
-        upgrade(engine)
+        migrate_fresh(engine)
         from newsletter.content.importer import import_files, sample_files
 
         import_files(engine, sample_files())

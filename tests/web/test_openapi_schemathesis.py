@@ -11,9 +11,9 @@ from schemathesis.checks import not_a_server_error
 
 from newsletter.config import load_settings
 from newsletter.db import make_engine
-from newsletter.migrate import upgrade
 from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 
 EXAMPLES = 25
 
@@ -23,7 +23,7 @@ def web_app(tmp_path, db_url):
     # In-process requests carry Host "testserver" (schemathesis' ASGI client): allow it like an operator would.
     config = load_settings(write_config(tmp_path, db_url, extra='[web]\nallowed_hosts = ["testserver"]\n'))
     engine = make_engine(config.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     from newsletter.content.importer import import_files, sample_files
 
     import_files(engine, sample_files())

@@ -1,21 +1,21 @@
 """Issue 14.5 (last sentence): signups never confirmed lose their personal data once the link expired."""
 
 import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import func, inspect, text
 from sqlmodel import select
 
 from newsletter.config import load_settings
 from newsletter.db import make_engine, session_scope, utcnow
-from newsletter.migrate import upgrade
 from newsletter.subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, TransactionalMail
 from newsletter.subscribers.purge import purge_unconfirmed
 from newsletter.subscribers.service import hashed_email
 from newsletter.subscribers.signup import request_signup
+from tests.cli_runner import run_cli
+from tests.db_templates import migrate_fresh
 from tests.conftest import TEST_SECRET, write_config
 
 
@@ -89,7 +89,7 @@ def stale_store(tmp_path, db_url):
     path = write_config(tmp_path, db_url)
     settings = load_settings(path)
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     long_ago = utcnow() - timedelta(days=3)
     with session_scope(engine) as session:
         request_signup(session, settings.web, "stale@example.com", "Stale", [], long_ago)
@@ -104,8 +104,7 @@ def stale_store(tmp_path, db_url):
 def test_the_command_line_purges(tmp_path, db_url):
     path, engine = stale_store(tmp_path, db_url)
     env = {**os.environ, "NEWSLETTER_SECRET_KEY": TEST_SECRET}
-    done = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(path), "subscribers",
-                           "purge-unconfirmed"], capture_output=True, text=True, env=env)
+    done = run_cli(["--config", str(path), "subscribers", "purge-unconfirmed"], Path.cwd(), env)
     assert done.returncode == 0, done.stderr
     assert "purged 1 unconfirmed signups" in done.stdout
     assert count(engine, Subscriber) == 0

@@ -22,9 +22,9 @@ from newsletter.delivery.transports import make_transport
 from newsletter.delivery.transports.base import Outcome
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
-from newsletter.migrate import upgrade
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
+from tests.db_templates import migrate_fresh
 from tests.fakes.smtp_server import start_server
 from tests.delivery.transports.test_smtp import message
 
@@ -136,7 +136,7 @@ def test_the_delivery_loop_ends_with_every_reader_exactly_once(faulty, tmp_path,
     config.write_text(config.read_text().replace('transport = "file"', 'transport = "smtp"'))
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
-    upgrade(engine)
+    migrate_fresh(engine)
     import_files(engine, sample_files())
     kinds = ["fine", "closing", "droprcpt", "dropdata", "later", "unknown"]
     emails = [f"{kinds[n % len(kinds)]}{n:03d}@example.com" for n in range(36)]
