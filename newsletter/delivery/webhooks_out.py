@@ -106,8 +106,11 @@ def _attempt(engine: Engine, settings: Settings, row_id: int) -> tuple[int, Atte
     return row.attempts, post(endpoint.url, endpoint.secret, row, settings.outgoing_webhooks.timeout_seconds)
 
 
-def _record(engine: Engine, settings: Settings, worker: str, row_id: int, attempts: int, attempt: Attempt) -> str:
-    done = utcnow()
+def _record(engine: Engine, settings: Settings, worker: str, row_id: int, attempts: int, attempt: Attempt,
+            claimed_at: datetime) -> str:
+    # The backoff counts from the attempt, never from before the claim's own clock: a claim made
+    # with a given `now` (the scheduler's, or a test's) cannot get its row back as due at once.
+    done = max(utcnow(), claimed_at)
     state, next_at = queue.settle(attempt.result, attempts, retry_settings(settings), done)
     values = {"state": state, "lease_until": None, "next_attempt_at": next_at, "last_attempt_at": done,
               "last_status": attempt.status, "last_response": attempt.excerpt,
@@ -127,10 +130,10 @@ def send_due(engine: Engine, settings: Settings, *, limit: int = 20, now: dateti
              worker: str | None = None, ids: list[int] | None = None) -> queue.BatchReport:
     """One batch: claim due rows (only `ids`, when given), post each, record each result at once
     (a slow receiver delays only the rows after it in this batch)."""
-    worker = worker or queue.worker_id()
+    worker, now = worker or queue.worker_id(), now or utcnow()
     report = queue.BatchReport()
-    for row_id in _claim(engine, settings, now or utcnow(), limit, worker, ids):
+    for row_id in _claim(engine, settings, now, limit, worker, ids):
         attempts, attempt = _attempt(engine, settings, row_id)
-        state = _record(engine, settings, worker, row_id, attempts, attempt)
+        state = _record(engine, settings, worker, row_id, attempts, attempt, now)
         setattr(report, state, getattr(report, state) + 1)
     return report
