@@ -47,9 +47,15 @@ def seed(live) -> None:
 def shot(page, name: str, db: str) -> None:
     """A full-page 375 px screenshot, then the editor's viewport again."""
     SHOTS.mkdir(exist_ok=True)
+    for frame in page.frames[1:]:  # the mail previews: each a full rendering of the issue
+        frame.wait_for_load_state()
     size = page.viewport_size
     page.set_viewport_size({"width": 375, "height": 800})
     page.screenshot(path=str(SHOTS / f"{name}-{db}.png"), full_page=True)
+    # A full-page capture leaves the sandboxed frames below the fold blank; each frame on its own:
+    for number, frame in enumerate(page.locator("iframe").all()):
+        frame.scroll_into_view_if_needed()
+        frame.screenshot(path=str(SHOTS / f"{name}-{db}-frame{number}.png"))
     page.set_viewport_size(size)
 
 
@@ -186,10 +192,13 @@ def watch_send(page, live, recipients: int, db: str) -> None:
         stop.set()
         worker.join(timeout=30)
     assert (figure(page, "sent"), figure(page, "failed"), figure(page, "pending")) == (str(recipients), "0", "0")
+    expect(page.get_by_role("button", name="Pause")).to_be_hidden()  # a finished send offers no controls
+    expect(page.get_by_role("button", name="Cancel the send")).to_be_hidden()
     shot(page, "progress", db)
     page.get_by_role("link", name="Refresh the figures").click()  # the server's figures agree
     assert figure(page, "state") == "sent" and figure(page, "sent") == str(recipients)
     assert not page.get_by_role("button", name="Pause").count()
+    assert not page.get_by_role("button", name="Cancel the send").count()
 
 
 def look_reader_up(page, live) -> None:
