@@ -120,10 +120,13 @@ def reorder(page) -> list[str]:
     assert page.get_by_role("status").inner_text() == "The comparisons are updated."
     after = titles(page)
     assert after == [before[1], before[0], *before[2:]]
-    return after
+    submit(page, page.get_by_role("button", name=f"Move up: {after[-1]}"))
+    final = titles(page)
+    assert final == [*after[:-2], after[-1], after[-2]]
+    return final
 
 
-def edit_note(page) -> None:
+def edit_note(page, order: list[str]) -> None:
     note = page.get_by_label("Editor's note")
     note.fill(NOTE)
     submit(page, page.get_by_role("button", name="Save", exact=True))
@@ -134,7 +137,10 @@ def edit_note(page) -> None:
     emphasis.wait_for()
     link = frame.get_by_role("link", name="our method")
     assert link.get_attribute("href").startswith("https://verdicts.example/method")
-    assert TAGLINE in frame.locator("body").inner_text()  # the edited comparison is in the mail
+    mail = frame.locator("body").inner_text()
+    assert TAGLINE in mail  # the edited comparison is in the mail
+    places = [mail.find(title) for title in order]
+    assert -1 not in places and places == sorted(places), (order, places)  # in the new order
 
 
 def outbox(live) -> list:
@@ -242,8 +248,8 @@ def test_an_editor_runs_a_whole_week_in_the_console(chromium, live_factory, db_u
         sign_in(page, live)
         edit_comparison(page, live)
         draft_week(page, live)
-        reorder(page)
-        edit_note(page)
+        order = reorder(page)
+        edit_note(page, order)
         send_a_test(page, live)
         schedule(page, live)
         shot(page, "issue", db)
