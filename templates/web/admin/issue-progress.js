@@ -16,6 +16,11 @@
     });
     var eta = figures.eta_seconds;
     show("eta", eta === null ? "\u2014" : Math.floor(eta / 60) + " min " + (eta % 60) + " s");
-    if (figures.done) { source.close(); }
+    if (figures.done) {
+      source.close();
+      // Sent or cancelled: pause, resume and cancel no longer apply; do not offer them.
+      var controls = document.getElementById("send-controls");
+      if (controls) { controls.hidden = true; }
+    }
   });
 }());
