@@ -103,6 +103,7 @@ def test_test_send_and_schedule_from_the_page(console):
     assert scheduled.status_code == 303
     page = editor.get(scheduled.headers["location"]).text
     assert "Scheduled for <strong>2031-03-04 07:30 CET</strong>" in page and "Unschedule" in page
+    assert 'name="at" value="2031-03-04T07:30"' in page  # a reschedule starts from the time set
     assert audit_entries(console, "issue.schedule")[0].after["scheduled_at"].startswith("2031-03-04T06:30")
     checked = editor.post(f"/admin/issues/{issue_id}/schedule", data={"at": "2031-03-04T07:30", "csrf_token": token})
     assert checked.status_code == 409 and "Pre-send checks fail" in checked.text

@@ -67,6 +67,8 @@ def issue_page(ctx: ConsoleContext, me: Signed, issue_id: int, status: int = 200
         raise Answer(message(ctx, "No such issue", f"There is no issue {issue_id}.", 404,
                              [("All issues", "/admin/issues")]))
     can_edit = may_edit(me)
+    if found.scheduled_at and "schedule_at" not in values:  # a reschedule starts from the time set
+        values["schedule_at"] = found.scheduled_at.astimezone(zone_of(ctx.settings)).strftime("%Y-%m-%dT%H:%M")
     return page(ctx, "issue_detail.html", status, me=me, title=f"Issue {found.week}", current="issues",
                 issue=found, can_edit=can_edit, error=error, notice=notice,
                 checks=sending.pre_send_checks(ctx.engine, ctx.settings, issue_id),
