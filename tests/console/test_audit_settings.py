@@ -99,3 +99,11 @@ def test_every_setting_has_a_row():
 def test_a_created_record_lists_each_field():
     assert [(c.field, c.before, c.after) for c in changes(None, {"role": "owner", "email": "a@b.example"})] == [
         ("email", None, "a@b.example"), ("role", None, "owner")]
+
+
+def test_a_page_bound_beyond_the_id_column_is_refused_not_a_server_error(console):
+    # PostgreSQL's INTEGER ends at 2**31 - 1: a larger `before` must be a 422, never a 500.
+    answer = console.client().get("/api/v1/audit", params={"before": 2**31}, headers=console.bearer("read"))
+    assert answer.status_code == 422 and answer.json()["error"]["fields"].get("before")
+    assert console.client().get("/api/v1/audit", params={"before": 2**31 - 1},
+                                headers=console.bearer("read")).status_code == 200

@@ -22,7 +22,7 @@ router = console_router()
 api = api_router()
 PAGE_SIZE = 50
 Filter = Annotated[str, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Before = Annotated[int | None, Query(ge=1, le=2**62, description="Entries older than this id")]
+Before = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Entries older than this id")]  # an INTEGER column
 
 
 class ChangeOut(BaseModel):
