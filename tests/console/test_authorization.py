@@ -253,3 +253,65 @@ def test_issue_api_by_scope(console):
         for granted in (scope, Scope.all):
             answer = call(console.bearer(granted.value))
             assert answer.status_code in allowed, f"{granted} on {method} {path}: {answer.text}"
+
+
+# --- Every route is in the matrix --------------------------------------------------------------
+# Routes whose per-role answers are checked in their area's own tests (with the file that does),
+# and the routes every visitor may reach by design.
+ELSEWHERE = {
+    "GET /admin/login": "open by design (tests/console/test_sessions.py)",
+    "POST /admin/login": "open by design (test_sessions.py)", "POST /admin/login/totp": "open (test_sessions.py)",
+    "POST /admin/logout": "test_logout_needs_the_sessions_csrf_token above",
+    "GET /admin/set-password/{token}": "the signed link is the credential (test_sessions.py)",
+    "POST /admin/set-password/{token}": "the signed link is the credential (test_sessions.py)",
+    "GET /admin/static/issue-progress.js": "a static script, the same for everyone",
+    "POST /api/v1/public/subscriptions": "public by design (test_api.py)",
+    "POST /admin/editors/add": "test_owners_pages.py", "POST /admin/editors/role": "test_owners_pages.py",
+    "POST /admin/editors/remove": "test_owners_pages.py", "POST /admin/editors/totp-reset": "test_owners_pages.py",
+    "POST /admin/tokens": "test_owners_pages.py", "POST /admin/tokens/revoke": "test_owners_pages.py",
+    "POST /admin/webhooks": "test_owners_webhooks.py",
+    "POST /admin/webhooks/{endpoint_id}/remove": "test_owners_webhooks.py",
+    "POST /admin/webhooks/{endpoint_id}/test": "test_owners_webhooks.py",
+    "POST /admin/readers/import": "test_import_pages.py", "GET /admin/readers/import/{job_id}": "test_import_pages.py",
+    "POST /admin/readers/import/{job_id}/dry-run": "test_import_pages.py",
+    "POST /admin/readers/import/{job_id}/start": "test_import_pages.py",
+    "POST /admin/comparisons/new": "test_comparisons_form.py", "POST /admin/comparisons/{slug}": "test_comparisons_form.py",
+    "POST /admin/comparisons/{slug}/unpublish": "test_comparisons_form.py",
+    "POST /admin/comparisons/{slug}/publish": "test_comparisons_form.py",
+    "GET /admin/stats/issues/{issue_id}": "needs a sent issue (test_stats_pages.py)",
+}
+
+
+def _app_routes(app) -> set[str]:
+    """"METHOD /path" of every console and API route (FastAPI keeps included routers nested)."""
+    found = set()
+    for route in app.routes:
+        nested = getattr(route, "original_router", None)
+        for inner in (nested.routes if nested is not None else [route]):
+            path = getattr(inner, "path", "")
+            if path.startswith(("/admin", "/api/v1")):
+                found |= {f"{method} {path}" for method in getattr(inner, "methods", ()) or ()
+                          if method not in ("HEAD", "OPTIONS")}
+    return found
+
+
+def _listed() -> list[tuple[str, str]]:
+    """(method, concrete path) of every matrix row in this module."""
+    rows = [("GET", path) for path, _role in PAGES + ISSUE_PAGES] + [("GET", path) for path in DOWNLOADS]
+    rows += [("POST", path) for path, _role in POSTS] + [("POST", path) for path in ISSUE_POSTS]
+    return rows + [(method, path) for method, path, *_rest in API + ISSUE_API]
+
+
+def test_every_console_and_api_route_is_in_the_matrix(console):
+    import re
+
+    listed = _listed()
+    missing = []
+    for route in sorted(_app_routes(console.app)):
+        method, template = route.split(" ", 1)
+        pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/?]+", re.escape(template)) + r"(\?.*)?$")
+        if route not in ELSEWHERE and not any(m == method and pattern.match(path) for m, path in listed):
+            missing.append(route)
+    assert not missing, "routes no authorization test covers (add a matrix row or an ELSEWHERE entry): " + \
+        ", ".join(missing)
+    assert not set(ELSEWHERE) - _app_routes(console.app), "ELSEWHERE names a route that no longer exists"
