@@ -9,11 +9,11 @@ mail, so one `newsletter serve` is a working deployment; `--no-sender` leaves th
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from sqlalchemy import Engine
 
+from newsletter.wakeable import WakeableThread
 from newsletter.config import Settings
 from newsletter.delivery.transports import make_transport
 
@@ -21,14 +21,12 @@ log = logging.getLogger(__name__)
 PURGE_EVERY = 3600.0  # seconds between purges of expired unconfirmed signups
 
 
-class BackgroundSender:
+class BackgroundSender(WakeableThread):
     """Delivers queued transactional mail; wakes at once when a request queued some."""
 
     def __init__(self, engine: Engine, settings: Settings, secret: str, interval: float = 5.0) -> None:
         self.engine, self.settings, self.secret, self.interval = engine, settings, secret, interval
-        self.wake = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="transactional-sender", daemon=True)
+        super().__init__("transactional-sender", self._run)
 
     def _run(self) -> None:
         # A worker like any other: one id and a heartbeat, so a killed web process's mails are
@@ -67,12 +65,3 @@ class BackgroundSender:
         report = purge_unconfirmed(self.engine, self.settings)
         if report.purged:
             log.info("purged %d unconfirmed signups whose confirmation expired", report.purged)
-
-    def start(self) -> None:
-        self.thread.start()
-        self.wake.set()
-
-    def shutdown(self) -> None:
-        self.stop.set()
-        self.wake.set()
-        self.thread.join(timeout=30)

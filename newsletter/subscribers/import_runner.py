@@ -23,6 +23,7 @@ from itertools import islice
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from newsletter.wakeable import WakeableThread
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next, \
     drop_old_files
@@ -183,14 +184,13 @@ def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: 
     return tally
 
 
-class ImportRunner:
+class ImportRunner(WakeableThread):
     """A background thread that runs queued import jobs; `wake` when one is queued."""
 
     def __init__(self, engine: Engine, categories: Categories, interval: float = 5.0,
                  on_finish: Finished | None = None) -> None:
         self.engine, self.categories, self.interval, self.on_finish = engine, categories, interval, on_finish
-        self.wake, self.stop = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="import-runner", daemon=True)
+        super().__init__("import-runner", self._loop)
 
     def _loop(self) -> None:
         worker = runner_id()
@@ -205,12 +205,3 @@ class ImportRunner:
                     pass
             except Exception:  # the database went away: look again at the next tick
                 log.exception("import runner: could not look for jobs; will retry")
-
-    def start(self) -> None:
-        self.thread.start()
-        self.wake.set()
-
-    def shutdown(self) -> None:
-        self.stop.set()
-        self.wake.set()
-        self.thread.join(timeout=30)
