@@ -68,6 +68,21 @@ class ContentSettings(Section):
     """[content]: how reader votes are shown. Below `community_min_votes` votes a comparison's
     Community % is not a percentage yet ("3 votes so far"): one vote is not "100%"."""
     community_min_votes: int = Field(5, ge=1, le=10000)
+    # A verdict change is material (issues/material.py) when a tool's panel verdict flips, its
+    # Panel ship % moves by at least this many points, or its entry price changes.
+    material_ship_points: int = Field(20, ge=1, le=100)
+    # The pre-send checks warn about a comparison whose facts were last checked longer ago.
+    stale_after_days: int = Field(120, ge=1, le=3650)
+    # A JSON feed of comparisons in the import schema, pulled before the draft day (empty: none).
+    feed_url: str = ""
+
+    @field_validator("feed_url")
+    @classmethod
+    def _feed(cls, value: str) -> str:
+        reject_control_chars(value, "feed_url")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
 
 class IssueSettings(Section):
