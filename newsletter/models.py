@@ -1,9 +1,11 @@
 """Imports every table so SQLModel.metadata is complete (for Alembic and tests)."""
 
 from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
+from newsletter.delivery.followup_models import FollowupDelivery
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.editors.idempotency import IdempotencyKey
 from newsletter.editors.models import ApiToken, AuditEntry, Editor, EditorSession
+from newsletter.issues.followup_models import Followup
 from newsletter.issues.models import Issue, IssueItem, IssueRecord
 from newsletter.outgoing import WebhookDelivery, WebhookEndpoint
 from newsletter.feedback.models import TrackingEvent, WebhookEvent, WebhookNonce
@@ -13,7 +15,7 @@ from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscrib
 
 __all__ = [
     "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey", "ImportJob",
-    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Issue", "IssueItem", "IssueRecord", "Review", "SendWindow",
+    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Followup", "FollowupDelivery", "Issue", "IssueItem", "IssueRecord", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
 ]

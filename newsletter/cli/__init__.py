@@ -1,7 +1,7 @@
 """`newsletter`: the command line for operators and editors.
 
 The commands live in modules by concern: data (db, content, demo), issue, audience
-(subscribers, bounces), editors (editors, tokens) and roles (serve, worker, scheduler, run, stats); they share the
+(subscribers, bounces), editors (editors, tokens), followup and roles (serve, worker, scheduler, run, stats); they share the
 typer apps and the State of newsletter.cli.common. Importing them here registers them, in
 the order `--help` lists them. Each command imports its machinery when it runs, so that
 `newsletter --help` does not load pydantic, SQLAlchemy or FastAPI.
@@ -16,6 +16,7 @@ from newsletter.cli import data  # noqa: F401  (registers demo, db, content)
 from newsletter.cli import issue  # noqa: F401
 from newsletter.cli import audience  # noqa: F401  (subscribers, bounces)
 from newsletter.cli import editors  # noqa: F401  (editors, tokens)
+from newsletter.cli import followup  # noqa: F401  (followup create/preview/list/status/send/cancel)
 from newsletter.cli.common import State, app, console, err, state
 from newsletter.errors import UserError
 

@@ -43,7 +43,7 @@ from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope, utcnow
 from newsletter.delivery import outbox, queue
 from newsletter.delivery.heartbeat import Heartbeat
-from newsletter.delivery import mailqueue, webhooks_out
+from newsletter.delivery import followup_outbox, followup_sender, mailqueue, webhooks_out
 from newsletter.delivery.mailqueue import send_queued
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.ratelimit import SendRateLimiter
@@ -94,7 +94,8 @@ def outstanding(engine: Engine, now) -> int:
             .where(Issue.state == IssueState.sending.value, queue.outstanding(Delivery, now))
         ).scalar_one()
         webhooks = session.execute(select(func.count()).where(queue.outstanding(WebhookDelivery, now))).scalar_one()
-    return deliveries + webhooks + mailqueue.outstanding(engine, now)
+        followups = followup_outbox.outstanding(session, now)
+    return deliveries + webhooks + followups + mailqueue.outstanding(engine, now)
 
 
 @dataclass
@@ -121,6 +122,15 @@ def _one_pass(w: _Worker) -> bool:
         if report.sent or report.failed or report.retry or report.skipped:
             worked = True
             w.echo(_summary(report))
+    # Follow-ups (delivery/followup_sender.py): batch by batch, under the same rate limiter.
+    while not w.stop.is_set():
+        followups = followup_sender.send_batch(w.engine, w.settings, w.transport, w.secret, worker=w.worker,
+                                               limiter=w.limiter)
+        if not followups.worked:
+            break
+        worked = True
+        w.echo(f"follow-ups: {followups.sent} sent, {followups.retry} to retry, {followups.failed} failed, "
+               f"{followups.skipped} skipped")
     # Confirmation, welcome and goodbye mails queued by `serve --no-sender`; notices; test sends.
     while not w.stop.is_set():
         mails = send_queued(w.engine, w.settings, w.transport, w.secret, worker=w.worker)
@@ -207,7 +217,7 @@ def _release(engine: Engine, worker: str, echo: Callable[[str], None], transport
     try:
         with session_scope(engine) as session:
             released = (outbox.release(session, worker) + queue.release(session, TransactionalMail, worker)
-                        + queue.release(session, WebhookDelivery, worker))
+                        + queue.release(session, WebhookDelivery, worker) + followup_outbox.release(session, worker))
         if released:
             echo(f"released {released} rows back to the queue")
     except Exception:
