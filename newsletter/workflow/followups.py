@@ -37,6 +37,8 @@ class FollowupInfo:
     changes: list[dict]
     forced: bool
     note: str
+    then_line: str
+    now_line: str
     counts: dict[str, int] = field(default_factory=dict)
     recipients: int = 0  # for a draft: how many a send now would reach; else the rows enqueued
 
@@ -56,7 +58,8 @@ def _info(session, followup: Followup, now: datetime) -> FollowupInfo:
     view = followup.view
     return FollowupInfo(followup.id, view["slug"], view["title"], followup.subject, followup.state, view["week"],
                         followup.created_at, followup.created_by, followup.started_at, followup.finished_at,
-                        view["changes"], followup.forced, followup.note, counts, recipients)
+                        view["changes"], followup.forced, followup.note, view["then"]["verdict_line"],
+                        view["now"]["verdict_line"], counts, recipients)
 
 
 @dataclass

@@ -255,6 +255,55 @@ def test_issue_api_by_scope(console):
             assert answer.status_code in allowed, f"{granted} on {method} {path}: {answer.text}"
 
 
+# --- Follow-ups (editors and owners only): on a follow-up `{id}` of a sent issue's comparison `{slug}` ---
+FOLLOWUP_PAGES = [("/admin/followups", Role.editor), ("/admin/followups/new?comparison={slug}", Role.editor),
+                  ("/admin/followups/{id}", Role.editor), ("/admin/followups/{id}/preview?scheme=dark", Role.editor),
+                  ("/admin/followups/{id}/preview?format=text", Role.editor), ("/admin/followups/{id}/send", Role.editor)]
+FOLLOWUP_POSTS = ["/admin/followups", "/admin/followups/{id}/send", "/admin/followups/{id}/cancel"]
+
+
+def _followup(console) -> tuple[int, str]:
+    """A sent issue (reader 1 was sent it) and a forced draft follow-up about its first comparison."""
+    from newsletter.db import session_scope
+    from newsletter.delivery.sender import start_send
+    from newsletter.editors.audit import Actor
+    from newsletter.workflow import followups
+
+    issue_id = _draft(console)
+    start_send(console.engine, issue_id, settings=console.settings)
+    with session_scope(console.engine) as session:
+        from newsletter.issues.frozen import issue_view
+        from newsletter.issues.models import Issue
+
+        slug = issue_view(session, console.settings, session.get(Issue, issue_id)).comparisons[0].slug
+    return followups.create(console.engine, console.settings, Actor.cli(), slug, force=True).id, slug
+
+
+def test_followup_pages_and_posts_by_role_and_csrf(console):
+    followup_id, slug = _followup(console)
+    clients = {role: console.login(role.name) for role in Role}
+    tokens = {role: csrf_in(client.get("/admin").text) for role, client in clients.items()}
+    for template, least in FOLLOWUP_PAGES:
+        path = template.format(id=followup_id, slug=slug)
+        anonymous = console.client().get(path)
+        assert anonymous.status_code == 303 and anonymous.headers["location"] == "/admin/login", path
+        for role, client in clients.items():
+            assert client.get(path).status_code == (200 if role >= least else 403), f"{role.name} on {path}"
+    for template in FOLLOWUP_POSTS:
+        path = template.format(id=followup_id)
+        anonymous = console.client().post(path, data={"csrf_token": "x"})
+        assert anonymous.status_code == 303 and anonymous.headers["location"] == "/admin/login", path
+        for role in (Role.viewer, Role.reviewer):
+            assert clients[role].post(path, data={"csrf_token": tokens[role]}).status_code == 403, (role, path)
+        for role in (Role.editor, Role.owner):
+            for forged in ({}, {"csrf_token": "forged"}):
+                assert clients[role].post(path, data=forged).status_code == 403, (role, path, forged)
+    # The owner, with the session's token, acts.
+    cancelled = clients[Role.owner].post(f"/admin/followups/{followup_id}/cancel",
+                                         data={"csrf_token": tokens[Role.owner]})
+    assert cancelled.status_code == 303
+
+
 # --- Every route is in the matrix --------------------------------------------------------------
 # Routes whose per-role answers are checked in their area's own tests (with the file that does),
 # and the routes every visitor may reach by design.
@@ -297,8 +346,9 @@ def _app_routes(app) -> set[str]:
 
 def _listed() -> list[tuple[str, str]]:
     """(method, concrete path) of every matrix row in this module."""
-    rows = [("GET", path) for path, _role in PAGES + ISSUE_PAGES] + [("GET", path) for path in DOWNLOADS]
-    rows += [("POST", path) for path, _role in POSTS] + [("POST", path) for path in ISSUE_POSTS]
+    rows = [("GET", path) for path, _role in PAGES + ISSUE_PAGES + FOLLOWUP_PAGES]
+    rows += [("GET", path) for path in DOWNLOADS]
+    rows += [("POST", path) for path, _role in POSTS] + [("POST", path) for path in ISSUE_POSTS + FOLLOWUP_POSTS]
     return rows + [(method, path) for method, path, *_rest in API + ISSUE_API]
 
 

@@ -86,7 +86,8 @@ def form_page(ctx: ConsoleContext, me: Signed, values: dict[str, str], errors: d
                 values=values, errors=errors, comparison=comparison, figures=figures, saved=saved,
                 editable=editable, slots=range(form.SLOTS), tool_fields=TOOL_FIELDS, tool_labels=TOOL_LABELS,
                 lenses=[(lens.value, LENS_LABELS[lens]) for lens in Lens], timezone=ctx.settings.site.timezone,
-                label_for=form.label_for, open_slots=form.open_slots(values, errors))
+                label_for=form.label_for, open_slots=form.open_slots(values, errors),
+                can_follow_up=role_allows(me.editor.role, Permission.manage_issues))
 
 
 def not_found(ctx: ConsoleContext, slug: str) -> HTMLResponse:
