@@ -240,6 +240,40 @@ def _console_issue_pages(corpus: Corpus, browser: requests.Session) -> None:
                        ("admin_issue_progress", f"/admin/issues/{sent.id}/progress")):
         corpus.answers[name] = browser.get(live.url + path).text
     _comparisons_journey(corpus, browser)
+    _followup_journey(corpus, browser, sent.id)
+
+
+def _followup_journey(corpus: Corpus, browser: requests.Session, issue_id: int) -> None:
+    """The sent issue's verdict turns; the owner drafts a follow-up, previews, confirms and sends
+    it; the one reader still subscribed gets the follow-up mail."""
+    from newsletter.delivery.followup_sender import deliver_all
+    from tests.delivery.test_followups import _flip_verdict
+
+    from newsletter.db import session_scope
+    from newsletter.issues.frozen import issue_view
+    from newsletter.issues.models import Issue
+
+    live = corpus.live
+    with session_scope(live.engine) as session:
+        slug = issue_view(session, live.settings, session.get(Issue, issue_id)).comparisons[0].slug
+    _flip_verdict(live.engine, issue_id)
+    corpus.answers["admin_followups"] = browser.get(live.url + "/admin/followups").text
+    corpus.answers["admin_followup_new"] = form = browser.get(f"{live.url}/admin/followups/new?comparison={slug}").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    created = browser.post(live.url + "/admin/followups", allow_redirects=False,
+                           data={"csrf_token": token, "comparison": slug, "subject": "The verdict on GroqCloud moved",
+                                 "note": "We ran the *whole* panel again."})
+    assert created.status_code == 303, created.text
+    page = live.url + created.headers["location"].split("?")[0]
+    corpus.answers["admin_followup"] = browser.get(page).text
+    corpus.answers["admin_followup_send"] = browser.get(page + "/send").text
+    assert browser.post(page + "/send", data={"csrf_token": token}, allow_redirects=False).status_code == 303
+    transport = make_transport(live.settings)
+    try:
+        assert deliver_all(live.engine, live.settings, transport, TEST_SECRET).sent == 1  # the leaver left
+    finally:
+        transport.close()
+    _Recorder(corpus).take("followup", "f*-d*.eml")
 
 
 def _comparisons_journey(corpus: Corpus, browser: requests.Session) -> None:

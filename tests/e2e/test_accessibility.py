@@ -12,7 +12,7 @@ from newsletter.mail.palette import contrast, relative_luminance
 from tests.e2e.axe import label_colours, page_background, rgb_to_hex, violations
 
 SCHEMES = ["light", "dark"]
-HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "test_send"]
+HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "test_send", "followup"]
 # Each page with the words that show it is in the state meant (not, say, an expired-link page).
 PAGES = {"signup": "Get the weekly verdicts", "embed": "Get the weekly verdicts", "not_found": "Not found",
          "invalid_link": "This link does not work", "confirm": "Confirm your new address",
@@ -36,7 +36,9 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "admin_comparison_form": "reviews by lens", "admin_comparison_errors": "Nothing was saved",
            "admin_import": "Import readers", "admin_import_error": "not a CSV text file",
            "admin_import_mapping": "Check where each column goes", "admin_import_progress": "Rows read: 3 of 7",
-           "admin_import_summary": "Would be new"}
+           "admin_import_summary": "Would be new", "admin_followups": "Draft a follow-up about",
+           "admin_followup_new": "the panel now says", "admin_followup": "Send to 1 reader",
+           "admin_followup_send": "Send to 1 reader"}
 # The things a reader presses: MJML buttons in mail, <button> on pages.
 BUTTONS = ".wv-button a, button"
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import IN_CI
 
-MAILS = ["confirmation", "welcome", "confirm_change", "issue", "test_send", "goodbye", "notice"]
+MAILS = ["confirmation", "welcome", "confirm_change", "issue", "test_send", "goodbye", "notice", "followup"]
 LIMIT = 0.5
 
 
