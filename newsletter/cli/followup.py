@@ -75,16 +75,21 @@ def followup_preview(
 @followup_app.command("list")
 def followup_list() -> None:
     """Every follow-up, newest first, with its deliveries."""
+    from rich import box
     from rich.table import Table
 
     from newsletter.workflow.followups import list_followups
 
-    table = Table("id", "comparison", "issue", "state", "readers", "sent", "pending", "skipped", "failed",
-                  "subject", title="Follow-ups, newest first")
+    # The slug never folds (a cut slug is useless); the subject takes what is left, as `issue list`.
+    table = Table(title="Follow-ups, newest first", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("comparison", no_wrap=True)
+    for name in ("state", "readers", "sent", "pending", "failed"):
+        table.add_column(name, overflow="fold", min_width=len(name))
+    table.add_column("subject", ratio=1, overflow="fold", min_width=12)
     for info in list_followups(state.engine()):
-        table.add_row(str(info.id), info.slug, info.week, info.state, str(info.recipients),
-                      str(info.counts.get("sent", 0)), str(info.pending), str(info.counts.get("skipped", 0)),
-                      str(info.counts.get("failed", 0)), info.subject)
+        table.add_row(str(info.id), info.slug, info.state, str(info.recipients), str(info.counts.get("sent", 0)),
+                      str(info.pending), str(info.counts.get("failed", 0)), info.subject)
     console.print(table)
 
 

@@ -5,12 +5,15 @@ processes and a real SMTP server for the kill."""
 
 from __future__ import annotations
 
+import re
 import signal
 from collections import defaultdict
 from datetime import timedelta
 from email import message_from_bytes, policy
 
+import pytest
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.config import load_settings
 from newsletter.content.models import ComparisonTool, Review
@@ -132,6 +135,14 @@ def test_a_followup_reaches_exactly_the_readers_the_ledger_names_once(tmp_path, 
         assert '<em>re-ran</em>' in mail.get_body(("html",)).get_content()
     again = _cli(tmp_path, "followup", "send", str(followup_id), "--yes")
     assert again.returncode == 1 and "nobody gets a follow-up twice" in again.stderr
+    with session_scope(engine) as session:  # the key itself: one row per follow-up and reader
+        with pytest.raises(IntegrityError):
+            session.execute(insert(FollowupDelivery).values(followup_id=followup_id, subscriber_id=role["kept"],
+                                                            state="queued", attempts=0, created_at=utcnow()))
+    listed, status = _cli(tmp_path, "followup", "list").stdout, _cli(tmp_path, "followup", "status", str(followup_id))
+    assert slug in listed and "sent" in listed and re.search(r"sent\s+2\b", status.stdout), (listed, status)
+    text, html = (_cli(tmp_path, "followup", "preview", str(followup_id), *extra).stdout for extra in ((), ("--html",)))
+    assert "What changed" in text and "re-ran" in text and html.lstrip().startswith("<!doctype html")
 
 
 def test_a_worker_killed_mid_send_leaves_every_reader_one_followup(tmp_path, db_url):
