@@ -81,6 +81,13 @@ def start_in(session: Session, followup_id: int, now: datetime) -> tuple[bool, i
     return True, enqueued
 
 
+def any_sending(session: Session) -> bool:
+    """Whether a follow-up is sending at all: one index lookup, so an idle worker's pass costs no
+    rate-limit permits and no claim."""
+    return session.execute(select(Followup.id).where(Followup.state == FollowupState.sending.value).limit(1)) \
+        .first() is not None
+
+
 def claim(session: Session, now: datetime, limit: int, lease: timedelta, worker: str,
           stale: datetime | None) -> list[int]:
     """Due rows of every sending follow-up (a cancel stops every worker at its next claim)."""

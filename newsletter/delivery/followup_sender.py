@@ -126,6 +126,9 @@ def send_batch(engine: Engine, settings: Settings, transport: Transport, secret:
     window is used up (the worker's loop comes back later)."""
     worker = worker or queue.worker_id()
     report = FollowupReport()
+    with session_scope(engine) as session:
+        if not fo.any_sending(session):
+            return report
     limiter = limiter if limiter is not None else SendRateLimiter.from_settings(engine, settings, transport.name)
     grant = limiter.acquire(settings.delivery.batch_size)
     if grant.count == 0:

@@ -111,8 +111,8 @@ class _Worker:
 
 
 def _one_pass(w: _Worker) -> bool:
-    """Every sending issue, then the transactional queue until it has nothing due; True when any
-    row was handled."""
+    """Every sending issue, then the follow-ups and the transactional queue until they have
+    nothing due; True when any row was handled."""
     worked = False
     for issue_id in sending_issues(w.engine):
         if w.stop.is_set():
