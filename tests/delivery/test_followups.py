@@ -144,6 +144,16 @@ def test_a_followup_reaches_exactly_the_readers_the_ledger_names_once(tmp_path, 
     text, html = (_cli(tmp_path, "followup", "preview", str(followup_id), *extra).stdout for extra in ((), ("--html",)))
     assert "What changed" in text and "re-ran" in text and html.lstrip().startswith("<!doctype html")
 
+    # A second follow-up, cancelled while its rows wait: nobody gets it, and it cannot start again.
+    second = int(_cli(tmp_path, "followup", "create", slug).stdout.strip().splitlines()[-1])
+    assert _cli(tmp_path, "followup", "send", str(second), "--yes").returncode == 0
+    assert "cancelled, 2 deliveries skipped" in _cli(tmp_path, "followup", "cancel", str(second)).stdout
+    assert deliver_all(engine, settings, transport, TEST_SECRET).sent == 0
+    assert not list(settings.mail.file.dir.glob(f"f{second}-d*.eml"))
+    with session_scope(engine) as session:
+        assert followup_outbox.counts(session, second) == {"skipped": 2}
+    assert _cli(tmp_path, "followup", "send", str(second), "--yes").returncode == 1
+
 
 def test_a_worker_killed_mid_send_leaves_every_reader_one_followup(tmp_path, db_url):
     readers, batch = 150, 30
