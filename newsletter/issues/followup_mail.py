@@ -26,15 +26,18 @@ PREVIEW_SECRET = "preview-only-links-do-not-verify-anywhere"
 PREVIEW_RECIPIENT = IssueRecipient("reader@example.com", "Sample Reader", 0, "preview")
 
 
+def _moved(was: str | None, now: str) -> str:
+    return f"{now} (unchanged)" if was == now else f"{was or '—'} → {now}"
+
+
 def _tools(view: dict) -> list[dict]:
     """Each tool then and now, matched by slug (or name), in today's order."""
     then = {tool.get("slug") or tool["name"]: tool for tool in view["then"]["tools"]}
     rows = []
     for tool in view["now"]["tools"]:
         was = then.get(tool.get("slug") or tool["name"], {})
-        rows.append({"name": tool["name"], "ship_was": was.get("panel_ship_text", "—"),
-                     "ship_now": tool["panel_ship_text"], "price_was": was.get("entry_price", "—"),
-                     "price_now": tool["entry_price"]})
+        rows.append({"name": tool["name"], "ship": _moved(was.get("panel_ship_text"), tool["panel_ship_text"]),
+                     "price": _moved(was.get("entry_price"), tool["entry_price"])})
     return rows
 
 
