@@ -105,7 +105,7 @@ def get_community(ctx: Console, _actor: Reading, slug: SlugPath) -> Response | B
 
 def set_published(ctx: ConsoleContext, actor: audit.Actor, slug: str, published: bool) -> Response | PublicationOut:
     try:
-        before, after = publish_audited(ctx.engine, actor, slug, published)
+        before, after = publish_audited(ctx.engine, actor, slug, published, "api")
     except publishing.NoSuchComparison:
         return no_such(slug)
     unpublished = after["unpublished_at"]
