@@ -5,9 +5,12 @@ The same lines serve `newsletter content history`, the console's history page an
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 LONG = 70
 TOP = (("title", "title"), ("dek", "dek"), ("category", "category"), ("published", "published"),
        ("checked_at", "checked"), ("unpublished_at", "unpublished"))
+MOMENTS = ("published", "checked_at", "unpublished_at")
 TOOL = (("name", "name"), ("category", "category"), ("tagline", "tagline"), ("description", "description"),
         ("entry_price", "entry price"))
 REVIEW = (("reviewer", "reviewer"), ("verdict", "verdict"), ("quote", "quote"))
@@ -21,8 +24,16 @@ def short(value: object) -> str:
     return text if len(text) <= LONG else text[: LONG - 1] + "…"
 
 
-def _field(label: str, old: object, new: object) -> str:
-    return f"{label}: {short(old)} → {short(new)}"
+def _field(label: str, old: object, new: object, sep: str = " ") -> str:
+    return f"{label}{sep}{short(old)} → {short(new)}"
+
+
+def _moment(value: object) -> object:
+    """A stored ISO time as "2026-12-02 13:05 UTC" (the snapshots keep UTC)."""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else value
+    except ValueError:
+        return value
 
 
 def _tools(before: dict, after: dict) -> list[str]:
@@ -65,6 +76,11 @@ def describe(before: dict | None, after: dict) -> list[str]:
     if before is None:
         tools = ", ".join(tool["name"] for tool in after.get("tools", []))
         return [f"created: {short(after.get('title'))} ({tools}; {len(after.get('reviews', []))} reviews)"]
-    lines = [_field(label, before.get(key), after.get(key)) for key, label in TOP if before.get(key) != after.get(key)]
+    lines = []
+    for key, label in TOP:
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            timed = key in MOMENTS
+            lines.append(_field(label, _moment(old) if timed else old, _moment(new) if timed else new, ": "))
     lines += _tools(before, after) + _reviews(before, after)
     return lines or ["no visible change"]

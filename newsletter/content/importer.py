@@ -49,8 +49,9 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
-def _parse(path: Path, text: str) -> object:
+def _parse(path: Path, text: str, label: str = "") -> object:
     """TOML or JSON by suffix; deep nesting and huge numbers are errors naming the file."""
+    label = label or str(path)
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".json"):
         raise ImportError_(f"{path}: unknown file type {suffix!r} (use .toml or .json)")
@@ -60,9 +61,18 @@ def _parse(path: Path, text: str) -> object:
             return tomllib.loads(text, parse_float=_finite)
         return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
-        raise ImportError_(f"{path}: not valid {kind}: nested too deeply") from None
+        raise ImportError_(f"{label}: not valid {kind}: nested too deeply") from None
     except ValueError as exc:  # also TOMLDecodeError, JSONDecodeError, integers with too many digits
-        raise ImportError_(f"{path}: not valid {kind}: {' '.join(str(exc).split())[:200]}") from None
+        raise ImportError_(f"{label}: not valid {kind}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _shape(data: object) -> object:
+    """JSON may hold one comparison, a list of them, or {"comparison": [...]}."""
+    if isinstance(data, list):
+        return {"comparison": data}
+    if isinstance(data, dict) and "comparison" not in data:
+        return {"comparison": [data]}
+    return data
 
 
 def _read(path: Path) -> object:
@@ -71,29 +81,42 @@ def _read(path: Path) -> object:
     except UserError as exc:
         raise ImportError_(str(exc)) from None
     data = _parse(path, text)
-    if path.suffix.lower() == ".json":
-        # JSON may hold one comparison, a list of them, or {"comparison": [...]}.
-        if isinstance(data, list):
-            return {"comparison": data}
-        if isinstance(data, dict) and "comparison" not in data:
-            return {"comparison": [data]}
-    return data
+    return _shape(data) if path.suffix.lower() == ".json" else data
 
 
-def parse_file(path: Path) -> list[ComparisonIn]:
+def _where(data: object, loc: tuple) -> str:
+    """A pydantic location as a dotted path; a comparison named by its slug too when it has one."""
+    field = ".".join(str(part) for part in loc) or "(file)"
+    if len(loc) >= 2 and loc[0] == "comparison" and isinstance(loc[1], int) and isinstance(data, dict):
+        items = data.get("comparison")
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        if isinstance(item, dict) and isinstance(item.get("slug"), str):
+            field += f" (comparison {item['slug'][:160]!r})"
+    return field
+
+
+def validate(label: str, data: object, what: str = "file") -> list[ComparisonIn]:
+    """The comparisons of one parsed file or feed, all valid or an error naming each bad field."""
     try:
-        content = ContentFile.model_validate(_read(path))
+        content = ContentFile.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: invalid content, nothing imported from this file:"]
-        for item in exc.errors():
-            field = ".".join(str(part) for part in item["loc"]) or "(file)"
-            lines.append(f"  {field}: {item['msg']}")
+        lines = [f"{label}: invalid content, nothing imported from this {what}:"]
+        lines += [f"  {_where(data, item['loc'])}: {item['msg']}" for item in exc.errors()]
         raise ImportError_("\n".join(lines))
     slugs = [comparison.slug for comparison in content.comparison]
     duplicates = sorted({slug for slug in slugs if slugs.count(slug) > 1})
     if duplicates:
-        raise ImportError_(f"{path}: comparison slug {duplicates[0]!r} appears twice in one file")
+        raise ImportError_(f"{label}: comparison slug {duplicates[0]!r} appears twice in one {what}")
     return content.comparison
+
+
+def parse_file(path: Path) -> list[ComparisonIn]:
+    return validate(str(path), _read(path))
+
+
+def parse_feed(label: str, text: str) -> list[ComparisonIn]:
+    """A JSON feed of comparisons (the shapes an import file may have), validated whole."""
+    return validate(label, _shape(_parse(Path(f"{label}.json"), text, label)), "feed")
 
 
 def _assign(row: object, values: dict) -> bool:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from newsletter.content.diff import describe
 from newsletter.content.models import Comparison, ComparisonTool, ContentRevision
 from newsletter.content.snapshot import snapshot
 
@@ -83,13 +85,30 @@ def history(session: Session, comparison_id: int, before: int | None = None,
     return list(session.exec(query.order_by(ContentRevision.number.desc()).limit(limit)))
 
 
-def previous(session: Session, revision: ContentRevision) -> ContentRevision | None:
-    """The revision before this one (what its diff compares with)."""
-    return session.exec(select(ContentRevision).where(ContentRevision.comparison_id == revision.comparison_id,
-                                                      ContentRevision.number < revision.number)
-                        .order_by(ContentRevision.number.desc()).limit(1)).first()
-
-
 def count(session: Session, comparison_id: int) -> int:
     return session.exec(select(func.count()).select_from(ContentRevision)
                         .where(ContentRevision.comparison_id == comparison_id)).one()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One revision as the history shows it: when, where from, who, and what changed."""
+
+    number: int
+    created_at: datetime
+    source: str
+    actor: str
+    changes: list[str]
+    snapshot: dict
+
+
+def entries(session: Session, comparison_id: int, before: int | None = None, limit: int = 50) -> list[Entry]:
+    """The history newest first, each revision with its diff against the one before it."""
+    rows = history(session, comparison_id, before, limit + 1)
+    shown = rows[:limit]
+    if not shown:
+        return []
+    chain = rows  # one more than shown when there is an older revision: the last one's "before"
+    return [Entry(row.number, row.created_at, row.source, row.actor,
+                  describe(chain[n + 1].snapshot if n + 1 < len(chain) else None, row.snapshot), row.snapshot)
+            for n, row in enumerate(shown)]
