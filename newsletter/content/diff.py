@@ -79,8 +79,11 @@ def describe(before: dict | None, after: dict) -> list[str]:
     lines = []
     for key, label in TOP:
         old, new = before.get(key), after.get(key)
+        if key in MOMENTS:
+            old, new = _moment(old), _moment(new)  # to the minute: "checked" moving by seconds is noise
         if old != new:
-            timed = key in MOMENTS
-            lines.append(_field(label, _moment(old) if timed else old, _moment(new) if timed else new, ": "))
+            lines.append(_field(label, old, new, ": "))
     lines += _tools(before, after) + _reviews(before, after)
+    if not lines and before.get("checked_at") != after.get("checked_at"):
+        lines.append(f"checked again: {_moment(after.get('checked_at'))}")
     return lines or ["no visible change"]
