@@ -117,3 +117,27 @@ def test_the_stale_check_warns_about_facts_checked_too_long_ago(tmp_path):
         assert snapshot(session, publishing.find(session, "old-one"))["checked_at"] >= now.isoformat()[:10]
     assert {r.name: r for r in run_checks(engine, settings, issue.id)}["stale"].level == "ok"
     engine.dispose()
+
+
+def test_the_upgrade_gives_each_existing_comparison_its_first_revision(settings, db_url):
+    """A store from before revisions: upgrading writes revision 1 of each comparison in the very
+    shape the code snapshots, so re-importing the same content afterwards writes nothing."""
+    from newsletter.content.importer import import_files, sample_files
+    from newsletter.content.revisions import latest
+    from newsletter.migrate import downgrade, upgrade
+
+    engine = make_engine(settings.database.url)
+    migrate_fresh(engine)
+    import_files(engine, sample_files())
+    downgrade(engine, "0020")  # as the store was before this revision
+    upgrade(engine)
+    results = import_files(engine, sample_files())
+    assert sum(result.unchanged for result in results) == sum(
+        result.created + result.updated + result.unchanged for result in results) > 0
+    with session_scope(engine) as session:
+        rows = list(session.exec(select(ContentRevision)))
+        assert rows and {(r.number, r.source) for r in rows} == {(1, "migration")}
+        for row in rows:
+            comparison = session.get(Comparison, row.comparison_id)
+            assert latest(session, row.comparison_id).snapshot == snapshot(session, comparison)
+    engine.dispose()
