@@ -75,7 +75,8 @@ def describe(before: dict | None, after: dict) -> list[str]:
     """The changes from `before` (None: the first revision) to `after`."""
     if before is None:
         tools = ", ".join(tool["name"] for tool in after.get("tools", []))
-        return [f"created: {short(after.get('title'))} ({tools}; {len(after.get('reviews', []))} reviews)"]
+        count = len(after.get("reviews", []))
+        return [f"created: {short(after.get('title'))} ({tools}; {count} review{'' if count == 1 else 's'})"]
     lines = []
     for key, label in TOP:
         old, new = before.get(key), after.get(key)

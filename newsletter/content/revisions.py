@@ -109,6 +109,10 @@ def entries(session: Session, comparison_id: int, before: int | None = None, lim
     if not shown:
         return []
     chain = rows  # one more than shown when there is an older revision: the last one's "before"
-    return [Entry(row.number, row.created_at, row.source, row.actor,
-                  describe(chain[n + 1].snapshot if n + 1 < len(chain) else None, row.snapshot), row.snapshot)
-            for n, row in enumerate(shown)]
+    found = []
+    for n, row in enumerate(shown):
+        changes = describe(chain[n + 1].snapshot if n + 1 < len(chain) else None, row.snapshot)
+        if row.source == "migration":  # not made then: the state the store had when revisions began
+            changes = [line.replace("created: ", "as it was when revisions began: ", 1) for line in changes]
+        found.append(Entry(row.number, row.created_at, row.source, row.actor, changes, row.snapshot))
+    return found
