@@ -69,9 +69,9 @@ def content_checked(
 @content_app.command("pull")
 def content_pull(
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
-        url: Annotated[str, typer.Option("--url", help="Another feed than [content] feed_url.")] = "",
+        url: Annotated[str, typer.Option("--url", help="Another feed than \\[content] feed_url.")] = "",
 ) -> None:
-    """Fetch the JSON feed at [content] feed_url (conditional GET), validate it whole and upsert
+    """Fetch the JSON feed at \\[content] feed_url (conditional GET), validate it whole and upsert
     its comparisons by slug, each change a revision with source "pull" (docs/content-format.md)."""
     from newsletter.content.pull import pull
     from newsletter.content.revisions import Origin
