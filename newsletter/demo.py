@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from newsletter.config import Settings
 from newsletter.content.importer import import_files, sample_files
+from newsletter.content.revisions import Origin
 from newsletter.content.models import Comparison
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery.sender import deliver, start_send
@@ -41,7 +42,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
     secret = load_secret_key(settings, create=True)
     engine = get_engine(settings.database.url)
     upgrade(engine)
-    imported = import_files(engine, sample_files())
+    imported = import_files(engine, sample_files(), Origin("import", "demo"))
     with session_scope(engine) as session:
         result = UpsertResult()
         for email, name, topics in SAMPLE_SUBSCRIBERS:

@@ -1,6 +1,6 @@
 """Imports every table so SQLModel.metadata is complete (for Alembic and tests)."""
 
-from newsletter.content.models import Comparison, ComparisonTool, Review, Tool, Vote
+from newsletter.content.models import Comparison, ComparisonTool, ContentRevision, FeedState, Review, Tool, Vote
 from newsletter.delivery.followup_models import FollowupDelivery
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
 from newsletter.editors.idempotency import IdempotencyKey
@@ -15,7 +15,7 @@ from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscrib
 
 __all__ = [
     "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey", "ImportJob",
-    "Comparison", "ComparisonTool", "ConsentEvent", "Delivery", "ExpiredSignup", "Followup", "FollowupDelivery", "Issue", "IssueItem", "IssueRecord", "Review", "SendWindow",
+    "Comparison", "ComparisonTool", "ContentRevision", "FeedState", "ConsentEvent", "Delivery", "ExpiredSignup", "Followup", "FollowupDelivery", "Issue", "IssueItem", "IssueRecord", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
 ]

@@ -51,10 +51,31 @@ def send_time_for(settings: Settings, week: str) -> datetime:
     return datetime.combine(day, _hm(settings.schedule.send_time), tzinfo=zone_of(settings)).astimezone(UTC)
 
 
+def pull_feed(engine: Engine, settings: Settings) -> None:
+    """Pull [content] feed_url (if set) so the draft has the site's latest comparisons. A failed
+    pull is logged and the draft goes on with what the store has."""
+    if not settings.content.feed_url:
+        return
+    from newsletter.content.pull import pull
+    from newsletter.content.revisions import Origin
+
+    try:
+        result = pull(engine, settings.content.feed_url, Origin("pull", "scheduler"))
+    except Exception as exc:  # a bad feed, the site down, a database hiccup: the draft still happens
+        log.error("content pull before the weekly draft failed: %s", exc)
+        return
+    if result.not_modified:
+        log.info("content pull: %s not modified", result.url)
+    else:
+        log.info("content pull: %s new, %s updated, %s unchanged", result.created, result.updated, result.unchanged)
+
+
 def weekly_draft(engine: Engine, settings: Settings, now: datetime | None = None) -> Issue | None:
-    """Draft this week's issue; with auto_send, schedule it for the send time if that is ahead."""
+    """Pull the site's feed, then draft this week's issue; with auto_send, schedule it for the
+    send time if that is ahead."""
     now = now or utcnow()
     week = week_of(now, zone_of(settings))
+    pull_feed(engine, settings)
     try:
         result = draft_issue(engine, settings, week)
     except UserError as exc:

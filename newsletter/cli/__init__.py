@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 
 from newsletter.cli import roles  # noqa: F401  (registers stats, scheduler, run, worker, serve)
-from newsletter.cli import data  # noqa: F401  (registers demo, db, content)
+from newsletter.cli import data  # noqa: F401  (registers demo, db, content import)
+from newsletter.cli import content  # noqa: F401  (content history, checked, pull)
 from newsletter.cli import issue  # noqa: F401
 from newsletter.cli import audience  # noqa: F401  (subscribers, bounces)
 from newsletter.cli import editors  # noqa: F401  (editors, tokens)

@@ -29,7 +29,7 @@ err = Console(stderr=True, soft_wrap=True)
 app = typer.Typer(help="Weekly Verdicts: a self-hosted weekly newsletter pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
-content_app = typer.Typer(help="Comparisons: import from JSON or TOML files.", no_args_is_help=True)
+content_app = typer.Typer(help="Comparisons: import from files, pull from the site's feed, history of revisions.", no_args_is_help=True)
 issue_app = typer.Typer(help="Issues: draft, list, preview and send.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Subscribers: import, export, forget, purge-unconfirmed.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

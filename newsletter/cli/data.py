@@ -38,7 +38,7 @@ def content_import(files: Annotated[list[Path], typer.Argument(help="JSON or TOM
     from newsletter.content.importer import import_files
 
     for result in import_files(state.engine(), files):
-        console.print(f"{result.path}: {result.created} new, {result.updated} updated")
+        console.print(f"{result.path}: {result.created} new, {result.updated} updated, {result.unchanged} unchanged")
 
 
 @app.command("demo")

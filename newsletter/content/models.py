@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
@@ -61,6 +61,9 @@ class Comparison(SQLModel, table=True):
     # Set when an editor takes the comparison down: it leaves the public page and is never
     # selected into a new issue, but issues already sent keep it (their items still point here).
     unpublished_at: datetime | None = Field(default=None)
+    # When the facts (prices, taglines, verdicts) were last checked: the pre-send checks warn
+    # about a comparison older than [content] stale_after_days (content/revisions.py sets it).
+    checked_at: datetime = Field(default_factory=utcnow)
 
     @property
     def is_published(self) -> bool:
@@ -111,3 +114,34 @@ class Vote(SQLModel, table=True):
     tool_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("tool.id"), nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ContentRevision(SQLModel, table=True):
+    """One saved state of a comparison (its text, its tools' facts, its reviews, when it was
+    checked, whether it is published): written by content/revisions.py in the same transaction
+    as every change, numbered 1, 2, ... per comparison, never updated or deleted."""
+
+    __tablename__ = "content_revision"
+    __table_args__ = (UniqueConstraint("comparison_id", "number"), NEVER_REUSE_IDS)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("comparison.id", ondelete="CASCADE"), nullable=False)
+    )
+    number: int
+    source: str = Field(max_length=16)  # import, console, api, pull, cli, migration
+    actor: str = Field(max_length=300)  # the editor's address, the token's name, the CLI user
+    created_at: datetime = Field(default_factory=utcnow)
+    snapshot: dict = Field(sa_column=Column(JSON, nullable=False))
+
+
+class FeedState(SQLModel, table=True):
+    """The validators of the last good pull of a feed URL (ETag, Last-Modified), so the next
+    pull is a conditional request and an unchanged feed costs a 304 and writes nothing."""
+
+    __tablename__ = "content_feed"
+
+    url: str = Field(max_length=2000, primary_key=True)
+    etag: str | None = Field(default=None, max_length=300)
+    last_modified: str | None = Field(default=None, max_length=100)
+    fetched_at: datetime = Field(default_factory=utcnow)

@@ -68,11 +68,13 @@ class ComparisonIn(Strict):
     title: Annotated[Line, Field(max_length=250)]
     dek: Annotated[Paragraph, Field(max_length=600)]
     published: datetime
+    # When the facts were last checked (optional: by default, when they are imported or change).
+    checked: datetime | None = None
     category: Annotated[Line, Field(max_length=80)] | None = None
     tools: list[ToolIn] = Field(min_length=2, max_length=4)
     reviews: list[ReviewIn] = Field(default_factory=list, max_length=64)
 
-    @field_validator("published", mode="before")
+    @field_validator("published", "checked", mode="before")
     @classmethod
     def _date_or_datetime(cls, value):
         # TOML gives date or datetime objects; JSON gives strings.
@@ -82,9 +84,11 @@ class ComparisonIn(Strict):
             return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
         return value
 
-    @field_validator("published")
+    @field_validator("published", "checked")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
         if value.tzinfo is None:
             raise ValueError("needs a time zone offset, like 2026-11-24T09:00:00Z")
         return value.astimezone(UTC)

@@ -18,7 +18,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from newsletter import PROJECT_ROOT
 from newsletter.config import Settings
@@ -26,7 +26,8 @@ from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.issues.fit import LONGEST_EMAIL, LONGEST_ID
 from newsletter.issues.links import recipient_links
-from newsletter.issues.models import Issue
+from newsletter.content.models import Comparison
+from newsletter.issues.models import Issue, IssueItem
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.weeks import current_week, week_bounds
@@ -55,6 +56,7 @@ class Rendered:
     text: str
     settings: Settings
     now: datetime
+    checked: tuple[tuple[str, datetime], ...] = ()  # each comparison's slug and when its facts were checked
 
 
 class ChecksFailed(UserError):
@@ -190,8 +192,22 @@ def check_dkim(r: Rendered) -> CheckResult:
                                         "From domain (unless your provider signs it for that domain)")
 
 
+def check_stale(r: Rendered) -> CheckResult:
+    """A verdict on facts nobody has checked for months (prices move, products ship) is a
+    warning, not a failure: the editor decides whether it still holds."""
+    days = r.settings.content.stale_after_days
+    stale = [(slug, at) for slug, at in r.checked if at < r.now - timedelta(days=days)]
+    if not stale:
+        return CheckResult("stale", OK, f"every comparison's facts were checked in the last {days} days")
+    shown = "; ".join(f"{slug} (checked {at:%Y-%m-%d}, {(r.now - at).days} days ago)" for slug, at in stale[:5])
+    more = f" (and {len(stale) - 5} more)" if len(stale) > 5 else ""
+    return CheckResult("stale", WARNING, f"{len(stale)} comparison(s) last checked more than {days} days ago "
+                                         f"([content] stale_after_days): {shown}{more}; check their facts and "
+                                         "mark them checked (console, or `newsletter content checked SLUG`)")
+
+
 CHECKS: tuple[Callable[[Rendered], CheckResult], ...] = (
-    check_size, check_https, check_postal_address, check_week, check_links, check_dkim,
+    check_size, check_https, check_postal_address, check_week, check_links, check_dkim, check_stale,
 )
 
 
@@ -203,11 +219,14 @@ def render_for_checks(engine: Engine, settings: Settings, issue_id: int, now: da
             raise UserError(f"issue {issue_id} does not exist (see `newsletter issue list`)")
         compiled = compile_issue(build_issue_view(session, settings, issue))
         week = issue.week
+        checked = tuple((slug, at) for slug, at in session.execute(
+            select(Comparison.slug, Comparison.checked_at).join(IssueItem, IssueItem.comparison_id == Comparison.id)
+            .where(IssueItem.issue_id == issue_id).order_by(IssueItem.position)))
     values = {"email": LONGEST_EMAIL, **recipient_links(settings, CHECK_SECRET, LONGEST_ID)}
     if not values["track_token"]:
         values["track_token"] = values["vote_token"]
     return Rendered(issue_id, week, compiled.html.fill(values, lambda v: html.escape(v, quote=True)),
-                    compiled.text.fill(values), settings, now or utcnow())
+                    compiled.text.fill(values), settings, now or utcnow(), checked)
 
 
 def run_checks(engine: Engine, settings: Settings, issue_id: int, now: datetime | None = None) -> list[CheckResult]:

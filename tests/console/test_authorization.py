@@ -27,7 +27,7 @@ PAGES = [("/admin", Role.viewer), ("/admin/audit", Role.viewer), ("/admin/editor
          ("/admin/readers?q=a", Role.viewer), ("/admin/readers/1", Role.viewer), ("/admin/suppressions", Role.viewer),
          ("/admin/readers/1/forget", Role.editor), ("/admin/readers/import", Role.editor),
          ("/admin/comparisons", Role.viewer), ("/admin/comparisons/cursor-vs-windsurf", Role.viewer),
-         ("/admin/comparisons/new", Role.reviewer)]
+         ("/admin/comparisons/new", Role.reviewer), ("/admin/comparisons/cursor-vs-windsurf/history", Role.viewer)]
 # Statistics (read-only: every role); issue 1 may not exist, the page then answers 404 (see below).
 PAGES += [("/admin/stats", Role.viewer), ("/admin/stats/comparisons", Role.viewer)]
 DOWNLOADS = ["/admin/stats/issues.csv", "/admin/stats/comparisons.csv"]
@@ -49,6 +49,7 @@ API = [
     ("GET", "/api/v1/comparisons?q=cursor", None, Scope.read, 200),
     ("GET", "/api/v1/comparisons/cursor-vs-windsurf", None, Scope.read, 200),
     ("GET", "/api/v1/comparisons/cursor-vs-windsurf/community", None, Scope.read, 200),
+    ("GET", "/api/v1/comparisons/cursor-vs-windsurf/revisions", None, Scope.read, 200),
     ("POST", "/api/v1/comparisons/cursor-vs-windsurf/unpublish", None, Scope.comparisons, 200),
     ("POST", "/api/v1/comparisons/cursor-vs-windsurf/publish", None, Scope.comparisons, 200),
     # A JSON body is not a CSV: 415 once the scope allows it (test_import_api.py sends real files).
@@ -72,7 +73,7 @@ def _reader_one(console):
 
 # Console POSTs: (path, least role). Each must also refuse a missing or forged CSRF token.
 POSTS = [("/admin/readers/1/unsubscribe", Role.editor), ("/admin/readers/1/resubscribe", Role.editor),
-         ("/admin/readers/1/forget", Role.editor)]
+         ("/admin/readers/1/forget", Role.editor), ("/admin/comparisons/cursor-vs-windsurf/checked", Role.reviewer)]
 
 
 @pytest.mark.parametrize("path,least", POSTS)

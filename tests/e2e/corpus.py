@@ -286,6 +286,7 @@ def _comparisons_journey(corpus: Corpus, browser: requests.Session) -> None:
                                       "tools-0-slug": "Not A Slug", "tools-2-name": "Half a tool"})
     assert answer.status_code == 422, answer.status_code
     corpus.answers["admin_comparison_errors"] = answer.text
+    corpus.answers["admin_comparison_history"] = browser.get(edit + "/history").text
 
 
 def _import_journey(corpus: Corpus, browser: requests.Session) -> None:

@@ -34,6 +34,7 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "admin_stats": "Issues over time", "admin_stats_issue": "Votes on its comparisons",
            "admin_stats_comparisons": "Vote digest", "admin_comparisons": "Show comparisons",
            "admin_comparison_form": "reviews by lens", "admin_comparison_errors": "Nothing was saved",
+           "admin_comparison_history": "Mark its facts checked today",
            "admin_import": "Import readers", "admin_import_error": "not a CSV text file",
            "admin_import_mapping": "Check where each column goes", "admin_import_progress": "Rows read: 3 of 7",
            "admin_import_summary": "Would be new", "admin_followups": "Draft a follow-up about",

@@ -59,7 +59,7 @@ def test_a_clean_issue_passes_with_the_sample_address_as_a_warning_on_the_file_t
     result = run(["issue", "check", "1"], tmp_path, ENV, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert lines(result.stdout) == {"size": "ok", "https": "ok", "postal-address": "warning", "week": "ok",
-                                    "links": "ok", "dkim": "ok"}
+                                    "links": "ok", "dkim": "ok", "stale": "ok"}
     assert "sample from the shipped config.toml" in result.stdout
 
 
@@ -69,7 +69,7 @@ def test_real_transport_with_http_base_url_and_sample_address_fails_and_send_ref
     result = run(["issue", "check", "1"], tmp_path, env, check=False)
     assert result.returncode == 1
     assert lines(result.stdout) == {"size": "ok", "https": "fail", "postal-address": "fail", "week": "ok",
-                                    "links": "ok", "dkim": "warning"}
+                                    "links": "ok", "dkim": "warning", "stale": "ok"}
     refused = run(["issue", "send", "1"], tmp_path, env, check=False)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "https: [site] base_url is http://127.0.0.1:8000" in refused.stderr

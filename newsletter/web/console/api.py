@@ -20,6 +20,7 @@ from newsletter.subscribers.consent import Origin, Source
 from newsletter.subscribers import search
 from newsletter.web.console.api_base import EditingComparisons, Limit_, Reading, api_router, cors, \
     decode_cursor, encode_cursor, error, keyset_page
+from newsletter.web.console.comparisons_common import origin_of
 from newsletter.web.console.deps import Console, client_ip
 from newsletter.web.console.schemas import ComparisonSaved, ErrorOut, IssueOut, IssuePage, ReaderOut, ReaderPage, \
     SubscriptionAccepted, SubscriptionIn
@@ -63,7 +64,7 @@ def put_comparison(ctx: Console, slug: Annotated[str, Path(max_length=160)], bod
                      {"slug": f"must be {slug!r}, as in the URL"})
     with session_scope(ctx.engine) as session:
         before = _snapshot(session, slug)
-        created = upsert_comparison(session, body)
+        created = upsert_comparison(session, body, origin_of(actor, "api")).created
         audit.record(session, actor, "comparison.put", f"comparison:{slug}", before, body.model_dump(mode="json"))
     saved = ComparisonSaved(slug=slug, created=created)
     return JSONResponse(saved.model_dump(), 201 if created else 200)

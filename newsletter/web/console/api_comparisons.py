@@ -87,6 +87,7 @@ def detail_of(session: Session, comparison: Comparison) -> ComparisonOut:
         category=data["category"], tools=[ToolOut(**tool) for tool in data["tools"]],
         reviews=[ReviewOut(**review) for review in data["reviews"]], is_published=comparison.is_published,
         unpublished_at=comparison.unpublished_at, updated_at=comparison.updated_at,
+        checked_at=comparison.checked_at,
         community=community_of(comparison.slug, figures),
         issues=[IssueRefOut(id=i, week=week, state=state) for i, week, state in figures.issues])
 
@@ -105,7 +106,7 @@ def get_community(ctx: Console, _actor: Reading, slug: SlugPath) -> Response | B
 
 def set_published(ctx: ConsoleContext, actor: audit.Actor, slug: str, published: bool) -> Response | PublicationOut:
     try:
-        before, after = publish_audited(ctx.engine, actor, slug, published)
+        before, after = publish_audited(ctx.engine, actor, slug, published, "api")
     except publishing.NoSuchComparison:
         return no_such(slug)
     unpublished = after["unpublished_at"]

@@ -1,6 +1,6 @@
 """What the console's comparison pages and the comparisons API share: the list's filters and
 cursor, read the same way from a GET form and from query parameters (so both lists always
-agree), and unpublish/republish with its audit entry.
+agree), unpublish/republish with its audit entry, and the origin of a revision.
 
 Every value arrives as text; a bad one becomes a message naming the field (shown next to the
 filter, or in the API's error fields), never a server error.
@@ -13,6 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import Engine
 
 from newsletter.content import publishing
+from newsletter.content.revisions import Origin
 from newsletter.db import session_scope
 from newsletter.editors import audit
 from newsletter.errors import UserError
@@ -103,11 +104,17 @@ def console_key(cursor: str) -> Key | None:
         return None
 
 
-def publish_audited(engine: Engine, actor: audit.Actor, slug: str, published: bool) -> tuple[dict, dict]:
-    """Unpublish or republish, audited in the same transaction when anything changed.
-    Raises publishing.NoSuchComparison for an unknown slug."""
+def origin_of(actor: audit.Actor, source: str) -> Origin:
+    """A revision's origin: "console" with the editor's address, "api" with the token's name."""
+    return Origin(source, actor.label.partition(":")[2] or actor.label)
+
+
+def publish_audited(engine: Engine, actor: audit.Actor, slug: str, published: bool,
+                    source: str) -> tuple[dict, dict]:
+    """Unpublish or republish, audited (and kept as a revision) in the same transaction when
+    anything changed. Raises publishing.NoSuchComparison for an unknown slug."""
     with session_scope(engine) as session:
-        before, after = publishing.set_published(session, slug, published)
+        before, after = publishing.set_published(session, slug, published, origin_of(actor, source))
         if before != after:
             audit.record(session, actor, "comparison.publish" if published else "comparison.unpublish",
                          f"comparison:{slug}", before, after)

@@ -23,8 +23,8 @@ from newsletter.editors.roles import Permission, role_allows
 from newsletter.editors.sessions import Signed
 from newsletter.reports import comparisons as catalogue
 from newsletter.web.console import comparisons_form as form
-from newsletter.web.console.comparisons_common import FILTER_NAMES, console_key, cursor_for, parse_filters, \
-    publish_audited
+from newsletter.web.console.comparisons_common import FILTER_NAMES, console_key, cursor_for, origin_of, \
+    parse_filters, publish_audited
 from newsletter.web.console.deps import Console, ConsoleContext
 from newsletter.web.console.views import Reader, Reviewer, check_csrf, console_router, message, page
 
@@ -134,7 +134,8 @@ def save(ctx: ConsoleContext, me: Signed, fields: dict[str, str], slug: str | No
             return not_found(ctx, slug)
         if submitted.data is not None:
             try:
-                before, after = publishing.save(session, submitted.data, create=slug is None)
+                before, after = publishing.save(session, submitted.data, slug is None,
+                                                origin_of(actor_of(me), "console"))
             except publishing.SlugTaken as exc:
                 submitted.errors["slug"] = str(exc)
             else:
@@ -151,7 +152,7 @@ def save(ctx: ConsoleContext, me: Signed, fields: dict[str, str], slug: str | No
 def set_published(ctx: ConsoleContext, me: Signed, slug: str, token: str, published: bool) -> Response:
     check_csrf(ctx, me, token)
     try:
-        publish_audited(ctx.engine, actor_of(me), slug, published)
+        publish_audited(ctx.engine, actor_of(me), slug, published, "console")
     except publishing.NoSuchComparison:
         return not_found(ctx, slug)
     return RedirectResponse(f"/admin/comparisons/{slug}", status_code=303)

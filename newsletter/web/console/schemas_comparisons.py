@@ -78,6 +78,7 @@ class ComparisonOut(BaseModel):
     is_published: bool
     unpublished_at: datetime | None
     updated_at: datetime
+    checked_at: datetime = Field(description="When its facts were last checked (see GET .../revisions)")
     community: CommunityOut
     issues: list[IssueRefOut]
 
@@ -87,3 +88,21 @@ class PublicationOut(BaseModel):
     is_published: bool
     unpublished_at: datetime | None
     changed: bool = Field(description="False when it already was in the state asked for")
+
+
+class RevisionOut(BaseModel):
+    """One saved state of a comparison: when, from where, by whom, what changed since the one before."""
+
+    number: int = Field(description="1 for the first revision, counting up per comparison")
+    created_at: datetime
+    source: str = Field(description="import, console, api, pull, cli or migration")
+    actor: str = Field(description="The editor's address, the API token's name or the command line's user")
+    changes: list[str] = Field(description='Readable diff lines, like "Review Ada/thesis on GroqCloud: verdict '
+                                           'pass → ship"')
+    snapshot: dict = Field(description="The comparison as it was (import schema, plus checked_at and "
+                                       "unpublished_at)")
+
+
+class RevisionPage(BaseModel):
+    items: list[RevisionOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for older revisions; null on the last page")

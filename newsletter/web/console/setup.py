@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from newsletter.config import Settings
 from newsletter.web.console import admin, api, api_comparisons, api_imports, api_issues, api_readers, api_stats, \
     audit_pages, comparisons_pages, followups_pages, import_pages, issues_pages, issues_send_pages, owners_pages, readers_pages, \
-    settings_page, stats_pages, webhooks_pages
+    comparison_history, settings_page, stats_pages, webhooks_pages
 from newsletter.web.console.deps import ConsoleContext
 from newsletter.web.console.idempotency import IdempotencyMiddleware
 from newsletter.web.deps import WebContext
@@ -24,7 +24,7 @@ from newsletter.web.deps import WebContext
 # with fixed paths (/readers/import) comes before one with a parameter in their place (/readers/{id}).
 MODULES = (admin, api, audit_pages, settings_page, owners_pages, webhooks_pages, import_pages, api_imports,
            api_readers, readers_pages, api_issues, issues_pages, issues_send_pages, stats_pages, api_stats,
-           comparisons_pages, api_comparisons, followups_pages)
+           comparison_history, comparisons_pages, api_comparisons, followups_pages)
 
 
 def include_console(app: FastAPI, settings: Settings, engine: Engine, secret: str, web: WebContext) -> None:
