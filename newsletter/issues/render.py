@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import asdict
 
 from newsletter.config import Settings, operator_templates
+from newsletter.issues.dateline import date_in_words
 from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
 from newsletter.issues.note import note_html, note_text
 from newsletter.issues.view import IssueView, SiteView
@@ -48,7 +49,8 @@ def _compile_issue(view: IssueView) -> CompiledEmail:
     def context(slot: SlotMarker) -> dict:
         values = {**asdict(view), **footer(view.site, slot, view.web_url), "open_pixel": "",
                   # the editor's note is Markdown: both parts from one safe rendering (issues/note.py)
-                  "intro_html": note_html(view.intro), "intro_text": note_text(view.intro)}
+                  "intro_html": note_html(view.intro), "intro_text": note_text(view.intro),
+                  "issue_date_words": date_in_words(view.issue_date, view.site.language)}
         base = view.site.base_url
         if view.track_clicks:  # the n-th comparison link; the redirect looks the target up in the issue
             for index, comparison in enumerate(values["comparisons"]):
