@@ -19,7 +19,8 @@ from newsletter.db import make_engine, session_scope
 from newsletter.issues import editing
 from newsletter.issues.dateline import date_in_words, issue_date
 from newsletter.issues.drafting import draft_issue
-from newsletter.issues.frozen import _thaw
+from newsletter.delivery.sender import start_send
+from newsletter.issues.frozen import _thaw, issue_view
 from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view, community_text
@@ -166,4 +167,10 @@ def test_a_record_frozen_before_these_fields_still_renders(tmp_path):
     assert old.issue_date == "" and old.comparisons[0].community_shown and old.comparisons[0].tools[0].votes == 0
     html, text = parts(old)
     assert "In this issue" in html and "Ship GroqCloud" in html and "Thursday" not in html  # no date, no error
+    # Sent on a Tuesday (not the Thursday send day): the frozen view, and every later showing of
+    # it, is dated the day the send started.
+    start_send(engine, issue.id, now=datetime(2026, 11, 24, 10, 0, tzinfo=UTC), settings=settings)
+    with session_scope(engine) as session:
+        frozen = issue_view(session, settings, session.get(Issue, issue.id))
+    assert frozen.issue_date == "2026-11-24" and "Tuesday, November 24, 2026" in parts(frozen)[0]
     engine.dispose()
