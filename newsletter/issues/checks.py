@@ -131,16 +131,20 @@ class _Hrefs(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.hrefs: list[str] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.hrefs += [value or "" for name, value in attrs if name == "href"]
+        self.ids.update(value for name, value in attrs if name == "id" and value)
 
 
 def html_links(document: str) -> list[str]:
+    """Every href of the HTML part; an in-mail link ("#c2", the "In this issue" list) counts only
+    when no element of the mail has that id, as "#c2 (no such element)", so a dead one fails."""
     parser = _Hrefs()
     parser.feed(document)
     parser.close()
-    return parser.hrefs
+    return [href for href in parser.hrefs if not (href.startswith("#") and href[1:] in parser.ids)]
 
 
 def text_links(text: str) -> list[str]:
@@ -157,6 +161,8 @@ def link_problem(url: str) -> str | None:
     """Why a link would not work in a reader's mail client, or None."""
     if not url.strip():
         return "empty link"
+    if url.startswith("#"):
+        return "leads to no element of the mail"
     if any(ch.isspace() for ch in url):
         return "contains a space"
     try:

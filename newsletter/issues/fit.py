@@ -28,7 +28,8 @@ SLOT_PATH_BOUND = 160
 @dataclass(frozen=True)
 class Caps:
     """Longest text of each field in the email (None: as written; 0: left out). `bars`: the
-    panel-ship bars (the percentage stays in words)."""
+    panel-ship bars (the percentage stays in words). `buttons`: the vote choices as buttons
+    (else as plain links: a button's table costs about 300 bytes, times every tool)."""
 
     quote: int | None = None
     dek: int | None = None
@@ -36,6 +37,7 @@ class Caps:
     name: int | None = None
     title: int | None = None
     bars: bool = True
+    buttons: bool = True
 
 
 # Tried in order until the issue fits; the first keeps everything.
@@ -45,6 +47,7 @@ LEVELS = (
     Caps(quote=240, dek=200, tagline=120),
     Caps(quote=120, dek=140, tagline=80, name=60, title=140),
     Caps(quote=0, dek=100, tagline=0, name=40, title=100, bars=False),
+    Caps(quote=0, dek=100, tagline=0, name=40, title=100, bars=False, buttons=False),
 )
 
 

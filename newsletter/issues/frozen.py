@@ -9,12 +9,13 @@ The site's own settings (name, address) are not frozen: they are not the verdict
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import insert_for
+from newsletter.issues.dateline import issue_date
 from newsletter.issues.models import Issue, IssueRecord
 from newsletter.issues.view import ComparisonView, IssueView, QuoteView, ToolView, build_issue_view, site_view
 
@@ -30,7 +31,13 @@ def freeze(session: Session, settings: Settings, issue: Issue) -> IssueView:
         statement = insert_for(session, IssueRecord).values(issue_id=issue.id, view=data)
         session.execute(statement.on_conflict_do_nothing(index_elements=["issue_id"]))
         record = session.get(IssueRecord, issue.id, populate_existing=True)
-    return _thaw(record.view, settings)
+    return _dated(_thaw(record.view, settings), settings, issue)
+
+
+def _dated(view: IssueView, settings: Settings, issue: Issue) -> IssueView:
+    """A record frozen before the masthead's date was kept gets it from the issue (the day its
+    send started, which never changes once set)."""
+    return view if view.issue_date else replace(view, issue_date=issue_date(settings, issue).isoformat())
 
 
 def _thaw(data: dict, settings: Settings) -> IssueView:
@@ -47,7 +54,9 @@ def issue_view(session: Session, settings: Settings, issue: Issue) -> IssueView:
     """The frozen view of an issue that started sending; the live one of a draft (or of an
     issue sent before records were kept)."""
     record = session.get(IssueRecord, issue.id)
-    return _thaw(record.view, settings) if record is not None else build_issue_view(session, settings, issue)
+    if record is None:
+        return build_issue_view(session, settings, issue)
+    return _dated(_thaw(record.view, settings), settings, issue)
 
 
 @dataclass(frozen=True)

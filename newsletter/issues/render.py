@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import asdict
 
 from newsletter.config import Settings, operator_templates
+from newsletter.issues.dateline import date_in_words
 from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
 from newsletter.issues.note import note_html, note_text
 from newsletter.issues.view import IssueView, SiteView
@@ -38,17 +39,19 @@ def compile_issue(view: IssueView) -> CompiledEmail:
     """The issue with the recipient slots, ready for per-recipient filling. An issue whose largest
     copy would pass the size budget gets the email's excerpts (newsletter.issues.fit)."""
     for caps in LEVELS:
-        compiled = _compile_issue(shortened(view, caps))
+        compiled = _compile_issue(shortened(view, caps), caps.buttons)
         if largest_size(compiled.html, view.site.base_url) <= BUDGET_BYTES:
             break
     return compiled
 
 
-def _compile_issue(view: IssueView) -> CompiledEmail:
+def _compile_issue(view: IssueView, vote_buttons: bool = True) -> CompiledEmail:
     def context(slot: SlotMarker) -> dict:
         values = {**asdict(view), **footer(view.site, slot, view.web_url), "open_pixel": "",
                   # the editor's note is Markdown: both parts from one safe rendering (issues/note.py)
-                  "intro_html": note_html(view.intro), "intro_text": note_text(view.intro)}
+                  "intro_html": note_html(view.intro), "intro_text": note_text(view.intro),
+                  "issue_date_words": date_in_words(view.issue_date, view.site.language),
+                  "vote_buttons": vote_buttons}
         base = view.site.base_url
         if view.track_clicks:  # the n-th comparison link; the redirect looks the target up in the issue
             for index, comparison in enumerate(values["comparisons"]):

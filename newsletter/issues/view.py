@@ -10,6 +10,7 @@ from newsletter.config import Settings
 from newsletter.content.models import Comparison, ComparisonTool, Lens, Review, Tool, Verdict
 from newsletter.content.scores import community, format_percent, panel_ship
 from newsletter.errors import UserError
+from newsletter.issues.dateline import issue_date
 from newsletter.issues.models import Issue, IssueItem
 
 LENS_ORDER = [lens.value for lens in Lens]
@@ -37,6 +38,7 @@ class ToolView:
     community_text: str
     quote: QuoteView | None
     slug: str = ""  # what vote links name (empty only in records frozen before slugs were kept)
+    votes: int = 0  # reader votes for this tool (records frozen before counts were kept: 0)
 
 
 @dataclass
@@ -49,6 +51,9 @@ class ComparisonView:
     verdict_line: str
     tools: list[ToolView] = field(default_factory=list)
     community_votes: int = 0  # the sample behind each tool's Community %
+    # False below [content] community_min_votes: the tools' community_text is then "3 votes so far",
+    # not a percentage. Records frozen before the rule was kept showed their shares: True.
+    community_shown: bool = True
 
 
 @dataclass
@@ -71,6 +76,9 @@ class IssueView:
     comparisons: list[ComparisonView]
     track_opens: bool = False
     track_clicks: bool = False
+    # The issue's date (ISO, the site's calendar) that the masthead spells out in words: see
+    # newsletter/issues/dateline.py for which date. Empty in records frozen before it was kept.
+    issue_date: str = ""
 
 
 def comparison_url(settings: Settings, slug: str) -> str:
@@ -84,6 +92,16 @@ def issue_web_url(settings: Settings, issue_id: int) -> str:
 def site_view(settings: Settings) -> SiteView:
     site = settings.site
     return SiteView(site.name, site.base_url, site.postal_address, site.language)
+
+
+def community_text(share: int | None, total: int, min_votes: int) -> str:
+    """What a reader sees of the readers' verdict: the share with its sample ("62% of 48 votes"),
+    or below `min_votes` votes in all only the count ("3 votes so far"): one vote is not "100%"."""
+    if total <= 0:
+        return "no votes yet"
+    if total < min_votes:
+        return f"{total} vote so far" if total == 1 else f"{total} votes so far"
+    return f"{format_percent(share)} of {total} votes"
 
 
 def verdict_line(tools: list[ToolView]) -> str:
@@ -120,6 +138,7 @@ def build_issue_view(session: Session, settings: Settings, issue: Issue) -> Issu
     if not items:
         raise UserError(f"issue {issue.id} has no comparisons")
     ids = [comparison.id for _item, comparison in items]
+    min_votes = settings.content.community_min_votes
     ships = panel_ship(session, ids)
     votes = community(session, ids)
     tool_rows = session.exec(
@@ -137,12 +156,14 @@ def build_issue_view(session: Session, settings: Settings, issue: Issue) -> Issu
         key = (link.comparison_id, tool.id)
         ship = ships.get(key)
         share = votes.share(link.comparison_id, tool.id)
+        total = votes.totals.get(link.comparison_id, 0)
         quote = _highlight(by_tool.get(key, []), ship)
         tools_of.setdefault(link.comparison_id, []).append(ToolView(
             name=tool.name, slug=tool.slug, category=tool.category, tagline=tool.tagline,
             description=tool.description, entry_price=tool.entry_price,
             panel_ship=ship, panel_ship_text=format_percent(ship),
-            community=share, community_text=format_percent(share),
+            community=share, votes=votes.counts.get(key, 0),
+            community_text=community_text(share, total, min_votes),
             quote=QuoteView(quote.lens, Lens(quote.lens).label, quote.reviewer, quote.verdict, quote.quote)
             if quote else None,
         ))
@@ -153,9 +174,11 @@ def build_issue_view(session: Session, settings: Settings, issue: Issue) -> Issu
             slug=comparison.slug, title=comparison.title, dek=comparison.dek,
             category=comparison.category, url=comparison_url(settings, comparison.slug),
             verdict_line=verdict_line(tools), tools=tools, community_votes=votes.totals.get(comparison.id, 0),
+            community_shown=votes.totals.get(comparison.id, 0) >= min_votes,
         ))
     return IssueView(
         id=issue.id, week=issue.week, subject=issue.subject, preheader=issue.preheader,
         intro=issue.intro, web_url=issue_web_url(settings, issue.id), site=site_view(settings),
         comparisons=comparisons, track_opens=settings.tracking.opens, track_clicks=settings.tracking.clicks,
+        issue_date=issue_date(settings, issue).isoformat(),
     )

@@ -14,7 +14,7 @@ from newsletter.content.importer import import_files
 from newsletter.db import make_engine, session_scope
 from newsletter.delivery.models import Delivery
 from newsletter.issues import editing
-from newsletter.issues.checks import MAX_HTML_BYTES, link_problem, render_for_checks
+from newsletter.issues.checks import MAX_HTML_BYTES, html_links, link_problem, render_for_checks
 from newsletter.issues.fit import BUDGET_BYTES
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
@@ -125,10 +125,16 @@ def test_malformed_links_in_the_text_part_and_from_the_base_url_fail(tmp_path):
     ("https://verdicts.example:99999/", "does not parse"),
     ("mailto:", "mailto: without an address"),
     ("", "empty link"),
+    ("#c9", "leads to no element of the mail"),
 ])
 def test_link_rules(url, problem):
     found = link_problem(url)
     assert (found is None) if problem is None else (problem in found)
+
+
+def test_an_in_mail_link_is_checked_against_the_mails_ids():
+    """"In this issue" links to the cards' headings: fine while they exist, a failure when not."""
+    assert html_links('<h2 id="c1">A</h2><a href="#c1">A</a><a href="#c9">gone</a>') == ["#c9"]
 
 
 def test_an_issue_over_the_size_limit_fails(tmp_path):

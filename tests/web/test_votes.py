@@ -78,12 +78,14 @@ def test_votes_feed_community_percent_in_the_next_rendering(live):
     with session_scope(live.engine) as session:
         view = build_issue_view(session, live.settings, issue)
     haiku = next(c for c in view.comparisons if c.slug == HAIKU)
-    assert [t.community_text for t in haiku.tools] == ["33%", "67%"]
+    assert [t.community for t in haiku.tools] == [33, 67] and haiku.community_votes == 3
+    # Below [content] community_min_votes (5) a reader sees the count, not "67%" of three votes.
+    assert [t.community_text for t in haiku.tools] == ["3 votes so far"] * 2 and not haiku.community_shown
     others = [c for c in view.comparisons if c.slug != HAIKU]
-    assert all(t.community_text == "—" for c in others for t in c.tools)
+    assert all(t.community_text == "no votes yet" for c in others for t in c.tools)
     html = compile_issue(view).html.fill({"email": "x@example.com", "unsubscribe_url": "u", "preferences_url": "p",
                                           "vote_token": "t"})
-    assert "67%" in html
+    assert "3 votes so far" in html and "67%" not in html
     page = live.http.get(f"{live.url}/compare/{HAIKU}")
     assert "67%" in page.text
 
