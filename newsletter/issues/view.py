@@ -86,11 +86,21 @@ def site_view(settings: Settings) -> SiteView:
     return SiteView(site.name, site.base_url, site.postal_address, site.language)
 
 
+SHIPS_AT, PASSES_AT = 75, 25  # Panel ship % from which the panel ships a tool, up to which it passes
+
+
+def tool_verdict(ship: int | None) -> str:
+    """One tool's panel verdict, by the thresholds of `verdict_line`: "ship", "split", "pass" or ""."""
+    if ship is None:
+        return ""
+    return "ship" if ship >= SHIPS_AT else "pass" if ship <= PASSES_AT else "split"
+
+
 def verdict_line(tools: list[ToolView]) -> str:
     """"The panel ships B; split on A": 75 % or more ships, 25 % or less passes, else split."""
-    ships = [t.name for t in tools if t.panel_ship is not None and t.panel_ship >= 75]
-    passes = [t.name for t in tools if t.panel_ship is not None and t.panel_ship <= 25]
-    split = [t.name for t in tools if t.panel_ship is not None and 25 < t.panel_ship < 75]
+    ships = [t.name for t in tools if tool_verdict(t.panel_ship) == "ship"]
+    passes = [t.name for t in tools if tool_verdict(t.panel_ship) == "pass"]
+    split = [t.name for t in tools if tool_verdict(t.panel_ship) == "split"]
     parts = []
     for verb, names in (("ships", ships), ("split on", split), ("passes on", passes)):
         if names:
