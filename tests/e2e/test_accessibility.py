@@ -17,7 +17,7 @@ HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "
 PAGES = {"signup": "Get the weekly verdicts", "embed": "Get the weekly verdicts", "not_found": "Not found",
          "invalid_link": "This link does not work", "confirm": "Confirm your new address",
          "preferences": "Save preferences", "vote": "GroqCloud vs Together AI", "web_view": "Your vote",
-         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?", "archive": "All issues",
+         "comparison": "Reviewer scorecard", "tool": "Verdict history", "unsubscribe": "Unsubscribe?", "archive": "All issues",
          "admin_login": "Sign in", "admin_set_password": "Choose your password"}
 ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check your inbox",
            "confirm_signup": "Confirm your subscription", "confirmed": "You are in",
@@ -37,8 +37,8 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "admin_import": "Import readers", "admin_import_error": "not a CSV text file",
            "admin_import_mapping": "Check where each column goes", "admin_import_progress": "Rows read: 3 of 7",
            "admin_import_summary": "Would be new"}
-# The things a reader presses: MJML buttons in mail, <button> on pages.
-BUTTONS = ".wv-button a, button"
+# The things a reader presses: MJML buttons in mail, <button> and links drawn as buttons on pages.
+BUTTONS = ".wv-button a, button, a.button"
 
 
 def _offline(page):
