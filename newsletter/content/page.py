@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from newsletter.content.models import LENS_LABELS, Comparison, ComparisonTool, Lens, Review, Tool
+from newsletter.content.schema import SLUG
 from newsletter.content.scores import community, community_text, format_percent, panel_ship
 
 # What each lens looks at, as the publication's scorecard puts it (docs/content-format.md).
@@ -20,6 +21,8 @@ LENS_HINTS = {
 def comparison_page_values(session: Session, slug: str, min_votes: int) -> dict | None:
     """Everything the page shows, or None when there is no such published comparison (404).
     Community % is shown with its number of votes, and as a count only below `min_votes`."""
+    if not SLUG.fullmatch(slug):  # no such page; and PostgreSQL refuses a NUL in a query (a 500)
+        return None
     comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
     if comparison is None or not comparison.is_published:  # an unpublished page is gone (404)
         return None

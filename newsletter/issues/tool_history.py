@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.content.models import Comparison, ComparisonTool, Tool
+from newsletter.content.schema import SLUG
 from newsletter.content.scores import community, community_text, format_percent, panel_ship
 from newsletter.issues.models import Issue, IssueItem, IssueRecord
 from newsletter.issues.states import IssueState
@@ -67,6 +68,8 @@ class ToolPage:
 
 def tool_page(session: Session, settings: Settings, slug: str) -> ToolPage | None:
     """The tool's page, or None when no published comparison shows it (unknown or taken down)."""
+    if not SLUG.fullmatch(slug):  # no such page; and PostgreSQL refuses a NUL in a query (a 500)
+        return None
     tool = session.execute(select(Tool).where(Tool.slug == slug)).scalar_one_or_none()
     if tool is None:
         return None

@@ -110,7 +110,9 @@ def test_tool_pages_show_each_verdict_as_sent_and_now_and_web_views_link_them(cl
             assert dead not in html
         assert "Get the next comparison in your inbox" in html and f'href="{BASE}/"' in html
         assert "17 Sample Lane" in html  # the publisher's address stays
-    assert client.get("/tools/no-such-tool").status_code == 404
+    for unknown in ("no-such-tool", "a%00b", "Not%20A%20Slug"):  # a NUL reached PostgreSQL as a 500
+        assert client.get(f"/tools/{unknown}").status_code == 404
+        assert client.get(f"/compare/{unknown}").status_code == 404
     # A comparison taken down takes its tools' pages (when it was their only one) out of the sitemap.
     with session_scope(sample_engine) as session:
         taken_down = session.exec(select(Comparison).where(Comparison.slug == "elevenlabs-vs-descript")).one()
