@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from newsletter.config import load_settings
 from newsletter.content.models import Comparison
 from newsletter.db import session_scope
-from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers.models import Subscriber, TransactionalMail
 from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
 from tests.web.test_archive import BASE, _meta
@@ -88,6 +88,8 @@ def test_the_comparison_page_shows_tools_side_by_side_scorecard_votes_and_a_work
     with session_scope(sample_engine) as session:
         reader = session.exec(select(Subscriber).where(Subscriber.email == "new.reader@example.com")).one()
         assert reader.status == "pending"
+        queued = session.exec(select(TransactionalMail).where(TransactionalMail.to_email == reader.email)).all()
+        assert [mail.kind for mail in queued] == ["confirm"]
 
 
 def test_tool_pages_show_each_verdict_as_sent_and_now_and_web_views_link_them(client, sample_engine, settings):
