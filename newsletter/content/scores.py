@@ -75,7 +75,10 @@ def community_counts(session: Session, slug: str, min_votes: int) -> dict | None
     share, the share None below `min_votes` votes in all (so one vote never reads "100%").
     None when there is no such comparison."""
     from newsletter.content.models import Comparison, ComparisonTool, Tool
+    from newsletter.content.schema import SLUG
 
+    if not SLUG.fullmatch(slug):  # no such comparison; and PostgreSQL refuses a NUL in a query (a 500)
+        return None
     comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
     if comparison is None:
         return None
