@@ -75,7 +75,10 @@ def community_counts(session: Session, slug: str, min_votes: int) -> dict | None
     share, the share None below `min_votes` votes in all (so one vote never reads "100%").
     None when there is no such comparison."""
     from newsletter.content.models import Comparison, ComparisonTool, Tool
+    from newsletter.content.schema import SLUG
 
+    if not SLUG.fullmatch(slug):  # no such comparison; and PostgreSQL refuses a NUL in a query (a 500)
+        return None
     comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
     if comparison is None:
         return None
@@ -89,3 +92,13 @@ def community_counts(session: Session, slug: str, min_votes: int) -> dict | None
             "tools": {tool_slug: {"votes": votes.counts.get((comparison.id, tool_id), 0),
                                   "percent": votes.share(comparison.id, tool_id) if shown else None}
                       for tool_id, tool_slug in tools}}
+
+
+def community_text(share: int | None, votes: int, min_votes: int) -> str:
+    """Community % as a reader should read it: with the number of votes behind it, and no
+    percentage at all below `min_votes` votes ("3 votes so far"), since one vote is not "100%"."""
+    if votes <= 0:
+        return "no votes yet"
+    if votes < min_votes or share is None:
+        return f"{votes} vote{'s' if votes != 1 else ''} so far"
+    return f"{share}% of {votes} vote{'s' if votes != 1 else ''}"

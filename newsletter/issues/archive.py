@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.config import Settings
-from newsletter.content.models import Comparison
+from newsletter.content.models import Comparison, ComparisonTool, Tool
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.issues.states import IssueState
 from newsletter.issues.frozen import issue_view
@@ -71,6 +71,16 @@ def entry_views(session: Session, settings: Settings, entries: list[ArchiveEntry
 
 
 def published_comparisons(session: Session) -> list[tuple[str, datetime]]:
-    """(slug, published) of every comparison, for the sitemap."""
-    rows = session.execute(select(Comparison.slug, Comparison.published_at).order_by(Comparison.slug)).all()
+    """(slug, published) of every comparison with a public page (not taken down), for the sitemap."""
+    rows = session.execute(select(Comparison.slug, Comparison.published_at)
+                           .where(Comparison.unpublished_at.is_(None)).order_by(Comparison.slug)).all()
     return [(slug, _aware(published)) for slug, published in rows]
+
+
+def published_tools(session: Session) -> list[tuple[str, datetime]]:
+    """(slug, last change) of every tool a published comparison shows, for the sitemap: a tool
+    only in comparisons taken down has no page."""
+    shown = select(ComparisonTool.tool_id).join(Comparison, Comparison.id == ComparisonTool.comparison_id) \
+        .where(Comparison.unpublished_at.is_(None))
+    rows = session.execute(select(Tool.slug, Tool.updated_at).where(Tool.id.in_(shown)).order_by(Tool.slug)).all()
+    return [(slug, _aware(updated)) for slug, updated in rows]

@@ -24,30 +24,37 @@ from newsletter.mail.slots import SlotMarker
 from newsletter.templating import environment, render
 
 
-def footer(site: SiteView, slot: SlotMarker, web_url: str | None) -> dict:
-    """Why you get this, and the links every issue carries (CAN-SPAM, RFC 8058)."""
+def footer(site: SiteView, slot: SlotMarker, web_url: str | None, public: bool = False) -> dict:
+    """Why you get this, and the links every issue carries (CAN-SPAM, RFC 8058). The public web
+    view (`public`) is nobody's copy: no address, no preference or unsubscribe link that would lead
+    nowhere, but the call to action; `web_view` tells the templates to show it (the issue template
+    includes email/partials/web_footer.mjml.j2 instead of the footer, and links tool names)."""
+    if public:
+        return {"web_view": True, "footer_links": [("Subscribe", f"{site.base_url}/")],
+                "footer_reason": f"Get the next comparison in your inbox: {site.name} comes once a week."}
     links = []
     if web_url:
         links.append(("Read this issue on the web", web_url))
     links.append(("Manage your preferences", slot("preferences_url")))
     links.append((f"Unsubscribe from {site.name}", slot("unsubscribe_url")))
     reason = f"You get {site.name} because {slot('email')} subscribed at {site.base_url}."
-    return {"footer_reason": reason, "footer_links": links}
+    return {"web_view": False, "footer_reason": reason, "footer_links": links}
 
 
-def compile_issue(view: IssueView) -> CompiledEmail:
+def compile_issue(view: IssueView, public: bool = False) -> CompiledEmail:
     """The issue with the recipient slots, ready for per-recipient filling. An issue whose largest
-    copy would pass the size budget gets the email's excerpts (newsletter.issues.fit)."""
+    copy would pass the size budget gets the email's excerpts (newsletter.issues.fit). `public`
+    makes the web view's copy (see `footer`)."""
     for caps in LEVELS:
-        compiled = _compile_issue(shortened(view, caps), caps.buttons)
+        compiled = _compile_issue(shortened(view, caps), caps.buttons, public)
         if largest_size(compiled.html, view.site.base_url) <= BUDGET_BYTES:
             break
     return compiled
 
 
-def _compile_issue(view: IssueView, vote_buttons: bool = True) -> CompiledEmail:
+def _compile_issue(view: IssueView, vote_buttons: bool = True, public: bool = False) -> CompiledEmail:
     def context(slot: SlotMarker) -> dict:
-        values = {**asdict(view), **footer(view.site, slot, view.web_url), "open_pixel": "",
+        values = {**asdict(view), **footer(view.site, slot, view.web_url, public), "open_pixel": "",
                   # the editor's note is Markdown: both parts from one safe rendering (issues/note.py)
                   "intro_html": note_html(view.intro), "intro_text": note_text(view.intro),
                   "issue_date_words": date_in_words(view.issue_date, view.site.language),

@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.content.models import Comparison, ComparisonTool, Lens, Review, Tool, Verdict
-from newsletter.content.scores import community, format_percent, panel_ship
+from newsletter.content.scores import community, community_text, format_percent, panel_ship
 from newsletter.errors import UserError
 from newsletter.issues.dateline import issue_date
 from newsletter.issues.models import Issue, IssueItem
@@ -94,21 +94,21 @@ def site_view(settings: Settings) -> SiteView:
     return SiteView(site.name, site.base_url, site.postal_address, site.language)
 
 
-def community_text(share: int | None, total: int, min_votes: int) -> str:
-    """What a reader sees of the readers' verdict: the share with its sample ("62% of 48 votes"),
-    or below `min_votes` votes in all only the count ("3 votes so far"): one vote is not "100%"."""
-    if total <= 0:
-        return "no votes yet"
-    if total < min_votes:
-        return f"{total} vote so far" if total == 1 else f"{total} votes so far"
-    return f"{format_percent(share)} of {total} votes"
+SHIPS_AT, PASSES_AT = 75, 25  # Panel ship % from which the panel ships a tool, up to which it passes
+
+
+def tool_verdict(ship: int | None) -> str:
+    """One tool's panel verdict, by the thresholds of `verdict_line`: "ship", "split", "pass" or ""."""
+    if ship is None:
+        return ""
+    return "ship" if ship >= SHIPS_AT else "pass" if ship <= PASSES_AT else "split"
 
 
 def verdict_line(tools: list[ToolView]) -> str:
     """"The panel ships B; split on A": 75 % or more ships, 25 % or less passes, else split."""
-    ships = [t.name for t in tools if t.panel_ship is not None and t.panel_ship >= 75]
-    passes = [t.name for t in tools if t.panel_ship is not None and t.panel_ship <= 25]
-    split = [t.name for t in tools if t.panel_ship is not None and 25 < t.panel_ship < 75]
+    ships = [t.name for t in tools if tool_verdict(t.panel_ship) == "ship"]
+    passes = [t.name for t in tools if tool_verdict(t.panel_ship) == "pass"]
+    split = [t.name for t in tools if tool_verdict(t.panel_ship) == "split"]
     parts = []
     for verb, names in (("ships", ships), ("split on", split), ("passes on", passes)):
         if names:

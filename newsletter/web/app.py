@@ -24,7 +24,7 @@ from newsletter.delivery.background import BackgroundSender
 from newsletter.subscribers.import_runner import ImportRunner
 from newsletter.web.console.import_pages import record_job_end
 from newsletter.secret_key import load_secret_key
-from newsletter.web import archive, community, pages, preferences, subscription, tracking, votes, webhooks
+from newsletter.web import archive, community, pages, preferences, subscription, tools, tracking, votes, webhooks
 from newsletter.web.console.api_base import http_error as api_http_error
 from newsletter.web.console.setup import include_console
 from newsletter.web.deps import WebContext
@@ -73,6 +73,7 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     include_console(app, settings, engine, secret, app.state.web)
     app.include_router(archive.router)  # before pages: /issues/feed.rss is not /issues/{id}
     app.include_router(pages.router)
+    app.include_router(tools.router)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, server_error)

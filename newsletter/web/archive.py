@@ -62,14 +62,16 @@ def json_feed(ctx: Ctx) -> Response:
 
 @router.get("/sitemap.xml")
 def sitemap(ctx: Ctx) -> Response:
-    """The signup page, the archive, every public issue and every comparison (sitemaps.org 0.9)."""
+    """The signup page, the archive, every public issue, comparison and tool page (sitemaps.org 0.9)."""
     base = ctx.settings.site.base_url
     with session_scope(ctx.engine) as session:
         issues = archive.sent_issues(session, ctx.settings, 50_000)
         comparisons = archive.published_comparisons(session)
+        tools = archive.published_tools(session)
     urls = [(f"{base}/", None), (f"{base}/issues", issues[0].sent_at if issues else None)]
     urls += [(entry.url, entry.sent_at) for entry in issues]
     urls += [(f"{base}/compare/{slug}", published) for slug, published in comparisons]
+    urls += [(f"{base}/tools/{slug}", updated) for slug, updated in tools]
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
     for loc, modified in urls[:50_000]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy import select
 
@@ -34,7 +35,7 @@ def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> HT
                         paragraphs=["This issue does not exist or has not been published yet."])
         view = replace(issue_view(session, ctx.settings, issue), track_opens=False, track_clicks=False)
         changed = changed_since(session, ctx.settings, issue)
-        compiled = compile_issue(view)
+        compiled = compile_issue(view, public=True)  # the subscribe call to action, no personal footer
     values = {"email": "a subscriber", "unsubscribe_url": f"{site.base_url}/",
               "preferences_url": f"{site.base_url}/", "vote_token": PUBLIC_VOTE_TOKEN, "track_token": ""}
     body = compiled.html.fill(values, lambda v: html.escape(v, quote=True))
@@ -65,18 +66,27 @@ def _share_meta(ctx, view) -> str:
 
 
 @router.get("/compare/{slug}", response_class=HTMLResponse)
-def comparison_page(slug: str, ctx: Ctx) -> HTMLResponse:
+def comparison_page(slug: str, request: Request, ctx: Ctx) -> HTMLResponse:
+    """The publication's comparison page: the tools side by side, the scorecard by lens and tool,
+    the vote buttons, and the signup form under "Get the next comparison in your inbox"."""
     from newsletter.content.page import comparison_page_values
+    from newsletter.issues.view import tool_verdict, verdict_line
+    from newsletter.web.subscription import signup_form_values
 
     with session_scope(ctx.engine) as session:
-        values = comparison_page_values(session, slug)
+        values = comparison_page_values(session, slug, ctx.settings.content.community_min_votes)
     if values is None:
         return page(ctx.settings.site, "message.html", 404, title="Not found", heading="No such comparison",
                     paragraphs=["We have not compared these tools (yet)."])
     site = ctx.settings.site
+    for tool in values["tools"]:
+        tool["verdict"] = tool_verdict(tool["ship"])
+    figures = [SimpleNamespace(name=tool["name"], panel_ship=tool["ship"]) for tool in values["tools"]]
+    form, cookie = signup_form_values(ctx, request)
     description = f"{values['title']}: {values['dek']}" if values.get("dek") else values["title"]
-    return page(site, "comparison.html", canonical=f"{site.base_url}/compare/{slug}", description=description,
-                og_type="article", **values)
+    return page(site, "comparison.html", headers={"Set-Cookie": cookie}, canonical=f"{site.base_url}/compare/{slug}",
+                description=description, og_type="article", verdict_line=verdict_line(figures),
+                vote_token=PUBLIC_VOTE_TOKEN, **values, **form)
 
 
 @router.get("/healthz", response_class=PlainTextResponse)

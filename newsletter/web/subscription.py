@@ -33,18 +33,27 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def signup_page(ctx: WebContext, request: Request, status: int = 200, errors: dict | None = None,
-                values: dict | None = None, headers: dict | None = None, embed: bool = False) -> HTMLResponse:
-    """The form, with a token bound to this browser's visitor cookie (set or refreshed here)."""
+def signup_form_values(ctx: WebContext, request: Request, embed: bool = False) -> tuple[dict, str]:
+    """What templates/web/_signup_form.html needs, and the Set-Cookie header that binds its token
+    to this browser (set or refreshed here). The signup page and every page that ends with the
+    "Get the next comparison in your inbox" form use it, so each posts to /subscribe alike."""
     site, web = ctx.settings.site, ctx.settings.web
     visitor = visitor_id(request.cookies.get(VISITOR_COOKIE))
     cookie = visitor_cookie(visitor, int(web.form_max_seconds), site.base_url.startswith("https:"), embed)
-    return page(site, "signup.html", status=status, headers={**(headers or {}), "Set-Cookie": cookie},
-                title="Subscribe", embed=embed,
-                form_token=issue_form_token(ctx.secret, visitor), categories=ctx.categories(),
-                consent_text=consent_text(site.name), consent_version=CONSENT_VERSION,
-                errors=defaultdict(str, errors or {}),
-                values=values or {"email": "", "name": "", "topics": []})
+    values = {"form_token": issue_form_token(ctx.secret, visitor), "consent_text": consent_text(site.name),
+              "consent_version": CONSENT_VERSION, "errors": defaultdict(str),
+              "values": {"email": "", "name": "", "topics": []}}
+    return values, cookie
+
+
+def signup_page(ctx: WebContext, request: Request, status: int = 200, errors: dict | None = None,
+                values: dict | None = None, headers: dict | None = None, embed: bool = False) -> HTMLResponse:
+    """The form, with a token bound to this browser's visitor cookie."""
+    form, cookie = signup_form_values(ctx, request, embed)
+    form["errors"].update(errors or {})
+    form["values"] = values or form["values"]
+    return page(ctx.settings.site, "signup.html", status=status, headers={**(headers or {}), "Set-Cookie": cookie},
+                title="Subscribe", embed=embed, categories=ctx.categories(), **form)
 
 
 @router.get("/", response_class=HTMLResponse)

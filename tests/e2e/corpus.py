@@ -136,7 +136,8 @@ def _issue_journey(corpus: Corpus, record: _Recorder) -> None:
     jane = corpus.message("issue")
     sam = message_from_bytes(by_reader[LEAVER].read_bytes(), policy=policy.default)
     corpus.pages.update(vote=_link(jane, "vote"), web_view=f"{base}/issues/{issue.id}",
-                        comparison=f"{base}/compare/groqcloud-vs-together-ai", unsubscribe=_link(jane, "unsubscribe"),
+                        comparison=f"{base}/compare/groqcloud-vs-together-ai", tool=f"{base}/tools/groqcloud",
+                        unsubscribe=_link(jane, "unsubscribe"),
                         archive=f"{base}/issues")
     _post(corpus, "vote_recorded", _link(sam, "vote"), {})
     _post(corpus, "unsubscribed", _link(sam, "unsubscribe"), {"source": "page"})

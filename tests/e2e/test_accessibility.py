@@ -6,8 +6,13 @@ the HTML part of each .eml the file transport wrote, the pages served by a live 
 the answers to form posts (tests/e2e/corpus.py).
 """
 
+import os
+import struct
+from pathlib import Path
+
 import pytest
 
+from newsletter.files import write_atomic
 from newsletter.mail.palette import contrast, relative_luminance
 from tests.e2e.axe import label_colours, page_background, rgb_to_hex, violations
 
@@ -17,7 +22,7 @@ HTML_MAILS = ["issue", "confirmation", "confirm_change", "welcome", "goodbye", "
 PAGES = {"signup": "Get the weekly verdicts", "embed": "Get the weekly verdicts", "not_found": "Not found",
          "invalid_link": "This link does not work", "confirm": "Confirm your new address",
          "preferences": "Save preferences", "vote": "GroqCloud vs Together AI", "web_view": "Your vote",
-         "comparison": "Reviewer scorecard", "unsubscribe": "Unsubscribe?", "archive": "All issues",
+         "comparison": "Reviewer scorecard", "tool": "Verdict history", "unsubscribe": "Unsubscribe?", "archive": "All issues",
          "admin_login": "Sign in", "admin_set_password": "Choose your password"}
 ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check your inbox",
            "confirm_signup": "Confirm your subscription", "confirmed": "You are in",
@@ -40,8 +45,8 @@ ANSWERS = {"signup_errors": "An email address must have", "check_inbox": "Check 
            "admin_import_summary": "Would be new", "admin_followups": "Draft a follow-up about",
            "admin_followup_new": "the panel now says", "admin_followup": "Send to 1 reader",
            "admin_followup_send": "Send to 1 reader"}
-# The things a reader presses: MJML buttons in mail, <button> on pages.
-BUTTONS = ".wv-button a, button"
+# The things a reader presses: MJML buttons in mail, <button> and links drawn as buttons on pages.
+BUTTONS = ".wv-button a, button, a.button"
 
 
 def _offline(page):
@@ -112,3 +117,75 @@ def test_form_answer(chromium, corpus, axe_source, name, scheme):
         check(page, axe_source, scheme, name, ANSWERS[name])
     finally:
         page.close()
+
+
+# --- Reflow (WCAG 1.4.10) and the reviewed screenshots of the publication's pages -----------------
+# The comparison, tool and issue pages on a phone (375 px) and a desktop (1280 px), light and dark:
+# no sideways scroll; the tools side by side on a desktop and stacked on a phone; the scorecard a
+# lens-by-tool grid on a desktop, one column on a phone. Here, not in a file of their own, because
+# they need the same corpus (built once per test worker).
+# The reviewed screenshots are kept in tests/web/golden/screens/<page>-<width>-<scheme>.jpg (JPEG:
+# enough to review a layout by eye, smaller than PNG). Fonts differ between machines, so the check
+# against them is tolerant (same width, height within a quarter); the assertions carry the structure.
+# After an intended change: `UPDATE_GOLDEN=1 pytest tests/e2e/test_accessibility.py -k lay_out`, look
+# at the new screenshots, commit them.
+
+SCREENS = Path(__file__).resolve().parent.parent / "web" / "golden" / "screens"
+LAID_OUT = ("comparison", "tool", "web_view")
+WIDTHS = (375, 1280)
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+BOXES = """selector => [...document.querySelectorAll(selector)].map(e => {
+    const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; })"""
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG's start-of-frame segment."""
+    at = 2
+    while at < len(data):
+        marker, length = data[at + 1], struct.unpack(">H", data[at + 2:at + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            height, width = struct.unpack(">HH", data[at + 5:at + 9])
+            return width, height
+        at += 2 + length
+    raise ValueError("no start-of-frame segment: not a JPEG")
+
+
+def _layout(page, name: str, width: int) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{name} scrolls sideways at {width}px"
+    if name != "comparison":
+        return
+    tools = page.evaluate(BOXES, "article.tool")
+    cells = page.evaluate(BOXES, "table.grid tbody td")
+    assert len(tools) == 2 and len(cells) == 4 * 2
+    if width >= 1000:
+        assert tools[0]["top"] == tools[1]["top"] and tools[0]["right"] <= tools[1]["left"], "tools not side by side"
+        assert cells[0]["top"] == cells[1]["top"], "scorecard cells of one lens are not in one row"
+    else:
+        assert tools[1]["top"] >= tools[0]["bottom"], "tools not stacked on a phone"
+        assert cells[1]["top"] >= cells[0]["bottom"], "scorecard cells not stacked on a phone"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_pages_lay_out_on_phone_and_desktop(chromium, corpus, width, scheme):
+    for name in LAID_OUT:
+        page = chromium.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+        try:
+            page.goto(corpus.pages[name])
+            _layout(page, name, width)
+            golden = SCREENS / f"{name}-{width}-{scheme}.jpg"
+            if UPDATE:
+                golden.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(golden, page.screenshot(full_page=True, type="jpeg", quality=70))
+                continue
+            # A full-page screenshot is the document's size: measured, not taken (encoding one costs more
+            # CPU than the rest of the test).
+            got_width, got_height = page.evaluate("[document.documentElement.scrollWidth, "
+                                                  "document.documentElement.scrollHeight]")
+        finally:
+            page.close()
+        assert golden.exists(), f"{golden.name} missing: run with UPDATE_GOLDEN=1, look at it, commit it"
+        golden_width, golden_height = jpeg_size(golden.read_bytes())
+        assert got_width == golden_width, f"{name} at {width}px ({scheme}) is {got_width}px wide"
+        assert abs(got_height - golden_height) <= golden_height / 4, \
+            f"{name} at {width}px ({scheme}): {got_height}px high, the reviewed one {golden_height}px"

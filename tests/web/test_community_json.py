@@ -58,3 +58,4 @@ def test_no_votes_and_unknown_comparisons(client, sample_engine):
     assert client.get(f"/community/{slug}.json").json()["tools"] == {t: {"votes": 0, "percent": None} for t in tools}
     missing = client.get("/community/no-such-thing.json")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert client.get("/community/a%00b.json").status_code == 404  # a NUL reached PostgreSQL as a 500
