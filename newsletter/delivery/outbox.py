@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, exists, func, literal, or_, select, text, update
+from sqlalchemy import BigInteger, bindparam, cast, exists, func, literal, or_, select, text, update
 from sqlmodel import Session
 
 from newsletter.content.models import Comparison
@@ -22,9 +22,25 @@ from newsletter.issues.states import IssueState
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
 
 
+def variant_mask(issue_id: int):
+    """Which of the issue's comparisons a reader gets, as bits (bit i: the comparison at position
+    i, positions being 0..n-1, issues/editing.py): the sum over the reader's topics of the items
+    in that category (each item once: a comparison has one category). NULL for a reader with no
+    topics: the whole issue (issues/variants.py reads it)."""
+    bit = cast(literal(1), BigInteger).op("<<")(IssueItem.position)
+    return (
+        select(func.sum(bit))
+        .select_from(IssueItem)
+        .join(Comparison, Comparison.id == IssueItem.comparison_id)
+        .join(SubscriberTopic, SubscriberTopic.category == Comparison.category)
+        .where(IssueItem.issue_id == issue_id, SubscriberTopic.subscriber_id == Subscriber.id)
+        .scalar_subquery()
+    )
+
+
 def eligible_subscribers(issue_id: int, now: datetime):
     """Active, not suppressed, not paused, and wanting at least one of the issue's topics
-    (a subscriber with no topics wants them all)."""
+    (a subscriber with no topics wants them all), with the variant mask of each."""
     issue_categories = (
         select(Comparison.category)
         .join(IssueItem, IssueItem.comparison_id == Comparison.id)
@@ -36,7 +52,8 @@ def eligible_subscribers(issue_id: int, now: datetime):
     )
     suppressed = exists().where(Suppression.email == Subscriber.email)
     return (
-        select(literal(issue_id), Subscriber.id, literal(DeliveryState.queued.value), literal(0), literal(now))
+        select(literal(issue_id), Subscriber.id, literal(DeliveryState.queued.value), literal(0), literal(now),
+               variant_mask(issue_id))
         .where(Subscriber.status == SubscriberStatus.active.value)
         .where(~suppressed)
         .where(or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now))
@@ -51,7 +68,7 @@ def count_eligible(session: Session, issue_id: int, now: datetime) -> int:
 
 def enqueue(session: Session, issue_id: int, now: datetime) -> int:
     """One INSERT … SELECT; the unique (issue, subscriber) key makes repeats no-ops."""
-    columns = ["issue_id", "subscriber_id", "state", "attempts", "created_at"]
+    columns = ["issue_id", "subscriber_id", "state", "attempts", "created_at", "variant_mask"]
     statement = (
         insert_for(session, Delivery.__table__)
         .from_select(columns, eligible_subscribers(issue_id, now))
