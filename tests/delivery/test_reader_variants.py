@@ -19,7 +19,7 @@ from newsletter.delivery.transports import make_transport
 from newsletter.issues import render
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.frozen import issue_view
-from newsletter.issues.models import Issue
+from newsletter.issues.models import Issue, IssueRecord
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET
@@ -90,3 +90,34 @@ def test_each_reader_gets_their_categories_in_order_compiled_once_per_variant(sa
         ids = {c.slug: c.id for c in session.exec(select(Comparison)).all()}
         for comparison in view.comparisons:
             assert was_sent(session, media.id, ids[comparison.slug]) == (comparison.category == "Design & Media")
+
+
+def test_verdicts_that_changed_reach_exactly_the_readers_who_were_sent_them(sample_engine, settings):
+    engine = sample_engine
+    add_readers(engine, [("old@example.com", []), ("data@example.com", ["Data & Analytics"])])
+    send_week(engine, settings, "2026-W47")
+    with session_scope(engine) as session:  # a material change: Midjourney's entry price
+        tool = session.exec(select(Tool).where(Tool.slug == "midjourney")).one()
+        was, tool.entry_price = tool.entry_price, "$99 per month"
+    add_readers(engine, [("new@example.com", [])])
+    issue_id, view, report, compiles = send_week(engine, settings, "2026-W48")
+    mails = delivered(settings)
+    assert report.sent == 3 and compiles == 3  # whole + block, whole, data only
+    old_text = mails["old@example.com"][1]
+    assert "VERDICTS THAT CHANGED" in old_text
+    block = old_text.split("VERDICTS THAT CHANGED", 1)[1]
+    assert f"Midjourney: entry price {was} → $99 per month" in " ".join(block.split())
+    assert "https://verdicts.example/compare/midjourney-vs-ideogram" in block
+    assert block.count("* ") == 1  # one line: nothing else moved
+    for other in ("new@example.com", "data@example.com"):  # never sent Midjourney's verdict
+        assert "VERDICTS THAT CHANGED" not in mails[other][1] and "midjourney" not in mails[other][1]
+    html = message_from_bytes(next(p for p in settings.mail.file.dir.glob("*.eml")
+                                   if "old@example.com" in p.read_text(errors="replace")).read_bytes(),
+                              policy=policy.default).get_body(("html",)).get_content()
+    assert "Verdicts that changed" in html
+    with session_scope(engine) as session:  # the block is frozen: a later edit does not move it
+        frozen = session.get(IssueRecord, issue_id).changed
+        session.exec(select(Tool).where(Tool.slug == "midjourney")).one().entry_price = "Free again"
+    with session_scope(engine) as session:
+        assert session.get(IssueRecord, issue_id).changed == frozen
+        assert [entry["slug"] for entry in frozen["entries"]] == ["midjourney-vs-ideogram"]
