@@ -22,18 +22,19 @@ from newsletter.issues.states import IssueState
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
 
 
-def variant_mask(issue_id: int):
+def variant_mask(issue_id, subscriber_id=Subscriber.id):
     """Which of the issue's comparisons a reader gets, as bits (bit i: the comparison at position
     i, positions being 0..n-1, issues/editing.py): the sum over the reader's topics of the items
     in that category (each item once: a comparison has one category). NULL for a reader with no
-    topics: the whole issue (issues/variants.py reads it)."""
+    topics: the whole issue (issues/variants.py reads it). `issue_id` and `subscriber_id` are
+    values or the columns of an outer query (correlated)."""
     bit = cast(literal(1), BigInteger).op("<<")(IssueItem.position)
     return (
         select(func.sum(bit))
         .select_from(IssueItem)
         .join(Comparison, Comparison.id == IssueItem.comparison_id)
         .join(SubscriberTopic, SubscriberTopic.category == Comparison.category)
-        .where(IssueItem.issue_id == issue_id, SubscriberTopic.subscriber_id == Subscriber.id)
+        .where(IssueItem.issue_id == issue_id, SubscriberTopic.subscriber_id == subscriber_id)
         .scalar_subquery()
     )
 
