@@ -95,19 +95,22 @@ def run_topic_sets(messages: int = 10_000, sets: int = 8, rounds: int = 10) -> d
         keys = topic_sets(view, sets)
         variants = [issue_template(settings, variant_view(view, VariantKey(key), None, True)) for key in keys]
         compile_seconds, compiled = time.perf_counter() - started, render.compiles - before
-        totals = {"one": [0.0, 0.0], "sets": [0.0, 0.0]}
+        totals = {"one": [0.0, 0.0, 0], "sets": [0.0, 0.0, 0]}
         chunk = max(1, messages // rounds)
         for index in range(rounds):
             for name, templates in (("one", single), ("sets", variants)) if index % 2 == 0 else \
                     (("sets", variants), ("one", single)):
-                wall, cpu, _size = _assemble(settings, templates, index * chunk, chunk, now)
+                wall, cpu, size = _assemble(settings, templates, index * chunk, chunk, now)
                 totals[name][0] += wall
                 totals[name][1] += cpu
+                totals[name][2] += size
     done = chunk * rounds
     one, many = done / totals["one"][0], done / totals["sets"][0]
     return {"variants": len(variants), "compiles": compiled, "compile_ms": round(compile_seconds * 1000, 1),
             "one_per_s": round(one), "sets_per_s": round(many), "ratio": round(many / one, 3),
-            "one_per_cpu_s": round(done / totals["one"][1]), "sets_per_cpu_s": round(done / totals["sets"][1])}
+            "one_per_cpu_s": round(done / totals["one"][1]), "sets_per_cpu_s": round(done / totals["sets"][1]),
+            "cpu_ratio": round(totals["one"][1] / totals["sets"][1], 3),
+            "one_kb": round(totals["one"][2] / done / 1024, 1), "sets_kb": round(totals["sets"][2] / done / 1024, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,10 +127,11 @@ def main(argv: list[str] | None = None) -> None:
           f"message {result['message_kb']} KB")
     if args.topic_sets:
         sets = run_topic_sets(args.messages, args.topic_sets)
-        print(f"topic sets: {sets['variants']} variants, {sets['compiles']} compiles ({sets['compile_ms']} ms, once per "
-              f"send); assembly with them {sets['sets_per_s']} msg/s ({sets['sets_per_cpu_s']} per CPU second) vs one "
-              f"template {sets['one_per_s']} msg/s ({sets['one_per_cpu_s']} per CPU second), same run: "
-              f"ratio {sets['ratio']}")
+        print(f"topic sets: {sets['variants']} variants (one is the whole issue, already compiled), "
+              f"{sets['compiles']} new compiles ({sets['compile_ms']} ms, once per send and process); assembly "
+              f"with them {sets['sets_per_s']} msg/s ({sets['sets_per_cpu_s']} per CPU second, {sets['sets_kb']} KB "
+              f"per message) vs one template {sets['one_per_s']} msg/s ({sets['one_per_cpu_s']} per CPU second, "
+              f"{sets['one_kb']} KB), same run: ratio {sets['ratio']} (CPU: {sets['cpu_ratio']})")
 
 
 if __name__ == "__main__":
