@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import pytest
+
 from newsletter.db import session_scope
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.render import compile_issue
@@ -13,6 +15,7 @@ from newsletter.issues.variants import VariantKey, positions_of, variant_subject
 from newsletter.issues.view import build_issue_view
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no SQL of its own: one database is enough
 def test_a_variant_links_its_comparisons_by_their_place_in_the_whole_issue(sample_engine, settings):
     issue = draft_issue(sample_engine, settings, "2026-W48").issue
     with session_scope(sample_engine) as session:
