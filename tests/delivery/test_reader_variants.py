@@ -94,21 +94,23 @@ def test_each_reader_gets_their_categories_in_order_compiled_once_per_variant(sa
 
 def test_verdicts_that_changed_reach_exactly_the_readers_who_were_sent_them(sample_engine, settings):
     engine = sample_engine
-    add_readers(engine, [("old@example.com", []), ("data@example.com", ["Data & Analytics"])])
-    send_week(engine, settings, "2026-W47")
+    add_readers(engine, [("old@example.com", []), ("media@example.com", ["Design & Media"]),
+                         ("data@example.com", ["Data & Analytics"])])
+    send_week(engine, settings, "2026-W47")  # carries Midjourney vs Ideogram (Design & Media)
     with session_scope(engine) as session:  # a material change: Midjourney's entry price
         tool = session.exec(select(Tool).where(Tool.slug == "midjourney")).one()
         was, tool.entry_price = tool.entry_price, "$99 per month"
     add_readers(engine, [("new@example.com", [])])
     issue_id, view, report, compiles = send_week(engine, settings, "2026-W48")
     mails = delivered(settings)
-    assert report.sent == 3 and compiles == 3  # whole + block, whole, data only
-    old_text = mails["old@example.com"][1]
-    assert "VERDICTS THAT CHANGED" in old_text
-    block = old_text.split("VERDICTS THAT CHANGED", 1)[1]
-    assert f"Midjourney: entry price {was} → $99 per month" in " ".join(block.split())
-    assert "https://verdicts.example/compare/midjourney-vs-ideogram" in block
-    assert block.count("* ") == 1  # one line: nothing else moved
+    assert report.sent == 4 and compiles == 4  # whole + block, whole, media + block, data only
+    for reader in ("old@example.com", "media@example.com"):  # both were sent Midjourney's verdict
+        text = mails[reader][1]
+        assert "VERDICTS THAT CHANGED" in text, reader
+        block = text.split("VERDICTS THAT CHANGED", 1)[1]
+        assert f"Midjourney: entry price {was} → $99 per month" in " ".join(block.split())
+        assert "https://verdicts.example/compare/midjourney-vs-ideogram" in block
+        assert block.count("* ") == 1  # one line: nothing else moved
     for other in ("new@example.com", "data@example.com"):  # never sent Midjourney's verdict
         assert "VERDICTS THAT CHANGED" not in mails[other][1] and "midjourney" not in mails[other][1]
     html = message_from_bytes(next(p for p in settings.mail.file.dir.glob("*.eml")
@@ -117,7 +119,9 @@ def test_verdicts_that_changed_reach_exactly_the_readers_who_were_sent_them(samp
     assert "Verdicts that changed" in html
     with session_scope(engine) as session:  # the block is frozen: a later edit does not move it
         frozen = session.get(IssueRecord, issue_id).changed
-        session.exec(select(Tool).where(Tool.slug == "midjourney")).one().entry_price = "Free again"
+        assert [entry["slug"] for entry in frozen["entries"]] == ["midjourney-vs-ideogram"]
+    # The next issue out (the older sample week, sent later) does not announce the same change again.
+    send_week(engine, settings, "2026-W46")
+    assert not any("VERDICTS THAT CHANGED" in text for _subject, text in delivered(settings).values())
     with session_scope(engine) as session:
         assert session.get(IssueRecord, issue_id).changed == frozen
-        assert [entry["slug"] for entry in frozen["entries"]] == ["midjourney-vs-ideogram"]
