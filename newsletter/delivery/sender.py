@@ -172,7 +172,8 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
     answering per message gets a retry result for each of them. Returns (meta, result) per row,
     meta = (delivery id, attempts, Message-ID, email)."""
     built, answered = [], []
-    templates = job.variants.templates_for(job.engine, rows)  # one per claimed row, by its reader's variant
+    # one template per claimed row, by its reader's variant (delivery/variants.py)
+    templates = job.variants.templates_for(job.engine, [(row[0], row[2]) for row in rows])
     for delivery_id, attempts, subscriber_id, email, name, key in rows:
         recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:

@@ -88,12 +88,12 @@ class SendVariants:
         return [VariantKey(positions_of(mask, count), changed_for(self.changes, before.get(subscriber_id, {})),
                            self.notice) for subscriber_id, mask in readers]
 
-    def templates_for(self, engine: Engine, rows: list) -> dict[int, MessageTemplate]:
-        """{delivery id: template} for the sender's claimed rows (delivery id, attempts, subscriber
-        id, ...): two indexed reads for the whole batch, one compile per new variant."""
-        ids = [row[0] for row in rows]
+    def templates_for(self, engine: Engine, rows: list[tuple[int, int]]) -> dict[int, MessageTemplate]:
+        """{delivery id: template} for a claimed batch's (delivery id, subscriber id) pairs: two
+        indexed reads for the whole batch, one compile per variant new to this process."""
+        ids = [delivery_id for delivery_id, _subscriber_id in rows]
         with session_scope(engine) as session:
             masks = dict(session.execute(select(Delivery.id, Delivery.variant_mask)
                                          .where(Delivery.id.in_(ids))).all()) if ids else {}
-            keys = self.keys(session, [(row[2], masks.get(row[0])) for row in rows])
-        return {row[0]: self.template(key) for row, key in zip(rows, keys)}
+            keys = self.keys(session, [(subscriber_id, masks.get(delivery_id)) for delivery_id, subscriber_id in rows])
+        return {delivery_id: self.template(key) for (delivery_id, _subscriber_id), key in zip(rows, keys)}
