@@ -187,6 +187,8 @@ def issue_show(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> No
     console.print(f"issue {info['id']} ({info['week']}): {info['state']}")
     console.print(f"subject:   {info['subject']}")
     console.print(f"preheader: {info['preheader']}")
+    if info.get("subject_follows_reader"):
+        console.print("subject: follows each reader's first comparison when their topics leave out the lead")
     if info["scheduled"]:
         console.print(f"scheduled: {info['scheduled']}")
     if info["intro"]:
@@ -203,8 +205,12 @@ def issue_edit(
     subject: Annotated[Optional[str], typer.Option(help="New subject line.")] = None,
     preheader: Annotated[Optional[str], typer.Option(help="New preheader (the preview text of inboxes).")] = None,
     intro_file: Annotated[Optional[Path], typer.Option("--intro-file", help="Editor's note: a text file, paragraphs split by blank lines.")] = None,
+    follow_reader: Annotated[Optional[bool], typer.Option(
+        "--subject-follows-reader/--subject-fixed",
+        help="Readers whose topics leave out the lead comparison get a subject and preheader from their own "
+             "first comparison (docs/content-format.md), or everyone gets this subject.")] = None,
 ) -> None:
-    """Change an issue's subject, preheader or editor's note (not once sending started)."""
+    """Change an issue's subject, preheader, editor's note or subject rule (not once sending started)."""
     from newsletter.editors.audit import Actor
     from newsletter.workflow.editing import detail, update
 
@@ -213,7 +219,7 @@ def issue_edit(
         from newsletter.files import MiB, read_text_limited
 
         intro = read_text_limited(intro_file, MiB, label="--intro-file")
-    update(state.engine(), Actor.cli(), issue_id, subject, preheader, intro)
+    update(state.engine(), Actor.cli(), issue_id, subject, preheader, intro, follow_reader)
     console.print(f"issue {issue_id}: {detail(state.engine(), issue_id).subject}")
 
 

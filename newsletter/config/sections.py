@@ -87,6 +87,9 @@ class ContentSettings(Section):
 
 class IssueSettings(Section):
     max_comparisons: int = Field(6, ge=1, le=50)
+    # A reader who confirms gets the latest sent issue (as it went out, marked as such) right after
+    # the welcome mail, once (delivery/onboarding.py): [issue], as it is about which issue goes out.
+    latest_to_new_readers: bool = True
 
 
 class DeliverySettings(Section):

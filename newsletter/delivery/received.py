@@ -7,7 +7,7 @@ including ones never sent to that reader.
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.delivery.models import Delivery, DeliveryState
@@ -15,7 +15,12 @@ from newsletter.issues.models import IssueItem
 
 
 def was_sent(session: Session, subscriber_id: int, comparison_id: int) -> bool:
-    """True when an issue carrying the comparison was delivered to the reader."""
-    sent = exists().where(Delivery.subscriber_id == subscriber_id, Delivery.state == DeliveryState.sent.value,
-                          Delivery.issue_id == IssueItem.issue_id, IssueItem.comparison_id == comparison_id)
-    return bool(session.execute(select(sent)).scalar())
+    """True when an issue carrying the comparison was delivered to the reader, in their variant
+    (a reader with topics is sent only the comparisons in them: delivery.variant_mask)."""
+    rows = session.execute(
+        select(Delivery.variant_mask, IssueItem.position)
+        .join(IssueItem, IssueItem.issue_id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.state == DeliveryState.sent.value,
+               IssueItem.comparison_id == comparison_id)
+    ).all()
+    return any(mask is None or mask >> position & 1 for mask, position in rows)

@@ -31,13 +31,13 @@ from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.transports.base import SendResult, Transport
+from newsletter.delivery.variants import SendVariants
 from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.issues.frozen import freeze
-from newsletter.issues.render import issue_template
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import suppress
 from newsletter.wake import announce
@@ -121,7 +121,7 @@ class _Send:
     issue_id: int
     worker: str
     limiter: SendRateLimiter
-    template: object
+    variants: SendVariants  # each reader's variant of the issue and its template (delivery/variants.py)
     signer: object
     mime: bool
     hint: int | None = None  # the lowest id of this worker's previous claim
@@ -137,10 +137,10 @@ def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: s
             report.finished = issue is not None and issue.state == IssueState.sent.value
             report.counts = outbox.counts(session, issue_id)
             return None
-        template = issue_template(settings, freeze(session, settings, issue))
+        variants = SendVariants.prepare(session, settings, issue)
     limiter = limiter if limiter is not None else SendRateLimiter.from_settings(engine, settings, transport.name)
     # The DKIM key is read once per send, not per message; JSON APIs take the fields, not MIME bytes.
-    return _Send(engine, settings, transport, secret, issue_id, worker, limiter, template, signer_for(settings),
+    return _Send(engine, settings, transport, secret, issue_id, worker, limiter, variants, signer_for(settings),
                  getattr(transport, "needs_bytes", True))
 
 
@@ -172,10 +172,12 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
     answering per message gets a retry result for each of them. Returns (meta, result) per row,
     meta = (delivery id, attempts, Message-ID, email)."""
     built, answered = [], []
+    # one template per claimed row, by its reader's variant (delivery/variants.py)
+    templates = job.variants.templates_for(job.engine, [(row[0], row[2]) for row in rows])
     for delivery_id, attempts, subscriber_id, email, name, key in rows:
         recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:
-            message, msg_id = issue_message(job.settings, job.secret, job.template, recipient, now,
+            message, msg_id = issue_message(job.settings, job.secret, templates[delivery_id], recipient, now,
                                             signer=job.signer, mime=job.mime)
         except Exception as exc:
             log.warning("delivery %s: the message could not be built: %r", delivery_id, exc)

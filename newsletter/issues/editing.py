@@ -100,13 +100,16 @@ def _clean_intro(intro: str) -> str:
 
 
 def edit_in(session: Session, issue_id: int, subject: str | None = None, preheader: str | None = None,
-            intro: str | None = None) -> Issue:
-    """Every value is checked before any is set: a refused edit changes nothing."""
+            intro: str | None = None, follow_reader: bool | None = None) -> Issue:
+    """Every value is checked before any is set: a refused edit changes nothing. `follow_reader`:
+    the subject and preheader follow each reader's first comparison (issues/variants.py)."""
     issue = editable_issue(session, issue_id)
     values = {name: _clean_line(name, value) for name, value in (("subject", subject), ("preheader", preheader))
               if value is not None}
     if intro is not None:
         values["intro"] = _clean_intro(intro)
+    if follow_reader is not None:
+        values["subject_follows_reader"] = bool(follow_reader)
     for name, value in values.items():
         setattr(issue, name, value)
     session.add(issue)
@@ -115,9 +118,9 @@ def edit_in(session: Session, issue_id: int, subject: str | None = None, prehead
 
 
 def edit(engine: Engine, issue_id: int, subject: str | None = None, preheader: str | None = None,
-         intro: str | None = None) -> Issue:
+         intro: str | None = None, follow_reader: bool | None = None) -> Issue:
     with session_scope(engine) as session:
-        return edit_in(session, issue_id, subject, preheader, intro)
+        return edit_in(session, issue_id, subject, preheader, intro, follow_reader)
 
 
 def _published(comparison):
@@ -271,7 +274,7 @@ def describe(engine: Engine, settings, issue_id: int) -> dict:
     zone = settings.site.zone
     return {
         "id": issue.id, "week": issue.week, "state": issue.state, "subject": issue.subject,
-        "preheader": issue.preheader, "intro": issue.intro,
+        "preheader": issue.preheader, "intro": issue.intro, "subject_follows_reader": issue.subject_follows_reader,
         "scheduled": issue.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if issue.scheduled_at else "",
         "comparisons": [(slug, category, published.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
                         for slug, category, published in rows],

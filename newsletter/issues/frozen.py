@@ -26,9 +26,13 @@ def freeze(session: Session, settings: Settings, issue: Issue) -> IssueView:
     does nothing and it reads the winner's row, so every reader gets the same verdicts."""
     record = session.get(IssueRecord, issue.id)
     if record is None:
+        from newsletter.issues.changed import changes_to_freeze  # it reads earlier records through _thaw
+
         data = asdict(build_issue_view(session, settings, issue))
-        data.pop("site", None)
-        statement = insert_for(session, IssueRecord).values(issue_id=issue.id, view=data)
+        for per_reader in ("site", "positions", "changed", "notice"):
+            data.pop(per_reader, None)
+        changed = changes_to_freeze(session, settings, issue, _thaw)
+        statement = insert_for(session, IssueRecord).values(issue_id=issue.id, view=data, changed=changed)
         session.execute(statement.on_conflict_do_nothing(index_elements=["issue_id"]))
         record = session.get(IssueRecord, issue.id, populate_existing=True)
     return _dated(_thaw(record.view, settings), settings, issue)
@@ -48,6 +52,12 @@ def _thaw(data: dict, settings: Settings) -> IssueView:
         comparisons.append(ComparisonView(**{**item, "tools": tools}))
     return IssueView(**{**data, "comparisons": comparisons, "site": site_view(settings),
                         "track_opens": settings.tracking.opens, "track_clicks": settings.tracking.clicks})
+
+
+def frozen_changes(session: Session, issue_id: int) -> dict:
+    """The "Verdicts that changed" frozen with the issue (issues/changed.py); empty before."""
+    record = session.get(IssueRecord, issue_id)
+    return (record.changed if record is not None else None) or {"entries": [], "carriers": {}}
 
 
 def issue_view(session: Session, settings: Settings, issue: Issue) -> IssueView:

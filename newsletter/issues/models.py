@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
@@ -24,6 +24,10 @@ class Issue(SQLModel, table=True):
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The subject and preheader follow each reader's first comparison when their issue leads with
+    # another one than the editor's lead (issues/variants.py `variant_subject`).
+    subject_follows_reader: bool = Field(default=False, sa_column=Column(Boolean, nullable=False,
+                                                                          server_default=false()))
 
 
 class IssueItem(SQLModel, table=True):
@@ -50,3 +54,6 @@ class IssueRecord(SQLModel, table=True):
     issue_id: int = Field(sa_column=Column(Integer, ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True))
     frozen_at: datetime = Field(default_factory=utcnow)
     view: dict = Field(sa_column=Column(JSON, nullable=False))
+    # The material verdict changes since earlier issues, frozen with the view: the weekly
+    # "Verdicts that changed" block never moves once the issue went out (issues/changed.py).
+    changed: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))

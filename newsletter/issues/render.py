@@ -61,7 +61,9 @@ def _compile_issue(view: IssueView, vote_buttons: bool = True, public: bool = Fa
                   "vote_buttons": vote_buttons}
         base = view.site.base_url
         if view.track_clicks:  # the n-th comparison link; the redirect looks the target up in the issue
-            for index, comparison in enumerate(values["comparisons"]):
+            # A reader's variant names each comparison by its index in the whole issue.
+            positions = view.positions or range(len(values["comparisons"]))
+            for index, comparison in zip(positions, values["comparisons"]):
                 comparison["url"] = f"{base}/c/{slot('track_token')}/{view.id}/{index}"
         if view.track_opens:
             values["open_pixel"] = f"{base}/o/{slot('track_token')}/{view.id}.gif"
@@ -74,7 +76,10 @@ def _compile_issue(view: IssueView, vote_buttons: bool = True, public: bool = Fa
 
 _templates: OrderedDict[bytes, MessageTemplate] = OrderedDict()
 _templates_lock = threading.Lock()
-KEPT = 8  # issues a process keeps compiled (a few sends at once, their test sends)
+# Views a process keeps compiled: a few sends at once, each with its readers' variants (one per
+# distinct set of comparisons and changed verdicts, issues/variants.py), and their test sends.
+KEPT = 64
+compiles = 0  # issue compiles this process made (tests and bench/render.py count them)
 
 
 def issue_template(settings: Settings, view: IssueView) -> MessageTemplate:
@@ -90,7 +95,9 @@ def issue_template(settings: Settings, view: IssueView) -> MessageTemplate:
             _templates.move_to_end(key)
             return template
     template = build_template(settings, compile_issue(view))
+    global compiles
     with _templates_lock:
+        compiles += 1
         _templates[key] = template
         while len(_templates) > KEPT:
             _templates.popitem(last=False)

@@ -65,6 +65,17 @@ class SiteView:
 
 
 @dataclass
+class ChangedLine:
+    """One line of the "Verdicts that changed" block (issues/changed.py): a comparison the reader
+    received in issue `week`, what moved since, and where to read it now."""
+
+    title: str
+    url: str
+    week: str
+    summary: str
+
+
+@dataclass
 class IssueView:
     id: int
     week: str
@@ -79,6 +90,12 @@ class IssueView:
     # The issue's date (ISO, the site's calendar) that the masthead spells out in words: see
     # newsletter/issues/dateline.py for which date. Empty in records frozen before it was kept.
     issue_date: str = ""
+    # A reader's variant (issues/variants.py): the index in the whole issue of each comparison
+    # (None: all of them, in order), the changes the reader must hear of, and the line that marks
+    # the latest issue sent to a new reader. The whole issue (web view, records) has none.
+    positions: list[int] | None = None
+    changed: list[ChangedLine] = field(default_factory=list)
+    notice: str = ""
 
 
 def comparison_url(settings: Settings, slug: str) -> str:

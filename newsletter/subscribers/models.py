@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import secrets
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
@@ -112,7 +112,12 @@ class TransactionalMail(SQLModel, table=True):
     """
 
     __tablename__ = "transactional_mail"
-    __table_args__ = (NEVER_REUSE_IDS,)
+    __table_args__ = (
+        # A new reader gets the latest issue (`latest`) once, however often they confirm.
+        Index("uq_transactional_mail_latest", "subscriber_id", unique=True,
+              sqlite_where=text("kind = 'latest'"), postgresql_where=text("kind = 'latest'")),
+        NEVER_REUSE_IDS,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int | None = Field(
@@ -122,7 +127,7 @@ class TransactionalMail(SQLModel, table=True):
     issue_id: int | None = Field(
         default=None, sa_column=Column(Integer, ForeignKey("issue.id", ondelete="CASCADE"), nullable=True)
     )
-    kind: str = Field(max_length=24)  # confirm | confirm_change | welcome | goodbye | notice | held | test
+    kind: str = Field(max_length=24)  # confirm | confirm_change | welcome | latest | goodbye | notice | held | test
     to_email: str = Field(max_length=254, index=True)
     state: str = Field(default="queued", max_length=16, index=True)  # DeliveryState
     attempts: int = 0

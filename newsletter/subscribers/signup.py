@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, Signer
@@ -122,8 +123,11 @@ def _version_agreed(session: Session, subscriber_id: int) -> str:
     return version or CONSENT_VERSION
 
 
-def confirm(session: Session, secret: str, token: str, now: datetime, origin: Origin | None = None) -> Subscriber:
-    """Use a confirmation token once: activate the subscriber or switch their address."""
+def confirm(session: Session, secret: str, token: str, now: datetime, origin: Origin | None = None,
+            on_confirmed: Callable[[Session, Subscriber], object] | None = None) -> Subscriber:
+    """Use a confirmation token once: activate the subscriber or switch their address.
+    `on_confirmed` runs in the transaction right after a new reader's welcome mail is queued (the
+    web passes delivery/onboarding.py `queue_latest`: subscribers know nothing of delivery)."""
     row = find_confirmation(session, secret, token, now)
     used = session.execute(
         update(TransactionalMail)
@@ -153,6 +157,8 @@ def confirm(session: Session, secret: str, token: str, now: datetime, origin: Or
     record_consent(session, subscriber, "confirmed", Source.link, "confirm link", origin)
     if not was_active:
         queue_mail(session, subscriber, "welcome")
+        if on_confirmed is not None:
+            on_confirmed(session, subscriber)
         outgoing.emit(session, "reader.confirmed", reader_data(subscriber), now)
     return subscriber
 

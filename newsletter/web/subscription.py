@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.db import session_scope
+from newsletter.delivery.onboarding import queue_latest
 from newsletter.subscribers.consent import CONSENT_VERSION, Source, consent_text
 from newsletter.subscribers.service import InvalidInput
 from newsletter.subscribers.signup import confirm, find_confirmation
@@ -126,7 +127,8 @@ def confirm_post(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
     site = ctx.settings.site
     try:
         with session_scope(ctx.engine) as session:
-            subscriber = confirm(session, ctx.secret, token, ctx.clock(), origin_of(ctx, request))
+            subscriber = confirm(session, ctx.secret, token, ctx.clock(), origin_of(ctx, request),
+                                 on_confirmed=lambda session, reader: queue_latest(session, ctx.settings, reader))
             email = subscriber.email
     except InvalidToken:
         return invalid_link(site)

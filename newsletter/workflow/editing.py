@@ -41,6 +41,7 @@ class IssueDetail:
     started_at: datetime | None
     finished_at: datetime | None
     comparisons: list[ComparisonRef] = field(default_factory=list)
+    subject_follows_reader: bool = False  # issues/variants.py: the subject follows each reader's first comparison
 
     @property
     def editable(self) -> bool:
@@ -50,6 +51,7 @@ class IssueDetail:
 def snapshot(session: Session, issue: Issue) -> dict:
     """The editable content as the audit log keeps it."""
     return {"subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro, "state": issue.state,
+            "subject_follows_reader": issue.subject_follows_reader,
             "comparisons": editing.slugs_of(session, issue.id)}
 
 
@@ -62,7 +64,7 @@ def detail(engine: Engine, issue_id: int) -> IssueDetail:
                                .order_by(IssueItem.position)).all()
         return IssueDetail(issue.id, issue.week, issue.subject, issue.preheader, issue.intro, issue.state,
                            issue.created_at, issue.scheduled_at, issue.started_at, issue.finished_at,
-                           [ComparisonRef(*row) for row in rows])
+                           [ComparisonRef(*row) for row in rows], issue.subject_follows_reader)
 
 
 def create_draft(engine: Engine, settings: Settings, actor: audit.Actor, week: str | None) -> tuple[int, bool]:
@@ -92,9 +94,9 @@ def change(engine: Engine, actor: audit.Actor, issue_id: int, action: str,
 
 
 def update(engine: Engine, actor: audit.Actor, issue_id: int, subject: str | None = None,
-           preheader: str | None = None, intro: str | None = None) -> None:
+           preheader: str | None = None, intro: str | None = None, follow_reader: bool | None = None) -> None:
     change(engine, actor, issue_id, "issue.edit",
-           lambda session: editing.edit_in(session, issue_id, subject, preheader, intro))
+           lambda session: editing.edit_in(session, issue_id, subject, preheader, intro, follow_reader))
 
 
 def set_comparisons(engine: Engine, actor: audit.Actor, issue_id: int, slugs: list[str]) -> None:

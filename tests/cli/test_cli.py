@@ -109,12 +109,14 @@ def test_editor_commands(tmp_path):
     run(["subscribers", "import", "readers.csv"], tmp_path, env)
     run(["issue", "draft", "--week", "2026-W47"], tmp_path, env)
     (tmp_path / "intro.txt").write_text("Three picks this week.\n\nThe video one surprised us.")
-    run(["issue", "edit", "1", "--subject", "Video, images and data", "--intro-file", "intro.txt"], tmp_path, env)
+    run(["issue", "edit", "1", "--subject", "Video, images and data", "--intro-file", "intro.txt",
+         "--subject-follows-reader"], tmp_path, env)
     run(["issue", "add", "1", "cursor-vs-windsurf"], tmp_path, env)
     run(["issue", "move", "1", "cursor-vs-windsurf", "1"], tmp_path, env)
     run(["issue", "remove", "1", "julius-ai-vs-hex-magic"], tmp_path, env)
     shown = run(["issue", "show", "1"], tmp_path, env).stdout
     assert "Video, images and data" in shown and "Three picks" in shown
+    assert "follows each reader's first comparison" in shown
     assert shown.index("cursor-vs-windsurf") < shown.index("midjourney-vs-ideogram")
     assert "julius-ai-vs-hex-magic" not in shown
     # W47 is long past in 2099: the week check refuses unless overridden.

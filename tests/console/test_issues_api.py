@@ -20,8 +20,10 @@ def test_draft_edit_reorder_and_preview(console):
     base = f"/api/v1/issues/{issue['id']}"
 
     note = "We *loved* this week. [Tell us](mailto:ed@verdicts.example) or read [the archive](https://verdicts.example/issues)."
-    patched = api.patch(base, json={"subject": "Three picks", "preheader": "Fast hosts", "intro": note}, headers=auth)
+    patched = api.patch(base, json={"subject": "Three picks", "preheader": "Fast hosts", "intro": note,
+                                    "subject_follows_reader": True}, headers=auth)
     assert patched.status_code == 200 and patched.json()["subject"] == "Three picks"
+    assert patched.json()["subject_follows_reader"] is True and not issue["subject_follows_reader"]
     order = list(reversed(issue["comparisons"]))[:-1]
     put = api.put(f"{base}/comparisons", json={"comparisons": order}, headers=auth)
     assert put.status_code == 200 and put.json()["comparisons"] == order

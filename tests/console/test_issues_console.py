@@ -59,10 +59,12 @@ def test_edit_note_and_comparisons_through_the_forms(console):
     slugs = list(dict.fromkeys(re.findall(r'<input type="hidden" name="slug" value="([^"]+)">', page)))
     saved = editor.post(f"/admin/issues/{issue_id}/edit", data={
         "subject": "Picked for you", "preheader": "Two hosts", "intro": "A *short* note with [a link](https://a.example/x).",
-        "csrf_token": token})
+        "subject_follows_reader": "on", "csrf_token": token})
     assert saved.status_code == 303 and saved.headers["location"].endswith("?done=saved")
     shown = editor.get(saved.headers["location"]).text
     assert "Saved." in shown and "Picked for you" in shown
+    assert 'name="subject_follows_reader" aria-describedby="follow-hint" checked' in shown
+    assert audit_entries(console, "issue.edit")[-1].after["subject_follows_reader"] is True
     preview = editor.get(f"/admin/issues/{issue_id}/preview").text
     assert "<em>short</em>" in preview and 'href="https://a.example/x"' in preview
 

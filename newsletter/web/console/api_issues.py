@@ -55,7 +55,8 @@ def issue_out(ctx, issue_id: int) -> IssueDetailOut:
     return IssueDetailOut(id=found.id, week=found.week, subject=found.subject, preheader=found.preheader,
                           state=found.state, created_at=found.created_at, scheduled_at=found.scheduled_at,
                           started_at=found.started_at, finished_at=found.finished_at, intro=found.intro,
-                          comparisons=[ref.slug for ref in found.comparisons], editable=found.editable)
+                          comparisons=[ref.slug for ref in found.comparisons], editable=found.editable,
+                          subject_follows_reader=found.subject_follows_reader)
 
 
 @router.get("/issues/{issue_id}", response_model=IssueDetailOut, responses=REFUSALS)
@@ -74,7 +75,8 @@ def create_issue(ctx: Console, actor: ManagingIssues, body: DraftIn) -> Response
 @router.patch("/issues/{issue_id}", response_model=IssueDetailOut, responses=REFUSALS)
 def patch_issue(ctx: Console, actor: ManagingIssues, issue_id: IssueId, body: IssuePatch) -> IssueDetailOut:
     """Change the subject, preheader or note of a draft or scheduled issue."""
-    attempt(lambda: editing.update(ctx.engine, actor, issue_id, body.subject, body.preheader, body.intro))
+    attempt(lambda: editing.update(ctx.engine, actor, issue_id, body.subject, body.preheader, body.intro,
+                                   body.subject_follows_reader))
     return issue_out(ctx, issue_id)
 
 

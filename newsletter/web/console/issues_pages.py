@@ -140,9 +140,10 @@ def _escape(text: str) -> str:
 
 @router.post("/issues/{issue_id}/edit", response_class=HTMLResponse)
 def edit(ctx: Console, me: IssueEditor, issue_id: IssueId, subject: Short = "", preheader: Short = "",
-         intro: Text = "", csrf_token: Short = "") -> Response:
+         intro: Text = "", subject_follows_reader: Short = "", csrf_token: Short = "") -> Response:
+    follow = subject_follows_reader == "on"  # an unticked checkbox sends nothing
     return act(ctx, me, issue_id, csrf_token,
-               lambda actor: editing.update(ctx.engine, actor, issue_id, subject, preheader, intro), "saved")
+               lambda actor: editing.update(ctx.engine, actor, issue_id, subject, preheader, intro, follow), "saved")
 
 
 MOVES = {"up": -1, "down": 1}

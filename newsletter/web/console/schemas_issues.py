@@ -13,6 +13,7 @@ class IssueDetailOut(IssueOut):
     intro: str = Field(description="The editor's note, Markdown (emphasis and http(s)/mailto links)")
     comparisons: list[str] = Field(description="Slugs of the issue's comparisons, in order")
     editable: bool = Field(description="Content can change (draft or scheduled)")
+    subject_follows_reader: bool = Field(False, description="The subject follows each reader's first comparison")
 
 
 class DraftIn(BaseModel):
@@ -27,6 +28,9 @@ class IssuePatch(BaseModel):
     subject: str | None = Field(None, max_length=1000)
     preheader: str | None = Field(None, max_length=1000)
     intro: str | None = Field(None, max_length=20000, description="The editor's note in Markdown")
+    subject_follows_reader: bool | None = Field(
+        None, description="Readers whose topics leave out the lead comparison get a subject and preheader "
+                          "made from their own first comparison")
 
 
 class ComparisonsIn(BaseModel):
