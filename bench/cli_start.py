@@ -18,6 +18,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -31,13 +32,14 @@ COMMANDS = [["--help"], ["issue", "--help"], ["subscribers", "--help"], ["db", "
 TARGET = 0.3
 
 
-def timed(args: list[str], env: dict, runs: int) -> dict:
+def timed(args: list[str], env: dict, runs: int, cwd: Path) -> dict:
+    """`cwd`: where `python -m` looks first for the package (the baseline tree, or a folder without one)."""
     command = [sys.executable, "-m", "newsletter", *args]
-    subprocess.run(command, env=env, capture_output=True, check=True)  # warm-up, bytecode written
+    subprocess.run(command, env=env, capture_output=True, check=True, cwd=cwd)  # warm-up, bytecode written
     cpu, wall = [], []
     for _ in range(runs):
         before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-        subprocess.run(command, env=env, capture_output=True, check=True)
+        subprocess.run(command, env=env, capture_output=True, check=True, cwd=cwd)
         wall.append(time.perf_counter() - started)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -52,7 +54,7 @@ def run(runs: int, baseline: Path | None) -> dict:
     for code, source in ([("before", baseline)] if baseline else []) + [("after", None)]:
         code_env = {**env, "PYTHONPATH": str(source)} if source else env
         for args in COMMANDS:
-            result["rows"].append({"code": code, **timed(args, code_env, runs)})
+            result["rows"].append({"code": code, **timed(args, code_env, runs, source or Path(tempfile.gettempdir()))})
             print(result["rows"][-1], flush=True)
     result["load_end"] = os.getloadavg()
     result["machine"], result["date"] = machine(), date.today().isoformat()
