@@ -18,6 +18,7 @@ BENCHMARKS = {
     "reader_search": "bench.reader_search",  # reader search over a million readers on PostgreSQL (issue 16)
     "stats": "bench.stats",  # every statistics report over a million deliveries on PostgreSQL
     "send_start": "bench.send_start",  # `issue send` to the first message at a sink, workers running
+    "cli_start": "bench.cli_start",  # CPU and wall time of --help of every group: commands without a database
     "web_load": "bench.web_load",  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
 }
 

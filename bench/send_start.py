@@ -194,6 +194,49 @@ def run(readers: int, processes: int, poll: float, rounds: int, pg: str = PG, so
     return result
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_start(rounds: int, readers: int = 200, pg: str = PG, source: Path | None = None,
+                 profile: Path | None = None) -> list[dict]:
+    """The "worker start" case alone, `rounds` times: an issue queued with no worker running, then
+    `newsletter worker` started; per round the wall time from its start to the first message at the
+    sink and the worker's CPU time at that moment (read from /proc while it runs). `profile`: run
+    the worker under cProfile, writing the stats there (the last round's)."""
+    sink, port = ClockedSink(), _free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_SECRET_KEY"] = SECRET
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), "-m", "newsletter",
+               "worker"]
+    results = []
+    try:
+        with pg_schema(pg, "bench_wstart") as url, tempfile.TemporaryDirectory() as tmp:
+            engine, issues = _prepare(url, Path(tmp), port, readers, 1)
+            for number in range(rounds):
+                issue_id = issues[number % len(issues)]
+                _reset(engine, issue_id)
+                start_send(engine, issue_id)
+                since, started = len(sink.arrivals), time.time()
+                late = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                try:
+                    first = sink.wait(1, since, 60) - started
+                    results.append({"first_s": first, "cpu_s": proc_cpu(late.pid), "load": os.getloadavg()[0]})
+                finally:
+                    _stop(late)
+            engine.dispose()
+    finally:
+        controller.stop()
+    return results
+
+
 def markdown(results: list[dict]) -> str:
     r = results[0]
     loads = ", ".join(f"{x['load']:.1f}" for x in results)
@@ -245,7 +288,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
                         help="update BENCHMARKS.md (default: yes)")
     parser.add_argument("--baseline", type=Path, default=None, help="a source tree of the code to compare with")
+    parser.add_argument("--worker-start", type=int, default=0, metavar="ROUNDS",
+                        help="only the worker-start case, ROUNDS times (with --baseline: that code too); prints")
+    parser.add_argument("--profile", type=Path, default=None, help="with --worker-start: cProfile the worker")
     args = parser.parse_args(argv)
+    if args.worker_start:
+        codes = [("before", args.baseline)] if args.baseline else []
+        for code, source in [*codes, ("after", None)]:
+            for row in worker_start(args.worker_start, pg=args.pg, source=source, profile=args.profile):
+                print(f"{code}: worker start to first message {row['first_s']:.2f} s, worker CPU by then "
+                      f"{row['cpu_s']:.2f} s, load {row['load']:.1f}")
+        return
     results = [run(args.readers, args.processes, args.poll, args.rounds, args.pg, args.baseline)] if args.baseline \
         else []
     results.append(run(args.readers, args.processes, args.poll, args.rounds, args.pg))

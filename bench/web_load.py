@@ -96,14 +96,18 @@ end
 """
 
 
-def _setup(url: str, folder: Path, port: int, readers: int) -> list[str]:
-    """Config, schema and readers; the readers' unsubscribe tokens."""
-    write_config(folder, url, """
+FILE_MAIL = """
         [mail]
         transport = "file"
         from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
         [mail.file]
         dir = "outbox"
+        """
+
+
+def _setup(url: str, folder: Path, port: int, readers: int, mail: str = FILE_MAIL) -> list[str]:
+    """Config, schema and readers; the readers' unsubscribe tokens."""
+    write_config(folder, url, mail + """
         [web]
         form_min_seconds = 0
         signups_per_ip_per_hour = 1000000000
@@ -172,34 +176,106 @@ def _scripts(folder: Path, port: int, tokens: list[str], threads: int) -> dict[s
     return paths
 
 
-def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: int, pg: str = PG) -> dict:
-    result: dict = {"rate": rate, "seconds": seconds, "load": os.getloadavg(), "runs": []}
+class Send:
+    """A send running beside the load (`--send`): `newsletter worker --processes 2` delivering the
+    sample issue to every reader into Postfix's smtp-sink; restarted (the bench's own reset) when it
+    runs out, so every measured line has one in progress. `sent()`: messages delivered so far."""
+
+    def __init__(self, url: str, folder: Path) -> None:
+        from newsletter.config import load_settings
+        from newsletter.content.importer import import_files, sample_files
+        from newsletter.issues.drafting import draft_issue
+
+        self.engine = make_engine(url)
+        import_files(self.engine, sample_files())
+        self.issue = draft_issue(self.engine, load_settings(folder / "config.toml"), "2026-W48").issue.id
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env["NEWSLETTER_SECRET_KEY"] = SECRET
+        self.workers = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", "2"], cwd=folder,
+                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        self.delivered = 0
+
+    def sent(self) -> int:
+        with self.engine.connect() as connection:
+            return self.delivered + connection.execute(text(
+                "SELECT count(*) FROM delivery WHERE issue_id = :i AND state <> 'queued'"), {"i": self.issue}).scalar_one()
+
+    def ensure(self) -> None:
+        """A send in progress with most of its queue ahead (started again from scratch otherwise)."""
+        from newsletter.delivery.sender import start_send
+
+        with self.engine.begin() as connection:
+            left = connection.execute(text("SELECT count(*) FROM delivery WHERE issue_id = :i AND state = 'queued'"),
+                                      {"i": self.issue}).scalar_one()
+            if left > 5000:
+                return
+            self.delivered += connection.execute(text("DELETE FROM delivery WHERE issue_id = :i"),
+                                                 {"i": self.issue}).rowcount
+            connection.execute(text("DELETE FROM issue_record WHERE issue_id = :i"), {"i": self.issue})
+            connection.execute(text("UPDATE issue SET state = 'draft', started_at = NULL, finished_at = NULL "
+                                    "WHERE id = :i"), {"i": self.issue})
+        start_send(self.engine, self.issue)
+
+    def close(self) -> None:
+        self.workers.send_signal(signal.SIGTERM)
+        try:
+            self.workers.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.workers.pid, signal.SIGKILL)
+        self.engine.dispose()
+
+
+def _measure(scripts: dict[str, Path], port: int, rate: int, seconds: int, offset: int, send: Send | None,
+             row: dict, runs: list[dict]) -> int:
+    for route, script in scripts.items():
+        if send:
+            send.ensure()
+        _wrk(script, port, rate, 3, offset)  # warm-up: connections, caches
+        offset += rate * 4
+        before, load = send.sent() if send else 0, os.getloadavg()[0]
+        measured = _wrk(script, port, rate, seconds, offset)
+        offset += rate * (seconds + 1)
+        extra = {"send_msgs": (send.sent() - before) / seconds, "load_now": load} if send else {"load_now": load}
+        runs.append({**row, "route": route, **measured, **extra})
+        print(runs[-1], flush=True)
+    return offset
+
+
+def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: int, pg: str = PG,
+        with_send: bool = False) -> dict:
+    from bench.sample import smtp_mail
+    from bench.smtp_send import Sink
+
+    result: dict = {"rate": rate, "seconds": seconds, "load": os.getloadavg(), "runs": [], "send": with_send}
     variants = ([("before", baseline)] if baseline else []) + [("after", None)]
-    with pg_schema(pg, "bench_web") as url, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+    with pg_schema(pg, "bench_web") as url, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp, \
+            Sink() as sink:
         folder, port = Path(tmp), _free_port()
-        tokens = _setup(url, folder, port, readers)
+        tokens = _setup(url, folder, port, readers, smtp_mail(sink.port) if with_send else FILE_MAIL)
         scripts = _scripts(folder, port, tokens, 2)
+        send = Send(url, folder) if with_send else None
         offset = 0  # the next unused reader: every unsubscribe is a first one
-        for number in range(rounds):
-            for name, source in variants:
-                server = _serve(folder, port, source)
-                try:
-                    for route, script in scripts.items():
-                        _wrk(script, port, rate, 3, offset)  # warm-up: connections, caches
-                        offset += rate * 4
-                        measured = _wrk(script, port, rate, seconds, offset)
-                        offset += rate * (seconds + 1)
-                        result["runs"].append({"round": number + 1, "code": name, "route": route, **measured})
-                        print(result["runs"][-1], flush=True)
-                finally:
-                    _stop(server)
-                time.sleep(1)
+        try:
+            for number in range(rounds):
+                for name, source in variants:
+                    server = _serve(folder, port, source)
+                    try:
+                        offset = _measure(scripts, port, rate, seconds, offset, send,
+                                          {"round": number + 1, "code": name}, result["runs"])
+                    finally:
+                        _stop(server)
+                    time.sleep(1)
+        finally:
+            if send:
+                send.close()
     result["load_end"] = os.getloadavg()
     result["machine"], result["date"] = machine(), date.today().isoformat()
     return result
 
 
 def markdown(r: dict) -> str:
+    send = r.get("send")
     lines = [
         START,
         "## Web under load: signup and one-click unsubscribe at a fixed rate (wrk)",
@@ -207,21 +283,26 @@ def markdown(r: dict) -> str:
         f"{r['date']}, {r['machine']}. Load average {r['load'][0]:.1f} / {r['load'][1]:.1f} / {r['load'][2]:.1f} "
         f"at the start, {r['load_end'][0]:.1f} at the end: a shared machine, busy with other sessions' work; "
         "compare before and after within a round (same minute), not the absolute figures. "
-        f"`python -m bench web_load`: one `newsletter serve` on PostgreSQL (loopback), wrk with 2 threads and 32 "
-        f"connections paced by Lua to {r['rate']} requests/s for {r['seconds']} s per line (after 3 s of warm-up); "
-        "*before* is the code before this change (the routes `async def` with their database work on the event "
-        "loop), *after* runs it in the threadpool.",
+        f"`python -m bench web_load{' --send' if send else ''}`: one `newsletter serve` on PostgreSQL (loopback), "
+        f"wrk with 2 threads and 32 connections paced by Lua to {r['rate']} requests/s for {r['seconds']} s per line "
+        "(after 3 s of warm-up)"
+        + (", while `newsletter worker --processes 2` sends the sample issue to every reader into Postfix's "
+           "smtp-sink (restarted when its queue runs low; *send* is the messages per second it delivered during "
+           "the line)" if send else "") + ". *before*: the code in `--baseline`; *after*: this tree.",
         "",
-        "| round | route | code | requests/s | p50 | p90 | p99 | errors (timeouts) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| round | route | code | requests/s | p50 | p90 | p99 | errors (timeouts) | load |"
+        + (" send (msg/s) |" if send else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if send else ""),
     ]
     for x in r["runs"]:
         late = [f"{x[p]:.1f} ms" if x[p] else "—" for p in ("p50", "p90", "p99")]  # wrk: none in time
         timeouts = f" ({x['timeouts']})" if "timeouts" in x else ""  # older results did not count them apart
         lines.append(f"| {x['round']} | {x['route']} | {x['code']} | {x['rps']:.0f} | {' | '.join(late)} | "
-                     f"{x['errors']}{timeouts} |")
+                     f"{x['errors']}{timeouts} | {x.get('load_now', 0):.1f} |"
+                     + (f" {x.get('send_msgs', 0):.0f} |" if send else ""))
     lines += ["", "errors: non-2xx answers and wrk's socket errors, in brackets those that were timeouts (wrk gives "
-              "up on a request after 2 s); —: wrk recorded no latency.", END]
+              "up on a request after 2 s); —: wrk recorded no latency; load: the 1-minute load average as the "
+              "line started.", END]
     return "\n".join(lines)
 
 
@@ -233,10 +314,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline", type=Path, default=None, help="a source tree of the code to compare with")
     parser.add_argument("--pg", default=PG, help="PostgreSQL URL (a schema is created and dropped in it)")
+    parser.add_argument("--send", action="store_true",
+                        help="with a send running: 2 worker processes delivering to every reader into smtp-sink")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
                         help="update BENCHMARKS.md (default: yes)")
     args = parser.parse_args(argv)
-    result = run(args.rate, args.seconds, args.readers, args.baseline, args.rounds, args.pg)
+    result = run(args.rate, args.seconds, args.readers, args.baseline, args.rounds, args.pg, args.send)
     print(markdown(result))
     if args.write:
         print(f"written to {write_section(START, END, markdown(result))}")

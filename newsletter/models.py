@@ -10,12 +10,13 @@ from newsletter.issues.models import Issue, IssueItem, IssueRecord
 from newsletter.outgoing import WebhookDelivery, WebhookEndpoint
 from newsletter.feedback.models import TrackingEvent, WebhookEvent, WebhookNonce
 from newsletter.subscribers.import_jobs import ImportJob
+from newsletter.tallies import IssueTally
 from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscriber, SubscriberTopic, Suppression,
                                            TransactionalMail)
 
 __all__ = [
     "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey", "ImportJob",
-    "Comparison", "ComparisonTool", "ContentRevision", "FeedState", "ConsentEvent", "Delivery", "ExpiredSignup", "Followup", "FollowupDelivery", "Issue", "IssueItem", "IssueRecord", "Review", "SendWindow",
+    "Comparison", "ComparisonTool", "ContentRevision", "FeedState", "ConsentEvent", "Delivery", "ExpiredSignup", "Followup", "FollowupDelivery", "Issue", "IssueItem", "IssueRecord", "IssueTally", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",
 ]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from newsletter.errors import UserError
 
@@ -26,18 +27,60 @@ if TYPE_CHECKING:
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+
+
+class _AsGiven:
+    """Typer's per-parameter coercion (duck-typed: its `coerce`) for a value click already has right:
+    the flag's bool or None, or --config's path."""
+
+    def __init__(self, convert=None) -> None:
+        self.convert = convert
+
+    def coerce(self, value: object, param: object = None, ctx: object = None) -> object:
+        return value if value is None or self.convert is None else self.convert(value)
+
+
+def _as_given(param, convert=None):
+    if param is not None and getattr(param, "_runtime_param", "") is None:
+        param._runtime_param = _AsGiven(convert)
+    return param
+
+
+class QuickGroup(TyperGroup):
+    """Every `newsletter` group. `newsletter GROUP --help` parses the options of each group above
+    it, and typer coerces an option through a pydantic TypeAdapter built on first use unless it is
+    a flag already holding a bool: a group's own --help (None when not given) and the root's
+    --config (a plain path) imported pydantic, a quarter of the CPU of every group's --help
+    (issue 18). Those two take their value as given instead. Should a typer release rename the
+    hook, they fall back to typer's coercion (slower, still right) and tests/cli/test_startup.py
+    fails on pydantic being imported."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.name == "config":
+                _as_given(param, lambda value: Path(str(value)))
+
+    def get_help_option(self, ctx):
+        return _as_given(super().get_help_option(ctx))
+
+
+def group(help: str) -> typer.Typer:
+    """A command group whose --help loads nothing heavy (QuickGroup)."""
+    return typer.Typer(help=help, no_args_is_help=True, cls=QuickGroup)
+
+
 app = typer.Typer(help="Weekly Verdicts: a self-hosted weekly newsletter pipeline.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
-content_app = typer.Typer(help="Comparisons: import from files, pull from the site's feed, history of revisions.", no_args_is_help=True)
-issue_app = typer.Typer(help="Issues: draft, list, preview and send.", no_args_is_help=True)
-subscribers_app = typer.Typer(help="Subscribers: import, export, forget, purge-unconfirmed.", no_args_is_help=True)
+                  pretty_exceptions_enable=False, add_completion=False, cls=QuickGroup)
+db_app = group(help="Database schema (Alembic migrations).")
+content_app = group(help="Comparisons: import from files, pull from the site's feed, history of revisions.")
+issue_app = group(help="Issues: draft, list, preview and send.")
+subscribers_app = group(help="Subscribers: import, export, forget, purge-unconfirmed.")
 app.add_typer(db_app, name="db")
 app.add_typer(content_app, name="content")
 app.add_typer(issue_app, name="issue")
 app.add_typer(subscribers_app, name="subscribers")
-bounces_app = typer.Typer(help="Bounce mailbox: bounce reports, attributed by VERP or Message-ID (docs/webhooks.md).",
-                          no_args_is_help=True)
+bounces_app = group(help="Bounce mailbox: bounce reports, attributed by VERP or Message-ID (docs/webhooks.md).")
 app.add_typer(bounces_app, name="bounces")
 
 

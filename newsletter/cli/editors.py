@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from newsletter.cli.common import app, console, state
+from newsletter.cli.common import app, console, group, state
 from newsletter.errors import UserError
 
-editors_app = typer.Typer(help="Editors of the console at /admin: add, list, remove, two-factor.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens for /api/v1: create (shown once), list, revoke.", no_args_is_help=True)
+editors_app = group(help="Editors of the console at /admin: add, list, remove, two-factor.")
+tokens_app = group(help="API tokens for /api/v1: create (shown once), list, revoke.")
 app.add_typer(editors_app, name="editors")
 app.add_typer(tokens_app, name="tokens")
 

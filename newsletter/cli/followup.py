@@ -13,11 +13,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from newsletter.cli.common import app, console, state
+from newsletter.cli.common import app, console, group, state
 from newsletter.errors import UserError
 
-followup_app = typer.Typer(help="Follow-ups: mail the readers of a verdict that changed materially.",
-                           no_args_is_help=True)
+followup_app = group(help="Follow-ups: mail the readers of a verdict that changed materially.")
 app.add_typer(followup_app, name="followup")
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import BigInteger, bindparam, case, cast, exists, func, literal, or_, select, text, update
 from sqlmodel import Session
 
+from newsletter import tallies
 from newsletter.content.models import Comparison
 from newsletter.db import insert_for
 from newsletter.delivery import queue
@@ -101,10 +102,12 @@ def enqueue(session: Session, issue_id: int, now: datetime) -> int:
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
         .execution_options(preserve_rowcount=True)  # psycopg reports -1 for INSERT … SELECT otherwise
     )
-    return session.execute(statement).rowcount or 0
+    enqueued = session.execute(statement).rowcount or 0
+    tallies.add(session, {(issue_id, "recipients"): enqueued})
+    return enqueued
 
 
-def skip_ineligible(session: Session, ids: list[int]) -> int:
+def skip_ineligible(session: Session, ids: list[int], issue_id: int) -> int:
     """Unsubscribed or suppressed since enqueue: of the rows just claimed (`ids`), those become
     `skipped` instead of being sent. Checked per claimed batch (an index lookup per row), not over
     the whole queue: a scan of every subscriber before each claim cost ~0.5 s per batch at a
@@ -125,7 +128,9 @@ def skip_ineligible(session: Session, ids: list[int]) -> int:
                 last_error="unsubscribed or suppressed before sending")
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount or 0
+    skipped = session.execute(statement).rowcount or 0
+    tallies.add(session, {(issue_id, "skipped"): skipped})
+    return skipped
 
 
 def claim(
@@ -190,42 +195,46 @@ def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REAS
         .values(state=DeliveryState.skipped.value, next_attempt_at=None, last_error=reason)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount or 0
+    skipped = session.execute(statement).rowcount or 0
+    tallies.add(session, {(issue_id, "skipped"): skipped})
+    return skipped
 
 
 _table = Delivery.__table__
 
 
-def _record_many(session: Session, values: dict, rows: list[dict]) -> None:
+def _record_many(session: Session, values: dict, rows: list[dict]) -> int:
     """One UPDATE per row, sent as one executemany (psycopg pipelines it into one round trip):
     a batch of 500 results as 500 separate ORM updates cost ~25% of a worker's time. Each row moves
-    only if it is still `sending`, so a row recorded elsewhere (lease expired, another worker) stays."""
-    if rows:
-        statement = (
-            update(_table)
-            .where(_table.c.id == bindparam("b_id"), _table.c.state == DeliveryState.sending.value)
-            .values(lease_until=None, **values)
-        )
-        session.connection().execute(statement, rows)
+    only if it is still `sending`, so a row recorded elsewhere (lease expired, another worker) stays.
+    Returns how many rows moved (what the issue's counters add: newsletter/tallies.py)."""
+    if not rows:
+        return 0
+    statement = (
+        update(_table)
+        .where(_table.c.id == bindparam("b_id"), _table.c.state == DeliveryState.sending.value)
+        .values(lease_until=None, **values)
+    )
+    return session.connection().execute(statement, rows).rowcount
 
 
-def mark_sent(session: Session, now: datetime, sent: list[tuple[int, str, str | None]]) -> None:
+def mark_sent(session: Session, now: datetime, sent: list[tuple[int, str, str | None]]) -> int:
     """`sent`: (delivery id, Message-ID, provider's message id) per delivery."""
-    _record_many(session, {"state": DeliveryState.sent.value, "sent_at": now, "message_id": bindparam("b_msg"),
+    return _record_many(session, {"state": DeliveryState.sent.value, "sent_at": now, "message_id": bindparam("b_msg"),
                            "provider_message_id": bindparam("b_pid"), "last_error": None},
                  [{"b_id": i, "b_msg": msg, "b_pid": pid} for i, msg, pid in sent])
 
 
-def mark_retry(session: Session, retries: list[tuple[int, datetime, str]]) -> None:
+def mark_retry(session: Session, retries: list[tuple[int, datetime, str]]) -> int:
     """`retries`: (delivery id, next attempt, error) per delivery."""
-    _record_many(session, {"state": DeliveryState.retry.value, "next_attempt_at": bindparam("b_next"),
+    return _record_many(session, {"state": DeliveryState.retry.value, "next_attempt_at": bindparam("b_next"),
                            "last_error": bindparam("b_error")},
                  [{"b_id": i, "b_next": when, "b_error": error[:2000]} for i, when, error in retries])
 
 
-def mark_failed(session: Session, failures: list[tuple[int, str]]) -> None:
+def mark_failed(session: Session, failures: list[tuple[int, str]]) -> int:
     """`failures`: (delivery id, error) per delivery."""
-    _record_many(session, {"state": DeliveryState.failed.value, "last_error": bindparam("b_error")},
+    return _record_many(session, {"state": DeliveryState.failed.value, "last_error": bindparam("b_error")},
                  [{"b_id": i, "b_error": error[:2000]} for i, error in failures])
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, exists, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
+from newsletter import tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox, queue
@@ -154,7 +155,7 @@ def _claim(job: _Send, limit: int, now: datetime, report: DeliverReport) -> tupl
         ids = outbox.claim_from(session, job.issue_id, now, limit, timedelta(seconds=cfg.lease_seconds),
                                 job.worker, job.hint, stale=queue.stale_before(now, cfg))
         job.hint = ids[0] if ids else None
-        skipped = outbox.skip_ineligible(session, ids)
+        skipped = outbox.skip_ineligible(session, ids, job.issue_id)
         report.skipped += skipped
         rows = session.execute(
             select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name,
@@ -290,9 +291,10 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
             failures.append((delivery_id, result.error or "failed"))
             if result.hard_bounce:
                 suppress(session, email, "hard_bounce", transport_name, result.error or "")
-    outbox.mark_sent(session, done, sent)
+    counted = {(issue_id, "sent"): outbox.mark_sent(session, done, sent),
+               (issue_id, "failed"): outbox.mark_failed(session, failures)}
     outbox.mark_retry(session, retries)
-    outbox.mark_failed(session, failures)
+    tallies.add(session, counted)  # the issue's counters, in the same transaction (newsletter/tallies.py)
     skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
     return len(sent), len(retries), len(failures), skipped
 

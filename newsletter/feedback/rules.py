@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from sqlalchemy import exists, func, select
 from sqlmodel import Session
 
+from newsletter import tallies
 from newsletter.config import Settings
 from newsletter.db import insert_for, utcnow
 from newsletter.delivery.models import Delivery, DeliveryState
@@ -216,6 +217,8 @@ def apply_event(session: Session, settings: Settings, event: NormalizedEvent, no
     if row_id is None:
         log.info("%s event %s was applied before; nothing changes", event.provider, event.provider_event_id)
         return Applied(duplicate=True, delivery_id=delivery.id if delivery else None)
+    if delivery is not None:  # the issue's delivered / bounced / complained counters (newsletter/tallies.py)
+        tallies.count_first_event(session, row_id, delivery.id, delivery.issue_id, event.kind.value)
     # A forgotten address is suppressed for good and has no subscriber: nothing more to apply.
     consequence = _consequence(session, settings, event, email, now) if email and stored == email else None
     if consequence:

@@ -1,15 +1,14 @@
 """What each issue did: recipients, sent, failed, delivered, bounced, complained, unsubscribed,
 opens, clicks, votes.
 
-Counted from the outbox (deliveries), the provider and bounce-mailbox events
-(webhook_event), consent events, tracking events and votes: nothing is kept as a separate
-counter that could drift. An unsubscribe belongs to the issue a reader got last before
-leaving (between this issue's start and the next one's).
-
-Every figure is one grouped query over all the chosen issues at once (the unsubscribes one
-small query per issue, each walking ix_consent_event_kind_created), so a dozen issues cost a
-handful of index scans, not a query per issue and figure. Provider events are counted from
-webhook_event's own issue_id (migration 0018), without joining the outbox.
+The delivery and event figures (recipients, sent, failed, skipped, pending, delivered, bounced,
+complained, opens, clicks) are the issues' counters (newsletter/tallies.py, migration 0029),
+kept in the same transaction as the outbox, provider-event and tracking rows they count, so
+they equal a count over those rows (tests/reports/test_tallies.py) at a few rows' cost instead
+of an index scan over a million deliveries per figure (issue 18 point 4). Votes are one grouped
+query; an unsubscribe belongs to the issue a reader got last before leaving (between this
+issue's start and the next one's): one small query per issue, walking
+ix_consent_event_kind_created.
 """
 
 from __future__ import annotations
@@ -21,11 +20,10 @@ from datetime import datetime
 from sqlalchemy import Engine, distinct, func, select
 from sqlmodel import Session
 
+from newsletter import tallies
 from newsletter.content.models import Vote
 from newsletter.db import session_scope
-from newsletter.delivery.models import Delivery, DeliveryState
-from newsletter.delivery.outbox import PENDING
-from newsletter.feedback.models import TrackingEvent, WebhookEvent
+from newsletter.delivery.models import Delivery
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.reports.charts import bar_chart
 from newsletter.subscribers.models import ConsentEvent
@@ -76,14 +74,6 @@ def _chosen(session: Session, limit: int, issue_id: int | None) -> tuple[list[Is
     return issues, until
 
 
-def _by_issue(session: Session, query) -> dict[int, dict[str, int]]:
-    """(issue id, key, count) rows as {issue id: {key: count}}."""
-    result: dict[int, dict[str, int]] = {}
-    for issue_id, key, count in session.execute(query).all():
-        result.setdefault(issue_id, {})[key] = result.get(issue_id, {}).get(key, 0) + count
-    return result
-
-
 def _unsubscribed(session: Session, issue: Issue, until: datetime | None) -> int:
     window = [ConsentEvent.kind == "unsubscribed", ConsentEvent.created_at >= issue.started_at]
     if until is not None:
@@ -93,52 +83,21 @@ def _unsubscribed(session: Session, issue: Issue, until: datetime | None) -> int
                            .where(*window, ConsentEvent.subscriber_id.in_(got_it))).scalar_one()
 
 
-def _events(session: Session, ids: list[int]) -> dict[int, dict[str, int]]:
-    """{issue id: {figure: deliveries}} from webhook_event alone: its issue_id copy and the index
-    (issue_id, kind, delivery_id) make each (issue, kind) an index-only scan whose duplicates
-    PostgreSQL drops as they stream by (no sort, no hash: 140 ms of CPU for 920,000 events where
-    one grouped DISTINCT over all issues and kinds took 240). A delivery with a soft and then a
-    hard bounce is one bounced delivery: bounces, a small share, are counted across both kinds."""
-    result: dict[int, dict[str, int]] = {}
-    for issue_id in ids:
-        for kind in ("delivered", "complained"):
-            deliveries = select(WebhookEvent.delivery_id).distinct().where(
-                WebhookEvent.issue_id == issue_id, WebhookEvent.kind == kind,
-                WebhookEvent.delivery_id.is_not(None)).subquery()
-            result.setdefault(issue_id, {})[kind] = session.execute(
-                select(func.count()).select_from(deliveries)).scalar_one()
-    for issue_id, count in session.execute(
-            select(WebhookEvent.issue_id, func.count(distinct(WebhookEvent.delivery_id)))
-            .where(WebhookEvent.issue_id.in_(ids), WebhookEvent.kind.in_(BOUNCES))
-            .group_by(WebhookEvent.issue_id)).all():
-        result.setdefault(issue_id, {})["bounced"] = count
-    return result
-
-
 def _figures(session: Session, ids: list[int]) -> dict[int, dict[str, int]]:
-    """Every grouped figure of the issues `ids`: {issue id: {figure: count}}."""
-    states = _by_issue(session, select(Delivery.issue_id, Delivery.state, func.count())
-                       .where(Delivery.issue_id.in_(ids)).group_by(Delivery.issue_id, Delivery.state))
-    events = _events(session, ids)
-    # Readers, not events: a reader clicking two links is one click. DISTINCT in a subquery reads
-    # the unique index (issue_id, subscriber_id, kind, link) in order, where COUNT(DISTINCT) sorts.
-    readers = select(TrackingEvent.issue_id, TrackingEvent.subscriber_id, TrackingEvent.kind).distinct() \
-        .where(TrackingEvent.issue_id.in_(ids)).subquery()
-    tracked = _by_issue(session, select(readers.c.issue_id, readers.c.kind, func.count())
-                        .group_by(readers.c.issue_id, readers.c.kind))
+    """Every figure of the issues `ids`: {issue id: {figure: count}}. The delivery and event
+    figures are the issues' counters (newsletter/tallies.py: a few rows, kept in the transactions
+    that write the rows they count); pending is what is neither sent, failed nor skipped. Votes
+    are one grouped query over the issues' comparisons (a vote belongs to a comparison, which
+    several issues can carry)."""
+    counted = tallies.read(session, ids)
     votes = dict(session.execute(select(IssueItem.issue_id, func.count()).select_from(Vote)
                                  .join(IssueItem, IssueItem.comparison_id == Vote.comparison_id)
                                  .where(IssueItem.issue_id.in_(ids)).group_by(IssueItem.issue_id)).all())
     figures: dict[int, dict[str, int]] = {}
     for issue_id in ids:
-        by_state, by_track = states.get(issue_id, {}), tracked.get(issue_id, {})
-        figures[issue_id] = {
-            "recipients": sum(by_state.values()), "votes": votes.get(issue_id, 0),
-            "sent": by_state.get(DeliveryState.sent.value, 0), "failed": by_state.get(DeliveryState.failed.value, 0),
-            "skipped": by_state.get(DeliveryState.skipped.value, 0),
-            "pending": sum(by_state.get(state, 0) for state in PENDING),
-            "opens": by_track.get("open", 0), "clicks": by_track.get("click", 0),
-            **{name: events.get(issue_id, {}).get(name, 0) for name in ("delivered", "bounced", "complained")}}
+        row = {name: counted.get(issue_id, {}).get(name, 0) for name in tallies.NAMES}
+        row["pending"] = row["recipients"] - row["sent"] - row["failed"] - row["skipped"]
+        figures[issue_id] = {**row, "votes": votes.get(issue_id, 0)}
     return figures
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, delete, exists, func, or_
 from sqlmodel import Session, select
 
 from newsletter.config import Settings
+from newsletter.tallies import untally_subscribers
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberStatus, TransactionalMail
 from newsletter.subscribers.service import hashed_email
@@ -83,6 +84,11 @@ def purge_unconfirmed(engine: Engine, settings: Settings, now: datetime | None =
             if not ids:
                 break
             traces = _traces(session, ids, since)
+            # Locked, so the counters lose exactly the rows the DELETE takes (an imported reader
+            # never confirmed may have had deliveries before signing up again).
+            doomed = session.exec(select(Subscriber.id).where(
+                Subscriber.id.in_(ids), Subscriber.status == SubscriberStatus.pending.value).with_for_update()).all()
+            untally_subscribers(session, list(doomed))
             gone = session.execute(
                 delete(Subscriber).where(Subscriber.id.in_(ids), Subscriber.status == SubscriberStatus.pending.value)
                 .returning(Subscriber.id)).scalars().all()

@@ -277,6 +277,8 @@ def forget_in(session: Session, email: str) -> Forgotten:
     from sqlalchemy import update as sql_update
     from sqlmodel import SQLModel
 
+    from newsletter.tallies import untally_subscribers
+
     email = normalize_email(email, smtputf8=True)  # any address a reader can have, whatever the transport
     digest = hashed_email(email)
     tables = SQLModel.metadata.tables
@@ -289,6 +291,7 @@ def forget_in(session: Session, email: str) -> Forgotten:
                 table = tables[name]
                 counts[label] = session.exec(select(func.count()).select_from(table)
                                              .where(table.c.subscriber_id == subscriber_id)).one()
+        untally_subscribers(session, [subscriber_id])  # the issues' counters lose what goes (newsletter/tallies.py)
         session.execute(sql_delete(Subscriber).where(Subscriber.id == subscriber_id))
     other_mail = session.execute(sql_delete(TransactionalMail).where(TransactionalMail.to_email == email)).rowcount
     if other_mail:

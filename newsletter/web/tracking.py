@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
+from newsletter import tallies
 from newsletter.db import insert_for, session_scope, utcnow
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
@@ -32,9 +33,15 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 
 
 def record(session: Session, issue_id: int, subscriber_id: int, kind: str, link: int = -1) -> None:
+    """One open or click, once per (issue, reader, kind, link); the issue's opens or clicks counter
+    goes up with a reader's first of the kind, in the same transaction (newsletter/tallies.py)."""
     insert = insert_for(session, TrackingEvent.__table__)
-    session.execute(insert.values(issue_id=issue_id, subscriber_id=subscriber_id, kind=kind, link=link,
-                                  created_at=utcnow()).on_conflict_do_nothing())
+    table = TrackingEvent.__table__
+    inserted = session.execute(insert.values(issue_id=issue_id, subscriber_id=subscriber_id, kind=kind, link=link,
+                                             created_at=utcnow()).on_conflict_do_nothing()
+                               .returning(table.c.id)).scalar()
+    if inserted is not None:
+        tallies.count_first_tracking(session, issue_id, subscriber_id, kind, link)
 
 
 router = APIRouter()
