@@ -30,11 +30,26 @@ class ImportError_(UserError):
 
 
 @dataclass
-class ImportResult:
-    path: Path
+class Counts:
+    """How many comparisons an import or a pull created, changed and left as they were."""
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+
+    def add(self, upserted: "Upserted") -> bool:
+        """Count one upsert; True when it wrote anything (created or changed)."""
+        if upserted.created:
+            self.created += 1
+        elif upserted.changed:
+            self.updated += 1
+        else:
+            self.unchanged += 1
+        return upserted.created or upserted.changed
+
+
+@dataclass
+class ImportResult(Counts):
+    path: Path = Path()
 
 
 def _finite(text: str) -> float:
@@ -232,16 +247,10 @@ def import_files(engine: Engine, paths: list[Path], origin: Origin | None = None
         raise ImportError_("\n".join(errors))
     results = []
     for path, comparisons in parsed:
-        result = ImportResult(path)
+        result = ImportResult(path=path)
         with session_scope(engine) as session:
             for comparison in comparisons:
-                upserted = upsert_comparison(session, comparison, origin)
-                if upserted.created:
-                    result.created += 1
-                elif upserted.changed:
-                    result.updated += 1
-                else:
-                    result.unchanged += 1
+                result.add(upsert_comparison(session, comparison, origin))
         results.append(result)
     return results
 

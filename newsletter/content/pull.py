@@ -20,7 +20,7 @@ from sqlmodel import Session
 from newsletter import __version__
 from newsletter.content import publishing
 from newsletter.content.diff import describe
-from newsletter.content.importer import ImportError_, parse_feed, upsert_comparison
+from newsletter.content.importer import Counts, ImportError_, parse_feed, upsert_comparison
 from newsletter.content.models import FeedState
 from newsletter.content.revisions import Origin
 from newsletter.content.schema import ComparisonIn
@@ -44,13 +44,10 @@ class Fetched:
 
 
 @dataclass
-class PullResult:
-    url: str
+class PullResult(Counts):
+    url: str = ""
     not_modified: bool = False
     dry_run: bool = False
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
     changes: dict[str, list[str]] = field(default_factory=dict)  # slug -> readable diff lines
 
 
@@ -97,13 +94,7 @@ def _apply(session: Session, comparisons: list[ComparisonIn], origin: Origin, re
     for data in comparisons:
         existing = publishing.find(session, data.slug)
         before = snapshot(session, existing) if existing is not None else None
-        upserted = upsert_comparison(session, data, origin)
-        if upserted.created:
-            result.created += 1
-        elif upserted.changed:
-            result.updated += 1
-        else:
-            result.unchanged += 1
+        if not result.add(upsert_comparison(session, data, origin)):
             continue
         after = publishing.find(session, data.slug)
         assert after is not None
@@ -118,7 +109,7 @@ def pull(engine: Engine, url: str, origin: Origin, dry_run: bool = False) -> Pul
         known = session.get(FeedState, url)
         validators = (known.etag, known.last_modified) if known is not None else (None, None)
     fetched = fetch(url, *validators)
-    result = PullResult(url, dry_run=dry_run)
+    result = PullResult(url=url, dry_run=dry_run)
     if fetched is None:
         result.not_modified = True
         return result
