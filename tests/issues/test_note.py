@@ -93,4 +93,5 @@ def test_the_whole_mail_carries_no_unsafe_markup_from_the_note(note):
             if name in attrs and attrs[name]:
                 assert attrs[name].split(":")[0].lower() in ("http", "https", "mailto"), attrs[name]
         assert not any(name.startswith("on") for name in attrs), (tag, attrs)
-    assert "javascript:" not in " ".join(text_links(text)).lower()
+    if note_problem(note) is None:  # prose like "javascript:https://…" is refused when saved (above)
+        assert "javascript:" not in " ".join(text_links(text)).lower()
