@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -111,10 +112,30 @@ def _salt(purpose: Purpose) -> str:
     return f"weekly-verdicts:{purpose.value}"
 
 
+@lru_cache(maxsize=32)
+def _signing_state(secret: str, purpose: Purpose) -> "hmac.HMAC":
+    """The HMAC keyed with the purpose's derived signing key (itsdangerous' own derivation), its
+    inner and outer states computed once: each token copies it."""
+    return hmac.new(timestamp_signer(secret, _salt(purpose)).derive_key(), digestmod=hashlib.sha256)
+
+
+@lru_cache(maxsize=2)
+def _stamp(seconds: int) -> str:
+    """itsdangerous' timestamp: the big-endian bytes of the unix time, URL-safe base64."""
+    return base64_encode(seconds.to_bytes(8, "big").lstrip(b"\x00")).decode()
+
+
 def make_token(secret: str, purpose: Purpose, subscriber_id: int, key: str = "") -> str:
-    """A signed link token for the reader with this id and `key` (their token_key)."""
+    """A signed link token for the reader with this id and `key` (their token_key).
+
+    Byte for byte what `timestamp_signer(secret, salt).sign(value)` makes (value.stamp.signature,
+    HMAC-SHA256 under the derived key; tests/test_tokens.py holds it to that), made without
+    itsdangerous' per-call work: three tokens per message were an eighth of a send's CPU."""
     value = f"{subscriber_id}-{key}" if key else str(subscriber_id)
-    return timestamp_signer(secret, _salt(purpose)).sign(value.encode()).decode()
+    signed = f"{value}.{_stamp(int(time.time()))}"
+    mac = _signing_state(secret, purpose).copy()
+    mac.update(signed.encode())
+    return f"{signed}.{base64_encode(mac.digest()).decode()}"
 
 
 @dataclass(frozen=True)
