@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, exists, func, literal, or_, select, text, update
+from sqlalchemy import ARRAY, BigInteger, DateTime, Text, any_, bindparam, exists, func, literal, or_, select, \
+    text, update
 from sqlmodel import Session
 
 from newsletter.content.models import Comparison
@@ -61,6 +62,31 @@ def enqueue(session: Session, issue_id: int, now: datetime) -> int:
     return session.execute(statement).rowcount or 0
 
 
+def among(session: Session, column, ids: list[int]):
+    """`column IN ids`; on PostgreSQL as `column = ANY(one array parameter)`: the statement's text
+    is then the same for every batch, so psycopg prepares it once (a 500-placeholder IN list was
+    re-rendered by SQLAlchemy and re-parsed by psycopg for every batch)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+    return column.in_(ids)
+
+
+def claimed_rows(session: Session, ids: list[int]) -> list[tuple]:
+    """Of the rows just claimed (`ids`) those still `sending`, with what a message needs of each:
+    (delivery id, attempts, subscriber id, email, name, token key), lowest id first. Read as plain
+    tuples through Core: ORM rows cost a tenth of a worker's time."""
+    if not ids:
+        return []
+    d, s = Delivery.__table__.c, Subscriber.__table__.c
+    statement = (
+        select(d.id, d.attempts, s.id, s.email, s.name, s.token_key)
+        .join_from(Delivery.__table__, Subscriber.__table__, s.id == d.subscriber_id)
+        .where(among(session, d.id, ids), d.state == DeliveryState.sending.value)
+        .order_by(d.id)
+    )
+    return [tuple(row) for row in session.connection().execute(statement)]
+
+
 def skip_ineligible(session: Session, ids: list[int]) -> int:
     """Unsubscribed or suppressed since enqueue: of the rows just claimed (`ids`), those become
     `skipped` instead of being sent. Checked per claimed batch (an index lookup per row), not over
@@ -77,7 +103,7 @@ def skip_ineligible(session: Session, ids: list[int]) -> int:
     )
     statement = (
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value, gone)
+        .where(among(session, Delivery.id, ids), Delivery.state == DeliveryState.sending.value, gone)
         .values(state=DeliveryState.skipped.value, lease_until=None,
                 last_error="unsubscribed or suppressed before sending")
         .execution_options(synchronize_session=False)
@@ -184,6 +210,44 @@ def mark_failed(session: Session, failures: list[tuple[int, str]]) -> None:
     """`failures`: (delivery id, error) per delivery."""
     _record_many(session, {"state": DeliveryState.failed.value, "last_error": bindparam("b_error")},
                  [{"b_id": i, "b_error": error[:2000]} for i, error in failures])
+
+
+_RECORD_PG = text("""
+    UPDATE delivery AS d SET
+        state = v.state, lease_until = NULL, last_error = v.error,
+        sent_at = CASE WHEN v.state = 'sent' THEN CAST(:done AS timestamptz) ELSE d.sent_at END,
+        message_id = CASE WHEN v.state = 'sent' THEN v.message_id ELSE d.message_id END,
+        provider_message_id = CASE WHEN v.state = 'sent' THEN v.provider_id ELSE d.provider_message_id END,
+        next_attempt_at = CASE WHEN v.state = 'retry' THEN v.next_at ELSE d.next_attempt_at END
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:message_ids AS text[]),
+                CAST(:provider_ids AS text[]), CAST(:next_ats AS timestamptz[]), CAST(:errors AS text[]))
+        AS v(id, state, message_id, provider_id, next_at, error)
+    WHERE d.id = v.id AND d.state = 'sending'
+""").bindparams(bindparam("ids", type_=ARRAY(BigInteger)), bindparam("states", type_=ARRAY(Text)),
+                bindparam("message_ids", type_=ARRAY(Text)), bindparam("provider_ids", type_=ARRAY(Text)),
+                bindparam("next_ats", type_=ARRAY(DateTime(timezone=True))), bindparam("errors", type_=ARRAY(Text)),
+                bindparam("done", type_=DateTime(timezone=True)))
+
+
+def record(session: Session, done: datetime, sent: list[tuple[int, str, str | None]],
+           retries: list[tuple[int, datetime, str]], failures: list[tuple[int, str]]) -> None:
+    """A batch's results (as mark_sent, mark_retry and mark_failed take them) in ONE statement on
+    PostgreSQL: UPDATE … FROM unnest(one array per column), each row moving only if it is still
+    `sending`, like the three below. 500 single-row UPDATEs per batch (even pipelined) were a
+    tenth of a worker's CPU and as many statements for the server to plan and run. Elsewhere
+    (SQLite) the three executemany statements."""
+    if session.get_bind().dialect.name != "postgresql":
+        mark_sent(session, done, sent)
+        mark_retry(session, retries)
+        mark_failed(session, failures)
+        return
+    rows = ([(i, DeliveryState.sent.value, msg, pid, None, None) for i, msg, pid in sent]
+            + [(i, DeliveryState.retry.value, None, None, when, error[:2000]) for i, when, error in retries]
+            + [(i, DeliveryState.failed.value, None, None, None, error[:2000]) for i, error in failures])
+    if rows:
+        columns = [list(column) for column in zip(*rows)]
+        session.connection().execute(_RECORD_PG, dict(zip(
+            ("ids", "states", "message_ids", "provider_ids", "next_ats", "errors"), columns), done=done))
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:

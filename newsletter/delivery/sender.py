@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Engine, exists
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -38,7 +38,6 @@ from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.issues.frozen import freeze
 from newsletter.issues.render import issue_template
-from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import suppress
 from newsletter.wake import announce
 
@@ -156,13 +155,7 @@ def _claim(job: _Send, limit: int, now: datetime, report: DeliverReport) -> tupl
         job.hint = ids[0] if ids else None
         skipped = outbox.skip_ineligible(session, ids)
         report.skipped += skipped
-        rows = session.execute(
-            select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name,
-                   Subscriber.token_key)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value)
-            .order_by(Delivery.id)
-        ).all() if ids else []
+        rows = outbox.claimed_rows(session, ids)
     return rows, skipped
 
 
@@ -288,9 +281,7 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
             failures.append((delivery_id, result.error or "failed"))
             if result.hard_bounce:
                 suppress(session, email, "hard_bounce", transport_name, result.error or "")
-    outbox.mark_sent(session, done, sent)
-    outbox.mark_retry(session, retries)
-    outbox.mark_failed(session, failures)
+    outbox.record(session, done, sent, retries, failures)
     skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
     return len(sent), len(retries), len(failures), skipped
 
