@@ -17,13 +17,14 @@ from pathlib import Path
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of one process (all its threads) so far; None when it is gone."""
+def proc_cpu(pid: int, kernel_only: bool = False) -> float | None:
+    """User + system CPU seconds of one process (all its threads) so far, or only the system
+    (kernel) part; None when it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return (int(fields[12]) + (0 if kernel_only else int(fields[11]))) / TICK
 
 
 def descendants(pid: int) -> list[int]:
@@ -48,12 +49,13 @@ class Group:
 
     pids: Callable[[], list[int]]
     fresh: bool = True
+    kernel_only: bool = False
     first: dict[int, float] = field(default_factory=dict)
     last: dict[int, float] = field(default_factory=dict)
 
     def read(self) -> float:
         for pid in self.pids():
-            value = proc_cpu(pid)
+            value = proc_cpu(pid, self.kernel_only)
             if value is None:
                 continue
             self.first.setdefault(pid, 0.0 if self.fresh else value)

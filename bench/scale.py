@@ -92,7 +92,8 @@ def run_workers(folder: Path, processes: int, monitor: Engine, sink_pid: int,
         started = time.perf_counter()
         worker = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", str(processes),
                                    "--until-idle"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=log)
-        cpu = Sampler({"workers": Group(lambda: [worker.pid, *descendants(worker.pid)]),
+        tree = lambda: [worker.pid, *descendants(worker.pid)]  # noqa: E731
+        cpu = Sampler({"workers": Group(tree), "workers_kernel": Group(tree, kernel_only=True),
                        "postgres": Group(lambda: _backends(monitor)),
                        "sink": Group(lambda: [sink_pid], fresh=False)},
                       lambda: min(total, (_updates(monitor) - base) // 2))  # a claim and a record per message
@@ -255,7 +256,8 @@ def cpu_lines(r: dict) -> list[str]:
              f"our worker processes {cpu['workers']:.0f}, their PostgreSQL backends {cpu['postgres']:.0f}, "
              f"smtp-sink {cpu['sink']:.0f}; from the first message on (start-up: workers "
              f"{startup['workers']:.1f} s, backends {startup['postgres']:.1f} s of CPU): workers "
-             f"{steady['workers']:.0f}, backends {steady['postgres']:.0f}, smtp-sink {steady['sink']:.0f}. "
+             f"{steady['workers']:.0f} (of which in the kernel {steady['workers_kernel']:.0f}), backends "
+             f"{steady['postgres']:.0f}, smtp-sink {steady['sink']:.0f}. "
              f"The reference: smtp-source {r['reference_us']:.0f}, smtp-sink {r['reference_sink_us']:.0f}.", ""]
     if tenths:
         lines += ["| tenth of the send | " + " | ".join(str(k + 1) for k in range(10)) + " | last / first |",

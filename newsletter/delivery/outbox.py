@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, Text, any_, bindparam, exists, func, literal, or_, select, \
+from sqlalchemy import ARRAY, BigInteger, any_, bindparam, exists, func, literal, or_, select, \
     text, update
 from sqlmodel import Session
 
@@ -111,7 +111,7 @@ def skip_ineligible(session: Session, ids: list[int]) -> int:
                 last_error="unsubscribed or suppressed before sending")
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount or 0
+    return session.connection().execute(statement).rowcount or 0  # Core: no ORM bulk-update work
 
 
 def claim(
@@ -176,7 +176,7 @@ def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REAS
         .values(state=DeliveryState.skipped.value, next_attempt_at=None, last_error=reason)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount or 0
+    return session.connection().execute(statement).rowcount or 0  # Core: no ORM bulk-update work
 
 
 _table = Delivery.__table__
@@ -227,10 +227,14 @@ _RECORD_PG = text("""
                 CAST(:held AS text[]))
         AS v(id, state, message_id, provider_id, next_at, error, held)
     WHERE d.id = v.id AND d.state = v.held
-""").bindparams(bindparam("ids", type_=ARRAY(BigInteger)), bindparam("states", type_=ARRAY(Text)),
-                bindparam("message_ids", type_=ARRAY(Text)), bindparam("provider_ids", type_=ARRAY(Text)),
-                bindparam("next_ats", type_=ARRAY(DateTime(timezone=True))), bindparam("errors", type_=ARRAY(Text)),
-                bindparam("held", type_=ARRAY(Text)), bindparam("done", type_=DateTime(timezone=True)))
+""")
+
+
+def _array(values: list) -> str:
+    """A PostgreSQL array literal of text values (None: NULL), every element quoted: one string
+    parameter, made by str.join, instead of psycopg dumping each element of a list in Python."""
+    return "{" + ",".join("NULL" if value is None else
+                          '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values) + "}"
 
 
 def record(session: Session, done: datetime, sent: list[tuple[int, str, str | None]],
@@ -250,14 +254,22 @@ def record(session: Session, done: datetime, sent: list[tuple[int, str, str | No
         mark_retry(session, retries)
         mark_failed(session, failures)
         return
-    rows = ([(i, DeliveryState.sent.value, msg, pid, None, None) for i, msg, pid in sent]
-            + [(i, DeliveryState.retry.value, None, None, when, error[:2000]) for i, when, error in retries]
-            + [(i, DeliveryState.failed.value, None, None, None, error[:2000]) for i, error in failures])
-    if rows:
-        columns = [list(column) for column in zip(*rows)]
-        session.connection().execute(_RECORD_PG, dict(zip(
-            ("ids", "states", "message_ids", "provider_ids", "next_ats", "errors"), columns), done=done,
-            held=[DeliveryState.sending.value] * len(rows)))
+    count = len(sent) + len(retries) + len(failures)
+    if not count:
+        return
+    ids = [i for i, _m, _p in sent] + [i for i, _n, _e in retries] + [i for i, _e in failures]
+    nothing = [None] * len(sent)
+    session.connection().execute(_RECORD_PG, {
+        "ids": "{" + ",".join(map(str, ids)) + "}",
+        "states": _array([DeliveryState.sent.value] * len(sent) + [DeliveryState.retry.value] * len(retries)
+                         + [DeliveryState.failed.value] * len(failures)),
+        "message_ids": _array([m for _i, m, _p in sent] + [None] * (len(retries) + len(failures))),
+        "provider_ids": _array([p for _i, _m, p in sent] + [None] * (len(retries) + len(failures))),
+        "next_ats": _array(nothing + [when.isoformat() for _i, when, _e in retries] + [None] * len(failures)),
+        "errors": _array(nothing + [e[:2000] for _i, _n, e in retries] + [e[:2000] for _i, e in failures]),
+        "held": _array([DeliveryState.sending.value] * count),
+        "done": done,
+    })
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:

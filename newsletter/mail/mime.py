@@ -62,6 +62,8 @@ def qp_encode(text: str) -> bytes:
         data = text.encode("ascii")
         if len(data) <= 75:
             return data + b"=\r\n" if data else b""
+        if len(data) <= 150:  # a personal link: one soft break
+            return b"%b=\r\n%b=\r\n" % (data[:75], data[75:])
         return b"=\r\n".join([data[i:i + 75] for i in range(0, len(data), 75)]) + b"=\r\n"
     data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
     encoded = _BARE_LF.sub(CRLF, binascii.b2a_qp(data, quotetabs=False, istext=True, header=False))

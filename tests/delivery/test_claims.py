@@ -173,14 +173,14 @@ def test_one_batch_records_every_outcome_and_leaves_rows_recorded_elsewhere(samp
     later = now + timedelta(seconds=3)
     with session_scope(sample_engine) as session:
         outbox.record(session, later, [(ids[0], "<0@x>", "p-0"), (ids[1], "<1@x>", None), (ids[5], "<5@x>", None)],
-                      [(ids[2], later + timedelta(seconds=90), "451 later")], [(ids[3], "550 no such user")])
+                      [(ids[2], later + timedelta(seconds=90), "451 later")], [(ids[3], '550 "no" such {user}, \\ NULL')])
     with session_scope(sample_engine) as session:
         rows = {row.id: row for row in session.execute(select(Delivery).where(Delivery.issue_id == issue_id)).scalars()}
     assert [rows[i].state for i in ids] == ["sent", "sent", "retry", "failed", "sending", "sent"]
     assert (rows[ids[0]].message_id, rows[ids[0]].provider_message_id, rows[ids[0]].sent_at) == ("<0@x>", "p-0", later)
     assert rows[ids[1]].provider_message_id is None and rows[ids[1]].last_error is None
     assert (rows[ids[2]].next_attempt_at, rows[ids[2]].last_error) == (later + timedelta(seconds=90), "451 later")
-    assert rows[ids[3]].last_error == "550 no such user" and rows[ids[3]].sent_at is None
+    assert rows[ids[3]].last_error == '550 "no" such {user}, \\ NULL' and rows[ids[3]].sent_at is None
     assert all(rows[i].lease_until is None for i in ids if i != ids[4]) and rows[ids[4]].lease_until is not None
     assert (rows[ids[5]].message_id, rows[ids[5]].provider_message_id, rows[ids[5]].sent_at) == (
         "<other@x>", "p-other", now)
