@@ -74,6 +74,35 @@ def qp_encode(text: str) -> bytes:
     return encoded
 
 
+_QP_UNIT = re.compile(rb"=[0-9A-F]{2}|[^=]", re.S)
+
+
+def undotted(encoded: bytes) -> bytes:
+    """Quoted-printable `encoded` (CRLF lines) with every line-leading "." written as "=2E", which
+    decodes to the same "."; a line that grows past 76 characters is broken again with soft
+    breaks. A static chunk then never needs SMTP's dot-stuffing (the issue's CSS has lines that
+    begin with "."), so a message's pieces are sent as built, with no second, stuffed copy."""
+    if not (encoded.startswith(b".") or b"\r\n." in encoded):
+        return encoded
+    lines = []
+    for line in encoded.split(b"\r\n"):
+        if not line.startswith(b"."):
+            lines.append(line)
+            continue
+        soft = line.endswith(b"=")
+        current = b""
+        for unit in _QP_UNIT.findall(line[:-1] if soft else line):
+            if unit == b"." and not current:
+                unit = b"=2E"
+            if len(current) + len(unit) > 75:
+                lines.append(current + b"=")
+                current = b"=2E" if unit == b"." else unit
+            else:
+                current += unit
+        lines.append(current + (b"=" if soft else b""))
+    return b"\r\n".join(lines)
+
+
 @dataclass(frozen=True)
 class EncodedPart:
     """A MIME body part whose static chunks are already encoded."""
@@ -172,7 +201,7 @@ def encode_part(content_type: str, template: Slotted) -> EncodedPart:
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii")
     statics = [chunk.replace("\r\n", "\n") for chunk in template.statics]
-    chunks = [qp_encode(chunk) for chunk in template.statics]
+    chunks = [undotted(qp_encode(chunk)) for chunk in template.statics]
     stuffed = [stuff(chunk) for chunk in chunks]
     return EncodedPart(headers, chunks, template.slots, escape, frozenset(template.slots), statics,
                        [_json_escaped(chunk) for chunk in statics], stuffed,

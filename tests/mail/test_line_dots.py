@@ -97,3 +97,20 @@ def test_signed_messages_with_line_leading_dots_cross_smtp_intact_and_verify(tmp
     for message in messages:
         assert received[message.recipient] == message.data  # every doubled dot undone by the server
         assert dkim.verify(received[message.recipient], dnsfunc=dns_stub(record))
+
+
+@settings(max_examples=150, deadline=None)
+@given(body_text)
+def test_static_chunks_write_a_line_leading_dot_as_an_escape_that_decodes_the_same(text):
+    """undotted: no line of an encoded static chunk begins with "." (so nothing is stuffed), it
+    decodes to the same bytes, and no line grows past 76 characters (or past what it was)."""
+    import binascii
+
+    from newsletter.mail.mime import qp_encode, undotted
+
+    encoded = qp_encode(text)
+    clean = undotted(encoded)
+    assert binascii.a2b_qp(clean) == binascii.a2b_qp(encoded)
+    assert not scanned(clean)
+    limit = max([76] + [len(line) for line in encoded.split(b"\r\n")])
+    assert all(len(line) <= limit for line in clean.split(b"\r\n"))
