@@ -22,6 +22,7 @@ text and JSON literal are joined only when a transport asks for them.
 from __future__ import annotations
 
 import binascii
+from operator import itemgetter
 import html
 import json
 import re
@@ -126,31 +127,31 @@ class EncodedPart:
         no line of it begins with "."). `stuffed`, when not None, gets the same pieces dot-stuffed
         for SMTP (RFC 5321 4.5.2); it is started (a copy of `out` so far, which must need none)
         the first time a piece needs it. Returns `stuffed`."""
-        mine = {}
-        for name in self.names:
+        hits = []
+        dotted = self.dotted
+        for name in self._order:
             text = self.escape(values[name])
             hit = encoded.get(text)
             if hit is None:
                 value = qp_encode(text)
                 hit = encoded[text] = (value, stuff(value) if value[:1] == b"." or b"\r\n." in value else None)
-            mine[name] = hit
-        if stuffed is None and (self.dotted or any(hit[1] is not None for hit in mine.values())):
+            hits.append(hit)
+            dotted = dotted or hit[1] is not None
+        if dotted and stuffed is None:
             stuffed = list(out)
-        start = len(out)
-        chunks = self.chunks
-        out.append(chunks[0])
-        for name, chunk in zip(self.slots, chunks[1:]):
-            out += (mine[name][0], chunk)
+        # chunks[0] value chunks[1] value … picked in C from the chunks followed by the values.
+        out += self._pick(self.chunks + [hit[0] for hit in hits])
         if stuffed is not None:
-            if not self.dotted and all(hit[1] is None for hit in mine.values()):
-                stuffed += out[start:]
-            else:
-                chunks = self.stuffed_chunks
-                stuffed.append(chunks[0])
-                for name, chunk in zip(self.slots, chunks[1:]):
-                    value, dotted = mine[name]
-                    stuffed += (value if dotted is None else dotted, chunk)
+            stuffed += self._pick(self.stuffed_chunks + [hit[0] if hit[1] is None else hit[1] for hit in hits])
         return stuffed
+
+    def __post_init__(self) -> None:
+        order = tuple(sorted(self.names))
+        picks = [0]
+        for n, name in enumerate(self.slots):
+            picks += (len(self.chunks) + order.index(name), n + 1)
+        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "_pick", (lambda seq: (seq[0],)) if len(picks) == 1 else itemgetter(*picks))
 
     def _join(self, values: Mapping[str, str], chunks: list, encode: Callable) -> list:
         """chunks[0] value chunks[1] … with each value escaped and encoded once (a slot can recur:
