@@ -133,7 +133,8 @@ class OutgoingMessage:
         return (self.envelope_from, self.recipient, self.reference, self.content, self.data) == (
             other.envelope_from, other.recipient, other.reference, other.content, other.data)
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:  # consistent with __eq__: equal messages share these fields
+        return hash((self.envelope_from, self.recipient, self.reference))
 
     def __repr__(self) -> str:
         return (f"OutgoingMessage(envelope_from={self.envelope_from!r}, recipient={self.recipient!r}, "
