@@ -1,0 +1,158 @@
+"""Imports at database speed: rows new to the store are written set-based, the rest row by row.
+
+An import of a platform's list is mostly addresses this publication has never seen. For those
+the row-by-row rules (importing.apply_row) come down to plain inserts: an active reader with
+their topics and a "subscribed" consent event (plus the platform's opt-in evidence), an
+unsubscribed reader with the history of their leaving, or a suppression for a bounce or a
+complaint. So each chunk of judged rows is staged in a temporary table (COPY on PostgreSQL,
+executemany on SQLite), and one statement takes out every staged row whose address the store
+already knows in any form: a reader, a suppression of the address or of its hash (a forgotten
+reader). Those rows are returned to the caller, who applies them through the row path with all
+its rules (never re-activating an unsubscribed, bounced or complained reader, suppressions,
+topics of known readers). The rows left are new; they go in with one INSERT … SELECT per table,
+in file order, in the caller's transaction. Validation stays where it was (importing.parse_row,
+mapping.map_row and importing.judge, with their line numbers); only the writes are set-based.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, insert, text
+from sqlmodel import Session
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from newsletter.db import utcnow
+from newsletter.subscribers.consent import clean_ip, known_source
+from newsletter.subscribers.importing import SUPPRESS_REASON, Row, evidence_events
+from newsletter.subscribers.models import new_token_key
+from newsletter.subscribers.service import hashed_email
+
+CHUNK = 20_000  # rows staged and merged at a time: memory stays bounded, statements stay large
+
+_meta = MetaData()
+STAGE = Table("import_stage", _meta, Column("line", Integer, primary_key=True), Column("email", String(254)),
+              Column("hash", String(71)), Column("name", String(100)), Column("status", String(16)),
+              Column("created_at", UTCDateTime()), Column("confirmed_at", UTCDateTime()),
+              Column("unsubscribed_at", UTCDateTime()), Column("token_key", String(16)), prefixes=["TEMPORARY"])
+TOPICS = Table("import_stage_topic", _meta, Column("line", Integer), Column("category", String(80)),
+               prefixes=["TEMPORARY"])
+EVENTS = Table("import_stage_event", _meta, Column("line", Integer), Column("seq", Integer),
+               Column("kind", String(32)), Column("detail", Text), Column("created_at", UTCDateTime()),
+               Column("ip", String(45)), prefixes=["TEMPORARY"])
+
+
+@dataclass
+class Merged:
+    """What one chunk did: readers added, addresses suppressed (email, status), and the rows the
+    store already knew, in file order, for the row path."""
+
+    added: int = 0
+    suppressed: list[tuple[str, str]] = field(default_factory=list)
+    known: list[Row] = field(default_factory=list)
+
+
+def _reader_values(row: Row, now: datetime) -> tuple[dict, list[tuple[str, str, datetime, str | None]]]:
+    """The reader row apply_row would write for a new address, and its consent events in order
+    (kind, detail, when, ip): the same dates and defaults (importing.add_new, importing._unsubscribed)."""
+    dates, evidence = row.dates, row.evidence
+    detail = f"as recorded by {evidence.platform}" if evidence is not None else ""
+    if row.status == "unsubscribed":
+        when = dates["unsubscribed_at"] or now
+        created, confirmed, left = dates["created_at"] or when, dates["confirmed_at"], when
+        events = [(kind, detail, at or now, clean_ip(ip) or None)
+                  for kind, at, ip in evidence_events(evidence, created, confirmed)]
+        events.append(("unsubscribed", "imported as unsubscribed", when, None))
+    else:
+        created, confirmed, left = dates["created_at"] or now, dates["confirmed_at"] or now, None
+        events = [("subscribed", "", now, None)]
+        events += [(kind, detail, at or now, clean_ip(ip) or None)
+                   for kind, at, ip in evidence_events(evidence, created, confirmed)]
+    values = {"line": row.line, "email": row.email, "hash": hashed_email(row.email), "name": row.name,
+              "status": row.status, "created_at": created, "confirmed_at": confirmed, "unsubscribed_at": left,
+              "token_key": new_token_key()}
+    return values, events
+
+
+def _stage_tables(session: Session) -> None:
+    """Empty temporary tables for this connection (dropped first: a pooled connection may hold
+    the previous chunk's)."""
+    connection = session.connection()
+    schema = "pg_temp" if connection.dialect.name == "postgresql" else "temp"
+    for table in (STAGE, TOPICS, EVENTS):
+        connection.execute(text(f"DROP TABLE IF EXISTS {schema}.{table.name}"))
+        table.create(connection)
+
+
+def _stage(session: Session, rows: Sequence[Row], now: datetime) -> None:
+    stage, topics, events = [], [], []
+    for row in rows:
+        values, made = _reader_values(row, now)
+        stage.append(values)
+        if row.status == "active":
+            topics += [{"line": row.line, "category": topic} for topic in row.topics]
+        events += [{"line": row.line, "seq": seq, "kind": kind, "detail": detail, "created_at": at, "ip": ip}
+                   for seq, (kind, detail, at, ip) in enumerate(made)]
+    connection = session.connection()
+    for table, values in ((STAGE, stage), (TOPICS, topics), (EVENTS, events)):
+        if not values:
+            continue
+        if connection.dialect.name == "postgresql":
+            _copy(connection, table, values)
+        else:
+            connection.execute(insert(table), values)
+
+
+def _copy(connection, table: Table, values: list[dict]) -> None:
+    """COPY … FROM STDIN through the session's own psycopg connection (same transaction)."""
+    names = [column.name for column in table.columns]
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:
+        with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row([value[name] for name in names])
+        cursor.execute(f"ANALYZE {table.name}")
+
+
+# The staged rows whose address the store knows in any form; they leave the stage for the row path.
+_KNOWN = ("DELETE FROM import_stage WHERE "
+          "EXISTS (SELECT 1 FROM subscriber s WHERE s.email = import_stage.email) OR "
+          "EXISTS (SELECT 1 FROM suppression p WHERE p.email = import_stage.email) OR "
+          "EXISTS (SELECT 1 FROM suppression p WHERE p.email = import_stage.hash) RETURNING line")
+_READERS = ("INSERT INTO subscriber (email, name, status, created_at, confirmed_at, unsubscribed_at, paused_until, "
+            "token_key) SELECT email, name, status, created_at, confirmed_at, unsubscribed_at, NULL, token_key "
+            "FROM import_stage WHERE status IN ('active', 'unsubscribed') ORDER BY line")
+_SUPPRESSIONS = ("INSERT INTO suppression (email, reason, created_at) SELECT email, CASE status WHEN 'bounced' "
+                 f"THEN '{SUPPRESS_REASON['bounced']}' ELSE '{SUPPRESS_REASON['complained']}' END, :now "
+                 "FROM import_stage WHERE status IN ('bounced', 'complained') ORDER BY line RETURNING email")
+_TOPICS = ("INSERT INTO subscriber_topic (subscriber_id, category) SELECT s.id, t.category FROM import_stage_topic t "
+           "JOIN import_stage st ON st.line = t.line JOIN subscriber s ON s.email = st.email")
+_EVENTS = ("INSERT INTO consent_event (subscriber_id, kind, source, detail, created_at, ip, user_agent, "
+           "consent_version) SELECT s.id, e.kind, :source, e.detail, e.created_at, e.ip, NULL, NULL "
+           "FROM import_stage_event e JOIN import_stage st ON st.line = e.line JOIN subscriber s ON s.email = st.email "
+           "WHERE st.status IN ('active', 'unsubscribed') ORDER BY e.line, e.seq")
+
+
+def merge(session: Session, rows: Sequence[Row], source: str, now: datetime | None = None) -> Merged:
+    """Write the rows whose addresses are new to the store set-based; return the others (see the
+    module docstring). `rows` are judged rows with unique addresses (importing.judge)."""
+    if not known_source(source):
+        raise ValueError(f"consent source {source!r} is not known")
+    merged = Merged()
+    if not rows:
+        return merged
+    now = now or utcnow()
+    _stage_tables(session)
+    _stage(session, rows, now)
+    connection = session.connection()
+    known = {line for (line,) in connection.execute(text(_KNOWN))}
+    merged.known = [row for row in rows if row.line in known]
+    merged.added = connection.execute(text(_READERS).execution_options(preserve_rowcount=True)).rowcount
+    status = {row.email: row.status for row in rows if row.status in SUPPRESS_REASON}
+    suppressions = text(_SUPPRESSIONS).bindparams(bindparam("now", type_=UTCDateTime()))
+    merged.suppressed = [(email, status[email]) for (email,) in connection.execute(suppressions, {"now": now})]
+    connection.execute(text(_TOPICS))
+    connection.execute(text(_EVENTS), {"source": str(source)})
+    return merged
