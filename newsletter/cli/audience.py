@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from newsletter.cli.common import bounces_app, console, state, subscribers_app
+from newsletter.cli.common import bounces_app, console, err, state, subscribers_app
 
 @subscribers_app.command("export")
 def subscribers_export(
@@ -26,6 +28,20 @@ def subscribers_export(
         sys.stdout.write(data)
     else:
         write_atomic(output, data)
+
+
+IMPORT_LIMIT = 256 * 1024 * 1024  # the operator's own file: a few million rows
+
+
+@contextmanager
+def import_progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (rich) while an import runs; nothing when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, disable=not err.is_terminal) as bar:
+        task = bar.add_task("import", total=max(total, 0))
+        yield lambda done: bar.update(task, completed=done)
 
 
 @subscribers_app.command("import")
@@ -55,8 +71,10 @@ def subscribers_import(
         _import_from(engine, read_limited(file, limit=64 * 1024 * 1024), categories, source or "auto", dry_run,
                      skip_bad_rows)
         return
-    data = read_text_limited(file, encoding="utf-8-sig")
-    result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows)
+    data = read_text_limited(file, limit=IMPORT_LIMIT, encoding="utf-8-sig")
+    with import_progress(data.count("\n") - 1) as progress:
+        result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows,
+                            progress=progress)
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
                   f"{len(result.bad_rows)} bad rows left out", markup=False)
     for line in result.skipped:

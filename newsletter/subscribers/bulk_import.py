@@ -16,17 +16,19 @@ mapping.map_row and importing.judge, with their line numbers); only the writes a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, insert, text
+from sqlalchemy import Engine
 from sqlmodel import Session
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from newsletter.db import utcnow
+from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.consent import clean_ip, known_source
-from newsletter.subscribers.importing import SUPPRESS_REASON, Row, evidence_events
+from newsletter.subscribers.importing import SUPPRESS_REASON, ImportReport, Row, apply_row, evidence_events, rejection
 from newsletter.subscribers.models import new_token_key
 from newsletter.subscribers.service import hashed_email
 
@@ -156,3 +158,28 @@ def merge(session: Session, rows: Sequence[Row], source: str, now: datetime | No
     connection.execute(text(_TOPICS))
     connection.execute(text(_EVENTS), {"source": str(source)})
     return merged
+
+
+def import_judged(engine: Engine, records: Iterator[tuple[int, Row | None, str]], source: str, *,
+                  skip_bad_rows: bool, progress: Callable[[int], None] | None = None) -> ImportReport:
+    """importing.import_csv's bulk path: judged records in chunks, in one transaction. A bad row
+    without `skip_bad_rows` stops the writing, the rest of the file is still read for its bad
+    lines, and the transaction rolls back: nothing is imported, every bad line is named."""
+    report, done = ImportReport(), 0
+    with session_scope(engine) as session:
+        while chunk := list(islice(records, CHUNK)):
+            rows = [row for _, row, _ in chunk if row is not None]
+            report.bad_rows += [error for _, row, error in chunk if row is None]
+            if skip_bad_rows or not report.bad_rows:
+                merged = merge(session, rows, source)
+                report.created += merged.added
+                report.skipped += [f"{email}: {status}, now on the suppression list"
+                                   for email, status in merged.suppressed]
+                for row in merged.known:
+                    apply_row(session, row, source, report)
+            done += len(chunk)
+            if progress is not None:
+                progress(done)
+        if report.bad_rows and not skip_bad_rows:
+            raise rejection(report.bad_rows)
+    return report
