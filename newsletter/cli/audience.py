@@ -21,13 +21,14 @@ def subscribers_export(
 
     CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) start with a quote."""
     from newsletter.files import write_atomic
-    from newsletter.subscribers.service import export
+    from newsletter.subscribers.exporting import export_chunks
 
-    data = export(state.engine(), fmt)
+    chunks = export_chunks(state.engine(), fmt)  # streamed: a page of readers at a time, flat memory
     if output is None:
-        sys.stdout.write(data)
+        for chunk in chunks:
+            sys.stdout.write(chunk)
     else:
-        write_atomic(output, data)
+        write_atomic(output, chunks)
 
 
 IMPORT_LIMIT = 256 * 1024 * 1024  # the operator's own file: a few million rows

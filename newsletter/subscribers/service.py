@@ -192,26 +192,6 @@ def upsert_active(
     return subscriber
 
 
-def export_rows(engine: Engine) -> list[dict]:
-    with session_scope(engine) as session:
-        subscribers = session.exec(select(Subscriber).order_by(Subscriber.id)).all()
-        topics: dict[int, list[str]] = {}
-        for row in session.exec(select(SubscriberTopic).order_by(SubscriberTopic.category)).all():
-            topics.setdefault(row.subscriber_id, []).append(row.category)
-    return [
-        {
-            "email": s.email,
-            "name": s.name,
-            "status": s.status,
-            "topics": ";".join(topics.get(s.id, [])),
-            "created_at": s.created_at.isoformat(),
-            "confirmed_at": s.confirmed_at.isoformat() if s.confirmed_at else "",
-            "unsubscribed_at": s.unsubscribed_at.isoformat() if s.unsubscribed_at else "",
-        }
-        for s in subscribers
-    ]
-
-
 EXPORT_COLUMNS = ["email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at"]
 
 
@@ -225,16 +205,10 @@ def neutralise_formula(value: object) -> object:
 
 
 def export(engine: Engine, fmt: str) -> str:
-    rows = export_rows(engine)
-    if fmt == "json":
-        return json.dumps(rows, indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({key: neutralise_formula(value) for key, value in row.items()} for row in rows)
-        return out.getvalue()
-    raise InvalidInput(f"--format: use csv or json (got {fmt!r})")
+    """The whole export as one string (subscribers/exporting.py streams it; the CLI writes it that way)."""
+    from newsletter.subscribers.exporting import export_chunks
+
+    return "".join(export_chunks(engine, fmt))
 
 
 SUPPRESSION_STATUS = {"hard_bounce": SubscriberStatus.bounced.value, "complaint": SubscriberStatus.complained.value,
