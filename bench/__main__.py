@@ -18,7 +18,8 @@ BENCHMARKS = {
     "reader_search": "bench.reader_search",  # reader search over a million readers on PostgreSQL (issue 16)
     "stats": "bench.stats",  # every statistics report over a million deliveries on PostgreSQL
     "send_start": "bench.send_start",  # `issue send` to the first message at a sink, workers running
-    "web_load": "bench.web_load",  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
+    "web_load": "bench.web_load",
+    "imports": "bench.imports",  # subscribers import of N rows vs PostgreSQL's COPY; export rows/s and RSS  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
 }
 
 
