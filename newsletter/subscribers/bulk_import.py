@@ -35,7 +35,7 @@ from newsletter.subscribers.service import hashed_email
 CHUNK = 20_000  # rows staged and merged at a time: memory stays bounded, statements stay large
 
 _meta = MetaData()
-STAGE = Table("import_stage", _meta, Column("line", Integer, primary_key=True), Column("email", String(254)),
+STAGE = Table("import_stage", _meta, Column("line", Integer, primary_key=True, autoincrement=False), Column("email", String(254)),
               Column("hash", String(71)), Column("name", String(100)), Column("status", String(16)),
               Column("created_at", UTCDateTime()), Column("confirmed_at", UTCDateTime()),
               Column("unsubscribed_at", UTCDateTime()), Column("token_key", String(16)), prefixes=["TEMPORARY"])
