@@ -153,37 +153,41 @@ def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REAS
 _table = Delivery.__table__
 
 
-def _record_many(session: Session, values: dict, rows: list[dict]) -> None:
+def _record_many(session: Session, values: dict, rows: list[dict], worker: str | None = None) -> None:
     """One UPDATE per row, sent as one executemany (psycopg pipelines it into one round trip):
     a batch of 500 results as 500 separate ORM updates cost ~25% of a worker's time. Each row moves
-    only if it is still `sending`, so a row recorded elsewhere (lease expired, another worker) stays."""
+    only if it is still `sending`, so a row recorded elsewhere (lease expired, another worker) stays,
+    and, given `worker`, only while that worker holds it: a worker cut off from the database past
+    its lease cannot, when its late results arrive, overwrite a row another worker claimed since."""
     if rows:
         statement = (
             update(_table)
             .where(_table.c.id == bindparam("b_id"), _table.c.state == DeliveryState.sending.value)
             .values(lease_until=None, **values)
         )
+        if worker is not None:
+            statement = statement.where(_table.c.claimed_by == worker)
         session.connection().execute(statement, rows)
 
 
-def mark_sent(session: Session, now: datetime, sent: list[tuple[int, str, str | None]]) -> None:
+def mark_sent(session: Session, now: datetime, sent: list[tuple[int, str, str | None]], worker: str | None = None) -> None:
     """`sent`: (delivery id, Message-ID, provider's message id) per delivery."""
     _record_many(session, {"state": DeliveryState.sent.value, "sent_at": now, "message_id": bindparam("b_msg"),
                            "provider_message_id": bindparam("b_pid"), "last_error": None},
-                 [{"b_id": i, "b_msg": msg, "b_pid": pid} for i, msg, pid in sent])
+                 [{"b_id": i, "b_msg": msg, "b_pid": pid} for i, msg, pid in sent], worker)
 
 
-def mark_retry(session: Session, retries: list[tuple[int, datetime, str]]) -> None:
+def mark_retry(session: Session, retries: list[tuple[int, datetime, str]], worker: str | None = None) -> None:
     """`retries`: (delivery id, next attempt, error) per delivery."""
     _record_many(session, {"state": DeliveryState.retry.value, "next_attempt_at": bindparam("b_next"),
                            "last_error": bindparam("b_error")},
-                 [{"b_id": i, "b_next": when, "b_error": error[:2000]} for i, when, error in retries])
+                 [{"b_id": i, "b_next": when, "b_error": error[:2000]} for i, when, error in retries], worker)
 
 
-def mark_failed(session: Session, failures: list[tuple[int, str]]) -> None:
+def mark_failed(session: Session, failures: list[tuple[int, str]], worker: str | None = None) -> None:
     """`failures`: (delivery id, error) per delivery."""
     _record_many(session, {"state": DeliveryState.failed.value, "last_error": bindparam("b_error")},
-                 [{"b_id": i, "b_error": error[:2000]} for i, error in failures])
+                 [{"b_id": i, "b_error": error[:2000]} for i, error in failures], worker)
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:

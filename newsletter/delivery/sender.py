@@ -263,7 +263,8 @@ def deliver(
             raise
         done = clock()
         counted = record_results(engine, lambda session: _record(session, outcomes, done, transport.name, cfg,
-                                                                 issue_id), give_up_after=cfg.lease_seconds / 2)
+                                                                 issue_id, job.worker),
+                                 give_up_after=cfg.lease_seconds / 2)
         report.add(*counted)
         if progress:
             progress(report)
@@ -272,9 +273,9 @@ def deliver(
 
 
 def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: datetime, transport_name: str,
-            cfg, issue_id: int) -> tuple[int, int, int, int]:
+            cfg, issue_id: int, worker: str | None = None) -> tuple[int, int, int, int]:
     """Every result of one batch, in the caller's transaction (all of them or none); returns the
-    numbers sent, to retry, failed and skipped."""
+    numbers sent, to retry, failed and skipped. Only rows `worker` still holds move (outbox._record_many)."""
     sent: list[tuple[int, str, str | None]] = []
     retries: list[tuple[int, datetime, str]] = []
     failures: list[tuple[int, str]] = []
@@ -288,9 +289,9 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
             failures.append((delivery_id, result.error or "failed"))
             if result.hard_bounce:
                 suppress(session, email, "hard_bounce", transport_name, result.error or "")
-    outbox.mark_sent(session, done, sent)
-    outbox.mark_retry(session, retries)
-    outbox.mark_failed(session, failures)
+    outbox.mark_sent(session, done, sent, worker)
+    outbox.mark_retry(session, retries, worker)
+    outbox.mark_failed(session, failures, worker)
     skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
     return len(sent), len(retries), len(failures), skipped
 
