@@ -31,7 +31,7 @@ def subscribers_export(
         write_atomic(output, chunks)
 
 
-IMPORT_LIMIT = 256 * 1024 * 1024  # the operator's own file: a few million rows
+IMPORT_LIMIT = 128 * 1024 * 1024  # the operator's own file: about two million rows
 
 
 @contextmanager
