@@ -88,7 +88,9 @@ def _import_from(engine, data: bytes, categories: list[str], source: str, dry_ru
     """`subscribers import --from`: the console's mapped import (newsletter/subscribers/mapping.py), in this process."""
     from newsletter.subscribers.import_runner import import_now
 
-    tally = import_now(engine, data, categories, platform=source, dry_run=dry_run, skip_bad_rows=skip_bad_rows)
+    with import_progress(data.count(b"\n") - 1) as progress:
+        tally = import_now(engine, data, categories, platform=source, dry_run=dry_run, skip_bad_rows=skip_bad_rows,
+                           progress=lambda done, _lines: progress(done))
     verb = "would be " if dry_run else ""
     console.print(", ".join(f"{count} {verb}{name}" for name, count in tally.counts.items()), markup=False)
     for note in tally.notes:

@@ -161,9 +161,11 @@ def _finish(claim: Claim, state: JobState, message: str, **values) -> None:
 
 
 def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: str = "auto",
-               dry_run: bool = False, skip_bad_rows: bool = False) -> Tally:
+               dry_run: bool = False, skip_bad_rows: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> Tally:
     """The mapped import in the calling process, without a job (`subscribers import --from`): the
-    same judgement and writes as a job, batch by batch; one bad row writes nothing unless skipped."""
+    same judgement and writes as a job, batch by batch; one bad row writes nothing unless skipped.
+    `progress(records done, lines in the file)` after each batch."""
     upload = read_upload(data)
     chosen = platform_for(upload, platform)
     mapping = mapping_for(upload, chosen)
@@ -174,6 +176,7 @@ def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: 
             raise InvalidInput(f"CSV rejected, nothing imported ({len(bad)} bad rows; --skip-bad-rows imports the "
                                "others):\n  " + "\n  ".join(bad[:MAX_NOTES]))
     keep_topics, records = "topics" not in mapping.values(), mapped_rows(upload, chosen, mapping, categories)
+    done, lines = 0, upload.text.count("\n")
     while batch := list(islice(records, BATCH)):
         for _, row, error in batch:
             if row is None:
@@ -181,6 +184,9 @@ def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: 
         with session_scope(engine) as session:
             run_chunk(session, [row for _, row, _ in batch if row is not None], tally, f"import:{chosen.key}",
                       write=not dry_run, keep_topics=keep_topics)
+        done += len(batch)
+        if progress is not None:
+            progress(done, lines)
     return tally
 
 
