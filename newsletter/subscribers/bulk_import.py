@@ -33,6 +33,7 @@ from newsletter.subscribers.models import new_token_key
 from newsletter.subscribers.service import hashed_email
 
 CHUNK = 20_000  # rows staged and merged at a time: memory stays bounded, statements stay large
+ANALYZE_AFTER = 10_000  # new readers after which an import refreshes the planner's statistics (PostgreSQL)
 
 _meta = MetaData()
 STAGE = Table("import_stage", _meta, Column("line", Integer, primary_key=True, autoincrement=False), Column("email", String(254)),
@@ -210,4 +211,8 @@ def import_judged(engine: Engine, records: Iterator[tuple[int, Row | None, str]]
                 progress(done)
         if report.bad_rows and not skip_bad_rows:
             raise rejection(report.bad_rows)
+        if report.created >= ANALYZE_AFTER and session.connection().dialect.name == "postgresql":
+            # Fresh statistics at once, not when autovacuum gets to it: with none, the first export
+            # after a million-row import planned a scan of every topic per page (943 s instead of 220 s).
+            session.connection().execute(text("ANALYZE subscriber, subscriber_topic, consent_event, suppression"))
     return report
