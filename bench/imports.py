@@ -132,14 +132,15 @@ def run(config: Path, folder: Path, args: list[str]) -> tuple[float, float, floa
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, said
 
 
-def measure(config: Path, folder: Path, csv_path: Path, rows: int, pg: str | None = None) -> dict:
+def measure(config: Path, folder: Path, csv_path: Path, rows: int, pg: str | None = None,
+            import_only: bool = False) -> dict:
     """Import, then export as CSV and JSON, each a process; the figures. `pg`: the admin URL to
     read the backends' CPU through (the config's connections are named APPLICATION)."""
     figures = {}
-    for label, args in (("import", ["subscribers", "import", str(csv_path), "--skip-bad-rows"]),
-                        ("export csv", ["subscribers", "export", "--format", "csv", "--output", str(folder / "o.csv")]),
-                        ("export json", ["subscribers", "export", "--format", "json", "--output",
-                                         str(folder / "o.json")])):
+    steps = (("import", ["subscribers", "import", str(csv_path), "--skip-bad-rows"]),
+             ("export csv", ["subscribers", "export", "--format", "csv", "--output", str(folder / "o.csv")]),
+             ("export json", ["subscribers", "export", "--format", "json", "--output", str(folder / "o.json")]))
+    for label, args in steps[:1] if import_only else steps:
         backends = Backends(pg, APPLICATION) if pg else None
         if backends:
             with backends:
@@ -171,6 +172,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sqlite", action="store_true", help="also import and export on a SQLite file")
     parser.add_argument("--pg", default=PG)
     parser.add_argument("--record", action="store_true", help="write the figures to BENCHMARKS.md")
+    parser.add_argument("--import-only", action="store_true", help="leave out the exports")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-imports-") as folder_name:
@@ -187,13 +189,15 @@ def main(argv: list[str]) -> None:
             named = f"{url}&application_name={APPLICATION}"
             write_config(folder, named, '[mail]\ntransport = "file"\nfrom_address = "W <w@example.com>"\n'
                          '[mail.file]\ndir = "outbox"\n')
-            results["postgresql"] = measure(folder / "config.toml", folder, csv_path, args.rows, args.pg)
+            results["postgresql"] = measure(folder / "config.toml", folder, csv_path, args.rows, args.pg,
+                                            args.import_only)
         if args.sqlite:
             url = f"sqlite:///{folder / 'bench.db'}"
             _prepare(url)
             write_config(folder, url, '[mail]\ntransport = "file"\nfrom_address = "W <w@example.com>"\n'
                          '[mail.file]\ndir = "outbox"\n')
-            results["sqlite"] = measure(folder / "config.toml", folder, csv_path, args.rows)
+            results["sqlite"] = measure(folder / "config.toml", folder, csv_path, args.rows,
+                                        import_only=args.import_only)
     imported = results["postgresql"]["import"]
     ratio, cpu_ratio = imported["wall"] / reference, (imported["cpu"] + imported["db_cpu"]) / reference
     print(f"import / COPY on PostgreSQL: {ratio:.1f}x wall (bar: 30x); import CPU (client + backends) / COPY wall: "
