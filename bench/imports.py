@@ -210,7 +210,7 @@ def _record(rows: int, bad: int, reference: tuple[float, float], ratios: tuple[f
             loads: tuple) -> None:
     (copy_wall, copy_cpu), (ratio, cpu_ratio), (before, after) = reference, ratios, loads
     lines = [f"<!-- bench:imports:{rows} -->",
-             f"## Imports and exports, {rows:,} rows (`python -m bench imports --rows {rows} --sqlite --record`)", "",
+             f"## Imports and exports, {rows:,} rows (`python -m bench {' '.join(sys.argv[1:])}`)", "",
              f"{date.today().isoformat()}; {machine()}; load average {before[0]:.2f} {before[1]:.2f} {before[2]:.2f} "
              f"at the start, {after[0]:.2f} {after[1]:.2f} {after[2]:.2f} at the end (the machine is shared with "
              "other work: wall times are stretched by it, CPU seconds are not).", "",
