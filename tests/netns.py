@@ -76,11 +76,15 @@ class Forwarder:
                 threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
 
     def close(self) -> None:
+        """Shut every connection down (a bare close leaves a socket open while a thread is blocked in
+        recv on it: a host's database session, its peer gone with the namespace, would stay open and
+        hold its locks against the test's DROP SCHEMA)."""
         for sock in [self.listener, *self.sockets]:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            for step in (lambda: sock.shutdown(socket.SHUT_RDWR), sock.close):
+                try:
+                    step()
+                except OSError:
+                    pass
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:

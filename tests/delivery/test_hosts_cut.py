@@ -93,6 +93,7 @@ def test_three_hosts_and_a_cut_link_lose_nothing(tmp_path, pg_url):
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
         for forwarder in forwarders:
             forwarder.close()
         controller.stop()
