@@ -20,6 +20,7 @@ BENCHMARKS = {
     "send_start": "bench.send_start",  # `issue send` to the first message at a sink, workers running
     "cli_start": "bench.cli_start",  # CPU and wall time of --help of every group: commands without a database
     "web_load": "bench.web_load",  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
+    "imports": "bench.imports",  # subscribers import of N rows vs PostgreSQL's COPY; export rows/s and RSS
 }
 
 

@@ -25,13 +25,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import resource
 import textwrap
 import time
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Engine, make_url, text
 
+from bench.cpu import Group, Sampler, descendants, per_tenth, proc_cpu
 from bench.report import write_section
 from bench.sample import PG, pg_schema, queued_issue, smtp_mail, write_config
 from bench.smtp_send import Sink, machine, time_reference
@@ -76,22 +78,32 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_workers(folder: Path, processes: int) -> tuple[float, dict[int, list[tuple[float, float]]]]:
+def run_workers(folder: Path, processes: int, monitor: Engine, sink_pid: int,
+                total: int) -> tuple[float, dict[int, list[tuple[float, float]]], Sampler]:
     """`newsletter worker --processes P --until-idle` with the config in `folder`, to the end;
-    its wall time and every worker's RSS samples. Killed if the benchmark is interrupted."""
+    its wall time, every worker's RSS samples and the CPU of each process group (the workers'
+    process tree, their PostgreSQL backends, the sink) with the messages delivered so far, every
+    0.5 s. Killed if the benchmark is interrupted."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(NEWSLETTER_CONFIG=str(folder / "config.toml"), NEWSLETTER_SECRET_KEY=SECRET)
     samples: dict[int, list[tuple[float, float]]] = {}
     with open(folder / "worker.log", "w+") as log:  # a file, not a pipe: a full pipe would stall it
+        base = _updates(monitor)
         started = time.perf_counter()
         worker = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", str(processes),
                                    "--until-idle"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        tree = lambda: [worker.pid, *descendants(worker.pid)]  # noqa: E731
+        cpu = Sampler({"workers": Group(tree), "workers_kernel": Group(tree, kernel_only=True),
+                       "postgres": Group(lambda: _backends(monitor)),
+                       "sink": Group(lambda: [sink_pid], fresh=False)},
+                      lambda: min(total, (_updates(monitor) - base) // 2))  # a claim and a record per message
         try:
             while worker.poll() is None:
                 for pid in worker_pids(worker.pid):
                     value = rss_mb(pid)
                     if value is not None:
                         samples.setdefault(pid, []).append((time.perf_counter() - started, value))
+                cpu.sample(time.perf_counter() - started)
                 time.sleep(0.5)
         finally:
             if worker.poll() is None:  # interrupted: SIGTERM (the parent stops its workers), then kill
@@ -102,10 +114,34 @@ def run_workers(folder: Path, processes: int) -> tuple[float, dict[int, list[tup
                     worker.kill()
                     worker.wait()
         elapsed = time.perf_counter() - started
+        cpu.sample(elapsed)
         if worker.returncode != 0:
             log.seek(0)
             raise RuntimeError(f"worker exited {worker.returncode}: {log.read()[-2000:]}")
-    return elapsed, samples
+    return elapsed, samples, cpu
+
+
+APP = "wv-bench-worker"  # the workers' application_name: how their PostgreSQL backends are found
+
+
+def _backends(monitor: Engine) -> list[int]:
+    with monitor.connect() as connection:
+        return list(connection.execute(text("SELECT pid FROM pg_stat_activity WHERE application_name = :app"),
+                                       {"app": APP}).scalars())
+
+
+def _updates(monitor: Engine) -> int:
+    """Rows updated in the outbox so far (PostgreSQL's statistics, flushed about every second)."""
+    with monitor.connect() as connection:
+        connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return connection.execute(text(
+            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'delivery' AND schemaname = current_schema()"
+        )).scalar_one()
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, pool_size: int,
@@ -134,9 +170,17 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
             # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into
             # the same sink, same message size, as many sessions as the workers use together.
             reference_count = min(20_000, max(deliver, 1000))
+            before, sink_before = children_cpu(), proc_cpu(sink.process.pid)
             result["reference_rate"] = reference_count / time_reference(
                 sink.port, reference_count, 84_500, processes * pool_size)
-            result["deliver_s"], samples = run_workers(folder, processes)
+            result["reference_us"] = 1e6 * (children_cpu() - before) / reference_count
+            result["reference_sink_us"] = 1e6 * (proc_cpu(sink.process.pid) - sink_before) / reference_count
+            # The workers connect with their own application_name: their backends are found by it.
+            workers_url = make_url(url).update_query_dict({"application_name": APP})
+            config = folder / "config.toml"
+            config.write_text(config.read_text().replace(url, workers_url.render_as_string(hide_password=False)))
+            result["deliver_s"], samples, cpu = run_workers(folder, processes, queued.engine, sink.process.pid,
+                                                            deliver)
             with session_scope(queued.engine) as session:
                 result["counts"] = outbox.counts(session, queued.issue_id)
     result["settings"] = {"max_messages_per_connection": settings.mail.smtp.max_messages_per_connection,
@@ -150,6 +194,17 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
         workers.append({"pid": pid, "peak_mb": max(values), "at_10pct_mb": tenth, "end_mb": values[-1]})
     result["workers"] = workers
     result["rate"] = result["counts"].get("sent", 0) / result["deliver_s"]
+    sent = max(result["counts"].get("sent", 0), 1)
+    result["cpu_us"] = {name: 1e6 * value / sent for name, value in cpu.totals().items()}
+    # Start-up (imports, compiling the issue, connecting) is a cost per send, not per message: the
+    # per-message figures below count from the first sample that saw a message delivered.
+    running = [sample for sample in cpu.samples if sample[1] > 0]
+    start = running[0] if running else cpu.samples[0]
+    result["startup_s"] = start[2]
+    result["steady_us"] = {name: 1e6 * (cpu.totals()[name] - start[2][name]) / max(sent - start[1], 1)
+                           for name in start[2]}
+    result["tenths"] = per_tenth([(at, n - start[1], {k: v - start[2][k] for k, v in used.items()})
+                                  for at, n, used in cpu.samples if n >= start[1]], sent - start[1])
     result["full_s"] = subscribers / result["rate"]
     result["machine"] = machine()
     result["date"] = date.today().isoformat()
@@ -187,9 +242,31 @@ def markdown(r: dict) -> str:
         f"{r['subscribers']:,}; ours / reference {r['rate'] / r['reference_rate']:.2f} | |",
         f"| peak RSS per worker process | {peaks} MB | < 250 MB, flat |",
         f"| RSS per worker at 10% of the run → at the end | {flat} MB | |",
+        *cpu_lines(r),
         END,
     ]
     return "\n".join(lines)
+
+
+def cpu_lines(r: dict) -> list[str]:
+    """CPU per delivered message of each process group, over the send and per tenth of it."""
+    cpu, tenths = r["cpu_us"], r["tenths"]
+    steady, startup = r["steady_us"], r["startup_s"]
+    lines = ["", "CPU per delivered message (µs, /proc), whole send including start-up: "
+             f"our worker processes {cpu['workers']:.0f}, their PostgreSQL backends {cpu['postgres']:.0f}, "
+             f"smtp-sink {cpu['sink']:.0f}; from the first message on (start-up: workers "
+             f"{startup['workers']:.1f} s, backends {startup['postgres']:.1f} s of CPU): workers "
+             f"{steady['workers']:.0f} (of which in the kernel {steady['workers_kernel']:.0f}), backends "
+             f"{steady['postgres']:.0f}, smtp-sink {steady['sink']:.0f}. "
+             f"The reference: smtp-source {r['reference_us']:.0f}, smtp-sink {r['reference_sink_us']:.0f}.", ""]
+    if tenths:
+        lines += ["| tenth of the send | " + " | ".join(str(k + 1) for k in range(10)) + " | last / first |",
+                  "|---|" + "---:|" * 11]
+        for name in ("workers", "postgres", "sink"):
+            values = [t[name] for t in tenths]
+            ratio = values[-1] / values[0] if values[0] else float("nan")
+            lines.append(f"| {name} (µs/msg) | " + " | ".join(f"{v:.0f}" for v in values) + f" | {ratio:.2f} |")
+    return lines
 
 
 def write(result: dict) -> Path:
@@ -218,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{result['reference_rate']:.0f} msg/s); workers "
           + ", ".join(f"peak {w['peak_mb']:.0f} MB ({w['at_10pct_mb']:.0f} → {w['end_mb']:.0f})"
                       for w in result["workers"]))
+    print("\n".join(cpu_lines(result)))
     if args.write:
         print(f"written to {write(result)}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from newsletter.errors import UserError
@@ -54,8 +55,9 @@ def ensure_folder(folder: Path) -> None:
         raise UserError(f"{folder}: not a folder")
 
 
-def write_atomic(path: Path, data: bytes | str, encoding: str = "utf-8") -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+def write_atomic(path: Path, data: bytes | str | Iterable[str], encoding: str = "utf-8") -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename;
+    text chunks (an export streamed) are written as they come."""
     payload = data.encode(encoding) if isinstance(data, str) else data
     folder = path.parent if str(path.parent) else Path(".")
     try:
@@ -64,10 +66,17 @@ def write_atomic(path: Path, data: bytes | str, encoding: str = "utf-8") -> Path
         raise UserError(f"{path}: cannot write ({_reason(exc)})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            if isinstance(payload, bytes):
+                handle.write(payload)
+            else:
+                for chunk in payload:
+                    handle.write(chunk.encode(encoding))
         os.chmod(temporary, 0o644)  # mkstemp makes 0600; these files are meant to be opened and shared
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
         raise UserError(f"{path}: cannot write ({_reason(exc)})") from None
+    except BaseException:  # the chunks' producer failed (a lost database): no half file left behind
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path

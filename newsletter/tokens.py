@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from base64 import urlsafe_b64encode
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -90,15 +92,13 @@ def plain_signer(secret: str, salt: str) -> Signer:
 
 
 @lru_cache(maxsize=8)
-def _first_key_hmac(secret: str) -> "hmac.HMAC":
-    return hmac.new(keys_of(secret)[0].encode(), digestmod=hashlib.sha256)
+def _first_key_pads(secret: str) -> tuple:
+    return _pads(keys_of(secret)[0].encode())
 
 
 def keyed_digest(secret: str, message: str) -> str:
     """An HMAC with the signing key (Message-IDs): made with the first key."""
-    mac = _first_key_hmac(secret).copy()  # the keyed inner/outer state is computed once
-    mac.update(message.encode())
-    return mac.hexdigest()
+    return _hmac(_first_key_pads(secret), message.encode()).hex()
 
 
 def verify_digest(secret: str, message: str, digest: str, length: int) -> bool:
@@ -111,10 +111,46 @@ def _salt(purpose: Purpose) -> str:
     return f"weekly-verdicts:{purpose.value}"
 
 
+def _pads(key: bytes) -> tuple:
+    """HMAC-SHA256 (RFC 2104) for `key`, its inner and outer hash states after the key block."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+
+
+def _hmac(pads: tuple, message: bytes) -> bytes:
+    """HMAC-SHA256 from precomputed pads: two hash copies, in C. hmac.digest() and hmac.new()
+    set up an OpenSSL MAC context per call (several microseconds each under OpenSSL 3), and a send
+    makes four per message."""
+    inner, outer = pads[0].copy(), pads[1].copy()
+    inner.update(message)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+@lru_cache(maxsize=32)
+def _signing_pads(secret: str, purpose: Purpose) -> tuple:
+    """The pads of the purpose's derived signing key (itsdangerous' own derivation, first key)."""
+    return _pads(timestamp_signer(secret, _salt(purpose)).derive_key())
+
+
+@lru_cache(maxsize=2)
+def _stamp(seconds: int) -> str:
+    """itsdangerous' timestamp: the big-endian bytes of the unix time, URL-safe base64."""
+    return base64_encode(seconds.to_bytes(8, "big").lstrip(b"\x00")).decode()
+
+
 def make_token(secret: str, purpose: Purpose, subscriber_id: int, key: str = "") -> str:
-    """A signed link token for the reader with this id and `key` (their token_key)."""
+    """A signed link token for the reader with this id and `key` (their token_key).
+
+    Byte for byte what `timestamp_signer(secret, salt).sign(value)` makes (value.stamp.signature,
+    HMAC-SHA256 under the derived key; tests/test_tokens.py holds it to that), made without
+    itsdangerous' per-call work: three tokens per message were an eighth of a send's CPU."""
     value = f"{subscriber_id}-{key}" if key else str(subscriber_id)
-    return timestamp_signer(secret, _salt(purpose)).sign(value.encode()).decode()
+    signed = f"{value}.{_stamp(int(time.time()))}"
+    signature = _hmac(_signing_pads(secret, purpose), signed.encode())
+    return f"{signed}.{urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
 @dataclass(frozen=True)

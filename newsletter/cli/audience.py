@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from newsletter.cli.common import bounces_app, console, state, subscribers_app
+from newsletter.cli.common import bounces_app, console, err, state, subscribers_app
 
 @subscribers_app.command("export")
 def subscribers_export(
@@ -19,13 +21,28 @@ def subscribers_export(
 
     CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) start with a quote."""
     from newsletter.files import write_atomic
-    from newsletter.subscribers.service import export
+    from newsletter.subscribers.exporting import export_chunks
 
-    data = export(state.engine(), fmt)
+    chunks = export_chunks(state.engine(), fmt)  # streamed: a page of readers at a time, flat memory
     if output is None:
-        sys.stdout.write(data)
+        for chunk in chunks:
+            sys.stdout.write(chunk)
     else:
-        write_atomic(output, data)
+        write_atomic(output, chunks)
+
+
+IMPORT_LIMIT = 128 * 1024 * 1024  # the operator's own file: about two million rows
+
+
+@contextmanager
+def import_progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (rich) while an import runs; nothing when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, disable=not err.is_terminal) as bar:
+        task = bar.add_task("import", total=max(total, 0))
+        yield lambda done: bar.update(task, completed=done)
 
 
 @subscribers_app.command("import")
@@ -55,8 +72,10 @@ def subscribers_import(
         _import_from(engine, read_limited(file, limit=64 * 1024 * 1024), categories, source or "auto", dry_run,
                      skip_bad_rows)
         return
-    data = read_text_limited(file, encoding="utf-8-sig")
-    result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows)
+    data = read_text_limited(file, limit=IMPORT_LIMIT, encoding="utf-8-sig")
+    with import_progress(data.count("\n") - 1) as progress:
+        result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows,
+                            progress=progress)
     console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
                   f"{len(result.bad_rows)} bad rows left out", markup=False)
     for line in result.skipped:
@@ -69,7 +88,9 @@ def _import_from(engine, data: bytes, categories: list[str], source: str, dry_ru
     """`subscribers import --from`: the console's mapped import (newsletter/subscribers/mapping.py), in this process."""
     from newsletter.subscribers.import_runner import import_now
 
-    tally = import_now(engine, data, categories, platform=source, dry_run=dry_run, skip_bad_rows=skip_bad_rows)
+    with import_progress(data.count(b"\n") - 1) as progress:
+        tally = import_now(engine, data, categories, platform=source, dry_run=dry_run, skip_bad_rows=skip_bad_rows,
+                           progress=lambda done, _lines: progress(done))
     verb = "would be " if dry_run else ""
     console.print(", ".join(f"{count} {verb}{name}" for name, count in tally.counts.items()), markup=False)
     for note in tally.notes:

@@ -16,7 +16,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, case, delete, update
 from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
@@ -30,12 +30,20 @@ FORGET_AFTER = timedelta(days=1)
 
 def beat(session: Session, worker: str, now: datetime) -> None:
     """Record that `worker` is alive now (the row is made on its first beat)."""
-    moved = session.execute(
-        update(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker).values(beat_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not moved:
+    if not refresh(session, worker, now):
         session.add(WorkerHeartbeat(worker_id=worker, beat_at=now, started_at=now))
+
+
+def refresh(session: Session, worker: str, now: datetime) -> bool:
+    """Move `worker`'s beat to `now` if it has one (False if not). Never backwards: a beat that
+    hung on a cut network and arrives late must not make a live worker look dead. The sender
+    refreshes it in the transaction of each claim, so rows a worker claims right after its link
+    returns are never under a stale beat (others would take them at once and send them twice)."""
+    return bool(session.execute(
+        update(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker)
+        .values(beat_at=case((WorkerHeartbeat.beat_at < now, now), else_=WorkerHeartbeat.beat_at))
+        .execution_options(synchronize_session=False)
+    ).rowcount)
 
 
 class Heartbeat:

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Engine, exists
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from newsletter import tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox, queue
+from newsletter.delivery import heartbeat, outbox, queue
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
@@ -39,7 +39,6 @@ from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.issues.frozen import freeze
-from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import suppress
 from newsletter.wake import announce
 
@@ -152,18 +151,13 @@ def _claim(job: _Send, limit: int, now: datetime, report: DeliverReport) -> tupl
     if time.monotonic() >= job.rescan_at:
         job.hint, job.rescan_at = None, time.monotonic() + RESCAN_SECONDS
     with session_scope(job.engine) as session:
+        heartbeat.refresh(session, job.worker, now)  # what this claims is never under a stale beat
         ids = outbox.claim_from(session, job.issue_id, now, limit, timedelta(seconds=cfg.lease_seconds),
                                 job.worker, job.hint, stale=queue.stale_before(now, cfg))
         job.hint = ids[0] if ids else None
         skipped = outbox.skip_ineligible(session, ids, job.issue_id)
         report.skipped += skipped
-        rows = session.execute(
-            select(Delivery.id, Delivery.attempts, Subscriber.id, Subscriber.email, Subscriber.name,
-                   Subscriber.token_key)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.sending.value)
-            .order_by(Delivery.id)
-        ).all() if ids else []
+        rows = outbox.claimed_rows(session, ids)
     return rows, skipped
 
 
@@ -266,7 +260,8 @@ def deliver(
             raise
         done = clock()
         counted = record_results(engine, lambda session: _record(session, outcomes, done, transport.name, cfg,
-                                                                 issue_id), give_up_after=cfg.lease_seconds / 2)
+                                                                 issue_id, job.worker),
+                                 give_up_after=cfg.lease_seconds / 2)
         report.add(*counted)
         if progress:
             progress(report)
@@ -275,9 +270,10 @@ def deliver(
 
 
 def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: datetime, transport_name: str,
-            cfg, issue_id: int) -> tuple[int, int, int, int]:
+            cfg, issue_id: int, worker: str | None = None) -> tuple[int, int, int, int]:
     """Every result of one batch, in the caller's transaction (all of them or none); returns the
-    numbers sent, to retry, failed and skipped."""
+    numbers sent, to retry, failed and skipped. Only rows `worker` still holds move (outbox.record),
+    and the issue's counters add what moved, in the same transaction (newsletter/tallies.py)."""
     sent: list[tuple[int, str, str | None]] = []
     retries: list[tuple[int, datetime, str]] = []
     failures: list[tuple[int, str]] = []
@@ -291,10 +287,9 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
             failures.append((delivery_id, result.error or "failed"))
             if result.hard_bounce:
                 suppress(session, email, "hard_bounce", transport_name, result.error or "")
-    counted = {(issue_id, "sent"): outbox.mark_sent(session, done, sent),
-               (issue_id, "failed"): outbox.mark_failed(session, failures)}
-    outbox.mark_retry(session, retries)
-    tallies.add(session, counted)  # the issue's counters, in the same transaction (newsletter/tallies.py)
+    moved = outbox.record(session, done, sent, retries, failures, worker)
+    tallies.add(session, {(issue_id, "sent"): moved[DeliveryState.sent.value],
+                          (issue_id, "failed"): moved[DeliveryState.failed.value]})
     skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
     return len(sent), len(retries), len(failures), skipped
 

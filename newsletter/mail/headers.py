@@ -20,8 +20,10 @@ MAX_LINE = 998
 def header_line(name: str, value: str) -> str:
     """One `Name: value` header (without the final CRLF), refusing anything that could inject
     headers. The only line break allowed is RFC 5322 folding ("\r\n " from our encoders)."""
-    reject_control_chars(value.replace("\r\n ", " "), f"header {name}")
     line = f"{name}: {value}"
+    if value.isascii() and value.isprintable() and len(line) <= MAX_LINE:
+        return line  # printable ASCII on one line: nothing to check further (most headers, every URL)
+    reject_control_chars(value.replace("\r\n ", " "), f"header {name}")
     if any(len(physical) > MAX_LINE for physical in line.split("\r\n")):
         raise ValueError(f"header {name}: a line longer than {MAX_LINE} characters")
     return line

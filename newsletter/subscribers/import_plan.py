@@ -17,6 +17,7 @@ from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from newsletter.db import utcnow
+from newsletter.subscribers.bulk_import import merge
 from newsletter.subscribers.consent import clean_ip
 from newsletter.subscribers.importing import Row, apply_row, evidence_events
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
@@ -112,6 +113,23 @@ def run_batch(session: Session, rows: Sequence[Row], tally: Tally, source: str, 
         tally.counts[result] += 1
     if fresh:
         add_new(session, fresh, source)
+
+
+PART = 500  # rows judged against the store per query (SQLite takes at most 32766 parameters)
+
+
+def run_chunk(session: Session, rows: Sequence[Row], tally: Tally, source: str, *, write: bool,
+              keep_topics: bool = False) -> None:
+    """run_batch for a chunk of any size. With `write`, addresses new to the store go in set-based
+    (bulk_import.merge: new, or suppressed for a bounce or complaint the file reports) and only
+    the rows the store already knows are judged and applied one by one by run_batch."""
+    if write:
+        merged = merge(session, rows, source)
+        tally.counts["new"] += merged.added
+        tally.counts["suppressed"] += len(merged.suppressed)
+        rows = merged.known
+    for start in range(0, len(rows), PART):
+        run_batch(session, rows[start:start + PART], tally, source, write=write, keep_topics=keep_topics)
 
 
 def add_new(session: Session, rows: Sequence[Row], source: str) -> None:

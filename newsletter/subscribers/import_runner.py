@@ -27,14 +27,14 @@ from newsletter.wakeable import WakeableThread
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.import_jobs import MAX_ATTEMPTS, ImportJob, JobState, LostJob, beat, claim_next, \
     drop_old_files
-from newsletter.subscribers.import_plan import MAX_NOTES, Tally, run_batch
+from newsletter.subscribers.import_plan import MAX_NOTES, Tally, run_chunk
 from newsletter.subscribers.importing import Row
 from newsletter.subscribers.service import InvalidInput
 from newsletter.subscribers.mapping import Upload, mapped_rows, mapping_for, parse_text, platform_for, read_upload
 from newsletter.subscribers.platforms import PLATFORMS
 
 log = logging.getLogger(__name__)
-BATCH = 500
+BATCH = 5000  # records per committed step of a job: its progress, and what a restart may redo
 Categories = Callable[[], list[str]]
 Finished = Callable[[Session, ImportJob], None]
 
@@ -139,7 +139,7 @@ def _batches(claim: Claim, job: ImportJob, records: Iterator, mapping: dict[str,
             if row is None:
                 tally.refuse(error)
         with session_scope(engine) as session:
-            run_batch(session, rows, tally, source, write=not job.dry_run, keep_topics=keep_topics)
+            run_chunk(session, rows, tally, source, write=not job.dry_run, keep_topics=keep_topics)
             processed += len(batch)
             errors = (errors + tally.notes)[:MAX_NOTES]
             counts = tally.counts
@@ -161,9 +161,11 @@ def _finish(claim: Claim, state: JobState, message: str, **values) -> None:
 
 
 def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: str = "auto",
-               dry_run: bool = False, skip_bad_rows: bool = False) -> Tally:
+               dry_run: bool = False, skip_bad_rows: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> Tally:
     """The mapped import in the calling process, without a job (`subscribers import --from`): the
-    same judgement and writes as a job, batch by batch; one bad row writes nothing unless skipped."""
+    same judgement and writes as a job, batch by batch; one bad row writes nothing unless skipped.
+    `progress(records done, lines in the file)` after each batch."""
     upload = read_upload(data)
     chosen = platform_for(upload, platform)
     mapping = mapping_for(upload, chosen)
@@ -174,13 +176,17 @@ def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: 
             raise InvalidInput(f"CSV rejected, nothing imported ({len(bad)} bad rows; --skip-bad-rows imports the "
                                "others):\n  " + "\n  ".join(bad[:MAX_NOTES]))
     keep_topics, records = "topics" not in mapping.values(), mapped_rows(upload, chosen, mapping, categories)
+    done, lines = 0, upload.text.count("\n")
     while batch := list(islice(records, BATCH)):
         for _, row, error in batch:
             if row is None:
                 tally.refuse(error)
         with session_scope(engine) as session:
-            run_batch(session, [row for _, row, _ in batch if row is not None], tally, f"import:{chosen.key}",
+            run_chunk(session, [row for _, row, _ in batch if row is not None], tally, f"import:{chosen.key}",
                       write=not dry_run, keep_topics=keep_topics)
+        done += len(batch)
+        if progress is not None:
+            progress(done, lines)
     return tally
 
 

@@ -107,6 +107,14 @@ def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[s
 
 def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[list[Row], list[str]]:
     """Every row of the file: the good ones, and "line N: field: reason" for each bad one."""
+    rows, errors = [], []
+    for _, row, error in judged_rows(data, default_status, known):
+        (rows.append(row) if row is not None else errors.append(error))
+    return rows, errors
+
+
+def judged_rows(data: str, default_status: str, known: dict[str, str]) -> Iterator[tuple[int, Row | None, str]]:
+    """Each record of the file judged, in file order (see judge); a bad header raises at once."""
     reader = csv.DictReader(io.StringIO(data))
     header = [(name or "").strip().lower() for name in reader.fieldnames or []]
     if "email" not in header:
@@ -117,11 +125,14 @@ def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[li
     reader.fieldnames = header
     now = utcnow()
     records = ((reader.line_num, raw) for raw in reader)
-    rows, errors = [], []
-    for _, row, error in judge(records, len(header),
-                               lambda line, raw: parse_row(line, raw, default_status, known, now)):
-        (rows.append(row) if row is not None else errors.append(error))
-    return rows, errors
+    return judge(records, len(header), lambda line, raw: parse_row(line, raw, default_status, known, now))
+
+
+def rejection(errors: list[str]) -> InvalidInput:
+    """The whole file refused: every bad line (the first MAX_LISTED) and how to import the rest."""
+    listed = errors[:MAX_LISTED] + ([f"... and {len(errors) - MAX_LISTED} more"] if len(errors) > MAX_LISTED else [])
+    return InvalidInput(f"CSV rejected, nothing imported ({len(errors)} bad rows; --skip-bad-rows imports the "
+                        "others):\n  " + "\n  ".join(listed))
 
 
 def judge(records: Iterable[tuple[int, dict]], width: int, parse: Callable[[int, dict[str, str]], Row]
@@ -210,18 +221,26 @@ class ImportReport(UpsertResult):
 
 
 def import_csv(engine: Engine, data: str, status: str = "active", source_name: str = Source.import_, *,
-               categories: Collection[str], skip_bad_rows: bool = False) -> ImportReport:
+               categories: Collection[str], skip_bad_rows: bool = False, bulk: bool = True,
+               progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import a CSV (columns in COLUMNS; topics separated by ';' or '|'); see the module docstring.
     `categories` are the publication's (newsletter.content.categories): the caller reads them, so
-    this package stays below the content pipeline."""
+    this package stays below the content pipeline. `bulk` (the default) writes addresses new to
+    the store set-based (bulk_import.py) in one transaction; `bulk=False` is the row-by-row path
+    it must agree with. `progress` is called with the number of records handled so far."""
     if status != SubscriberStatus.active.value:
         raise InvalidInput(f"--status: only 'active' imports are supported (got {status!r})")
     known = {category.casefold(): category for category in categories}
-    rows, errors = read_rows(data, status, known)
+    records = judged_rows(data, status, known)
+    if bulk:
+        from newsletter.subscribers.bulk_import import import_judged
+
+        return import_judged(engine, records, source_name, skip_bad_rows=skip_bad_rows, progress=progress)
+    rows, errors = [], []
+    for _, row, error in records:
+        (rows.append(row) if row is not None else errors.append(error))
     if errors and not skip_bad_rows:
-        listed = errors[:MAX_LISTED] + ([f"... and {len(errors) - MAX_LISTED} more"] if len(errors) > MAX_LISTED else [])
-        raise InvalidInput(f"CSV rejected, nothing imported ({len(errors)} bad rows; --skip-bad-rows imports the "
-                           "others):\n  " + "\n  ".join(listed))
+        raise rejection(errors)
     report = ImportReport(bad_rows=errors)
     with session_scope(engine) as session:
         for row in rows:

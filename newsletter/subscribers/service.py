@@ -6,9 +6,11 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
@@ -47,6 +49,9 @@ def normalize_email(value: str, field: str = "email", smtputf8: bool = False) ->
         raise InvalidInput(f"{field}: contains control characters")
     if len(value) > 254:
         raise InvalidInput(f"{field}: longer than 254 characters")
+    fast = _plain_address(value)
+    if fast is not None:
+        return fast
     try:
         result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
@@ -54,6 +59,31 @@ def normalize_email(value: str, field: str = "email", smtputf8: bool = False) ->
     if result.smtputf8 and not smtputf8:
         raise InvalidInput(f"{field}: {UNDELIVERABLE_UTF8}")
     return result.normalized.lower() if result.normalized else value.lower()
+
+
+# A plain ASCII dot-atom local part: the addresses almost every list consists of. For these the
+# validator's verdict depends on the domain alone, so the domain is judged once (cached) and an
+# import of a million rows does not run the full validator a million times (22 µs each).
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*")
+
+
+@lru_cache(maxsize=4096)
+def _domain(domain: str) -> str | None:
+    """The stored form of `domain`, or None when the validator refuses it (the full path then says why)."""
+    try:
+        return validate_email("a@" + domain, check_deliverability=False, allow_smtputf8=True).domain
+    except EmailNotValidError:
+        return None
+
+
+def _plain_address(value: str) -> str | None:
+    """normalize_email's answer for a plain address without running the whole validator; None
+    for anything else (the validator decides those, with its reason)."""
+    local, at, domain = value.rpartition("@")
+    if not at or len(local) > 64 or not domain.isascii() or not _PLAIN_LOCAL.fullmatch(local):
+        return None
+    stored = _domain(domain)
+    return None if stored is None else f"{local}@{stored}".lower()
 
 
 def clean_name(value: str | None) -> str:
@@ -162,26 +192,6 @@ def upsert_active(
     return subscriber
 
 
-def export_rows(engine: Engine) -> list[dict]:
-    with session_scope(engine) as session:
-        subscribers = session.exec(select(Subscriber).order_by(Subscriber.id)).all()
-        topics: dict[int, list[str]] = {}
-        for row in session.exec(select(SubscriberTopic).order_by(SubscriberTopic.category)).all():
-            topics.setdefault(row.subscriber_id, []).append(row.category)
-    return [
-        {
-            "email": s.email,
-            "name": s.name,
-            "status": s.status,
-            "topics": ";".join(topics.get(s.id, [])),
-            "created_at": s.created_at.isoformat(),
-            "confirmed_at": s.confirmed_at.isoformat() if s.confirmed_at else "",
-            "unsubscribed_at": s.unsubscribed_at.isoformat() if s.unsubscribed_at else "",
-        }
-        for s in subscribers
-    ]
-
-
 EXPORT_COLUMNS = ["email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at"]
 
 
@@ -195,16 +205,10 @@ def neutralise_formula(value: object) -> object:
 
 
 def export(engine: Engine, fmt: str) -> str:
-    rows = export_rows(engine)
-    if fmt == "json":
-        return json.dumps(rows, indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({key: neutralise_formula(value) for key, value in row.items()} for row in rows)
-        return out.getvalue()
-    raise InvalidInput(f"--format: use csv or json (got {fmt!r})")
+    """The whole export as one string (subscribers/exporting.py streams it; the CLI writes it that way)."""
+    from newsletter.subscribers.exporting import export_chunks
+
+    return "".join(export_chunks(engine, fmt))
 
 
 SUPPRESSION_STATUS = {"hard_bounce": SubscriberStatus.bounced.value, "complaint": SubscriberStatus.complained.value,

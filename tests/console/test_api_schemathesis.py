@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-EXAMPLES = 40
+EXAMPLES = 25
 
 
 def test_no_server_errors_with_a_token(console):

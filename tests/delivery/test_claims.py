@@ -158,3 +158,29 @@ def test_deliver_claims_from_its_hint_and_rescans_for_what_came_due_below(
         assert second == 30  # the very last message: found when the hinted claim came up empty
     else:
         assert second == 10  # the first of the 3rd batch
+
+
+def test_one_batch_records_every_outcome_and_leaves_rows_recorded_elsewhere(sample_engine, settings):
+    """outbox.record (one UPDATE … FROM unnest on PostgreSQL, executemany on SQLite): sent, retry
+    and failed rows get their own columns; a row no longer `sending` (its lease expired and
+    another worker recorded it) keeps what the other worker wrote."""
+    issue_id, ids = _enqueue(sample_engine, settings, 6)
+    now, lease = utcnow(), timedelta(minutes=5)
+    with session_scope(sample_engine) as session:
+        assert outbox.claim_from(session, issue_id, now, 6, lease, "w", None) == ids
+        assert outbox.claimed_rows(session, ids[:2])[0][:2] == (ids[0], 1)
+        outbox.record(session, now, [(ids[5], "<other@x>", "p-other")], [], [])  # the other worker
+    later = now + timedelta(seconds=3)
+    with session_scope(sample_engine) as session:
+        outbox.record(session, later, [(ids[0], "<0@x>", "p-0"), (ids[1], "<1@x>", None), (ids[5], "<5@x>", None)],
+                      [(ids[2], later + timedelta(seconds=90), "451 later")], [(ids[3], '550 "no" such {user}, \\ NULL')])
+    with session_scope(sample_engine) as session:
+        rows = {row.id: row for row in session.execute(select(Delivery).where(Delivery.issue_id == issue_id)).scalars()}
+    assert [rows[i].state for i in ids] == ["sent", "sent", "retry", "failed", "sending", "sent"]
+    assert (rows[ids[0]].message_id, rows[ids[0]].provider_message_id, rows[ids[0]].sent_at) == ("<0@x>", "p-0", later)
+    assert rows[ids[1]].provider_message_id is None and rows[ids[1]].last_error is None
+    assert (rows[ids[2]].next_attempt_at, rows[ids[2]].last_error) == (later + timedelta(seconds=90), "451 later")
+    assert rows[ids[3]].last_error == '550 "no" such {user}, \\ NULL' and rows[ids[3]].sent_at is None
+    assert all(rows[i].lease_until is None for i in ids if i != ids[4]) and rows[ids[4]].lease_until is not None
+    assert (rows[ids[5]].message_id, rows[ids[5]].provider_message_id, rows[ids[5]].sent_at) == (
+        "<other@x>", "p-other", now)

@@ -81,6 +81,19 @@ def _stuffed(data: bytes, line_dots: Sequence[int] | None = None) -> list[bytes 
     return pieces
 
 
+def _payload(message: OutgoingMessage) -> list[bytes | memoryview]:
+    """The DATA payload of a message with its terminator: the builder's pieces (dot-stuffed by it
+    already, line-aligned, CRLF-only) as they are, else `_stuffed` of its bytes."""
+    if message.pieces is None:
+        return _stuffed(message.data, message.line_dots)
+    pieces: list[bytes | memoryview] = list(message.pieces if message.stuffed is None else message.stuffed)
+    last = next((piece for piece in reversed(pieces) if len(piece)), b"\r\n")
+    if not bytes(last[-2:]) == b"\r\n":
+        pieces.append(b"\r\n")
+    pieces.append(b".\r\n")
+    return pieces
+
+
 def _send_pieces(smtp: smtplib.SMTP, pieces: list[bytes | memoryview]) -> None:
     """Every piece, in order, in as few system calls as the kernel allows (sendmsg gathers them);
     a TLS socket cannot gather, so there the pieces are joined first."""
@@ -90,18 +103,17 @@ def _send_pieces(smtp: smtplib.SMTP, pieces: list[bytes | memoryview]) -> None:
     if isinstance(sock, ssl.SSLSocket):
         sock.sendall(b"".join(pieces))
         return
-    views = [memoryview(piece) for piece in pieces if len(piece)]
-    first = 0
-    while first < len(views):
-        sent = sock.sendmsg(views[first:first + 512])
-        while sent:  # drop what went out; a partly sent piece keeps its rest
-            size = len(views[first])
-            if sent >= size:
-                sent -= size
-                first += 1
-            else:
-                views[first] = views[first][sent:]
-                sent = 0
+    pending = [piece for piece in pieces if len(piece)]
+    while pending:
+        batch = pending[:512]
+        sent = sock.sendmsg(batch)
+        done = 0
+        while done < len(batch) and sent >= len(batch[done]):  # drop what went out
+            sent -= len(batch[done])
+            done += 1
+        pending = pending[done:]
+        if sent:  # a partly sent piece keeps its rest
+            pending[0] = memoryview(pending[0])[sent:]
 
 
 def _reset(smtp: smtplib.SMTP, code: int) -> None:
@@ -121,7 +133,7 @@ def _path(address: str) -> str:
     return smtplib.quoteaddr(address)
 
 
-def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
+def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes | OutgoingMessage,
                 line_dots: Sequence[int] | None = None) -> None:
     """One MAIL/RCPT/DATA transaction for one recipient; raises smtplib's exceptions like
     `sendmail` does (after an RSET), so replies map the same way.
@@ -135,7 +147,8 @@ def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
     with SMTPUTF8 (RFC 6531) when the server offers it; when it does not, SMTPNotSupportedError
     is raised before any command is sent."""
     smtp.ehlo_or_helo_if_needed()
-    options = f" SIZE={len(data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
+    size = data.size if isinstance(data, OutgoingMessage) else len(data)
+    options = f" SIZE={size}" if smtp.does_esmtp and smtp.has_extn("size") else ""
     utf8 = not (sender.isascii() and recipient.isascii())
     if utf8:
         if not (smtp.does_esmtp and smtp.has_extn("smtputf8")):
@@ -150,8 +163,8 @@ def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
         smtp.command_encoding = "ascii"
 
 
-def _exchange(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, line_dots: Sequence[int] | None,
-              options: str) -> None:
+def _exchange(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes | OutgoingMessage,
+              line_dots: Sequence[int] | None, options: str) -> None:
     """MAIL (with `options`), RCPT, DATA and the message; see `transaction`."""
     commands = (f"MAIL FROM:{_path(sender)}{options}", f"RCPT TO:{_path(recipient)}", "DATA")
     wanted = ((250,), (250, 251), (354,))
@@ -180,7 +193,7 @@ def _exchange(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, line
         if step == 1:
             raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
         raise smtplib.SMTPDataError(code, reply)
-    _send_pieces(smtp, _stuffed(data, line_dots))
+    _send_pieces(smtp, _payload(data) if isinstance(data, OutgoingMessage) else _stuffed(data, line_dots))
     code, reply = smtp.getreply()
     if code != 250:
         _reset(smtp, code)
@@ -244,7 +257,7 @@ class _Connection:
         smtp = self.ensure()
         self.sent += 1
         try:
-            transaction(smtp, message.envelope_from, message.recipient, message.data, message.line_dots)
+            transaction(smtp, message.envelope_from, message.recipient, message)
         except smtplib.SMTPRecipientsRefused as exc:  # the session was reset (RSET) already
             code, reply = exc.recipients[message.recipient]
             return classify(code, reply)

@@ -27,13 +27,12 @@ LATEST = sa.text("kind = 'latest'")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('delivery') as batch:
-        batch.add_column(sa.Column('variant_mask', sa.BigInteger(), nullable=True))
-    with op.batch_alter_table('issue_record') as batch:
-        batch.add_column(sa.Column('changed', sa.JSON(), nullable=True))
-    with op.batch_alter_table('issue') as batch:
-        batch.add_column(sa.Column('subject_follows_reader', sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+    # Plain ADD COLUMN, not batch mode: on SQLite a batch rebuild of `issue` or `delivery` would
+    # drop their AUTOINCREMENT (ids never reused, tests/web/test_identities.py).
+    op.add_column('delivery', sa.Column('variant_mask', sa.BigInteger(), nullable=True))
+    op.add_column('issue_record', sa.Column('changed', sa.JSON(), nullable=True))
+    op.add_column('issue', sa.Column('subject_follows_reader', sa.Boolean(), nullable=False,
+                                     server_default=sa.false()))
     op.create_index('uq_transactional_mail_latest', 'transactional_mail', ['subscriber_id'], unique=True,
                     sqlite_where=LATEST, postgresql_where=LATEST)
 

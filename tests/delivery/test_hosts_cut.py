@@ -1,0 +1,133 @@
+"""Many hosts, one database, a cut network (issue 18.5).
+
+Three `newsletter worker` processes, each in its own network namespace ("host", tests/netns.py),
+send one issue through one PostgreSQL and one SMTP sink, both reached only over the host's own
+veth link. Mid-send one host's link is cut: its heartbeat stops reaching the database, the other
+two take over the rows it held, and when the link returns its late results must not overwrite
+rows they now own. Every reader gets the issue; the only repeats are of the cut host's in-flight
+batch. A second, plain test pins the guard that makes this hold (outbox._record_many: a result is
+recorded only while its worker still holds the row).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.db import session_scope, utcnow
+from newsletter.delivery import outbox
+from newsletter.delivery.models import Delivery
+from tests.conftest import IN_CI
+from tests.delivery.test_workers import counts, finish, issue_state, popen, rows, setup_issue, wait_for, worker_cmd
+from tests.fakes.smtp_server import start_server
+from tests.netns import Forwarder, cut, hosts, mend, netns_problem
+
+READERS, BATCH = 1500, 20
+SETTINGS = """
+[mail.smtp]
+host = "127.0.0.1"
+port = {port}
+timeout = 5
+pool_size = 1
+
+[delivery]
+batch_size = {batch}
+lease_seconds = 10
+heartbeat_seconds = 2
+rate_per_second = 300
+poll_seconds = 1
+"""
+
+
+def _host_config(main, host, database: Forwarder, sink: Forwarder):
+    """The main config with the database and the sink reached through the host's own link."""
+    folder = main.parent / f"host{host.number}"
+    folder.mkdir()
+    text = main.read_text().replace("127.0.0.1:5432", f"{host.outside}:{database.port}")
+    text = re.sub(r'host = "127\.0\.0\.1"\s*\nport = \d+', f'host = "{host.outside}"\nport = {sink.port}', text)
+    (folder / "config.toml").write_text(text)
+    return folder / "config.toml"
+
+
+def _held_by(engine, issue_id: int, pid: int) -> dict[int, str]:
+    """Rows `sending` under the worker with this pid: id -> address."""
+    return {r.id: r.email for r in rows(engine, issue_id)
+            if r.state == "sending" and r.claimed_by and r.claimed_by.rsplit(":", 2)[1] == str(pid)}
+
+
+@pytest.mark.postgres
+@pytest.mark.netns
+def test_three_hosts_and_a_cut_link_lose_nothing(tmp_path, pg_url):
+    problem = netns_problem()
+    if problem:
+        (pytest.fail if IN_CI else pytest.skip)(f"network namespaces: {problem}")
+    controller, sink = start_server()
+    processes, forwarders = [], []
+    try:
+        settings, engine, issue_id = setup_issue(tmp_path, pg_url, READERS,
+                                                 SETTINGS.format(port=controller.port, batch=BATCH), "smtp")
+        with hosts(3) as machines:
+            for host in machines:
+                database, smtp = Forwarder(host.outside, 5432), Forwarder(host.outside, controller.port)
+                forwarders += [database, smtp]
+                config = _host_config(tmp_path / "config.toml", host, database, smtp)
+                processes.append(popen(host.command(worker_cmd("--until-idle")), config))
+            victim, pid = machines[1], processes[1].pid
+            wait_for(lambda: counts(engine, issue_id).get("sent", 0) >= READERS // 5 and _held_by(engine, issue_id, pid),
+                     timeout=45, what="a fifth sent and host 2 holding a batch")
+            cut(victim)
+            time.sleep(0.5)  # what was already on its way to the database has arrived
+            held = _held_by(engine, issue_id, pid)
+            wait_for(lambda: not set(_held_by(engine, issue_id, pid)) & set(held), timeout=30,
+                     what="the other hosts taking over host 2's rows")
+            mend(victim)
+            outputs = [finish(process, timeout=60) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+        for forwarder in forwarders:
+            forwarder.close()
+        controller.stop()
+    print(f"host 2 held {len(held)} rows when cut; the sink got {len(sink.messages)} messages for {READERS} readers")
+    assert all(code == 0 for code, _ in outputs), outputs
+    delivered = rows(engine, issue_id)
+    assert counts(engine, issue_id) == {"sent": READERS} and issue_state(engine, issue_id) == "sent"
+    received = Counter(message.rcpt_tos[0] for message in sink.messages)
+    assert set(received) == {r.email for r in delivered}  # nobody lost
+    repeated = {email for email, n in received.items() if n > 1}
+    assert repeated <= set(held.values()) and len(repeated) <= BATCH and max(received.values()) <= 2
+    taken = [r for r in delivered if r.id in held]
+    assert held and all(r.attempts >= 2 for r in taken)  # the cut host's rows were claimed again
+    assert all(r.claimed_by.rsplit(":", 2)[1] != str(pid) for r in taken)  # and recorded by their new owner
+    assert len({r.claimed_by for r in delivered}) >= 2  # the hosts shared the work
+    engine.dispose()
+
+
+def test_late_results_cannot_overwrite_a_row_another_worker_holds(tmp_path, db_url):
+    settings, engine, issue_id = setup_issue(tmp_path, db_url, 4)
+    now = utcnow()
+    with session_scope(engine) as session:
+        ids = outbox.claim(session, issue_id, now, 4, timedelta(seconds=10), "host-a:1:x")
+    with session_scope(engine) as session:  # A's lease ran out; B takes the rows
+        assert outbox.claim(session, issue_id, now + timedelta(seconds=11), 4, timedelta(seconds=10),
+                            "host-b:2:y") == ids
+    with session_scope(engine) as session:  # A's link returns: its results arrive late
+        outbox.mark_retry(session, [(ids[0], now, "timed out")], "host-a:1:x")
+        outbox.mark_sent(session, now, [(ids[1], "<a@x>", None)], "host-a:1:x")
+        outbox.mark_failed(session, [(ids[2], "5.1.1")], "host-a:1:x")
+    with session_scope(engine) as session:
+        states = session.execute(select(Delivery.state, Delivery.claimed_by).where(Delivery.id.in_(ids))).all()
+    assert set(states) == {("sending", "host-b:2:y")}
+    with session_scope(engine) as session:
+        outbox.mark_sent(session, now, [(i, f"<{i}@x>", None) for i in ids], "host-b:2:y")
+    assert counts(engine, issue_id) == {"sent": 4}
+    engine.dispose()
