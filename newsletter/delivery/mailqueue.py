@@ -21,17 +21,20 @@ from newsletter.db import session_scope, utcnow
 from newsletter.delivery import queue
 from newsletter.delivery.editor_mail import build_notice, build_test, test_template
 from newsletter.delivery.models import PENDING, DeliveryState
-from newsletter.delivery.onboarding import KIND as KIND_LATEST, build_latest, record_received
+from newsletter.delivery.onboarding import KIND as KIND_LATEST, NoLongerWanted, build_latest, record_received
 from newsletter.delivery.sender import record_results
 from newsletter.delivery.transactional import build_message
 from newsletter.mail.message import OutgoingMessage
-from newsletter.delivery.transports.base import SendResult, Transport
+from newsletter.delivery.transports.base import Outcome, SendResult, Transport
 from newsletter.issues.links import recipient_links
 from newsletter.subscribers.models import Subscriber, TransactionalMail
 from newsletter.subscribers.signup import CONFIRM_KINDS, new_confirmation_token
 from newsletter.wake import announce
 
 log = logging.getLogger(__name__)
+# The result of a row with nothing to send any more (a new reader's latest issue after they left):
+# it becomes `skipped`, neither sent nor retried.
+SKIP = SendResult(Outcome.failed, error="skipped: the reader left before it went out")
 Mail = TransactionalMail
 
 
@@ -100,6 +103,9 @@ def _build(engine: Engine, settings: Settings, secret: str, ids: list[int], now:
             with session_scope(engine) as session:
                 message, stored = _build_one(settings, secret, session, session.get(Mail, row_id), now, templates)
             built.append((row_id, attempts[row_id], message, stored, None))
+        except NoLongerWanted as exc:  # nothing to send, nothing to retry: the row is skipped
+            log.info("%s", exc)
+            built.append((row_id, attempts[row_id], None, {}, SKIP))
         except Exception as exc:
             log.warning("transactional mail %s could not be built: %r", row_id, exc)
             built.append((row_id, attempts[row_id], None, {}, queue.unbuildable(exc)))
@@ -124,6 +130,8 @@ def _record(session, settings: Settings, worker: str, outcomes: list, done: date
     sent = []
     for row_id, attempts, stored, result in outcomes:
         state, next_at = queue.settle(result, attempts, settings.delivery, done)
+        if result is SKIP:
+            state = DeliveryState.skipped.value
         values = {"state": state, "lease_until": None, "next_attempt_at": next_at,
                   "last_error": None if state == DeliveryState.sent.value else (result.error or state)[:2000]}
         if state == DeliveryState.sent.value:

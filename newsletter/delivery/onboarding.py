@@ -33,7 +33,7 @@ from newsletter.issues.models import Issue, IssueItem
 from newsletter.issues.states import IssueState
 from newsletter.issues.variants import latest_notice, mask_of
 from newsletter.mail.message import OutgoingMessage
-from newsletter.subscribers.models import Subscriber, SubscriberTopic, TransactionalMail
+from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic, Suppression, TransactionalMail
 
 KIND = "latest"
 ONCE = text("kind = 'latest'")  # the predicate of uq_transactional_mail_latest
@@ -68,14 +68,29 @@ def queue_latest(session: Session, settings: Settings, subscriber: Subscriber) -
     return bool(session.execute(statement).rowcount)
 
 
+class NoLongerWanted(Exception):
+    """The reader left (unsubscribed, forgotten, suppressed) between confirming and this mail's
+    turn: the row is skipped, never sent (mailqueue.py)."""
+
+
+def still_wanted(session: Session, subscriber: Subscriber | None) -> bool:
+    """Active and not suppressed now: what an issue's enqueue asks (outbox.eligible_subscribers)."""
+    if subscriber is None or subscriber.status != SubscriberStatus.active.value:
+        return False
+    return not session.execute(select(exists().where(Suppression.email == subscriber.email))).scalar()
+
+
 def build_latest(session: Session, settings: Settings, secret: str, row: TransactionalMail,
                  now: datetime) -> OutgoingMessage:
     """The latest issue for one new reader: their variant of its frozen view, marked as such.
-    Compiled once per process per variant (issues/render.py), like every issue."""
+    Compiled once per process per variant (issues/render.py), like every issue. A reader who
+    left since confirming raises NoLongerWanted."""
     issue = session.get(Issue, row.issue_id)
     subscriber = session.get(Subscriber, row.subscriber_id)
-    if issue is None or subscriber is None:
-        raise LookupError(f"latest-issue mail {row.id}: its issue or reader is gone")
+    if issue is None:
+        raise LookupError(f"latest-issue mail {row.id}: its issue is gone")
+    if not still_wanted(session, subscriber):
+        raise NoLongerWanted(f"latest-issue mail {row.id}: the reader left before it went out")
     variants = SendVariants(settings, issue_view(session, settings, issue), frozen_changes(session, issue.id),
                             issue.subject_follows_reader, latest_notice(issue.started_at))
     topics = set(session.execute(select(SubscriberTopic.category)

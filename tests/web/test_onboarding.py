@@ -14,7 +14,7 @@ from newsletter.delivery.received import was_sent
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers.models import Subscriber, TransactionalMail
 from tests.conftest import TEST_SECRET
 from tests.delivery.test_reader_variants import slugs_in
 
@@ -72,3 +72,29 @@ def test_a_new_reader_gets_the_latest_issue_once_after_the_welcome(live):
     confirm(live, "quiet@example.com", [])
     with session_scope(live.engine) as session:
         assert not queue_latest(session, off, reader(session, "quiet@example.com"))
+
+
+def test_a_reader_who_leaves_before_the_worker_runs_gets_no_latest_issue(live):
+    """Confirmed, then unsubscribed before the queue's turn: the welcome may go, the latest issue
+    is skipped (never sent, never retried) and the ledger gets no row for it."""
+    issue = draft_issue(live.engine, live.settings, "2026-W48").issue
+    start_send(live.engine, issue.id, settings=live.settings)
+    transport = make_transport(live.settings)
+    assert deliver(live.engine, live.settings, transport, TEST_SECRET, issue.id).finished
+    transport.close()
+    confirm(live, "brief@example.com", [])
+    with session_scope(live.engine) as session:
+        gone = reader(session, "brief@example.com")
+        gone.status = "unsubscribed"
+        session.add(gone)
+    before = len(live.mails())
+    live.deliver_mail()
+    subjects = [mail["Subject"] for mail in live.mails()[before:] if mail["To"] == "brief@example.com"]
+    assert not any("You just subscribed" in mail.get_body(("plain",)).get_content()
+                   for mail in live.mails()[before:] if mail["To"] == "brief@example.com"), subjects
+    with session_scope(live.engine) as session:
+        gone = reader(session, "brief@example.com")
+        latest = session.exec(select(TransactionalMail).where(TransactionalMail.subscriber_id == gone.id,
+                                                              TransactionalMail.kind == "latest")).one()
+        assert latest.state == "skipped"
+        assert not session.exec(select(Delivery).where(Delivery.subscriber_id == gone.id)).all()
