@@ -48,11 +48,17 @@ def latest(session: Session, comparison_id: int) -> ContentRevision | None:
 
 def record(session: Session, comparison_ids: Iterable[int], origin: Origin) -> list[ContentRevision]:
     """A revision for each of these comparisons whose snapshot changed since its latest one.
-    Call it after the change, before the commit. Two writers racing on one comparison collide
-    on the unique (comparison, number): one transaction fails instead of both forking history."""
+    Call it after the change, before the commit. Two writers on one comparison take turns: each
+    locks the comparison's row here (in id order; SQLite serialises writers anyway), so the second
+    waits for the first's commit, then reads the store afresh, snapshots both changes and numbers
+    its revision after the first's (the unique (comparison, number) stays the last guard)."""
     session.flush()
+    ids = sorted(set(comparison_ids))
+    for comparison_id in ids:
+        session.execute(select(Comparison.id).where(Comparison.id == comparison_id).with_for_update())
+    session.expire_all()  # everything flushed: read what the store holds now, a waited-for writer's too
     written = []
-    for comparison_id in sorted(set(comparison_ids)):
+    for comparison_id in ids:
         comparison = session.get(Comparison, comparison_id)
         if comparison is None:
             continue

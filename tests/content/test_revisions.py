@@ -141,3 +141,46 @@ def test_the_upgrade_gives_each_existing_comparison_its_first_revision(settings,
             comparison = session.get(Comparison, row.comparison_id)
             assert latest(session, row.comparison_id).snapshot == snapshot(session, comparison)
     engine.dispose()
+
+
+def test_two_writers_at_once_make_two_revisions_not_an_error(tmp_path, pg_url):
+    """PostgreSQL (SQLite serialises writers on its own): a second writer saving the same
+    comparison while the first's transaction is open waits for it and numbers its revision after
+    it, instead of colliding on (comparison, number) and failing the request."""
+    import threading
+
+    from newsletter.content.importer import upsert_comparison
+    from newsletter.content.schema import ComparisonIn
+
+    engine = make_engine(pg_url)
+    migrate_fresh(engine)
+    with session_scope(engine) as session:
+        upsert_comparison(session, ComparisonIn.model_validate(doc("a-vs-b")), Origin("import", "setup"))
+    from sqlmodel import Session
+
+    first = Session(engine, expire_on_commit=False)
+    upsert_comparison(first, ComparisonIn.model_validate(doc("a-vs-b", dek="First writer.")), Origin("api", "one"))
+    outcome: list = []
+
+    def second() -> None:
+        try:
+            with session_scope(engine) as session:
+                changed = doc("a-vs-b")  # a review only: nothing else locks the comparison's row
+                changed["reviews"][0]["verdict"] = "ship"
+                data = ComparisonIn.model_validate(changed)
+                upsert_comparison(session, data, Origin("console", "two"))
+            outcome.append("ok")
+        except Exception as exc:  # the failure this test is about
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(1.0)  # it waits on the first writer's lock
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert outcome == ["ok"]
+    revisions = revisions_of(engine, "a-vs-b")
+    assert [(r.number, r.source) for r in revisions] == [(1, "import"), (2, "api"), (3, "console")]
+    assert revisions[-1].snapshot["dek"] == "First writer."  # the second revision saw the first's change
+    assert "ship" in json.dumps(revisions[-1].snapshot["reviews"])
