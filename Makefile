@@ -18,7 +18,7 @@ demo: $(STAMP)
 # Two worker processes (pytest-xdist); a test file stays on one worker, so a module-wide fixture
 # (the built wheel) or the e2e corpus is built once per file, not once per worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -17,7 +17,7 @@ from newsletter.content.importer import upsert_comparison
 from newsletter.content.models import Comparison
 from newsletter.content.snapshot import TOOL_FIELDS, as_import  # noqa: F401  (publishing.as_import, the form's fields)
 from newsletter.content.revisions import Origin
-from newsletter.content.schema import ComparisonIn
+from newsletter.content.schema import SLUG, ComparisonIn
 from newsletter.db import utcnow
 from newsletter.errors import UserError
 
@@ -31,6 +31,10 @@ class NoSuchComparison(UserError):
 
 
 def find(session: Session, slug: str) -> Comparison | None:
+    """The comparison of that slug; None, without asking the database, for a string that cannot
+    be a slug (a NUL byte from a URL reached PostgreSQL as an error, a 500)."""
+    if not SLUG.fullmatch(slug):
+        return None
     return session.exec(select(Comparison).where(Comparison.slug == slug)).first()
 
 

@@ -24,6 +24,7 @@ from newsletter.db import insert_for
 from newsletter.delivery import queue
 from newsletter.delivery.followup_models import FollowupDelivery as Row
 from newsletter.delivery.models import PENDING, Delivery, DeliveryState
+from newsletter.delivery.received import in_variant
 from newsletter.issues.followup_models import Followup, FollowupState
 from newsletter.issues.models import IssueItem
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, Suppression
@@ -34,9 +35,11 @@ GONE_REASON = "unsubscribed, suppressed or pausing before sending"
 
 
 def _sent_the_comparison(comparison_id: int):
-    """The ledger: a delivery in state sent of an issue that carried the comparison."""
+    """The ledger: a delivery in state sent of an issue that carried the comparison in the
+    reader's variant (a reader with topics may have been sent that issue without it)."""
     return exists().where(Delivery.subscriber_id == Subscriber.id, Delivery.state == DeliveryState.sent.value,
-                          Delivery.issue_id == IssueItem.issue_id, IssueItem.comparison_id == comparison_id)
+                          Delivery.issue_id == IssueItem.issue_id, IssueItem.comparison_id == comparison_id,
+                          in_variant())
 
 
 def _still_active(now: datetime):

@@ -36,9 +36,10 @@ def beat(session: Session, worker: str, now: datetime) -> None:
 
 def refresh(session: Session, worker: str, now: datetime) -> bool:
     """Move `worker`'s beat to `now` if it has one (False if not). Never backwards: a beat that
-    hung on a cut network and arrives late must not make a live worker look dead. The sender
-    refreshes it in the transaction of each claim, so rows a worker claims right after its link
-    returns are never under a stale beat (others would take them at once and send them twice)."""
+    hung on a cut network and arrives late must not make a live worker look dead. queue.claim
+    refreshes it in the transaction of each claim of every queue, so rows a worker claims right
+    after its link returns are never under a stale beat (others would take them at once and send
+    them twice)."""
     return bool(session.execute(
         update(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == worker)
         .values(beat_at=case((WorkerHeartbeat.beat_at < now, now), else_=WorkerHeartbeat.beat_at))

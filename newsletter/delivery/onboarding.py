@@ -16,11 +16,13 @@ comparisons count, follow-ups and "Verdicts that changed" reach them, and the un
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 from sqlalchemy import exists, literal, or_, select, text
 from sqlmodel import Session
 
+from newsletter import tallies
 from newsletter.config import Settings
 from newsletter.content.models import Comparison
 from newsletter.db import insert_for, utcnow
@@ -104,7 +106,8 @@ def build_latest(session: Session, settings: Settings, secret: str, row: Transac
 
 def record_received(session: Session, sent_ids: list[int], done: datetime) -> int:
     """The ledger rows of the `latest` mails among `sent_ids` just recorded as sent: one delivery
-    row each, `sent`, with the variant mask the reader's topics give (as at enqueue)."""
+    row each, `sent`, with the variant mask the reader's topics give (as at enqueue); the issue's
+    counters (newsletter/tallies.py) add them as recipients and sent, in the same transaction."""
     if not sent_ids:
         return 0
     mail = TransactionalMail
@@ -115,5 +118,7 @@ def record_received(session: Session, sent_ids: list[int], done: datetime) -> in
     columns = ["issue_id", "subscriber_id", "state", "attempts", "created_at", "sent_at", "variant_mask"]
     statement = (insert_for(session, Delivery.__table__).from_select(columns, rows)
                  .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-                 .execution_options(preserve_rowcount=True))
-    return session.execute(statement).rowcount or 0
+                 .returning(Delivery.issue_id))
+    added = Counter(session.execute(statement).scalars())
+    tallies.add(session, {(issue_id, name): n for issue_id, n in added.items() for name in ("recipients", "sent")})
+    return sum(added.values())

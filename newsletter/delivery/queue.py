@@ -26,6 +26,7 @@ from sqlalchemy import case, or_, select, update
 from sqlmodel import Session
 
 from newsletter.config import DeliverySettings
+from newsletter.delivery import heartbeat
 from newsletter.delivery.models import DeliveryState, WorkerHeartbeat
 from newsletter.delivery.transports.base import Outcome, SendResult
 
@@ -73,9 +74,14 @@ def due(model, now: datetime, stale: datetime | None):
 def claim(session: Session, model, conditions: list, now: datetime, limit: int, lease: timedelta,
           worker: str | None, stale: datetime | None = None) -> list[int]:
     """Take up to `limit` due rows of `model` that also meet `conditions`, lowest id first: they
-    become `sending` under `worker`, leased for `lease`, one more attempt."""
+    become `sending` under `worker`, leased for `lease`, one more attempt. The worker's heartbeat
+    moves to `now` in the same transaction, for every queue (issues, follow-ups, transactional
+    mail, webhooks): rows a worker claims right after its cut link returns are never under its
+    stale beat, which other workers would take at once and send a second time."""
     if limit <= 0:
         return []
+    if worker is not None:
+        heartbeat.refresh(session, worker, now)
     due_ids = (
         select(model.id)
         .where(*conditions)

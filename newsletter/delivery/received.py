@@ -7,11 +7,18 @@ including ones never sent to that reader.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlmodel import Session
 
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.issues.models import IssueItem
+
+
+def in_variant():
+    """SQL: the joined IssueItem was in the joined Delivery's variant (NULL mask: the whole issue;
+    else bit `position` of the mask). For queries over many readers, e.g. a follow-up's recipients."""
+    return or_(Delivery.variant_mask.is_(None),
+               Delivery.variant_mask.op(">>")(IssueItem.position).op("&")(1) == 1)
 
 
 def was_sent(session: Session, subscriber_id: int, comparison_id: int) -> bool:

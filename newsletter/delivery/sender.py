@@ -27,7 +27,7 @@ from sqlmodel import Session
 from newsletter import tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import heartbeat, outbox, queue
+from newsletter.delivery import outbox, queue
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
@@ -151,7 +151,6 @@ def _claim(job: _Send, limit: int, now: datetime, report: DeliverReport) -> tupl
     if time.monotonic() >= job.rescan_at:
         job.hint, job.rescan_at = None, time.monotonic() + RESCAN_SECONDS
     with session_scope(job.engine) as session:
-        heartbeat.refresh(session, job.worker, now)  # what this claims is never under a stale beat
         ids = outbox.claim_from(session, job.issue_id, now, limit, timedelta(seconds=cfg.lease_seconds),
                                 job.worker, job.hint, stale=queue.stale_before(now, cfg))
         job.hint = ids[0] if ids else None

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.config import Settings
+from newsletter.content import publishing
 from newsletter.content.models import Comparison
 from newsletter.errors import UserError
 from newsletter.issues.followup_models import Followup, FollowupState
@@ -57,7 +58,7 @@ class Baseline:
 
 
 def find_comparison(session: Session, slug: str) -> Comparison:
-    comparison = session.execute(select(Comparison).where(Comparison.slug == slug)).scalars().first()
+    comparison = publishing.find(session, slug)
     if comparison is None:
         raise FollowupError(f"comparison {slug!r} does not exist (check the slug in /admin/comparisons)", "comparison")
     return comparison

@@ -77,3 +77,15 @@ def test_console_and_api_changes_are_revisions_with_their_author_and_a_readable_
     bad = console.client().get(f"/api/v1/comparisons/{SLUG}/revisions?cursor=eyJuIjotMX0",
                                headers=console.bearer("read"))
     assert bad.status_code == 422 and bad.json()["error"]["fields"]["cursor"]
+
+
+def test_a_slug_that_cannot_be_one_is_not_found_not_a_server_error(console):
+    """A NUL byte or other non-slug from a URL never reaches the database (PostgreSQL refused it
+    with an error, a 500): the history page, its API and the follow-up draft answer 404 (or 422/400 from the route's
+    own limits), never 500."""
+    editor = console.login("editor")
+    for bad in ("%00", "a%00b", "UPPER", "x" * 300):
+        answers = [editor.get(f"/admin/comparisons/{bad}/history").status_code,
+                   console.client().get(f"/api/v1/comparisons/{bad}/revisions", headers=console.bearer("read")).status_code,
+                   editor.get(f"/admin/followups/new?comparison={bad}").status_code]
+        assert all(code in (400, 404, 422) for code in answers), (bad, answers)

@@ -66,15 +66,19 @@ def _cli(tmp_path, *args):
 
 
 def _set_up_the_ledger(engine, issue_id: int, ids: dict[str, int]) -> dict[str, int]:
-    """Nine readers of issue 1, each with a story; returns {role: reader id}."""
+    """Ten readers of issue 1, each with a story; returns {role: reader id}. `other_variant` was
+    sent issue 1 as a topic variant without its first comparison (delivery.variant_mask)."""
     role = {name: ids[f"reader{n:04d}@example.com"] for n, name in enumerate(
-        ["kept", "unsubscribed", "suppressed", "paused", "failed", "other_issue", "never", "late_leaver", "kept2"])}
+        ["kept", "unsubscribed", "suppressed", "paused", "failed", "other_issue", "never", "late_leaver", "kept2",
+         "other_variant"])}
     with session_scope(engine) as session:
         session.execute(update(Subscriber).where(Subscriber.id == role["unsubscribed"]).values(status="unsubscribed"))
         session.add(Suppression(email="reader0002@example.com", reason="hard_bounce"))
         session.execute(update(Subscriber).where(Subscriber.id == role["paused"])
                         .values(paused_until=utcnow() + timedelta(days=14)))
         session.execute(update(Delivery).where(Delivery.subscriber_id == role["failed"]).values(state="failed"))
+        session.execute(update(Delivery).where(Delivery.subscriber_id == role["other_variant"])
+                        .values(variant_mask=0b10))  # the second comparison only
         session.execute(delete(Delivery).where(Delivery.subscriber_id.in_([role["other_issue"], role["never"]])))
         other = Issue(week="2026-W47", subject="Another week", state="sent")
         session.add(other)
@@ -90,7 +94,7 @@ def _set_up_the_ledger(engine, issue_id: int, ids: dict[str, int]) -> dict[str, 
 
 
 def test_a_followup_reaches_exactly_the_readers_the_ledger_names_once(tmp_path, db_url):
-    settings, engine, issue_id, slug, ids = _sent_issue(tmp_path, db_url, 9)
+    settings, engine, issue_id, slug, ids = _sent_issue(tmp_path, db_url, 10)
     role = _set_up_the_ledger(engine, issue_id, ids)
 
     nothing = _cli(tmp_path, "followup", "create", slug)

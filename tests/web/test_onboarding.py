@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from newsletter import tallies
 from newsletter.content.models import Comparison, Tool
 from newsletter.db import session_scope
 from newsletter.delivery.models import Delivery
@@ -64,6 +65,9 @@ def test_a_new_reader_gets_the_latest_issue_once_after_the_welcome(live):
         nia = reader(session, "nia@example.com")
         rows = session.exec(select(Delivery).where(Delivery.subscriber_id == nia.id)).all()
         assert [(row.issue_id, row.state) for row in rows] == [(issue.id, "sent")]
+        counted = tallies.read(session, [issue.id])[issue.id]  # the counters follow the ledger
+        raw = tallies.raw_counts(session, issue.id)
+        assert {k: counted.get(k, 0) for k in ("recipients", "sent")} == {k: raw[k] for k in ("recipients", "sent")}
         ids = dict(session.exec(select(Comparison.slug, Comparison.id)).all())
         assert was_sent(session, nia.id, ids["elevenlabs-vs-descript"])
         assert not was_sent(session, nia.id, ids["groqcloud-vs-together-ai"])
