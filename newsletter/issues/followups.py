@@ -13,6 +13,7 @@ read the outbox.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
@@ -111,13 +112,19 @@ def check_text(subject: str, note: str) -> None:
 def draft(session: Session, settings: Settings, slug: str, subject: str | None = None, note: str = "",
           force: bool = False, created_by: str = "") -> Followup:
     """A new draft follow-up for `slug`, in the caller's transaction. Refuses (NothingChanged) when
-    nothing changed materially since the readers were sent it, unless `force`."""
+    nothing changed materially since the readers were sent it, or when a follow-up already sent
+    (or sending) told them these same changes, unless `force`."""
     found = baseline(session, settings, slug)
     if not found.changes and not force:
         raise NothingChanged(
             f"nothing changed materially in {slug!r} since issue {found.issue.week} "
             f"(no verdict flip, no Panel ship % move of {settings.content.material_ship_points} points or more, "
             "no entry price change): no follow-up drafted (force it with --force)", "comparison")
+    told = already_told(session, found)
+    if told is not None and not force:
+        raise NothingChanged(
+            f"follow-up {told} already told the readers of {slug!r} these changes: no follow-up drafted "
+            "(force it with --force)", "comparison")
     subject = default_subject(found.now.title, bool(found.changes)) if subject is None else subject.strip()
     check_text(subject, note)
     view = {"slug": slug, "title": found.now.title, "url": found.now.url, "week": found.issue.week,
@@ -128,6 +135,25 @@ def draft(session: Session, settings: Settings, slug: str, subject: str | None =
     session.add(followup)
     session.flush()
     return followup
+
+
+def already_told(session: Session, found: Baseline) -> int | None:
+    """The id of a follow-up sent or sending about the same comparison and issue with exactly the
+    changes found now, so the same news does not reach the same readers twice by a second draft."""
+    changes = [asdict(change) for change in found.changes]
+    earlier = session.execute(
+        select(Followup.id, Followup.view)
+        .where(Followup.comparison_id == found.comparison.id, Followup.issue_id == found.issue.id,
+               Followup.state.in_((FollowupState.sending.value, FollowupState.sent.value)))
+        .order_by(Followup.id.desc())
+    ).all()
+    return next((followup_id for followup_id, view in earlier
+                 if _same(view.get("changes", []), changes)), None)
+
+
+def _same(stored: list[dict], found: list[dict]) -> bool:
+    """Stored JSON turns tuples into lists: compare both as JSON does."""
+    return json.dumps(stored, sort_keys=True) == json.dumps(found, sort_keys=True)
 
 
 def preheader(found: Baseline) -> str:

@@ -149,7 +149,9 @@ def test_a_followup_reaches_exactly_the_readers_the_ledger_names_once(tmp_path, 
     assert "What changed" in text and "re-ran" in text and html.lstrip().startswith("<!doctype html")
 
     # A second follow-up, cancelled while its rows wait: nobody gets it, and it cannot start again.
-    second = int(_cli(tmp_path, "followup", "create", slug).stdout.strip().splitlines()[-1])
+    repeated = _cli(tmp_path, "followup", "create", slug)  # the same news, already sent: refused
+    assert repeated.returncode == 1 and f"follow-up {followup_id} already told" in repeated.stderr, repeated
+    second = int(_cli(tmp_path, "followup", "create", slug, "--force").stdout.strip().splitlines()[-1])
     assert _cli(tmp_path, "followup", "send", str(second), "--yes").returncode == 0
     assert "cancelled, 2 deliveries skipped" in _cli(tmp_path, "followup", "cancel", str(second)).stdout
     assert deliver_all(engine, settings, transport, TEST_SECRET).sent == 0
