@@ -99,12 +99,14 @@ def test_a_claim_takes_rows_of_stale_workers_only(tmp_path, db_url):
     now = utcnow()
     stale_before = now - timedelta(seconds=3 * BEAT)
     with session_scope(engine) as session:
+        for worker in ("live", "dead", "unknown"):  # "unknown": never beat (e.g. an old version)
+            assert len(outbox.claim(session, issue_id, now, 2, LEASE, worker)) == 2
+        # The beats as they stand later (a claim moves its worker's beat to the claim's time, so
+        # they are written after the claims): "dead" has missed three since.
         session.execute(insert(WorkerHeartbeat), [
             {"worker_id": "live", "beat_at": now - timedelta(seconds=BEAT), "started_at": now},
             {"worker_id": "dead", "beat_at": now - timedelta(seconds=4 * BEAT), "started_at": now},
         ])
-        for worker in ("live", "dead", "unknown"):  # "unknown": never beat (e.g. an old version)
-            assert len(outbox.claim(session, issue_id, now, 2, LEASE, worker)) == 2
     with session_scope(engine) as session:
         taken = outbox.claim(session, issue_id, now, 10, LEASE, "claimer", stale=stale_before)
     claimed = {r.id: r.claimed_by for r in rows(engine, issue_id)}
@@ -112,4 +114,24 @@ def test_a_claim_takes_rows_of_stale_workers_only(tmp_path, db_url):
     assert Counter(claimed.values()) == {"live": 2, "unknown": 2, "claimer": 2}  # the dead one's rows moved
     with session_scope(engine) as session:  # without heartbeats only the lease frees rows
         assert outbox.claim(session, issue_id, now + LEASE + timedelta(seconds=1), 10, LEASE, "late") != []
+    engine.dispose()
+
+
+def test_every_queues_claim_moves_its_workers_beat_forward_never_back(tmp_path, db_url):
+    """queue.claim (under every queue: issues, follow-ups, transactional mail, webhooks) refreshes
+    the claiming worker's beat in its own transaction: rows claimed right after a cut link returns
+    are never under a stale beat. A claim dated earlier than the beat leaves it where it is."""
+    settings, engine, issue_id = setup_issue(tmp_path, db_url, 4)
+    now = utcnow()
+    with session_scope(engine) as session:
+        session.execute(insert(WorkerHeartbeat), [
+            {"worker_id": "back", "beat_at": now - timedelta(seconds=10 * BEAT), "started_at": now}])
+        assert len(outbox.claim(session, issue_id, now, 2, LEASE, "back")) == 2
+    with session_scope(engine) as session:
+        beat = session.get(WorkerHeartbeat, "back").beat_at
+        assert abs((beat.replace(tzinfo=None) - now.replace(tzinfo=None)).total_seconds()) < 1
+        outbox.claim(session, issue_id, now - timedelta(seconds=30), 2, LEASE, "back")
+    with session_scope(engine) as session:
+        later = session.get(WorkerHeartbeat, "back").beat_at
+        assert abs((later.replace(tzinfo=None) - now.replace(tzinfo=None)).total_seconds()) < 1
     engine.dispose()
