@@ -104,7 +104,12 @@ def test_three_hosts_and_a_cut_link_lose_nothing(tmp_path, pg_url):
     received = Counter(message.rcpt_tos[0] for message in sink.messages)
     assert set(received) == {r.email for r in delivered}  # nobody lost
     repeated = {email for email, n in received.items() if n > 1}
-    assert repeated <= set(held.values()) and len(repeated) <= BATCH and max(received.values()) <= 2
+    # Only the cut host's in-flight batch repeats (the bound). A message of it can reach the
+    # sink three times: before the cut with its reply lost, again from the cut host's own session
+    # once the link is back (it still holds the message in memory), and from the host that took the
+    # row over (seen once in CI). Only the recorded row decides what counts; every copy carries the
+    # same Message-ID.
+    assert repeated <= set(held.values()) and len(repeated) <= BATCH and max(received.values()) <= 3
     taken = [r for r in delivered if r.id in held]
     assert held and all(r.attempts >= 2 for r in taken)  # the cut host's rows were claimed again
     assert all(r.claimed_by.rsplit(":", 2)[1] != str(pid) for r in taken)  # and recorded by their new owner
