@@ -132,10 +132,9 @@ def _reset(engine, issue_id: int) -> None:
                                 "WHERE id = :i"), {"i": issue_id})
 
 
-def run(readers: int, processes: int, poll: float, rounds: int, pg: str = PG, source: Path | None = None) -> dict:
-    """One whole measurement; `source`: run the CLI and workers from that source tree instead."""
-    result: dict = {"readers": readers, "processes": processes, "load": os.getloadavg()[0], "rounds": [],
-                    "code": "before" if source else "after"}
+def _sink_and_env(source: Path | None) -> tuple:
+    """A clocked SMTP sink on a free port, started, and the environment for our processes (that
+    source tree's code when given)."""
     sink, port = ClockedSink(), _free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
@@ -143,6 +142,14 @@ def run(readers: int, processes: int, poll: float, rounds: int, pg: str = PG, so
     env["NEWSLETTER_SECRET_KEY"] = SECRET
     if source is not None:
         env["PYTHONPATH"] = str(source)
+    return sink, port, controller, env
+
+
+def run(readers: int, processes: int, poll: float, rounds: int, pg: str = PG, source: Path | None = None) -> dict:
+    """One whole measurement; `source`: run the CLI and workers from that source tree instead."""
+    result: dict = {"readers": readers, "processes": processes, "load": os.getloadavg()[0], "rounds": [],
+                    "code": "before" if source else "after"}
+    sink, port, controller, env = _sink_and_env(source)
     newsletter = [sys.executable, "-m", "newsletter"]
     try:
         with pg_schema(pg, "bench_start") as url, tempfile.TemporaryDirectory() as tmp:
@@ -206,13 +213,7 @@ def worker_start(rounds: int, readers: int = 200, pg: str = PG, source: Path | N
     `newsletter worker` started; per round the wall time from its start to the first message at the
     sink and the worker's CPU time at that moment (read from /proc while it runs). `profile`: run
     the worker under cProfile, writing the stats there (the last round's)."""
-    sink, port = ClockedSink(), _free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["NEWSLETTER_SECRET_KEY"] = SECRET
-    if source is not None:
-        env["PYTHONPATH"] = str(source)
+    sink, port, controller, env = _sink_and_env(source)
     command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), "-m", "newsletter",
                "worker"]
     results = []

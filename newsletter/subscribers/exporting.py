@@ -54,16 +54,18 @@ def export_chunks(engine: Engine, fmt: str) -> Iterator[str]:
     (raised before anything is read)."""
     if fmt not in ("csv", "json"):
         raise InvalidInput(f"--format: use csv or json (got {fmt!r})")
-    return _csv(export_rows(engine)) if fmt == "csv" else _json(export_rows(engine))
+    return csv_chunks(export_rows(engine)) if fmt == "csv" else _json(export_rows(engine))
 
 
-def _csv(rows: Iterator[dict]) -> Iterator[str]:
+def csv_chunks(rows: Iterator[dict], columns: list[str] = EXPORT_COLUMNS, flush: int = FLUSH) -> Iterator[str]:
+    """Readers as CSV text in chunks of about `flush` characters, spreadsheet formulas neutralised
+    (service.neutralise_formula): the CLI export and the API's streaming export."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({key: neutralise_formula(value) for key, value in row.items()})
-        if out.tell() > FLUSH:
+        if out.tell() > flush:
             yield out.getvalue()
             out.seek(0)
             out.truncate()

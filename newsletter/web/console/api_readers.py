@@ -8,10 +8,7 @@ the change (subscribers/reader_actions.py); every GET needs `read`.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated
 
@@ -22,7 +19,7 @@ from newsletter.db import session_scope
 from newsletter.reports.reader_record import reader_record
 from newsletter.editors import reader_actions
 from newsletter.subscribers import search
-from newsletter.subscribers.service import neutralise_formula
+from newsletter.subscribers.exporting import csv_chunks
 from newsletter.web.console.api_base import Cursor, Limit_, ManagingReaders, Reading, api_router, decode_cursor, \
     encode_cursor, error
 from newsletter.web.console.deps import Console, ConsoleContext
@@ -56,25 +53,11 @@ def export_readers(ctx: Console, _actor: Reading, format: ExportFormat = ExportF
     if format == ExportFormat.ndjson:
         body, media = (json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "application/x-ndjson"
     else:
-        body, media = _csv_lines(rows), "text/csv; charset=utf-8"
+        body, media = csv_chunks(rows, EXPORT_COLUMNS, flush=64_000), "text/csv; charset=utf-8"
     name = f"readers.{format.value}"
     return StreamingResponse(body, media_type=media,
                              headers={"Content-Disposition": f'attachment; filename="{name}"',
                                       "Cache-Control": "no-store"})
-
-
-def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
-    """CSV, one line per reader, with spreadsheet formulas neutralised (service.neutralise_formula)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: neutralise_formula(value) for key, value in row.items()})
-        if out.tell() > 64_000:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
 
 
 @router.get("/readers/{reader_id}", response_model=ReaderRecordOut, responses=NOT_FOUND)
