@@ -4,6 +4,7 @@ import re
 from email import message_from_bytes, policy
 
 import requests
+from playwright.sync_api import expect
 from sqlmodel import select
 
 from newsletter.db import session_scope
@@ -24,14 +25,14 @@ def test_signup_and_confirm_in_a_browser(chromium, live_factory, db_url, tmp_pat
     page.get_by_label("Developer Tools").check()
     page.get_by_role("button", name="Subscribe").click()
     page.wait_for_load_state()
-    assert page.get_by_role("heading", name="Check your inbox").is_visible()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     page.screenshot(path=str(tmp_path / "signup-done.png"))
     assert live.deliver_mail() == 1
     link = live.link_in(live.mails()[-1], "confirm")
     page.goto(link)
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_load_state()
-    assert page.get_by_role("heading", name="You are in").is_visible()
+    expect(page.get_by_role("heading", name="You are in")).to_be_visible()
     with session_scope(live.engine) as session:
         reader = session.exec(select(Subscriber).where(Subscriber.email == "browser.reader@example.com")).one()
     assert reader.status == "active"
@@ -48,7 +49,7 @@ def test_signup_and_confirm_in_a_browser(chromium, live_factory, db_url, tmp_pat
     one_click = re.search(r"<(https?://[^>]+/unsubscribe/[^>]+)>", issue_mail["List-Unsubscribe"]).group(1)
     # Opening the link in the browser shows one button and changes nothing (mail scanners fetch links).
     page.goto(one_click)
-    assert page.get_by_role("button", name="Unsubscribe").is_visible()
+    expect(page.get_by_role("button", name="Unsubscribe")).to_be_visible()
     page.close()
     with session_scope(live.engine) as session:
         assert session.get(Subscriber, reader.id).status == "active"
@@ -76,7 +77,7 @@ def test_unsubscribe_page_button_in_a_browser(chromium, live_factory, db_url):  
     page.goto(f"{live.url}/unsubscribe/{link_token(live.engine, Purpose.unsubscribe, reader_id)}")
     page.get_by_role("button", name="Unsubscribe").click()
     page.wait_for_load_state()
-    assert page.get_by_role("heading", name="You are unsubscribed").is_visible()
+    expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
     page.close()
     with session_scope(live.engine) as session:
         assert session.get(Subscriber, reader_id).status == "unsubscribed"
@@ -153,7 +154,7 @@ def test_vote_from_the_email_in_a_browser(chromium, live_factory, db_url, tmp_pa
         assert session.exec(select(Vote)).all() == []  # opening the link counts nothing
     page.get_by_role("button", name="Record my vote: Ship Hugging Face Inference Providers v2").click()
     page.wait_for_load_state()
-    assert page.get_by_role("heading", name="Thanks, your vote counts").is_visible()
+    expect(page.get_by_role("heading", name="Thanks, your vote counts")).to_be_visible()
     with session_scope(live.engine) as session:
         assert len(session.exec(select(Vote)).all()) == 1
     page.close()

@@ -3,6 +3,8 @@
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from playwright.sync_api import expect
+
 from tests.fakes.smtp_server import free_port
 from tests.web.conftest import live_factory  # noqa: F401  (fixture)
 from tests.web.test_browser_safety import signed_up
@@ -38,7 +40,7 @@ def test_another_site_cannot_post_signups_through_a_visitors_browser(chromium, l
         page.goto(f"http://localhost:{server.server_port}/")  # another site
         page.wait_for_url(f"{live.url}/subscribe")
         page.wait_for_load_state()
-        assert page.get_by_role("heading", name="This form cannot be sent from here").is_visible()
+        expect(page.get_by_role("heading", name="This form cannot be sent from here")).to_be_visible()
         page.close()
     finally:
         server.shutdown()

@@ -82,9 +82,9 @@ def sign_in(page, live) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert page.get_by_role("button", name=f"Sign out {EMAIL}").is_visible()
+    expect(page.get_by_role("button", name=f"Sign out {EMAIL}")).to_be_visible()
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Comparisons").click()
-    assert page.get_by_role("heading", name="Comparisons", exact=True).is_visible()
+    expect(page.get_by_role("heading", name="Comparisons", exact=True)).to_be_visible()
 
 
 def edit_comparison(page, live) -> None:
@@ -174,7 +174,7 @@ def schedule(page, live) -> str:
 
 def send_now(page, live, recipients: int) -> None:
     page.get_by_role("link", name="Send this issue now…").click()
-    assert page.get_by_role("heading", name=re.compile("now\\?$")).is_visible()
+    expect(page.get_by_role("heading", name=re.compile("now\\?$"))).to_be_visible()
     assert f"to {recipients} readers now" in main_text(page)
     submit(page, page.get_by_role("button", name=f"Send to {recipients} readers"))
     assert re.search(r"/admin/issues/\d+/progress$", page.url)
@@ -216,7 +216,7 @@ def look_reader_up(page, live) -> None:
     rows = page.locator("tbody tr").all_inner_texts()
     assert len(rows) == 1 and "Ada Lovelace" in rows[0] and "active" in rows[0]
     page.get_by_role("link", name="ada@readers.example").click()
-    assert page.get_by_role("heading", name="ada@readers.example").is_visible()
+    expect(page.get_by_role("heading", name="ada@readers.example")).to_be_visible()
     ledger = page.get_by_role("region", name="Issues sent to this reader").locator("tbody tr").all_inner_texts()
     assert len(ledger) == 1 and ledger[0].startswith("2026-W48") and "\tsent" in ledger[0], ledger
 
@@ -230,9 +230,9 @@ def vote_and_read_digest(page, live) -> None:
     page.goto(ship_b)
     button = page.get_by_role("button", name=re.compile("^Record my vote"))
     submit(page, button)
-    assert page.get_by_role("heading", name="Thanks, your vote counts").is_visible()
+    expect(page.get_by_role("heading", name="Thanks, your vote counts")).to_be_visible()
     page.goto(live.url + "/admin/stats/comparisons")
-    assert page.get_by_role("heading", name="Vote digest").is_visible()
+    expect(page.get_by_role("heading", name="Vote digest")).to_be_visible()
     group = page.locator("tbody", has=page.get_by_role("rowheader", name=re.compile("Claude Haiku")))
     assert "1 vote" in group.get_by_role("rowheader").inner_text()
     counts = [row.split("\t")[1] for row in group.locator("tr").all_inner_texts()[1:]]
