@@ -1,4 +1,5 @@
-"""The CLI as a user runs it: real processes, a temporary folder, the default file outbox."""
+"""The CLI as a user runs it: real processes (the demo, errors, help), a temporary folder, the default
+file outbox; the editor flows run the same commands in this process (tests/cli_runner.py)."""
 
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_cli
 from tests.conftest import write_config
 
 PYTHON = sys.executable
@@ -19,6 +21,18 @@ def run(args, cwd, env_extra=None, check=True):
     env.update(env_extra or {})
     result = subprocess.run([PYTHON, "-m", "newsletter", *args], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def command(args, cwd, env_extra=None, check=True):
+    """The same command in this process (tests/cli_runner.py): for tests about what the commands do,
+    a dozen in a row; the process boundary stays covered by `run` above."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["COLUMNS"] = "200"
+    env.update(env_extra or {})
+    result = run_cli(args, cwd, env)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -55,24 +69,24 @@ def test_demo_runs_the_whole_pipeline_and_is_safe_to_repeat(tmp_path):
 def test_editor_flow_draft_send_worker(tmp_path):
     write_config(tmp_path)
     env = {"NEWSLETTER_SECRET_KEY": "k" * 40}
-    run(["db", "upgrade"], tmp_path, env)
+    command(["db", "upgrade"], tmp_path, env)
     sample = Path(__file__).resolve().parents[2] / "newsletter" / "content" / "sample"
-    out = run(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env).stdout
+    out = command(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env).stdout
     assert "5 new" in out
     csv_file = tmp_path / "readers.csv"
     csv_file.write_text("email,name,topics\none@example.com,One,\ntwo@example.com,Two,Developer Tools\n")
-    assert "2 new" in run(["subscribers", "import", str(csv_file), "--status", "active"], tmp_path, env).stdout
-    drafted = run(["issue", "draft", "--week", "2026-W47"], tmp_path, env).stdout
+    assert "2 new" in command(["subscribers", "import", str(csv_file), "--status", "active"], tmp_path, env).stdout
+    drafted = command(["issue", "draft", "--week", "2026-W47"], tmp_path, env).stdout
     assert "drafted issue 1 for 2026-W47" in drafted
-    sent = run(["issue", "send", "1", "--ignore-checks"], tmp_path, env).stdout  # the sample's week is old
+    sent = command(["issue", "send", "1", "--ignore-checks"], tmp_path, env).stdout  # the sample's week is old
     assert "sending to 1 subscribers" in sent  # W47 has no Developer Tools comparison
-    assert run(["worker", "--until-idle"], tmp_path, env).stdout.startswith("issue 1: 1 sent")
-    status = run(["issue", "status", "1"], tmp_path, env).stdout
+    assert command(["worker", "--until-idle"], tmp_path, env).stdout.startswith("issue 1: 1 sent")
+    status = command(["issue", "status", "1"], tmp_path, env).stdout
     assert "sent" in status
-    again = run(["issue", "send", "1", "--wait", "--ignore-checks"], tmp_path, env).stdout
+    again = command(["issue", "send", "1", "--wait", "--ignore-checks"], tmp_path, env).stdout
     assert "already sent" in again
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
-    preview = run(["issue", "preview", "1", "--out", str(tmp_path / "pv")], tmp_path, env).stdout
+    preview = command(["issue", "preview", "1", "--out", str(tmp_path / "pv")], tmp_path, env).stdout
     assert "issue-1.eml" in preview and (tmp_path / "pv" / "issue-1.txt").is_file()
 
 
@@ -102,47 +116,47 @@ def test_help_lists_the_commands(tmp_path):
 def test_editor_commands(tmp_path):
     write_config(tmp_path, extra="\n[schedule]\nconfirm_over = 1\n")
     env = {"NEWSLETTER_SECRET_KEY": "k" * 40}
-    run(["db", "upgrade"], tmp_path, env)
+    command(["db", "upgrade"], tmp_path, env)
     sample = Path(__file__).resolve().parents[2] / "newsletter" / "content" / "sample"
-    run(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env)
+    command(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env)
     (tmp_path / "readers.csv").write_text("email\na@example.com\nb@example.com\n")
-    run(["subscribers", "import", "readers.csv"], tmp_path, env)
-    run(["issue", "draft", "--week", "2026-W47"], tmp_path, env)
+    command(["subscribers", "import", "readers.csv"], tmp_path, env)
+    command(["issue", "draft", "--week", "2026-W47"], tmp_path, env)
     (tmp_path / "intro.txt").write_text("Three picks this week.\n\nThe video one surprised us.")
-    run(["issue", "edit", "1", "--subject", "Video, images and data", "--intro-file", "intro.txt",
+    command(["issue", "edit", "1", "--subject", "Video, images and data", "--intro-file", "intro.txt",
          "--subject-follows-reader"], tmp_path, env)
-    run(["issue", "add", "1", "cursor-vs-windsurf"], tmp_path, env)
-    run(["issue", "move", "1", "cursor-vs-windsurf", "1"], tmp_path, env)
-    run(["issue", "remove", "1", "julius-ai-vs-hex-magic"], tmp_path, env)
-    shown = run(["issue", "show", "1"], tmp_path, env).stdout
+    command(["issue", "add", "1", "cursor-vs-windsurf"], tmp_path, env)
+    command(["issue", "move", "1", "cursor-vs-windsurf", "1"], tmp_path, env)
+    command(["issue", "remove", "1", "julius-ai-vs-hex-magic"], tmp_path, env)
+    shown = command(["issue", "show", "1"], tmp_path, env).stdout
     assert "Video, images and data" in shown and "Three picks" in shown
     assert "follows each reader's first comparison" in shown
     assert shown.index("cursor-vs-windsurf") < shown.index("midjourney-vs-ideogram")
     assert "julius-ai-vs-hex-magic" not in shown
     # W47 is long past in 2099: the week check refuses unless overridden.
-    old = run(["issue", "schedule", "1", "--at", "2099-03-26 08:00", "--tz", "Europe/Berlin"], tmp_path, env, check=False)
+    old = command(["issue", "schedule", "1", "--at", "2099-03-26 08:00", "--tz", "Europe/Berlin"], tmp_path, env, check=False)
     assert old.returncode == 1 and "week: the issue is for 2026-W47" in old.stderr
-    scheduled = run(["issue", "schedule", "1", "--at", "2099-03-26 08:00", "--tz", "Europe/Berlin", "--ignore-checks"],
+    scheduled = command(["issue", "schedule", "1", "--at", "2099-03-26 08:00", "--tz", "Europe/Berlin", "--ignore-checks"],
                     tmp_path, env)
     assert "2099-03-26 08:00 CET" in scheduled.stdout and "07:00 UTC" in scheduled.stdout
-    assert "2099-03-26 08:00" in run(["issue", "list"], tmp_path, env).stdout
-    past = run(["issue", "schedule", "1", "--at", "2001-01-01 08:00"], tmp_path, env, check=False)
+    assert "2099-03-26 08:00" in command(["issue", "list"], tmp_path, env).stdout
+    past = command(["issue", "schedule", "1", "--at", "2001-01-01 08:00"], tmp_path, env, check=False)
     assert past.returncode == 1 and "in the past" in past.stderr
-    run(["issue", "unschedule", "1"], tmp_path, env)
-    tested = run(["issue", "test", "1", "--to", "editor@example.com,second@example.com", "--to", "third@example.com"],
+    command(["issue", "unschedule", "1"], tmp_path, env)
+    tested = command(["issue", "test", "1", "--to", "editor@example.com,second@example.com", "--to", "third@example.com"],
                  tmp_path, env).stdout
     for address in ("editor@example.com", "second@example.com", "third@example.com"):
         assert f"{address}: sent" in tested
     assert len(list((tmp_path / "outbox").glob("test-*.eml"))) == 3
     test_mail = next((tmp_path / "outbox").glob("test-*.eml")).read_text()
     assert "Subject: [TEST] Video, images and data" in test_mail
-    refused = run(["issue", "send", "1", "--ignore-checks"], tmp_path, env, check=False)  # 2 > confirm_over 1
+    refused = command(["issue", "send", "1", "--ignore-checks"], tmp_path, env, check=False)  # 2 > confirm_over 1
     assert refused.returncode == 1 and "--yes" in refused.stderr
-    assert "sending to 2 subscribers" in run(["issue", "send", "1", "--yes", "--wait", "--ignore-checks"],
+    assert "sending to 2 subscribers" in command(["issue", "send", "1", "--yes", "--wait", "--ignore-checks"],
                                              tmp_path, env).stdout
-    late = run(["issue", "edit", "1", "--subject", "Too late"], tmp_path, env, check=False)
+    late = command(["issue", "edit", "1", "--subject", "Too late"], tmp_path, env, check=False)
     assert late.returncode == 1 and "can no longer change" in late.stderr
-    stats = run(["stats", "--html", "report.html"], tmp_path, env).stdout
+    stats = command(["stats", "--html", "report.html"], tmp_path, env).stdout
     assert "2026-W47" in stats and (tmp_path / "report.html").read_text().count("<svg") == 6
-    digest = run(["stats", "--votes", "--last", "3"], tmp_path, env).stdout
+    digest = command(["stats", "--votes", "--last", "3"], tmp_path, env).stdout
     assert "community" in digest and sum("-vs-" in line for line in digest.splitlines()) == 3, digest
