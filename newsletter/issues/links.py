@@ -130,6 +130,8 @@ def issue_mail(settings: Settings, secret: str, template: MessageTemplate, signe
     key = (id(settings), secret, id(signer), mime)
     found = mails.get(key)
     if found is None or found.settings is not settings or found.personal.signer is not signer:
+        if len(mails) >= 8:  # a long-lived template (a process's welcome mail) meets many settings objects
+            mails.clear()
         found = mails[key] = IssueMail(settings, secret, template, signer, mime)  # type: ignore[arg-type]
     return found
 
