@@ -45,8 +45,8 @@ class PersonalMail:
         """`plain`: the slots whose values the caller knows HTML escaping leaves as they are (links
         it made): the HTML part then shares the text part's encoding of them without a check."""
         self.template, self.signer, self.mime, self.not_carried = template, signer, mime, not_carried
-        # Every distinct (part's escape, slot name) a message fills, in a fixed order; a value's
-        # position among them is its index after the statics.
+        # Every distinct (part's escape, slot name) a message fills, in a fixed order: per message
+        # their encodings follow the statics and the header lines in the tuple pieces are picked from.
         escapes = [None if part.escape is str else _escape_html for part in template.parts]
         statics: list[bytes] = []
         keys: list[tuple] = []
