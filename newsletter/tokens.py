@@ -14,17 +14,20 @@ verify, so links already in inboxes keep working after a new key is put first.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import re
-from base64 import urlsafe_b64encode
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
 from itsdangerous import BadData, Signer, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode
+
+from newsletter.text import looks_like_bitcoin_address
 
 DAY = 24 * 3600
 
@@ -91,14 +94,27 @@ def plain_signer(secret: str, salt: str) -> Signer:
     return _Signer(_ring(secret), salt=salt, digest_method=hashlib.sha256)
 
 
+class KeyedDigest:
+    """HMAC-SHA256 under the ring's first key (Message-IDs, VERP addresses), its pads made once:
+    a send makes two per message, and hmac.new() sets up an OpenSSL context per call."""
+
+    __slots__ = ("_pads",)
+
+    def __init__(self, secret: str) -> None:
+        self._pads = _pads(keys_of(secret)[0].encode())
+
+    def hex(self, message: str) -> str:
+        return _hmac(self._pads, message.encode()).hex()
+
+
 @lru_cache(maxsize=8)
-def _first_key_pads(secret: str) -> tuple:
-    return _pads(keys_of(secret)[0].encode())
+def keyed_digester(secret: str) -> KeyedDigest:
+    return KeyedDigest(secret)
 
 
 def keyed_digest(secret: str, message: str) -> str:
     """An HMAC with the signing key (Message-IDs): made with the first key."""
-    return _hmac(_first_key_pads(secret), message.encode()).hex()
+    return keyed_digester(secret).hex(message)
 
 
 def verify_digest(secret: str, message: str, digest: str, length: int) -> bool:
@@ -135,22 +151,88 @@ def _signing_pads(secret: str, purpose: Purpose) -> tuple:
     return _pads(timestamp_signer(secret, _salt(purpose)).derive_key())
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def _stamp(seconds: int) -> str:
     """itsdangerous' timestamp: the big-endian bytes of the unix time, URL-safe base64."""
     return base64_encode(seconds.to_bytes(8, "big").lstrip(b"\x00")).decode()
 
 
-def make_token(secret: str, purpose: Purpose, subscriber_id: int, key: str = "") -> str:
-    """A signed link token for the reader with this id and `key` (their token_key).
+def stamp_now() -> int:
+    """The signing time of tokens, in itsdangerous' whole seconds: taken once per batch or message
+    and handed to TokenSigner, so a reader's tokens share one stamp."""
+    return int(time.time())
 
-    Byte for byte what `timestamp_signer(secret, salt).sign(value)` makes (value.stamp.signature,
-    HMAC-SHA256 under the derived key; tests/test_tokens.py holds it to that), made without
-    itsdangerous' per-call work: three tokens per message were an eighth of a send's CPU."""
-    value = f"{subscriber_id}-{key}" if key else str(subscriber_id)
-    signed = f"{value}.{_stamp(int(time.time()))}"
-    signature = _hmac(_signing_pads(secret, purpose), signed.encode())
-    return f"{signed}.{urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _urlsafe_b64(data: bytes) -> str:
+    """URL-safe base64 without padding, one C call (base64.urlsafe_b64encode is three)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=").decode("ascii")
+
+
+def token_value(subscriber_id: int, key: str = "") -> str:
+    """What a token signs: the subscriber id, and their token_key when they have one."""
+    return f"{subscriber_id}-{key}" if key else str(subscriber_id)
+
+
+class TokenSigner:
+    """Signs link tokens for one key ring, byte for byte what `timestamp_signer(secret,
+    salt).sign(value)` makes (value.stamp.signature, HMAC-SHA256 under itsdangerous' derived key;
+    tests/test_tokens.py holds it to that), without itsdangerous' per-call work: a message's
+    three tokens were an eighth of a send's CPU. One reader's tokens share the "value.stamp"
+    prefix, encoded once (`sign_all`)."""
+
+    def __init__(self, secret: str) -> None:
+        self._pads = {purpose: _signing_pads(secret, purpose) for purpose in Purpose}
+
+    def _signature(self, purpose: Purpose, signed: bytes) -> str:
+        return _urlsafe_b64(_hmac(self._pads[purpose], signed))
+
+    def sign(self, purpose: Purpose, value: str, stamp: int, _prefix: str = "") -> str:
+        """The token for `value` signed at `stamp` (unix seconds; see stamp_now).
+
+        A signature is random-looking base64, and about one token in a few thousand holds a word
+        SpamAssassin takes for a Bitcoin address (__BITCOIN_ID, a part of several spam rules):
+        such a token is signed again one second earlier, which changes the whole signature
+        and nothing a reader sees; it still verifies and expires a second sooner."""
+        signed = _prefix or f"{value}.{_stamp(stamp)}"
+        signature = self._signature(purpose, signed.encode())
+        while _bitcoin_like(signature):
+            stamp -= 1
+            signed = f"{value}.{_stamp(stamp)}"
+            signature = self._signature(purpose, signed.encode())
+        return f"{signed}.{signature}"
+
+    def sign_all(self, value: str, stamp: int, purposes: Iterable[Purpose]) -> list[str]:
+        """One reader's tokens for several purposes, all signed at `stamp`: `sign` for each, with
+        the signed text made and encoded once (a send signs three per message)."""
+        prefix = f"{value}.{_stamp(stamp)}"
+        signed = prefix.encode()
+        tokens = []
+        for purpose in purposes:
+            signature = self._signature(purpose, signed)
+            tokens.append(f"{prefix}.{signature}" if not _bitcoin_like(signature) else
+                          self.sign(purpose, value, stamp - 1))
+        return tokens
+
+
+def _bitcoin_like(signature: str) -> bool:
+    """newsletter.text.looks_like_bitcoin_address, asked only when the signature can match: every
+    form of the rule begins at a word boundary with 1, 3 or b (a signature follows a ".")."""
+    return (signature[:1] in ("1", "3", "b") or "-1" in signature or "-3" in signature
+            or "-b" in signature) and looks_like_bitcoin_address(signature)
+
+
+@lru_cache(maxsize=8)
+def token_signer(secret: str) -> TokenSigner:
+    """Made once per key ring: the pads of every purpose's derived key."""
+    return TokenSigner(secret)
+
+
+def make_token(secret: str, purpose: Purpose, subscriber_id: int, key: str = "") -> str:
+    """A signed link token for the reader with this id and `key` (their token_key), signed now."""
+    return token_signer(secret).sign(purpose, token_value(subscriber_id, key), stamp_now())
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.delivery.variants import SendVariants
 from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.links import IssueRecipient, issue_message
+from newsletter.tokens import stamp_now
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
@@ -168,11 +169,12 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
     built, answered = [], []
     # one template per claimed row, by its reader's variant (delivery/variants.py)
     templates = job.variants.templates_for(job.engine, [(row[0], row[2]) for row in rows])
+    stamp = stamp_now()  # the batch's tokens share one signing time
     for delivery_id, attempts, subscriber_id, email, name, key in rows:
         recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:
             message, msg_id = issue_message(job.settings, job.secret, templates[delivery_id], recipient, now,
-                                            signer=job.signer, mime=job.mime)
+                                            signer=job.signer, mime=job.mime, stamp=stamp)
         except Exception as exc:
             log.warning("delivery %s: the message could not be built: %r", delivery_id, exc)
             answered.append(((delivery_id, attempts, None, email), queue.unbuildable(exc)))

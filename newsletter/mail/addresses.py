@@ -27,7 +27,8 @@ def display_name(name: str) -> str:
     """`name` as the phrase before `<addr>`: plain atoms as they are; other ASCII as a quoted-string
     (backslash and quote escaped); anything else, and ASCII that looks like an encoded word (a
     parser would decode it), as RFC 2047 encoded words, folded with CRLF + space."""
-    reject_control_chars(name, "name")
+    if not (name.isascii() and name.isprintable()):  # printable ASCII has no control character
+        reject_control_chars(name, "name")
     if _PLAIN_NAME.fullmatch(name):
         return name
     if name.isascii() and "=?" not in name:
@@ -41,7 +42,8 @@ def display_name(name: str) -> str:
 def wire_address(email: str) -> str:
     """The stored address as SMTP and headers carry it: the domain in IDNA A-labels (user@bücher.de
     → user@xn--bcher-kva.de); the local part as stored. ValueError when it cannot be written."""
-    reject_control_chars(email, "email")
+    if not (email.isascii() and email.isprintable()):  # printable ASCII has no control character
+        reject_control_chars(email, "email")
     local, at, domain = email.rpartition("@")
     if not at or not local or not domain or _NOT_IN_ADDRESS.search(email):
         raise ValueError(f"email: {email!r} cannot be written into a header")

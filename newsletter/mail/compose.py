@@ -19,7 +19,7 @@ from newsletter.mail.dkim import DkimSigner
 from newsletter.mail.headers import address_list, address_of, domain_of, encode_address, encode_text, header_line, \
     name_and_address
 from newsletter.mail.message import MessageContent, OutgoingMessage
-from newsletter.mail.mime import MessageTemplate, message_template, stuff
+from newsletter.mail.mime import MessageTemplate, message_template
 from newsletter.tokens import keyed_digest
 
 DELIVERY_HEADER = "X-Weekly-Verdicts-Delivery"
@@ -63,20 +63,17 @@ def assemble(settings: Settings, template: MessageTemplate, name: str, email: st
     To header."""
     email = wire_address(email)
     lines = [header_line(field, value) for field, value in personal]
-    pieces, stuffed = template.render_pieces(lines, values) if mime else ([b""], None)
+    pieces = template.render_pieces(lines, values) if mime else [b""]
     if signer is not None and mime:
-        signature = signer.header(b"".join(pieces))
-        dotted = stuff(signature)  # a folded header line begins with a space: none, but never assumed
-        if stuffed is not None or dotted != signature:
-            stuffed = [dotted, *(pieces if stuffed is None else stuffed)]
-        pieces = [signature, *pieces]
+        # A header line: it begins with the field name or a fold, never with "." (no stuffing).
+        pieces = [signer.header(b"".join(pieces)), *pieces]
     sender_name, sender = name_and_address(settings.mail.from_address)
     text, html = template.bodies(values)
     headers = {**template.extra_headers, **{field: value for field, value in personal if field not in _NOT_CARRIED}}
     content = MessageContent(sender_name, sender, name, email, template.subject, text, html,
                              address_list(settings.mail.reply_to), headers)
     return OutgoingMessage(envelope_from or address_of(settings.mail.from_address), email, None, reference, content,
-                           pieces=pieces, stuffed=stuffed)
+                           pieces=pieces)
 
 
 def message_id(secret: str, reference: str, domain: str) -> str:

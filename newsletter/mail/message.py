@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from newsletter.mail.addresses import display_name
@@ -101,20 +101,30 @@ class OutgoingMessage:
     each copy of a 500-message batch, was a quarter of a worker's CPU. `data` joins them (once)
     for a transport that wants one bytes object (file, Mailgun, SES) or a DKIM signer."""
 
-    __slots__ = ("envelope_from", "recipient", "reference", "content", "line_dots", "pieces", "stuffed", "_data")
+    __slots__ = ("envelope_from", "recipient", "reference", "_content", "_content_from", "line_dots", "pieces",
+                 "stuffed", "_data")
 
     def __init__(self, envelope_from: str, recipient: str, data: bytes | None = None, reference: str = "",
                  content: MessageContent | None = None, line_dots: tuple[int, ...] | None = None, *,
-                 pieces: Sequence[bytes] | None = None, stuffed: Sequence[bytes] | None = None) -> None:
+                 pieces: Sequence[bytes] | None = None, stuffed: Sequence[bytes] | None = None,
+                 content_from: Callable[[], MessageContent] | None = None) -> None:
         if data is None and pieces is None:
             raise TypeError("a message needs its data or its pieces")
         self.envelope_from, self.recipient, self.reference = envelope_from, recipient, reference
-        self.content = content  # the same message as fields, when the builder made it
+        # The same message as fields, when the builder made it, or how to make it on first use
+        # (`content_from`): a message sent over SMTP never needs them.
+        self._content, self._content_from = content, content_from
         # Where `data` has a "." at the start of a line (offsets), when the caller knows: SMTP must
         # double those dots. Given only for CRLF-only `data`. None: unknown, SMTP looks for itself.
         self.line_dots = line_dots
         self.pieces, self.stuffed = pieces, stuffed
         self._data = data
+
+    @property
+    def content(self) -> MessageContent | None:
+        if self._content is None and self._content_from is not None:
+            self._content, self._content_from = self._content_from(), None
+        return self._content
 
     @property
     def data(self) -> bytes:

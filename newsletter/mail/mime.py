@@ -7,11 +7,10 @@ static bytes joined with the QP encoding of a few short slot values. The
 result decodes to exactly the filled template.
 
 Every piece (a header line, a static chunk, an encoded value) starts at the
-beginning of a line and ends at the end of one, so the offsets of the dots
-that begin a line (which SMTP must double, RFC 5321 4.5.2) are known per piece:
-found once per issue for the static chunks and in a few short values per
-recipient. The message carries them, and the SMTP transport never has to scan
-80 KB per recipient for them (that scan was a quarter of a worker's CPU).
+beginning of a line and ends at the end of one, and no line of any of them
+begins with "." (a leading dot is written "=2E": `qp_value`), so SMTP's
+dot-stuffing (RFC 5321 4.5.2) never applies: the transport sends the pieces as
+they are, without scanning 80 KB per recipient or making a stuffed copy.
 
 The same chunks are also JSON-string encoded once (JSON escapes character by
 character, so the pieces joined are the whole escaped), for the JSON APIs:
@@ -104,6 +103,14 @@ def undotted(encoded: bytes) -> bytes:
     return b"\r\n".join(lines)
 
 
+def qp_value(text: str) -> bytes:
+    """`qp_encode` with no line that begins with "." (`undotted`): what every static chunk and
+    every recipient's value is encoded as, so no message the builder makes needs dot-stuffing.
+    A value begins a line (its chunk ended at one), and a link's "." can fall at a soft break."""
+    encoded = qp_encode(text)
+    return undotted(encoded) if encoded[:1] == b"." or b"\r\n." in encoded else encoded
+
+
 @dataclass(frozen=True)
 class EncodedPart:
     """A MIME body part whose static chunks are already encoded."""
@@ -115,35 +122,29 @@ class EncodedPart:
     names: frozenset[str]
     statics: list[str]  # the static chunks as text, LF line ends
     json_chunks: list[bytes]  # the same, each JSON-string escaped (no quotes), UTF-8
-    stuffed_chunks: list[bytes]  # the encoded chunks with each line-leading "." doubled (SMTP)
-    dotted: bool  # some static chunk has a line-leading "."
 
-    def pieces(self, values: Mapping[str, str], encoded: dict[str, tuple[bytes, bytes | None]],
-               out: list[bytes], stuffed: list[bytes] | None) -> list[bytes] | None:
+    def pieces(self, values: Mapping[str, str], encoded: dict[str, bytes], out: list[bytes]) -> None:
         """Appends the encoded body to `out` as pieces, each beginning a line and ending at the end
         of one (nothing is joined: a message is sent as the list of its pieces). `encoded` is the
         message's cache of encoded values, shared by its parts (the same URL in the text and the
-        HTML part is encoded once): escaped text -> (QP bytes, the same dot-stuffed or None when
-        no line of it begins with "."). `stuffed`, when not None, gets the same pieces dot-stuffed
-        for SMTP (RFC 5321 4.5.2); it is started (a copy of `out` so far, which must need none)
-        the first time a piece needs it. Returns `stuffed`."""
+        HTML part is encoded once): escaped text -> its `qp_value`."""
         hits = []
-        dotted = self.dotted
         for name in self._order:
             text = self.escape(values[name])
             hit = encoded.get(text)
             if hit is None:
-                value = qp_encode(text)
-                hit = encoded[text] = (value, stuff(value) if value[:1] == b"." or b"\r\n." in value else None)
+                hit = encoded[text] = qp_value(text)
             hits.append(hit)
-            dotted = dotted or hit[1] is not None
-        if dotted and stuffed is None:
-            stuffed = list(out)
         # chunks[0] value chunks[1] value … picked in C from the chunks followed by the values.
-        out += self._pick(self.chunks + [hit[0] for hit in hits])
-        if stuffed is not None:
-            stuffed += self._pick(self.stuffed_chunks + [hit[0] if hit[1] is None else hit[1] for hit in hits])
-        return stuffed
+        out += self._pick(self.chunks + hits)
+
+    def layout(self) -> list[bytes | str]:
+        """chunks[0] slot[0] chunks[1] …: the encoded static chunks and, between them, the names
+        of the slots (newsletter.mail.personal compiles a whole message from it)."""
+        out: list[bytes | str] = [self.chunks[0]]
+        for name, chunk in zip(self.slots, self.chunks[1:]):
+            out += (name, chunk)
+        return out
 
     def __post_init__(self) -> None:
         order = tuple(sorted(self.names))
@@ -202,11 +203,9 @@ def encode_part(content_type: str, template: Slotted) -> EncodedPart:
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii")
     statics = [chunk.replace("\r\n", "\n") for chunk in template.statics]
-    chunks = [undotted(qp_encode(chunk)) for chunk in template.statics]
-    stuffed = [stuff(chunk) for chunk in chunks]
+    chunks = [qp_value(chunk) for chunk in template.statics]
     return EncodedPart(headers, chunks, template.slots, escape, frozenset(template.slots), statics,
-                       [_json_escaped(chunk) for chunk in statics], stuffed,
-                       any(a != b for a, b in zip(chunks, stuffed)))
+                       [_json_escaped(chunk) for chunk in statics])
 
 
 @dataclass(frozen=True)
@@ -236,33 +235,37 @@ class MessageTemplate:
         object.__setattr__(self, "_openings", openings)
         object.__setattr__(self, "_closing", closing)
 
-    def render_pieces(self, personal_headers: list[str],
-                      values: Mapping[str, str]) -> tuple[list[bytes], list[bytes] | None]:
+    def render_pieces(self, personal_headers: list[str], values: Mapping[str, str]) -> list[bytes]:
         """The full message for one recipient (header lines, then the body: multipart, or the one
         text part of a text-only mail; CRLF line ends only) as pieces, each beginning a line and
-        ending at the end of one, and the same pieces dot-stuffed for SMTP, or None when no line
-        begins with "." (the common case: then the pieces are what SMTP sends). Nothing is joined:
-        a copy of 80 KB per message, and the fresh memory for each of a batch's 500 copies, cost a
-        quarter of a worker's time."""
+        ending at the end of one. No line begins with "." (header lines begin with a field name or
+        a fold, bodies are `qp_value`s), so SMTP sends the pieces as they are, never a dot-stuffed
+        copy. Nothing is joined: a copy of 80 KB per message, and the fresh memory for each of a
+        batch's 500 copies, cost a quarter of a worker's time."""
         out = [("\r\n".join(personal_headers) + "\r\n").encode("utf-8") if personal_headers else b"",
-               self._head]  # header lines begin with a field name or a fold: never with "."
-        stuffed = None
-        encoded: dict[str, tuple[bytes, bytes | None]] = {}
+               self._head]
+        encoded: dict[str, bytes] = {}
         for opening, part in zip(self._openings, self.parts):
             if opening:
                 out.append(opening)
-                if stuffed is not None:
-                    stuffed.append(opening)
-            stuffed = part.pieces(values, encoded, out, stuffed)
+            part.pieces(values, encoded, out)
         if self._closing:
             out.append(self._closing)
-            if stuffed is not None:
-                stuffed.append(self._closing)
-        return out, stuffed
+        return out
+
+    def layout(self) -> list[bytes | tuple[int, str]]:
+        """The message after its personal header lines: static bytes and, where a recipient's value
+        goes, (part index, slot name), in order (compiled once by newsletter.mail.personal)."""
+        out: list[bytes | tuple[int, str]] = [self._head]
+        for index, (opening, part) in enumerate(zip(self._openings, self.parts)):
+            out.append(opening)
+            out += [item if isinstance(item, bytes) else (index, item) for item in part.layout()]
+        out.append(self._closing)
+        return out
 
     def render(self, personal_headers: list[str], values: Mapping[str, str]) -> tuple[bytes, list[int]]:
-        """`render_pieces` joined, and the offsets of the dots that begin a line in it."""
-        data = b"".join(self.render_pieces(personal_headers, values)[0])
+        """`render_pieces` joined, and the offsets of the dots that begin a line in it (none)."""
+        data = b"".join(self.render_pieces(personal_headers, values))
         return data, line_dots(data)
 
     def bodies(self, values: Mapping[str, str]) -> tuple[FilledBody, FilledBody | None]:
