@@ -150,12 +150,12 @@ def test_a_late_claim_reads_the_pending_rows_from_its_start(sample_engine, setti
     issue_id, ids = _enqueue(sample_engine, settings, 3000)
     with sample_engine.begin() as connection:
         connection.execute(text("UPDATE delivery SET state = 'sent' WHERE id < :id"), {"id": ids[2900]})
-        connection.execute(text("ANALYZE"))
+        connection.execute(text("ANALYZE delivery"))
     seen: list[tuple[str, object]] = []
 
     def capture(_conn, _cursor, statement, parameters, _context, _many):
         upper = statement.lstrip().upper()
-        if "LIMIT" in upper and upper.startswith(("UPDATE DELIVERY", "WITH PICKED")):
+        if "LIMIT" in upper and upper.startswith(("UPDATE DELIVERY", "WITH CLAIMED")):
             seen.append((statement, parameters))
 
     cursor = ClaimCursor(issue_id, "w", floor=ids[2900], rescan_at=math.inf)
@@ -180,3 +180,32 @@ def test_a_late_claim_reads_the_pending_rows_from_its_start(sample_engine, setti
     assert "ix_delivery_due" in json.dumps(document), document
     assert _filtered_rows(document["Plan"]) <= 50, document
 
+
+
+def test_the_webhook_lookup_by_provider_id_uses_its_partial_index(sample_engine, settings):
+    """Migration 0030 keeps only the rows that have a provider's id in its index; the lookup of
+    feedback/rules.py (`provider_message_id = :id`) still finds them through it, with the value
+    bound as a parameter (PostgreSQL: the generic plan a prepared statement gets)."""
+    _enqueue(sample_engine, settings, 50)
+    with sample_engine.begin() as connection:
+        connection.execute(text("UPDATE delivery SET provider_message_id = 'p-' || id WHERE id % 2 = 0"))
+        connection.execute(text("ANALYZE delivery"))
+        if sample_engine.dialect.name == "sqlite":
+            plan = " | ".join(row[-1] for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM delivery WHERE provider_message_id = ? LIMIT 1", ("p-2",)))
+        else:
+            connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # 50 rows: a scan would win otherwise
+            connection.exec_driver_sql("PREPARE lookup(text) AS "
+                                       "SELECT id FROM delivery WHERE provider_message_id = $1 LIMIT 1")
+            plan = "\n".join(connection.exec_driver_sql("EXPLAIN EXECUTE lookup('p-2')").scalars())
+            connection.exec_driver_sql("DEALLOCATE lookup")
+    assert "ix_delivery_provider_message_id" in plan, plan
+    with sample_engine.connect() as connection:  # and it is partial
+        if sample_engine.dialect.name == "sqlite":
+            sql = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = "
+                                          "'ix_delivery_provider_message_id'")).scalar_one()
+        else:
+            sql = connection.execute(text("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                                          "AND indexname = 'ix_delivery_provider_message_id'")).scalar_one()
+    assert "IS NOT NULL" in sql, sql
