@@ -103,8 +103,13 @@ class DeliverReport:
         self.batches += 1
 
 
-def _finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
+def _finish_if_done(session: Session, issue_id: int, now: datetime, floor: int | None = None) -> bool:
+    """`sent` when no row is pending. `floor`: no row below it can be (claim_batch.ClaimCursor);
+    from there the check skips the index entries the whole send left behind (a walk over every
+    one of them at the end of each worker's send was a tenth of the last tenth's database CPU)."""
     pending = exists().where(Delivery.issue_id == issue_id, Delivery.state.in_(outbox.PENDING))
+    if floor is not None:
+        pending = pending.where(Delivery.id >= floor)
     return transition(session, issue_id, IssueState.sent, ~pending, finished_at=now)
 
 
@@ -183,7 +188,7 @@ def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) ->
     """Move the issue to `sent` when nothing is pending (exactly one worker wins) and queue the
     editors' notice; fill in the report."""
     with session_scope(job.engine) as session:
-        won = _finish_if_done(session, job.issue_id, clock())
+        won = _finish_if_done(session, job.issue_id, clock(), job.cursor.floor)
         report.finished = won or session.get(Issue, job.issue_id).state == IssueState.sent.value
         report.counts = outbox.counts(session, job.issue_id)
     if won:
