@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event
 
-from bench.claims import SECRET, AcceptAll
-from bench.sample import PG, pg_schema, queued_issue, write_config
+from bench.claims import SECRET, AcceptAll, queued_send
+from bench.sample import PG
 from newsletter.delivery.sender import DeliverReport, deliver
 
 # (kind, pattern matched at the start of the statement's text, whitespace collapsed), first match wins.
@@ -108,25 +107,15 @@ def run(subscribers: int, pg: str = PG) -> tuple[Profile, float]:
     """One send of `subscribers` readers, profiled; the profile and the send's wall time."""
     os.environ.setdefault("NEWSLETTER_SECRET_KEY", SECRET)
     profile = Profile()
-    with pg_schema(pg, "bench_pg_profile") as url, tempfile.TemporaryDirectory() as tmp:
-        settings = write_config(Path(tmp), url, """
-            [mail]
-            transport = "file"
-            from_address = "Weekly Verdicts <verdicts@weeklyverdicts.example>"
-            [delivery]
-            batch_size = 500
-            """)
-        with queued_issue(settings, subscribers) as queued:
-            with queued.engine.begin() as connection:
-                connection.execute(text("ANALYZE delivery"))
-            profile.attach(queued.engine)
+    with queued_send(subscribers, pg, "bench_pg_profile") as (settings, queued):
+        profile.attach(queued.engine)
 
-            def progress(report: DeliverReport) -> None:
-                profile.delivered = report.sent
+        def progress(report: DeliverReport) -> None:
+            profile.delivered = report.sent
 
-            started = time.perf_counter()
-            report = deliver(queued.engine, settings, AcceptAll(), SECRET, queued.issue_id, progress=progress)
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        report = deliver(queued.engine, settings, AcceptAll(), SECRET, queued.issue_id, progress=progress)
+        elapsed = time.perf_counter() - started
     assert report.finished and report.sent == subscribers, report
     return profile, elapsed
 
