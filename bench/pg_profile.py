@@ -32,13 +32,13 @@ from newsletter.delivery.sender import DeliverReport, deliver
 # (kind, pattern matched at the start of the statement's text, whitespace collapsed), first match wins.
 KINDS = [
     ("claim (one statement: claim_batch)", r"WITH claimed"),
-    ("claim (queue.claim)", r"UPDATE delivery SET state=\S+, lease_until=\S+, attempts"),
-    ("skip readers who left", r"UPDATE delivery SET state=\S+, lease_until=\S+, last_error"),
+    ("claim (queue.claim)", r"UPDATE delivery SET .* RETURNING delivery\.id$"),
+    ("skip readers who left", r"UPDATE delivery SET .*suppression"),
     ("read claimed rows + readers", r"SELECT delivery\.id, delivery\.attempts, subscriber\.id"),
     ("read variant masks", r"SELECT delivery\.id, delivery\.variant_mask"),
     ("floor (lowest pending id)", r"SELECT delivery\.id FROM delivery WHERE"),
     ("record results", r"UPDATE delivery AS d SET"),
-    ("skip if cancelled", r"UPDATE delivery SET state=\S+, next_attempt_at"),
+    ("skip if cancelled", r"UPDATE delivery SET state=\S+, next_attempt_at="),
     ("heartbeat", r"UPDATE worker_heartbeat"),
     ("issue counters (tallies)", r"(INSERT INTO|UPDATE) issue_tally"),
     ("rate limiter", r"(INSERT INTO|UPDATE) send_window"),
