@@ -21,6 +21,7 @@ BENCHMARKS = {
     "cli_start": "bench.cli_start",  # CPU and wall time of --help of every group: commands without a database
     "web_load": "bench.web_load",  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
     "imports": "bench.imports",  # subscribers import of N rows vs PostgreSQL's COPY; export rows/s and RSS
+    "pg_profile": "bench.pg_profile",  # PostgreSQL backend CPU per statement kind of a send (from /proc)
 }
 
 

@@ -1,12 +1,12 @@
 """Outbox: does a send keep its pace from the first batch to the last? (PostgreSQL)
 
-`deliver` (the real loop: claim, eligibility check, row read, message building, recording) runs
+`deliver` (the real loop: claim with its readers, message building, recording) runs
 over N queued deliveries with a transport that accepts every message at once, so what is timed is
 the database and the building, not a mail server. The rate over the last tenth of the send is
 divided by the rate over the first tenth: 1.0 means a claim costs the same at the end of the queue
 as at its start. The reference, in the same run on a fresh schema, is the same loop with every
-claim scanning from the start of the queue (no hint), which is what claims did before
-`outbox.claim_from`: dead index entries of the rows already handled pile up in front of it.
+claim a rescan (`claim_batch.ClaimCursor`: the lowest unfinished id found again, the scan from
+there) instead of from the previous claim's lowest id.
 
 Run: `python -m bench claims [--subscribers N]` (needs PostgreSQL; ~1 min at 200,000).
 """
@@ -17,7 +17,8 @@ import argparse
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from sqlalchemy import text
 from bench.report import write_section
 from bench.sample import PG, pg_schema, queued_issue, write_config
 from bench.smtp_send import machine
-from newsletter.delivery import sender
+from newsletter.config import Settings
+from newsletter.delivery import claim_batch
 from newsletter.delivery.sender import DeliverReport, deliver
 from newsletter.delivery.transports.base import Outcome, SendResult
 from newsletter.mail.message import OutgoingMessage
@@ -48,10 +50,11 @@ class AcceptAll:
         pass
 
 
-def one_send(subscribers: int, hinted: bool, pg: str) -> dict:
-    """A fresh schema with `subscribers` queued deliveries, delivered in this process; the time of
-    each batch's end, to compare the first tenth with the last."""
-    with pg_schema(pg, "bench_claims") as url, tempfile.TemporaryDirectory() as tmp:
+@contextmanager
+def queued_send(subscribers: int, pg: str, prefix: str = "bench_claims") -> Iterator[tuple[Settings, object]]:
+    """A fresh schema with `subscribers` queued deliveries of one issue, analysed, and the settings
+    of a send in batches of 500 (bench/sample.queued_issue's handle as the second item)."""
+    with pg_schema(pg, prefix) as url, tempfile.TemporaryDirectory() as tmp:
         settings = write_config(Path(tmp), url, """
             [mail]
             transport = "file"
@@ -62,17 +65,24 @@ def one_send(subscribers: int, hinted: bool, pg: str) -> dict:
         with queued_issue(settings, subscribers) as queued:
             with queued.engine.begin() as connection:
                 connection.execute(text("ANALYZE delivery"))
-            marks: list[tuple[float, int]] = [(time.perf_counter(), 0)]
+            yield settings, queued
 
-            def progress(report: DeliverReport) -> None:
-                marks.append((time.perf_counter(), report.sent))
 
-            saved = sender.RESCAN_SECONDS
-            sender.RESCAN_SECONDS = saved if hinted else 0.0  # 0: every claim scans from the start
-            try:
-                report = deliver(queued.engine, settings, AcceptAll(), SECRET, queued.issue_id, progress=progress)
-            finally:
-                sender.RESCAN_SECONDS = saved
+def one_send(subscribers: int, hinted: bool, pg: str) -> dict:
+    """A fresh schema with `subscribers` queued deliveries, delivered in this process; the time of
+    each batch's end, to compare the first tenth with the last."""
+    with queued_send(subscribers, pg) as (settings, queued):
+        marks: list[tuple[float, int]] = [(time.perf_counter(), 0)]
+
+        def progress(report: DeliverReport) -> None:
+            marks.append((time.perf_counter(), report.sent))
+
+        saved = claim_batch.RESCAN_SECONDS
+        claim_batch.RESCAN_SECONDS = saved if hinted else 0.0  # 0: every claim rescans from the floor
+        try:
+            report = deliver(queued.engine, settings, AcceptAll(), SECRET, queued.issue_id, progress=progress)
+        finally:
+            claim_batch.RESCAN_SECONDS = saved
     assert report.finished and report.sent == subscribers, report
     return {"total_s": marks[-1][0] - marks[0][0], "first": _rate(marks, 0.0, 0.1), "last": _rate(marks, 0.9, 1.0)}
 
@@ -96,8 +106,9 @@ def run(subscribers: int, pg: str = PG) -> dict:
 
 def markdown(r: dict) -> str:
     rows = []
-    for label, key in (("claims from the previous claim's lowest id (`outbox.claim_from`, as workers run)", "ours"),
-                       ("reference: every claim scans from the start of the queue", "reference")):
+    for label, key in (("claims from the previous claim's lowest id, rescans from the floor every 10 s "
+                        "(`claim_batch.ClaimCursor`, as workers run)", "ours"),
+                       ("reference: every claim a rescan from the floor (the lowest unfinished id)", "reference")):
         m = r[key]
         rows.append(f"| {label} | {m['first']:.0f} | {m['last']:.0f} | {m['last'] / m['first']:.2f} | "
                     f"{m['total_s']:.1f} s |")
@@ -106,8 +117,8 @@ def markdown(r: dict) -> str:
         "## Outbox: pace from the first batch to the last (PostgreSQL)",
         "",
         f"{r['date']}, {r['machine']}, PostgreSQL on the same machine, load average {r['load']:.1f} at the "
-        f"start. `python -m bench claims --subscribers {r['subscribers']}`: the real `deliver` loop (claim, "
-        "eligibility check, row read, message fields, recording; batches of 500) over "
+        f"start. `python -m bench claims --subscribers {r['subscribers']}`: the real `deliver` loop (claim "
+        "with its readers, message fields, recording; batches of 500) over "
         f"{r['subscribers']:,} queued deliveries, into a transport that accepts every message at once.",
         "",
         "| claims | first tenth (msg/s) | last tenth (msg/s) | last / first | whole send |",

@@ -121,7 +121,9 @@ def run_workers(folder: Path, processes: int, monitor: Engine, sink_pid: int,
     return elapsed, samples, cpu
 
 
-APP = "wv-bench-worker"  # the workers' application_name: how their PostgreSQL backends are found
+# The workers' application_name: how their PostgreSQL backends are found. Unique per run: two
+# benchmarks on one server (other worktrees) must not count each other's backends.
+APP = f"wv-bench-worker-{os.getpid()}"
 
 
 def _backends(monitor: Engine) -> list[int]:

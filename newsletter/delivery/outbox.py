@@ -174,8 +174,8 @@ def claim(
     The rows are found through the partial index of pending rows (`ix_delivery_due`), lowest id
     first. Rows already handled leave dead entries at the low end of that index until VACUUM
     removes them, and a scan from the start steps over all of them (50 ms per claim after 200,000
-    sent). `from_id` starts the scan there instead: a worker passes the lowest id of its previous
-    claim and rescans from the start now and then for what came due below it (sender.deliver).
+    sent). `from_id` starts the scan there instead: a worker's claims start at its previous
+    claim's lowest id or at the lowest id not yet final (claim_batch.ClaimCursor).
     Which pending rows are due is one CASE rather than an OR of (state, time) pairs: an OR invites
     PostgreSQL to OR three bitmap scans of (issue_id, state) and sort everything pending, where the
     partial index gives the lowest ids in order."""
@@ -189,19 +189,6 @@ def claim(
     if from_id is not None:
         conditions.append(Delivery.id >= from_id)
     return queue.claim(session, Delivery, conditions, now, limit, lease, worker_id, stale)
-
-
-def claim_from(
-    session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker_id: str | None,
-    hint: int | None, stale: datetime | None = None,
-) -> list[int]:
-    """`claim` scanning from `hint` (None: from the start); when that finds fewer than `limit`
-    rows (the end of the queue, or what is left lies below the hint), the rest from the start,
-    so a hint can delay a row below it but never leave it behind when the queue runs dry."""
-    ids = claim(session, issue_id, now, limit, lease, worker_id, from_id=hint, stale=stale)
-    if hint is not None and len(ids) < limit:  # the first's are leased now
-        ids += claim(session, issue_id, now, limit - len(ids), lease, worker_id, stale=stale)
-    return sorted(ids)
 
 
 def release(session: Session, worker_id: str, ids: list[int] | None = None) -> int:

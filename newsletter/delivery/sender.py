@@ -28,6 +28,7 @@ from newsletter import tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox, queue
+from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
@@ -46,9 +47,6 @@ from newsletter.wake import announce
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A worker scans for due rows from the lowest id of its previous claim (outbox.claim_from), and
-# from the start of the queue this often, for retries and expired leases that came due below it.
-RESCAN_SECONDS = 10.0
 # The first claim of each pass takes at most this many rows: the first message of a send leaves
 # after 20 messages are built instead of 500 (~40 ms of CPU, seconds on a busy machine), and a
 # worker that wakes for a send starts at once. The batches after it are full.
@@ -106,8 +104,13 @@ class DeliverReport:
         self.batches += 1
 
 
-def _finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
+def _finish_if_done(session: Session, issue_id: int, now: datetime, floor: int | None = None) -> bool:
+    """`sent` when no row is pending. `floor`: no row below it can be (claim_batch.ClaimCursor);
+    from there the check skips the index entries the whole send left behind (a walk over every
+    one of them at the end of each worker's send was a tenth of the last tenth's database CPU)."""
     pending = exists().where(Delivery.issue_id == issue_id, Delivery.state.in_(outbox.PENDING))
+    if floor is not None:
+        pending = pending.where(Delivery.id >= floor)
     return transition(session, issue_id, IssueState.sent, ~pending, finished_at=now)
 
 
@@ -125,8 +128,7 @@ class _Send:
     variants: SendVariants  # each reader's variant of the issue and its template (delivery/variants.py)
     signer: object
     mime: bool
-    hint: int | None = None  # the lowest id of this worker's previous claim
-    rescan_at: float = 0.0
+    cursor: ClaimCursor  # where this worker's claims of the issue start (claim_batch.py)
 
 
 def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: str, issue_id: int,
@@ -142,22 +144,18 @@ def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: s
     limiter = limiter if limiter is not None else SendRateLimiter.from_settings(engine, settings, transport.name)
     # The DKIM key is read once per send, not per message; JSON APIs take the fields, not MIME bytes.
     return _Send(engine, settings, transport, secret, issue_id, worker, limiter, variants, signer_for(settings),
-                 getattr(transport, "needs_bytes", True))
+                 getattr(transport, "needs_bytes", True), ClaimCursor(issue_id, worker))
 
 
 def _claim(job: _Send, limit: int, now: datetime, report: DeliverReport) -> tuple[list, int]:
     """Claim up to `limit` due rows; returns the rows to send (id, attempts, subscriber id, email,
-    name, token key) and how many of the claim were skipped (unsubscribed or suppressed since enqueue)."""
+    name, token key, variant mask) and how many of the claim were skipped (unsubscribed or
+    suppressed since enqueue)."""
     cfg = job.settings.delivery
-    if time.monotonic() >= job.rescan_at:
-        job.hint, job.rescan_at = None, time.monotonic() + RESCAN_SECONDS
     with session_scope(job.engine) as session:
-        ids = outbox.claim_from(session, job.issue_id, now, limit, timedelta(seconds=cfg.lease_seconds),
-                                job.worker, job.hint, stale=queue.stale_before(now, cfg))
-        job.hint = ids[0] if ids else None
-        skipped = outbox.skip_ineligible(session, ids, job.issue_id)
-        report.skipped += skipped
-        rows = outbox.claimed_rows(session, ids)
+        rows, skipped = job.cursor.claim(session, now, limit, timedelta(seconds=cfg.lease_seconds),
+                                         queue.stale_before(now, cfg))
+    report.skipped += skipped
     return rows, skipped
 
 
@@ -168,9 +166,9 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
     meta = (delivery id, attempts, Message-ID, email)."""
     built, answered = [], []
     # one template per claimed row, by its reader's variant (delivery/variants.py)
-    templates = job.variants.templates_for(job.engine, [(row[0], row[2]) for row in rows])
+    templates = job.variants.templates_for(job.engine, [(row[0], row[2], row[6]) for row in rows])
     stamp = stamp_now()  # the batch's tokens share one signing time
-    for delivery_id, attempts, subscriber_id, email, name, key in rows:
+    for delivery_id, attempts, subscriber_id, email, name, key, _mask in rows:
         recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:
             message, msg_id = issue_message(job.settings, job.secret, templates[delivery_id], recipient, now,
@@ -192,7 +190,7 @@ def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) ->
     """Move the issue to `sent` when nothing is pending (exactly one worker wins) and queue the
     editors' notice; fill in the report."""
     with session_scope(job.engine) as session:
-        won = _finish_if_done(session, job.issue_id, clock())
+        won = _finish_if_done(session, job.issue_id, clock(), job.cursor.floor)
         report.finished = won or session.get(Issue, job.issue_id).state == IssueState.sent.value
         report.counts = outbox.counts(session, job.issue_id)
     if won:
@@ -230,7 +228,8 @@ def deliver(
     hand is recorded). Steps: prepare (compile once), then per batch: permits from the shared rate
     limiter, claim at most that many rows, send (each message built in isolation), record every
     result in one transaction; finish. Claims scan from the previous claim's lowest id, and from
-    the start every RESCAN_SECONDS: a retry that comes due below waits at most that long."""
+    the lowest unfinished id every claim_batch.RESCAN_SECONDS: a retry that comes due below waits
+    at most that long."""
     report = DeliverReport(issue_id)
     job = _prepare(engine, settings, transport, secret, issue_id, worker or worker_id(), limiter, report)
     if job is None:

@@ -1,9 +1,10 @@
 """Which variant of an issue each claimed delivery gets, and its template (issues/variants.py).
 
 Prepared once per send and worker (SendVariants.prepare: the frozen view, the frozen changes, the
-editor's subject flag); per claimed batch, `templates_for` reads the rows' variant masks and, when
-the issue carries "Verdicts that changed", what the batch's readers were sent before (the delivery
-ledger: one query for the whole batch), and hands back one template per row. Each distinct
+editor's subject flag); per claimed batch, `templates_for` takes the rows' variant masks (the claim
+returns them) and, when the issue carries "Verdicts that changed", reads what the batch's readers
+were sent before (the delivery ledger: one query for the whole batch), and hands back one template
+per row. Each distinct
 variant is compiled once per process (issues/render.py `issue_template`), never per reader.
 """
 
@@ -41,7 +42,7 @@ def changed_for(changes: dict, sent: dict[int, int | None]) -> tuple[int, ...]:
     return tuple(sorted(chosen))
 
 
-def sent_before(session: Session, changes: dict, subscriber_ids: list[int]) -> dict[int, dict[int, int | None]]:
+def sent_before(session: Session | None, changes: dict, subscriber_ids: list[int]) -> dict[int, dict[int, int | None]]:
     """{reader: {earlier issue: variant mask}} from the ledger, for the issues that carried a
     changed comparison (nothing to read when the issue has no changes)."""
     issues = {issue_id for carriers in changes.get("carriers", {}).values() for issue_id, _index in carriers}
@@ -81,19 +82,22 @@ class SendVariants:
             found = self.templates[key] = issue_template(self.settings, view)
         return found
 
-    def keys(self, session: Session, readers: list[tuple[int, int | None]]) -> list[VariantKey]:
-        """The variant of each (subscriber id, variant mask), in order."""
+    def keys(self, session: Session | None, readers: list[tuple[int, int | None]]) -> list[VariantKey]:
+        """The variant of each (subscriber id, variant mask), in order (`session`: None only when
+        the issue has no changes: sent_before reads nothing then)."""
         count = len(self.full.comparisons)
         before = sent_before(session, self.changes, [subscriber_id for subscriber_id, _mask in readers])
         return [VariantKey(positions_of(mask, count), changed_for(self.changes, before.get(subscriber_id, {})),
                            self.notice) for subscriber_id, mask in readers]
 
-    def templates_for(self, engine: Engine, rows: list[tuple[int, int]]) -> dict[int, MessageTemplate]:
-        """{delivery id: template} for a claimed batch's (delivery id, subscriber id) pairs: two
-        indexed reads for the whole batch, one compile per variant new to this process."""
-        ids = [delivery_id for delivery_id, _subscriber_id in rows]
-        with session_scope(engine) as session:
-            masks = dict(session.execute(select(Delivery.id, Delivery.variant_mask)
-                                         .where(Delivery.id.in_(ids))).all()) if ids else {}
-            keys = self.keys(session, [(subscriber_id, masks.get(delivery_id)) for delivery_id, subscriber_id in rows])
-        return {delivery_id: self.template(key) for (delivery_id, _subscriber_id), key in zip(rows, keys)}
+    def templates_for(self, engine: Engine, rows: list[tuple[int, int, int | None]]) -> dict[int, MessageTemplate]:
+        """{delivery id: template} for a claimed batch's (delivery id, subscriber id, variant mask)
+        rows (the claim returns the masks: delivery/claim_batch.py): one compile per variant new to
+        this process, and, only when the issue carries changes, one indexed read for the batch."""
+        readers = [(subscriber_id, mask) for _delivery_id, subscriber_id, mask in rows]
+        if self.changes.get("carriers") and rows:
+            with session_scope(engine) as session:
+                keys = self.keys(session, readers)
+        else:  # nothing to read from the ledger (sent_before): no session, no round trip
+            keys = self.keys(None, readers)
+        return {delivery_id: self.template(key) for (delivery_id, _subscriber_id, _mask), key in zip(rows, keys)}

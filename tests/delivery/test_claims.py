@@ -9,6 +9,7 @@ The claim statement is captured as the worker runs it and explained by the datab
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -17,7 +18,8 @@ from sqlalchemy import event, insert, select, text
 
 from newsletter.config import load_settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox, sender
+from newsletter.delivery import claim_batch, outbox
+from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports.base import Outcome, SendResult
@@ -58,7 +60,7 @@ def test_a_late_claim_uses_the_index_of_pending_rows(sample_engine, settings):
         connection.execute(text(
             "UPDATE delivery SET state = 'sent' WHERE issue_id = :issue AND id < "
             "(SELECT min(id) FROM delivery WHERE issue_id = :issue) + :sent"), {"issue": issue_id, "sent": SENT})
-        connection.execute(text("ANALYZE"))
+        connection.execute(text("ANALYZE delivery"))  # not database-wide: that deadlocks with other tests'
     statement, parameters = _captured_claim(sample_engine, issue_id)
     with sample_engine.connect() as connection:
         if sample_engine.dialect.name == "sqlite":
@@ -88,25 +90,32 @@ def _enqueue(engine, settings, readers: int) -> tuple[int, list[int]]:
     return issue_id, ids
 
 
+def _ids(rows: list[tuple]) -> list[int]:
+    return [row[0] for row in rows]
+
+
 def test_a_hinted_claim_skips_below_the_hint_until_the_queue_runs_short(sample_engine, settings):
     issue_id, ids = _enqueue(sample_engine, settings, 20)
     lease = timedelta(minutes=5)
     now = utcnow()
+    cursor = ClaimCursor(issue_id, "w")
     with session_scope(sample_engine) as session:
-        first = outbox.claim_from(session, issue_id, now, 5, lease, "w", None)
-    assert first == ids[:5]
+        first, _ = cursor.claim(session, now, 5, lease, None)
+    assert _ids(first) == ids[:5] and cursor.floor == ids[0]
     with session_scope(sample_engine) as session:  # the first batch: all sent but one, due again now
-        outbox.mark_sent(session, now, [(i, f"<{i}@x>", None) for i in first if i != ids[1]])
+        outbox.mark_sent(session, now, [(i, f"<{i}@x>", None) for i in _ids(first) if i != ids[1]])
         outbox.mark_retry(session, [(ids[1], now, "451 try later")])
     later = now + timedelta(seconds=1)
-    with session_scope(sample_engine) as session:  # from the hint: the retry below it waits
-        second = outbox.claim_from(session, issue_id, later, 5, lease, "w", ids[5])
-    assert second == ids[5:10]
-    with session_scope(sample_engine) as session:  # 10 queued above the hint, 20 asked: the rest from the start
-        third = outbox.claim_from(session, issue_id, later, 20, lease, "w", ids[5])
-    assert third == sorted([ids[1], *ids[10:]])
+    cursor.hint, cursor.rescan_at = ids[5], math.inf  # no rescan: from the hint, the retry below it waits
+    with session_scope(sample_engine) as session:
+        second, _ = cursor.claim(session, later, 5, lease, None)
+    assert _ids(second) == ids[5:10]
+    cursor.hint = ids[5]
+    with session_scope(sample_engine) as session:  # 10 queued above the hint, 20 asked: the rest from the floor
+        third, _ = cursor.claim(session, later, 20, lease, None)
+    assert _ids(third) == sorted([ids[1], *ids[10:]])
     with session_scope(sample_engine) as session:  # nothing is due any more
-        assert outbox.claim_from(session, issue_id, later, 20, lease, "w", ids[0]) == []
+        assert cursor.claim(session, later, 20, lease, None) == ([], 0)
 
 
 class RetriesOneLater:
@@ -141,7 +150,7 @@ def test_deliver_claims_from_its_hint_and_rescans_for_what_came_due_below(
     (tmp_path / "b").mkdir()
     settings = load_settings(write_config(tmp_path / "b", settings.database.url, "[delivery]\nbatch_size = 5\n"))
     issue_id, ids = _enqueue(sample_engine, settings, 30)
-    monkeypatch.setattr(sender, "RESCAN_SECONDS", 1e9 if rescan == "never" else 0.0)
+    monkeypatch.setattr(claim_batch, "RESCAN_SECONDS", 1e9 if rescan == "never" else 0.0)
     ticks = iter(range(10_000))
     start = utcnow()
 
@@ -167,8 +176,8 @@ def test_one_batch_records_every_outcome_and_leaves_rows_recorded_elsewhere(samp
     issue_id, ids = _enqueue(sample_engine, settings, 6)
     now, lease = utcnow(), timedelta(minutes=5)
     with session_scope(sample_engine) as session:
-        assert outbox.claim_from(session, issue_id, now, 6, lease, "w", None) == ids
-        assert outbox.claimed_rows(session, ids[:2])[0][:2] == (ids[0], 1)
+        rows, _ = claim_batch.claim_rows(session, issue_id, now, 6, lease, "w", None, None)
+        assert _ids(rows) == ids and rows[0][:2] == (ids[0], 1)
         outbox.record(session, now, [(ids[5], "<other@x>", "p-other")], [], [])  # the other worker
     later = now + timedelta(seconds=3)
     with session_scope(sample_engine) as session:

@@ -1,0 +1,161 @@
+"""A worker's claim of one issue's batch: the rows, the readers behind them, in as few reads as can be.
+
+On PostgreSQL a batch is ONE statement: it claims the lowest due ids (FOR UPDATE SKIP LOCKED, as
+queue.claim), joins each with its reader and returns what a message needs: (delivery id, attempts,
+subscriber id, email, name, token key, variant mask) and whether the reader left (unsubscribed or
+suppressed since enqueue); only when some did, a second statement moves their rows to `skipped`.
+Before, every batch cost three more statements, each reading every claimed row again by its id:
+the eligibility UPDATE (outbox.skip_ineligible), the row read joined with the readers
+(outbox.claimed_rows) and the variant masks (variants.templates_for): 7.7 of 38 µs of the
+database's CPU per message (BENCHMARKS.md). SQLite keeps that portable path: one writer, no
+backends to spare.
+
+Where the scan starts is the `ClaimCursor`'s business. Every row a claim or a result moves leaves
+a dead entry in the partial index of pending rows (ix_delivery_due) until VACUUM; a scan that
+starts at the queue's first id steps over all of them, and the rescan from the start every few
+seconds that found retries below the previous claim grew with the send (PostgreSQL's CPU per
+message rose 1.8× from the first tenth of a 200,000-reader send to the last). The cursor starts
+from the lowest id that is not final (its floor, found again at each rescan), so a claim steps
+over the rows finished since the last rescan at most: the cost stays flat.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, select, text, update
+from sqlmodel import Session
+
+from newsletter import tallies
+from newsletter.delivery import heartbeat, outbox
+from newsletter.delivery.models import PENDING_SQL, Delivery, DeliveryState
+
+# The cursor's floor is found again this often: the longest a retry, an expired lease or a row of a
+# worker gone silent waits when it lies below where the claims start (they are found at once when
+# the claims from the cursor's hint run short: the end of the queue).
+RESCAN_SECONDS = 10.0
+GONE_REASON = "unsubscribed or suppressed before sending"
+
+_WHEN = Delivery.__table__.c.lease_until.type  # the columns' own type: aware UTC in, as the ORM binds it
+
+# Which pending rows are due is queue.due written out (one CASE, see outbox.claim); the pending
+# term repeats the partial index's predicate so the planner can walk ix_delivery_due from `floor`.
+# The shape keeps every plan, generic ones included (psycopg prepares a statement run 5 times), to
+# index lookups of the claimed rows: `id = ANY(ARRAY(…))` is a key lookup per id, and the readers
+# are joined to an UPDATE estimated at a few rows. A plain join of the picked ids with `delivery`
+# and `subscriber` got, under a generic plan's guess of the LIMIT, hash joins over both whole
+# tables: 100 ms per claim of 500 at 50,000 readers, growing with the list.
+_CLAIM_PG = text(f"""
+    WITH claimed AS (
+        UPDATE delivery AS d SET state = 'sending', lease_until = :lease_until, attempts = d.attempts + 1,
+                                 claimed_by = :worker
+        WHERE d.id = ANY(ARRAY(
+            SELECT p.id FROM delivery AS p
+            WHERE p.issue_id = :issue AND p.{PENDING_SQL} AND p.id >= :floor
+              AND EXISTS (SELECT 1 FROM issue WHERE issue.id = :issue AND issue.state = 'sending')
+              AND CASE WHEN p.state = 'retry' THEN p.next_attempt_at <= :now
+                       WHEN p.state = 'sending' THEN p.lease_until < :now OR p.claimed_by IN
+                            (SELECT h.worker_id FROM worker_heartbeat AS h WHERE h.beat_at < :stale)
+                       ELSE p.state = 'queued' END
+            ORDER BY p.id LIMIT :limit
+            FOR UPDATE OF p SKIP LOCKED))
+        RETURNING d.id, d.attempts, d.subscriber_id, d.variant_mask
+    )
+    SELECT c.id, c.attempts, s.id, s.email, s.name, s.token_key, c.variant_mask,
+           s.status <> 'active' OR EXISTS (SELECT 1 FROM suppression AS x WHERE x.email = s.email) AS gone
+    FROM claimed AS c JOIN subscriber AS s ON s.id = c.subscriber_id
+""").bindparams(bindparam("now", type_=_WHEN), bindparam("stale", type_=_WHEN),
+                bindparam("lease_until", type_=_WHEN))
+
+
+def claim_rows(session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker: str,
+               floor: int | None, stale: datetime | None) -> tuple[list[tuple], int]:
+    """Claim up to `limit` due rows of the issue with ids from `floor` (None: all), while the issue
+    is `sending`; returns the rows to send, lowest id first, as (delivery id, attempts, subscriber
+    id, email, name, token key, variant mask), and how many claimed rows were skipped instead
+    (their reader left). The worker's heartbeat moves to `now` first (queue.claim says why)."""
+    if limit <= 0:
+        return [], 0
+    if session.get_bind().dialect.name != "postgresql":
+        return _claim_portable(session, issue_id, now, limit, lease, worker, floor, stale)
+    heartbeat.refresh(session, worker, now)
+    result = session.connection().execute(_CLAIM_PG, {
+        "issue": issue_id, "floor": floor or 0, "now": now, "limit": limit, "worker": worker,
+        "stale": stale if stale is not None else now - timedelta(days=36500),  # None: leases only
+        "lease_until": now + lease})
+    rows, gone = [], []
+    for row in result:
+        (gone if row[7] else rows).append(row[0] if row[7] else tuple(row[:7]))
+    skipped = _skip(session, gone, worker) if gone else 0  # rare: a second statement only then
+    tallies.add(session, {(issue_id, "skipped"): skipped})
+    rows.sort()
+    return rows, skipped
+
+
+def _skip(session: Session, ids: list[int], worker: str) -> int:
+    """The claimed rows whose reader left since the send started become `skipped`, not sent."""
+    d = Delivery.__table__.c
+    statement = (update(Delivery.__table__)
+                 .where(outbox.among(session, d.id, ids), d.state == DeliveryState.sending.value, d.claimed_by == worker)
+                 .values(state=DeliveryState.skipped.value, lease_until=None, last_error=GONE_REASON))
+    return session.connection().execute(statement).rowcount or 0
+
+
+def _claim_portable(session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker: str,
+                    floor: int | None, stale: datetime | None) -> tuple[list[tuple], int]:
+    """The same in the statements any database runs: claim, skip the readers who left, read the
+    rest with their readers and variant masks."""
+    ids = outbox.claim(session, issue_id, now, limit, lease, worker, from_id=floor, stale=stale)
+    skipped = outbox.skip_ineligible(session, ids, issue_id)
+    rows = outbox.claimed_rows(session, ids)
+    if not rows:
+        return [], skipped
+    masks = dict(session.execute(select(Delivery.id, Delivery.variant_mask)
+                                 .where(outbox.among(session, Delivery.id, [row[0] for row in rows]))).all())
+    return [(*row, masks.get(row[0])) for row in rows], skipped
+
+
+def lowest_pending(session: Session, issue_id: int, floor: int | None) -> int | None:
+    """The lowest id of the issue's rows that are not final (queued, sending or retry, due or not)
+    from `floor` on; `floor` itself when none is left. No final row ever becomes pending again and
+    new rows get higher ids, so every claim from here on finds all there is to find."""
+    statement = (select(Delivery.id)
+                 .where(Delivery.issue_id == issue_id, text(f"delivery.{PENDING_SQL}"))
+                 .order_by(Delivery.id).limit(1))
+    if floor is not None:
+        statement = statement.where(Delivery.id >= floor)
+    found = session.execute(statement).scalar()
+    return found if found is not None else floor
+
+
+@dataclass
+class ClaimCursor:
+    """Where one worker's claims of one issue start. `floor`: the lowest id not final at the last
+    rescan; nothing below it can ever be due. `hint`: the lowest id of the previous claim; the
+    rows between the two are mostly finished (dead index entries), so a claim starts at the hint,
+    and at the floor when that found too few (the queue's end) or at a rescan, every
+    RESCAN_SECONDS, when the floor is found again. A retry or an expired lease below the hint is
+    taken within RESCAN_SECONDS, or as soon as the queue above it runs dry."""
+
+    issue_id: int
+    worker: str
+    floor: int | None = None
+    hint: int | None = None
+    rescan_at: float = 0.0
+
+    def claim(self, session: Session, now: datetime, limit: int, lease: timedelta,
+              stale: datetime | None) -> tuple[list[tuple], int]:
+        """claim_rows from the hint (or the floor); returns the rows and how many were skipped."""
+        if time.monotonic() >= self.rescan_at:
+            self.floor = lowest_pending(session, self.issue_id, self.floor)
+            self.hint, self.rescan_at = None, time.monotonic() + RESCAN_SECONDS
+        start = self.hint if self.hint is not None else self.floor
+        rows, skipped = claim_rows(session, self.issue_id, now, limit, lease, self.worker, start, stale)
+        if self.hint is not None and len(rows) + skipped < limit:  # the first's are taken now
+            more, more_skipped = claim_rows(session, self.issue_id, now, limit - len(rows) - skipped, lease,
+                                            self.worker, self.floor, stale)
+            rows, skipped = sorted(rows + more), skipped + more_skipped
+        self.hint = rows[0][0] if rows else None
+        return rows, skipped
