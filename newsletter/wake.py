@@ -14,10 +14,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 CHANNEL = "newsletter_work"
+# The channel is per schema: NOTIFY is database-wide, and two publications (or test runs) in
+# separate schemas of one database must not wake each other's workers. Both halves compute the
+# name with this same server-side expression (a channel name is at most 63 bytes).
+CHANNEL_OF_SCHEMA = "left({channel} || ':' || current_schema(), 63)"
 
 
 def announce(session: Session) -> None:
     """Wake the idle workers when this transaction commits (PostgreSQL; a no-op on SQLite, where
     workers poll)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        channel = CHANNEL_OF_SCHEMA.format(channel=":channel")
+        session.execute(text(f"SELECT pg_notify({channel}, '')"), {"channel": CHANNEL})

@@ -20,7 +20,7 @@ import time
 
 from sqlalchemy import Engine
 
-from newsletter.wake import CHANNEL
+from newsletter.wake import CHANNEL, CHANNEL_OF_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class Wakeup:
     def _connect(self) -> bool:
         """Open the listening connection; False (and the fallback poll) when the database is away."""
         import psycopg
+        from psycopg import sql
 
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
         # A cut network must not leave a silent connection behind: keepalives notice it in ~1 min.
@@ -48,7 +49,9 @@ class Wakeup:
             cparams.setdefault(name, value)
         try:
             self.connection = psycopg.connect(*cargs, **cparams, autocommit=True)
-            self.connection.execute(f"LISTEN {CHANNEL}")
+            (channel,) = self.connection.execute(
+                "SELECT " + CHANNEL_OF_SCHEMA.format(channel="%(channel)s"), {"channel": CHANNEL}).fetchone()
+            self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except psycopg.Error as exc:
             log.warning("cannot listen for work (%s); polling", str(exc).strip().splitlines()[0] if str(exc) else exc)
             self.close()

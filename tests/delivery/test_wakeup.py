@@ -164,3 +164,29 @@ def test_on_sqlite_the_wait_is_the_poll(tmp_path):
     assert wakeup.wait(0.3, threading.Event()) is False and time.monotonic() - started >= 0.25
     with session_scope(engine) as session:
         announce(session)  # a no-op, not an error
+
+
+@pytest.mark.postgres
+def test_work_in_another_schema_of_the_same_database_wakes_nobody(pg_server, pg_url):
+    """NOTIFY is database-wide; the channel is per schema, so a publication (or a test run) in
+    another schema of the same database does not wake this one's workers."""
+    other = f"wv_test_{secrets.token_hex(6)}"
+    admin = make_engine(pg_server)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{other}"'))
+    here, there = make_engine(pg_url), make_engine(f"{pg_server}?options=-csearch_path%3D{other}")
+    wakeup, never = Wakeup(here, f"test:{os.getpid()}:{secrets.token_hex(3)}"), threading.Event()
+    try:
+        assert wakeup.wait(0.2, never) is False  # listening from here on
+        with session_scope(there) as session:
+            announce(session)
+        assert wakeup.wait(1.0, never) is False
+        with session_scope(here) as session:
+            announce(session)
+        assert wakeup.wait(10, never) is True
+    finally:
+        wakeup.close()
+        there.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{other}" CASCADE'))
+        admin.dispose()
