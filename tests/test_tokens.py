@@ -160,3 +160,22 @@ def test_the_bitcoin_rule_is_a_copy_of_spamassassins():
     assert set(rules) == {BITCOIN_ID_RULE}
     assert looks_like_bitcoin_address("pay to 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2 today")
     assert not looks_like_bitcoin_address("4217.axEcWA.rK2lE3zqZJO5xr0iubw5Nr6KWCjY_A9uwuJreRJll1g")
+
+
+def test_a_confirmation_token_spamassassin_reads_as_a_bitcoin_address_is_drawn_again(monkeypatch):
+    """The random part is drawn again until the signed token holds nothing like a Bitcoin address."""
+    import secrets
+
+    from newsletter.subscribers import signup
+    from newsletter.text import looks_like_bitcoin_address
+
+    secret = "s" * 40
+    signer = signup._signer(secret)
+    candidates = (f"draw{n:08d}x" for n in range(10_000_000))
+    hit = next(raw for raw in candidates if looks_like_bitcoin_address(signer.sign(raw).decode()))
+    plain = next(raw for raw in candidates if not looks_like_bitcoin_address(signer.sign(raw).decode()))
+    draws = iter([hit, plain])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda _n: next(draws))
+    token, digest = signup.new_confirmation_token(secret)
+    assert token == signer.sign(plain).decode() and not looks_like_bitcoin_address(token)
+    assert digest == signup._hash(token)
