@@ -31,7 +31,7 @@ def start(tmp_path, env):
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok":
                 return process
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late: ask again
             time.sleep(0.2)
     process.kill()
     raise AssertionError("newsletter run did not start: " + process.communicate()[0].decode())
