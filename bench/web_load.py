@@ -146,6 +146,27 @@ def _serve(folder: Path, port: int, source: Path | None) -> subprocess.Popen:
     return process
 
 
+def _schema_for(url: str, source: Path | None) -> None:
+    """The database at the revision the code in `source` (None: this tree) expects: a baseline
+    refuses to start on a schema newer than its migrations know, so the schema steps down to the
+    baseline's head (this tree's migrations know the way down) and back up for this tree."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from newsletter.migrate import downgrade
+
+    engine = make_engine(url)
+    try:
+        if source is None:
+            upgrade(engine)
+        else:
+            config = Config()
+            config.set_main_option("script_location", str(source / "newsletter" / "migrations"))
+            downgrade(engine, ScriptDirectory.from_config(config).get_current_head())
+    finally:
+        engine.dispose()
+
+
 def _stop(server: subprocess.Popen) -> None:
     """SIGTERM; the server's mail thread may still be writing the confirmations of the run."""
     server.terminate()
@@ -226,6 +247,16 @@ class Send:
                                     "WHERE id = :i"), {"i": self.issue})
         start_send(self.engine, self.issue)
 
+    def started(self, timeout: float = 120.0) -> None:
+        """Wait for the first messages to leave: the workers check the schema's revision as they
+        start, and a baseline's run steps it down (`_schema_for`) only after that."""
+        self.ensure()
+        deadline = time.monotonic() + timeout
+        while self.sent() == self.delivered and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if self.sent() == self.delivered:
+            raise RuntimeError("the send did not start: `newsletter worker` delivered nothing")
+
     def close(self) -> None:
         self.workers.send_signal(signal.SIGTERM)
         try:
@@ -266,10 +297,14 @@ def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: in
         tokens = _setup(url, folder, port, readers, smtp_mail(sink.port) if with_send else FILE_MAIL)
         scripts = _scripts(folder, port, tokens, 2)
         send = Send(url, folder) if with_send else None
+        if send:
+            send.started()
         offset = 0  # the next unused reader: every unsubscribe is a first one
         try:
             for number in range(rounds):
                 for name, source in variants:
+                    if baseline:
+                        _schema_for(url, source)
                     server = _serve(folder, port, source)
                     try:
                         offset = _measure(scripts, port, rate, seconds, offset, send,
