@@ -77,19 +77,22 @@ def queue_mail(session: Session, subscriber: Subscriber, kind: str, to_email: st
 
 
 def request_signup(session: Session, web: WebSettings, email: str, name: str, topics: list[str],
-                   now: datetime, origin: Origin | None = None, source: Source = Source.form) -> None:
+                   now: datetime, origin: Origin | None = None, source: Source = Source.form,
+                   alone: bool = False) -> None:
     """Record the wish to subscribe and queue a confirmation, whatever the address's state.
 
     Active subscribers are left alone (a stranger cannot change their topics);
     suppressed addresses get nothing; everyone else confirms by mail first.
     Every path does the same database work, so the answer's timing does not tell whether the
     address is known: where nothing may change, the same writes go to a throwaway row inside a
-    savepoint that is rolled back (docs/web.md, "Timing").
+    savepoint that is rolled back (docs/web.md, "Timing"). `alone`: the caller's transaction holds
+    nothing else (the web's signup), so the throwaway writes roll back with the whole transaction
+    instead of a savepoint: two round trips fewer per signup (issue 18), the same for every address.
     """
     subscriber, suppressed, may_confirm = _signup_state(session, web, email, now)
     keep = not suppressed and (subscriber is None or subscriber.status not in
                                (*NO_MAIL_STATUSES, SubscriberStatus.active.value))
-    savepoint = session.begin_nested()
+    savepoint = None if alone else session.begin_nested()
     if subscriber is None or not keep:
         address = email if keep else f"decoy-{secrets.token_hex(8)}@invalid"
         subscriber = Subscriber(email=address, name=name, status=SubscriberStatus.pending.value)
@@ -103,11 +106,11 @@ def request_signup(session: Session, web: WebSettings, email: str, name: str, to
     record_consent(session, subscriber, "signup_requested", source, origin=origin)
     if may_confirm:
         queue_mail(session, subscriber, "confirm")
-    session.flush()
-    if keep:
+    session.flush()  # the writes reach the database on every path (the timing rule)
+    if keep and savepoint is not None:
         savepoint.commit()
-    else:
-        savepoint.rollback()
+    elif not keep:
+        (savepoint or session).rollback()
 
 
 @lru_cache(maxsize=None)

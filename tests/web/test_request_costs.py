@@ -19,7 +19,7 @@ from newsletter.tokens import Purpose
 from tests.conftest import link_token
 from tests.web.test_unsubscribe_preferences import add_active, status_of
 
-SIGNUP_STATEMENTS = 8  # request_signup: state, savepoint, reader, topics (delete, insert), consent, mail, release
+SIGNUP_STATEMENTS = 6  # request_signup: state, reader, topics (delete, insert), consent, mail
 UNSUBSCRIBE_STATEMENTS = 4  # the reader, its UPDATE, the consent event, the outgoing-webhook check
 
 
