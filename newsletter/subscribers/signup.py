@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from itsdangerous import BadSignature, Signer
-from sqlalchemy import Select, bindparam, func, update
+from sqlalchemy import ColumnElement, Select, Subquery, bindparam, func, update
 from sqlmodel import Session, select
 
 from newsletter import outgoing
@@ -44,28 +44,37 @@ def new_confirmation_token(secret: str) -> tuple[str, str]:
     return token, _hash(token)
 
 
-def _confirmation_counts(email: str, web: WebSettings, now: datetime) -> tuple:
-    """The throttle's three figures as columns of one row: confirmations to `email` in the last day
-    and in the last interval, and the day's traces of purged signups (request_signup reads them in
-    the same statement as the address's state)."""
-    day_ago, interval = now - timedelta(days=1), now - timedelta(minutes=web.confirmation_interval_minutes)
+def _throttle(day_limit: int) -> tuple[Subquery, ColumnElement[bool]]:
+    """At most one confirmation per address per interval and a few per day: no mail bombing.
+    The day's and the interval's confirmations to :email as a one-row subquery, and whether one
+    more may go (the day's traces of purged signups, by :digest, count too); bound parameters
+    (`_throttle_params`), so the statements that use it are built once (`lru_cache`): building
+    them per signup was a fifth of its Python time (issue 18)."""
+    email, day_ago = bindparam("email"), bindparam("day_ago")
     mine = (TransactionalMail.to_email == email) & TransactionalMail.kind.in_(CONFIRM_KINDS)
     mails = select(func.count().filter(TransactionalMail.created_at > day_ago).label("day"),
-                   func.count().filter(TransactionalMail.created_at > interval).label("recent")).where(mine).subquery()
-    traces = select(func.count()).where(ExpiredSignup.email_hash == hashed_email(email),
+                   func.count().filter(TransactionalMail.created_at > bindparam("interval")).label("recent")
+                   ).where(mine).subquery()
+    traces = select(func.count()).where(ExpiredSignup.email_hash == bindparam("digest"),
                                         ExpiredSignup.mailed_at > day_ago).scalar_subquery()
-    return mails, traces
+    return mails, (mails.c.day + traces < day_limit) & (mails.c.recent == 0)
 
 
-def _confirmation_allowed(web: WebSettings, day: int, recent: int, purged: int) -> bool:
-    return day + purged < web.confirmations_per_address_per_day and recent == 0
+def _throttle_params(email: str, web: WebSettings, now: datetime) -> dict:
+    return {"email": email, "digest": hashed_email(email), "day_ago": now - timedelta(days=1),
+            "interval": now - timedelta(minutes=web.confirmation_interval_minutes)}
+
+
+@lru_cache(maxsize=None)
+def _throttle_statement(day_limit: int) -> Select:
+    mails, allowed = _throttle(day_limit)
+    return select(allowed).select_from(mails)
 
 
 def _may_send_confirmation(session: Session, email: str, web: WebSettings, now: datetime) -> bool:
-    """At most one confirmation per address per interval and a few per day: no mail bombing.
-    One statement (the day's and the interval's mails, and the day's traces of purged signups)."""
-    mails, traces = _confirmation_counts(email, web, now)
-    return _confirmation_allowed(web, *session.exec(select(mails.c.day, mails.c.recent, traces)).one())
+    """Whether the throttle lets one more confirmation go to `email` (one statement)."""
+    return bool(session.execute(_throttle_statement(web.confirmations_per_address_per_day),
+                                _throttle_params(email, web, now)).scalar_one())
 
 
 # Public name for the same throttle: an editor's "send a fresh confirmation" obeys it too.
@@ -115,29 +124,21 @@ def request_signup(session: Session, web: WebSettings, email: str, name: str, to
 
 @lru_cache(maxsize=None)
 def _signup_state_statement(day_limit: int) -> Select:
-    """The statement of `_signup_state`, built once: building it per signup (the ORM's
-    expression objects, then its cache key) was a fifth of a signup's Python time."""
-    email, digest = bindparam("email"), bindparam("digest")
-    mine = (TransactionalMail.to_email == email) & TransactionalMail.kind.in_(CONFIRM_KINDS)
-    mails = select(func.count().filter(TransactionalMail.created_at > bindparam("day_ago")).label("day"),
-                   func.count().filter(TransactionalMail.created_at > bindparam("interval")).label("recent")
-                   ).where(mine).subquery()
-    traces = select(func.count()).where(ExpiredSignup.email_hash == digest,
-                                        ExpiredSignup.mailed_at > bindparam("day_ago")).scalar_subquery()
-    suppressed = select(Suppression.id).where(Suppression.email.in_([email, digest])).exists()
-    allowed = (mails.c.day + traces < day_limit) & (mails.c.recent == 0)
-    return select(Subscriber, suppressed, allowed).select_from(mails).outerjoin(Subscriber, Subscriber.email == email)
+    """The reader with :email (outer-joined to the throttle's one-row counts), whether the address
+    or its :digest is suppressed, and whether the throttle lets a confirmation go."""
+    mails, allowed = _throttle(day_limit)
+    suppressed = select(Suppression.id).where(Suppression.email.in_([bindparam("email"), bindparam("digest")])).exists()
+    return select(Subscriber, suppressed, allowed).select_from(mails).outerjoin(
+        Subscriber, Subscriber.email == bindparam("email"))
 
 
 def _signup_state(session: Session, web: WebSettings, email: str, now: datetime
                   ) -> tuple[Subscriber | None, bool, bool]:
     """The reader with `email` (or None), whether the address is suppressed, and whether the
     throttle lets a confirmation go: one statement, the first of every signup (it was three, and
-    each round trip holds a pooled connection while 200 signups a second wait: issue 18). The
-    throttle's aggregate is always one row, so the reader comes from an outer join on it."""
-    reader, blocked, allowed = session.execute(_signup_state_statement(web.confirmations_per_address_per_day), {
-        "email": email, "digest": hashed_email(email), "day_ago": now - timedelta(days=1),
-        "interval": now - timedelta(minutes=web.confirmation_interval_minutes)}).one()
+    each round trip holds a pooled connection while 200 signups a second wait: issue 18)."""
+    reader, blocked, allowed = session.execute(_signup_state_statement(web.confirmations_per_address_per_day),
+                                               _throttle_params(email, web, now)).one()
     return reader, bool(blocked), bool(allowed)
 
 
