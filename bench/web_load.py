@@ -6,7 +6,11 @@ rate is fixed (200 requests/s by default) and the latencies are those of request
 Every signup is a new address with a valid form token and visitor cookie (the per-IP and per-network
 signup limits are raised for the run: one client sends them all); every unsubscribe is another
 reader's own link. With `--baseline DIR` the same load also goes, in the same window, to a server
-running the code in DIR (e.g. `git archive main | tar -x -C DIR`): before and after, alternately.
+running the code in DIR (e.g. `git worktree add DIR main`; with DIR/.venv, the baseline runs in its
+own virtualenv, so dependencies added since count as part of the change): before and after,
+alternately. Each line also gives the serve process's CPU per answered request (user + system from
+/proc, every thread, the in-process confirmation sender included): a figure that a busy machine
+stretches far less than the latencies.
 
 Run: `python -m bench web_load [--baseline DIR]` (needs PostgreSQL and `apt-get install wrk`).
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bench.cpu import proc_cpu
 from bench.report import write_section
 from bench.sample import PG, pg_schema, write_config
 from bench.smtp_send import _free_port, _wait_listening, machine
@@ -130,12 +135,36 @@ def _setup(url: str, folder: Path, port: int, readers: int, mail: str = FILE_MAI
 def _serve(folder: Path, port: int, source: Path | None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env["NEWSLETTER_SECRET_KEY"] = SECRET
+    python = sys.executable
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    process = subprocess.Popen([sys.executable, "-m", "newsletter", "serve", "--port", str(port)], cwd=folder,
+        if (source / ".venv" / "bin" / "python").exists():
+            python = str(source / ".venv" / "bin" / "python")
+    process = subprocess.Popen([python, "-m", "newsletter", "serve", "--port", str(port)], cwd=folder,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_listening(port, timeout=60)
     return process
+
+
+def _schema_for(url: str, source: Path | None) -> None:
+    """The database at the revision the code in `source` (None: this tree) expects: a baseline
+    refuses to start on a schema newer than its migrations know, so the schema steps down to the
+    baseline's head (this tree's migrations know the way down) and back up for this tree."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from newsletter.migrate import downgrade
+
+    engine = make_engine(url)
+    try:
+        if source is None:
+            upgrade(engine)
+        else:
+            config = Config()
+            config.set_main_option("script_location", str(source / "newsletter" / "migrations"))
+            downgrade(engine, ScriptDirectory.from_config(config).get_current_head())
+    finally:
+        engine.dispose()
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -153,7 +182,8 @@ def _wrk(script: Path, port: int, rate: int, seconds: int, offset: int, threads:
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                           "-s", str(script), f"http://127.0.0.1:{port}", "--", str(rate), str(threads), str(offset)],
                          capture_output=True, text=True, check=True).stdout
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "errors": 0}
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "errors": 0,
+              "requests": int(re.search(r"(\d+) requests in", out).group(1))}
     for percent in ("50", "90", "99"):
         value, unit = re.search(rf"^\s+{percent}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         result[f"p{percent}"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -217,6 +247,16 @@ class Send:
                                     "WHERE id = :i"), {"i": self.issue})
         start_send(self.engine, self.issue)
 
+    def started(self, timeout: float = 120.0) -> None:
+        """Wait for the first messages to leave: the workers check the schema's revision as they
+        start, and a baseline's run steps it down (`_schema_for`) only after that."""
+        self.ensure()
+        deadline = time.monotonic() + timeout
+        while self.sent() == self.delivered and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if self.sent() == self.delivered:
+            raise RuntimeError("the send did not start: `newsletter worker` delivered nothing")
+
     def close(self) -> None:
         self.workers.send_signal(signal.SIGTERM)
         try:
@@ -227,16 +267,18 @@ class Send:
 
 
 def _measure(scripts: dict[str, Path], port: int, rate: int, seconds: int, offset: int, send: Send | None,
-             row: dict, runs: list[dict]) -> int:
+             row: dict, runs: list[dict], server: int) -> int:
     for route, script in scripts.items():
         if send:
             send.ensure()
         _wrk(script, port, rate, 3, offset)  # warm-up: connections, caches
         offset += rate * 4
-        before, load = send.sent() if send else 0, os.getloadavg()[0]
+        before, load, cpu = send.sent() if send else 0, os.getloadavg()[0], proc_cpu(server) or 0.0
         measured = _wrk(script, port, rate, seconds, offset)
+        cpu = (proc_cpu(server) or cpu) - cpu
         offset += rate * (seconds + 1)
         extra = {"send_msgs": (send.sent() - before) / seconds, "load_now": load} if send else {"load_now": load}
+        extra["cpu_ms"] = 1000 * cpu / max(measured["requests"], 1)
         runs.append({**row, "route": route, **measured, **extra})
         print(runs[-1], flush=True)
     return offset
@@ -255,14 +297,18 @@ def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: in
         tokens = _setup(url, folder, port, readers, smtp_mail(sink.port) if with_send else FILE_MAIL)
         scripts = _scripts(folder, port, tokens, 2)
         send = Send(url, folder) if with_send else None
+        if send:
+            send.started()
         offset = 0  # the next unused reader: every unsubscribe is a first one
         try:
             for number in range(rounds):
                 for name, source in variants:
+                    if baseline:
+                        _schema_for(url, source)
                     server = _serve(folder, port, source)
                     try:
                         offset = _measure(scripts, port, rate, seconds, offset, send,
-                                          {"round": number + 1, "code": name}, result["runs"])
+                                          {"round": number + 1, "code": name}, result["runs"], server.pid)
                     finally:
                         _stop(server)
                     time.sleep(1)
@@ -290,15 +336,15 @@ def markdown(r: dict) -> str:
            "smtp-sink (restarted when its queue runs low; *send* is the messages per second it delivered during "
            "the line)" if send else "") + ". *before*: the code in `--baseline`; *after*: this tree.",
         "",
-        "| round | route | code | requests/s | p50 | p90 | p99 | errors (timeouts) | load |"
+        "| round | route | code | requests/s | p50 | p90 | p99 | errors (timeouts) | serve CPU per request | load |"
         + (" send (msg/s) |" if send else ""),
-        "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if send else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if send else ""),
     ]
     for x in r["runs"]:
         late = [f"{x[p]:.1f} ms" if x[p] else "—" for p in ("p50", "p90", "p99")]  # wrk: none in time
         timeouts = f" ({x['timeouts']})" if "timeouts" in x else ""  # older results did not count them apart
         lines.append(f"| {x['round']} | {x['route']} | {x['code']} | {x['rps']:.0f} | {' | '.join(late)} | "
-                     f"{x['errors']}{timeouts} | {x.get('load_now', 0):.1f} |"
+                     f"{x['errors']}{timeouts} | {x['cpu_ms']:.2f} ms | {x.get('load_now', 0):.1f} |"
                      + (f" {x.get('send_msgs', 0):.0f} |" if send else ""))
     lines += ["", "errors: non-2xx answers and wrk's socket errors, in brackets those that were timeouts (wrk gives "
               "up on a request after 2 s); —: wrk recorded no latency; load: the 1-minute load average as the "

@@ -64,9 +64,10 @@ def make_engine(url: str) -> Engine:
             raise ConfigError(
                 f"config error: database.url uses driver {parsed.drivername!r}; use postgresql+psycopg://"
             )
-        # Up to 40 connections at once, as many as the threads FastAPI runs routes in (AnyIO's
-        # default limiter): no request thread waits for a connection (or times out on one) under a
-        # burst; 10 stay open, the rest close when idle. Workers use 2-3 of them.
+        # 10 stay open: `serve` runs its routes in as many threads (web/app.py size_threadpool), so
+        # a request thread always finds one; up to 30 more for other threads at once (the serve
+        # process's sender and import runner, a CLI command's helpers), closed when idle. Workers
+        # use 2-3.
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     raise ConfigError(f"config error: database.url: unsupported database {parsed.get_backend_name()!r}")
 

@@ -1,5 +1,6 @@
 """Imports every table so SQLModel.metadata is complete (for Alembic and tests)."""
 
+from newsletter.audience_tally import AudienceTally
 from newsletter.content.models import Comparison, ComparisonTool, ContentRevision, FeedState, Review, Tool, Vote
 from newsletter.delivery.followup_models import FollowupDelivery
 from newsletter.delivery.models import Delivery, SendWindow, WorkerHeartbeat
@@ -15,7 +16,7 @@ from newsletter.subscribers.models import (ConsentEvent, ExpiredSignup, Subscrib
                                            TransactionalMail)
 
 __all__ = [
-    "ApiToken", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey", "ImportJob",
+    "ApiToken", "AudienceTally", "AuditEntry", "Editor", "EditorSession", "IdempotencyKey", "ImportJob",
     "Comparison", "ComparisonTool", "ContentRevision", "FeedState", "ConsentEvent", "Delivery", "ExpiredSignup", "Followup", "FollowupDelivery", "Issue", "IssueItem", "IssueRecord", "IssueTally", "Review", "SendWindow",
     "Subscriber", "SubscriberTopic", "Suppression", "Tool", "TrackingEvent", "TransactionalMail", "Vote",
     "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "WebhookNonce", "WorkerHeartbeat",

@@ -52,12 +52,10 @@ def run_processes(engine: Engine, settings: Settings, *, web: bool, scheduler: b
     if web:
         import uvicorn
 
-        from newsletter.web.app import create_app
+        from newsletter.web.app import create_app, server_options
 
         app = create_app(settings, engine=engine, with_sender=True)
-        server = uvicorn.Server(uvicorn.Config(app, host=host or settings.web.host, port=port or settings.web.port,
-                                               log_level="info", server_header=False,
-                                               proxy_headers=False))  # [web] trusted_proxy_hops: the app
+        server = uvicorn.Server(uvicorn.Config(app, **server_options(settings, host, port)))
         # uvicorn's own signal handling would only stop the web part: we stop everything together.
         server.install_signal_handlers = lambda: None
 

@@ -115,10 +115,8 @@ def serve(
     """Run the web app: signup, confirmation, unsubscribe, preferences, issue web view."""
     import uvicorn
 
-    from newsletter.web.app import create_app
+    from newsletter.web.app import create_app, server_options
 
     settings = state.settings
     app_ = create_app(settings, engine=state.engine(), with_sender=not no_sender)
-    uvicorn.run(app_, host=host or settings.web.host, port=port or settings.web.port,
-                log_level="info", server_header=False,
-                proxy_headers=False)  # the app applies [web] trusted_proxy_hops itself
+    uvicorn.run(app_, **server_options(settings, host, port))

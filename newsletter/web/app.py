@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from newsletter.config import Settings
-from newsletter.content.categories import publication_categories
-from newsletter.db import get_engine, session_scope
+from newsletter.content.categories import CachedCategories
+from newsletter.db import get_engine
 from newsletter.delivery.background import BackgroundSender
 from newsletter.subscribers.import_runner import ImportRunner
 from newsletter.web.console.import_pages import record_job_end
@@ -35,9 +35,26 @@ from newsletter.web.webhooks import WebhookContext
 log = logging.getLogger(__name__)
 
 
-def categories(engine: Engine) -> list[str]:
-    with session_scope(engine) as session:
-        return publication_categories(session)
+def server_options(settings: Settings, host: str | None = None, port: int | None = None) -> dict:
+    """uvicorn's options for `serve` and `run`: httptools' C parser and uvloop (dependencies: at
+    200 requests/s h11 and asyncio's loop cost CPU the routes need; BENCHMARKS.md, "Web under
+    load"); no Server header; no proxy headers: the app applies [web] trusted_proxy_hops itself."""
+    return {"host": host or settings.web.host, "port": port or settings.web.port, "log_level": "info",
+            "server_header": False, "proxy_headers": False, "http": "httptools", "loop": "uvloop"}
+
+
+def size_threadpool(engine: Engine) -> None:
+    """As many threads for the routes as the database pool keeps connections (PostgreSQL: 10).
+
+    AnyIO's default is 40 threads. Under a burst of signups 40 threads took 40 connections (the
+    pool's overflow) and shared two cores and one GIL: every request got slower, and the p99 with
+    them (issue 18). With one thread per pooled connection, a request that finds all busy waits in
+    the event loop's queue, costing nothing, and the threads that run finish sooner. SQLite keeps
+    the default: its pool is not a limit of the same kind (one writer, WAL readers)."""
+    if engine.dialect.name == "postgresql":
+        from anyio import to_thread
+
+        to_thread.current_default_thread_limiter().total_tokens = engine.pool.size()
 
 
 def create_app(settings: Settings, engine: Engine | None = None, secret: str | None = None,
@@ -46,10 +63,12 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     secret = secret or load_secret_key(settings)
     sender = BackgroundSender(engine, settings, secret) if with_sender else None
     # Readers' CSV imports run beside the sender (newsletter/subscribers/import_runner.py).
-    imports = ImportRunner(engine, lambda: categories(engine), on_finish=record_job_end) if with_sender else None
+    categories = CachedCategories(engine)  # every signup reads them (newsletter/content/categories.py)
+    imports = ImportRunner(engine, categories, on_finish=record_job_end) if with_sender else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        size_threadpool(engine)
         for runner in (sender, imports):
             if runner:
                 runner.start()
@@ -61,7 +80,7 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     app = FastAPI(title=settings.site.name, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")  # the schema only (schemathesis checks it); no docs pages
     app.state.web = WebContext(settings=settings, engine=engine, secret=secret,
-                               categories=lambda: categories(engine),
+                               categories=categories,
                                on_queued=(sender.wake.set if sender else (lambda: None)))
     app.state.import_runner = imports
     app.state.webhooks = WebhookContext(settings=settings, engine=engine)  # tests swap its fetchers

@@ -69,7 +69,7 @@ def submit_signup(ctx: "WebContext", raw_email: str, raw_name: str, raw_topics: 
         raise SignupRefused(429, {"form": "Too many attempts. Please wait a while and try again."},
                             {"Retry-After": str(int(wait) + 1)})
     with session_scope(ctx.engine) as session:
-        request_signup(session, web, email, name, topics, ctx.clock(), origin, source)
+        request_signup(session, web, email, name, topics, ctx.clock(), origin, source, alone=True)
     ctx.on_queued()
 
 

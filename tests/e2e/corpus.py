@@ -297,7 +297,6 @@ def _import_journey(corpus: Corpus, browser: requests.Session) -> None:
     from newsletter.db import session_scope, utcnow
     from newsletter.subscribers.import_jobs import ImportJob
     from newsletter.subscribers.import_runner import run_next
-    from newsletter.web.app import categories
     from newsletter.web.console.import_pages import record_job_end
     from tests.subscribers.import_helpers import DATA
 
@@ -321,7 +320,7 @@ def _import_journey(corpus: Corpus, browser: requests.Session) -> None:
     corpus.answers["admin_import_progress"] = browser.get(mapping_url).text
     with session_scope(live.engine) as session:
         session.execute(update(ImportJob).where(ImportJob.id == job_id).values(state="queued", processed=0))
-    run_next(live.engine, lambda: categories(live.engine), on_finish=record_job_end)
+    run_next(live.engine, live.app.state.web.categories, on_finish=record_job_end)
     corpus.answers["admin_import_summary"] = browser.get(mapping_url).text
 
 
