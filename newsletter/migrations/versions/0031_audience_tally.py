@@ -18,7 +18,7 @@ The kinds are those of newsletter/audience_tally.py (JOINED, LEFT), frozen here:
 must mean the same thing whenever it runs. Filled from the events already on record.
 
 Revision ID: 0031
-Revises: 0029
+Revises: 0030
 Create Date: 2026-12-03 08:00:00
 """
 from typing import Sequence, Union
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0031'
-down_revision: Union[str, None] = '0029'
+down_revision: Union[str, None] = '0030'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
