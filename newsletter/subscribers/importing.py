@@ -22,9 +22,9 @@ from sqlmodel import Session, select
 
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.consent import Origin, Source
-from newsletter.subscribers.models import Subscriber, SubscriberStatus
-from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, normalize_email,
-                                 record_consent, suppress, upsert_active)
+from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
+from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, is_suppressed,
+                                            normalize_email, record_consent, suppress, upsert_active)
 
 TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)
 COLUMNS = ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at")
@@ -166,6 +166,9 @@ def apply_row(session: Session, row: Row, source: str, result: UpsertResult) -> 
     if row.status == "unsubscribed":
         _unsubscribed(session, row, existing, result, source)
         return
+    if existing is not None and _unchanged(session, existing, row):
+        result.unchanged += 1
+        return
     subscriber = upsert_active(session, row.email, row.name, row.topics, source, result)
     if subscriber is not None and existing is None:
         subscriber.created_at = row.dates["created_at"] or subscriber.created_at
@@ -173,6 +176,17 @@ def apply_row(session: Session, row: Row, source: str, result: UpsertResult) -> 
         session.add(subscriber)
         if row.evidence is not None:
             _keep_evidence(session, subscriber, row.evidence, source)
+
+
+def _unchanged(session: Session, existing: Subscriber, row: Row) -> bool:
+    """An active row that would change nothing for an active, confirmed reader (same name or none,
+    same topics) writes nothing, not even a consent event: events record real changes, and a
+    re-imported list must not add a million "subscribed" events that say nothing new."""
+    if existing.status != SubscriberStatus.active.value or existing.confirmed_at is None or \
+            existing.unsubscribed_at is not None or row.name not in ("", existing.name) or is_suppressed(session, row.email):
+        return False
+    topics = session.exec(select(SubscriberTopic.category).where(SubscriberTopic.subscriber_id == existing.id)).all()
+    return sorted(topics) == sorted(row.topics)
 
 
 def evidence_events(evidence: Evidence | None, joined: datetime | None, confirmed: datetime | None
@@ -222,12 +236,13 @@ class ImportReport(UpsertResult):
 
 def import_csv(engine: Engine, data: str, status: str = "active", source_name: str = Source.import_, *,
                categories: Collection[str], skip_bad_rows: bool = False, bulk: bool = True,
-               progress: Callable[[int], None] | None = None) -> ImportReport:
+               progress: Callable[[int], None] | None = None, take_at: int | None = None) -> ImportReport:
     """Import a CSV (columns in COLUMNS; topics separated by ';' or '|'); see the module docstring.
     `categories` are the publication's (newsletter.content.categories): the caller reads them, so
     this package stays below the content pipeline. `bulk` (the default) writes addresses new to
     the store set-based (bulk_import.py) in one transaction; `bulk=False` is the row-by-row path
-    it must agree with. `progress` is called with the number of records handled so far."""
+    it must agree with. `progress` is called with the number of records handled so far. `take_at`:
+    the size from which a bulk import may take the tables (bulk_load.TAKE_AT unless given)."""
     if status != SubscriberStatus.active.value:
         raise InvalidInput(f"--status: only 'active' imports are supported (got {status!r})")
     known = {category.casefold(): category for category in categories}
@@ -235,7 +250,10 @@ def import_csv(engine: Engine, data: str, status: str = "active", source_name: s
     if bulk:
         from newsletter.subscribers.bulk_import import import_judged
 
-        return import_judged(engine, records, source_name, skip_bad_rows=skip_bad_rows, progress=progress)
+        from newsletter.subscribers.bulk_load import TAKE_AT
+
+        return import_judged(engine, records, source_name, skip_bad_rows=skip_bad_rows, progress=progress,
+                             expected=data.count("\n"), take_at=TAKE_AT if take_at is None else take_at)
     rows, errors = [], []
     for _, row, error in records:
         (rows.append(row) if row is not None else errors.append(error))
