@@ -116,16 +116,20 @@ def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[li
 def judged_rows(data: str, default_status: str, known: dict[str, str]) -> Iterator[tuple[int, Row | None, str]]:
     """Each record of the file judged, in file order (see judge); a bad header raises at once."""
     reader = csv.DictReader(io.StringIO(data))
-    header = [(name or "").strip().lower() for name in reader.fieldnames or []]
+    reader.fieldnames = header = check_header([(name or "").strip().lower() for name in reader.fieldnames or []])
+    now = utcnow()
+    records = ((reader.line_num, raw) for raw in reader)
+    return judge(records, len(header), lambda line, raw: parse_row(line, raw, default_status, known, now))
+
+
+def check_header(header: list[str]) -> list[str]:
+    """The header's column names (stripped, lower case), or InvalidInput naming what is wrong."""
     if "email" not in header:
         raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics, status, dates)")
     unknown = [name for name in header if name not in COLUMNS]
     if unknown:
         raise InvalidInput(f"CSV header: unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")
-    reader.fieldnames = header
-    now = utcnow()
-    records = ((reader.line_num, raw) for raw in reader)
-    return judge(records, len(header), lambda line, raw: parse_row(line, raw, default_status, known, now))
+    return header
 
 
 def rejection(errors: list[str]) -> InvalidInput:
@@ -246,16 +250,16 @@ def import_csv(engine: Engine, data: str, status: str = "active", source_name: s
     if status != SubscriberStatus.active.value:
         raise InvalidInput(f"--status: only 'active' imports are supported (got {status!r})")
     known = {category.casefold(): category for category in categories}
-    records = judged_rows(data, status, known)
     if bulk:
         from newsletter.subscribers.bulk_import import import_judged
-
         from newsletter.subscribers.bulk_load import TAKE_AT
+        from newsletter.subscribers.import_fast import judged_rows_fast
 
+        records = judged_rows_fast(data, status, known)
         return import_judged(engine, records, source_name, skip_bad_rows=skip_bad_rows, progress=progress,
                              expected=data.count("\n"), take_at=TAKE_AT if take_at is None else take_at)
     rows, errors = [], []
-    for _, row, error in records:
+    for _, row, error in judged_rows(data, status, known):
         (rows.append(row) if row is not None else errors.append(error))
     if errors and not skip_bad_rows:
         raise rejection(errors)

@@ -1,0 +1,109 @@
+"""Judging a CSV of a million readers in a few seconds, with exactly the row path's verdicts.
+
+importing.judged_rows judges each record through csv.DictReader and parse_row: a dict per row,
+a full email check, three date parses, a topic list. That is about 10 µs a row, the largest
+part of the client's work in a million-row import. Here the same records are judged with what
+repeats taken out: one list per record (csv.reader), the plain-address fast path of
+normalize_email, and the dates, topic lists and statuses of a file (a few hundred distinct
+values in a million rows) each judged once and remembered. A record the fast checks are not
+sure of (anything but a plain ASCII address, a value that fails a check, more fields than the
+header) is judged by parse_row itself, so every bad row gets the row path's own line and reason.
+tests/subscribers/test_import_fast.py holds the two to the same verdicts and stored forms.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+
+from newsletter.db import utcnow
+from newsletter.subscribers.importing import DATES, STATUSES, InvalidInput, Row, _topics, check_header, parse_date, \
+    parse_row
+from newsletter.subscribers.service import _plain_address, clean_name
+from newsletter.text import has_control_chars
+
+_MISS = object()
+MEMO = 100_000  # distinct values remembered per kind: a file of unique dates still runs in bounded memory
+
+
+class _Judge:
+    """One file's remembered verdicts: values that passed map to their result, others are absent."""
+
+    def __init__(self, default_status: str, known: dict[str, str], now: datetime) -> None:
+        self.default_status, self.known, self.now = default_status, known, now
+        self.dates: dict[str, datetime | None] = {}
+        self.topics: dict[str, list[str]] = {}
+
+    def date(self, value: str) -> datetime | None | object:
+        moment = self.dates.get(value, _MISS)
+        if moment is _MISS:
+            try:
+                moment = parse_date("date", value, self.now)
+            except InvalidInput:
+                return _MISS
+            if len(self.dates) < MEMO:
+                self.dates[value] = moment
+        return moment
+
+    def topic_list(self, value: str) -> list[str] | None:
+        topics = self.topics.get(value)
+        if topics is None:
+            try:
+                topics = _topics(value, self.known)
+            except InvalidInput:
+                return None
+            if len(self.topics) < MEMO:
+                self.topics[value] = topics
+        return list(topics)
+
+    def row(self, line: int, raw: dict[str, str]) -> Row | None:
+        """The Row parse_row would make, or None when the fast checks are not sure (parse_row decides)."""
+        email = raw["email"].strip()
+        email = _plain_address(email) if 0 < len(email) <= 254 and not has_control_chars(email) else None
+        status = raw["status"].strip().lower() or self.default_status
+        if email is None or status not in STATUSES:
+            return None
+        dates = {name: self.date(raw[name]) for name in DATES}
+        if _MISS in dates.values() or (status == "active" and dates["unsubscribed_at"]):
+            return None
+        name = raw["name"]
+        if len(name) > 100 or has_control_chars(name):
+            return None
+        topics = self.topic_list(raw["topics"])
+        return None if topics is None else Row(line, email, clean_name(name), topics, status, dates)
+
+
+def judged_rows_fast(data: str, default_status: str, known: dict[str, str]) -> Iterator[tuple[int, Row | None, str]]:
+    """importing.judged_rows, faster (module docstring): each record judged in file order, the same
+    line numbers (csv.DictReader's, blank lines skipped), the same duplicate check."""
+    reader = csv.reader(io.StringIO(data))
+    header = check_header([(name or "").strip().lower() for name in next(reader, [])])
+    judge, width = _Judge(default_status, known, utcnow()), len(header)
+    columns = ("email", "name", "topics", "status", *DATES)
+    first_line: dict[str, int] = {}
+    return _judge(reader, header, columns, width, judge, first_line)
+
+
+def _judge(reader, header: list[str], columns: tuple[str, ...], width: int, judge: _Judge,
+           first_line: dict[str, int]) -> Iterator[tuple[int, Row | None, str]]:
+    blank = dict.fromkeys(columns, "")
+    for record in reader:
+        line = reader.line_num
+        while record == []:  # csv.DictReader skips blank lines but keeps the line number it had
+            record = next(reader, None)
+            if record is None:
+                return
+        try:
+            if len(record) > width:
+                raise InvalidInput(f"more fields than the header's {width} columns")
+            raw = {**blank, **dict(zip(header, record))}
+            row = judge.row(line, raw) or parse_row(line, raw, judge.default_status, judge.known, judge.now)
+            if row.email in first_line:
+                raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
+        except InvalidInput as exc:
+            yield line, None, f"line {line}: {exc}"
+            continue
+        first_line[row.email] = line
+        yield line, row, ""
