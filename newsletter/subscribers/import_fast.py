@@ -21,7 +21,7 @@ from datetime import datetime
 from newsletter.db import utcnow
 from newsletter.subscribers.importing import DATES, STATUSES, InvalidInput, Row, _topics, check_header, parse_date, \
     parse_row
-from newsletter.subscribers.service import _plain_address, clean_name
+from newsletter.subscribers.service import MAX_NAME, _plain_address
 from newsletter.text import has_control_chars
 
 _MISS = object()
@@ -58,48 +58,52 @@ class _Judge:
                 self.topics[value] = topics
         return list(topics)
 
-    def row(self, line: int, raw: dict[str, str]) -> Row | None:
-        """The Row parse_row would make, or None when the fast checks are not sure (parse_row decides)."""
-        email = raw["email"].strip()
-        email = _plain_address(email) if 0 < len(email) <= 254 and not has_control_chars(email) else None
-        status = raw["status"].strip().lower() or self.default_status
+    def row(self, line: int, email: str, name: str, topics: str, status: str, created: str, confirmed: str,
+            left: str) -> Row | None:
+        """The Row parse_row would make, or None when the fast checks are not sure (parse_row decides).
+        A plain address (service._plain_address) has no control characters: its local part is
+        letters, digits and a few signs, its domain one the validator accepted."""
+        email = email.strip()
+        email = _plain_address(email) if len(email) <= 254 else None
+        status = status.strip().lower() or self.default_status
         if email is None or status not in STATUSES:
             return None
-        dates = {name: self.date(raw[name]) for name in DATES}
+        dates = {"created_at": self.date(created), "confirmed_at": self.date(confirmed),
+                 "unsubscribed_at": self.date(left)}
         if _MISS in dates.values() or (status == "active" and dates["unsubscribed_at"]):
             return None
-        name = raw["name"]
-        if len(name) > 100 or has_control_chars(name):
+        name = name.strip()
+        if len(name) > MAX_NAME or has_control_chars(name):
             return None
-        topics = self.topic_list(raw["topics"])
-        return None if topics is None else Row(line, email, clean_name(name), topics, status, dates)
+        listed = self.topic_list(topics)
+        return None if listed is None else Row(line, email, name, listed, status, dates)
 
 
 def judged_rows_fast(data: str, default_status: str, known: dict[str, str]) -> Iterator[tuple[int, Row | None, str]]:
     """importing.judged_rows, faster (module docstring): each record judged in file order, the same
-    line numbers (csv.DictReader's, blank lines skipped), the same duplicate check."""
+    line numbers (the record's last line, as csv.DictReader has it; blank lines skipped), the same duplicate check."""
     reader = csv.reader(io.StringIO(data))
     header = check_header([(name or "").strip().lower() for name in next(reader, [])])
-    judge, width = _Judge(default_status, known, utcnow()), len(header)
-    columns = ("email", "name", "topics", "status", *DATES)
-    first_line: dict[str, int] = {}
-    return _judge(reader, header, columns, width, judge, first_line)
+    return _judge(reader, header, _Judge(default_status, known, utcnow()))
 
 
-def _judge(reader, header: list[str], columns: tuple[str, ...], width: int, judge: _Judge,
-           first_line: dict[str, int]) -> Iterator[tuple[int, Row | None, str]]:
-    blank = dict.fromkeys(columns, "")
+def _judge(reader, header: list[str], judge: _Judge) -> Iterator[tuple[int, Row | None, str]]:
+    width, first_line = len(header), {}
+    # Where each column is in a record (the last one of a repeated name, as a dict of the header
+    # would have it); a missing column reads as the empty value past the record's end.
+    where = {name: index for index, name in enumerate(header)}
+    places = [where.get(name, width) for name in ("email", "name", "topics", "status", *DATES)]
     for record in reader:
+        if record == []:  # a blank line: csv.DictReader skips it too
+            continue
         line = reader.line_num
-        while record == []:  # csv.DictReader skips blank lines but keeps the line number it had
-            record = next(reader, None)
-            if record is None:
-                return
         try:
             if len(record) > width:
                 raise InvalidInput(f"more fields than the header's {width} columns")
-            raw = {**blank, **dict(zip(header, record))}
-            row = judge.row(line, raw) or parse_row(line, raw, judge.default_status, judge.known, judge.now)
+            padded = record + [""] * (width + 1 - len(record))
+            row = judge.row(line, *[padded[place] for place in places])
+            if row is None:
+                row = parse_row(line, dict(zip(header, padded)), judge.default_status, judge.known, judge.now)
             if row.email in first_line:
                 raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
         except InvalidInput as exc:
