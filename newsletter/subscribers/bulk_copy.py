@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+NULL = "\\N"  # COPY text format's None
 BLOCK = 2000  # rows per write to the COPY stream: big enough to amortise the call, small enough to stream
 _SPECIAL = re.compile(r"[\\\t\n\r]")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -38,6 +39,20 @@ def text_field(value: object) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     return str(value)
+
+
+def escape(value: str) -> str:
+    """A string in COPY's text format."""
+    return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+
+
+class Stamps(dict):
+    """Datetimes (or None) in COPY's text format, each formatted once: an import's dates repeat
+    (its "now", the file's join dates)."""
+
+    def __missing__(self, moment: datetime | None) -> str:
+        self[moment] = value = NULL if moment is None else moment.isoformat(" ")
+        return value
 
 
 def text_line(values: Sequence[object]) -> str:
@@ -68,10 +83,15 @@ def insert_rows(connection: Connection, table: str, columns: Sequence[str], rows
     if connection.dialect.name == "postgresql":
         copy_lines(connection, table, columns, (text_line(row) for row in rows))
         return
-    stored = UTCDateTime().bind_processor(connection.dialect)
+    stored, seen = UTCDateTime().bind_processor(connection.dialect), {}
 
     def sqlite_value(value: object) -> object:
-        return stored(value) if isinstance(value, datetime) else value
+        if type(value) is not datetime:
+            return value
+        text = seen.get(value)
+        if text is None:
+            text = seen[value] = stored(value)
+        return text
 
     raw = connection.connection.driver_connection
     marks = ", ".join("?" * len(columns))

@@ -17,6 +17,7 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import datetime
+from operator import itemgetter
 
 from newsletter.db import utcnow
 from newsletter.subscribers.importing import DATES, STATUSES, InvalidInput, Row, _topics, check_header, parse_date, \
@@ -92,7 +93,8 @@ def _judge(reader, header: list[str], judge: _Judge) -> Iterator[tuple[int, Row 
     # Where each column is in a record (the last one of a repeated name, as a dict of the header
     # would have it); a missing column reads as the empty value past the record's end.
     where = {name: index for index, name in enumerate(header)}
-    places = [where.get(name, width) for name in ("email", "name", "topics", "status", *DATES)]
+    pick = itemgetter(*[where.get(name, width) for name in ("email", "name", "topics", "status", *DATES)])
+    padding = [""]
     for record in reader:
         if record == []:  # a blank line: csv.DictReader skips it too
             continue
@@ -100,8 +102,8 @@ def _judge(reader, header: list[str], judge: _Judge) -> Iterator[tuple[int, Row 
         try:
             if len(record) > width:
                 raise InvalidInput(f"more fields than the header's {width} columns")
-            padded = record + [""] * (width + 1 - len(record))
-            row = judge.row(line, *[padded[place] for place in places])
+            padded = record + padding if len(record) == width else record + [""] * (width + 1 - len(record))
+            row = judge.row(line, *pick(padded))
             if row is None:
                 row = parse_row(line, dict(zip(header, padded)), judge.default_status, judge.known, judge.now)
             if row.email in first_line:

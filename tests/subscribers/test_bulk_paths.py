@@ -124,3 +124,16 @@ def test_known_readers_set_based_keep_every_rule_of_the_row_path(engine):
     assert subscribed["renamed@example.com"] == 2 and subscribed["retopic@example.com"] == 2
     assert any(email == "leaving@example.com" and kind == "unsubscribed" and detail == "imported as unsubscribed"
                for email, kind, _source, detail, *_ in events)
+
+
+def test_copy_text_format_keeps_every_character(engine):
+    """bulk_copy: backslashes, tabs, line breaks, a literal \\N and None survive the trip (COPY's
+    text format on PostgreSQL, executemany on SQLite) exactly."""
+    from newsletter.subscribers.bulk_copy import insert_rows
+
+    values = [(1, "back\\slash", "tab\there"), (2, "line\nbreak\r", "\\N"), (3, None, "plain, \"quoted\"")]
+    with session_scope(engine) as session:
+        connection = session.connection()
+        connection.execute(text("CREATE TEMPORARY TABLE copy_check (id integer, a text, b text)"))
+        insert_rows(connection, "copy_check", ("id", "a", "b"), values)
+        assert [tuple(row) for row in connection.execute(text("SELECT id, a, b FROM copy_check ORDER BY id"))] == values
