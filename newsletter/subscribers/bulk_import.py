@@ -1,17 +1,19 @@
-"""Imports at database speed: rows new to the store are written set-based, the rest row by row.
+"""Imports at database speed: every row of a chunk written set-based, in one transaction.
 
 An import of a platform's list is mostly addresses this publication has never seen. For those
 the row-by-row rules (importing.apply_row) come down to plain inserts: an active reader with
 their topics and a "subscribed" consent event (plus the platform's opt-in evidence), an
 unsubscribed reader with the history of their leaving, or a suppression for a bounce or a
-complaint. So each chunk of judged rows is staged in a temporary table (COPY on PostgreSQL,
-executemany on SQLite), and one statement takes out every staged row whose address the store
-already knows in any form: a reader, a suppression of the address or of its hash (a forgotten
-reader). Those rows are returned to the caller, who applies them through the row path with all
-its rules (never re-activating an unsubscribed, bounced or complained reader, suppressions,
-topics of known readers). The rows left are new; they go in with one INSERT … SELECT per table,
-in file order, in the caller's transaction. Validation stays where it was (importing.parse_row,
-mapping.map_row and importing.judge, with their line numbers); only the writes are set-based.
+complaint. So each chunk of judged rows has its addresses staged in a temporary table (text COPY
+on PostgreSQL, executemany on SQLite: bulk_copy.py), and one query per kind finds every staged
+row whose address the store already knows in any form: a reader, a suppression of the address
+or of its hash (a forgotten reader). The rows left are new: on PostgreSQL their ids are taken
+from the sequence at once and the readers, topics and events go in by COPY; on SQLite by
+executemany, the ids read back by address. The known rows are returned with what the store holds
+for them: `newsletter subscribers import` applies them set-based (bulk_known.py), the mapped
+import (import_plan.run_chunk) judges them row by row. A large first import takes the tables
+(bulk_load.py). Validation stays the row path's (import_fast.py for the CLI's files, with the
+same verdicts; mapping.map_row and importing.judge for the mapped import).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from datetime import datetime
 from operator import itemgetter
 
 from newsletter.db import utcnow
-from newsletter.subscribers.importing import DATES, STATUSES, InvalidInput, Row, _topics, check_header, parse_date, \
-    parse_row
+from newsletter.subscribers.importing import DATES, STATUSES, InvalidInput, Row, _topics, check_header, judged, \
+    parse_date, parse_row
 from newsletter.subscribers.service import MAX_NAME, _plain_address
 from newsletter.text import has_control_chars
 
@@ -89,27 +89,21 @@ def judged_rows_fast(data: str, default_status: str, known: dict[str, str]) -> I
 
 
 def _judge(reader, header: list[str], judge: _Judge) -> Iterator[tuple[int, Row | None, str]]:
-    width, first_line = len(header), {}
+    width = len(header)
     # Where each column is in a record (the last one of a repeated name, as a dict of the header
     # would have it); a missing column reads as the empty value past the record's end.
     where = {name: index for index, name in enumerate(header)}
     pick = itemgetter(*[where.get(name, width) for name in ("email", "name", "topics", "status", *DATES)])
     padding = [""]
-    for record in reader:
-        if record == []:  # a blank line: csv.DictReader skips it too
-            continue
-        line = reader.line_num
-        try:
-            if len(record) > width:
-                raise InvalidInput(f"more fields than the header's {width} columns")
-            padded = record + padding if len(record) == width else record + [""] * (width + 1 - len(record))
-            row = judge.row(line, *pick(padded))
-            if row is None:
-                row = parse_row(line, dict(zip(header, padded)), judge.default_status, judge.known, judge.now)
-            if row.email in first_line:
-                raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
-        except InvalidInput as exc:
-            yield line, None, f"line {line}: {exc}"
-            continue
-        first_line[row.email] = line
-        yield line, row, ""
+
+    def parse(line: int, record: list[str]) -> Row:
+        if len(record) > width:
+            raise InvalidInput(f"more fields than the header's {width} columns")
+        padded = record + padding if len(record) == width else record + [""] * (width + 1 - len(record))
+        row = judge.row(line, *pick(padded))
+        if row is None:
+            row = parse_row(line, dict(zip(header, padded)), judge.default_status, judge.known, judge.now)
+        return row
+
+    # The line a record ends on, as csv.DictReader has it; blank lines are skipped, as it does.
+    return judged(((reader.line_num, record) for record in reader if record != []), parse)

@@ -16,6 +16,7 @@ import io
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -33,6 +34,7 @@ DATES = ("created_at", "confirmed_at", "unsubscribed_at")
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
 SUPPRESS_REASON = {"bounced": "hard_bounce", "complained": "complaint"}
 MAX_LISTED = 50
+Record = TypeVar("Record")
 
 
 @dataclass(frozen=True)
@@ -141,14 +143,24 @@ def rejection(errors: list[str]) -> InvalidInput:
 
 def judge(records: Iterable[tuple[int, dict]], width: int, parse: Callable[[int, dict[str, str]], Row]
           ) -> Iterator[tuple[int, Row | None, str]]:
-    """Each CSV record judged in file order: (line, row, "") or (line, None, "line N: field: reason"). The
+    """Each csv.DictReader record judged in file order (see judged); a record with more fields than
+    the header's `width` is refused."""
+    def parse_record(line: int, raw: dict) -> Row:
+        if None in raw:
+            raise InvalidInput(f"more fields than the header's {width} columns")
+        return parse(line, {k: v or "" for k, v in raw.items()})
+
+    return judged(records, parse_record)
+
+
+def judged(records: Iterable[tuple[int, Record]], parse: Callable[[int, Record], Row]
+           ) -> Iterator[tuple[int, Row | None, str]]:
+    """Each record judged in file order: (line, row, "") or (line, None, "line N: field: reason"). The
     same reader twice is refused on the later line, so a file never imports one address twice."""
     first_line: dict[str, int] = {}
     for line, raw in records:
         try:
-            if None in raw:
-                raise InvalidInput(f"more fields than the header's {width} columns")
-            row = parse(line, {k: v or "" for k, v in raw.items()})
+            row = parse(line, raw)
             if row.email in first_line:
                 raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
         except InvalidInput as exc:
