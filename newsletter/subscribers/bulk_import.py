@@ -214,6 +214,10 @@ def _prepare(session: Session, expected: int, take_at: int) -> Taken | None:
         connection.execute(text("SET LOCAL synchronous_commit = off"))
     else:
         connection.execute(text("PRAGMA cache_size = -131072"))
+        # Python's sqlite3 opens a transaction only before INSERT, UPDATE or DELETE: without this,
+        # the DROP INDEX of take() would be committed at once and a failed import would lose them.
+        # IMMEDIATE: the write lock now, not an upgrade that can fail halfway through.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     return take(connection) if should_take(connection, expected, take_at) else None
 
 

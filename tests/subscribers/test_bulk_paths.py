@@ -137,3 +137,18 @@ def test_copy_text_format_keeps_every_character(engine):
         connection.execute(text("CREATE TEMPORARY TABLE copy_check (id integer, a text, b text)"))
         insert_rows(connection, "copy_check", ("id", "a", "b"), values)
         assert [tuple(row) for row in connection.execute(text("SELECT id, a, b FROM copy_check ORDER BY id"))] == values
+
+
+def test_a_refused_import_that_took_the_tables_gives_them_back(engine):
+    """Nothing of a refused file is written, and the indexes and keys it dropped are back: the drop
+    is part of the import's transaction (on SQLite too, where the driver would not open one for DDL)."""
+    import pytest
+
+    from newsletter.subscribers.service import InvalidInput
+
+    migrated = _schema(engine)
+    with pytest.raises(InvalidInput, match="line 3"):
+        import_csv(engine, TRICKY, categories=CATEGORIES, take_at=1)
+    assert _schema(engine) == migrated
+    with session_scope(engine) as session:
+        assert session.connection().execute(text("SELECT count(*) FROM subscriber")).scalar_one() == 0
