@@ -83,7 +83,7 @@ def insert_rows(connection: Connection, table: str, columns: Sequence[str], rows
     if connection.dialect.name == "postgresql":
         copy_lines(connection, table, columns, (text_line(row) for row in rows))
         return
-    stored, seen = UTCDateTime().bind_processor(connection.dialect), {}
+    stored, seen = UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect), {}
 
     def sqlite_value(value: object) -> object:
         if type(value) is not datetime:

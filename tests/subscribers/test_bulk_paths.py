@@ -139,6 +139,28 @@ def test_copy_text_format_keeps_every_character(engine):
         assert [tuple(row) for row in connection.execute(text("SELECT id, a, b FROM copy_check ORDER BY id"))] == values
 
 
+def test_dates_are_stored_as_the_orm_stores_them(engine):
+    """On SQLite a date is text: the bulk path must write exactly the ORM's form, or comparisons in
+    SQL (a window of days, an ORDER BY) would go wrong between the two."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import Column, Integer, MetaData, Table, insert
+    from sqlmodel.sql.sqltypes import UTCDateTime
+
+    from newsletter.subscribers.bulk_copy import insert_rows
+
+    table = Table("date_check", MetaData(), Column("id", Integer), Column("at", UTCDateTime()), prefixes=["TEMPORARY"])
+    moment = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with session_scope(engine) as session:
+        connection = session.connection()
+        table.create(connection)
+        insert_rows(connection, "date_check", ("id", "at"), [(1, moment)])
+        connection.execute(insert(table), [{"id": 2, "at": moment}])
+        stored = connection.execute(text("SELECT CAST(at AS TEXT) FROM date_check ORDER BY id")).scalars().all()
+        assert stored[0] == stored[1]
+        assert connection.execute(table.select().order_by(table.c.id)).all()[0].at == moment.astimezone(UTC)
+
+
 def test_a_refused_import_that_took_the_tables_gives_them_back(engine):
     """Nothing of a refused file is written, and the indexes and keys it dropped are back: the drop
     is part of the import's transaction (on SQLite too, where the driver would not open one for DDL)."""
