@@ -85,15 +85,13 @@ def insert_rows(connection: Connection, table: str, columns: Sequence[str], rows
         return
     stored, seen = UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect), {}
 
-    def sqlite_value(value: object) -> object:
-        if type(value) is not datetime:
-            return value
-        text = seen.get(value)
+    def stamp(moment: datetime) -> str:
+        text = seen.get(moment)
         if text is None:
-            text = seen[value] = stored(value)
+            text = seen[moment] = stored(moment)
         return text
 
     raw = connection.connection.driver_connection
     marks = ", ".join("?" * len(columns))
     raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
-                    (tuple(sqlite_value(value) for value in row) for row in rows))
+                    ([stamp(value) if type(value) is datetime else value for value in row] for row in rows))
