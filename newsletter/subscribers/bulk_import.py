@@ -18,9 +18,11 @@ same verdicts; mapping.map_row and importing.judge for the mapped import).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -228,6 +230,30 @@ def import_judged(engine: Engine, records: Iterator[tuple[int, Row | None, str]]
     without `skip_bad_rows` stops the writing, the rest of the file is still read for its bad
     lines, and the transaction rolls back: nothing is imported, every bad line is named.
     `expected`: about how many records the file holds (its lines), for bulk_load.should_take."""
+    with _no_cyclic_gc():
+        report = _import(engine, records, source, skip_bad_rows, progress, expected, take_at)
+    if report.created >= ANALYZE_AFTER and engine.dialect.name == "postgresql":
+        _analyze(engine)
+    return report
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Python's cycle collector off while the import runs: a million judged rows are millions of
+    young objects, and the collector re-scanning them took half the import's CPU (4.1 s against
+    2.0 s for 200,000 rows); the import makes no reference cycles, so reference counting frees
+    everything it drops. Back on afterwards, as it was."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def _import(engine: Engine, records: Iterator[tuple[int, Row | None, str]], source: str, skip_bad_rows: bool,
+            progress: Callable[[int], None] | None, expected: int, take_at: int) -> ImportReport:
     report, done = ImportReport(), 0
     with session_scope(engine) as session:
         taken = _prepare(session, expected, take_at)
@@ -249,8 +275,6 @@ def import_judged(engine: Engine, records: Iterator[tuple[int, Row | None, str]]
             give_back(session.connection(), taken)
         if session.connection().dialect.name == "sqlite":
             session.connection().execute(text("PRAGMA cache_size = -2000"))  # SQLite's default, for the pool
-    if report.created >= ANALYZE_AFTER and engine.dialect.name == "postgresql":
-        _analyze(engine)
     return report
 
 
