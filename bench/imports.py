@@ -1,12 +1,13 @@
 """Imports and exports at database speed (issue 18.3): `newsletter subscribers import` of N rows
 against PostgreSQL's own COPY of the same file into an unindexed table, in the same run.
 
-`python -m bench imports [--rows N] [--sqlite] [--record]`: writes a CSV of N readers (email,
+`python -m bench imports [--rows N] [--sqlite] [--import-only] [--again] [--record]`: writes a CSV of N readers (email,
 name with commas and quotes now and then, topics, created_at, status: 1% unsubscribed, 0.5%
 bounced, 0.1% bad lines), then in a throw-away schema of the tests' PostgreSQL database
 (migrated to head, the sample content imported for its categories):
 1. the reference: COPY of the file into an unindexed table of text columns (wall clock);
-2. `newsletter subscribers import FILE --skip-bad-rows` as a process (wall, CPU from wait4);
+2. `newsletter subscribers import FILE --skip-bad-rows` as a process (wall, CPU from wait4); with
+   `--again`, the same command a second time, when every address is a known reader;
 3. `newsletter subscribers export --format csv --output F` as a process: rows/s and peak RSS
    (ru_maxrss from wait4), and the same for `--format json`.
 With `--sqlite`, steps 2 and 3 again on a SQLite file. The issue's bar: the import within 30× the
@@ -133,14 +134,17 @@ def run(config: Path, folder: Path, args: list[str]) -> tuple[float, float, floa
 
 
 def measure(config: Path, folder: Path, csv_path: Path, rows: int, pg: str | None = None,
-            import_only: bool = False) -> dict:
-    """Import, then export as CSV and JSON, each a process; the figures. `pg`: the admin URL to
-    read the backends' CPU through (the config's connections are named APPLICATION)."""
+            import_only: bool = False, again: bool = False) -> dict:
+    """Import (with `again`, the same file a second time: every row a known reader), then export
+    as CSV and JSON, each a process; the figures. `pg`: the admin URL to read the backends' CPU
+    through (the config's connections are named APPLICATION)."""
     figures = {}
-    steps = (("import", ["subscribers", "import", str(csv_path), "--skip-bad-rows"]),
-             ("export csv", ["subscribers", "export", "--format", "csv", "--output", str(folder / "o.csv")]),
-             ("export json", ["subscribers", "export", "--format", "json", "--output", str(folder / "o.json")]))
-    for label, args in steps[:1] if import_only else steps:
+    importing = ["subscribers", "import", str(csv_path), "--skip-bad-rows"]
+    steps = [("import", importing)] + ([("import again (all known)", importing)] if again else [])
+    if not import_only:
+        steps += [("export csv", ["subscribers", "export", "--format", "csv", "--output", str(folder / "o.csv")]),
+                  ("export json", ["subscribers", "export", "--format", "json", "--output", str(folder / "o.json")])]
+    for label, args in steps:
         backends = Backends(pg, APPLICATION) if pg else None
         if backends:
             with backends:
@@ -173,6 +177,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--pg", default=PG)
     parser.add_argument("--record", action="store_true", help="write the figures to BENCHMARKS.md")
     parser.add_argument("--import-only", action="store_true", help="leave out the exports")
+    parser.add_argument("--again", action="store_true", help="import the same file a second time (all known)")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-imports-") as folder_name:
@@ -190,14 +195,14 @@ def main(argv: list[str]) -> None:
             write_config(folder, named, '[mail]\ntransport = "file"\nfrom_address = "W <w@example.com>"\n'
                          '[mail.file]\ndir = "outbox"\n')
             results["postgresql"] = measure(folder / "config.toml", folder, csv_path, args.rows, args.pg,
-                                            args.import_only)
+                                            args.import_only, args.again)
         if args.sqlite:
             url = f"sqlite:///{folder / 'bench.db'}"
             _prepare(url)
             write_config(folder, url, '[mail]\ntransport = "file"\nfrom_address = "W <w@example.com>"\n'
                          '[mail.file]\ndir = "outbox"\n')
             results["sqlite"] = measure(folder / "config.toml", folder, csv_path, args.rows,
-                                        import_only=args.import_only)
+                                        import_only=args.import_only, again=args.again)
     imported = results["postgresql"]["import"]
     ratio, cpu_ratio = imported["wall"] / reference, (imported["cpu"] + imported["db_cpu"]) / reference
     print(f"import / COPY on PostgreSQL: {ratio:.1f}x wall (bar: 30x); import CPU (client + backends) / COPY wall: "
@@ -228,6 +233,6 @@ def _record(rows: int, bad: int, reference: tuple[float, float], ratios: tuple[f
                          f"{f['rss_mb']:.0f} |")
     lines += ["", "Each step is one `newsletter` process; its CPU and peak RSS are its own (wait4); the "
               "backends' CPU is read from /proc every 0.2 s for the connections the step opened. The import "
-              "holds the file and one chunk of 20,000 judged rows; the export one page of 5,000 readers.",
+              "holds the file and one chunk of 50,000 judged rows; the export one page of 5,000 readers.",
               f"<!-- /bench:imports:{rows} -->"]
     print(f"recorded in {write_section(lines[0], lines[-1], chr(10).join(lines))}")

@@ -76,7 +76,8 @@ def subscribers_import(
     with import_progress(data.count("\n") - 1) as progress:
         result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows,
                             progress=progress)
-    console.print(f"{result.created} new, {result.updated} updated, {len(result.skipped)} skipped, "
+    console.print(f"{result.created} new, {result.updated} updated, {result.unchanged} unchanged, "
+                  f"{len(result.skipped)} skipped, "
                   f"{len(result.bad_rows)} bad rows left out", markup=False)
     for line in result.skipped:
         console.print(f"  skipped {line}", markup=False)

@@ -16,15 +16,16 @@ import io
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.consent import Origin, Source
-from newsletter.subscribers.models import Subscriber, SubscriberStatus
-from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, normalize_email,
-                                 record_consent, suppress, upsert_active)
+from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
+from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, is_suppressed,
+                                            normalize_email, record_consent, suppress, upsert_active)
 
 TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)
 COLUMNS = ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at")
@@ -33,6 +34,7 @@ DATES = ("created_at", "confirmed_at", "unsubscribed_at")
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
 SUPPRESS_REASON = {"bounced": "hard_bounce", "complained": "complaint"}
 MAX_LISTED = 50
+Record = TypeVar("Record")
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,20 @@ def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[li
 def judged_rows(data: str, default_status: str, known: dict[str, str]) -> Iterator[tuple[int, Row | None, str]]:
     """Each record of the file judged, in file order (see judge); a bad header raises at once."""
     reader = csv.DictReader(io.StringIO(data))
-    header = [(name or "").strip().lower() for name in reader.fieldnames or []]
+    reader.fieldnames = header = check_header([(name or "").strip().lower() for name in reader.fieldnames or []])
+    now = utcnow()
+    records = ((reader.line_num, raw) for raw in reader)
+    return judge(records, len(header), lambda line, raw: parse_row(line, raw, default_status, known, now))
+
+
+def check_header(header: list[str]) -> list[str]:
+    """The header's column names (stripped, lower case), or InvalidInput naming what is wrong."""
     if "email" not in header:
         raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics, status, dates)")
     unknown = [name for name in header if name not in COLUMNS]
     if unknown:
         raise InvalidInput(f"CSV header: unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")
-    reader.fieldnames = header
-    now = utcnow()
-    records = ((reader.line_num, raw) for raw in reader)
-    return judge(records, len(header), lambda line, raw: parse_row(line, raw, default_status, known, now))
+    return header
 
 
 def rejection(errors: list[str]) -> InvalidInput:
@@ -137,14 +143,24 @@ def rejection(errors: list[str]) -> InvalidInput:
 
 def judge(records: Iterable[tuple[int, dict]], width: int, parse: Callable[[int, dict[str, str]], Row]
           ) -> Iterator[tuple[int, Row | None, str]]:
-    """Each CSV record judged in file order: (line, row, "") or (line, None, "line N: field: reason"). The
+    """Each csv.DictReader record judged in file order (see judged); a record with more fields than
+    the header's `width` is refused."""
+    def parse_record(line: int, raw: dict) -> Row:
+        if None in raw:
+            raise InvalidInput(f"more fields than the header's {width} columns")
+        return parse(line, {k: v or "" for k, v in raw.items()})
+
+    return judged(records, parse_record)
+
+
+def judged(records: Iterable[tuple[int, Record]], parse: Callable[[int, Record], Row]
+           ) -> Iterator[tuple[int, Row | None, str]]:
+    """Each record judged in file order: (line, row, "") or (line, None, "line N: field: reason"). The
     same reader twice is refused on the later line, so a file never imports one address twice."""
     first_line: dict[str, int] = {}
     for line, raw in records:
         try:
-            if None in raw:
-                raise InvalidInput(f"more fields than the header's {width} columns")
-            row = parse(line, {k: v or "" for k, v in raw.items()})
+            row = parse(line, raw)
             if row.email in first_line:
                 raise InvalidInput(f"email: {row.email} is already on line {first_line[row.email]}")
         except InvalidInput as exc:
@@ -166,6 +182,9 @@ def apply_row(session: Session, row: Row, source: str, result: UpsertResult) -> 
     if row.status == "unsubscribed":
         _unsubscribed(session, row, existing, result, source)
         return
+    if existing is not None and _unchanged(session, existing, row):
+        result.unchanged += 1
+        return
     subscriber = upsert_active(session, row.email, row.name, row.topics, source, result)
     if subscriber is not None and existing is None:
         subscriber.created_at = row.dates["created_at"] or subscriber.created_at
@@ -173,6 +192,17 @@ def apply_row(session: Session, row: Row, source: str, result: UpsertResult) -> 
         session.add(subscriber)
         if row.evidence is not None:
             _keep_evidence(session, subscriber, row.evidence, source)
+
+
+def _unchanged(session: Session, existing: Subscriber, row: Row) -> bool:
+    """An active row that would change nothing for an active, confirmed reader (same name or none,
+    same topics) writes nothing, not even a consent event: events record real changes, and a
+    re-imported list must not add a million "subscribed" events that say nothing new."""
+    if existing.status != SubscriberStatus.active.value or existing.confirmed_at is None or \
+            existing.unsubscribed_at is not None or row.name not in ("", existing.name) or is_suppressed(session, row.email):
+        return False
+    topics = session.exec(select(SubscriberTopic.category).where(SubscriberTopic.subscriber_id == existing.id)).all()
+    return sorted(topics) == sorted(row.topics)
 
 
 def evidence_events(evidence: Evidence | None, joined: datetime | None, confirmed: datetime | None
@@ -222,22 +252,26 @@ class ImportReport(UpsertResult):
 
 def import_csv(engine: Engine, data: str, status: str = "active", source_name: str = Source.import_, *,
                categories: Collection[str], skip_bad_rows: bool = False, bulk: bool = True,
-               progress: Callable[[int], None] | None = None) -> ImportReport:
+               progress: Callable[[int], None] | None = None, take_at: int | None = None) -> ImportReport:
     """Import a CSV (columns in COLUMNS; topics separated by ';' or '|'); see the module docstring.
     `categories` are the publication's (newsletter.content.categories): the caller reads them, so
     this package stays below the content pipeline. `bulk` (the default) writes addresses new to
     the store set-based (bulk_import.py) in one transaction; `bulk=False` is the row-by-row path
-    it must agree with. `progress` is called with the number of records handled so far."""
+    it must agree with. `progress` is called with the number of records handled so far. `take_at`:
+    the size from which a bulk import may take the tables (bulk_load.TAKE_AT unless given)."""
     if status != SubscriberStatus.active.value:
         raise InvalidInput(f"--status: only 'active' imports are supported (got {status!r})")
     known = {category.casefold(): category for category in categories}
-    records = judged_rows(data, status, known)
     if bulk:
         from newsletter.subscribers.bulk_import import import_judged
+        from newsletter.subscribers.bulk_load import TAKE_AT
+        from newsletter.subscribers.import_fast import judged_rows_fast
 
-        return import_judged(engine, records, source_name, skip_bad_rows=skip_bad_rows, progress=progress)
+        records = judged_rows_fast(data, status, known)
+        return import_judged(engine, records, source_name, skip_bad_rows=skip_bad_rows, progress=progress,
+                             expected=data.count("\n"), take_at=TAKE_AT if take_at is None else take_at)
     rows, errors = [], []
-    for _, row, error in records:
+    for _, row, error in judged_rows(data, status, known):
         (rows.append(row) if row is not None else errors.append(error))
     if errors and not skip_bad_rows:
         raise rejection(errors)

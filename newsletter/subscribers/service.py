@@ -157,6 +157,7 @@ class UpsertResult:
     created: int = 0
     updated: int = 0
     skipped: list[str] = field(default_factory=list)
+    unchanged: int = 0  # known readers a row would not change: nothing written (importing.apply_row)
 
 
 def upsert_active(

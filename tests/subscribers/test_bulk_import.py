@@ -37,6 +37,7 @@ josé@example.com,Non-ASCII local part,,,,,
 topic@example.com,,Knitting,,,,
 future@example.com,,,,2999-01-01,,
 plain@example.com,,,,,,
+slash@example.com,Back\\Slash \\N,,,,,
 '''
 
 

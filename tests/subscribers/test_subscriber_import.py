@@ -66,7 +66,7 @@ def test_a_bad_file_names_every_bad_line_and_imports_nothing(folder):
 def test_skip_bad_rows_imports_the_good_ones_and_reports_each_skipped_line(folder):
     result = import_file(folder, BAD, "--skip-bad-rows")
     assert result.returncode == 0, result.stderr
-    assert "2 new, 0 updated, 0 skipped, 7 bad rows left out" in result.stdout
+    assert "2 new, 0 updated, 0 unchanged, 0 skipped, 7 bad rows left out" in result.stdout
     for line in range(3, 10):
         assert f"bad row, not imported: line {line}:" in result.stdout
     rows = exported(folder)
