@@ -43,9 +43,11 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str = "") ->
         os.environ.update(env)
         os.chdir(cwd)
         root.handlers = []  # so the command's logging.basicConfig writes to this stderr, as in a process
+        widths = _console_widths(env)
         try:
             code = _exit_status(main)
         finally:
+            _console_widths(widths)
             out.flush()
             err.flush()
             sys.argv, sys.stdin, sys.stdout, sys.stderr = saved[:4]
@@ -56,6 +58,18 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str = "") ->
             root.setLevel(saved_logging[1])
             _end_of_process()
     return subprocess.CompletedProcess(["newsletter", *args], code, _text(out), _text(err))
+
+
+def _console_widths(env: dict[str, str]) -> dict[str, str]:
+    """Give the CLI's rich consoles the width a new process would read from `env`'s COLUMNS (they
+    read it once, when made at import: in this process, under another environment); returns the
+    widths they had, in the same form, to put back."""
+    from newsletter.cli.common import console, err
+
+    before = {"COLUMNS": str(console.width)}
+    width = int(env.get("COLUMNS", "80") or 80)
+    console.width = err.width = width
+    return before
 
 
 def _exit_status(main) -> int:

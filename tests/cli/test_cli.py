@@ -139,7 +139,7 @@ def test_editor_commands(tmp_path):
     scheduled = command(["issue", "schedule", "1", "--at", "2099-03-26 08:00", "--tz", "Europe/Berlin", "--ignore-checks"],
                     tmp_path, env)
     assert "2099-03-26 08:00 CET" in scheduled.stdout and "07:00 UTC" in scheduled.stdout
-    assert "2099-03-26 08:00" in command(["issue", "list"], tmp_path, env).stdout
+    assert "2099-03-26 08:00" in run(["issue", "list"], tmp_path, env).stdout
     past = command(["issue", "schedule", "1", "--at", "2001-01-01 08:00"], tmp_path, env, check=False)
     assert past.returncode == 1 and "in the past" in past.stderr
     command(["issue", "unschedule", "1"], tmp_path, env)
