@@ -145,16 +145,9 @@ def _installed_bitcoin_rules() -> list[str]:
     return found
 
 
-def test_the_bitcoin_rule_is_a_copy_of_spamassassins():
-    import shutil
-
-    from tests.conftest import IN_CI
+def test_the_bitcoin_rule_is_a_copy_of_spamassassins(spamassassin):
     from newsletter.text import BITCOIN_ID_RULE, looks_like_bitcoin_address
 
-    if shutil.which("spamassassin") is None:
-        if IN_CI:
-            pytest.fail("spamassassin is required under CI=true (.ci/run installs the Debian package)")
-        pytest.skip("Debian's spamassassin is not installed (apt-get install spamassassin)")
     rules = _installed_bitcoin_rules()
     assert rules, "SpamAssassin is installed but no rule file defines __BITCOIN_ID"
     assert set(rules) == {BITCOIN_ID_RULE}

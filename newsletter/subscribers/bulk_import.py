@@ -83,10 +83,8 @@ def _reader_values(row: Row, now: datetime) -> tuple[datetime, datetime | None, 
     created, confirmed = dates["created_at"] or now, dates["confirmed_at"] or now
     if evidence is None:
         return created, confirmed, None, [("subscribed", "", now, None)]
-    events = [("subscribed", "", now, None)]
-    if evidence is not None:
-        events += [(kind, detail, at or now, clean_ip(ip) or None)
-                   for kind, at, ip in evidence_events(evidence, created, confirmed)]
+    events = [("subscribed", "", now, None)] + [(kind, detail, at or now, clean_ip(ip) or None)
+                                                for kind, at, ip in evidence_events(evidence, created, confirmed)]
     return created, confirmed, None, events
 
 

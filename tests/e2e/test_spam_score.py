@@ -8,26 +8,14 @@ colour (HTML_FONT_LOW_CONTRAST, +0.7).
 """
 
 import re
-import shutil
 import subprocess
 from email import policy
 
 import pytest
 
-from tests.conftest import IN_CI
 
 MAILS = ["confirmation", "welcome", "confirm_change", "issue", "test_send", "goodbye", "notice", "followup"]
 LIMIT = 0.5
-
-
-@pytest.fixture(scope="session")
-def spamassassin():
-    path = shutil.which("spamassassin")
-    if path is None:
-        if IN_CI:
-            pytest.fail("spamassassin is required under CI=true (.ci/run installs the Debian package)")
-        pytest.skip("Debian's spamassassin is not installed (apt-get install spamassassin)")
-    return path
 
 
 def mbox(messages: dict[str, bytes]) -> bytes:
