@@ -124,6 +124,7 @@ def _context(settings: Settings, echo: Callable[[str], None]) -> multiprocessing
         compiled = warm_parent(settings)
         if compiled:
             echo(f"compiled {compiled} sending issue(s) once for every worker process")
+        dispose_engines()  # this process's connections (the CLI's schema check too) stay its own
         gc.freeze()  # the children's collections neither scan nor copy what they inherit
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
