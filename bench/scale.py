@@ -56,15 +56,15 @@ def children(pid: int) -> list[int]:
 
 
 def worker_pids(parent: int) -> list[int]:
-    """The worker processes: children of the parent's forkserver (forked from it, so their
-    command line is the forkserver's too)."""
+    """The worker processes: the parent's children (forked from it, newsletter/delivery/pool.py),
+    or, where they start from a forkserver (off Linux, or older code), that server's children."""
     found = []
     for child in children(parent):
         try:
-            if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found += children(child)
+            forkserver = b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
             continue
+        found += children(child) if forkserver else [child]
     return found
 
 

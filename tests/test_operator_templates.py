@@ -93,7 +93,8 @@ def test_without_any_config_file_the_embedded_defaults_write_to_the_working_fold
 
 @pytest.mark.postgres
 def test_worker_processes_use_the_operator_templates_too(tmp_path, pg_url):
-    """Worker processes get their settings pickled from the forkserver, not through load_settings."""
+    """Worker processes get their settings from the parent (forked, or pickled to a forkserver),
+    not through load_settings."""
     from tests.delivery.test_workers import finish, popen, setup_issue, worker_cmd
 
     operator_folder(tmp_path)

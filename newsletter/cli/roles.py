@@ -98,7 +98,7 @@ def worker(
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes (PostgreSQL; SQLite always runs 1).")] = 1,
 ) -> None:
     """Deliver every issue that is sending; SIGTERM/SIGINT finish the batch, then exit (docs/operations.md)."""
-    from newsletter.delivery.worker import run_workers
+    from newsletter.delivery.pool import run_workers
 
     state.engine()  # refuses to start on a database that is not migrated
     result = run_workers(state.settings, processes, until_idle=until_idle, echo=console.print)

@@ -8,7 +8,7 @@ hosts are the same thing. SQLite allows one writer: there the worker always runs
 Stopping: SIGTERM or SIGINT sets a stop flag; the worker finishes and records the batch in hand,
 gives back (`outbox.release`) any row it still holds, QUITs its SMTP sessions and exits 0. A second
 signal stops at once (rows still held are released on the way out). With `--processes N` the parent
-forwards SIGTERM/SIGINT to its children and waits for them.
+forwards SIGTERM/SIGINT to its children and waits for them (pool.py: how they are started).
 
 Heartbeat: each worker beats every `[delivery] heartbeat_seconds` from a small thread
 (heartbeat.py); rows `sending` under a worker silent for 3 beats are claimed by the others at once
@@ -27,20 +27,16 @@ are sent again after it expires (at most that batch twice, the same as after a c
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.engine import make_url
 
 from newsletter.config import Settings
-from newsletter.db import get_engine, session_scope, utcnow
+from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox, queue
 from newsletter.delivery.heartbeat import Heartbeat
 from newsletter.delivery import followup_outbox, followup_sender, mailqueue, webhooks_out
@@ -55,7 +51,6 @@ from newsletter.outgoing import WebhookDelivery
 from newsletter.issues.render import warm_up
 from newsletter.issues.states import IssueState
 from newsletter.secret_key import load_secret_key
-from newsletter.templating import use_operator_templates
 from newsletter.subscribers.models import TransactionalMail
 
 log = logging.getLogger(__name__)
@@ -225,88 +220,6 @@ def _release(engine: Engine, worker: str, echo: Callable[[str], None], transport
                     exc_info=True)
     finally:
         transport.close()
-
-
-# --- several processes ----------------------------------------------------------------------------
-
-def is_sqlite(settings: Settings) -> bool:
-    return make_url(settings.database.url).get_backend_name() == "sqlite"
-
-
-def _child(settings: Settings, until_idle: bool, poll_seconds: float | None, number: int) -> None:
-    """Entry point of a worker process (forked from the clean forkserver; its own engine)."""
-    stop = threading.Event()
-    install_stop_handlers(stop)
-    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s [worker {number}] %(name)s: %(message)s")
-
-    def echo(line: str) -> None:
-        print(f"[worker {number}] {line}", flush=True)
-
-    use_operator_templates(settings.site.operator_templates)  # settings came pickled, not through load_settings
-    engine = get_engine(settings.database.url)
-    try:
-        run_worker(engine, settings, until_idle=until_idle, poll_seconds=poll_seconds, echo=echo, stop=stop)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    finally:
-        engine.dispose()
-
-
-@dataclass
-class PoolResult:
-    processes: int
-    exit_codes: list[int]
-
-    @property
-    def ok(self) -> bool:
-        return all(code == 0 for code in self.exit_codes)
-
-
-def run_workers(
-    settings: Settings, processes: int, until_idle: bool = False, poll_seconds: float | None = None,
-    echo: Callable[[str], None] = print,
-) -> PoolResult:
-    """Run `processes` worker processes and wait for them; forwards SIGTERM/SIGINT to them."""
-    if processes > 1 and is_sqlite(settings):
-        echo(f"SQLite allows one writer: running 1 worker process instead of {processes} "
-             "(use PostgreSQL for more)")
-        processes = 1
-    if processes <= 1:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        try:
-            run_worker(get_engine(settings.database.url), settings, until_idle, poll_seconds, echo, stop)
-        except KeyboardInterrupt:
-            return PoolResult(1, [130])
-        return PoolResult(1, [0])
-    # forkserver: one clean server process imports the code once and forks every worker from it
-    # (no engine, thread or connection of this process is inherited, unlike plain fork).
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["newsletter.cli", "newsletter.delivery.worker", "newsletter.models", "psycopg",
-                                    f"newsletter.delivery.transports.{settings.mail.transport}"])
-    children = [context.Process(target=_child, args=(settings, until_idle, poll_seconds, n + 1),
-                                name=f"newsletter-worker-{n + 1}") for n in range(processes)]
-
-    def forward(signum, _frame):
-        for child in children:
-            if child.pid is not None and child.is_alive():
-                try:
-                    os.kill(child.pid, signum)
-                except ProcessLookupError:
-                    pass
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for child in children:
-            child.start()
-        echo(f"{processes} worker processes started (pids {', '.join(str(c.pid) for c in children)})")
-        while any(child.is_alive() for child in children):
-            for child in children:
-                child.join(timeout=0.2)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return PoolResult(processes, [child.exitcode if child.exitcode is not None else 1 for child in children])
 
 
 # --- `issue send --wait`: deliver in the foreground with a progress bar ----------------------------

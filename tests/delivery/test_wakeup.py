@@ -113,7 +113,7 @@ def test_two_workers_woken_together_send_every_delivery_exactly_once(tmp_path, p
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (the worker processes are children of the forkserver)."""
+    """Every process below `pid` (the worker processes: children of the parent, or of a forkserver)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as handle:
             found = [int(child) for child in handle.read().split()]
