@@ -15,7 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -69,14 +70,25 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The database's revision (None: not migrated at all); the table Alembic keeps it in, read directly."""
+    """The database's revision (None: not migrated at all); the table Alembic keeps it in, read
+    directly. One query: asking first whether the table exists (SQLAlchemy's inspector) cost a
+    catalogue query and its compilation on every command's start (issue 18)."""
     with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        try:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except DBAPIError as exc:
+            if _no_table(exc):
+                return None
+            raise
     if len(versions) > 1:
         raise RuntimeError(f"the database is at several revisions at once: {', '.join(sorted(versions))}")
     return versions[0] if versions else None
+
+
+def _no_table(exc: DBAPIError) -> bool:
+    """Whether the statement failed because the table does not exist (and not, say, a lock)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # psycopg: undefined_table
+    return sqlstate == "42P01" or (sqlstate is None and "no such table" in str(exc.orig))
 
 
 def head_revision(engine: Engine) -> str | None:

@@ -14,6 +14,10 @@ _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f\\u0085\\u2028\\u2029{_NONCHARACTERS}]"
 
 
 def has_control_chars(value: str) -> bool:
+    # Printable ASCII (space to tilde) holds none of them: answered without the regex, which a
+    # million-row import's names each paid (a twentieth of its client's time).
+    if value.isascii() and value.isprintable():
+        return False
     return bool(_CONTROL.search(value))
 
 

@@ -53,3 +53,12 @@ def test_vote_digest_pages_and_per_issue(sample_engine, settings):
     assert [r.id for r in first_page + rest] == ids
     of_issue = vote_digest(sample_engine, now=known.now, issue_id=known.first)
     assert known.comparison in [r.id for r in of_issue] and sum(r.sample for r in of_issue) == FIRST["votes"]
+
+
+def test_the_report_reads_every_counter_the_tallies_keep():
+    """reports/stats.py reads the counters with plain SQL (no import of newsletter/tallies.py and
+    its model): its list of counted figures must stay the one the tallies write."""
+    from newsletter import tallies
+    from newsletter.reports.stats import TALLIED
+
+    assert sorted(TALLIED) == sorted(tallies.NAMES)

@@ -91,7 +91,7 @@ brand.new@example.com,New,,,
 """
 
 
-def _reimport(engine, bulk: bool):
+def _reimport(engine, bulk: bool, take_at: int | None = None):
     from newsletter.subscribers.service import forget, suppress
 
     _wipe(engine)
@@ -100,7 +100,9 @@ def _reimport(engine, bulk: bool):
     forget(engine, "pending.gone@example.com")
     with session_scope(engine) as session:
         suppress(session, "blocked@example.com", "hard_bounce", "editor", "seeded")
-    return import_csv(engine, AGAIN, categories=CATEGORIES, skip_bad_rows=True, bulk=bulk), _state(engine, since)
+    extra = {} if take_at is None else {"take_at": take_at}
+    return import_csv(engine, AGAIN, categories=CATEGORIES, skip_bad_rows=True, bulk=bulk, **extra), \
+        _state(engine, since)
 
 
 def test_known_readers_set_based_keep_every_rule_of_the_row_path(engine):
@@ -124,6 +126,24 @@ def test_known_readers_set_based_keep_every_rule_of_the_row_path(engine):
     assert subscribed["renamed@example.com"] == 2 and subscribed["retopic@example.com"] == 2
     assert any(email == "leaving@example.com" and kind == "unsubscribed" and detail == "imported as unsubscribed"
                for email, kind, _source, detail, *_ in events)
+
+
+def test_known_readers_found_in_memory_while_the_tables_are_taken_keep_the_row_paths_rules(engine):
+    """A large import into a small store takes the tables, and on PostgreSQL reads the store's
+    readers and suppressions once (bulk_import.Held) instead of joining each chunk's stage, and
+    reserves ids with one setval: the same verdicts, writes and report as the row path, known,
+    unsubscribed, suppressed and forgotten addresses included."""
+    row_report, row_state = _reimport(engine, bulk=False)
+    report, state = _reimport(engine, bulk=True, take_at=1)
+    assert state == row_state
+    assert (report.created, report.updated, report.unchanged, sorted(report.skipped), report.bad_rows) == \
+        (row_report.created, row_report.updated, row_report.unchanged, sorted(row_report.skipped), row_report.bad_rows)
+    with session_scope(engine) as session:  # the sequence goes on after the reserved block
+        connection = session.connection()
+        connection.execute(text("INSERT INTO subscriber (email, name, status, created_at, token_key) VALUES "
+                                "('after@example.com', '', 'active', CURRENT_TIMESTAMP, 'k')"))
+        newest = connection.execute(text("SELECT email FROM subscriber ORDER BY id DESC LIMIT 1")).scalar_one()
+        assert newest == "after@example.com"
 
 
 def test_copy_text_format_keeps_every_character(engine):

@@ -1,0 +1,88 @@
+"""Engines: SQLite is the embedded default, PostgreSQL (psycopg 3) scales out.
+
+Why apart from newsletter/db.py: that module also names the SQLModel metadata's constraints and
+opens ORM sessions, so importing it loads SQLModel, pydantic's model machinery and SQLAlchemy's
+ORM (~0.3 s of CPU). A command that only runs a few SQL statements (`newsletter stats`, the
+schema check every database command makes first) needs an engine and nothing of that (issue 18:
+`newsletter stats` under 1 s). newsletter/db.py re-exports everything here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from newsletter.errors import ConfigError
+
+# SQLite reuses the highest rowid after a delete unless a table says AUTOINCREMENT; ids that
+# links, Message-IDs or references name must never come back for someone else (docs/addresses.md).
+# PostgreSQL sequences never hand out a value twice, so this only changes SQLite's DDL.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+_engines: dict[str, Engine] = {}
+
+
+def utcnow() -> datetime:
+    """Aware UTC: SQLModel's UTCDateTime columns refuse naive datetimes."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """A timestamp read with plain SQL (no UTCDateTime column type) as an aware UTC datetime:
+    SQLite hands back its stored text, naive and in UTC; PostgreSQL an aware datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL and foreign keys on every connection."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse text
+        raise ConfigError(f"config error: database.url {url!r} is not a valid database URL ({exc})")
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername != "postgresql+psycopg":
+            raise ConfigError(
+                f"config error: database.url uses driver {parsed.drivername!r}; use postgresql+psycopg://"
+            )
+        # 10 stay open: `serve` runs its routes in as many threads (web/app.py size_threadpool), so
+        # a request thread always finds one; up to 30 more for other threads at once (the serve
+        # process's sender and import runner, a CLI command's helpers), closed when idle. Workers
+        # use 2-3.
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+    raise ConfigError(f"config error: database.url: unsupported database {parsed.get_backend_name()!r}")
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL and process (engines hold the connection pool)."""
+    engine = _engines.get(url)
+    if engine is None:
+        engine = _engines[url] = make_engine(url)
+    return engine
+
+
+def dispose_engines() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
