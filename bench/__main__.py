@@ -22,6 +22,7 @@ BENCHMARKS = {
     "web_load": "bench.web_load",  # signup and one-click unsubscribe POSTs at a fixed rate (wrk), PostgreSQL
     "imports": "bench.imports",  # subscribers import of N rows vs PostgreSQL's COPY; export rows/s and RSS
     "pg_profile": "bench.pg_profile",  # PostgreSQL backend CPU per statement kind of a send (from /proc)
+    "send_cpu": "bench.send_cpu",  # a worker's CPU per message outside the SQL: build + SmtpTransport, in-process
 }
 
 
