@@ -193,7 +193,9 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
 # sets off four young collections that walk it and pass it on to the older generations.
 YOUNG_THRESHOLD = 20_000
 _gc_lock = threading.Lock()
-_gc_sends = [0, (0, 0, 0)]  # sends running in this process; the thresholds before the first began
+# Sends running in this process; the thresholds before the first began; whether objects were
+# frozen then (a forked worker: they stay frozen).
+_gc_sends: list = [0, (0, 0, 0), False]
 
 
 @contextmanager
@@ -206,10 +208,14 @@ def _long_lived_frozen() -> Iterator[None]:
     every object of the process (py-spy --native: gc_collect_main under the message builder, ~15 us
     of a worker's CPU per message). And young collections wait for YOUNG_THRESHOLD new objects.
     Both are process-wide: undone when the last send running in the process ends (threads may run
-    several), so cycles made before a send are still collected afterwards."""
+    several), so cycles made before a send are still collected afterwards. A worker process forked
+    from a warmed-up parent (delivery/pool.py) starts with the parent's objects frozen, so its
+    collections neither scan nor copy them: those stay frozen (unfreezing would move them back
+    into the passes, and a full pass would copy every inherited page)."""
     with _gc_lock:
         if _gc_sends[0] == 0:
             _gc_sends[1] = thresholds = gc.get_threshold()
+            _gc_sends[2] = gc.get_freeze_count() > 0
             gc.freeze()
             gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
         _gc_sends[0] += 1
@@ -220,7 +226,8 @@ def _long_lived_frozen() -> Iterator[None]:
             _gc_sends[0] -= 1
             if _gc_sends[0] == 0:
                 gc.set_threshold(*_gc_sends[1])
-                gc.unfreeze()
+                if not _gc_sends[2]:
+                    gc.unfreeze()
 
 
 def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) -> None:

@@ -39,6 +39,7 @@ def test_a_send_runs_with_the_collector_out_of_its_way_and_leaves_it_as_it_was(s
             upsert_active(session, f"r{n}@example.com", "", [], "import", UpsertResult())
     issue = draft_issue(sample_engine, settings, WEEK).issue
     start_send(sample_engine, issue.id)
+    gc.unfreeze()  # a plain process: nothing frozen before the send
     before = (gc.get_freeze_count(), gc.get_threshold())
     transport = CollectorWatchingTransport()
     report = deliver(sample_engine, settings, transport, TEST_SECRET, issue.id)
@@ -50,6 +51,7 @@ def test_a_send_runs_with_the_collector_out_of_its_way_and_leaves_it_as_it_was(s
 
 
 def test_overlapping_sends_restore_the_collector_only_when_the_last_ends():
+    gc.unfreeze()
     before = (gc.get_freeze_count(), gc.get_threshold())
     first_in, second_done, release = threading.Event(), threading.Event(), threading.Event()
     during: list[tuple[int, int]] = []
@@ -72,3 +74,18 @@ def test_overlapping_sends_restore_the_collector_only_when_the_last_ends():
     frozen, threshold = during[0]
     assert frozen > 0 and threshold >= YOUNG_THRESHOLD  # still in force for the send that runs on
     assert (gc.get_freeze_count(), gc.get_threshold()) == before
+
+
+def test_a_forked_workers_inherited_objects_stay_frozen_after_a_send():
+    """delivery/pool.py freezes the warmed-up parent's objects before forking: a send must not
+    unfreeze them (the next full pass would scan, and copy, every inherited page)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()  # as the pool's parent does
+    try:
+        inherited = gc.get_freeze_count()
+        with _long_lived_frozen():
+            pass
+        assert gc.get_freeze_count() >= inherited > 0
+        assert gc.get_threshold() == thresholds
+    finally:
+        gc.unfreeze()
