@@ -45,6 +45,7 @@ from newsletter.delivery import outbox, queue
 from newsletter.delivery.heartbeat import Heartbeat
 from newsletter.delivery import followup_outbox, followup_sender, mailqueue, webhooks_out
 from newsletter.delivery.mailqueue import send_queued
+from newsletter.priority import lower_priority
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.sender import DeliverReport, database_gone, deliver, worker_id
@@ -266,7 +267,9 @@ def run_workers(
     settings: Settings, processes: int, until_idle: bool = False, poll_seconds: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> PoolResult:
-    """Run `processes` worker processes and wait for them; forwards SIGTERM/SIGINT to them."""
+    """Run `processes` worker processes and wait for them; forwards SIGTERM/SIGINT to them. First
+    of all this process takes `[delivery] nice`: its threads and processes inherit it."""
+    lower_priority(settings.delivery.nice)
     if processes > 1 and is_sqlite(settings):
         echo(f"SQLite allows one writer: running 1 worker process instead of {processes} "
              "(use PostgreSQL for more)")

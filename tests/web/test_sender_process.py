@@ -1,0 +1,51 @@
+"""`newsletter serve` on PostgreSQL sends confirmations from a child process of lower priority
+(issue 18 point 4): the request threads no longer share the GIL and the connection pool with
+building and sending mail, and the kernel answers web requests before it sends."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+from newsletter.delivery.background import SenderProcess
+from newsletter.priority import lower_priority
+
+
+def wait_for(check, seconds: float = 60.0):
+    deadline = time.time() + seconds
+    while not (value := check()) and time.time() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def test_confirmations_leave_from_a_niced_child_process(pg_url, live_factory):
+    # pg_url first: its schema is dropped after the server (and its child) stopped.
+    live = live_factory(pg_url, with_sender=True, sender_process=True, DELIVERY__NICE=7)
+    child = next(p for p in multiprocessing.active_children() if p.name == "newsletter-sender")
+    assert child.pid != os.getpid()
+    started = time.time()
+    assert live.subscribe("child@example.com").status_code == 200
+    assert time.time() - started < 2  # the request did not wait for the mail
+    mails = wait_for(live.mails)
+    assert mails and mails[0]["To"] == "child@example.com"
+    assert os.getpriority(os.PRIO_PROCESS, child.pid) == max(7, os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def test_the_sender_process_stops_on_shutdown(tmp_path, pg_url):
+    from newsletter.config import load_settings
+    from tests.conftest import TEST_SECRET, write_config
+
+    settings = load_settings(write_config(tmp_path, pg_url))
+    sender = SenderProcess(settings, TEST_SECRET, interval=0.2)
+    sender.start()
+    assert wait_for(sender.process.is_alive, 10)
+    sender.shutdown()
+    assert not sender.process.is_alive() and sender.process.exitcode == 0
+
+
+def test_lower_priority_only_ever_raises_the_nice_value():
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    assert lower_priority(0) == before  # 0: leave it alone
+    assert lower_priority(before) == before
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
