@@ -39,9 +39,11 @@ log = logging.getLogger(__name__)
 def server_options(settings: Settings, host: str | None = None, port: int | None = None) -> dict:
     """uvicorn's options for `serve` and `run`: httptools' C parser and uvloop (dependencies: at
     200 requests/s h11 and asyncio's loop cost CPU the routes need; BENCHMARKS.md, "Web under
-    load"); no Server header; no proxy headers: the app applies [web] trusted_proxy_hops itself."""
+    load"); no Server header; no proxy headers: the app applies [web] trusted_proxy_hops itself; no
+    access log unless [web] access_log (it records readers' personal links; issue 18)."""
     return {"host": host or settings.web.host, "port": port or settings.web.port, "log_level": "info",
-            "server_header": False, "proxy_headers": False, "http": "httptools", "loop": "uvloop"}
+            "server_header": False, "proxy_headers": False, "http": "httptools", "loop": "uvloop",
+            "access_log": settings.web.access_log}
 
 
 def size_threadpool(engine: Engine) -> None:

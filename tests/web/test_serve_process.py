@@ -49,3 +49,32 @@ def test_lower_priority_only_ever_raises_the_nice_value():
     assert lower_priority(0) == before  # 0: leave it alone
     assert lower_priority(before) == before
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+def test_newsletter_worker_takes_delivery_nice_for_itself_and_its_processes(tmp_path):
+    """The send yields the CPU to the web: `run_workers` lowers its priority before anything starts."""
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_SECRET, write_config
+
+    config = write_config(tmp_path)
+    code = ("import os; from newsletter.config import load_settings; from newsletter.db import make_engine; "
+            "from newsletter.migrate import upgrade; from newsletter.delivery.worker import run_workers; "
+            f"s = load_settings({str(config)!r}); upgrade(make_engine(s.database.url)); "
+            "r = run_workers(s, 1, until_idle=True, echo=lambda _l: None); "
+            "print(r.ok, os.getpriority(os.PRIO_PROCESS, 0))")
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": TEST_SECRET, "NEWSLETTER_DELIVERY__NICE": "6"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", str(max(6, os.getpriority(os.PRIO_PROCESS, 0)))], out.stderr
+
+
+def test_the_access_log_is_off_unless_asked_for(tmp_path):
+    """uvicorn's access log would write every reader's personal links (and cost CPU per request)."""
+    from newsletter.config import load_settings
+    from newsletter.web.app import server_options
+    from tests.conftest import write_config
+
+    assert server_options(load_settings(write_config(tmp_path)))["access_log"] is False
+    on = load_settings(write_config(tmp_path, extra="[web]\naccess_log = true\n"))
+    assert server_options(on)["access_log"] is True
