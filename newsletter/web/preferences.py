@@ -94,7 +94,7 @@ def _unsubscribe(token: str, request: Request, ctx: WebContext, data: dict[str, 
                     detail="unsubscribe link, RFC 8058 one-click" if one_click else "unsubscribe link, page",
                     origin=origin_of(ctx, request))
     ctx.on_queued()
-    return unsubscribed(ctx, " Sorry to see you go.")
+    return ctx.same_answer("unsubscribed", lambda: unsubscribed(ctx, " Sorry to see you go."))
 
 
 def preferences_view(ctx: WebContext, token: str, subscriber_id: int, status: int = 200, notice: str = "",

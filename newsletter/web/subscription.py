@@ -93,9 +93,9 @@ def _subscribe(request: Request, ctx: WebContext, data: dict[str, list[str]]) ->
     raw_email, raw_name = first.get("email", ""), first.get("name", "")
     # What the form shows again is cut to the field sizes; validation sees the full input.
     values = {"email": raw_email[:254], "name": raw_name[:100], "topics": data.get("topics", [])}
-    done = message(site, "Check your inbox",
-                   ["If the address can receive our newsletter, a confirmation mail is on its way. "
-                    "Open it and press the button to confirm. Nothing arrives until you do."])
+    done = ctx.same_answer("signup", lambda: message(
+        site, "Check your inbox", ["If the address can receive our newsletter, a confirmation mail is on its way. "
+                                   "Open it and press the button to confirm. Nothing arrives until you do."]))
     if first.get(HONEYPOT_FIELD):
         return done  # a bot filled the hidden field: look the same, do nothing
     try:

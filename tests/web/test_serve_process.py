@@ -78,3 +78,23 @@ def test_the_access_log_is_off_unless_asked_for(tmp_path):
     assert server_options(load_settings(write_config(tmp_path)))["access_log"] is False
     on = load_settings(write_config(tmp_path, extra="[web]\naccess_log = true\n"))
     assert server_options(on)["access_log"] is True
+
+
+def test_a_constant_answer_is_rendered_once_and_served_alike(tmp_path):
+    """The signup's and the one-click unsubscribe's pages do not change per request (issue 18)."""
+    from newsletter.web.deps import WebContext
+    from newsletter.web.responses import message
+    from newsletter.config import load_settings
+    from tests.conftest import write_config
+
+    site = load_settings(write_config(tmp_path)).site
+    ctx = WebContext(settings=None, engine=None, secret="", categories=list)
+    built = []
+
+    def build():
+        built.append(1)
+        return message(site, "Check your inbox", ["Open it."], status=200)
+
+    first, second = ctx.same_answer("signup", build), ctx.same_answer("signup", build)
+    assert built == [1] and first.body == second.body and b"Check your inbox" in first.body
+    assert first is not second and second.status_code == 200
