@@ -86,7 +86,7 @@ class SenderProcess:
 
         # spawn: a fresh interpreter; no engine, thread or connection of the web process is inherited.
         context = multiprocessing.get_context("spawn")
-        self.wake, self.stop = context.Event(), context.Event()
+        self.wake, self.stop = PipeWake(context), context.Event()
         self.process = context.Process(target=_sender_main, name="newsletter-sender", daemon=True,
                                        args=(settings, secret, interval, self.wake, self.stop, os.getpid()))
 
@@ -101,6 +101,34 @@ class SenderProcess:
         if self.process.is_alive():  # a batch stuck on a mail server: its rows' lease hands them on
             self.process.terminate()
             self.process.join(timeout=5)
+
+
+class PipeWake:
+    """`set` / `wait` / `clear` like an Event, across processes, and `set` never blocks: a byte
+    written to a pipe. (multiprocessing.Event's `set` waits until the sleeping process has woken,
+    so every signup would wait for the lower-priority child to get a core.)"""
+
+    def __init__(self, context) -> None:
+        self.reader, self.writer = context.Pipe(duplex=False)
+        os.set_blocking(self.writer.fileno(), False)
+
+    def set(self) -> None:
+        try:
+            os.write(self.writer.fileno(), b"!")
+        except BlockingIOError:  # the pipe is full of wake-ups already: the child will wake
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        return self.reader.poll(timeout)
+
+    def clear(self) -> None:
+        fd = self.reader.fileno()
+        os.set_blocking(fd, False)
+        try:
+            while os.read(fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
 
 
 def _sender_main(settings: Settings, secret: str, interval: float, wake, stop, parent: int) -> None:
