@@ -34,9 +34,15 @@ def test_confirmations_leave_from_a_niced_child_process(pg_url, live_factory):
 
 def test_the_sender_process_stops_on_shutdown(tmp_path, pg_url):
     from newsletter.config import load_settings
+    from newsletter.db import make_engine
     from tests.conftest import TEST_SECRET, write_config
+    from tests.db_templates import migrate_fresh
 
-    settings = load_settings(write_config(tmp_path, pg_url))
+    # nice 0: on a busy test machine a niced child may take longer to start than shutdown waits.
+    settings = load_settings(write_config(tmp_path, pg_url, extra="[delivery]\nnice = 0\n"))
+    engine = make_engine(pg_url)
+    migrate_fresh(engine)  # the child's heartbeat needs its table
+    engine.dispose()
     sender = SenderProcess(settings, TEST_SECRET, interval=0.2)
     sender.start()
     assert wait_for(sender.process.is_alive, 10)
