@@ -209,9 +209,9 @@ def _scripts(folder: Path, port: int, tokens: list[str], threads: int) -> dict[s
 class Send:
     """A send running beside the load (`--send`): `newsletter worker --processes 2` delivering the
     sample issue to every reader into Postfix's smtp-sink; restarted (the bench's own reset) when it
-    runs out, so every measured line has one in progress. `sent()`: messages delivered so far."""
+    runs out, so every measured line has one in progress; `nice`: the workers' [delivery] nice. `sent()`: messages delivered so far."""
 
-    def __init__(self, url: str, folder: Path) -> None:
+    def __init__(self, url: str, folder: Path, nice: int | None = None) -> None:
         from newsletter.config import load_settings
         from newsletter.content.importer import import_files, sample_files
         from newsletter.issues.drafting import draft_issue
@@ -221,6 +221,8 @@ class Send:
         self.issue = draft_issue(self.engine, load_settings(folder / "config.toml"), "2026-W48").issue.id
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
         env["NEWSLETTER_SECRET_KEY"] = SECRET
+        if nice is not None:  # [delivery] nice of the workers only (a baseline's serve may not know it)
+            env["NEWSLETTER_DELIVERY__NICE"] = str(nice)
         self.workers = subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--processes", "2"], cwd=folder,
                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
@@ -285,18 +287,19 @@ def _measure(scripts: dict[str, Path], port: int, rate: int, seconds: int, offse
 
 
 def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: int, pg: str = PG,
-        with_send: bool = False) -> dict:
+        with_send: bool = False, nice: int | None = None) -> dict:
     from bench.sample import smtp_mail
     from bench.smtp_send import Sink
 
-    result: dict = {"rate": rate, "seconds": seconds, "load": os.getloadavg(), "runs": [], "send": with_send}
+    result: dict = {"rate": rate, "seconds": seconds, "load": os.getloadavg(), "runs": [], "send": with_send,
+                    "nice": nice}
     variants = ([("before", baseline)] if baseline else []) + [("after", None)]
     with pg_schema(pg, "bench_web") as url, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp, \
             Sink() as sink:
         folder, port = Path(tmp), _free_port()
         tokens = _setup(url, folder, port, readers, smtp_mail(sink.port) if with_send else FILE_MAIL)
         scripts = _scripts(folder, port, tokens, 2)
-        send = Send(url, folder) if with_send else None
+        send = Send(url, folder, nice) if with_send else None
         if send:
             send.started()
         offset = 0  # the next unused reader: every unsubscribe is a first one
@@ -329,7 +332,8 @@ def markdown(r: dict) -> str:
         f"{r['date']}, {r['machine']}. Load average {r['load'][0]:.1f} / {r['load'][1]:.1f} / {r['load'][2]:.1f} "
         f"at the start, {r['load_end'][0]:.1f} at the end: a shared machine, busy with other sessions' work; "
         "compare before and after within a round (same minute), not the absolute figures. "
-        f"`python -m bench web_load{' --send' if send else ''}`: one `newsletter serve` on PostgreSQL (loopback), "
+        f"`python -m bench web_load{' --send' if send else ''}"
+        f"{'' if r.get('nice') is None else ' --nice ' + str(r['nice'])}`: one `newsletter serve` on PostgreSQL (loopback), "
         f"wrk with 2 threads and 32 connections paced by Lua to {r['rate']} requests/s for {r['seconds']} s per line "
         "(after 3 s of warm-up)"
         + (", while `newsletter worker --processes 2` sends the sample issue to every reader into Postfix's "
@@ -362,10 +366,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg", default=PG, help="PostgreSQL URL (a schema is created and dropped in it)")
     parser.add_argument("--send", action="store_true",
                         help="with a send running: 2 worker processes delivering to every reader into smtp-sink")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="[delivery] nice of the send's workers (default: the config's default)")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
                         help="update BENCHMARKS.md (default: yes)")
     args = parser.parse_args(argv)
-    result = run(args.rate, args.seconds, args.readers, args.baseline, args.rounds, args.pg, args.send)
+    result = run(args.rate, args.seconds, args.readers, args.baseline, args.rounds, args.pg, args.send, args.nice)
     print(markdown(result))
     if args.write:
         print(f"written to {write_section(START, END, markdown(result))}")

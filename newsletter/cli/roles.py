@@ -118,5 +118,9 @@ def serve(
     from newsletter.web.app import create_app, server_options
 
     settings = state.settings
-    app_ = create_app(settings, engine=state.engine(), with_sender=not no_sender)
+    engine = state.engine()
+    # PostgreSQL: confirmations leave from a child process at [delivery] nice, not a thread that
+    # shares the GIL with the requests (issue 18); SQLite keeps its one writer in this process.
+    app_ = create_app(settings, engine=engine, with_sender=not no_sender,
+                      sender_process=engine.dialect.name == "postgresql")
     uvicorn.run(app_, **server_options(settings, host, port))

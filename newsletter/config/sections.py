@@ -108,6 +108,10 @@ class DeliverySettings(Section):
     # wakes it at once (LISTEN/NOTIFY, delivery/wakeup.py) and this is only the fallback; on SQLite
     # it is how soon a send starts.
     poll_seconds: float = Field(5.0, gt=0, le=3600)
+    # `newsletter worker` (and the confirmation sender of `newsletter serve`) run at this nice value,
+    # so on a shared host the web's answers come before the send's throughput (newsletter/priority.py,
+    # docs/operations.md "Priority"); 0 = the priority the process was started with.
+    nice: int = Field(10, ge=0, le=19)
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

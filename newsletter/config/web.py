@@ -38,6 +38,10 @@ class WebSettings(Section):
     embed_origins: list[str] = []  # sites allowed to frame /embed and post its form, e.g. "https://blog.example"
     address_changes_per_reader_per_hour: int = Field(3, ge=1)
     address_changes_per_ip_per_hour: int = Field(10, ge=1)
+    # uvicorn's line per request: off by default, since it writes every reader's personal link
+    # (unsubscribe, confirm, preferences tokens) with their IP to the log, and at 200 requests/s
+    # it was a tenth of the web process's Python time (issue 18). The reverse proxy's log remains.
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _forwarded_alias(self) -> "WebSettings":

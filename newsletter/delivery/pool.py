@@ -38,6 +38,7 @@ from newsletter.config import Settings
 from newsletter.db import dispose_engines, get_engine, session_scope
 from newsletter.delivery.variants import SendVariants
 from newsletter.delivery.worker import install_stop_handlers, run_worker, sending_issues
+from newsletter.priority import lower_priority
 from newsletter.issues import render
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
@@ -137,7 +138,9 @@ def run_workers(
     settings: Settings, processes: int, until_idle: bool = False, poll_seconds: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> PoolResult:
-    """Run `processes` worker processes and wait for them; forwards SIGTERM/SIGINT to them."""
+    """Run `processes` worker processes and wait for them; forwards SIGTERM/SIGINT to them. First
+    of all this process takes `[delivery] nice`: its threads and processes inherit it."""
+    lower_priority(settings.delivery.nice)
     if processes > 1 and is_sqlite(settings):
         echo(f"SQLite allows one writer: running 1 worker process instead of {processes} "
              "(use PostgreSQL for more)")

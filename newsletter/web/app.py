@@ -1,6 +1,7 @@
 """The FastAPI app factory: state, middleware, routers and error pages; the routes are in the modules.
 
-With `with_sender`, a background thread in the same process delivers queued
+With `with_sender`, a background thread in the same process (with `sender_process`, a child
+process at `[delivery] nice`: what `newsletter serve` does on PostgreSQL) delivers queued
 transactional mail (confirmations; newsletter/delivery/background.py), so one
 `newsletter serve` is a working deployment; `--no-sender` leaves that to `newsletter worker`.
 """
@@ -20,7 +21,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from newsletter.config import Settings
 from newsletter.content.categories import CachedCategories
 from newsletter.db import get_engine
-from newsletter.delivery.background import BackgroundSender
+from newsletter.delivery.background import BackgroundSender, SenderProcess
 from newsletter.subscribers.import_runner import ImportRunner
 from newsletter.web.console.import_pages import record_job_end
 from newsletter.secret_key import load_secret_key
@@ -38,9 +39,11 @@ log = logging.getLogger(__name__)
 def server_options(settings: Settings, host: str | None = None, port: int | None = None) -> dict:
     """uvicorn's options for `serve` and `run`: httptools' C parser and uvloop (dependencies: at
     200 requests/s h11 and asyncio's loop cost CPU the routes need; BENCHMARKS.md, "Web under
-    load"); no Server header; no proxy headers: the app applies [web] trusted_proxy_hops itself."""
+    load"); no Server header; no proxy headers: the app applies [web] trusted_proxy_hops itself; no
+    access log unless [web] access_log (it records readers' personal links; issue 18)."""
     return {"host": host or settings.web.host, "port": port or settings.web.port, "log_level": "info",
-            "server_header": False, "proxy_headers": False, "http": "httptools", "loop": "uvloop"}
+            "server_header": False, "proxy_headers": False, "http": "httptools", "loop": "uvloop",
+            "access_log": settings.web.access_log}
 
 
 def size_threadpool(engine: Engine) -> None:
@@ -58,10 +61,12 @@ def size_threadpool(engine: Engine) -> None:
 
 
 def create_app(settings: Settings, engine: Engine | None = None, secret: str | None = None,
-               with_sender: bool = True) -> FastAPI:
+               with_sender: bool = True, sender_process: bool = False) -> FastAPI:
     engine = engine or get_engine(settings.database.url)
     secret = secret or load_secret_key(settings)
-    sender = BackgroundSender(engine, settings, secret) if with_sender else None
+    sender: BackgroundSender | SenderProcess | None = None
+    if with_sender:
+        sender = SenderProcess(settings, secret) if sender_process else BackgroundSender(engine, settings, secret)
     # Readers' CSV imports run beside the sender (newsletter/subscribers/import_runner.py).
     categories = CachedCategories(engine)  # every signup reads them (newsletter/content/categories.py)
     imports = ImportRunner(engine, categories, on_finish=record_job_end) if with_sender else None

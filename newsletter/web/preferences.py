@@ -21,7 +21,8 @@ from newsletter.subscribers.service import InvalidInput, clean_topics, link_hold
 from newsletter.subscribers.signup import request_email_change, unsubscribe, update_preferences
 from newsletter.tokens import InvalidToken, LinkSubject, Purpose, make_token, read_token
 from newsletter.web.abuse import HOUR, ThrottleLimit
-from newsletter.web.deps import Ctx, FormList, FormText, OneClick, WebContext, client_ip, form_data, origin_of
+from newsletter.web.deps import TEXT_FIELD, Ctx, FormList, FormText, WebContext, client_ip, form_data, form_schema, \
+    origin_of
 from newsletter.web.responses import invalid_link, message, page
 
 router = APIRouter()
@@ -62,11 +63,12 @@ def unsubscribe_page(token: str, ctx: Ctx) -> HTMLResponse:
                    links=[("Rather choose topics or pause for a while", prefs)])
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-async def unsubscribe_post(token: str, request: Request, ctx: Ctx, list_unsubscribe: OneClick = "",
-                           source: FormText = "") -> HTMLResponse:
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, openapi_extra=form_schema(
+    "Unsubscribe form", {"List-Unsubscribe": TEXT_FIELD, "source": TEXT_FIELD}))
+async def unsubscribe_post(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
     """Async only to read the form; the database work runs in the threadpool (on the event loop it
-    made every other request wait: issue 18)."""
+    made every other request wait: issue 18). RFC 8058's `List-Unsubscribe=One-Click` and the
+    page's `source` are in the schema, not parameters: `form_data` reads them once."""
     try:
         data = await form_data(request)
     except InvalidInput:
@@ -92,7 +94,7 @@ def _unsubscribe(token: str, request: Request, ctx: WebContext, data: dict[str, 
                     detail="unsubscribe link, RFC 8058 one-click" if one_click else "unsubscribe link, page",
                     origin=origin_of(ctx, request))
     ctx.on_queued()
-    return unsubscribed(ctx, " Sorry to see you go.")
+    return ctx.same_answer("unsubscribed", lambda: unsubscribed(ctx, " Sorry to see you go."))
 
 
 def preferences_view(ctx: WebContext, token: str, subscriber_id: int, status: int = 200, notice: str = "",

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 # Pages whose URL carries a personal token: no Referer at all, so the token never leaks to a link target.
 TOKEN_PATHS = ("/confirm/", "/unsubscribe/", "/preferences/", "/vote/", "/c/", "/o/")
-STYLE_BLOCK = re.compile(rb"<style[^>]*>(.*?)</style>", re.S | re.I)
+STYLE_BLOCK = re.compile(rb"<style[^>]*>(.*?)</style>", re.S | re.I)  # what style_blocks finds
 MAX_HASHED_BODY = 2_000_000
 EMBEDDABLE = ("/embed", "/subscribe")  # the embedded form and the answer it shows inside the frame
 
@@ -93,9 +94,28 @@ def _csp(settings: Settings, path: str, style_hashes: list[str]) -> str:
             f"object-src 'none'; base-uri 'none'; form-action {form_targets}; frame-ancestors {ancestors}")
 
 
+def style_blocks(body: bytes) -> list[bytes]:
+    """What STYLE_BLOCK finds (case-insensitive), by plain searches in a lower-cased copy: the
+    regex with re.I took 0.2 ms per page, on every answer (issue 18); this takes a few µs."""
+    lowered, blocks, start = body.lower(), [], 0
+    while (opening := lowered.find(b"<style", start)) != -1:
+        end_of_tag = lowered.find(b">", opening)
+        closing = lowered.find(b"</style>", end_of_tag) if end_of_tag != -1 else -1
+        if closing == -1:
+            break
+        blocks.append(body[end_of_tag + 1:closing])
+        start = closing + len(b"</style>")
+    return blocks
+
+
+@lru_cache(maxsize=64)
+def _style_hash(block: bytes) -> str:
+    """A style block's CSP source; the pages share a few blocks, so each is hashed once."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(block).digest()).decode() + "'"
+
+
 def style_hashes(body: bytes) -> list[str]:
-    return sorted({"'sha256-" + base64.b64encode(hashlib.sha256(block).digest()).decode() + "'"
-                   for block in STYLE_BLOCK.findall(body)})
+    return sorted({_style_hash(block) for block in style_blocks(body)})
 
 
 def security_headers(settings: Settings, path: str, body: bytes | None) -> list[tuple[bytes, bytes]]:

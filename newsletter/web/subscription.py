@@ -25,7 +25,7 @@ from newsletter.subscribers.signup import confirm, find_confirmation
 from newsletter.tokens import InvalidToken
 from newsletter.web.abuse import HONEYPOT_FIELD, VISITOR_COOKIE, FormTokenError, NotThisVisitor, check_form_token, \
     issue_form_token, visitor_cookie, visitor_id
-from newsletter.web.deps import Ctx, FormList, FormText, WebContext, form_data, origin_of
+from newsletter.web.deps import LIST_FIELD, TEXT_FIELD, Ctx, WebContext, form_data, form_schema, origin_of
 from newsletter.web.intake import SignupRefused, submit_signup
 from newsletter.web.responses import invalid_link, message, page, refused
 from newsletter.web.security import post_origin_allowed
@@ -68,12 +68,15 @@ def signup_embed(request: Request, ctx: Ctx) -> HTMLResponse:
     return signup_page(ctx, request, embed=True)
 
 
-@router.post("/subscribe", response_class=HTMLResponse)
-async def subscribe(request: Request, ctx: Ctx, email: FormText = "", name: FormText = "", topics: FormList = [],
-                    form_token: FormText = "", website: FormText = "",
-                    embed: FormText = "") -> HTMLResponse:  # noqa: B006
+SIGNUP_FIELDS = {"email": TEXT_FIELD, "name": TEXT_FIELD, "topics": LIST_FIELD, "form_token": TEXT_FIELD,
+                 HONEYPOT_FIELD: TEXT_FIELD, "embed": TEXT_FIELD}
+
+
+@router.post("/subscribe", response_class=HTMLResponse, openapi_extra=form_schema("Signup form", SIGNUP_FIELDS))
+async def subscribe(request: Request, ctx: Ctx) -> HTMLResponse:
     """Async only to read the form; the checks and about ten database round trips run in the
-    threadpool (`_subscribe`): on the event loop they made every other request wait (issue 18)."""
+    threadpool (`_subscribe`): on the event loop they made every other request wait (issue 18).
+    The fields are in the schema (SIGNUP_FIELDS), not parameters: `form_data` reads them once."""
     try:
         data = await form_data(request)
     except InvalidInput as exc:
@@ -90,9 +93,9 @@ def _subscribe(request: Request, ctx: WebContext, data: dict[str, list[str]]) ->
     raw_email, raw_name = first.get("email", ""), first.get("name", "")
     # What the form shows again is cut to the field sizes; validation sees the full input.
     values = {"email": raw_email[:254], "name": raw_name[:100], "topics": data.get("topics", [])}
-    done = message(site, "Check your inbox",
-                   ["If the address can receive our newsletter, a confirmation mail is on its way. "
-                    "Open it and press the button to confirm. Nothing arrives until you do."])
+    done = ctx.same_answer("signup", lambda: message(
+        site, "Check your inbox", ["If the address can receive our newsletter, a confirmation mail is on its way. "
+                                   "Open it and press the button to confirm. Nothing arrives until you do."]))
     if first.get(HONEYPOT_FIELD):
         return done  # a bot filled the hidden field: look the same, do nothing
     try:

@@ -56,8 +56,9 @@ class Live:
         return re.search(rf"(https?://\S+/{path}/\S+)", text).group(1)
 
 
-def start_live(settings: Settings, engine, with_sender: bool = False):
-    app = create_app(settings, engine=engine, secret=TEST_SECRET, with_sender=with_sender)
+def start_live(settings: Settings, engine, with_sender: bool = False, sender_process: bool = False):
+    app = create_app(settings, engine=engine, secret=TEST_SECRET, with_sender=with_sender,
+                     sender_process=sender_process)
     port = int(settings.site.base_url.rsplit(":", 1)[1])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on", proxy_headers=False))
@@ -75,7 +76,7 @@ def start_live(settings: Settings, engine, with_sender: bool = False):
 def live_factory(tmp_path, monkeypatch, request):
     servers = []
 
-    def make(db_url: str | None = None, with_sender: bool = False, **env) -> Live:
+    def make(db_url: str | None = None, with_sender: bool = False, sender_process: bool = False, **env) -> Live:
         port = free_port()
         monkeypatch.setenv("NEWSLETTER_SITE__BASE_URL", f"http://127.0.0.1:{port}")
         monkeypatch.setenv("NEWSLETTER_WEB__FORM_MIN_SECONDS", "0")
@@ -87,7 +88,7 @@ def live_factory(tmp_path, monkeypatch, request):
         from newsletter.content.importer import import_files, sample_files
 
         import_files(engine, sample_files())
-        app, server, thread = start_live(settings, engine, with_sender)
+        app, server, thread = start_live(settings, engine, with_sender, sender_process)
         servers.append((server, thread, engine))
         return Live(settings.site.base_url, settings, engine, app, requests.Session())
 
