@@ -10,13 +10,17 @@ the eligibility UPDATE (outbox.skip_ineligible), the row read joined with the re
 database's CPU per message (BENCHMARKS.md). SQLite keeps that portable path: one writer, no
 backends to spare.
 
-Where the scan starts is the `ClaimCursor`'s business. Every row a claim or a result moves leaves
-a dead entry in the partial index of pending rows (ix_delivery_due) until VACUUM; a scan that
-starts at the queue's first id steps over all of them, and the rescan from the start every few
-seconds that found retries below the previous claim grew with the send (PostgreSQL's CPU per
-message rose 1.8× from the first tenth of a 200,000-reader send to the last). The cursor starts
-from the lowest id that is not final (its floor, found again at each rescan), so a claim steps
-over the rows finished since the last rescan at most: the cost stays flat.
+Where the scan starts is the `ClaimCursor`'s business. A claim walks the issue's rows in id
+order (ix_delivery_issue_id, or the primary key: one issue's ids are consecutive) and checks each
+row's state on the row itself: no index holds the state, so that PostgreSQL updates the row in
+place (HOT) at the claim and at the result (migration 0032: ~9 index writes per message before).
+A scan that starts at the queue's first id would step over every finished row, and the rescan
+from the start every few seconds that finds retries below the previous claim would grow with the
+send (PostgreSQL's CPU per message rose 1.8× from the first tenth of a 200,000-reader send to the
+last when it did). The cursor starts from the lowest id that is not final (its floor, found again
+at each rescan), so a claim steps over the rows finished since the last rescan at most: the cost
+stays flat. (A retry waiting far below the claims holds the floor there: each rescan then walks
+from it, once per RESCAN_SECONDS.)
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ GONE_REASON = "unsubscribed or suppressed before sending"
 
 _WHEN = Delivery.__table__.c.lease_until.type  # the columns' own type: aware UTC in, as the ORM binds it
 
-# Which pending rows are due is queue.due written out (one CASE, see outbox.claim); the pending
-# term repeats the partial index's predicate so the planner can walk ix_delivery_due from `floor`.
+# Which pending rows are due is queue.due written out (one CASE, see outbox.claim), checked on each
+# row the walk of the issue's ids from `floor` reads.
 # The shape keeps every plan, generic ones included (psycopg prepares a statement run 5 times), to
 # index lookups of the claimed rows: `id = ANY(ARRAY(…))` is a key lookup per id, and the readers
 # are joined to an UPDATE estimated at a few rows. A plain join of the picked ids with `delivery`
