@@ -189,8 +189,13 @@ def claim(
 
 def release(session: Session, worker_id: str, ids: list[int] | None = None) -> int:
     """Give rows this worker still holds (`sending`, claimed by it) back to the queue, e.g. when it
-    stops before handing them to the transport. Rows it already recorded never match."""
-    return queue.release(session, Delivery, worker_id, ids)
+    stops before handing them to the transport. Rows it already recorded never match. Only issues
+    that can hold a `sending` row are looked at (a sent issue has none: it became sent when none
+    was pending): no index holds a row's state or worker (migration 0032), and every worker's exit
+    scanned every issue's rows."""
+    live = select(Issue.id).where(Issue.state.in_((IssueState.sending.value, IssueState.paused.value,
+                                                   IssueState.cancelled.value)))
+    return queue.release(session, Delivery, worker_id, ids, Delivery.issue_id.in_(live))
 
 
 CANCELLED_REASON = "issue cancelled before this delivery was sent"
