@@ -143,6 +143,11 @@ def lowest_pending(session: Session, issue_id: int, floor: int | None) -> int | 
 _FLOORS: dict[tuple[str, int], int] = {}
 
 
+def known_floor(session: Session, issue_id: int) -> int | None:
+    """The floor this process last found for the issue (None: none yet): no row below it is pending."""
+    return _FLOORS.get((session.get_bind().url.render_as_string(hide_password=True), issue_id))
+
+
 @dataclass
 class ClaimCursor:
     """Where one worker's claims of one issue start. `floor`: the lowest id not final at the last
