@@ -333,6 +333,20 @@ def counts(session: Session, issue_id: int) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def counts_from(session: Session, issue_id: int, floor: int | None) -> dict[str, int]:
+    """`counts` for a worker at its end of send: the final states from the issue's counters
+    (newsletter/tallies.py, exact), the pending ones counted from `floor` (no row below it is
+    pending, claim_batch.ClaimCursor). No index holds the state (migration 0032): a count by state
+    over every row of the issue, by each worker at its end, read the whole issue again."""
+    figures = tallies.read(session, [issue_id]).get(issue_id, {})
+    found = {state: figures[state] for state in ("sent", "failed", "skipped") if figures.get(state)}
+    statement = (select(Delivery.state, func.count())
+                 .where(Delivery.issue_id == issue_id, Delivery.state.in_(PENDING), Delivery.id >= (floor or 0))
+                 .group_by(Delivery.state))
+    found.update({state: count for state, count in session.execute(statement).all()})
+    return found
+
+
 def pending(session: Session, issue_id: int) -> int:
     return session.execute(
         select(func.count()).where(Delivery.issue_id == issue_id, Delivery.state.in_(PENDING))
