@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 from bench.claims import SECRET, AcceptAll, queued_send
 from bench.sample import PG
@@ -66,6 +66,7 @@ class Profile:
         self.events: list[tuple[int, str, int]] = []  # (delivered so far, kind, backend ns)
         self.delivered = 0
         self._started: dict[int, tuple[int, int, str]] = {}
+        self.updates = (0, 0, 0)  # delivery_updates after the send
 
     def attach(self, engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", self._before)
@@ -116,8 +117,26 @@ def run(subscribers: int, pg: str = PG) -> tuple[Profile, float]:
         started = time.perf_counter()
         report = deliver(queued.engine, settings, AcceptAll(), SECRET, queued.issue_id, progress=progress)
         elapsed = time.perf_counter() - started
+        profile.updates = delivery_updates(queued.engine, 2 * subscribers)
     assert report.finished and report.sent == subscribers, report
     return profile, elapsed
+
+
+def delivery_updates(engine: Engine, expected: int) -> tuple[int, int, int]:
+    """The `delivery` table's updates, how many of them were HOT (in place: no index entry), and its
+    size in bytes, once the send's backends have reported (they do on exit: the pool is closed)."""
+    engine.dispose()
+    engine = create_engine(engine.url)  # not the profiled engine: these reads are not the send's
+    deadline = time.monotonic() + 10
+    while True:
+        with engine.connect() as connection:
+            updated, hot = connection.execute(text(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                "WHERE relid = 'delivery'::regclass")).one()
+            size = connection.execute(text("SELECT pg_relation_size('delivery')")).scalar_one()
+        if updated >= expected or time.monotonic() > deadline:
+            return updated, hot, size
+        time.sleep(0.2)
 
 
 def table(profile: Profile) -> list[str]:
@@ -139,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"pg_profile: {args.subscribers:,} deliveries in {elapsed:.1f} s, load average {load:.1f} at the start; "
           "PostgreSQL backend CPU per delivered message:")
     print("\n".join(table(profile)))
+    updated, hot, size = profile.updates
+    print(f"delivery: {updated:,} row updates, {hot:,} of them HOT ({hot / max(updated, 1):.0%}); "
+          f"table {size / 2**20:.1f} MB")
 
 
 if __name__ == "__main__":

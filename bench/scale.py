@@ -6,8 +6,8 @@ Steps, in a throw-away schema of the PostgreSQL database (default: the tests' on
 2. `start_send`: the issue's outbox filled in one INSERT … SELECT (timed: the enqueue);
 3. a reference: Postfix's smtp-source sending ready messages of the same size into the same sink
    (what this machine can move over SMTP today, with no database and no message building);
-4. delivery of `--deliver` of them (default: all; the rest are marked skipped first, so the workers
-   find exactly that many, in a table of N rows) by real worker processes over SMTP into smtp-sink,
+4. delivery of `--deliver` of them (default: all; the rest are made an earlier issue's sent rows
+   first, so the workers find exactly that many, in a table of N rows) by real worker processes over SMTP into smtp-sink,
    sampling every worker's VmRSS (/proc/PID/status) every 0.5 s.
 
 The issue's targets for N = 1,000,000 on this 2-core machine: enqueue < 60 s, all delivered in
@@ -40,6 +40,7 @@ from bench.smtp_send import Sink, machine, time_reference
 from newsletter.config import DeliverySettings, SmtpSettings
 from newsletter.db import session_scope
 from newsletter.delivery import outbox
+from newsletter.issues.drafting import draft_issue
 
 START, END = "<!-- bench:scale -->", "<!-- /bench:scale -->"
 SECRET = "bench-secret-" + "b" * 40
@@ -162,11 +163,17 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
         with queued_issue(settings, subscribers) as queued:
             result["insert_s"], result["enqueue_s"] = queued.insert_s, queued.enqueue_s
             if deliver < subscribers:  # keep the table at N rows, deliver only the first `deliver`
+                earlier = draft_issue(queued.engine, settings, "2026-W47").issue.id
                 with queued.engine.begin() as connection:
+                    # The rest become an earlier issue's sent rows (a table of N rows, as after past
+                    # sends), not final rows of this issue above its queue: a real send ends at its
+                    # last row, where the claims that walk the issue's ids (claim_batch) stop.
+                    connection.execute(text("UPDATE issue SET state = 'sent' WHERE id = :earlier"),
+                                       {"earlier": earlier})
                     connection.execute(text(
-                        "UPDATE delivery SET state = 'skipped', last_error = 'bench: not delivered' "
+                        "UPDATE delivery SET issue_id = :earlier, state = 'sent', sent_at = now() "
                         "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
-                        "+ :deliver - 1"), {"issue": queued.issue_id, "deliver": deliver})
+                        "+ :deliver - 1"), {"issue": queued.issue_id, "deliver": deliver, "earlier": earlier})
             with queued.engine.begin() as connection:
                 connection.execute(text("ANALYZE delivery"))
             # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into

@@ -10,13 +10,17 @@ the eligibility UPDATE (outbox.skip_ineligible), the row read joined with the re
 database's CPU per message (BENCHMARKS.md). SQLite keeps that portable path: one writer, no
 backends to spare.
 
-Where the scan starts is the `ClaimCursor`'s business. Every row a claim or a result moves leaves
-a dead entry in the partial index of pending rows (ix_delivery_due) until VACUUM; a scan that
-starts at the queue's first id steps over all of them, and the rescan from the start every few
-seconds that found retries below the previous claim grew with the send (PostgreSQL's CPU per
-message rose 1.8× from the first tenth of a 200,000-reader send to the last). The cursor starts
-from the lowest id that is not final (its floor, found again at each rescan), so a claim steps
-over the rows finished since the last rescan at most: the cost stays flat.
+Where the scan starts is the `ClaimCursor`'s business. A claim walks the issue's rows in id
+order (ix_delivery_issue_id, or the primary key: one issue's ids are consecutive) and checks each
+row's state on the row itself: no index holds the state, so that PostgreSQL updates the row in
+place (HOT) at the claim and at the result (migration 0032: ~9 index writes per message before).
+A scan that starts at the queue's first id would step over every finished row, and the rescan
+from the start every few seconds that finds retries below the previous claim would grow with the
+send (PostgreSQL's CPU per message rose 1.8× from the first tenth of a 200,000-reader send to the
+last when it did). The cursor starts from the lowest id that is not final (its floor, found again
+at each rescan), so a claim steps over the rows finished since the last rescan at most: the cost
+stays flat. (A retry waiting far below the claims holds the floor there: each rescan then walks
+from it, once per RESCAN_SECONDS.)
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ GONE_REASON = "unsubscribed or suppressed before sending"
 
 _WHEN = Delivery.__table__.c.lease_until.type  # the columns' own type: aware UTC in, as the ORM binds it
 
-# Which pending rows are due is queue.due written out (one CASE, see outbox.claim); the pending
-# term repeats the partial index's predicate so the planner can walk ix_delivery_due from `floor`.
+# Which pending rows are due is queue.due written out (one CASE, see outbox.claim), checked on each
+# row the walk of the issue's ids from `floor` reads.
 # The shape keeps every plan, generic ones included (psycopg prepares a statement run 5 times), to
 # index lookups of the claimed rows: `id = ANY(ARRAY(…))` is a key lookup per id, and the readers
 # are joined to an UPDATE estimated at a few rows. A plain join of the picked ids with `delivery`
@@ -130,11 +134,25 @@ def lowest_pending(session: Session, issue_id: int, floor: int | None) -> int | 
     return found if found is not None else floor
 
 
+# The floor this process last found per (database, issue): a worker starts a new cursor for every
+# round of its loop (`deliver` per sending issue), and a first floor found from the issue's first id
+# walks every row finished so far (no index holds the state, migration 0032): at the end of a send,
+# a worker polling while the other's last batch was in flight walked the whole issue each time
+# (PostgreSQL's CPU per message of the last tenth 4x the first's, 200,000 readers). A floor stays
+# true for good: no final row becomes pending again, and new rows get higher ids.
+_FLOORS: dict[tuple[str, int], int] = {}
+
+
+def known_floor(session: Session, issue_id: int) -> int | None:
+    """The floor this process last found for the issue (None: none yet): no row below it is pending."""
+    return _FLOORS.get((session.get_bind().url.render_as_string(hide_password=True), issue_id))
+
+
 @dataclass
 class ClaimCursor:
     """Where one worker's claims of one issue start. `floor`: the lowest id not final at the last
     rescan; nothing below it can ever be due. `hint`: the lowest id of the previous claim; the
-    rows between the two are mostly finished (dead index entries), so a claim starts at the hint,
+    rows between the two are mostly finished, so a claim starts at the hint,
     and at the floor when that found too few (the queue's end) or at a rescan, every
     RESCAN_SECONDS, when the floor is found again. A retry or an expired lease below the hint is
     taken within RESCAN_SECONDS, or as soon as the queue above it runs dry."""
@@ -149,7 +167,11 @@ class ClaimCursor:
               stale: datetime | None) -> tuple[list[tuple], int]:
         """claim_rows from the hint (or the floor); returns the rows and how many were skipped."""
         if time.monotonic() >= self.rescan_at:
-            self.floor = lowest_pending(session, self.issue_id, self.floor)
+            key = (session.get_bind().url.render_as_string(hide_password=True), self.issue_id)
+            known = max(self.floor or 0, _FLOORS.get(key, 0)) or None
+            self.floor = lowest_pending(session, self.issue_id, known)
+            if self.floor is not None:
+                _FLOORS[key] = max(self.floor, _FLOORS.get(key, 0))
             self.hint, self.rescan_at = None, time.monotonic() + RESCAN_SECONDS
         start = self.hint if self.hint is not None else self.floor
         rows, skipped = claim_rows(session, self.issue_id, now, limit, lease, self.worker, start, stale)

@@ -121,8 +121,7 @@ def claimed_rows(session: Session, ids: list[int]) -> list[tuple]:
     """Of the rows just claimed (`ids`) those still `sending`, with what a message needs of each:
     (delivery id, attempts, subscriber id, email, name, token key), lowest id first. Read as plain
     tuples through Core: ORM rows cost a tenth of a worker's time. The state is checked here, not
-    in SQL: a `state = 'sending'` term lets the planner walk the partial index of pending rows
-    (see `record`); by id alone it reads exactly these rows."""
+    in SQL: by id alone the plan reads exactly these rows, whatever the statistics say of states."""
     if not ids:
         return []
     d, s = Delivery.__table__.c, Subscriber.__table__.c
@@ -171,19 +170,16 @@ def claim(
     is `sending` (a pause or a cancel stops every worker at its next claim). One statement
     (queue.claim), so the issue's state is read in the same statement that takes the rows.
 
-    The rows are found through the partial index of pending rows (`ix_delivery_due`), lowest id
-    first. Rows already handled leave dead entries at the low end of that index until VACUUM
-    removes them, and a scan from the start steps over all of them (50 ms per claim after 200,000
-    sent). `from_id` starts the scan there instead: a worker's claims start at its previous
-    claim's lowest id or at the lowest id not yet final (claim_batch.ClaimCursor).
-    Which pending rows are due is one CASE rather than an OR of (state, time) pairs: an OR invites
-    PostgreSQL to OR three bitmap scans of (issue_id, state) and sort everything pending, where the
-    partial index gives the lowest ids in order."""
+    The rows are found by walking the issue's ids in order (ix_delivery_issue_id or the primary
+    key), lowest first, checking each row's state: no index holds the state (migration 0032: the
+    claim and the result then update the row in place). A walk from the issue's first id steps
+    over every row already handled; `from_id` starts it there instead: a worker's claims start at
+    its previous claim's lowest id or at the lowest id not yet final (claim_batch.ClaimCursor).
+    Which pending rows are due is one CASE rather than an OR of (state, time) pairs, checked on
+    the row: the walk gives the lowest ids in order."""
     conditions = [
         Delivery.issue_id == issue_id,
-        # Pending, word for word as the partial index's predicate: SQLite's planner uses the index
-        # only for a query that repeats that term with the same literals.
-        text(f"delivery.{PENDING_SQL}"),
+        text(f"delivery.{PENDING_SQL}"),  # checked on each row the walk reads
         exists().where(Issue.id == issue_id, Issue.state == IssueState.sending.value),
     ]
     if from_id is not None:
@@ -193,8 +189,13 @@ def claim(
 
 def release(session: Session, worker_id: str, ids: list[int] | None = None) -> int:
     """Give rows this worker still holds (`sending`, claimed by it) back to the queue, e.g. when it
-    stops before handing them to the transport. Rows it already recorded never match."""
-    return queue.release(session, Delivery, worker_id, ids)
+    stops before handing them to the transport. Rows it already recorded never match. Only issues
+    that can hold a `sending` row are looked at (a sent issue has none: it became sent when none
+    was pending): no index holds a row's state or worker (migration 0032), and every worker's exit
+    scanned every issue's rows."""
+    live = select(Issue.id).where(Issue.state.in_((IssueState.sending.value, IssueState.paused.value,
+                                                   IssueState.cancelled.value)))
+    return queue.release(session, Delivery, worker_id, ids, Delivery.issue_id.in_(live))
 
 
 CANCELLED_REASON = "issue cancelled before this delivery was sent"
@@ -293,8 +294,9 @@ def record(session: Session, done: datetime, sent: list[tuple[int, str, str | No
 
     "Still `sending`" is a join term (`d.state = v.held`), not `d.state = 'sending'`: statistics
     taken before a send say almost no row is `sending`, and with that restriction PostgreSQL's
-    plan (generic, once psycopg prepares the statement) read every pending row through the partial
-    index to hash-join them: 0.6–0.9 s per batch at 20,000 readers, and growing with the send.
+    plan (generic, once psycopg prepares the statement) once read every pending row through an
+    index of them to hash-join them: 0.6–0.9 s per batch at 20,000 readers, and growing with the
+    send. As a join term it stays a lookup by id per row, whatever index comes and goes.
     Given `worker`, a row moves only while that worker holds it (see `_record_many`). Returns how
     many rows moved to each state, for the issue's counters (newsletter/tallies.py)."""
     if session.get_bind().dialect.name != "postgresql":
@@ -329,6 +331,20 @@ def counts(session: Session, issue_id: int) -> dict[str, int]:
         select(Delivery.state, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.state)
     ).all()
     return {state: count for state, count in rows}
+
+
+def counts_from(session: Session, issue_id: int, floor: int | None) -> dict[str, int]:
+    """`counts` for a worker at its end of send: the final states from the issue's counters
+    (newsletter/tallies.py, exact), the pending ones counted from `floor` (no row below it is
+    pending, claim_batch.ClaimCursor). No index holds the state (migration 0032): a count by state
+    over every row of the issue, by each worker at its end, read the whole issue again."""
+    figures = tallies.read(session, [issue_id]).get(issue_id, {})
+    found = {state: figures[state] for state in ("sent", "failed", "skipped") if figures.get(state)}
+    statement = (select(Delivery.state, func.count())
+                 .where(Delivery.issue_id == issue_id, Delivery.state.in_(PENDING), Delivery.id >= (floor or 0))
+                 .group_by(Delivery.state))
+    found.update({state: count for state, count in session.execute(statement).all()})
+    return found
 
 
 def pending(session: Session, issue_id: int) -> int:

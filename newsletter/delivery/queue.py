@@ -102,11 +102,12 @@ def claim(session: Session, model, conditions: list, now: datetime, limit: int, 
     return sorted(session.connection().execute(statement).scalars().all())
 
 
-def release(session: Session, model, worker: str, ids: list[int] | None = None) -> int:
-    """Give rows this worker still holds back to the queue (it stops before sending them)."""
+def release(session: Session, model, worker: str, ids: list[int] | None = None, *within) -> int:
+    """Give rows this worker still holds back to the queue (it stops before sending them).
+    `within`: more conditions that narrow where the rows can be (outbox.release)."""
     statement = (
         update(model)
-        .where(model.state == DeliveryState.sending.value, model.claimed_by == worker)
+        .where(model.state == DeliveryState.sending.value, model.claimed_by == worker, *within)
         .values(state=DeliveryState.queued.value, lease_until=None, claimed_by=None)
         .execution_options(synchronize_session=False)
     )

@@ -236,7 +236,7 @@ def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) ->
     with session_scope(job.engine) as session:
         won = _finish_if_done(session, job.issue_id, clock(), job.cursor.floor)
         report.finished = won or session.get(Issue, job.issue_id).state == IssueState.sent.value
-        report.counts = outbox.counts(session, job.issue_id)
+        report.counts = outbox.counts_from(session, job.issue_id, job.cursor.floor)
     if won:
         from newsletter.delivery.notices import notify_finished
 

@@ -18,7 +18,7 @@ from newsletter.delivery import outbox
 from newsletter.delivery.claim_batch import GONE_REASON, ClaimCursor, claim_rows
 from newsletter.delivery.models import Delivery
 from newsletter.subscribers.models import Subscriber, Suppression
-from tests.delivery.test_claims import _enqueue
+from tests.delivery.test_claims import _enqueue, _from_the_floor
 
 LEASE = timedelta(minutes=5)
 
@@ -171,13 +171,13 @@ def test_a_late_claim_reads_the_pending_rows_from_its_start(sample_engine, setti
         if sample_engine.dialect.name == "sqlite":
             plan = " | ".join(row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
                                                                           parameters))
-            assert "ix_delivery_due" in plan, plan
+            assert _from_the_floor(plan), plan
             return
         with connection.begin():
             (document,) = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement,
                                                      parameters).scalar_one()
             connection.rollback()
-    assert "ix_delivery_due" in json.dumps(document), document
+    assert _from_the_floor(json.dumps(document)), document
     assert _filtered_rows(document["Plan"]) <= 50, document
 
 

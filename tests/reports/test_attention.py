@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from newsletter import tallies
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.models import Delivery
 from newsletter.issues.drafting import draft_issue
@@ -38,6 +39,7 @@ def test_failed_deliveries_of_recent_issues(sample_engine, settings):
     assert failed_deliveries(sample_engine, recent=1) == []  # only the second issue, which has none
     with session_scope(sample_engine) as session:
         session.execute(update(Delivery).where(Delivery.state == "failed").values(state="sent"))
+        tallies.rebuild(session)  # the rows were written around the send: the counters follow them
     assert failed_deliveries(sample_engine) == []
 
 
