@@ -97,17 +97,18 @@ class QueuedIssue:
 
 
 @contextmanager
-def queued_issue(settings: Settings, subscribers: int) -> Iterator[QueuedIssue]:
+def queued_issue(settings: Settings, subscribers: int, start: bool = True) -> Iterator[QueuedIssue]:
     """The sample week drafted and started for `subscribers` active readers (PostgreSQL: the
-    readers come from generate_series), every delivery queued; the engine is disposed on exit."""
+    readers come from generate_series), every delivery queued; the engine is disposed on exit.
+    `start=False`: drafted only (the caller starts the send and times it)."""
     engine = make_engine(settings.database.url)
     try:
-        yield _queue(engine, settings, subscribers)
+        yield _queue(engine, settings, subscribers, start)
     finally:
         engine.dispose()
 
 
-def _queue(engine: Engine, settings: Settings, subscribers: int) -> QueuedIssue:
+def _queue(engine: Engine, settings: Settings, subscribers: int, start: bool = True) -> QueuedIssue:
     upgrade(engine)
     import_files(engine, sample_files())
     started = time.perf_counter()
@@ -119,6 +120,8 @@ def _queue(engine: Engine, settings: Settings, subscribers: int) -> QueuedIssue:
         connection.execute(text("ANALYZE subscriber"))
     insert_s = time.perf_counter() - started
     issue_id = draft_issue(engine, settings, "2026-W48").issue.id
+    if not start:
+        return QueuedIssue(engine, issue_id, insert_s, 0.0)
     started = time.perf_counter()
     enqueued = start_send(engine, issue_id).enqueued
     enqueue_s = time.perf_counter() - started
