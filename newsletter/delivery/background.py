@@ -77,7 +77,7 @@ class SenderProcess:
     for and its own pooled connections (issue 18). In a process of its own it competes for
     neither, and its lower priority lets the kernel answer web requests first. Nothing changes for
     the mail: the request still commits the `transactional_mail` row before it answers, and `wake`
-    (a process-shared event) ends the child's sleep at once, as the thread's did. The child has a
+    (a byte down a pipe, PipeWake) ends the child's sleep at once, as the thread's did. The child has a
     heartbeat like any worker: if it dies, `newsletter worker` takes its rows over. It stops when
     `shutdown` asks, on SIGTERM, or when its parent is gone (a killed serve leaves no orphan)."""
 
