@@ -143,9 +143,13 @@ def lowest_pending(session: Session, issue_id: int, floor: int | None) -> int | 
 _FLOORS: dict[tuple[str, int], int] = {}
 
 
+def _floor_key(session: Session, issue_id: int) -> tuple[str, int]:
+    return session.get_bind().url.render_as_string(hide_password=True), issue_id
+
+
 def known_floor(session: Session, issue_id: int) -> int | None:
     """The floor this process last found for the issue (None: none yet): no row below it is pending."""
-    return _FLOORS.get((session.get_bind().url.render_as_string(hide_password=True), issue_id))
+    return _FLOORS.get(_floor_key(session, issue_id))
 
 
 @dataclass
@@ -167,7 +171,7 @@ class ClaimCursor:
               stale: datetime | None) -> tuple[list[tuple], int]:
         """claim_rows from the hint (or the floor); returns the rows and how many were skipped."""
         if time.monotonic() >= self.rescan_at:
-            key = (session.get_bind().url.render_as_string(hide_password=True), self.issue_id)
+            key = _floor_key(session, self.issue_id)
             known = max(self.floor or 0, _FLOORS.get(key, 0)) or None
             self.floor = lowest_pending(session, self.issue_id, known)
             if self.floor is not None:

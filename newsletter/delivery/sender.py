@@ -193,9 +193,18 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
 # sets off four young collections that walk it and pass it on to the older generations.
 YOUNG_THRESHOLD = 20_000
 _gc_lock = threading.Lock()
-# Sends running in this process; the thresholds before the first began; whether objects were
-# frozen then (a forked worker: they stay frozen).
-_gc_sends: list = [0, (0, 0, 0), False]
+
+
+@dataclass
+class _Collector:
+    """The collector's state across the sends running in this process (threads may run several)."""
+
+    sends: int = 0  # sends running now
+    thresholds: tuple[int, ...] = (0, 0, 0)  # before the first of them began
+    inherited: bool = False  # objects were frozen then (a forked worker): they stay frozen
+
+
+_gc = _Collector()
 
 
 @contextmanager
@@ -213,20 +222,19 @@ def _long_lived_frozen() -> Iterator[None]:
     collections neither scan nor copy them: those stay frozen (unfreezing would move them back
     into the passes, and a full pass would copy every inherited page)."""
     with _gc_lock:
-        if _gc_sends[0] == 0:
-            _gc_sends[1] = thresholds = gc.get_threshold()
-            _gc_sends[2] = gc.get_freeze_count() > 0
+        if _gc.sends == 0:
+            _gc.thresholds, _gc.inherited = gc.get_threshold(), gc.get_freeze_count() > 0
             gc.freeze()
-            gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
-        _gc_sends[0] += 1
+            gc.set_threshold(max(_gc.thresholds[0], YOUNG_THRESHOLD), *_gc.thresholds[1:])
+        _gc.sends += 1
     try:
         yield
     finally:
         with _gc_lock:
-            _gc_sends[0] -= 1
-            if _gc_sends[0] == 0:
-                gc.set_threshold(*_gc_sends[1])
-                if not _gc_sends[2]:
+            _gc.sends -= 1
+            if _gc.sends == 0:
+                gc.set_threshold(*_gc.thresholds)
+                if not _gc.inherited:
                     gc.unfreeze()
 
 

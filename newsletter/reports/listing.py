@@ -39,12 +39,11 @@ def list_issues(engine: Engine, now: datetime | None = None, grace: timedelta = 
         deliveries = tallies.read(session, [issue.id for issue in issues])
     rows = []
     for issue in issues:
-        counts = deliveries.get(issue.id, {})
-        total, sent, failed, skipped = (counts.get(name, 0) for name in tallies.DELIVERY_FIGURES)
+        counts = tallies.Deliveries.of(deliveries.get(issue.id, {}))
         state = f"{issue.state} (missed)" if missed(issue, now, grace) else issue.state
         rows.append(IssueRow(
             issue.id, issue.week, issue.subject, state, items.get(issue.id, 0),
-            sent, total - sent - failed - skipped, failed,
+            counts.sent, counts.pending, counts.failed,
             issue.scheduled_at,
         ))
     return rows

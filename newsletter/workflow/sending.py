@@ -179,8 +179,9 @@ def status(engine: Engine, issue_id: int, now: datetime | None = None) -> SendSt
             Delivery.issue_id == issue_id, Delivery.state == DeliveryState.sent.value,
             Delivery.sent_at >= now - window)).scalar_one()
         state = issue.state
-    total, sent, failed, skipped = (figures.get(name, 0) for name in tallies.DELIVERY_FIGURES)
-    pending = total - sent - failed - skipped  # queued, sending or retry: not final yet
+    counts = tallies.Deliveries.of(figures)
     rate = recent / (window.total_seconds() / 60)
-    eta = round(pending / rate * 60) if rate > 0 and pending and state == IssueState.sending.value else None
-    return SendStatus(state, sent, failed, pending, skipped, total, round(rate, 1), eta)
+    eta = round(counts.pending / rate * 60) if rate > 0 and counts.pending and state == IssueState.sending.value \
+        else None
+    return SendStatus(state, counts.sent, counts.failed, counts.pending, counts.skipped, counts.recipients,
+                      round(rate, 1), eta)
