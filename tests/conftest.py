@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from newsletter import PROJECT_ROOT
 from newsletter.config import load_settings
 from newsletter.db import dispose_engines, make_engine
+from tests import pg_schemas
 from tests.db_templates import migrate_fresh
 
 PG_BASE = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -62,16 +63,14 @@ def pg_server() -> str:
 
 @pytest.fixture
 def pg_url(pg_server):
-    """A fresh schema per test, selected through search_path; dropped afterwards."""
+    """A schema of its own per test, selected through search_path; afterwards dropped, or emptied and
+    reused under another test's name if it is still exactly the migrated template (tests/pg_schemas.py)."""
     schema = f"wv_test_{secrets.token_hex(6)}"
-    admin = create_engine(pg_server)
-    with admin.begin() as connection:
+    with pg_schemas.admin(pg_server).begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     yield f"{pg_server}?options=-csearch_path%3D{schema}"
     dispose_engines()
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    pg_schemas.release(pg_server, schema)  # emptied for the next test if still the template, else dropped
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -8,9 +8,10 @@ current schema is cheaper:
 - SQLite: the migrations run once into a template file; each test gets a byte copy of it (the
   same pages Alembic wrote, WAL mode and the alembic_version row included).
 - PostgreSQL: a schema cannot be cloned, so the migrations run once into a template schema while
-  every statement they send is recorded; each test's fresh schema (its own, chosen through
-  search_path as before) gets the same statements replayed in one transaction. The statements
-  name no schema (the migrations rely on search_path), which `record` checks.
+  every statement they send is recorded; a test's fresh schema (its own, chosen through
+  search_path as before) gets the same statements replayed in one transaction, or, once a test
+  has finished with one, an emptied migrated schema renamed to its name (tests/pg_schemas.py).
+  The statements name no schema (the migrations rely on search_path), which `record` checks.
 
 Tests about migrations themselves (tests/test_migrations.py, `newsletter db upgrade`) still run
 Alembic on an empty database: they never call `migrate_fresh`.
@@ -30,6 +31,7 @@ from sqlalchemy import Engine, create_engine, event, text
 
 from newsletter.db import make_engine
 from newsletter.migrate import upgrade
+from tests import pg_schemas
 
 
 @dataclass
@@ -126,14 +128,19 @@ def migrate_fresh(engine: Engine) -> None:
             engine.dispose()
             shutil.copyfile(sqlite_template(), target)
             return
-    elif url.get_backend_name() == "postgresql" and _empty_pg_schema(engine):
+    elif url.get_backend_name() == "postgresql" and (schema := _empty_pg_schema(engine)):
         server = url.difference_update_query(["options"]).render_as_string(hide_password=False)
+        if pg_schemas.take(server, schema):  # a finished test's schema, emptied (tests/pg_schemas.py)
+            return
         replay(engine, pg_recording(server))
+        pg_schemas.remember_template(server, schema)
         return
     upgrade(engine)  # not a fresh database (or one the templates cannot stand for): the real thing
 
 
-def _empty_pg_schema(engine: Engine) -> bool:
+def _empty_pg_schema(engine: Engine) -> str | None:
+    """The name of `engine`'s schema if it has no table yet."""
     with engine.connect() as connection:
-        return not connection.execute(text(
-            "select count(*) from pg_tables where schemaname = current_schema()")).scalar_one()
+        schema, tables = connection.execute(text(
+            "select current_schema(), (select count(*) from pg_tables where schemaname = current_schema())")).one()
+    return None if tables or schema is None else schema
