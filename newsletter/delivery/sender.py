@@ -26,7 +26,7 @@ from sqlalchemy import Engine, and_, exists
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
-from newsletter import tallies
+from newsletter import send_rate, tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import outbox, queue, retry_side
@@ -354,6 +354,7 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
     moved = outbox.record(session, done, sent, retries, failures, worker)
     tallies.add(session, {(issue_id, "sent"): moved[DeliveryState.sent.value],
                           (issue_id, "failed"): moved[DeliveryState.failed.value]})
+    send_rate.add(session, issue_id, done, moved[DeliveryState.sent.value])  # the progress page's rate
     skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
     return len(sent), len(retries), len(failures), skipped
 
