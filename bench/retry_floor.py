@@ -1,4 +1,4 @@
-"""A rescan behind a retry: does its cost grow with the rows sent since the retry? (PostgreSQL)
+"""A rescan behind a retry, and the progress page's rate: do they grow with the issue's rows? (PostgreSQL)
 
 An issue of N deliveries whose first row waits for a retry due in an hour and whose rows are sent
 up to the last 1,000 (the front). A worker's claim at a rescan (`claim_batch.ClaimCursor`, every
@@ -8,6 +8,10 @@ rows every time), and measured by PostgreSQL: the `delivery` rows it read
 (pg_stat_xact_user_tables) and the CPU of the backend that ran it (/proc). The reference, on the
 same rows in the same run, is the retry without its `delivery_retry` entry: the floor held at its
 id, as every retry did before migration 0033.
+
+The progress page's rate (sent in the last 5 minutes, once a second while the page is open) is
+measured the same way on the same rows: the count over the issue's rows it ran before, against
+the sends per 10 s it reads now (newsletter/send_rate.py, migration 0034); both must agree.
 
 Run: `python -m bench retry_floor [--sizes 20000,200000] [--rescans 5]` (needs PostgreSQL).
 """
@@ -21,20 +25,24 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 from bench.cpu import proc_cpu
 from bench.report import write_section
 from bench.sample import PG, pg_schema, queued_issue, write_config
 from bench.smtp_send import machine
+from newsletter import send_rate
 from newsletter.db import utcnow
 from newsletter.delivery import claim_batch, outbox
 from newsletter.delivery.claim_batch import ClaimCursor
+from newsletter.delivery.models import Delivery
+from newsletter.workflow.sending import RATE_WINDOW
 
 START, END = "<!-- bench:retry_floor -->", "<!-- /bench:retry_floor -->"
 BATCH, FRONT = 500, 1000
 LEASE = timedelta(minutes=5)
+KEYS = ("reference", "ours", "rate reference", "rate ours")
 
 
 def _behind_a_retry(engine, issue_id: int) -> tuple[int, int]:
@@ -49,9 +57,12 @@ def _behind_a_retry(engine, issue_id: int) -> tuple[int, int]:
     with engine.begin() as connection:
         front = connection.execute(text("SELECT id FROM delivery WHERE issue_id = :i ORDER BY id DESC "
                                         "OFFSET :n LIMIT 1"), {"i": issue_id, "n": FRONT - 1}).scalar_one()
-        connection.execute(text("UPDATE delivery SET state = 'sent', sent_at = now() WHERE issue_id = :i "
+        connection.execute(text("UPDATE delivery SET state = 'sent', sent_at = now() - interval '1 hour' WHERE issue_id = :i "
                                 "AND state = 'queued' AND id < :front"), {"i": issue_id, "front": front})
         connection.execute(text("ANALYZE delivery"))
+    with Session(engine) as session:  # written around the send: its sends per 10 s follow the rows
+        send_rate.rebuild(session, [issue_id])
+        session.commit()
     return ids[0], front
 
 
@@ -72,6 +83,30 @@ def _one_rescan(engine, issue_id: int, floor: int | None) -> tuple[int, float, i
     return after - before, cpu, cursor.floor
 
 
+_OLD_RATE = text("SELECT count(*) FROM delivery WHERE issue_id = :i AND state = 'sent' AND sent_at >= :since")
+
+
+def _one_progress(engine, issue_id: int, old: bool) -> tuple[int, float, float]:
+    """What the progress page reads for its rate (sent in the last 5 minutes), once: the count
+    over the issue's rows it ran before (`old`) or the sends per 10 s; (rows read, backend CPU
+    seconds, messages sent in the window)."""
+    now = utcnow()
+    since = now - RATE_WINDOW
+    with Session(engine) as session:
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        read = "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables " \
+               "WHERE relid = 'delivery'::regclass"
+        before, cpu = session.execute(text(read)).scalar_one(), proc_cpu(pid)
+        if old:
+            sent = session.execute(_OLD_RATE.bindparams(bindparam("since", type_=Delivery.__table__.c.sent_at.type)),
+                                   {"i": issue_id, "since": since}).scalar_one()
+        else:
+            sent = send_rate.sent_since(session, issue_id, since, now)
+        cpu, after = proc_cpu(pid) - cpu, session.execute(text(read)).scalar_one()
+        session.rollback()
+    return after - before, cpu, sent
+
+
 def measure(subscribers: int, rescans: int, pg: str) -> dict:
     """Rows read and backend CPU per rescan, ours and the reference, alternating, at `subscribers`."""
     with pg_schema(pg, "wv_retryfloor_bench") as url, tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +117,8 @@ def measure(subscribers: int, rescans: int, pg: str) -> dict:
             retry, front = _behind_a_retry(engine, issue_id)
             with engine.begin() as connection:
                 kept = connection.execute(text("SELECT delivery_id, issue_id, due_at FROM delivery_retry")).all()
-            found: dict[str, list[tuple[int, float]]] = {"ours": [], "reference": []}
+            found: dict[str, list[tuple[int, float]]] = {key: [] for key in KEYS}
+            figures: dict[str, set[int]] = {}
             for _ in range(rescans):
                 for key in ("reference", "ours"):
                     with engine.begin() as connection:  # the reference: the retry not kept beside the walk
@@ -95,6 +131,12 @@ def measure(subscribers: int, rescans: int, pg: str) -> dict:
                     read, cpu, floor = _one_rescan(engine, issue_id, retry if key == "reference" else front)
                     assert floor == (retry if key == "reference" else front), (key, floor)
                     found[key].append((read, cpu))
+            for _ in range(rescans):
+                for key in ("reference", "ours"):
+                    read, cpu, sent = _one_progress(engine, issue_id, old=key == "reference")
+                    found["rate " + key].append((read, cpu))
+                    figures.setdefault(key, set()).add(round(sent))
+    assert figures["reference"] == figures["ours"], figures  # the same figure
     return {key: {"rows": statistics.median(r for r, _ in runs), "cpu_ms": 1000 * statistics.fmean(c for _, c in runs)}
             for key, runs in found.items()} | {"behind": subscribers - FRONT}
 
@@ -108,8 +150,10 @@ def run(sizes: list[int], rescans: int, pg: str = PG) -> dict:
 
 
 def markdown(r: dict) -> str:
-    rows = [f"| {m['behind']:,} | {m['reference']['rows']:,.0f} | {m['reference']['cpu_ms']:.0f} ms | "
-            f"**{m['ours']['rows']:,.0f}** | **{m['ours']['cpu_ms']:.0f} ms** |" for m in r["runs"]]
+    rows = [f"| {m['behind']:,} | {what} | {m[ref]['rows']:,.0f} | {m[ref]['cpu_ms']:.1f} ms | "
+            f"**{m[ours]['rows']:,.0f}** | **{m[ours]['cpu_ms']:.1f} ms** |" for m in r["runs"]
+            for what, ref, ours in (("a claim at a rescan", "reference", "ours"),
+                                    ("the progress page's rate", "rate reference", "rate ours"))]
     sizes = ",".join(str(s) for s in r["sizes"])
     return "\n".join([
         START,
@@ -121,11 +165,14 @@ def markdown(r: dict) -> str:
         f"its last {FRONT:,} rows; a worker's claim at a rescan (floor, kept retries, a batch of {BATCH} "
         "from the floor), rolled back and run again: the median of the `delivery` rows it read "
         "(pg_stat_xact_user_tables), the mean of its backend's CPU (/proc, 10 ms ticks). *Before*: the retry without its "
-        "`delivery_retry` entry, holding the floor at its id, as before 0033; same rows, same run.",
+        "`delivery_retry` entry, holding the floor at its id, as before 0033; same rows, same run. "
+        "The progress page's rate (sent in the last 5 minutes), measured the same way: *before* the "
+        "count over the issue's rows it ran, *after* the sends per 10 s (issue_send_rate, 0034); "
+        "both gave the same figure.",
         "",
-        "| rows sent behind the retry | before: rows read | before: backend CPU | after: rows read | "
+        "| rows sent behind the retry | what | before: rows read | before: backend CPU | after: rows read | "
         "after: backend CPU |",
-        "|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|",
         *rows,
         END,
     ])
@@ -142,9 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-secret-" + "r" * 40)
     result = run([int(size) for size in args.sizes.split(",")], args.rescans, args.pg)
     for m in result["runs"]:
-        print(f"{m['behind']:,} rows behind the retry: before {m['reference']['rows']:,.0f} rows read, "
-              f"{m['reference']['cpu_ms']:.1f} ms backend CPU; after {m['ours']['rows']:,.0f} rows, "
-              f"{m['ours']['cpu_ms']:.1f} ms (load {result['load']:.1f} -> {result['load_end']:.1f})")
+        for what, ref, ours in (("rescan", "reference", "ours"), ("rate", "rate reference", "rate ours")):
+            print(f"{m['behind']:,} rows behind the retry, {what}: before {m[ref]['rows']:,.0f} rows read, "
+                  f"{m[ref]['cpu_ms']:.1f} ms backend CPU; after {m[ours]['rows']:,.0f} rows, "
+                  f"{m[ours]['cpu_ms']:.1f} ms")
+    print(f"load {result['load']:.1f} -> {result['load_end']:.1f}")
     if args.write:
         print(f"written to {write_section(START, END, markdown(result))}")
 
