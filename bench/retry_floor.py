@@ -42,6 +42,9 @@ from newsletter.workflow.sending import RATE_WINDOW
 START, END = "<!-- bench:retry_floor -->", "<!-- /bench:retry_floor -->"
 BATCH, FRONT = 500, 1000
 LEASE = timedelta(minutes=5)
+# The `delivery` rows this transaction has read so far (PostgreSQL's own count, current at once).
+_READ = text("SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+             "WHERE relid = 'delivery'::regclass")
 KEYS = ("reference", "ours", "rate reference", "rate ours")
 
 
@@ -57,8 +60,9 @@ def _behind_a_retry(engine, issue_id: int) -> tuple[int, int]:
     with engine.begin() as connection:
         front = connection.execute(text("SELECT id FROM delivery WHERE issue_id = :i ORDER BY id DESC "
                                         "OFFSET :n LIMIT 1"), {"i": issue_id, "n": FRONT - 1}).scalar_one()
-        connection.execute(text("UPDATE delivery SET state = 'sent', sent_at = now() - interval '1 hour' WHERE issue_id = :i "
-                                "AND state = 'queued' AND id < :front"), {"i": issue_id, "front": front})
+        connection.execute(text("UPDATE delivery SET state = 'sent', sent_at = now() - interval '1 hour' "
+                                "WHERE issue_id = :i AND state = 'queued' AND id < :front"),
+                           {"i": issue_id, "front": front})
         connection.execute(text("ANALYZE delivery"))
     with Session(engine) as session:  # written around the send: its sends per 10 s follow the rows
         send_rate.rebuild(session, [issue_id])
@@ -73,11 +77,9 @@ def _one_rescan(engine, issue_id: int, floor: int | None) -> tuple[int, float, i
     claim_batch._FLOORS.clear()  # only this cursor's own floor
     with Session(engine) as session:
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        read = "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables " \
-               "WHERE relid = 'delivery'::regclass"
-        before, cpu = session.execute(text(read)).scalar_one(), proc_cpu(pid)
+        before, cpu = session.execute(_READ).scalar_one(), proc_cpu(pid)
         rows, _ = cursor.claim(session, utcnow(), BATCH, LEASE, None)
-        cpu, after = proc_cpu(pid) - cpu, session.execute(text(read)).scalar_one()
+        cpu, after = proc_cpu(pid) - cpu, session.execute(_READ).scalar_one()
         session.rollback()
     assert len(rows) == BATCH, len(rows)
     return after - before, cpu, cursor.floor
@@ -94,15 +96,13 @@ def _one_progress(engine, issue_id: int, old: bool) -> tuple[int, float, float]:
     since = now - RATE_WINDOW
     with Session(engine) as session:
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        read = "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables " \
-               "WHERE relid = 'delivery'::regclass"
-        before, cpu = session.execute(text(read)).scalar_one(), proc_cpu(pid)
+        before, cpu = session.execute(_READ).scalar_one(), proc_cpu(pid)
         if old:
             sent = session.execute(_OLD_RATE.bindparams(bindparam("since", type_=Delivery.__table__.c.sent_at.type)),
                                    {"i": issue_id, "since": since}).scalar_one()
         else:
             sent = send_rate.sent_since(session, issue_id, since, now)
-        cpu, after = proc_cpu(pid) - cpu, session.execute(text(read)).scalar_one()
+        cpu, after = proc_cpu(pid) - cpu, session.execute(_READ).scalar_one()
         session.rollback()
     return after - before, cpu, sent
 
@@ -157,15 +157,16 @@ def markdown(r: dict) -> str:
     sizes = ",".join(str(s) for s in r["sizes"])
     return "\n".join([
         START,
-        "## A rescan behind a retry: rows read per rescan (PostgreSQL, migration 0033)",
+        "## A rescan behind a retry, and the progress page's rate: rows read (PostgreSQL, migrations 0033, 0034)",
         "",
         f"{r['date']}, {r['machine']}, PostgreSQL on the same machine, load average {r['load']:.1f} at the "
         f"start, {r['load_end']:.1f} at the end. `python -m bench retry_floor --sizes {sizes} --rescans "
         f"{r['rescans']}`: one issue whose first delivery waits for a retry due in an hour, sent up to "
         f"its last {FRONT:,} rows; a worker's claim at a rescan (floor, kept retries, a batch of {BATCH} "
         "from the floor), rolled back and run again: the median of the `delivery` rows it read "
-        "(pg_stat_xact_user_tables), the mean of its backend's CPU (/proc, 10 ms ticks). *Before*: the retry without its "
-        "`delivery_retry` entry, holding the floor at its id, as before 0033; same rows, same run. "
+        "(pg_stat_xact_user_tables), the mean of its backend's CPU (/proc, 10 ms ticks). *Before*: the "
+        "retry without its `delivery_retry` entry, holding the floor at its id, as before 0033; same rows, "
+        "same run. "
         "The progress page's rate (sent in the last 5 minutes), measured the same way: *before* the "
         "count over the issue's rows it ran, *after* the sends per 10 s (issue_send_rate, 0034); "
         "both gave the same figure.",
