@@ -19,8 +19,10 @@ from the start every few seconds that finds retries below the previous claim wou
 send (PostgreSQL's CPU per message rose 1.8× from the first tenth of a 200,000-reader send to the
 last when it did). The cursor starts from the lowest id that is not final (its floor, found again
 at each rescan), so a claim steps over the rows finished since the last rescan at most: the cost
-stays flat. (A retry waiting far below the claims holds the floor there: each rescan then walks
-from it, once per RESCAN_SECONDS.)
+stays flat. A retry is kept beside the walk (retry_side.py) and does not count for the floor: a
+retry due in an hour far below the claims held the floor there, and each rescan walked every row
+sent since; the claims now take the kept rows by their due time, at each rescan and whenever the
+walk runs short.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
 from newsletter import tallies
-from newsletter.delivery import heartbeat, outbox
+from newsletter.delivery import heartbeat, outbox, retry_side
 from newsletter.delivery.models import PENDING_SQL, Delivery, DeliveryState
 
 # The cursor's floor is found again this often: the longest a retry, an expired lease or a row of a
@@ -51,13 +53,18 @@ _WHEN = Delivery.__table__.c.lease_until.type  # the columns' own type: aware UT
 # are joined to an UPDATE estimated at a few rows. A plain join of the picked ids with `delivery`
 # and `subscriber` got, under a generic plan's guess of the LIMIT, hash joins over both whole
 # tables: 100 ms per claim of 500 at 50,000 readers, growing with the list.
-_CLAIM_PG = text(f"""
+# Which rows a claim looks at: the walk of the issue's ids from `floor`, or the rows kept beside
+# it (retry_side.py) whose entry is due: an index range of the entries, then a lookup per id.
+_WALK = "p.id >= :floor"
+_KEPT = ("p.id = ANY(ARRAY(SELECT r.delivery_id FROM delivery_retry AS r "
+         "WHERE r.issue_id = :issue AND r.due_at <= :now))")
+_CLAIM_PG_TEXT = f"""
     WITH claimed AS (
         UPDATE delivery AS d SET state = 'sending', lease_until = :lease_until, attempts = d.attempts + 1,
                                  claimed_by = :worker
         WHERE d.id = ANY(ARRAY(
             SELECT p.id FROM delivery AS p
-            WHERE p.issue_id = :issue AND p.{PENDING_SQL} AND p.id >= :floor
+            WHERE p.issue_id = :issue AND p.{PENDING_SQL} AND {{where}}
               AND EXISTS (SELECT 1 FROM issue WHERE issue.id = :issue AND issue.state = 'sending')
               AND CASE WHEN p.state = 'retry' THEN p.next_attempt_at <= :now
                        WHEN p.state = 'sending' THEN p.lease_until < :now OR p.claimed_by IN
@@ -70,22 +77,25 @@ _CLAIM_PG = text(f"""
     SELECT c.id, c.attempts, s.id, s.email, s.name, s.token_key, c.variant_mask,
            s.status <> 'active' OR EXISTS (SELECT 1 FROM suppression AS x WHERE x.email = s.email) AS gone
     FROM claimed AS c JOIN subscriber AS s ON s.id = c.subscriber_id
-""").bindparams(bindparam("now", type_=_WHEN), bindparam("stale", type_=_WHEN),
-                bindparam("lease_until", type_=_WHEN))
+"""
+_CLAIM_PG = {kept: text(_CLAIM_PG_TEXT.format(where=_KEPT if kept else _WALK)).bindparams(
+    bindparam("now", type_=_WHEN), bindparam("stale", type_=_WHEN), bindparam("lease_until", type_=_WHEN))
+    for kept in (False, True)}
 
 
 def claim_rows(session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker: str,
-               floor: int | None, stale: datetime | None) -> tuple[list[tuple], int]:
-    """Claim up to `limit` due rows of the issue with ids from `floor` (None: all), while the issue
+               floor: int | None, stale: datetime | None, kept: bool = False) -> tuple[list[tuple], int]:
+    """Claim up to `limit` due rows of the issue with ids from `floor` (None: all), or with
+    `kept` the rows kept beside the walk whose entry is due (retry_side.py), while the issue
     is `sending`; returns the rows to send, lowest id first, as (delivery id, attempts, subscriber
     id, email, name, token key, variant mask), and how many claimed rows were skipped instead
     (their reader left). The worker's heartbeat moves to `now` first (queue.claim says why)."""
     if limit <= 0:
         return [], 0
     if session.get_bind().dialect.name != "postgresql":
-        return _claim_portable(session, issue_id, now, limit, lease, worker, floor, stale)
+        return _claim_portable(session, issue_id, now, limit, lease, worker, floor, stale, kept)
     heartbeat.refresh(session, worker, now)
-    result = session.connection().execute(_CLAIM_PG, {
+    result = session.connection().execute(_CLAIM_PG[kept], {
         "issue": issue_id, "floor": floor or 0, "now": now, "limit": limit, "worker": worker,
         "stale": stale if stale is not None else now - timedelta(days=36500),  # None: leases only
         "lease_until": now + lease})
@@ -108,10 +118,10 @@ def _skip(session: Session, ids: list[int], worker: str) -> int:
 
 
 def _claim_portable(session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker: str,
-                    floor: int | None, stale: datetime | None) -> tuple[list[tuple], int]:
+                    floor: int | None, stale: datetime | None, kept: bool) -> tuple[list[tuple], int]:
     """The same in the statements any database runs: claim, skip the readers who left, read the
     rest with their readers and variant masks."""
-    ids = outbox.claim(session, issue_id, now, limit, lease, worker, from_id=floor, stale=stale)
+    ids = outbox.claim(session, issue_id, now, limit, lease, worker, from_id=floor, stale=stale, kept=kept)
     skipped = outbox.skip_ineligible(session, ids, issue_id)
     rows = outbox.claimed_rows(session, ids)
     if not rows:
@@ -123,10 +133,11 @@ def _claim_portable(session: Session, issue_id: int, now: datetime, limit: int, 
 
 def lowest_pending(session: Session, issue_id: int, floor: int | None) -> int | None:
     """The lowest id of the issue's rows that are not final (queued, sending or retry, due or not)
-    from `floor` on; `floor` itself when none is left. No final row ever becomes pending again and
-    new rows get higher ids, so every claim from here on finds all there is to find."""
+    and not kept beside the walk (retry_side.py) from `floor` on; `floor` itself when none is left.
+    No final row ever becomes pending again, a kept row stays kept until it is final, and new rows
+    get higher ids: the walks from here and the kept rows find all there is to find."""
     statement = (select(Delivery.id)
-                 .where(Delivery.issue_id == issue_id, text(f"delivery.{PENDING_SQL}"))
+                 .where(Delivery.issue_id == issue_id, text(f"delivery.{PENDING_SQL}"), retry_side.not_kept())
                  .order_by(Delivery.id).limit(1))
     if floor is not None:
         statement = statement.where(Delivery.id >= floor)
@@ -154,12 +165,14 @@ def known_floor(session: Session, issue_id: int) -> int | None:
 
 @dataclass
 class ClaimCursor:
-    """Where one worker's claims of one issue start. `floor`: the lowest id not final at the last
-    rescan; nothing below it can ever be due. `hint`: the lowest id of the previous claim; the
-    rows between the two are mostly finished, so a claim starts at the hint,
-    and at the floor when that found too few (the queue's end) or at a rescan, every
-    RESCAN_SECONDS, when the floor is found again. A retry or an expired lease below the hint is
-    taken within RESCAN_SECONDS, or as soon as the queue above it runs dry."""
+    """Where one worker's claims of one issue start. `floor`: the lowest id not final and not kept
+    beside the walk (retry_side.py) at the last rescan; below it only kept rows can be due.
+    `hint`: the lowest id the walk took at the previous claim; the rows between the two are mostly
+    finished, so a claim starts at the hint, and at the floor when that found too few (the
+    queue's end) or at a rescan, every RESCAN_SECONDS, when the floor is found again. The kept
+    rows whose due time came are claimed at each rescan (first) and whenever the walk runs short.
+    An expired lease below the hint is taken within RESCAN_SECONDS, or as soon as the queue above
+    it runs dry."""
 
     issue_id: int
     worker: str
@@ -167,21 +180,40 @@ class ClaimCursor:
     hint: int | None = None
     rescan_at: float = 0.0
 
+    def _rescan(self, session: Session, now: datetime) -> None:
+        """The floor found again (from the highest this process knows), the kept rows that are
+        final swept."""
+        key = _floor_key(session, self.issue_id)
+        known = max(self.floor or 0, _FLOORS.get(key, 0)) or None
+        self.floor = lowest_pending(session, self.issue_id, known)
+        if self.floor is not None:
+            _FLOORS[key] = max(self.floor, _FLOORS.get(key, 0))
+        retry_side.sweep(session, self.issue_id, now)
+        self.hint, self.rescan_at = None, time.monotonic() + RESCAN_SECONDS
+
     def claim(self, session: Session, now: datetime, limit: int, lease: timedelta,
               stale: datetime | None) -> tuple[list[tuple], int]:
-        """claim_rows from the hint (or the floor); returns the rows and how many were skipped."""
-        if time.monotonic() >= self.rescan_at:
-            key = _floor_key(session, self.issue_id)
-            known = max(self.floor or 0, _FLOORS.get(key, 0)) or None
-            self.floor = lowest_pending(session, self.issue_id, known)
-            if self.floor is not None:
-                _FLOORS[key] = max(self.floor, _FLOORS.get(key, 0))
-            self.hint, self.rescan_at = None, time.monotonic() + RESCAN_SECONDS
-        start = self.hint if self.hint is not None else self.floor
-        rows, skipped = claim_rows(session, self.issue_id, now, limit, lease, self.worker, start, stale)
-        if self.hint is not None and len(rows) + skipped < limit:  # the first's are taken now
+        """claim_rows from the hint (or the floor), and of the kept rows; returns the rows and how
+        many were skipped."""
+        rescan = time.monotonic() >= self.rescan_at
+        rows: list[tuple] = []
+        skipped = 0
+
+        def take(start: int | None, kept: bool = False) -> list[tuple]:
+            nonlocal rows, skipped
             more, more_skipped = claim_rows(session, self.issue_id, now, limit - len(rows) - skipped, lease,
-                                            self.worker, self.floor, stale)
+                                            self.worker, start, stale, kept)
             rows, skipped = sorted(rows + more), skipped + more_skipped
-        self.hint = rows[0][0] if rows else None
+            return more
+
+        if rescan:
+            self._rescan(session, now)
+            take(None, kept=True)
+        walked = take(self.hint if self.hint is not None else self.floor)
+        if self.hint is not None and len(rows) + skipped < limit:  # the first's are taken now
+            walked += take(self.floor)
+        if not rescan and len(rows) + skipped < limit:
+            take(None, kept=True)
+        # The hint follows the walk alone: a kept row's id would start the next walk far below.
+        self.hint = min(row[0] for row in walked) if walked else None
         return rows, skipped

@@ -76,6 +76,24 @@ class Delivery(SQLModel, table=True):
     variant_mask: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
+class DeliveryRetry(SQLModel, table=True):
+    """A delivery the claims' walk of the issue's ids may have left behind: it went to `retry`
+    (retry_side.py). Its own small table, not an index of `delivery`: an index naming `state` or
+    `next_attempt_at` would stop every claim and result updating the row in place (HOT, migration
+    0032). The walk's floor ignores these rows, so a retry due in an hour no longer holds every
+    rescan's walk down at its id; the claims find them here, by `due_at`, when they come due. A
+    row stays until its delivery is final (swept at the rescans), so one claimed again and lost
+    with its worker is found here too."""
+
+    __tablename__ = "delivery_retry"
+    __table_args__ = (Index("ix_delivery_retry_issue_due", "issue_id", "due_at"),)
+
+    delivery_id: int = Field(sa_column=Column(Integer, ForeignKey("delivery.id", ondelete="CASCADE"),
+                                              primary_key=True, autoincrement=False))
+    issue_id: int = Field(sa_column=Column(Integer, ForeignKey("issue.id", ondelete="CASCADE"), nullable=False))
+    due_at: datetime  # the delivery's next_attempt_at when it went to retry: it is not due before
+
+
 class SendWindow(SQLModel, table=True):
     """Messages granted to a transport in one fixed time window (ratelimit.py)."""
 

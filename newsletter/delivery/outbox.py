@@ -17,7 +17,7 @@ from sqlmodel import Session
 from newsletter import tallies
 from newsletter.content.models import Comparison
 from newsletter.db import insert_for
-from newsletter.delivery import queue
+from newsletter.delivery import queue, retry_side
 from newsletter.delivery.models import PENDING, PENDING_SQL, Delivery, DeliveryState
 from newsletter.issues.models import Issue, IssueItem
 from newsletter.issues.states import IssueState
@@ -163,7 +163,7 @@ def skip_ineligible(session: Session, ids: list[int], issue_id: int) -> int:
 
 def claim(
     session: Session, issue_id: int, now: datetime, limit: int, lease: timedelta, worker_id: str | None = None,
-    from_id: int | None = None, stale: datetime | None = None,
+    from_id: int | None = None, stale: datetime | None = None, kept: bool = False,
 ) -> list[int]:
     """Take up to `limit` deliveries that are due (queue.due: queued, due retries, or sending under
     a worker that is gone: lease expired or heartbeat older than `stale`), and only while the issue
@@ -176,13 +176,16 @@ def claim(
     over every row already handled; `from_id` starts it there instead: a worker's claims start at
     its previous claim's lowest id or at the lowest id not yet final (claim_batch.ClaimCursor).
     Which pending rows are due is one CASE rather than an OR of (state, time) pairs, checked on
-    the row: the walk gives the lowest ids in order."""
+    the row: the walk gives the lowest ids in order. `kept`: instead of a walk, the rows kept
+    beside it whose entry is due (retry_side.py: retries the walk's floor left behind)."""
     conditions = [
         Delivery.issue_id == issue_id,
         text(f"delivery.{PENDING_SQL}"),  # checked on each row the walk reads
         exists().where(Issue.id == issue_id, Issue.state == IssueState.sending.value),
     ]
-    if from_id is not None:
+    if kept:
+        conditions.append(Delivery.id.in_(retry_side.due_ids(issue_id, now)))
+    elif from_id is not None:
         conditions.append(Delivery.id >= from_id)
     return queue.claim(session, Delivery, conditions, now, limit, lease, worker_id, stale)
 
@@ -248,10 +251,14 @@ def mark_sent(session: Session, now: datetime, sent: list[tuple[int, str, str | 
 
 
 def mark_retry(session: Session, retries: list[tuple[int, datetime, str]], worker: str | None = None) -> int:
-    """`retries`: (delivery id, next attempt, error) per delivery."""
-    return _record_many(session, {"state": DeliveryState.retry.value, "next_attempt_at": bindparam("b_next"),
+    """`retries`: (delivery id, next attempt, error) per delivery; each kept beside the walk
+    (retry_side.note), in the same transaction."""
+    moved = _record_many(session, {"state": DeliveryState.retry.value, "next_attempt_at": bindparam("b_next"),
                            "last_error": bindparam("b_error")},
                  [{"b_id": i, "b_next": when, "b_error": error[:2000]} for i, when, error in retries], worker)
+    if moved:
+        retry_side.note(session, [i for i, _when, _error in retries])
+    return moved
 
 
 def mark_failed(session: Session, failures: list[tuple[int, str]], worker: str | None = None) -> int:
@@ -323,6 +330,8 @@ def record(session: Session, done: datetime, sent: list[tuple[int, str, str | No
     })
     for (state,) in rows:
         moved[state] += 1
+    if moved[DeliveryState.retry.value]:  # rare: a statement more only then
+        retry_side.note(session, [i for i, _n, _e in retries])
     return moved
 
 
@@ -335,8 +344,9 @@ def counts(session: Session, issue_id: int) -> dict[str, int]:
 
 def counts_from(session: Session, issue_id: int, floor: int | None) -> dict[str, int]:
     """`counts` for a worker at its end of send: the final states from the issue's counters
-    (newsletter/tallies.py, exact), the pending ones counted from `floor` (no row below it is
-    pending, claim_batch.ClaimCursor). No index holds the state (migration 0032): a count by state
+    (newsletter/tallies.py, exact), the pending ones counted from `floor` (below it only the
+    retries kept beside the walk are pending, counted from there: claim_batch.ClaimCursor,
+    retry_side.py). No index holds the state (migration 0032): a count by state
     over every row of the issue, by each worker at its end, read the whole issue again."""
     figures = tallies.read(session, [issue_id]).get(issue_id, {})
     found = {state: figures[state] for state in ("sent", "failed", "skipped") if figures.get(state)}
@@ -344,6 +354,9 @@ def counts_from(session: Session, issue_id: int, floor: int | None) -> dict[str,
                  .where(Delivery.issue_id == issue_id, Delivery.state.in_(PENDING), Delivery.id >= (floor or 0))
                  .group_by(Delivery.state))
     found.update({state: count for state, count in session.execute(statement).all()})
+    if floor is not None:  # the retries below the floor (retry_side.py)
+        for state, count in retry_side.count_pending_below(session, issue_id, floor).items():
+            found[state] = found.get(state, 0) + count
     return found
 
 

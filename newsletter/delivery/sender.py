@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Engine, exists
+from sqlalchemy import Engine, and_, exists
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
-from newsletter import tallies
+from newsletter import send_rate, tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox, queue
+from newsletter.delivery import outbox, queue, retry_side
 from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
@@ -107,13 +107,18 @@ class DeliverReport:
 
 
 def _finish_if_done(session: Session, issue_id: int, now: datetime, floor: int | None = None) -> bool:
-    """`sent` when no row is pending. `floor`: no row below it can be (claim_batch.ClaimCursor);
+    """`sent` when no row is pending. `floor`: no row below it can be but the retries kept beside
+    the walk (claim_batch.ClaimCursor, retry_side.py);
     from there the check skips the index entries the whole send left behind (a walk over every
     one of them at the end of each worker's send was a tenth of the last tenth's database CPU)."""
     pending = exists().where(Delivery.issue_id == issue_id, Delivery.state.in_(outbox.PENDING))
-    if floor is not None:
-        pending = pending.where(Delivery.id >= floor)
-    return transition(session, issue_id, IssueState.sent, ~pending, finished_at=now)
+    none = ~pending
+    if floor is not None:  # below the floor only kept rows can be pending
+        none = and_(~pending.where(Delivery.id >= floor), ~exists().where(*retry_side.pending_below(issue_id, floor)))
+    won = transition(session, issue_id, IssueState.sent, none, finished_at=now)
+    if won:
+        retry_side.forget(session, issue_id)
+    return won
 
 
 @dataclass
@@ -349,6 +354,7 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
     moved = outbox.record(session, done, sent, retries, failures, worker)
     tallies.add(session, {(issue_id, "sent"): moved[DeliveryState.sent.value],
                           (issue_id, "failed"): moved[DeliveryState.failed.value]})
+    send_rate.add(session, issue_id, done, moved[DeliveryState.sent.value])  # the progress page's rate
     skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
     return len(sent), len(retries), len(failures), skipped
 

@@ -37,7 +37,7 @@ from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import claim_batch, outbox, queue
+from newsletter.delivery import claim_batch, outbox, queue, retry_side
 from newsletter.delivery.heartbeat import Heartbeat
 from newsletter.delivery import followup_outbox, followup_sender, mailqueue, webhooks_out
 from newsletter.delivery.mailqueue import send_queued
@@ -92,6 +92,9 @@ def outstanding(engine: Engine, now) -> int:
             floor = claim_batch.known_floor(session, issue_id) or 0
             deliveries += session.execute(select(func.count()).where(
                 Delivery.issue_id == issue_id, Delivery.id >= floor, queue.outstanding(Delivery, now))).scalar_one()
+            if floor:  # below it, only the retries kept beside the walk (retry_side.py)
+                deliveries += session.execute(select(func.count()).where(
+                    *retry_side.pending_below(issue_id, floor), queue.outstanding(Delivery, now))).scalar_one()
         webhooks = session.execute(select(func.count()).where(queue.outstanding(WebhookDelivery, now))).scalar_one()
         followups = followup_outbox.outstanding(session, now)
     return deliveries + webhooks + followups + mailqueue.outstanding(engine, now)

@@ -107,9 +107,10 @@ def test_readers_who_left_are_skipped_not_sent(sample_engine, settings):
 
 
 def test_the_floor_keeps_a_retry_and_an_expired_lease_within_reach(sample_engine, settings):
-    """The floor is the lowest id not final, due or not: a retry due later and a row held by a
-    worker that stopped keep it down, so the rescan finds them once they are due, though the
-    claims between rescans start far above them. Once they are done it moves up."""
+    """The floor is the lowest id not final and not kept beside the walk: a row held by a worker
+    that stopped keeps it down, a retry due later does not (retry_side.py keeps it); the rescan
+    finds both once they are due, though the claims between rescans start far above them. Once
+    they are done it moves up."""
     issue_id, ids = _enqueue(sample_engine, settings, 20)
     now = utcnow()
     cursor = ClaimCursor(issue_id, "w")
@@ -122,7 +123,7 @@ def test_the_floor_keeps_a_retry_and_an_expired_lease_within_reach(sample_engine
     with session_scope(sample_engine) as session:
         second, _ = cursor.claim(session, now + timedelta(seconds=1), 5, LEASE, None)
         outbox.record(session, now, [(i, f"<{i}@x>", None) for i in ids[10:15]], [], [])
-    assert _ids(second) == ids[10:15] and cursor.floor == ids[1]
+    assert _ids(second) == ids[10:15] and cursor.floor == ids[3]
     later = now + timedelta(minutes=10)  # the retry is due, the stopped worker's lease has run out
     cursor.hint, cursor.rescan_at = ids[10], math.inf
     with session_scope(sample_engine) as session:

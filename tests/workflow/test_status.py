@@ -5,7 +5,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import select
 
-from newsletter import tallies
+from newsletter import send_rate, tallies
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.models import Delivery
 from newsletter.editors import audit
@@ -26,6 +26,7 @@ def test_rate_and_eta_follow_the_recent_sends(sample_engine, settings):
         session.execute(update(Delivery).where(Delivery.id.in_(ids[:4])).values(
             state="sent", sent_at=now + timedelta(minutes=1)))
         tallies.rebuild(session, [issue_id])  # written around the send: the counters follow the rows
+        send_rate.rebuild(session, [issue_id])  # and so do the sends per 10 s the rate is read from
     status = sending.status(sample_engine, issue_id, now=now + timedelta(minutes=2))
     # started ~2 minutes before `now`: 4 sent in that window is 2 a minute; 6 left take 3 minutes
     assert (status.sent, status.pending, status.state) == (4, 6, "sending")
@@ -34,3 +35,38 @@ def test_rate_and_eta_follow_the_recent_sends(sample_engine, settings):
     assert later.rate_per_minute == 0 and later.eta_seconds is None  # nothing sent in the last 5 minutes
     sending.control_send(sample_engine, audit.Actor.cli(), issue_id, "pause")
     assert sending.status(sample_engine, issue_id, now=now + timedelta(minutes=2)).eta_seconds is None
+
+
+def test_the_rate_reads_the_sends_per_10_seconds_not_the_issues_rows(sample_engine, settings):
+    """The progress page asks for the figures every second: they come from the counters and the
+    sends per 10 s (newsletter/send_rate.py), never from the issue's rows (no index may hold a
+    row's state or sent_at, migration 0032: a count of the rows sent lately read every row of the
+    issue). The rate is the one the rows give: sent in the window, per minute."""
+    from sqlalchemy import event, func
+
+    from newsletter.delivery.sender import deliver
+    from newsletter.issues.models import Issue
+    from tests.conftest import TEST_SECRET
+    from tests.delivery.test_claims import _enqueue
+    from tests.delivery.test_hot_updates import AcceptAll
+
+    issue_id, _ids = _enqueue(sample_engine, settings, 120)
+    assert deliver(sample_engine, settings, AcceptAll(), TEST_SECRET, issue_id).sent == 120
+    seen: list[str] = []
+
+    def capture(_conn, _cursor, statement, _parameters, _context, _many):
+        seen.append(statement)
+
+    now = utcnow()
+    event.listen(sample_engine, "before_cursor_execute", capture)
+    try:
+        status = sending.status(sample_engine, issue_id, now=now)
+    finally:
+        event.remove(sample_engine, "before_cursor_execute", capture)
+    assert not [s for s in seen if " delivery" in s.lower()], seen
+    with session_scope(sample_engine) as session:
+        started = session.get(Issue, issue_id).started_at
+        window = max(min(sending.RATE_WINDOW, now - started), timedelta(seconds=1))
+        recent = session.execute(select(func.count()).where(
+            Delivery.issue_id == issue_id, Delivery.state == "sent", Delivery.sent_at >= now - window)).one()[0]
+    assert status.rate_per_minute == round(recent / (window.total_seconds() / 60), 1) > 0

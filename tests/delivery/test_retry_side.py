@@ -1,0 +1,128 @@
+"""A retry far behind the front no longer holds the claims' floor (retry_side.py, migration 0033).
+
+Before, the floor was the lowest id not final: one retry due in an hour at the start of the issue
+kept it there, and every rescan's claim walked every row sent since (PostgreSQL's count of rows it
+read, below, grew with the rows behind the retry). Now the retry is kept beside the walk: the
+rescan walks from the front, and the retry is still found, claimed once, counted as pending,
+and keeps the issue from being finished, until it is final.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, text
+
+from newsletter.db import session_scope, utcnow
+from newsletter.delivery import claim_batch, outbox, worker
+from newsletter.delivery.claim_batch import ClaimCursor
+from newsletter.delivery.models import DeliveryRetry
+from newsletter.delivery.sender import _finish_if_done
+from newsletter.issues.models import Issue
+from tests.delivery.test_claims import _enqueue
+
+LEASE = timedelta(minutes=5)
+TAKE = 50
+
+
+def _ids(rows: list[tuple]) -> list[int]:
+    return [row[0] for row in rows]
+
+
+def _behind_a_retry(engine, settings, readers: int):
+    """An issue whose first row waits for a retry due in an hour and whose rows up to the last
+    2 * TAKE are sent: (issue id, ids, the worker's cursor after its first rescan, now)."""
+    claim_batch._FLOORS.clear()  # this process's floors of other tests' databases
+    issue_id, ids = _enqueue(engine, settings, readers)
+    now = utcnow()
+    cursor = ClaimCursor(issue_id, "w")
+    with session_scope(engine) as session:
+        first, _ = cursor.claim(session, now, TAKE, LEASE, None)
+        outbox.record(session, now, [(i, f"<{i}@x>", None) for i in _ids(first)[1:]],
+                      [(ids[0], now + timedelta(hours=1), "451 later")], [])
+    with engine.begin() as connection:  # the send went on: everything but the last rows is sent
+        connection.execute(text("UPDATE delivery SET state = 'sent', sent_at = :now "
+                                "WHERE issue_id = :issue AND id > :first AND id < :front"),
+                           {"now": now, "issue": issue_id, "first": ids[TAKE - 1], "front": ids[-2 * TAKE]})
+        connection.execute(text("ANALYZE delivery"))
+    return issue_id, ids, cursor, now
+
+
+def _rows_read(session) -> int:
+    """The `delivery` rows this transaction has read so far (PostgreSQL's own count)."""
+    return session.execute(text(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+        "WHERE relid = 'delivery'::regclass")).scalar_one()
+
+
+def test_a_rescan_reads_about_the_rows_it_takes_however_many_lie_behind_a_retry(sample_engine, settings):
+    if sample_engine.dialect.name != "postgresql":
+        return  # the count of rows read is PostgreSQL's; the behaviour is checked on both below
+    read, taken = {}, {}
+    for readers in (1000, 4000):
+        issue_id, ids, cursor, now = _behind_a_retry(sample_engine, settings, readers)
+        cursor.rescan_at = 0.0  # the send's previous rescan (RESCAN_SECONDS before): the floor moves on
+        with session_scope(sample_engine) as session:
+            cursor.claim(session, now, 0, LEASE, None)
+        cursor.rescan_at = 0.0  # the next claim rescans: measured
+        with session_scope(sample_engine) as session:
+            before = _rows_read(session)
+            rows, _ = cursor.claim(session, now + timedelta(seconds=1), TAKE, LEASE, None)
+            read[readers] = _rows_read(session) - before
+        taken[readers] = (_ids(rows) == ids[-2 * TAKE:-TAKE], cursor.floor == ids[-2 * TAKE])
+        with sample_engine.begin() as connection:
+            connection.execute(text("DELETE FROM issue WHERE id = :issue"), {"issue": issue_id})
+            connection.execute(text("DELETE FROM subscriber"))
+    # The rescan's floor, the walk and its claim: about TAKE rows each, not the thousands behind.
+    assert read[4000] <= 3 * TAKE + 20, read
+    assert read[4000] - read[1000] <= 20, read
+    # It took the front's rows, and its floor is the front, not the retry at ids[0].
+    assert taken == {1000: (True, True), 4000: (True, True)}, taken
+
+
+def test_a_retry_behind_the_floor_is_claimed_once_when_due_and_keeps_the_issue_open(sample_engine, settings):
+    issue_id, ids, cursor, now = _behind_a_retry(sample_engine, settings, 400)
+    retry = ids[0]
+    cursor.rescan_at = 0.0
+    with session_scope(sample_engine) as session:
+        rows, _ = cursor.claim(session, now + timedelta(seconds=1), 2 * TAKE, LEASE, None)
+        assert _ids(rows) == ids[-2 * TAKE:]  # the retry is not due: not taken
+        outbox.record(session, now, [(i, f"<{i}@x>", None) for i in _ids(rows)], [], [])
+        assert not _finish_if_done(session, issue_id, now, cursor.floor)  # it is still pending
+        assert outbox.counts_from(session, issue_id, cursor.floor).get("retry") == 1
+    assert worker.outstanding(sample_engine, now + timedelta(hours=2)) == 1  # due then: work to do
+    later = now + timedelta(hours=2)
+    with session_scope(sample_engine) as session:  # due: the walk from the floor finds nothing, the kept row
+        rows, _ = cursor.claim(session, later, TAKE, LEASE, None)
+        assert _ids(rows) == [retry] and rows[0][1] == 2  # its second attempt
+        assert cursor.claim(session, later, TAKE, LEASE, None) == ([], 0)  # claimed once
+    # Its worker stopped: the lease ran out, and the row below the floor is found again.
+    expired = later + LEASE + timedelta(seconds=1)
+    other = ClaimCursor(issue_id, "w2", floor=cursor.floor, rescan_at=float("inf"))
+    with session_scope(sample_engine) as session:
+        rows, _ = other.claim(session, expired, TAKE, LEASE, None)
+        assert _ids(rows) == [retry]
+        assert not _finish_if_done(session, issue_id, expired, other.floor)
+        outbox.record(session, expired, [(retry, f"<{retry}@x>", None)], [], [], "w2")
+    other.rescan_at = 0.0
+    with session_scope(sample_engine) as session:  # final: swept at the rescan, and the issue is done
+        assert other.claim(session, expired, TAKE, LEASE, None) == ([], 0)
+        assert session.execute(select(func.count()).select_from(DeliveryRetry)).scalar_one() == 0
+        assert _finish_if_done(session, issue_id, expired, other.floor)
+        assert session.get(Issue, issue_id).state == "sent"
+
+
+def test_a_retry_again_moves_its_due_time(sample_engine, settings):
+    issue_id, ids = _enqueue(sample_engine, settings, 3)
+    now = utcnow()
+    cursor = ClaimCursor(issue_id, "w")
+    for attempt, wait in enumerate((timedelta(minutes=1), timedelta(minutes=30))):
+        at = now + timedelta(minutes=2 * attempt)
+        with session_scope(sample_engine) as session:
+            cursor.rescan_at = 0.0
+            rows, _ = cursor.claim(session, at, 1, LEASE, None)
+            assert _ids(rows) == [ids[0]]
+            outbox.record(session, at, [], [(ids[0], at + wait, "451 later")], [])
+    with session_scope(sample_engine) as session:
+        kept = session.get(DeliveryRetry, ids[0])
+        assert kept.issue_id == issue_id and kept.due_at == now + timedelta(minutes=32)
