@@ -18,7 +18,7 @@ from newsletter import PROJECT_ROOT
 from newsletter.config import load_settings
 from newsletter.db import dispose_engines, make_engine
 from tests import pg_schemas
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 
 PG_BASE = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -132,9 +132,7 @@ def spamassassin() -> str:
 
 @pytest.fixture
 def sample_engine(engine):
-    from newsletter.content.importer import import_files, sample_files
-
-    import_files(engine, sample_files())
+    sample_content(engine)  # import_files(engine, sample_files()), replayed after the first: tests/db_templates.py
     return engine
 
 

@@ -9,12 +9,11 @@ from email import message_from_bytes, policy
 import pytest
 
 from newsletter.config import EMBEDDED_CONFIG, load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine
 from newsletter.errors import ConfigError
 from newsletter.templating import TEMPLATES, TemplateError, environment, render, use_operator_templates
 from tests.conftest import write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 from tests.issues.test_render import VALUES, compiled_for
 
 MASTHEAD = "email/partials/masthead.mjml.j2"
@@ -31,7 +30,7 @@ def _shipped_templates_afterwards():
 def engine(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     yield engine
     engine.dispose()
 

@@ -21,7 +21,6 @@ import pytest
 from sqlalchemy import insert, select
 
 from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.control import cancel_issue, pause_issue, resume_issue
@@ -35,7 +34,7 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 from tests.fakes.smtp_server import start_server
 
 WEEK = "2026-W48"
@@ -52,7 +51,7 @@ def setup_issue(tmp_path, db_url, readers: int, extra: str = "", transport: str 
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     with session_scope(engine) as session:
         session.execute(insert(Subscriber), [
             {"email": f"reader{n:04d}@example.com", "name": "", "status": "active", "created_at": utcnow()}

@@ -26,7 +26,6 @@ from sqlalchemy import select
 
 from newsletter.feedback.bounces import BounceReport, process_message
 from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
@@ -34,7 +33,7 @@ from newsletter.issues.drafting import draft_issue
 from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import TEST_SECRET, write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 from tests.feedback.conftest import WEEK
 
 CORPUS = Path(__file__).parents[1] / "data" / "bounces"
@@ -120,7 +119,7 @@ def sent_issue(tmp_path: Path, verp: bool):
         settings.mail = settings.mail.model_copy(update={"verp": True, "bounce_address": BOUNCE_ADDRESS})
     engine = make_engine(settings.database.url)
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     with session_scope(engine) as session:
         for case in CASES:
             upsert_active(session, case.reader, "", [], "import", UpsertResult())

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver, start_send
@@ -28,7 +27,7 @@ from newsletter.feedback.models import WebhookEvent
 from newsletter.subscribers.models import ConsentEvent, Subscriber, Suppression
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.cli_runner import run_cli
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 from tests.conftest import TEST_SECRET, write_config
 from tests.feedback.conftest import WEEK
 
@@ -75,7 +74,7 @@ def sent(tmp_path):
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     with session_scope(engine) as session:
         for email in READERS:
             upsert_active(session, email, "", [], "import", UpsertResult())

@@ -10,13 +10,12 @@ import re
 from pathlib import Path
 
 from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from tests.conftest import write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "issue-2026-W48.html"
 VALUES = {"email": "reader@example.com", "unsubscribe_url": "https://verdicts.example/unsubscribe/TOKEN",
@@ -32,7 +31,7 @@ def test_compiled_issue_matches_the_reviewed_golden_file(tmp_path):
     settings = load_settings(write_config(tmp_path))
     engine = make_engine(settings.database.url)
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     issue = draft_issue(engine, settings, "2026-W48").issue
     with session_scope(engine) as session:
         html = compile_issue(build_issue_view(session, settings, issue)).html.fill(VALUES)

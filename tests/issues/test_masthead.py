@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from sqlmodel import select
 
 from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.content.models import Comparison, ComparisonTool, Vote
 from newsletter.db import make_engine, session_scope
 from newsletter.issues import editing
@@ -26,7 +25,7 @@ from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view, community_text
 from newsletter.subscribers.service import UpsertResult, upsert_active
 from tests.conftest import write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 
 VALUES = {"email": "reader@example.com", "unsubscribe_url": "https://verdicts.example/unsubscribe/TOKEN",
           "preferences_url": "https://verdicts.example/preferences/TOKEN", "vote_token": "VOTE", "track_token": ""}
@@ -41,7 +40,7 @@ def sample(tmp_path):
     settings = load_settings(write_config(tmp_path))
     engine = make_engine(settings.database.url)
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     return settings, engine
 
 

@@ -8,7 +8,6 @@ import dkim
 import pytest
 
 from newsletter.config import load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope
 from newsletter.errors import ConfigError
 from newsletter.issues.drafting import draft_issue
@@ -18,7 +17,7 @@ from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
 from newsletter.mail import dkim as wv_dkim
 from tests.conftest import TEST_SECRET, write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 
 DOMAIN = "weeklyverdicts.example"
 SELECTOR = "wv2026"
@@ -85,7 +84,7 @@ def issue_settings(tmp_path, key, algorithm):
 def real_issue_message(settings):
     engine = make_engine(settings.database.url)
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     issue = draft_issue(engine, settings, "2026-W48").issue
     with session_scope(engine) as session:
         compiled = compile_issue(build_issue_view(session, settings, issue))

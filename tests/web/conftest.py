@@ -19,7 +19,7 @@ from newsletter.delivery.mailqueue import send_pending
 from newsletter.delivery.transports import make_transport
 from newsletter.web.app import create_app
 from tests.conftest import TEST_SECRET, write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 from tests.fakes.smtp_server import free_port
 
 
@@ -85,9 +85,7 @@ def live_factory(tmp_path, monkeypatch, request):
         settings = load_settings(write_config(tmp_path, db_url))
         engine = make_engine(settings.database.url)
         migrate_fresh(engine)
-        from newsletter.content.importer import import_files, sample_files
-
-        import_files(engine, sample_files())
+        sample_content(engine)
         app, server, thread = start_live(settings, engine, with_sender, sender_process)
         servers.append((server, thread, engine))
         return Live(settings.site.base_url, settings, engine, app, requests.Session())

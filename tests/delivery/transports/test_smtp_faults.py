@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import insert, select
 
 from newsletter.config import SmtpSettings, load_settings
-from newsletter.content.importer import import_files, sample_files
 from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.models import Delivery
@@ -24,7 +23,7 @@ from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.issues.drafting import draft_issue
 from newsletter.subscribers.models import Subscriber
 from tests.conftest import TEST_SECRET, write_config
-from tests.db_templates import migrate_fresh
+from tests.db_templates import migrate_fresh, sample_content
 from tests.fakes.smtp_server import start_server
 from tests.delivery.transports.test_smtp import message
 
@@ -137,7 +136,7 @@ def test_the_delivery_loop_ends_with_every_reader_exactly_once(faulty, tmp_path,
     settings = load_settings(config)
     engine = make_engine(settings.database.url)
     migrate_fresh(engine)
-    import_files(engine, sample_files())
+    sample_content(engine)
     kinds = ["fine", "closing", "droprcpt", "dropdata", "later", "unknown"]
     emails = [f"{kinds[n % len(kinds)]}{n:03d}@example.com" for n in range(36)]
     with session_scope(engine) as session:
