@@ -1,0 +1,42 @@
+"""A send starts at once (issue 18, point 2): what stood between `start_send` and the workers'
+first claim, and between a worker's start and its first message.
+
+Counted, not timed (a loaded machine stretches time, never these): the settings a statement runs
+with, which modules a process imported.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from newsletter.db import session_scope, utcnow
+from newsletter.delivery import outbox
+from newsletter.delivery.sender import start_in
+from tests.delivery.test_workers import setup_issue
+
+
+def _jit(session) -> str:
+    return session.execute(text("SELECT current_setting('jit')")).scalar_one()
+
+
+@pytest.mark.postgres
+def test_the_enqueue_and_its_count_run_without_jit(tmp_path, pg_url):
+    """The eligibility query is priced far above jit_above_cost, and PostgreSQL's JIT compile of it
+    (0.4-1.5 s) was two thirds of a 20,000-reader enqueue (outbox.without_jit). Only the
+    transaction that enqueues goes without it (SET LOCAL)."""
+    settings, engine, issue_id = setup_issue(tmp_path, pg_url, 5, start=False)
+    with engine.connect() as connection:
+        if connection.execute(text("SELECT current_setting('jit')")).scalar_one() != "on":
+            pytest.skip("this server runs without JIT anyway")
+    with session_scope(engine) as session:
+        assert _jit(session) == "on"
+        assert outbox.count_eligible(session, issue_id, utcnow()) == 5
+        assert _jit(session) == "off"
+    with session_scope(engine) as session:
+        assert _jit(session) == "on"  # SET LOCAL: the next transaction is as configured
+        assert start_in(session, issue_id, utcnow()).enqueued == 5
+        assert _jit(session) == "off"
+    with session_scope(engine) as session:
+        assert _jit(session) == "on"
+    engine.dispose()
