@@ -24,6 +24,7 @@ BENCHMARKS = {
     "pg_profile": "bench.pg_profile",  # PostgreSQL backend CPU per statement kind of a send (from /proc)
     "send_cpu": "bench.send_cpu",  # a worker's CPU per message outside the SQL: build + SmtpTransport, in-process
     "send_running": "bench.send_running",  # workers running: start_send until the issue is sent, vs smtp-source
+    "start_timeline": "bench.start_timeline",  # per process, wall and CPU: a worker's start, a send's start
 }
 
 
