@@ -40,3 +40,25 @@ def test_the_enqueue_and_its_count_run_without_jit(tmp_path, pg_url):
     with session_scope(engine) as session:
         assert _jit(session) == "on"
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_forked_workers_find_the_parents_engine_ready_and_hold_none_of_its_connections(tmp_path, pg_url):
+    """What `worker --processes N` forks from (delivery/pool.py): the warmed-up parent closes
+    every connection, but keeps its engine, so a child's first connection skips SQLAlchemy's
+    first-connect checks and finds the warm-up's statements compiled. A fresh engine per child
+    did both again on the way to its first claim."""
+    from newsletter.db import get_engine
+    from newsletter.delivery.pool import warm_parent
+
+    settings, engine, issue_id = setup_issue(tmp_path, pg_url, 5)
+    warmed = get_engine(settings.database.url)
+    assert warm_parent(settings) == 1  # the sending issue compiled
+    child = get_engine(settings.database.url)  # what a forked child's get_engine finds
+    assert child is warmed
+    assert child.pool.checkedout() == 0 and child.pool.checkedin() == 0  # nothing shared with a child
+    assert child.dialect.server_version_info is not None  # the first-connect checks are done
+    assert len(child._compiled_cache) > 0
+    with child.connect() as connection:  # and it still connects, afresh
+        assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    engine.dispose()
