@@ -32,10 +32,8 @@ from sqlalchemy import Engine, text
 
 from bench.report import write_section
 from bench.sample import PG, SECRET, pg_schema, queued_issue, smtp_mail, write_config
-from bench.send_start import ClockedSink, proc_cpu
+from bench.send_start import ClockedSink
 from bench.smtp_send import Sink, _free_port, machine
-from newsletter.db import session_scope, utcnow
-from newsletter.delivery.sender import start_in
 
 START, END = "<!-- bench:start_timeline -->", "<!-- /bench:start_timeline -->"
 PROBE = Path(__file__).resolve().parent / "timeline_probe.py"
@@ -119,6 +117,37 @@ def worker_case(readers: int, processes: int, rounds: int, pg: str, source: Path
     return results
 
 
+# start_send as `issue send` runs it, in a process of the code measured (the baseline's for
+# "before"), connected before the clock starts; prints when it began and committed, and the
+# CPU its PostgreSQL backend spent on it (from /proc: the server runs on this machine).
+ENQUEUE = """
+import os, sys, time
+from pathlib import Path
+from sqlalchemy import text
+from newsletter.db import make_engine, session_scope, utcnow
+from newsletter.delivery.sender import start_in
+def cpu(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+engine = make_engine(sys.argv[1])
+with session_scope(engine) as session:
+    backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    before, began = cpu(backend), time.time()
+    start_in(session, int(sys.argv[2]), utcnow())
+print(began, time.time(), cpu(backend) - before)
+"""
+
+
+def _start_send(url: str, issue_id: int, source: Path | None) -> tuple[float, float, float]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    done = subprocess.run([sys.executable, "-c", ENQUEUE, url, str(issue_id)], env=env, check=True,
+                          capture_output=True, text=True)
+    began, committed, cpu = (float(value) for value in done.stdout.split())
+    return began, committed, cpu
+
+
 def running_case(readers: int, processes: int, pg: str, source: Path | None) -> dict:
     """The workers idle, then start_send; the steps of each process until the issue is sent."""
     with pg_schema(pg, "bench_timeline_run") as url, tempfile.TemporaryDirectory() as tmp, Sink() as sink:
@@ -129,13 +158,8 @@ def running_case(readers: int, processes: int, pg: str, source: Path | None) -> 
             workers = _workers(folder, processes, out, began, 1_000_000, source)
             try:
                 time.sleep(8)  # started, idle, listening
-                t0 = time.time() - began
-                with session_scope(drafted.engine) as session:  # start_send, with its backend's CPU read
-                    backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-                    enqueue_cpu = proc_cpu(backend)
-                    start_in(session, drafted.issue_id, utcnow())
-                committed = time.time() - began
-                enqueue_cpu = proc_cpu(backend) - enqueue_cpu
+                t0, committed, enqueue_cpu = _start_send(url, drafted.issue_id, source)
+                t0, committed = t0 - began, committed - began
                 while True:
                     with drafted.engine.connect() as connection:
                         if connection.execute(text("SELECT state FROM issue WHERE id = :i"),
@@ -163,16 +187,20 @@ LABELS = {
 
 
 def worker_table(results: list[dict]) -> list[tuple[str, str, float, float]]:
-    """(process, step, wall since the start, CPU of the process in the step): medians over rounds."""
+    """(process, step, wall since the start, CPU of the process in the step): medians over rounds,
+    for the parent and the worker process that sent first."""
     steps: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for result in results:
-        names, previous = _names(result["rows"]), {}
+        parent = result["rows"][0][0]
+        sender = next(pid for pid, _w, _c, label in result["rows"] if label == "_send start")
+        seen, cpu_before = set(), {parent: 0.0, sender: 0.0}
         for pid, wall, cpu, label in result["rows"]:
-            if label not in WORKER_STEPS or wall > result["first_s"] or (label, pid) in previous:
+            if pid not in cpu_before or label not in WORKER_STEPS or (pid, label) in seen:
                 continue
-            before = previous.get(("cpu", pid), 0.0)
-            previous[("cpu", pid)], previous[(label, pid)] = cpu, True
-            steps.setdefault((names[pid], label), []).append((wall, cpu - before))
+            seen.add((pid, label))
+            name = "parent" if pid == parent else "worker (the first to send)"
+            steps.setdefault((name, label), []).append((wall, cpu - cpu_before[pid]))
+            cpu_before[pid] = cpu
     rows = [(process, label, _median([w for w, _ in got]), _median([c for _, c in got]))
             for (process, label), got in steps.items() if len(got) == len(results)]
     return sorted(rows, key=lambda row: row[2])
