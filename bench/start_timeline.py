@@ -138,12 +138,13 @@ print(began, time.time(), cpu(backend) - before)
 """
 
 
-def _start_send(url: str, issue_id: int, source: Path | None) -> tuple[float, float, float]:
+def _start_send(url: str, issue_id: int, folder: Path, source: Path | None) -> tuple[float, float, float]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     if source is not None:
         env["PYTHONPATH"] = str(source)
+    # cwd: `python -c` puts it first on sys.path, ahead of PYTHONPATH (this tree's code otherwise)
     done = subprocess.run([sys.executable, "-c", ENQUEUE, url, str(issue_id)], env=env, check=True,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=folder)
     began, committed, cpu = (float(value) for value in done.stdout.split())
     return began, committed, cpu
 
@@ -158,7 +159,7 @@ def running_case(readers: int, processes: int, pg: str, source: Path | None) -> 
             workers = _workers(folder, processes, out, began, 1_000_000, source)
             try:
                 time.sleep(8)  # started, idle, listening
-                t0, committed, enqueue_cpu = _start_send(url, drafted.issue_id, source)
+                t0, committed, enqueue_cpu = _start_send(url, drafted.issue_id, folder, source)
                 t0, committed = t0 - began, committed - began
                 while True:
                     with drafted.engine.connect() as connection:

@@ -95,10 +95,10 @@ def without_jit(session: Session) -> None:
     Why: the planner prices the eligibility query far above its cost (the subscriber scan with its
     topic and suppression subplans: ~820,000 for 20,000 readers, linear in the list) and so above
     jit_above_cost (100,000) and the inlining and optimisation thresholds (500,000). PostgreSQL
-    then compiled the statement with LLVM before running it: 0.4-1.5 s of a backend's CPU (EXPLAIN
-    ANALYZE: "JIT ... Inlining 375 ms, Optimization 693 ms, Emission 480 ms"), for a statement that
-    runs in ~0.5 s without it: two thirds of a 20,000-reader enqueue, which every worker waits
-    for (issue 18). The work is inserts, index entries and foreign-key checks, which JIT does not
+    then compiled the statement with LLVM before running it: a 20,000-reader enqueue took 0.51-0.57 s
+    of the backend's CPU with JIT, 0.28-0.35 s without (EXPLAIN ANALYZE on a busy machine: "JIT ...
+    Inlining 375 ms, Optimization 693 ms, Emission 480 ms"), and every worker waits for that
+    commit (issue 18). The work is inserts, index entries and foreign-key checks, which JIT does not
     speed up."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL jit = off"))

@@ -23,7 +23,7 @@ def _jit(session) -> str:
 @pytest.mark.postgres
 def test_the_enqueue_and_its_count_run_without_jit(tmp_path, pg_url):
     """The eligibility query is priced far above jit_above_cost, and PostgreSQL's JIT compile of it
-    (0.4-1.5 s) was two thirds of a 20,000-reader enqueue (outbox.without_jit). Only the
+    was nearly half of a 20,000-reader enqueue's server CPU (outbox.without_jit). Only the
     transaction that enqueues goes without it (SET LOCAL)."""
     settings, engine, issue_id = setup_issue(tmp_path, pg_url, 5, start=False)
     with engine.connect() as connection:
