@@ -62,3 +62,19 @@ def test_forked_workers_find_the_parents_engine_ready_and_hold_none_of_its_conne
     with child.connect() as connection:  # and it still connects, afresh
         assert connection.execute(text("SELECT 1")).scalar_one() == 1
     engine.dispose()
+
+
+def test_the_worker_code_leaves_the_follow_up_machinery_until_a_pass_needs_it():
+    """Everything `newsletter worker` imports before its first message is on the way to it (issue
+    18: sending within 1 s of its start); the follow-ups (two SQLModel tables, their renderer) are
+    first needed after the sending issues' batches (worker._followup_modules)."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", (
+        "import sys, newsletter.cli\n"
+        "from newsletter.config import load_settings\n"
+        "import newsletter.delivery.pool, newsletter.delivery.transports.smtp\n"
+        "print(sorted(m for m in sys.modules if m.startswith('newsletter.') and 'followup' in m))")],
+        capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['newsletter.cli.followup']", loaded  # the command's definition only
