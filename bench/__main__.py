@@ -25,6 +25,7 @@ BENCHMARKS = {
     "send_cpu": "bench.send_cpu",  # a worker's CPU per message outside the SQL: build + SmtpTransport, in-process
     "send_running": "bench.send_running",  # workers running: start_send until the issue is sent, vs smtp-source
     "retry_floor": "bench.retry_floor",  # rows a rescan reads behind a retry due later (delivery_retry, 0033)
+    "start_timeline": "bench.start_timeline",  # per process, wall and CPU: a worker's start, a send's start
 }
 
 

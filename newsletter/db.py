@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel
 
-from newsletter.engine import (NEVER_REUSE_IDS, _engines, as_utc, dispose_engines, get_engine, make_engine,
-                               utcnow)  # noqa: F401  (re-exported)
+from newsletter.engine import (NEVER_REUSE_IDS, _engines, as_utc, close_connections, dispose_engines, get_engine,
+                               make_engine, utcnow)  # noqa: F401  (re-exported)
 
 # Named constraints, so Alembic migrations (batch mode on SQLite) can address them.
 SQLModel.metadata.naming_convention = {

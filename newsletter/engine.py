@@ -86,3 +86,17 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+
+
+def close_connections() -> None:
+    """Close every pooled connection of this process's engines but keep the engines.
+
+    Before a fork (delivery/pool.py): the children then hold no connection of the parent's, yet
+    find the parent's engine for the URL, whose dialect already met the server (SQLAlchemy runs
+    its first-connect checks once per engine, a few round trips and their parsing) and whose cache
+    of compiled statements is warm from the parent's warm-up (the sending issues, its frozen view).
+    A fresh engine per child did both again on the way to its first claim (issue 18: a worker
+    sending within 1 s of its start). Only checked-in connections exist here: every session of
+    the parent is closed."""
+    for engine in _engines.values():
+        engine.dispose()

@@ -15,8 +15,9 @@ and settings (`issue_template`); a child whose view of an issue differs from the
 variant, a send started later, a changed figure) compiles its own, exactly as before.
 
 fork is safe here only because at that point the parent holds no other thread and no open
-connection (dispose_engines); where that is not so, or off Linux, the workers start from a clean
-forkserver as before.
+connection (close_connections: the engines themselves stay, so a child's first connection skips
+SQLAlchemy's first-connect checks and finds the statements the warm-up compiled); where that is
+not so, or off Linux, the workers start from a clean forkserver as before.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from newsletter.config import Settings
-from newsletter.db import dispose_engines, get_engine, session_scope
+from newsletter.db import close_connections, get_engine, session_scope
 from newsletter.delivery.variants import SendVariants
 from newsletter.delivery.worker import install_stop_handlers, run_worker, sending_issues
 from newsletter.priority import lower_priority
@@ -80,7 +81,7 @@ def warm_parent(settings: Settings) -> int:
     except Exception as exc:
         log.warning("could not prepare the sending issues ahead of the worker processes: %s", exc)
     finally:
-        dispose_engines()  # no connection may be shared with a child
+        close_connections()  # no connection may be shared with a child
     return render.compiles - before
 
 
@@ -125,7 +126,7 @@ def _context(settings: Settings, echo: Callable[[str], None]) -> multiprocessing
         compiled = warm_parent(settings)
         if compiled:
             echo(f"compiled {compiled} sending issue(s) once for every worker process")
-        dispose_engines()  # this process's connections (the CLI's schema check too) stay its own
+        close_connections()  # this process's connections (the CLI's schema check too) stay its own
         gc.freeze()  # the children's collections neither scan nor copy what they inherit
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")

@@ -34,7 +34,12 @@ class Wakeup:
         self.engine, self.worker = engine, worker
         self.listens = engine.dialect.name == "postgresql"
         self.connection = None
-        self.lost = False  # the listening connection broke: notifications may have been missed
+        # Notifications may have been missed: the listening connection broke, or it was never
+        # open. The first LISTEN happens at the first wait, after the worker's first pass looked
+        # for work; a send committed between that look and the LISTEN was announced to nobody and
+        # waited out the whole poll (issue 18: a send starts at once). So the first connect, like
+        # a reconnect, counts as a wake-up: the worker looks once more, now listening.
+        self.missed = True
 
     def _connect(self) -> bool:
         """Open the listening connection; False (and the fallback poll) when the database is away."""
@@ -60,7 +65,8 @@ class Wakeup:
 
     def wait(self, seconds: float, stop: threading.Event) -> bool:
         """Wait up to `seconds`; True when woken early (a notification, or the listening connection
-        came back after a loss, when notifications may have been missed: look now)."""
+        just opened, the first time or again after a loss, when notifications may have been
+        missed: look now)."""
         if not self.listens:
             stop.wait(seconds)
             return False
@@ -68,8 +74,8 @@ class Wakeup:
             if not self._connect():
                 stop.wait(seconds)
                 return False
-            if self.lost:
-                self.lost = False
+            if self.missed:
+                self.missed = False
                 return True
         deadline = time.monotonic() + seconds
         while not stop.is_set():
@@ -84,7 +90,7 @@ class Wakeup:
             except Exception as exc:  # the database went away: poll until it is back
                 log.warning("lost the connection that listens for work (%s); polling", exc)
                 self.close()
-                self.lost = True
+                self.missed = True
                 stop.wait(max(deadline - time.monotonic(), 0))
                 return False
         return False

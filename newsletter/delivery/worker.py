@@ -39,7 +39,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import claim_batch, outbox, queue, retry_side
 from newsletter.delivery.heartbeat import Heartbeat
-from newsletter.delivery import followup_outbox, followup_sender, mailqueue, webhooks_out
+from newsletter.delivery import mailqueue, webhooks_out
 from newsletter.delivery.mailqueue import send_queued
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.ratelimit import SendRateLimiter
@@ -61,6 +61,17 @@ def sending_issues(engine: Engine) -> list[int]:
         return list(session.execute(
             select(Issue.id).where(Issue.state == IssueState.sending.value).order_by(Issue.id)
         ).scalars())
+
+
+def _followup_modules():
+    """The follow-up machinery (delivery/followup_outbox.py, followup_sender.py), imported when a
+    pass first looks for follow-ups, after the sending issues, not with the worker: none of it is
+    needed for an issue's first message, and its import (two SQLModel tables and the follow-up
+    renderer, 30-40 ms of CPU) was on the way there (issue 18: a worker sending within 1 s of its
+    start). Forked worker processes each import it then, after their first batch."""
+    from newsletter.delivery import followup_outbox, followup_sender
+
+    return followup_outbox, followup_sender
 
 
 def install_stop_handlers(stop: threading.Event) -> None:
@@ -96,7 +107,7 @@ def outstanding(engine: Engine, now) -> int:
                 deliveries += session.execute(select(func.count()).where(
                     *retry_side.pending_below(issue_id, floor), queue.outstanding(Delivery, now))).scalar_one()
         webhooks = session.execute(select(func.count()).where(queue.outstanding(WebhookDelivery, now))).scalar_one()
-        followups = followup_outbox.outstanding(session, now)
+        followups = _followup_modules()[0].outstanding(session, now)
     return deliveries + webhooks + followups + mailqueue.outstanding(engine, now)
 
 
@@ -125,6 +136,7 @@ def _one_pass(w: _Worker) -> bool:
             worked = True
             w.echo(_summary(report))
     # Follow-ups (delivery/followup_sender.py): batch by batch, under the same rate limiter.
+    followup_sender = _followup_modules()[1]
     while not w.stop.is_set():
         followups = followup_sender.send_batch(w.engine, w.settings, w.transport, w.secret, worker=w.worker,
                                                limiter=w.limiter)
@@ -219,7 +231,8 @@ def _release(engine: Engine, worker: str, echo: Callable[[str], None], transport
     try:
         with session_scope(engine) as session:
             released = (outbox.release(session, worker) + queue.release(session, TransactionalMail, worker)
-                        + queue.release(session, WebhookDelivery, worker) + followup_outbox.release(session, worker))
+                        + queue.release(session, WebhookDelivery, worker)
+                        + _followup_modules()[0].release(session, worker))
         if released:
             echo(f"released {released} rows back to the queue")
     except Exception:

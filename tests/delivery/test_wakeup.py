@@ -130,6 +130,7 @@ def test_the_wait_ends_on_a_commit_not_before_and_comes_back_after_a_lost_connec
     name = f"test:{os.getpid()}:{secrets.token_hex(3)}"
     wakeup, never = Wakeup(engine, name), threading.Event()
     try:
+        assert wakeup.wait(0.5, never) is True  # the first LISTEN: look once more, now listening
         started = time.monotonic()
         assert wakeup.wait(0.5, never) is False and time.monotonic() - started >= 0.45  # the timeout
         with session_scope(engine) as session:
@@ -157,6 +158,22 @@ def test_the_wait_ends_on_a_commit_not_before_and_comes_back_after_a_lost_connec
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_work_announced_before_a_workers_first_listen_is_looked_for_at_once(pg_url):
+    """A worker LISTENs at its first wait, after its first pass looked for work: a send committed in
+    between was announced to nobody, and the worker slept out its poll (5 s) before sending it."""
+    engine = make_engine(pg_url)
+    wakeup, never = Wakeup(engine, f"test:{os.getpid()}:{secrets.token_hex(3)}"), threading.Event()
+    try:
+        with session_scope(engine) as session:  # after the first pass, before the first wait
+            announce(session)
+        assert wakeup.wait(3, never) is True  # look again: the send is found by that pass
+        assert wakeup.wait(0.3, never) is False  # and from here on, the notifications
+    finally:
+        wakeup.close()
+        engine.dispose()
+
+
 def test_on_sqlite_the_wait_is_the_poll(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     wakeup = Wakeup(engine)
@@ -177,7 +194,7 @@ def test_work_in_another_schema_of_the_same_database_wakes_nobody(pg_server, pg_
     here, there = make_engine(pg_url), make_engine(f"{pg_server}?options=-csearch_path%3D{other}")
     wakeup, never = Wakeup(here, f"test:{os.getpid()}:{secrets.token_hex(3)}"), threading.Event()
     try:
-        assert wakeup.wait(0.2, never) is False  # listening from here on
+        assert wakeup.wait(0.2, never) is True  # the first LISTEN (look once more); listening from here on
         with session_scope(there) as session:
             announce(session)
         assert wakeup.wait(1.0, never) is False
