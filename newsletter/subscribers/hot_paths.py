@@ -17,7 +17,7 @@ import secrets
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ARRAY, Boolean, Connection, DateTime, Engine, Select, String, all_, bindparam, case, delete, exists, \
+from sqlalchemy import ARRAY, and_, Boolean, Connection, DateTime, Engine, Select, String, all_, bindparam, case, delete, exists, \
     func, insert, literal, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session
@@ -30,7 +30,8 @@ from newsletter.subscribers.consent import CONSENT_VERSION, Origin, Source, clea
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
     TransactionalMail, new_token_key
 from newsletter.subscribers.service import link_holder, reader_data
-from newsletter.subscribers.signup import NO_MAIL_STATUSES, _throttle, _throttle_params, request_signup, unsubscribe
+from newsletter.subscribers.signup import NO_MAIL_STATUSES, _throttle, _throttle_params, one_of, request_signup, \
+    unsubscribe
 from newsletter.tokens import LinkSubject
 
 SUBSCRIBER, TOPIC = Subscriber.__table__, SubscriberTopic.__table__
@@ -38,6 +39,11 @@ CONSENT, MAIL = ConsentEvent.__table__, TransactionalMail.__table__
 LEFT_ALONE = (*NO_MAIL_STATUSES, SubscriberStatus.active.value)  # request_signup's `keep` is False for these
 UNSUBSCRIBABLE = (SubscriberStatus.active.value, SubscriberStatus.pending.value)
 WHEN = DateTime(timezone=True)
+
+
+def _none_of(column, values: tuple[str, ...]):
+    """NOT IN, the values written into the statement (signup.one_of)."""
+    return and_(*(column != value for value in values))
 
 
 def _one_statement(engine: Engine) -> bool:
@@ -70,7 +76,7 @@ def _signup_statement(day_limit: int) -> Select:
     email, topics = bindparam("address", type_=String), bindparam("chosen_topics", type_=ARRAY(String))
     suppressed = select(Suppression.id).where(Suppression.email.in_([email, bindparam("digest")])).exists()
     state = (select(SUBSCRIBER.c.id.label("reader"),
-                    (~suppressed & (SUBSCRIBER.c.status.is_(None) | SUBSCRIBER.c.status.not_in(LEFT_ALONE)))
+                    (~suppressed & (SUBSCRIBER.c.status.is_(None) | _none_of(SUBSCRIBER.c.status, LEFT_ALONE)))
                     .label("keep"), allowed.label("allowed"))
              .select_from(mails).outerjoin(SUBSCRIBER, SUBSCRIBER.c.email == email).cte("state"))
     added = insert(SUBSCRIBER).from_select(
@@ -89,7 +95,13 @@ def _signup_statement(day_limit: int) -> Select:
                                           include_defaults=False).on_conflict_do_nothing()
     mailed = _mail(select(target.c.id, target.c.email).select_from(target.join(state, true()))
                    .where(state.c.allowed).subquery(), "confirm", true())
-    return select(state.c.keep).add_cte(dropped.cte("dropped"), chosen.cte("chosen"),
+    # The signup's commit does not wait for the WAL flush (synchronous_commit off for this
+    # transaction only): the flush made a new address's answer slower than a known one's, whose
+    # writes roll back (docs/web.md, "Timing"), and it is a wait on a disk the send keeps busy.
+    # What a crash in the flush's fraction of a second can lose is a request nobody confirmed yet:
+    # the person signs up again. An unsubscribe keeps the wait: once answered, it must hold.
+    no_flush = func.set_config("synchronous_commit", "off", true())
+    return select(state.c.keep, no_flush).add_cte(dropped.cte("dropped"), chosen.cte("chosen"),
                                          _consent(target, "signup_requested").cte("consented"), mailed.cte("mailed"))
 
 
@@ -108,7 +120,7 @@ def signup(engine: Engine, web: WebSettings, email: str, name: str, topics: list
               "new_name": name, "chosen_topics": topics, "decoy": f"decoy-{secrets.token_hex(8)}@invalid",
               "new_key": new_token_key(), "consent_source": str(source), "consent_detail": "", "written_at": utcnow()}
     with engine.connect() as connection:
-        keep = connection.execute(_signup_statement(web.confirmations_per_address_per_day), params).scalar_one()
+        keep = connection.execute(_signup_statement(web.confirmations_per_address_per_day), params).first()[0]
         connection.commit() if keep else connection.rollback()
 
 
@@ -123,7 +135,7 @@ def _unsubscribe_statement() -> Select:
     reader (`linked`), whether this unsubscribed them (`changed`), and whether an outgoing webhook
     endpoint may listen (`listening`: then `emit` runs in the same transaction)."""
     names = (SUBSCRIBER.c.id == bindparam("reader_id")) & (SUBSCRIBER.c.token_key == bindparam("link_key", type_=String))
-    changed = (update(SUBSCRIBER).where(names, SUBSCRIBER.c.status.in_(UNSUBSCRIBABLE))
+    changed = (update(SUBSCRIBER).where(names, one_of(SUBSCRIBER.c.status, UNSUBSCRIBABLE))
                .values(status=SubscriberStatus.unsubscribed.value, unsubscribed_at=bindparam("now", type_=WHEN))
                .returning(SUBSCRIBER.c.id, SUBSCRIBER.c.email).cte("changed"))
     listening = exists().where(WebhookEndpoint.disabled_at.is_(None),

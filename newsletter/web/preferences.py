@@ -67,14 +67,14 @@ def unsubscribe_page(token: str, ctx: Ctx) -> HTMLResponse:
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse, openapi_extra=form_schema(
     "Unsubscribe form", {"List-Unsubscribe": TEXT_FIELD, "source": TEXT_FIELD}))
 async def unsubscribe_post(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
-    """Async only to read the form; the database work runs in the threadpool (on the event loop it
-    made every other request wait: issue 18). RFC 8058's `List-Unsubscribe=One-Click` and the
+    """Async only to read the form; the database work runs in a thread (WebContext.in_thread; on
+    the event loop it made every other request wait: issue 18). RFC 8058's `List-Unsubscribe=One-Click` and the
     page's `source` are in the schema, not parameters: `form_data` reads them once."""
     try:
         data = await form_data(request)
     except InvalidInput:
         data = {}
-    return await run_in_threadpool(_unsubscribe, token, request, ctx, data)
+    return await ctx.in_thread(_unsubscribe, token, request, ctx, data)
 
 
 def _unsubscribe(token: str, request: Request, ctx: WebContext, data: dict[str, list[str]]) -> HTMLResponse:
