@@ -63,14 +63,14 @@ def _wait_listening(port: int, timeout: float = 5.0) -> None:
 
 class Sink:
     """smtp-sink on a free loopback port, discarding everything; `data_delay` seconds before it
-    answers each DATA (a slow or distant server)."""
+    answers each DATA (a slow or distant server); `nice`: its scheduling priority (None: ours)."""
 
-    def __init__(self, data_delay: int = 0) -> None:
-        self.data_delay = data_delay
+    def __init__(self, data_delay: int = 0, nice: int | None = None) -> None:
+        self.data_delay, self.nice = data_delay, nice
 
     def __enter__(self) -> Sink:
         self.port = _free_port()
-        command = [SINK]
+        command = [SINK] if self.nice is None else ["nice", "-n", str(self.nice), SINK]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]  # smtp-sink refuses to run as root without it
         if self.data_delay:

@@ -287,15 +287,15 @@ def _measure(scripts: dict[str, Path], port: int, rate: int, seconds: int, offse
 
 
 def run(rate: int, seconds: int, readers: int, baseline: Path | None, rounds: int, pg: str = PG,
-        with_send: bool = False, nice: int | None = None) -> dict:
+        with_send: bool = False, nice: int | None = None, sink_nice: int | None = None) -> dict:
     from bench.sample import smtp_mail
     from bench.smtp_send import Sink
 
     result: dict = {"rate": rate, "seconds": seconds, "load": os.getloadavg(), "runs": [], "send": with_send,
-                    "nice": nice}
+                    "nice": nice, "sink_nice": sink_nice}
     variants = ([("before", baseline)] if baseline else []) + [("after", None)]
     with pg_schema(pg, "bench_web") as url, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp, \
-            Sink() as sink:
+            Sink(nice=sink_nice) as sink:
         folder, port = Path(tmp), _free_port()
         tokens = _setup(url, folder, port, readers, smtp_mail(sink.port) if with_send else FILE_MAIL)
         scripts = _scripts(folder, port, tokens, 2)
@@ -333,7 +333,8 @@ def markdown(r: dict) -> str:
         f"at the start, {r['load_end'][0]:.1f} at the end: a shared machine, busy with other sessions' work; "
         "compare before and after within a round (same minute), not the absolute figures. "
         f"`python -m bench web_load{' --send' if send else ''}"
-        f"{'' if r.get('nice') is None else ' --nice ' + str(r['nice'])}`: one `newsletter serve` on PostgreSQL (loopback), "
+        f"{'' if r.get('nice') is None else ' --nice ' + str(r['nice'])}"
+        f"{'' if r.get('sink_nice') is None else ' --sink-nice ' + str(r['sink_nice'])}`: one `newsletter serve` on PostgreSQL (loopback), "
         f"wrk with 2 threads and 32 connections paced by Lua to {r['rate']} requests/s for {r['seconds']} s per line "
         "(after 3 s of warm-up)"
         + (", while `newsletter worker --processes 2` sends the sample issue to every reader into Postfix's "
@@ -368,10 +369,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="with a send running: 2 worker processes delivering to every reader into smtp-sink")
     parser.add_argument("--nice", type=int, default=None,
                         help="[delivery] nice of the send's workers (default: the config's default)")
+    parser.add_argument("--sink-nice", type=int, default=None,
+                        help="run smtp-sink at this nice: it stands in for a remote MTA, whose CPU a real "
+                             "deployment does not share with the web (default: the bench's own priority)")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
                         help="update BENCHMARKS.md (default: yes)")
     args = parser.parse_args(argv)
-    result = run(args.rate, args.seconds, args.readers, args.baseline, args.rounds, args.pg, args.send, args.nice)
+    result = run(args.rate, args.seconds, args.readers, args.baseline, args.rounds, args.pg, args.send, args.nice,
+                 args.sink_nice)
     print(markdown(result))
     if args.write:
         print(f"written to {write_section(START, END, markdown(result))}")

@@ -115,7 +115,7 @@ def serve(
     """Run the web app: signup, confirmation, unsubscribe, preferences, issue web view."""
     import uvicorn
 
-    from newsletter.web.app import create_app, server_options
+    from newsletter.web.app import create_app, server_options, settle_heap
 
     settings = state.settings
     engine = state.engine()
@@ -123,4 +123,5 @@ def serve(
     # shares the GIL with the requests (issue 18); SQLite keeps its one writer in this process.
     app_ = create_app(settings, engine=engine, with_sender=not no_sender,
                       sender_process=engine.dialect.name == "postgresql")
+    settle_heap()
     uvicorn.run(app_, **server_options(settings, host, port))

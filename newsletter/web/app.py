@@ -8,7 +8,9 @@ transactional mail (confirmations; newsletter/delivery/background.py), so one
 
 from __future__ import annotations
 
+import gc
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -46,6 +48,23 @@ def server_options(settings: Settings, host: str | None = None, port: int | None
             "access_log": settings.web.access_log}
 
 
+def settle_heap() -> None:
+    """Exempt everything alive now (the app, its routes, templates, SQLAlchemy's and pydantic's
+    machinery: ~170,000 objects) from the garbage collector's passes: a full pass over them took
+    60 ms with the GIL held, every request in the process waiting behind it, and the signups'
+    survivors (the throttle's windows, cached statements) bring one on every minute or so at 200
+    requests/s (issue 18). They stay alive for the life of the process anyway; only cycles among
+    them go uncollected. `newsletter serve` calls it once the app is built."""
+    gc.collect()
+    gc.freeze()
+
+
+def route_threads(engine: Engine) -> int:
+    """Threads for the routes: as many as the PostgreSQL pool keeps connections (size_threadpool);
+    AnyIO's default (40) on SQLite."""
+    return engine.pool.size() if engine.dialect.name == "postgresql" else 40
+
+
 def size_threadpool(engine: Engine) -> None:
     """As many threads for the routes as the database pool keeps connections (PostgreSQL: 10).
 
@@ -57,7 +76,7 @@ def size_threadpool(engine: Engine) -> None:
     if engine.dialect.name == "postgresql":
         from anyio import to_thread
 
-        to_thread.current_default_thread_limiter().total_tokens = engine.pool.size()
+        to_thread.current_default_thread_limiter().total_tokens = route_threads(engine)
 
 
 def create_app(settings: Settings, engine: Engine | None = None, secret: str | None = None,
@@ -81,11 +100,12 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
         for runner in (sender, imports):
             if runner:
                 runner.shutdown()
+        app.state.web.threads.shutdown(wait=False)
 
     app = FastAPI(title=settings.site.name, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")  # the schema only (schemathesis checks it); no docs pages
     app.state.web = WebContext(settings=settings, engine=engine, secret=secret,
-                               categories=categories,
+                               categories=categories, threads=ThreadPoolExecutor(route_threads(engine), "web"),
                                on_queued=(sender.wake.set if sender else (lambda: None)))
     app.state.import_runner = imports
     app.state.webhooks = WebhookContext(settings=settings, engine=engine)  # tests swap its fetchers

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from newsletter.db import session_scope
 from newsletter.delivery.transports import carries_smtputf8
 from newsletter.web.abuse import ThrottleLimit, network_of
 from newsletter.subscribers.consent import Origin, Source
 from newsletter.subscribers.service import InvalidInput, clean_name, clean_topics, normalize_email
-from newsletter.subscribers.signup import request_signup
+from newsletter.subscribers import hot_paths
 
 if TYPE_CHECKING:
     from newsletter.web.deps import WebContext
@@ -68,8 +67,7 @@ def submit_signup(ctx: "WebContext", raw_email: str, raw_name: str, raw_topics: 
     if wait is not None:
         raise SignupRefused(429, {"form": "Too many attempts. Please wait a while and try again."},
                             {"Retry-After": str(int(wait) + 1)})
-    with session_scope(ctx.engine) as session:
-        request_signup(session, web, email, name, topics, ctx.clock(), origin, source, alone=True)
+    hot_paths.signup(ctx.engine, web, email, name, topics, ctx.clock(), origin, source)
     ctx.on_queued()
 
 

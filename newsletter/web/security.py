@@ -12,7 +12,7 @@ import base64
 import hashlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from newsletter.config import Settings
@@ -24,6 +24,7 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 # Pages whose URL carries a personal token: no Referer at all, so the token never leaks to a link target.
 TOKEN_PATHS = ("/confirm/", "/unsubscribe/", "/preferences/", "/vote/", "/c/", "/o/")
 MAX_HASHED_BODY = 2_000_000
+MAX_REMEMBERED, MAX_REMEMBERED_BODY = 256, 100_000  # SecurityHeaders.headers_for: at most ~25 MB held
 EMBEDDABLE = ("/embed", "/subscribe")  # the embedded form and the answer it shows inside the frame
 
 
@@ -53,8 +54,14 @@ def allowed_hosts(settings: Settings) -> list[str]:
     return list(dict.fromkeys(h for h in hosts if h))
 
 
-def allowed_origins(settings: Settings) -> set[str]:
-    return {origin_of(settings.site.base_url), *settings.web.embed_origins} - {""}
+def allowed_origins(settings: Settings) -> frozenset[str]:
+    return _allowed_origins(settings.site.base_url, tuple(settings.web.embed_origins))
+
+
+@lru_cache(maxsize=16)
+def _allowed_origins(base_url: str, embed_origins: tuple[str, ...]) -> frozenset[str]:
+    """Parsed once per configuration, not on every POST (issue 18)."""
+    return frozenset({origin_of(base_url), *embed_origins} - {""})
 
 
 def post_origin_allowed(settings: Settings, headers: dict[str, str], host: str) -> bool:
@@ -75,19 +82,33 @@ def post_origin_allowed(settings: Settings, headers: dict[str, str], host: str) 
     return urlsplit(origin).netloc == host.lower()
 
 
-def _csp(settings: Settings, path: str, style_hashes: list[str]) -> str:
-    if path in EMBEDDABLE:
+class PathKind(NamedTuple):
+    """What of a path the headers depend on: the same headers for every path of a kind and body."""
+
+    embeddable: bool
+    mail_html: bool  # /issues/…: mail HTML, inline styles by design, remote images
+    console: bool  # /admin: the console's one same-origin script
+    token_page: bool
+
+
+def path_kind(path: str) -> PathKind:
+    return PathKind(path in EMBEDDABLE, path.startswith("/issues/"), path == "/admin" or path.startswith("/admin/"),
+                    path.startswith(TOKEN_PATHS))
+
+
+def _csp(settings: Settings, kind: PathKind, style_hashes: list[str]) -> str:
+    if kind.embeddable:
         ancestors = " ".join(["'self'", *settings.web.embed_origins])
     else:
         ancestors = "'none'"
-    if path.startswith("/issues/"):  # mail HTML: inline styles by design, remote images
+    if kind.mail_html:
         styles, images = "'self' 'unsafe-inline'", "'self' https: data:"
     else:
         styles, images = " ".join(["'self'", *style_hashes]), "'self' data:"
     form_targets = " ".join(["'self'", origin_of(settings.site.base_url)]).strip()
     # The console's progress page follows a send with one same-origin script (/admin/static/);
     # every other page, and every public one, runs none.
-    scripts = "'self'" if path == "/admin" or path.startswith("/admin/") else "'none'"
+    scripts = "'self'" if kind.console else "'none'"
     return (f"default-src 'self'; style-src {styles}; img-src {images}; script-src {scripts}; "
             f"object-src 'none'; base-uri 'none'; form-action {form_targets}; frame-ancestors {ancestors}")
 
@@ -117,13 +138,16 @@ def style_hashes(body: bytes) -> list[str]:
 
 
 def security_headers(settings: Settings, path: str, body: bytes | None) -> list[tuple[bytes, bytes]]:
-    token_page = path.startswith(TOKEN_PATHS)
+    return _headers(settings, path_kind(path), body)
+
+
+def _headers(settings: Settings, kind: PathKind, body: bytes | None) -> list[tuple[bytes, bytes]]:
     headers = [
-        (b"content-security-policy", _csp(settings, path, style_hashes(body or b"")).encode()),
+        (b"content-security-policy", _csp(settings, kind, style_hashes(body or b"")).encode()),
         (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer" if token_page else b"strict-origin-when-cross-origin"),
+        (b"referrer-policy", b"no-referrer" if kind.token_page else b"strict-origin-when-cross-origin"),
     ]
-    if path not in EMBEDDABLE:
+    if not kind.embeddable:
         headers.append((b"x-frame-options", b"DENY"))  # for browsers without frame-ancestors
     return headers
 
@@ -134,6 +158,7 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app, self.settings = app, settings
+        self.known: dict[tuple[PathKind, bytes | None], list[tuple[bytes, bytes]]] = {}  # see `headers_for`
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -156,7 +181,21 @@ class SecurityHeaders:
 
         await self.app(scope, receive, send_with_headers)
 
+    def headers_for(self, path: str, body: bytes | None) -> list[tuple[bytes, bytes]]:
+        """security_headers, remembered by path kind and body: the busiest answers (the signup's and
+        the one-click unsubscribe's, WebContext.same_answer) are the same bytes every time, and
+        building their CSP was a twentieth of the serve process's CPU per request (issue 18)."""
+        if body is not None and len(body) > MAX_REMEMBERED_BODY:
+            return security_headers(self.settings, path, body)
+        key = (path_kind(path), body)
+        headers = self.known.get(key)
+        if headers is None:
+            if len(self.known) >= MAX_REMEMBERED:
+                self.known.clear()
+            headers = self.known[key] = _headers(self.settings, key[0], body)
+        return headers
+
     def _add(self, start: Message, path: str, body: bytes | None) -> None:
         present = {name.lower() for name, _ in start.get("headers", [])}
-        extra = [(k, v) for k, v in security_headers(self.settings, path, body) if k not in present]
+        extra = [(k, v) for k, v in self.headers_for(path, body) if k not in present]
         start["headers"] = [*start.get("headers", []), *extra]

@@ -15,7 +15,6 @@ from collections import defaultdict
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from newsletter.db import session_scope
 from newsletter.delivery.onboarding import queue_latest
@@ -74,14 +73,14 @@ SIGNUP_FIELDS = {"email": TEXT_FIELD, "name": TEXT_FIELD, "topics": LIST_FIELD, 
 
 @router.post("/subscribe", response_class=HTMLResponse, openapi_extra=form_schema("Signup form", SIGNUP_FIELDS))
 async def subscribe(request: Request, ctx: Ctx) -> HTMLResponse:
-    """Async only to read the form; the checks and about ten database round trips run in the
-    threadpool (`_subscribe`): on the event loop they made every other request wait (issue 18).
+    """Async only to read the form; the checks and the database work run in a thread
+    (`_subscribe`, WebContext.in_thread): on the event loop they made every other request wait (issue 18).
     The fields are in the schema (SIGNUP_FIELDS), not parameters: `form_data` reads them once."""
     try:
         data = await form_data(request)
     except InvalidInput as exc:
-        return await run_in_threadpool(signup_page, ctx, request, 400, {"form": str(exc)})
-    return await run_in_threadpool(_subscribe, request, ctx, data)
+        return await ctx.in_thread(signup_page, ctx, request, 400, {"form": str(exc)})
+    return await ctx.in_thread(_subscribe, request, ctx, data)
 
 
 def _subscribe(request: Request, ctx: WebContext, data: dict[str, list[str]]) -> HTMLResponse:

@@ -161,3 +161,22 @@ def test_style_blocks_are_found_as_the_pattern_finds_them():
     for _ in range(5000):
         body = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
         assert style_blocks(body) == pattern.findall(body), body
+
+
+def test_remembered_headers_are_those_of_the_path_kind_and_body(tmp_path):
+    """SecurityHeaders remembers its headers per (path kind, body) (issue 18): the same answer page
+    under an embeddable path and a plain one still gets each its own frame rules, and a
+    remembered answer equals a freshly built one."""
+    from newsletter.config import load_settings
+    from newsletter.web.security import SecurityHeaders, security_headers
+    from tests.conftest import write_config
+
+    settings = load_settings(write_config(tmp_path))
+    middleware = SecurityHeaders(app=None, settings=settings)
+    body = b"<html><style>p{color:red}</style><p>Check your inbox</p></html>"
+    for path in ("/subscribe", "/", "/unsubscribe/abc", "/subscribe", "/"):
+        assert middleware.headers_for(path, body) == security_headers(settings, path, body)
+    embedded, plain = dict(middleware.headers_for("/subscribe", body)), dict(middleware.headers_for("/", body))
+    assert b"x-frame-options" not in embedded and plain[b"x-frame-options"] == b"DENY"
+    assert b"frame-ancestors 'self'" in embedded[b"content-security-policy"]
+    assert b"frame-ancestors 'none'" in plain[b"content-security-policy"]

@@ -19,8 +19,11 @@ from newsletter.tokens import Purpose
 from tests.conftest import link_token
 from tests.web.test_unsubscribe_preferences import add_active, status_of
 
-SIGNUP_STATEMENTS = 6  # request_signup: state, reader, topics (delete, insert), consent, mail
-UNSUBSCRIBE_STATEMENTS = 4  # the reader, its UPDATE, the consent event, the outgoing-webhook check
+# PostgreSQL: one statement each (subscribers/hot_paths.py); SQLite, through the ORM: request_signup's
+# state, reader, topics (delete, insert), consent and mail; the reader, its UPDATE, the consent
+# event and the outgoing-webhook check.
+SIGNUP_STATEMENTS = {"postgresql": 1, "sqlite": 6}
+UNSUBSCRIBE_STATEMENTS = {"postgresql": 1, "sqlite": 4}
 
 
 class Costs:
@@ -63,7 +66,7 @@ def test_a_signup_is_one_transaction_of_few_statements(live, known):
             "topics": ["Developer Tools"]}, allow_redirects=False)
     assert response.status_code == 200 and "Check your inbox" in response.text
     assert costs.transactions == 1, "\n".join(costs.statements)
-    assert len(costs.statements) <= SIGNUP_STATEMENTS, costs.statements
+    assert len(costs.statements) <= SIGNUP_STATEMENTS[live.engine.dialect.name], costs.statements
 
 
 def test_a_one_click_unsubscribe_is_one_transaction(live):
@@ -73,4 +76,4 @@ def test_a_one_click_unsubscribe_is_one_transaction(live):
         response = live.http.post(url, data={"List-Unsubscribe": "One-Click"}, allow_redirects=False)
     assert response.status_code == 200 and status_of(live, reader) == "unsubscribed"
     assert costs.transactions == 1, "\n".join(costs.statements)
-    assert len(costs.statements) <= UNSUBSCRIBE_STATEMENTS, costs.statements
+    assert len(costs.statements) <= UNSUBSCRIBE_STATEMENTS[live.engine.dialect.name], costs.statements
