@@ -11,6 +11,9 @@ one-message-at-a-time path must give the very same outcomes)."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -128,3 +131,77 @@ def test_the_per_session_cap_holds_with_pipelining(server):
     assert [r.outcome for r in results] == [SENT] * 11
     assert sorted(Counter(m.session for m in handler.messages).values()) == [3, 4, 4]
     assert received(handler) == {m.recipient: 1 for m in outgoing}
+
+
+class StallingServer:
+    """A minimal SMTP server on a raw socket (aiosmtpd cannot send half a reply): it takes every
+    message, but to the end of the data of a message for a "stall…" recipient it sends only
+    `partial` (the start of a reply line) and then nothing, keeping the session open."""
+
+    def __init__(self, pipelining: bool, partial: bytes) -> None:
+        self.pipelining, self.partial = pipelining, partial
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.released = threading.Event()
+        self.received: Counter = Counter()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.released.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(connection,), daemon=True).start()
+
+    def _session(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as lines:
+            connection.sendall(b"220 stalling test server\r\n")
+            recipient = b""
+            while line := lines.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    connection.sendall(b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if self.pipelining
+                                       else b"250-test\r\n250 8BITMIME\r\n")
+                elif verb == b"QUIT":
+                    connection.sendall(b"221 bye\r\n")
+                    return
+                elif verb == b"DATA":
+                    connection.sendall(b"354 go on\r\n")
+                    while lines.readline() not in (b".\r\n", b""):
+                        pass
+                    self.received[recipient] += 1
+                    if recipient.startswith(b"stall"):
+                        connection.sendall(self.partial)
+                        self.released.wait(30)
+                        return
+                    connection.sendall(b"250 2.0.0 taken\r\n")
+                else:
+                    if verb == b"RCPT":
+                        recipient = line.split(b"<", 1)[1].split(b"@", 1)[0]
+                    connection.sendall(b"250 ok\r\n")
+
+    def close(self) -> None:
+        self.released.set()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("partial", [b"", b"25"], ids=["silent", "half-a-reply"])
+def test_a_server_that_stops_answering_is_a_dropped_session(pipelining, partial):
+    """A silent server (the kernel keeps the socket's timeout, smtp_wire.kernel_timeouts) is a
+    dropped session: the stalled message is tried on one new session and left to retry, never
+    taken for refused; a reply cut at "25" is not code 25 (a permanent failure); the message
+    pipelined behind it is sent once, on a new session."""
+    server = StallingServer(pipelining, partial)
+    try:
+        outgoing = [message(f"{kind}{n}@example.com", n) for n, kind in enumerate(["fine", "fine", "stall", "fine"])]
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=server.port, timeout=1, pool_size=1))
+        started = time.monotonic()
+        results = transport.send(outgoing)
+        transport.close()
+    finally:
+        server.close()
+    assert [r.outcome for r in results] == [SENT, SENT, RETRY, SENT], results
+    assert "connection" in results[2].error
+    assert server.received == {b"fine0": 1, b"fine1": 1, b"stall2": 2, b"fine3": 1}
+    assert time.monotonic() - started < 20  # two timeouts of 1 s, not a hang
