@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from newsletter.delivery.transports.base import Outcome, SendResult
-from newsletter.delivery.transports.smtp_wire import DROPPED, classify, envelope, payload, send_pieces
+from newsletter.delivery.transports.smtp_wire import DROPPED, classify, envelope, payload_sized, send_pieces
 from newsletter.mail.message import OutgoingMessage
 
 _SENT = SendResult(Outcome.sent)
@@ -121,6 +121,7 @@ class Pipeline:
                 self.ended = None
             replies = [self._reply() for _ in _WANTED]
             refused = next((reply for reply, ok in zip(replies, _WANTED) if reply[0] not in ok), None)
+            total: int | None = 0
             if refused is not None:
                 self._refused(refused, replies[-1][0])
                 following = self._following()
@@ -128,12 +129,13 @@ class Pipeline:
             else:
                 following = self._following()
                 self.ended, self.open = self.open, None
-                pieces = payload(self.messages[self.ended])
+                pieces, total = payload_sized(self.messages[self.ended])
             if following is not None:
                 self.open = following[0]
                 pieces.append(following[1])
+                total = None if total is None else total + len(following[1])
             if pieces:
-                send_pieces(self.smtp, pieces)
+                send_pieces(self.smtp, pieces, total)
         if self.ended is not None:  # the last message's end-of-data reply
             code, text = self._reply()
             self.results[self.ended] = _SENT if code == 250 else classify(code, text)

@@ -63,19 +63,28 @@ def stuffed(data: bytes, line_dots: Sequence[int] | None = None) -> list[bytes |
 def payload(message: OutgoingMessage) -> list[bytes | memoryview]:
     """The DATA payload of a message with its terminator: the builder's pieces (dot-stuffed by it
     already, line-aligned, CRLF-only) as they are, else `_stuffed` of its bytes."""
+    return payload_sized(message)[0]
+
+
+def payload_sized(message: OutgoingMessage) -> tuple[list[bytes | memoryview], int | None]:
+    """`payload` and its length in bytes when known without summing the pieces again (the builder's
+    pieces, not dot-stuffed: the message's size and the terminator), else None."""
     if message.pieces is None:
-        return stuffed(message.data, message.line_dots)
+        return stuffed(message.data, message.line_dots), None
     pieces: list[bytes | memoryview] = list(message.pieces if message.stuffed is None else message.stuffed)
+    extra = 3
     last = next((piece for piece in reversed(pieces) if len(piece)), b"\r\n")
     if not bytes(last[-2:]) == b"\r\n":
         pieces.append(b"\r\n")
+        extra += 2
     pieces.append(b".\r\n")
-    return pieces
+    return pieces, (message.size + extra if message.stuffed is None else None)
 
 
-def send_pieces(smtp: smtplib.SMTP, pieces: list[bytes | memoryview]) -> None:
+def send_pieces(smtp: smtplib.SMTP, pieces: list[bytes | memoryview], total: int | None = None) -> None:
     """Every piece, in order, in as few system calls as the kernel allows (sendmsg gathers them);
-    a TLS socket cannot gather, so there the pieces are joined first."""
+    a TLS socket cannot gather, so there the pieces are joined first. `total`: their length in
+    bytes, when the caller knows it (else summed here)."""
     sock = smtp.sock
     if sock is None:
         raise smtplib.SMTPServerDisconnected("please run connect() first")
@@ -84,8 +93,7 @@ def send_pieces(smtp: smtplib.SMTP, pieces: list[bytes | memoryview]) -> None:
         return
     if len(pieces) <= _GATHER:  # the usual case: one call takes it all (a blocking socket waits)
         sent = sock.sendmsg(pieces)
-        total = sum(map(len, pieces))
-        if sent == total:
+        if sent == (total if total is not None else sum(map(len, pieces))):
             return
         pieces = [b"".join(pieces)[sent:]]  # rare (a write cut short): the rest, in one piece
     pending = [piece for piece in pieces if len(piece)]
