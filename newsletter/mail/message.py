@@ -102,7 +102,7 @@ class OutgoingMessage:
     for a transport that wants one bytes object (file, Mailgun, SES) or a DKIM signer."""
 
     __slots__ = ("envelope_from", "recipient", "reference", "_content", "_content_from", "line_dots", "pieces",
-                 "stuffed", "_data")
+                 "stuffed", "_data", "_size")
 
     def __init__(self, envelope_from: str, recipient: str, data: bytes | None = None, reference: str = "",
                  content: MessageContent | None = None, line_dots: tuple[int, ...] | None = None, *,
@@ -119,6 +119,7 @@ class OutgoingMessage:
         self.line_dots = line_dots
         self.pieces, self.stuffed = pieces, stuffed
         self._data = data
+        self._size: int | None = None
 
     @property
     def content(self) -> MessageContent | None:
@@ -135,7 +136,11 @@ class OutgoingMessage:
 
     @property
     def size(self) -> int:
-        return len(self._data) if self._data is not None else sum(map(len, self.pieces or ()))
+        """Bytes in the message; summed over the pieces once (~3 us for 80 pieces), as SMTP asks
+        for it twice (SIZE, and how much its gathered write must take)."""
+        if self._size is None:
+            self._size = len(self._data) if self._data is not None else sum(map(len, self.pieces or ()))
+        return self._size
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OutgoingMessage):

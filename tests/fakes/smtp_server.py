@@ -7,7 +7,12 @@ Faults by the recipient's local part:
   come at any point, and the client must treat it as "retry" and open a new session);
 - "droprcpt…": the server drops the connection on RCPT, without a reply;
 - "dropdata…": the server drops the connection after reading DATA, without a reply and without
-  accepting the message (a crash in the middle of a transaction).
+  accepting the message (a crash in the middle of a transaction);
+- at the end of the message's data: "rejectdata…" 554 5.6.0 (the content refused), "deferdata…"
+  451 4.3.1 (try again later), "closedata…" 421 and the session closes (the message not taken),
+  "acceptclose…" the message is taken (250) and then the session closes: what the client had
+  already pipelined after it (the next message's MAIL/RCPT/DATA) is lost with the session;
+- by the sender's local part (MAIL FROM): "refusedsender…" 550 5.7.1, "latersender…" 451 4.7.1.
 
 `fault_times` limits how often each address meets its fault (None: always), so a test can have a
 flaky server that a retry gets through. `close_after`: a session that has carried that many
@@ -49,6 +54,7 @@ class RecordingHandler:
     sessions: int = 0
     pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
     pipelined: int = 0  # RCPT commands that arrived with the DATA after them already in the buffer
+    chained: int = 0  # messages whose data arrived with the next MAIL already behind it (RFC 2920 3.1)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -87,6 +93,11 @@ class RecordingHandler:
         if self.close_after is not None and self.per_session[self._number(session)] >= self.close_after:
             self.faults["close_after", self._number(session)] += 1
             await self._drop(server, session, "421 4.7.0 Too many messages in this session, closing")
+        local = address.split("@")[0]
+        if local.startswith("refusedsender"):
+            return "550 5.7.1 <%s>: Sender address rejected: Access denied" % address
+        if local.startswith("latersender"):
+            return "451 4.7.1 <%s>: Sender address rejected: try again later" % address
         self.active.add(self._number(session))
         self.max_active = max(self.max_active, len(self.active))
         envelope.mail_from = address
@@ -120,8 +131,19 @@ class RecordingHandler:
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
+        if bytes(getattr(server._reader, "_buffer", b"")).startswith(b"MAIL FROM:"):
+            self.chained += 1
         if any(self._fault("dropdata", address) for address in envelope.rcpt_tos[:1]):
             await self._drop(server, session)
+        local = envelope.rcpt_tos[0].split("@")[0] if envelope.rcpt_tos else ""
+        if local.startswith(("rejectdata", "deferdata")):
+            self.active.discard(self._number(session))
+        if local.startswith("rejectdata"):
+            return "554 5.6.0 Message content rejected"
+        if local.startswith("deferdata"):
+            return "451 4.3.1 Insufficient system storage, try again later"
+        if self._fault("closedata", envelope.rcpt_tos[0] if envelope.rcpt_tos else ""):
+            await self._drop(server, session, "421 4.3.2 Shutting down, message not accepted")
         self.per_session[self._number(session)] += 1
         self.active.discard(self._number(session))
         # The session's own number, never id(session): a closed session's object is freed whenever
@@ -129,6 +151,8 @@ class RecordingHandler:
         # told sessions apart by it failed now and then on a loaded machine).
         self.messages.append(Received(self._number(session), envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content))
+        if self._fault("acceptclose", envelope.rcpt_tos[0] if envelope.rcpt_tos else ""):
+            await self._drop(server, session, "250 2.0.0 Ok: queued, and this session ends")
         return "250 2.0.0 Ok: queued"
 
 

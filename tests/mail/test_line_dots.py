@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import dkim
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,7 +82,11 @@ def dotted_message(settings_, signer, n: int):
     return assemble(settings_, template, "", f"reader{n}@example.com", personal, values, f"i1-d{n}", signer)
 
 
-def test_signed_messages_with_dotted_text_cross_smtp_intact_and_verify(tmp_path):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["sequential", "pipelined"])
+def test_signed_messages_with_dotted_text_cross_smtp_intact_and_verify(tmp_path, pipelining):
+    """Over one session (pool_size 1). Pipelined, the third message's commands go out in the same
+    gathered write as the second's data (smtp_pipeline.py; the first opens the session alone), a
+    write whose length comes from the message's size instead of a sum over its pieces."""
     key, record = rsa_key(tmp_path)
     config = issue_settings(tmp_path, key, "rsa-sha256")
     signer = wv_dkim.make_signer(config.mail.dkim, config.mail.from_address)
@@ -89,13 +94,14 @@ def test_signed_messages_with_dotted_text_cross_smtp_intact_and_verify(tmp_path)
     for message in messages:  # the signature header goes first; no line begins with a dot
         assert message.stuffed is None and not scanned(message.data)
         assert b"=2Efirst line" in message.data and b"=2Evalue" in message.data
-    controller, handler = start_server()
+    controller, handler = start_server(pipelining=pipelining)
     try:
-        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5))
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=1))
         assert [r.outcome for r in transport.send(messages)] == [Outcome.sent] * 3
         transport.close()
     finally:
         controller.stop()
+    assert handler.chained == (1 if pipelining else 0)
     received = {m.rcpt_tos[0]: m.data for m in handler.messages}
     for message in messages:
         assert received[message.recipient] == message.data  # every doubled dot undone by the server
