@@ -114,7 +114,8 @@ def _workers_idle(engine, processes: int, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, as an operator stops workers; SIGKILL to the group if they are not gone in 30 s."""
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
@@ -186,7 +187,7 @@ def run(readers: int, processes: int, poll: float, rounds: int, pg: str = PG, so
                         "cli_cpu": after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime,
                         "committed_s": first - _started_at(engine, issue_id)})
             finally:
-                _stop(workers)
+                stop_process(workers)
             start_send(engine, issues[-1])  # queued while no worker runs
             since = len(sink.arrivals)
             started = time.time()
@@ -195,7 +196,7 @@ def run(readers: int, processes: int, poll: float, rounds: int, pg: str = PG, so
             try:
                 result["worker_first_s"] = sink.wait(1, since, 60) - started
             finally:
-                _stop(late)
+                stop_process(late)
             engine.dispose()
     finally:
         controller.stop()
@@ -233,7 +234,7 @@ def worker_start(rounds: int, readers: int = 200, pg: str = PG, source: Path | N
                     first = sink.wait(1, since, 60) - started
                     results.append({"first_s": first, "cpu_s": proc_cpu(late.pid), "load": os.getloadavg()[0]})
                 finally:
-                    _stop(late)
+                    stop_process(late)
             engine.dispose()
     finally:
         controller.stop()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from sqlalchemy import Engine, text
 
 from bench.report import write_section
 from bench.sample import PG, SECRET, pg_schema, queued_issue, smtp_mail, write_config
-from bench.send_start import ClockedSink
+from bench.send_start import ClockedSink, stop_process
 from bench.smtp_send import Sink, _free_port, machine
 
 START, END = "<!-- bench:start_timeline -->", "<!-- /bench:start_timeline -->"
@@ -53,15 +52,6 @@ def _workers(folder: Path, processes: int, out: Path, t0: float, each: int, sour
     return subprocess.Popen([sys.executable, str(PROBE), "worker", "--processes", str(processes)], cwd=folder,
                             env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "worker.log", "a"),
                             start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def _lines(out: Path) -> list[tuple[int, float, float, str]]:
@@ -109,7 +99,7 @@ def worker_case(readers: int, processes: int, rounds: int, pg: str, source: Path
                     try:
                         first = sink.wait(1, since, 120) - started
                     finally:
-                        _stop(workers)
+                        stop_process(workers)
                     if number:
                         results.append({"first_s": first, "rows": _lines(out), "load": os.getloadavg()[0]})
     finally:
@@ -169,7 +159,7 @@ def running_case(readers: int, processes: int, pg: str, source: Path | None) -> 
                     time.sleep(0.02)
                 sent = time.time() - began
             finally:
-                _stop(workers)
+                stop_process(workers)
             everything = _lines(out)
     return {"t0": t0, "commit_s": committed - t0, "enqueue_cpu": enqueue_cpu, "sent_s": sent - t0, "load": os.getloadavg()[0],
             "readers": readers, "all_rows": everything, "rows": [row for row in everything if row[1] >= t0 - 0.001]}
