@@ -20,8 +20,6 @@ A top-level module: delivery/ writes here, workflow/ reads it.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -30,10 +28,10 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from sqlmodel import Field, Session, SQLModel
 
 from newsletter.db import insert_for
+from newsletter.tallies import writer_shard
 
 BUCKET_SECONDS = 10
 SLOTS = 32  # 320 s: the 5-minute window and the bucket it starts in
-SHARDS = 16
 
 
 class IssueSendRate(SQLModel, table=True):
@@ -50,10 +48,6 @@ class IssueSendRate(SQLModel, table=True):
 _delivery = table("delivery", column("issue_id", Integer), column("state", Text), column("sent_at", UTCDateTime()))
 
 
-def _shard() -> int:
-    return (os.getpid() * 31 + threading.get_ident()) % SHARDS
-
-
 def _bucket(when: datetime) -> int:
     return int(when.timestamp()) // BUCKET_SECONDS
 
@@ -65,7 +59,7 @@ def add(session: Session, issue_id: int, when: datetime, sent: int, shard: int |
     bucket = _bucket(when)
     table = IssueSendRate.__table__
     statement = insert_for(session, table).values(
-        issue_id=issue_id, slot=bucket % SLOTS, shard=_shard() if shard is None else shard,
+        issue_id=issue_id, slot=bucket % SLOTS, shard=writer_shard() if shard is None else shard,
         bucket=bucket, n=sent)
     newer = statement.excluded.bucket > table.c.bucket
     session.execute(statement.on_conflict_do_update(

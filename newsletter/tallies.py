@@ -51,7 +51,9 @@ class IssueTally(SQLModel, table=True):
     n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
-def _shard() -> int:
+def writer_shard() -> int:
+    """The shard this process and thread write (also send_rate.py's): concurrent workers add to
+    different rows instead of queueing on one."""
     return (os.getpid() * 31 + threading.get_ident()) % SHARDS
 
 
@@ -72,7 +74,7 @@ def _upsert(session: Session):
 
 def add(session: Session, changes: dict[tuple[int, str], int], shard: int | None = None) -> None:
     """Add each (issue id, figure name) -> delta, in the caller's transaction."""
-    rows = [{"issue_id": issue_id, "name": name, "shard": _shard() if shard is None else shard, "n": delta}
+    rows = [{"issue_id": issue_id, "name": name, "shard": writer_shard() if shard is None else shard, "n": delta}
             for (issue_id, name), delta in sorted(changes.items()) if delta]
     if not rows:
         return
