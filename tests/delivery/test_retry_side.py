@@ -126,3 +126,28 @@ def test_a_retry_again_moves_its_due_time(sample_engine, settings):
     with session_scope(sample_engine) as session:
         kept = session.get(DeliveryRetry, ids[0])
         assert kept.issue_id == issue_id and kept.due_at == now + timedelta(minutes=32)
+
+
+def test_a_batch_records_every_value_as_given(sample_engine, settings):
+    """outbox.record's one statement (text arrays on PostgreSQL, a column of one repeated value
+    quoted once): quotes, backslashes, commas, braces and the word NULL come back as they went in;
+    mixed columns and all-equal columns alike."""
+    issue_id, ids = _enqueue(sample_engine, settings, 6)
+    now = utcnow()
+    cursor = ClaimCursor(issue_id, "w")
+    odd = ['451 "quoted" \\ back, {brace}', "NULL", "", '\\"']
+    with session_scope(sample_engine) as session:
+        rows, _ = cursor.claim(session, now, 6, LEASE, None)
+        got = _ids(rows)
+        moved = outbox.record(session, now, [(got[0], '<a"b\\c@x>', "prov,1"), (got[1], "<b@x>", None)],
+                              [(got[2], now + timedelta(hours=1), odd[0]), (got[3], now + timedelta(hours=1), odd[1])],
+                              [(got[4], odd[2]), (got[5], odd[3])], "w")
+    assert moved == {"sent": 2, "retry": 2, "failed": 2}
+    with session_scope(sample_engine) as session:
+        found = {row[0]: row[1:] for row in session.execute(text(
+            "SELECT id, state, message_id, provider_message_id, last_error FROM delivery WHERE issue_id = :i"),
+            {"i": issue_id})}
+    assert found[got[0]] == ("sent", '<a"b\\c@x>', "prov,1", None)
+    assert found[got[1]] == ("sent", "<b@x>", None, None)
+    assert [found[i][3] for i in got[2:]] == odd
+    assert [found[i][0] for i in got[2:]] == ["retry", "retry", "failed", "failed"]

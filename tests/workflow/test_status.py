@@ -70,3 +70,27 @@ def test_the_rate_reads_the_sends_per_10_seconds_not_the_issues_rows(sample_engi
         recent = session.execute(select(func.count()).where(
             Delivery.issue_id == issue_id, Delivery.state == "sent", Delivery.sent_at >= now - window)).one()[0]
     assert status.rate_per_minute == round(recent / (window.total_seconds() / 60), 1) > 0
+
+
+def test_the_ring_adds_within_a_bucket_and_a_newer_bucket_takes_the_slot(sample_engine, settings):
+    """send_rate.add, the statement every recorded batch runs: the same 10 s adds up, per shard; a
+    slot's older bucket gives way to a newer one (a ring of SLOTS buckets), never the reverse."""
+    issue_id = draft_issue(sample_engine, settings, "2026-W48").issue.id
+    start = utcnow().replace(microsecond=0)
+    start -= timedelta(seconds=int(start.timestamp()) % send_rate.BUCKET_SECONDS)  # a bucket's first second
+    ring = timedelta(seconds=send_rate.BUCKET_SECONDS * send_rate.SLOTS)
+    with session_scope(sample_engine) as session:
+        send_rate.add(session, issue_id, start, 5, shard=1)
+        send_rate.add(session, issue_id, start + timedelta(seconds=3), 7, shard=1)  # same bucket: 12
+        send_rate.add(session, issue_id, start, 4, shard=2)  # another shard's row: summed on reading
+        send_rate.add(session, issue_id, start + timedelta(seconds=10), 3, shard=1)  # the next slot
+    with session_scope(sample_engine) as session:
+        window = send_rate.sent_since(session, issue_id, start, start + timedelta(seconds=19))
+        assert window == 5 + 7 + 4 + 3
+        assert send_rate.sent_since(session, issue_id, start + timedelta(seconds=10),
+                                    start + timedelta(seconds=19)) == 3
+        send_rate.add(session, issue_id, start + ring, 2, shard=1)  # the same slot, one turn later
+        send_rate.add(session, issue_id, start, 100, shard=1)  # a late batch of the older bucket: dropped
+    with session_scope(sample_engine) as session:
+        assert send_rate.sent_since(session, issue_id, start + ring, start + ring + timedelta(seconds=9)) == 2
+        assert send_rate.sent_since(session, issue_id, start, start + timedelta(seconds=9)) == 4  # shard 2's
