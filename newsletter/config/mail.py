@@ -4,6 +4,7 @@ subsections. Provider credentials come from the environment only (ENV_ONLY_SECRE
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from newsletter.config.sections import Section
 from newsletter.text import reject_control_chars
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_ADDRESS_LITERAL = re.compile(r"\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]")
 
 
 class FileMailSettings(Section):
@@ -26,6 +31,22 @@ class SmtpSettings(Section):
     timeout: float = Field(30.0, gt=0)
     pool_size: int = Field(4, ge=1, le=64)  # connections one worker sends a batch over, in threads
     max_messages_per_connection: int = Field(100, ge=1)  # then QUIT and reconnect
+    helo_name: str = ""  # the name we give in EHLO; empty: this machine's fully qualified name
+
+    @field_validator("helo_name")
+    @classmethod
+    def _helo(cls, value: str) -> str:
+        """RFC 5321 4.1.1.1: a domain name or an address literal; anything else a strict server
+        refuses or scores as spam, so it is refused here, naming the value."""
+        reject_control_chars(value, "helo_name")
+        value = value.strip()
+        if not value or _ADDRESS_LITERAL.fullmatch(value):
+            return value
+        labels = value.rstrip(".").split(".")
+        if not all(_LABEL.fullmatch(label) for label in labels):
+            raise ValueError(f"{value!r} is neither a domain name (letters, digits, hyphens; IDNA A-labels "
+                             "for other scripts) nor an address literal like [192.0.2.1]")
+        return value.rstrip(".").lower()
 
 
 class DkimSettings(Section):

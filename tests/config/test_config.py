@@ -50,6 +50,9 @@ def test_relative_paths_follow_the_config_file(tmp_path, monkeypatch):
         ("\n[mail.smtp]\nsecurity = 'maybe'\n", {}, "mail.smtp.security"),
         ("\n[issue]\nmax_comparisons = 0\n", {}, "issue.max_comparisons"),
         ("\n[issue]\nmax_comparison = 3\n", {}, "issue.max_comparison"),
+        ("\n[mail.smtp]\nhelo_name = 'mail server.example'\n", {}, "mail.smtp.helo_name"),
+        ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "-bad-.example"}, "mail.smtp.helo_name"),
+        ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "müller.example"}, "mail.smtp.helo_name"),
     ],
 )
 def test_config_errors_name_file_and_key(tmp_path, monkeypatch, extra, env, expected):

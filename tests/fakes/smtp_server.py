@@ -55,9 +55,11 @@ class RecordingHandler:
     pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
     pipelined: int = 0  # RCPT commands that arrived with the DATA after them already in the buffer
     chained: int = 0  # messages whose data arrived with the next MAIL already behind it (RFC 2920 3.1)
+    ehlo_names: list[str] = field(default_factory=list)  # what each EHLO said, in order
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        self.ehlo_names.append(hostname)
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import queue
 import smtplib
+import socket
 import ssl
 import threading
 import time
@@ -229,7 +230,8 @@ class SmtpTransport:
 
     def __init__(self, settings: SmtpSettings, local_hostname: str | None = None) -> None:
         self.settings = settings
-        self.local_hostname = local_hostname
+        # What EHLO says, looked up once (smtplib would ask getfqdn for every new session).
+        self.local_hostname = local_hostname or settings.helo_name or socket.getfqdn()
         self.tls_context = ssl.create_default_context() if settings.security != "none" else None
         self._idle: queue.LifoQueue[_Connection] = queue.LifoQueue()  # warm sessions are reused first
         self._all: list[_Connection] = []

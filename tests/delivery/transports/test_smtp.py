@@ -1,3 +1,4 @@
+import socket
 from email import message_from_bytes, policy
 
 import pytest
@@ -35,6 +36,20 @@ def test_messages_arrive_byte_for_byte_over_one_connection(smtp_server):
     for sent, got in zip(outgoing, handler.messages):
         assert got.data == sent.data  # dot-stuffing undone, CRLF preserved
         assert got.mail_from == "bounces@sender.example" and got.rcpt_tos == [sent.recipient]
+
+
+@pytest.mark.parametrize("helo_name, expected", [("Mail.Verdicts.example.", "mail.verdicts.example"),
+                                                  ("[192.0.2.7]", "[192.0.2.7]"), ("", socket.getfqdn())])
+def test_every_session_greets_with_the_configured_name(smtp_server, helo_name, expected):
+    """EHLO names the sending host as configured (normalised), else this machine's own name, on
+    every session: the first and the ones opened after max_messages_per_connection."""
+    controller, handler = smtp_server
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=1,
+                                           max_messages_per_connection=2, helo_name=helo_name))
+    results = transport.send([message(f"reader{n}@example.com", n) for n in range(5)])
+    transport.close()
+    assert [r.outcome for r in results] == [Outcome.sent] * 5
+    assert handler.ehlo_names == [expected] * 3  # 2 + 2 + 1 messages
 
 
 def test_replies_are_mapped_per_recipient(smtp_server):
