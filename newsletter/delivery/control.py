@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox
+from newsletter.delivery import outbox, retry_side
 from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, sources, transition
@@ -39,7 +39,10 @@ def move_in(session: Session, issue_id: int, target: IssueState, verb: str,
             only: tuple[IssueState, ...] | None = None, **values) -> ControlResult:
     """The move in the caller's transaction (the console and API audit it there too)."""
     moved = transition(session, issue_id, target, only=only, **values)
-    skipped = outbox.skip_cancelled(session, issue_id) if moved and target == IssueState.cancelled else 0
+    skipped = 0
+    if moved and target == IssueState.cancelled:
+        skipped = outbox.skip_cancelled(session, issue_id)
+        retry_side.forget(session, issue_id)  # even when nothing was left to skip: cancelled is final
     if moved and target == IssueState.sending:
         announce(session)  # on commit: idle workers pick the queue up now
     issue = session.get(Issue, issue_id)

@@ -17,6 +17,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.delivery import claim_batch, outbox, worker
 from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import DeliveryRetry
+from newsletter.delivery.transports.base import Outcome, SendResult
 from newsletter.delivery.sender import _finish_if_done
 from newsletter.issues.models import Issue
 from tests.delivery.test_claims import _enqueue
@@ -151,3 +152,37 @@ def test_a_batch_records_every_value_as_given(sample_engine, settings):
     assert found[got[1]] == ("sent", "<b@x>", None, None)
     assert [found[i][3] for i in got[2:]] == odd
     assert [found[i][0] for i in got[2:]] == ["retry", "retry", "failed", "failed"]
+
+
+def _entries(engine, issue_id: int) -> int:
+    with session_scope(engine) as session:
+        return session.execute(select(func.count()).select_from(DeliveryRetry).where(
+            DeliveryRetry.issue_id == issue_id)).scalar_one()
+
+
+def test_a_cancelled_issue_leaves_no_entries_beside_the_walk(sample_engine, settings):
+    """Cancel is final: the entries of its retries go at once, and a batch that was in flight
+    when it came and records a retry afterwards (a late result, skipped in the same transaction)
+    leaves none behind either. Nothing else would ever sweep them: nobody claims the issue again."""
+    from newsletter.delivery.control import cancel_issue
+    from newsletter.delivery.sender import _record
+
+    issue_id, ids = _enqueue(sample_engine, settings, 6)
+    now = utcnow()
+    cursor = ClaimCursor(issue_id, "w")
+    with session_scope(sample_engine) as session:
+        first, _ = cursor.claim(session, now, 2, LEASE, None)
+        outbox.record(session, now, [], [(i, now + timedelta(minutes=1), "451 later") for i in _ids(first)], [], "w")
+    assert _entries(sample_engine, issue_id) == 2
+    with session_scope(sample_engine) as session:
+        in_flight, _ = cursor.claim(session, now, 2, LEASE, None)  # claimed before the cancel
+    assert cancel_issue(sample_engine, issue_id).state == "cancelled"
+    assert _entries(sample_engine, issue_id) == 0
+    late = [((row[0], row[1], None, row[3]), SendResult(Outcome.retry, error="451 busy")) for row in in_flight]
+    with session_scope(sample_engine) as session:
+        assert _record(session, late, now, "smtp", settings.delivery, issue_id, "w") == (0, 2, 0, 2)
+    assert _entries(sample_engine, issue_id) == 0
+    with session_scope(sample_engine) as session:
+        states = session.execute(text("SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"),
+                                 {"i": issue_id}).all()
+    assert dict(states) == {"skipped": 6}
