@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 
 from newsletter.config import DAYS, Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery.sender import start_send
+from newsletter.delivery.start import start_send
 from newsletter.errors import UserError
 from newsletter.issues.checks import failing_checks
 from newsletter.issues.drafting import draft_issue

@@ -72,15 +72,17 @@ def issue_send(
     pre-send check fails (`issue check`)."""
     from newsletter.db import session_scope, utcnow
     from newsletter.delivery.outbox import count_eligible
-    from newsletter.delivery.sender import start_send
+    from newsletter.delivery.start import start_send
     from newsletter.issues.editing import EDITABLE
     from newsletter.issues.models import Issue
 
     engine = state.engine()
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
-        recipients = count_eligible(session, issue_id, utcnow()) if issue and issue.state in EDITABLE else 0
-    if issue is not None and issue.state in EDITABLE:
+        editable = issue is not None and issue.state in EDITABLE
+        # Counted only to ask: with --yes nobody is asked, and the send starts a count sooner.
+        recipients = count_eligible(session, issue_id, utcnow()) if editable and not yes else 0
+    if editable:
         _pre_send_checks(engine, issue_id, None, ignore_checks)
     limit = state.settings.schedule.confirm_over
     if recipients > limit and not yes:

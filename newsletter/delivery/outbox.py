@@ -317,9 +317,8 @@ def _element(value: object) -> str:
 
 def _array(values: list) -> str:
     """A PostgreSQL array literal of text values (None: NULL), every element quoted: one string
-    parameter, made by str.join, instead of psycopg dumping each element of a list in Python.
-    Most of a batch's columns hold one value repeated (every state "sent", every error NULL, the
-    same worker): such a column is quoted once (500 quotings per column were ~2 us a message)."""
+    parameter, made by str.join, instead of psycopg dumping each element of a list in Python. A
+    column of one repeated value (all "sent", all NULL, one worker) is quoted once (~2 us a message)."""
     if values and values.count(values[0]) == len(values):
         return "{" + ",".join([_element(values[0])] * len(values)) + "}"
     return "{" + ",".join(map(_element, values)) + "}"

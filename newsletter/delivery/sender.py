@@ -34,17 +34,15 @@ from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
+from newsletter.delivery.start import StartResult, start_in, start_send  # noqa: F401 (start_send: re-exported)
 from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.delivery.variants import SendVariants
-from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.tokens import stamp_now
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
-from newsletter.issues.frozen import freeze
 from newsletter.subscribers.service import suppress
-from newsletter.wake import announce
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,38 +51,6 @@ T = TypeVar("T")
 # after 20 messages are built instead of 500 (~40 ms of CPU, seconds on a busy machine), and a
 # worker that wakes for a send starts at once. The batches after it are full.
 FIRST_BATCH = 20
-
-
-@dataclass
-class StartResult:
-    issue: Issue
-    started: bool  # False: it was already sending or sent
-    enqueued: int
-
-
-def start_in(session: Session, issue_id: int, now: datetime, settings: Settings | None = None) -> StartResult:
-    """Move a draft or scheduled issue to sending and enqueue its deliveries, in the caller's
-    transaction; an issue already sending or sent is left alone (nobody gets it twice). With
-    `settings`, its view is frozen in that transaction too (else the first worker freezes it)."""
-    moved = transition(session, issue_id, IssueState.sending, only=(IssueState.draft, IssueState.scheduled),
-                       started_at=now)
-    enqueued = outbox.enqueue(session, issue_id, now) if moved else 0
-    if enqueued:
-        announce(session)  # delivered on commit: idle workers start now, not at their next poll
-    issue = session.get(Issue, issue_id)
-    if issue is None:
-        raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")
-    if not moved and issue.state == IssueState.cancelled.value:
-        raise InvalidTransition(f"issue {issue_id} was cancelled; it cannot be sent")
-    if moved and settings is not None:
-        freeze(session, settings, issue)
-    return StartResult(issue, bool(moved), enqueued)
-
-
-def start_send(engine: Engine, issue_id: int, now: datetime | None = None,
-               settings: Settings | None = None) -> StartResult:
-    with session_scope(engine) as session:
-        return start_in(session, issue_id, now or utcnow(), settings)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from newsletter import send_rate, tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery import control, outbox, testsend
-from newsletter.delivery.sender import StartResult, start_in
+from newsletter.delivery.start import StartResult, start_in
 from newsletter.editors import audit
 from newsletter.errors import UserError
 from newsletter.issues import checks, editing
