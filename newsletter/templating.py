@@ -12,6 +12,8 @@ keeps the shipped rest, upgrades included.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import textwrap
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +23,7 @@ import jinja2.bccache
 from markupsafe import Markup
 
 from newsletter import shipped
-from newsletter.config import operator_templates, use_operator_templates
+from newsletter.config import operator_templates, template_cache, use_operator_templates
 from newsletter.errors import UserError
 from newsletter.mail.palette import DARK, LIGHT
 
@@ -53,22 +55,32 @@ def searched(folder: Path = TEMPLATES) -> tuple[Path, ...]:
 
 def environment(folder: Path = TEMPLATES) -> jinja2.Environment:
     """The environment for `folder`, with the operator's folder (if any) searched first."""
-    return _environment(searched(folder))
+    return _environment(searched(folder), template_cache())
 
 
 class _BytecodeCache(jinja2.FileSystemBytecodeCache):
-    """Jinja's compiled templates kept on disk between processes, keyed by template and checked
-    against the source's checksum (an edited template is compiled again). Every one-shot command
-    that renders (`issue send`'s pre-send checks, `issue preview`), each `serve` and each worker
-    start compiled the same templates from source: ~50 ms of CPU each time. The folder is Jinja's
-    own per-user one (`<tmp>/_jinja2-cache-<uid>`, mode 0700, ownership checked). A cache can
-    only ever save work: a file that cannot be read or written is passed over."""
+    """Jinja's compiled templates kept on disk between processes. Every one-shot command that
+    renders (`issue send`'s pre-send checks, `issue preview`), each `serve` and each worker start
+    compiled the same templates from source: ~50 ms of CPU each time.
+
+    A file is keyed by template and path and checked against the source's checksum (an edited
+    template is compiled again); its name also carries a fingerprint of Jinja's version and of
+    this module (the environment's options, autoescape included, are compiled into the code), so
+    an upgrade never runs code compiled under other rules. The folder is Jinja's own per-user one
+    (`<tmp>/_jinja2-cache-<uid>`, mode 0700, ownership checked): what is in it runs in every
+    process, so it is as trusted as the user's own files ([site] template_cache = false: none).
+    A cache can only ever save work: a file that cannot be read, or that is damaged, is removed
+    and the template compiled from source; one that cannot be written is passed over."""
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
             super().load_bytecode(bucket)
-        except OSError:
+        except Exception:  # noqa: BLE001 - a damaged file: Jinja unpickles its checksum unguarded
             bucket.reset()
+            try:
+                os.remove(self._get_cache_filename(bucket))
+            except OSError:
+                pass
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
@@ -77,20 +89,30 @@ class _BytecodeCache(jinja2.FileSystemBytecodeCache):
             pass
 
 
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """The on-disk cache, or None where no safe folder can be had (no writable temp folder, or
-    one another user owns)."""
+@lru_cache(maxsize=1)
+def _fingerprint() -> str:
+    """Jinja's version and this module's source: what decides how a template compiles."""
+    digest = hashlib.sha256(jinja2.__version__.encode())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _bytecode_cache(enabled: bool = True) -> jinja2.BytecodeCache | None:
+    """The on-disk cache, or None when turned off or where no safe folder can be had (no
+    writable temp folder, or the name taken by another user's folder or a file)."""
+    if not enabled:
+        return None
     try:
-        return _BytecodeCache()
+        return _BytecodeCache(pattern=f"__wv_{_fingerprint()}_%s.cache")
     except (OSError, RuntimeError):
         return None
 
 
 @lru_cache(maxsize=4)
-def _environment(folders: tuple[Path, ...]) -> jinja2.Environment:
+def _environment(folders: tuple[Path, ...], cached: bool = True) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(path)) for path in folders]),
-        bytecode_cache=_bytecode_cache(),
+        bytecode_cache=_bytecode_cache(cached),
         undefined=jinja2.StrictUndefined,
         autoescape=_autoescape,
         trim_blocks=True,

@@ -22,7 +22,7 @@ from newsletter.config.mail import (ENV_ONLY_SECRETS, DkimSettings, FileMailSett
 from newsletter.config.sections import (DAYS, ENV_PREFIX, DatabaseSettings, DeliverySettings, IssueSettings,
                                         ScheduleSettings, Section, SiteSettings)
 from newsletter.config.settings import Settings
-from newsletter.config.templates import operator_templates, use_operator_templates
+from newsletter.config.templates import operator_templates, template_cache, use_operator_templates
 from newsletter.config.web import (WEBHOOK_ENV_ONLY_SECRETS, FeedbackSettings, MailgunWebhookSettings,
                                    PostmarkWebhookSettings, ResendWebhookSettings, SecuritySettings,
                                    SendgridWebhookSettings, SesWebhookSettings, TrackingSettings,
@@ -37,5 +37,5 @@ __all__ = [
     "ResendWebhookSettings", "ScheduleSettings", "Section", "SecuritySettings",
     "SendgridSettings", "SendgridWebhookSettings", "SesSettings", "SesWebhookSettings", "Settings",
     "SiteSettings", "SmtpSettings", "TrackingSettings", "UserError", "WebSettings", "WebhooksSettings",
-    "default_config_path", "load_settings", "operator_templates", "use_operator_templates",
+    "default_config_path", "load_settings", "operator_templates", "template_cache", "use_operator_templates",
 ]

@@ -101,7 +101,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         raise ConfigError(_format_error(path, exc))
     _resolve_paths(settings, base)
     _check_templates_dir(path, settings.site, base)
-    use_operator_templates(settings.site.operator_templates)
+    use_operator_templates(settings.site.operator_templates, settings.site.template_cache)
     settings._source = path
     return settings
 

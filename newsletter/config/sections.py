@@ -27,6 +27,7 @@ class SiteSettings(Section):
     timezone: str = "UTC"
     language: str = "en"
     templates_dir: Path = Path("")  # an operator's templates, each overriding the shipped one of its name
+    template_cache: bool = True  # compiled templates kept on disk between processes (templating.py)
 
     @field_validator("name", "postal_address")
     @classmethod

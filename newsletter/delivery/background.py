@@ -144,7 +144,8 @@ def _sender_main(settings: Settings, secret: str, interval: float, wake, stop, p
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: serve stops us
     signal.signal(signal.SIGTERM, lambda _signum, _frame: (stop.set(), wake.set()))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s [sender] %(name)s: %(message)s")
-    use_operator_templates(settings.site.operator_templates)  # settings came pickled, not through load_settings
+    # settings came pickled, not through load_settings
+    use_operator_templates(settings.site.operator_templates, settings.site.template_cache)
 
     def orphaned() -> None:
         while not stop.wait(1.0):

@@ -98,7 +98,8 @@ def _child(settings: Settings, until_idle: bool, poll_seconds: float | None, num
     def echo(line: str) -> None:
         print(f"[worker {number}] {line}", flush=True)
 
-    use_operator_templates(settings.site.operator_templates)  # settings did not come through load_settings
+    # settings did not come through load_settings
+    use_operator_templates(settings.site.operator_templates, settings.site.template_cache)
     engine = get_engine(settings.database.url)
     try:
         run_worker(engine, settings, until_idle=until_idle, poll_seconds=poll_seconds, echo=echo, stop=stop)
