@@ -1,7 +1,7 @@
 """The weekly rhythm on APScheduler 3.x: draft on the draft day, dispatch what is due.
 
 APScheduler only ticks; the database decides. Dispatch moves an issue from
-`scheduled` to `sending` with one conditional UPDATE (newsletter.delivery.sender.start_send),
+`scheduled` to `sending` with one conditional UPDATE (newsletter.delivery.start.start_send),
 so two schedulers, a restart or a clock jump can never send an issue twice.
 Jobs live in memory: APScheduler's job stores are not safe to share between processes.
 """

@@ -4,6 +4,7 @@ subsections. Provider credentials come from the environment only (ENV_ONLY_SECRE
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -14,8 +15,36 @@ from newsletter.config.sections import Section
 from newsletter.text import reject_control_chars
 
 
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-_ADDRESS_LITERAL = re.compile(r"\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", re.ASCII)
+
+
+def helo_name_checked(value: str) -> str:
+    """`value` as EHLO may give it (lower-cased, one trailing dot dropped); "" stays "" (the
+    default: this machine's name). ValueError says what is wrong."""
+    if not value:
+        return value
+    if value.startswith("["):
+        return _address_literal(value)
+    name = value[:-1] if value.endswith(".") else value
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{value!r} is not a domain name (letters, digits and hyphens, labels of at most 63, "
+                         "IDNA A-labels for other scripts) nor an address literal like [192.0.2.1]")
+    if len(labels) < 2 or labels[-1].isdigit():
+        raise ValueError(f"{value!r} is not a fully qualified domain name: give the host's full name "
+                         "(mail.example.org) or its address as a literal ([192.0.2.1], [IPv6:2001:db8::1])")
+    return name.lower()
+
+
+def _address_literal(value: str) -> str:
+    """[IPv4] or [IPv6:…] (RFC 5321 4.1.3; the tag in any case), checked by ipaddress."""
+    inner = value[1:-1] if value.endswith("]") else ""
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return f"[IPv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+        return f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address literal like [192.0.2.1] or [IPv6:2001:db8::1]") from None
 
 
 class FileMailSettings(Section):
@@ -36,17 +65,10 @@ class SmtpSettings(Section):
     @field_validator("helo_name")
     @classmethod
     def _helo(cls, value: str) -> str:
-        """RFC 5321 4.1.1.1: a domain name or an address literal; anything else a strict server
-        refuses or scores as spam, so it is refused here, naming the value."""
+        """RFC 5321 4.1.1.1: a fully qualified domain name or an address literal; anything else a
+        strict server refuses or scores as spam, so it is refused here, naming the value."""
         reject_control_chars(value, "helo_name")
-        value = value.strip()
-        if not value or _ADDRESS_LITERAL.fullmatch(value):
-            return value
-        labels = value.rstrip(".").split(".")
-        if not all(_LABEL.fullmatch(label) for label in labels):
-            raise ValueError(f"{value!r} is neither a domain name (letters, digits, hyphens; IDNA A-labels "
-                             "for other scripts) nor an address literal like [192.0.2.1]")
-        return value.rstrip(".").lower()
+        return helo_name_checked(value.strip())
 
 
 class DkimSettings(Section):

@@ -34,7 +34,7 @@ from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
-from newsletter.delivery.start import StartResult, start_in, start_send  # noqa: F401 (start_send: re-exported)
+from newsletter.delivery.start import StartResult, start_in, start_send  # noqa: F401 (re-exported for callers of sender)
 from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.delivery.variants import SendVariants
 from newsletter.issues.links import IssueRecipient, issue_message

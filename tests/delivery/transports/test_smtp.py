@@ -1,4 +1,4 @@
-import socket
+import smtplib
 from email import message_from_bytes, policy
 
 import pytest
@@ -38,10 +38,13 @@ def test_messages_arrive_byte_for_byte_over_one_connection(smtp_server):
         assert got.mail_from == "bounces@sender.example" and got.rcpt_tos == [sent.recipient]
 
 
-@pytest.mark.parametrize("helo_name, expected", [("Mail.Verdicts.example.", "mail.verdicts.example"),
-                                                  ("[192.0.2.7]", "[192.0.2.7]"), ("", socket.getfqdn())])
+@pytest.mark.parametrize("helo_name, expected", [
+    ("Mail.Verdicts.example.", "mail.verdicts.example"), ("[192.0.2.7]", "[192.0.2.7]"),
+    ("[ipv6:2001:DB8::1]", "[IPv6:2001:db8::1]"),
+    ("", smtplib.SMTP().local_hostname),  # smtplib's own default: the FQDN, or the address as a literal
+])
 def test_every_session_greets_with_the_configured_name(smtp_server, helo_name, expected):
-    """EHLO names the sending host as configured (normalised), else this machine's own name, on
+    """EHLO names the sending host as configured (normalised), else as smtplib itself would, on
     every session: the first and the ones opened after max_messages_per_connection."""
     controller, handler = smtp_server
     transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=5, pool_size=1,
