@@ -211,10 +211,17 @@ def _long_lived_frozen() -> Iterator[None]:
 
 def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) -> None:
     """Move the issue to `sent` when nothing is pending (exactly one worker wins) and queue the
-    editors' notice; fill in the report."""
+    editors' notice; fill in the report. A cancelled issue gets its remaining retries skipped once
+    more: a batch whose transaction was already past its own skip when the cancel committed left
+    its retries pending (the cancel's skip could not see them yet), and this runs after that
+    batch's commit, in a transaction of its own."""
     with session_scope(job.engine) as session:
         won = _finish_if_done(session, job.issue_id, clock(), job.cursor.floor)
-        report.finished = won or session.get(Issue, job.issue_id).state == IssueState.sent.value
+        state = session.get(Issue, job.issue_id).state
+        if state == IssueState.cancelled.value:
+            outbox.skip_cancelled(session, job.issue_id)
+            retry_side.forget(session, job.issue_id)
+        report.finished = won or state == IssueState.sent.value
         report.counts = outbox.counts_from(session, job.issue_id, job.cursor.floor)
     if won:
         from newsletter.delivery.notices import notify_finished

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, text
 
 from newsletter.db import session_scope, utcnow
@@ -186,3 +187,53 @@ def test_a_cancelled_issue_leaves_no_entries_beside_the_walk(sample_engine, sett
         states = session.execute(text("SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"),
                                  {"i": issue_id}).all()
     assert dict(states) == {"skipped": 6}
+
+
+@pytest.fixture
+def pg_sample(tmp_path, pg_url):
+    """The sample store on PostgreSQL only: the race below needs two writers at once."""
+    from newsletter.config import load_settings
+    from newsletter.db import make_engine
+    from tests.conftest import write_config
+    from tests.db_templates import migrate_fresh, sample_content
+
+    settings = load_settings(write_config(tmp_path, pg_url))
+    engine = make_engine(settings.database.url)
+    migrate_fresh(engine)
+    sample_content(engine)
+    yield engine, settings
+    engine.dispose()
+
+
+def test_a_cancel_that_commits_inside_a_batchs_record_still_skips_its_retries(pg_sample):
+    """The worker's record transaction has run its own skip (the issue still sending) when the
+    cancel commits; the cancel's skip cannot see the batch's uncommitted retries, so both commit
+    and the retries stay pending, kept beside the walk, on a cancelled issue nobody claims again.
+    The worker's finish, after that commit, skips them and drops their entries."""
+    from sqlmodel import Session
+
+    from newsletter.delivery.control import cancel_issue
+    from newsletter.delivery.sender import DeliverReport, _claim, _finish, _prepare, _record
+    from newsletter.delivery.transports.file import FileTransport
+
+    engine, settings = pg_sample
+    issue_id, ids = _enqueue(engine, settings, 6)
+    report = DeliverReport(issue_id)
+    job = _prepare(engine, settings, FileTransport(settings.mail.file.dir), "secret-" + "x" * 40, issue_id, "w",
+                   None, report)
+    rows, _ = _claim(job, 4, utcnow(), report)
+    late = [((row[0], row[1], None, row[3]), SendResult(Outcome.retry, error="451 busy")) for row in rows]
+    with Session(engine) as batch:  # the worker's record, not yet committed
+        assert _record(batch, late, utcnow(), "file", settings.delivery, issue_id, "w") == (0, 4, 0, 0)
+        assert cancel_issue(engine, issue_id).skipped == 2  # the two rows nobody had claimed
+        batch.commit()
+    with session_scope(engine) as session:
+        states = dict(session.execute(text("SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"),
+                                      {"i": issue_id}).all())
+    assert states == {"retry": 4, "skipped": 2} and _entries(engine, issue_id) == 4  # the race, as it was
+    _finish(job, report, utcnow)
+    with session_scope(engine) as session:
+        states = dict(session.execute(text("SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"),
+                                      {"i": issue_id}).all())
+    assert states == {"skipped": 6} and _entries(engine, issue_id) == 0
+    assert report.counts.get("skipped") == 6 and not report.finished
