@@ -233,6 +233,7 @@ def _record(rows: int, bad: int, reference: tuple[float, float], ratios: tuple[f
                          f"{f['rss_mb']:.0f} |")
     lines += ["", "Each step is one `newsletter` process; its CPU and peak RSS are its own (wait4); the "
               "backends' CPU is read from /proc every 0.2 s for the connections the step opened. The import "
-              "holds the file and one chunk of 50,000 judged rows; the export one page of 5,000 readers.",
+              "holds the file and two chunks of 50,000 judged rows (the next is judged while the database "
+              "merges the one in hand); the export one page of 5,000 readers.",
               f"<!-- /bench:imports:{rows} -->"]
     print(f"recorded in {write_section(lines[0], lines[-1], chr(10).join(lines))}")

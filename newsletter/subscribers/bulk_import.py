@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +35,7 @@ from newsletter.subscribers.bulk_copy import NULL, Stamps, copy_lines, escape, i
 from newsletter.subscribers.bulk_known import Existing, apply_known
 from newsletter.subscribers.bulk_load import TAKE_AT, Taken, give_back, should_take, take
 from newsletter.subscribers.consent import clean_ip, known_source
+from newsletter.subscribers.prefetch import chunks_ahead
 from newsletter.subscribers.importing import SUPPRESS_REASON, ImportReport, Row, evidence_events, rejection
 from newsletter.subscribers.service import hashed_email
 
@@ -318,7 +318,7 @@ def _import(engine: Engine, records: Iterator[tuple[int, Row | None, str]], sour
     with session_scope(engine) as session:
         taken = _prepare(session, expected, take_at)
         held = hold(session) if taken is not None else None
-        while chunk := list(islice(records, CHUNK)):
+        for chunk in chunks_ahead(records, CHUNK):  # the next chunk judged while this one merges
             rows = [row for _, row, _ in chunk if row is not None]
             report.bad_rows += [error for _, row, error in chunk if row is None]
             if skip_bad_rows or not report.bad_rows:
