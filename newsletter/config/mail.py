@@ -41,7 +41,9 @@ def _address_literal(value: str) -> str:
     inner = value[1:-1] if value.endswith("]") else ""
     try:
         if inner[:5].lower() == "ipv6:":
-            return f"[IPv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+            if "%" in inner or ipaddress.IPv6Address(inner[5:]).scope_id:  # a zone: no such literal
+                raise ValueError
+            return f"[IPv6:{inner[5:].lower()}]"
         return f"[{ipaddress.IPv4Address(inner)}]"
     except ValueError:
         raise ValueError(f"{value!r} is not an address literal like [192.0.2.1] or [IPv6:2001:db8::1]") from None

@@ -7,9 +7,10 @@ equal halves at a million rows. With the next chunk judged while the database me
 the two overlap on a machine's second core.
 
 Order, errors and memory are as before: chunks come in order; an exception raised while making
-one (a file that cannot be read) is raised by the consumer at that chunk, with its own type; at
-most one chunk waits beyond the one in hand. A consumer that stops early (a database error) stops
-the thread at its next chunk.
+one (a file that cannot be read) is raised by the consumer at that chunk, with its own type; the
+next chunk is begun only once the consumer has taken the previous one, so at most two exist at
+a time (the one in hand and the one being made or waiting). A consumer that stops early (a
+database error) stops the thread before its next chunk.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ def chunks_ahead(items: Iterator[T], size: int) -> Iterator[list[T]]:
     works on the previous one."""
     ready: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
+    turn = threading.Semaphore(1)  # one chunk made ahead: the next begins when the consumer takes it
 
     def make() -> None:
         try:
-            while not stop.is_set():
+            while _acquire(turn, stop):
                 chunk = list(islice(items, size))
                 if not chunk:
                     break
@@ -47,6 +49,7 @@ def chunks_ahead(items: Iterator[T], size: int) -> Iterator[list[T]]:
     try:
         while True:
             got = ready.get()
+            turn.release()
             if got is _END:
                 return
             if isinstance(got, BaseException):
@@ -60,6 +63,14 @@ def chunks_ahead(items: Iterator[T], size: int) -> Iterator[list[T]]:
             except queue.Empty:
                 pass
         thread.join()
+
+
+def _acquire(turn: threading.Semaphore, stop: threading.Event) -> bool:
+    """Wait for the producer's turn; False once the consumer has gone."""
+    while not stop.is_set():
+        if turn.acquire(timeout=0.1):
+            return not stop.is_set()
+    return False
 
 
 def _put(ready: queue.Queue, stop: threading.Event, item: object) -> None:

@@ -56,6 +56,7 @@ def test_relative_paths_follow_the_config_file(tmp_path, monkeypatch):
         ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "localhost"}, "fully qualified"),
         ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "192.0.2.1"}, "[192.0.2.1]"),
         ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "[999.1.1.1]"}, "not an address literal"),
+        ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "[IPv6:fe80::1%eth0]"}, "not an address literal"),
         ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "[١٢٣.١.١.١]"}, "not an address literal"),
         ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "a" * 250 + ".example"}, "mail.smtp.helo_name"),
         ("", {"NEWSLETTER_MAIL__SMTP__HELO_NAME": "mail.example.."}, "mail.smtp.helo_name"),

@@ -44,6 +44,25 @@ def test_an_error_while_making_a_chunk_is_raised_at_that_chunk_with_its_own_type
         next(chunks)
 
 
+def test_no_more_than_one_chunk_is_made_ahead_of_the_one_in_hand():
+    made = []
+
+    def items():
+        for n in range(100):
+            made.append(n)
+            yield n
+
+    chunks = chunks_ahead(items(), 10)
+    assert next(chunks) == list(range(10))
+    deadline = threading.Event()
+    deadline.wait(0.5)  # time enough for the thread to run ahead, if it would
+    assert len(made) == 20  # this chunk and the next, and no third begun
+    assert next(chunks) == list(range(10, 20))
+    deadline.wait(0.5)
+    assert len(made) == 30
+    chunks.close()
+
+
 def test_a_consumer_that_stops_early_leaves_no_thread_behind():
     made = []
 
@@ -57,4 +76,4 @@ def test_a_consumer_that_stops_early_leaves_no_thread_behind():
         for chunk in chunks_ahead(items(), 10):
             raise RuntimeError(f"the database refused chunk {chunk[0]}")
     assert threading.active_count() == before
-    assert len(made) <= 30  # the chunk in hand, the one ahead, and at most one more begun
+    assert len(made) <= 20  # the chunk in hand and the one made ahead: never a third
