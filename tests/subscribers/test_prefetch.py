@@ -44,15 +44,16 @@ def test_an_error_while_making_a_chunk_is_raised_at_that_chunk_with_its_own_type
         next(chunks)
 
 
+def _counted(count: int, made: list[int]):
+    """0 … count-1, each noted in `made` as it is made."""
+    for n in range(count):
+        made.append(n)
+        yield n
+
+
 def test_no_more_than_one_chunk_is_made_ahead_of_the_one_in_hand():
-    made = []
-
-    def items():
-        for n in range(100):
-            made.append(n)
-            yield n
-
-    chunks = chunks_ahead(items(), 10)
+    made: list[int] = []
+    chunks = chunks_ahead(_counted(100, made), 10)
     assert next(chunks) == list(range(10))
     deadline = threading.Event()
     deadline.wait(0.5)  # time enough for the thread to run ahead, if it would
@@ -64,16 +65,10 @@ def test_no_more_than_one_chunk_is_made_ahead_of_the_one_in_hand():
 
 
 def test_a_consumer_that_stops_early_leaves_no_thread_behind():
-    made = []
-
-    def items():
-        for n in range(1000):
-            made.append(n)
-            yield n
-
+    made: list[int] = []
     before = threading.active_count()
     with pytest.raises(RuntimeError):
-        for chunk in chunks_ahead(items(), 10):
+        for chunk in chunks_ahead(_counted(1000, made), 10):
             raise RuntimeError(f"the database refused chunk {chunk[0]}")
     assert threading.active_count() == before
     assert len(made) <= 20  # the chunk in hand and the one made ahead: never a third
