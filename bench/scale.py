@@ -43,6 +43,15 @@ from newsletter.delivery import outbox
 from newsletter.issues.drafting import draft_issue
 
 START, END = "<!-- bench:scale -->", "<!-- /bench:scale -->"
+MILLION = 1_000_000
+
+
+def markers(subscribers: int) -> tuple[str, str]:
+    """The section's markers: the million (the issue's size) keeps the plain ones; another size
+    gets its own, so a 20,000-reader run no longer replaces the million's table."""
+    if subscribers == MILLION:
+        return START, END
+    return f"<!-- bench:scale:{subscribers} -->", f"<!-- /bench:scale:{subscribers} -->"
 SECRET = "bench-secret-" + "b" * 40
 
 
@@ -224,9 +233,11 @@ def markdown(r: dict) -> str:
     peaks = ", ".join(f"{w['peak_mb']:.0f}" for w in r["workers"])
     flat = ", ".join(f"{w['at_10pct_mb']:.0f} → {w['end_mb']:.0f}" for w in r["workers"])
     partial = r["deliver"] < r["subscribers"]
+    start, end = markers(r["subscribers"])
+    size = "" if r["subscribers"] == MILLION else f" ({r['subscribers']:,} readers)"
     lines = [
-        START,
-        "## Scale: PostgreSQL outbox, worker processes, smtp-sink",
+        start,
+        f"## Scale: PostgreSQL outbox, worker processes, smtp-sink{size}",
         "",
         f"{r['date']}, {r['machine']}, PostgreSQL on the same machine, load average {r['load']:.1f} at the "
         f"start. `python -m bench scale --subscribers {r['subscribers']} --deliver {r['deliver']} "
@@ -252,7 +263,7 @@ def markdown(r: dict) -> str:
         f"| peak RSS per worker process | {peaks} MB | < 250 MB, flat |",
         f"| RSS per worker at 10% of the run → at the end | {flat} MB | |",
         *cpu_lines(r),
-        END,
+        end,
     ]
     return "\n".join(lines)
 
@@ -280,12 +291,12 @@ def cpu_lines(r: dict) -> list[str]:
 
 def write(result: dict) -> Path:
     """Replace this benchmark's section of BENCHMARKS.md (other benchmarks keep theirs)."""
-    return write_section(START, END, markdown(result))
+    return write_section(*markers(result["subscribers"]), markdown(result))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--subscribers", type=int, default=MILLION)
     parser.add_argument("--deliver", type=int, default=None, help="how many to deliver (default: all)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=DeliverySettings().batch_size,

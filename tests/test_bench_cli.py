@@ -12,3 +12,19 @@ def test_every_benchmark_takes_its_arguments(name, capsys):
         main([name, "--help"])
     assert stopped.value.code == 0
     assert f"python -m bench {name}" in capsys.readouterr().out  # its own usage line, not the dispatcher's
+
+
+def test_a_scale_run_of_another_size_keeps_the_millions_table(tmp_path):
+    """`bench scale --subscribers 20000` once replaced the million-reader table in BENCHMARKS.md
+    (one pair of markers for every size); each size other than the million now has its own."""
+    from bench.report import write_section
+    from bench.scale import MILLION, markers
+
+    path = tmp_path / "BENCHMARKS.md"
+    for size, text in ((MILLION, "the million"), (20_000, "twenty thousand"), (20_000, "again"),
+                       (MILLION, "the million, again")):
+        start, end = markers(size)
+        write_section(start, end, f"{start}\n{text}\n{end}", path)
+    written = path.read_text()
+    assert "the million, again" in written and "\nagain\n" in written  # both sections kept
+    assert "twenty thousand" not in written and written.count("the million") == 1
