@@ -114,6 +114,13 @@ class Deliveries:
         return self.recipients - self.sent - self.failed - self.skipped
 
 
+def final_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """The issue's deliveries in a final state, {state: count} for sent, failed and skipped
+    (those never counted left out): the counters' part of a count by state."""
+    figures = read(session, [issue_id]).get(issue_id, {})
+    return {state: figures[state] for state in ("sent", "failed", "skipped") if figures.get(state)}
+
+
 def serialise(session: Session, *key: object) -> None:
     """On PostgreSQL, wait for any other transaction counting the same thing (`key`) to end, so that
     "is this the first event of its kind?" sees that transaction's row. SQLite has one writer."""

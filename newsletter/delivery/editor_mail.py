@@ -51,9 +51,7 @@ def _final_counts(session: Session, issue: Issue) -> dict[str, int]:
     whole issue for each of them, at the moment the send ends."""
     if issue.state != IssueState.sent.value:
         return outbox.counts(session, issue.id)
-    figures = tallies.Deliveries.of(tallies.read(session, [issue.id]).get(issue.id, {}))
-    found = {"sent": figures.sent, "failed": figures.failed, "skipped": figures.skipped}
-    return {state: count for state, count in found.items() if count}
+    return tallies.final_counts(session, issue.id)
 
 
 def build_notice(session: Session, settings: Settings, row: TransactionalMail, now: datetime) -> OutgoingMessage:

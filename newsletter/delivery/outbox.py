@@ -234,15 +234,14 @@ _SKIP_CANCELLED = (
 )
 
 
-def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REASON) -> int:
+def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REASON, cancelled: bool = False) -> int:
     """Queued and retry deliveries of a cancelled issue become `skipped`, in one UPDATE (a no-op
-    unless the issue is cancelled, so a worker can run it after every batch). The statement is
-    built once: built per batch (an ORM update()), it cost ~0.5 ms of a worker's CPU each time.
-    Rows skipped here were pending: their entries beside the claims' walk (retry_side.py) go too,
-    as the entries of an issue that is sent do; nothing claims a cancelled issue again."""
+    unless the issue is cancelled, so a worker can run it after every batch; built once: per batch
+    it cost ~0.5 ms of a worker's CPU). When rows were skipped, or the caller knows the issue is
+    `cancelled`, its entries beside the claims' walk (retry_side.py) go too: nothing claims it again."""
     skipped = session.connection().execute(_SKIP_CANCELLED, {"issue": issue_id, "reason": reason}).rowcount or 0
     tallies.add(session, {(issue_id, "skipped"): skipped})
-    if skipped:
+    if skipped or cancelled:
         retry_side.forget(session, issue_id)
     return skipped
 
@@ -382,8 +381,7 @@ def counts_from(session: Session, issue_id: int, floor: int | None) -> dict[str,
     retries kept beside the walk are pending, counted from there: claim_batch.ClaimCursor,
     retry_side.py). No index holds the state (migration 0032): a count by state
     over every row of the issue, by each worker at its end, read the whole issue again."""
-    figures = tallies.read(session, [issue_id]).get(issue_id, {})
-    found = {state: figures[state] for state in ("sent", "failed", "skipped") if figures.get(state)}
+    found = tallies.final_counts(session, issue_id)
     statement = (select(Delivery.state, func.count())
                  .where(Delivery.issue_id == issue_id, Delivery.state.in_(PENDING), Delivery.id >= (floor or 0))
                  .group_by(Delivery.state))

@@ -34,7 +34,7 @@ from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
 from newsletter.delivery.ratelimit import SendRateLimiter
-from newsletter.delivery.start import StartResult, start_in, start_send  # noqa: F401 (re-exported for callers of sender)
+from newsletter.delivery.start import StartResult, start_in, start_send  # noqa: F401 (re-exported)
 from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.delivery.variants import SendVariants
 from newsletter.issues.links import IssueRecipient, issue_message
@@ -219,8 +219,7 @@ def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) ->
         won = _finish_if_done(session, job.issue_id, clock(), job.cursor.floor)
         state = session.get(Issue, job.issue_id).state
         if state == IssueState.cancelled.value:
-            outbox.skip_cancelled(session, job.issue_id)
-            retry_side.forget(session, job.issue_id)
+            outbox.skip_cancelled(session, job.issue_id, cancelled=True)
         report.finished = won or state == IssueState.sent.value
         report.counts = outbox.counts_from(session, job.issue_id, job.cursor.floor)
     if won:

@@ -237,3 +237,23 @@ def test_a_cancel_that_commits_inside_a_batchs_record_still_skips_its_retries(pg
                                       {"i": issue_id}).all())
     assert states == {"skipped": 6} and _entries(engine, issue_id) == 0
     assert report.counts.get("skipped") == 6 and not report.finished
+
+
+def test_a_cancel_with_nothing_left_to_skip_still_drops_the_entries(sample_engine, settings):
+    """Every retry claimed again (in flight, `sending`) when the cancel comes: the cancel skips
+    nothing, yet the issue's entries go, since nothing claims a cancelled issue again."""
+    from newsletter.delivery.control import cancel_issue
+
+    issue_id, ids = _enqueue(sample_engine, settings, 2)
+    now = utcnow()
+    cursor = ClaimCursor(issue_id, "w")
+    with session_scope(sample_engine) as session:
+        first, _ = cursor.claim(session, now, 2, LEASE, None)
+        outbox.record(session, now, [], [(i, now, "451 later") for i in _ids(first)], [], "w")
+    later = now + timedelta(seconds=1)
+    with session_scope(sample_engine) as session:
+        again, _ = ClaimCursor(issue_id, "w2").claim(session, later, 2, LEASE, None)
+    assert sorted(_ids(again)) == sorted(_ids(first)) and _entries(sample_engine, issue_id) == 2
+    result = cancel_issue(sample_engine, issue_id)
+    assert (result.state, result.skipped) == ("cancelled", 0)
+    assert _entries(sample_engine, issue_id) == 0

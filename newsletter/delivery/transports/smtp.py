@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import queue
 import smtplib
-import socket
 import ssl
 import threading
 import time
@@ -223,18 +222,6 @@ class _Connection:
                 results[index] = SendResult(Outcome.retry, error=f"smtp: {exc!r}")
 
 
-def machine_helo_name() -> str:
-    """smtplib's own default, worked out once: the machine's fully qualified name, or where it has
-    none (getfqdn gives no dot: "localhost" in many containers) its address as a literal."""
-    fqdn = socket.getfqdn()
-    if "." in fqdn:
-        return fqdn
-    try:
-        return f"[{socket.gethostbyname(socket.gethostname())}]"
-    except OSError:
-        return "[127.0.0.1]"
-
-
 class SmtpTransport:
     name = "smtp"
     needs_bytes = True
@@ -242,8 +229,9 @@ class SmtpTransport:
 
     def __init__(self, settings: SmtpSettings, local_hostname: str | None = None) -> None:
         self.settings = settings
-        # What EHLO says, looked up once (smtplib would look it up for every new session).
-        self.local_hostname = local_hostname or settings.helo_name or machine_helo_name()
+        # What EHLO says, looked up once: smtplib's own default (the FQDN, or where the machine has
+        # none the address as a literal), which smtplib would otherwise work out for every session.
+        self.local_hostname = local_hostname or settings.helo_name or smtplib.SMTP().local_hostname
         self.tls_context = ssl.create_default_context() if settings.security != "none" else None
         self._idle: queue.LifoQueue[_Connection] = queue.LifoQueue()  # warm sessions are reused first
         self._all: list[_Connection] = []
