@@ -107,7 +107,8 @@ class OutgoingMessage:
     def __init__(self, envelope_from: str, recipient: str, data: bytes | None = None, reference: str = "",
                  content: MessageContent | None = None, line_dots: tuple[int, ...] | None = None, *,
                  pieces: Sequence[bytes] | None = None, stuffed: Sequence[bytes] | None = None,
-                 content_from: Callable[[], MessageContent] | None = None) -> None:
+                 content_from: Callable[[], MessageContent] | None = None, size: int | None = None) -> None:
+        """`size`: the length of `pieces` in bytes when the builder knows it (else summed on first use)."""
         if data is None and pieces is None:
             raise TypeError("a message needs its data or its pieces")
         self.envelope_from, self.recipient, self.reference = envelope_from, recipient, reference
@@ -119,7 +120,7 @@ class OutgoingMessage:
         self.line_dots = line_dots
         self.pieces, self.stuffed = pieces, stuffed
         self._data = data
-        self._size: int | None = None
+        self._size = size if pieces is not None else None
 
     @property
     def content(self) -> MessageContent | None:
@@ -136,8 +137,8 @@ class OutgoingMessage:
 
     @property
     def size(self) -> int:
-        """Bytes in the message; summed over the pieces once (~3 us for 80 pieces), as SMTP asks
-        for it twice (SIZE, and how much its gathered write must take)."""
+        """Bytes in the message: the builder's figure, else summed over the pieces once (~2 us for
+        80 pieces); SMTP asks for it twice (SIZE, and how much its gathered write must take)."""
         if self._size is None:
             self._size = len(self._data) if self._data is not None else sum(map(len, self.pieces or ()))
         return self._size

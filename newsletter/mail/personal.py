@@ -64,17 +64,24 @@ class PersonalMail:
         # One tuple per message: the statics, the header lines, the values; the pieces picked from it.
         at = {"static": 0, "head": len(statics), "value": len(statics) + 1}
         self._statics, self._keys = tuple(statics), tuple(keys)
+        # A message's size without summing its ~80 pieces: the statics', and each value's as often
+        # as it occurs (SMTP asks for it twice: SIZE, and how much its gathered write must take).
+        self._static_size = sum(map(len, statics))
+        self._uses = tuple(sum(1 for kind, index in order if kind == "value" and index == key)
+                           for key in range(len(keys)))
         # The head and the template's own header block: always two or more, so a tuple comes back.
         self._pick = itemgetter(*[at[kind] + index for kind, index in order])
         self._sender = name_and_address(settings.mail.from_address)
         self._reply_to = address_list(settings.mail.reply_to)
         self._from = address_of(settings.mail.from_address)
 
-    def pieces(self, head: bytes, values: Mapping[str, str]) -> tuple[bytes, ...]:
-        """The message's pieces: `head` (the recipient's header lines), then the template's."""
+    def pieces(self, head: bytes, values: Mapping[str, str]) -> tuple[tuple[bytes, ...], int]:
+        """The message's pieces: `head` (the recipient's header lines), then the template's; and
+        their length in bytes."""
         cache: dict[str, bytes] = {}
         encoded = [head]
-        for escape, name in self._keys:
+        size = self._static_size + len(head)
+        for (escape, name), uses in zip(self._keys, self._uses):
             text = values[name] if escape is None else escape(values[name])
             hit = cache.get(text)
             if hit is None:
@@ -85,7 +92,8 @@ class PersonalMail:
                     hit = qp_value(text)
                 cache[text] = hit
             encoded.append(hit)
-        return self._pick(self._statics + tuple(encoded))
+            size += uses * len(hit)
+        return self._pick(self._statics + tuple(encoded)), size
 
     def message(self, head: str, fields: Sequence[tuple[str, str]], values: Mapping[str, str], name: str,
                 email: str, reference: str, envelope_from: str | None = None) -> OutgoingMessage:
@@ -93,12 +101,14 @@ class PersonalMail:
         `fields`: the same as (name, value) for the JSON APIs; `email`: the address's wire form."""
         if not self.mime:
             pieces: Sequence[bytes] = (b"",)
+            size = 0
         else:
-            pieces = self.pieces(head.encode("utf-8"), values)
+            pieces, size = self.pieces(head.encode("utf-8"), values)
             if self.signer is not None:
                 # A header line: it begins with the field name or a fold, never with "." (no stuffing).
-                pieces = (self.signer.header(b"".join(pieces)), *pieces)
-        return OutgoingMessage(envelope_from or self._from, email, None, reference, pieces=pieces,
+                signature = self.signer.header(b"".join(pieces))
+                pieces, size = (signature, *pieces), size + len(signature)
+        return OutgoingMessage(envelope_from or self._from, email, None, reference, pieces=pieces, size=size,
                                content_from=partial(self.content, name, email, fields, values))
 
     def content(self, name: str, email: str, fields: Sequence[tuple[str, str]],

@@ -85,6 +85,7 @@ def assert_same(ours, theirs) -> None:
     (message, msg_id), (reference, reference_id) = ours, theirs
     assert msg_id == reference_id
     assert message.data == reference.data
+    assert message.size == len(message.data)  # the builder's own figure (PersonalMail), not a sum
     assert (message.envelope_from, message.recipient, message.reference) == (
         reference.envelope_from, reference.recipient, reference.reference)
     assert message.content == reference.content
@@ -139,6 +140,7 @@ def test_a_signed_message_is_the_general_paths_and_verifies(sample, tmp_path):
     theirs, _ = reference_message(config, TEST_SECRET, template, reader, NOW, STAMP, signer=signer)
     assert ours.pieces[0].startswith(b"DKIM-Signature:") and b"".join(ours.pieces[1:]) == b"".join(theirs.pieces[1:])
     assert dkim.verify(ours.data, dnsfunc=dns_stub(record))
+    assert ours.size == len(ours.data)  # the signature's header line counted too
 
 
 def test_the_builder_is_made_once_per_template_settings_and_signer(sample):
