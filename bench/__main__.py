@@ -23,6 +23,7 @@ BENCHMARKS = {
     "imports": "bench.imports",  # subscribers import of N rows vs PostgreSQL's COPY; export rows/s and RSS
     "pg_profile": "bench.pg_profile",  # PostgreSQL backend CPU per statement kind of a send (from /proc)
     "send_cpu": "bench.send_cpu",  # a worker's CPU per message outside the SQL: build + SmtpTransport, in-process
+    "send_pair": "bench.send_pair",  # send_cpu of this checkout and another revision at the same time: their ratio
     "send_running": "bench.send_running",  # workers running: start_send until the issue is sent, vs smtp-source
     "retry_floor": "bench.retry_floor",  # rows a rescan reads behind a retry due later (delivery_retry, 0033)
     "start_timeline": "bench.start_timeline",  # per process, wall and CPU: a worker's start, a send's start

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,8 +43,11 @@ def _cpu() -> float:
     return times.user + times.system
 
 
-def run(batches: int = 20, pool_size: int | None = None) -> dict[str, float]:
-    """CPU µs per message: {"build", "send", "both"} over `batches` batches after a first one."""
+def run(batches: int = 20, pool_size: int | None = None,
+        before_measuring: Callable[[], None] | None = None) -> dict[str, float]:
+    """CPU µs per message: {"build", "send", "both"} over `batches` batches after a first one;
+    `before_measuring` is called between that first batch and the measured ones (bench send_pair
+    starts two processes' measured batches at the same moment with it)."""
     configure_mappers()
     with tempfile.TemporaryDirectory() as tmp:
         settings, view = sample_issue_view(Path(tmp))
@@ -67,6 +71,8 @@ def run(batches: int = 20, pool_size: int | None = None) -> dict[str, float]:
                 if number:  # the first batch warms up (connections, caches)
                     spent["build"] += built - started
                     spent["send"] += _cpu() - built
+                elif before_measuring is not None:
+                    before_measuring()
         finally:
             transport.close()
     count = batches * BATCH

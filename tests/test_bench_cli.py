@@ -28,3 +28,15 @@ def test_a_scale_run_of_another_size_keeps_the_millions_table(tmp_path):
     written = path.read_text()
     assert "the million, again" in written and "\nagain\n" in written  # both sections kept
     assert "twenty thousand" not in written and written.count("the million") == 1
+
+
+def test_send_pair_takes_the_median_of_the_rounds_ratios():
+    """`bench send_pair`'s figure is the median of per-round ratios (this checkout / the base), not
+    the ratio of the medians: each round's two processes saw the same machine, other rounds did not."""
+    from bench.send_pair import summary
+
+    result = summary([(90.0, 100.0), (120.0, 100.0), (50.0, 100.0), (80.0, 40.0), (60.0, 100.0)])
+    assert result["ratio"] == 0.9  # ratios 0.9, 1.2, 0.5, 2.0, 0.6
+    assert (result["ours_us"], result["base_us"]) == (80.0, 100.0)
+    with pytest.raises(ValueError):
+        summary([])
