@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, make_url, text
 
-from bench.cpu import Group, Sampler, descendants, per_tenth, proc_cpu
+from bench.cpu import Group, Machine, Sampler, descendants, per_tenth, proc_cpu
 from bench.report import write_section
 from bench.sample import PG, pg_schema, queued_issue, smtp_mail, write_config
 from bench.smtp_send import Sink, machine, time_reference
@@ -105,7 +105,9 @@ def run_workers(folder: Path, processes: int, monitor: Engine, sink_pid: int,
         tree = lambda: [worker.pid, *descendants(worker.pid)]  # noqa: E731
         cpu = Sampler({"workers": Group(tree), "workers_kernel": Group(tree, kernel_only=True),
                        "postgres": Group(lambda: _backends(monitor)),
-                       "sink": Group(lambda: [sink_pid], fresh=False)},
+                       "sink": Group(lambda: [sink_pid], fresh=False),
+                       "autovacuum": Group(lambda: _autovacuum(monitor)),
+                       "machine": Machine(), "steal": Machine("steal")},
                       lambda: min(total, (_updates(monitor) - base) // 2))  # a claim and a record per message
         try:
             while worker.poll() is None:
@@ -140,6 +142,14 @@ def _backends(monitor: Engine) -> list[int]:
     with monitor.connect() as connection:
         return list(connection.execute(text("SELECT pid FROM pg_stat_activity WHERE application_name = :app"),
                                        {"app": APP}).scalars())
+
+
+def _autovacuum(monitor: Engine) -> list[int]:
+    """PostgreSQL's autovacuum workers (any database): the enqueue's million new rows set them off
+    during the send, on the same two cores."""
+    with monitor.connect() as connection:
+        return list(connection.execute(text("SELECT pid FROM pg_stat_activity "
+                                            "WHERE backend_type = 'autovacuum worker'")).scalars())
 
 
 def _updates(monitor: Engine) -> int:
@@ -268,6 +278,10 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+_LABELS = {"workers": "workers", "postgres": "postgres", "sink": "sink", "autovacuum": "autovacuum (any database)",
+           "machine": "whole machine, busy", "steal": "stolen by the hypervisor"}
+
+
 def cpu_lines(r: dict) -> list[str]:
     """CPU per delivered message of each process group, over the send and per tenth of it."""
     cpu, tenths = r["cpu_us"], r["tenths"]
@@ -279,13 +293,19 @@ def cpu_lines(r: dict) -> list[str]:
              f"{steady['workers']:.0f} (of which in the kernel {steady['workers_kernel']:.0f}), backends "
              f"{steady['postgres']:.0f}, smtp-sink {steady['sink']:.0f}. "
              f"The reference: smtp-source {r['reference_us']:.0f}, smtp-sink {r['reference_sink_us']:.0f}.", ""]
+    if "machine" in steady:
+        lines[-2] += (f" Meanwhile, from the first message on: autovacuum {steady['autovacuum']:.0f}, the whole "
+                      f"machine busy {steady['machine']:.0f} (every process), stolen by the hypervisor "
+                      f"{steady['steal']:.0f} µs per message.")
     if tenths:
         lines += ["| tenth of the send | " + " | ".join(str(k + 1) for k in range(10)) + " | last / first |",
                   "|---|" + "---:|" * 11]
-        for name in ("workers", "postgres", "sink"):
+        for name in ("workers", "postgres", "sink", "autovacuum", "machine", "steal"):
+            if name not in tenths[0]:  # results from before these were read
+                continue
             values = [t[name] for t in tenths]
             ratio = values[-1] / values[0] if values[0] else float("nan")
-            lines.append(f"| {name} (µs/msg) | " + " | ".join(f"{v:.0f}" for v in values) + f" | {ratio:.2f} |")
+            lines.append(f"| {_LABELS[name]} (µs/msg) | " + " | ".join(f"{v:.0f}" for v in values) + f" | {ratio:.2f} |")
     return lines
 
 
