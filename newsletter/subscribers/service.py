@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, delete, select
 
 from newsletter import outgoing
-from newsletter.db import session_scope, utcnow
+from newsletter.db import insert_for, session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.text import has_control_chars
 from newsletter.subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent, known_source
@@ -228,7 +228,11 @@ def suppress(session: Session, email: str, reason: str, source: str, detail: str
     if not known_source(source):
         detail, source = f"{source}: {detail}" if detail else str(source), Source.webhook
     if not is_suppressed(session, email):
-        session.add(Suppression(email=email, reason=reason))
+        # Another transaction may suppress the same address meanwhile (a provider's webhook, another
+        # issue's bounce): its row wins, and this one's transaction (a batch's whole record) goes on.
+        session.execute(insert_for(session, Suppression.__table__)
+                        .values(email=email, reason=reason, created_at=utcnow())
+                        .on_conflict_do_nothing(index_elements=["email"]))
     subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
     if subscriber is not None:
         before = subscriber.status

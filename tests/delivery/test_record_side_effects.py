@@ -1,0 +1,73 @@
+"""A batch's record commits its results together with their side effects (a hard bounce's
+suppression, a retry's due time). When a side effect raised, the whole record rolled back: every
+message the transport had accepted stayed `sending`, and after the lease each was claimed and sent
+a second time. These tests feed the record what real traffic feeds it (found by an outside review):
+another transaction suppressing the same address at the same moment, a provider's Retry-After of
+years, a cancel followed by a worker's stop in mid-batch."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from newsletter.db import session_scope, utcnow
+from newsletter.delivery.sender import deliver
+from newsletter.delivery.transports.base import Outcome, SendResult
+from tests.conftest import TEST_SECRET
+from tests.delivery.test_workers import counts, setup_issue
+
+BOUNCING = "reader0002@example.com"
+
+
+class Scripted:
+    """A transport that answers each recipient as `answer` says and remembers every message."""
+
+    name = "scripted"
+    needs_bytes = True
+
+    def __init__(self, answer=lambda recipient: SendResult(Outcome.sent)) -> None:
+        self.answer, self.sent = answer, []
+
+    def send(self, messages):
+        self.sent += [message.recipient for message in messages]
+        return [self.answer(message.recipient) for message in messages]
+
+    def close(self) -> None:
+        pass
+
+
+def bounce_one(recipient: str) -> SendResult:
+    if recipient == BOUNCING:
+        return SendResult(Outcome.failed, error="550 5.1.1 user unknown", hard_bounce=True)
+    return SendResult(Outcome.sent)
+
+
+@pytest.mark.postgres
+def test_a_suppression_made_meanwhile_elsewhere_does_not_undo_the_batch(tmp_path, pg_url):
+    """A provider's webhook suppresses the address in its own transaction while the batch that
+    bounced it records: both insert the same address. The record must still commit, so each
+    reader got the issue once, and the address stays suppressed once."""
+    settings, engine, issue_id = setup_issue(tmp_path, pg_url, 5, "[delivery]\nbatch_size = 10\n")
+    other = create_engine(pg_url)
+    try:
+        with other.connect() as connection:
+            webhook = connection.begin()
+            connection.execute(text("INSERT INTO suppression (email, reason, created_at) "
+                                    "VALUES (:email, 'hard_bounce', now())"), {"email": BOUNCING})
+            threading.Timer(1.0, webhook.commit).start()  # the record's insert waits on this row meanwhile
+            transport = Scripted(bounce_one)
+            report = deliver(engine, settings, transport, TEST_SECRET, issue_id)
+    finally:
+        other.dispose()
+    assert (report.sent, report.failed) == (4, 1)
+    assert counts(engine, issue_id) == {"sent": 4, "failed": 1}
+    # A later pass, past any lease, finds nothing to send again.
+    deliver(engine, settings, transport, TEST_SECRET, issue_id, clock=lambda: utcnow() + timedelta(hours=1))
+    assert set(Counter(transport.sent).values()) == {1}
+    with session_scope(engine) as session:
+        assert session.execute(text("SELECT count(*) FROM suppression WHERE email = :e"),
+                               {"e": BOUNCING}).scalar_one() == 1
