@@ -124,9 +124,11 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 
 def retry_delay(result: SendResult, attempts: int, cfg: DeliverySettings) -> float:
-    """The provider's Retry-After when it gave one, else exponential backoff with jitter."""
+    """The provider's Retry-After when it gave one, else exponential backoff with jitter; either way
+    at most `retry_max_seconds`. A provider or proxy once answered a Retry-After of 10^12 seconds:
+    the due time overflowed, the batch's record raised and all of it was sent again after the lease."""
     if result.retry_after is not None:
-        return max(float(result.retry_after), 0.0)
+        return min(max(float(result.retry_after), 0.0), cfg.retry_max_seconds)
     return backoff(attempts, cfg.retry_base_seconds, cfg.retry_max_seconds)
 
 

@@ -12,11 +12,13 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from newsletter.db import session_scope, utcnow
+from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver
 from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.delivery.transports.http import retry_after_seconds
 from tests.conftest import TEST_SECRET
 from tests.delivery.test_workers import counts, setup_issue
 
@@ -71,3 +73,28 @@ def test_a_suppression_made_meanwhile_elsewhere_does_not_undo_the_batch(tmp_path
     with session_scope(engine) as session:
         assert session.execute(text("SELECT count(*) FROM suppression WHERE email = :e"),
                                {"e": BOUNCING}).scalar_one() == 1
+
+
+def test_a_retry_after_of_years_waits_retry_max_seconds_and_loses_nothing(tmp_path):
+    """A 429 whose Retry-After is 10^12 seconds (a broken proxy): the due time overflowed and the
+    batch's whole record raised. Now every row is recorded, the deferred one due within
+    `retry_max_seconds`, and a later pass sends nobody twice."""
+    settings, engine, issue_id = setup_issue(tmp_path, None, 5, "[delivery]\nbatch_size = 10\n")
+    assert retry_after_seconds("1000000000000") == 1e12  # what the HTTP transports hand on
+
+    def deferred(recipient: str) -> SendResult:
+        if recipient == BOUNCING:
+            return SendResult(Outcome.retry, error="429 slow down", retry_after=retry_after_seconds("1000000000000"))
+        return SendResult(Outcome.sent)
+
+    transport = Scripted(deferred)
+    started = utcnow()
+    report = deliver(engine, settings, transport, TEST_SECRET, issue_id)
+    assert (report.sent, report.retry) == (4, 1)
+    assert counts(engine, issue_id) == {"sent": 4, "retry": 1}
+    with session_scope(engine) as session:
+        due = session.execute(select(Delivery.next_attempt_at).where(Delivery.state == "retry")).scalar_one()
+    due = due if due.tzinfo else due.replace(tzinfo=started.tzinfo)
+    assert due <= started + timedelta(seconds=settings.delivery.retry_max_seconds + 60)
+    deliver(engine, settings, transport, TEST_SECRET, issue_id, clock=lambda: utcnow() + timedelta(minutes=10))
+    assert set(Counter(transport.sent).values()) == {1}  # due later: nobody had it twice meanwhile
