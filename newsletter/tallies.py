@@ -6,7 +6,7 @@ complained, opens and clicks were each an index scan over every delivery or even
 (0.6-2.5 s per issue at a million readers, more while a send dirties the pages). Each is now a row
 `issue_tally (issue_id, name, shard)` incremented in the same transaction as the change it counts,
 by the one function that makes that change: `outbox.enqueue` (recipients), `sender._record` (sent,
-failed and the cancelled remainder skipped), `outbox.skip_ineligible`/`skip_cancelled` (skipped),
+failed and the cancelled remainder skipped), `outbox.skip_ineligible`/`stopping.skip_cancelled` and `stopping.release` (skipped),
 `feedback.rules.apply_event` (a delivery's first event of a kind), `web.tracking.record` (a
 reader's first open or click of the issue), and `untally_subscribers` before a reader's rows are
 deleted (forget, purge). A rolled-back change takes its increment with it, so a figure is always

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox
+from newsletter.delivery import stopping
 from newsletter.issues.errors import InvalidTransition, IssueNotFound
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, sources, transition
@@ -41,7 +41,7 @@ def move_in(session: Session, issue_id: int, target: IssueState, verb: str,
     moved = transition(session, issue_id, target, only=only, **values)
     skipped = 0
     if moved and target == IssueState.cancelled:
-        skipped = outbox.skip_cancelled(session, issue_id, cancelled=True)
+        skipped = stopping.skip_cancelled(session, issue_id, cancelled=True)
     if moved and target == IssueState.sending:
         announce(session)  # on commit: idle workers pick the queue up now
     issue = session.get(Issue, issue_id)

@@ -119,7 +119,12 @@ def record(session: Session, row_id: int, worker: str, values: dict) -> None:
 
 
 def release(session: Session, worker: str, ids: list[int] | None = None) -> int:
-    return queue.release(session, Row, worker, ids)
+    """Rows this worker holds back to the queue; those of a follow-up cancelled meanwhile then
+    become `skipped` (as the issue's outbox does: nothing claims a cancelled follow-up again)."""
+    released = queue.release(session, Row, worker, ids)
+    if released:
+        skip_cancelled(session)
+    return released
 
 
 def finish_done(session: Session, now: datetime) -> list[int]:

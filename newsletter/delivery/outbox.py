@@ -209,43 +209,6 @@ def claim(
     return queue.claim(session, Delivery, conditions, now, limit, lease, worker_id, stale)
 
 
-def release(session: Session, worker_id: str, ids: list[int] | None = None) -> int:
-    """Give rows this worker still holds (`sending`, claimed by it) back to the queue, e.g. when it
-    stops before handing them to the transport. Rows it already recorded never match. Only issues
-    that can hold a `sending` row are looked at (a sent issue has none: it became sent when none
-    was pending): no index holds a row's state or worker (migration 0032), and every worker's exit
-    scanned every issue's rows."""
-    live = select(Issue.id).where(Issue.state.in_((IssueState.sending.value, IssueState.paused.value,
-                                                   IssueState.cancelled.value)))
-    return queue.release(session, Delivery, worker_id, ids, Delivery.issue_id.in_(live))
-
-
-CANCELLED_REASON = "issue cancelled before this delivery was sent"
-
-
-# Built once (see skip_cancelled): SQLAlchemy reuses its cache key and compiled form.
-_SKIP_CANCELLED = (
-    update(Delivery.__table__)
-    .where(Delivery.__table__.c.issue_id == bindparam("issue"),
-           exists().where(Issue.__table__.c.id == bindparam("issue"),
-                          Issue.__table__.c.state == IssueState.cancelled.value),
-           Delivery.__table__.c.state.in_((DeliveryState.queued.value, DeliveryState.retry.value)))
-    .values(state=DeliveryState.skipped.value, next_attempt_at=None, last_error=bindparam("reason"))
-)
-
-
-def skip_cancelled(session: Session, issue_id: int, reason: str = CANCELLED_REASON, cancelled: bool = False) -> int:
-    """Queued and retry deliveries of a cancelled issue become `skipped`, in one UPDATE (a no-op
-    unless the issue is cancelled, so a worker can run it after every batch; built once: per batch
-    it cost ~0.5 ms of a worker's CPU). When rows were skipped, or the caller knows the issue is
-    `cancelled`, its entries beside the claims' walk (retry_side.py) go too: nothing claims it again."""
-    skipped = session.connection().execute(_SKIP_CANCELLED, {"issue": issue_id, "reason": reason}).rowcount or 0
-    tallies.add(session, {(issue_id, "skipped"): skipped})
-    if skipped or cancelled:
-        retry_side.forget(session, issue_id)
-    return skipped
-
-
 _table = Delivery.__table__
 
 

@@ -104,7 +104,7 @@ def claim(session: Session, model, conditions: list, now: datetime, limit: int, 
 
 def release(session: Session, model, worker: str, ids: list[int] | None = None, *within) -> int:
     """Give rows this worker still holds back to the queue (it stops before sending them).
-    `within`: more conditions that narrow where the rows can be (outbox.release)."""
+    `within`: more conditions that narrow where the rows can be (stopping.release)."""
     statement = (
         update(model)
         .where(model.state == DeliveryState.sending.value, model.claimed_by == worker, *within)

@@ -29,7 +29,7 @@ from sqlmodel import Session
 from newsletter import send_rate, tallies
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox, queue, retry_side
+from newsletter.delivery import outbox, queue, retry_side, stopping
 from newsletter.delivery.claim_batch import ClaimCursor
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.delivery.queue import worker_id
@@ -219,7 +219,7 @@ def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) ->
         won = _finish_if_done(session, job.issue_id, clock(), job.cursor.floor)
         state = session.get(Issue, job.issue_id).state
         if state == IssueState.cancelled.value:
-            outbox.skip_cancelled(session, job.issue_id, cancelled=True)
+            stopping.skip_cancelled(session, job.issue_id, cancelled=True)
         report.finished = won or state == IssueState.sent.value
         report.counts = outbox.counts_from(session, job.issue_id, job.cursor.floor)
     if won:
@@ -294,7 +294,7 @@ def _batches(job: _Send, report: DeliverReport, clock: Callable[[], datetime],
             # Stopped at once (a second signal): nothing was recorded for this batch; give its
             # rows back instead of waiting for the lease (they carry the same Message-ID).
             with session_scope(job.engine) as session:
-                outbox.release(session, job.worker, [row[0] for row in rows])
+                stopping.release(session, job.worker, [row[0] for row in rows])
             raise
         done = clock()
         counted = record_results(job.engine, lambda session: _record(session, outcomes, done, job.transport.name,
@@ -327,7 +327,7 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
     tallies.add(session, {(issue_id, "sent"): moved[DeliveryState.sent.value],
                           (issue_id, "failed"): moved[DeliveryState.failed.value]})
     send_rate.add(session, issue_id, done, moved[DeliveryState.sent.value])  # the progress page's rate
-    skipped = outbox.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
+    skipped = stopping.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
     return len(sent), len(retries), len(failures), skipped
 
 

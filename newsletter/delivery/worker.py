@@ -6,7 +6,7 @@ PostgreSQL) and the shared rate limiter. So `--processes N` on one host and work
 hosts are the same thing. SQLite allows one writer: there the worker always runs one process.
 
 Stopping: SIGTERM or SIGINT sets a stop flag; the worker finishes and records the batch in hand,
-gives back (`outbox.release`) any row it still holds, QUITs its SMTP sessions and exits 0. A second
+gives back (`stopping.release`) any row it still holds, QUITs its SMTP sessions and exits 0. A second
 signal stops at once (rows still held are released on the way out). With `--processes N` the parent
 forwards SIGTERM/SIGINT to its children and waits for them (pool.py: how they are started).
 
@@ -37,7 +37,7 @@ from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import claim_batch, outbox, queue, retry_side
+from newsletter.delivery import claim_batch, outbox, queue, retry_side, stopping
 from newsletter.delivery.heartbeat import Heartbeat
 from newsletter.delivery import mailqueue, webhooks_out
 from newsletter.delivery.mailqueue import send_queued
@@ -230,7 +230,7 @@ def _release(engine: Engine, worker: str, echo: Callable[[str], None], transport
     """On the way out: give back every row this worker still holds, in both queues."""
     try:
         with session_scope(engine) as session:
-            released = (outbox.release(session, worker) + queue.release(session, TransactionalMail, worker)
+            released = (stopping.release(session, worker) + queue.release(session, TransactionalMail, worker)
                         + queue.release(session, WebhookDelivery, worker)
                         + _followup_modules()[0].release(session, worker))
         if released:
@@ -278,7 +278,7 @@ def deliver_in_foreground(engine: Engine, settings: Settings, issue_id: int, con
     finally:
         try:
             with session_scope(engine) as session:
-                outbox.release(session, worker)
+                stopping.release(session, worker)
         finally:
             transport.close()
             for sig, handler in previous.items():

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 
 from newsletter.db import session_scope, utcnow
-from newsletter.delivery import outbox
+from newsletter.delivery import outbox, stopping
 from newsletter.delivery.models import WorkerHeartbeat
 from newsletter.delivery.sender import FIRST_BATCH
 from tests.fakes.smtp_server import start_server
@@ -84,7 +84,7 @@ def test_until_idle_waits_for_rows_a_live_worker_holds(tmp_path, db_url):
         time.sleep(6 * BEAT)
         assert process.poll() is None, finish(process)[1]
         with session_scope(engine) as session:  # the live worker gives its rows back
-            assert outbox.release(session, "host-a:1:alive", held) == 10
+            assert stopping.release(session, "host-a:1:alive", held) == 10
         code, output = finish(process, timeout=120)
     finally:
         if process.poll() is None:

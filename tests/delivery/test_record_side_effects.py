@@ -14,7 +14,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from newsletter import tallies
 from newsletter.db import session_scope, utcnow
+from newsletter.delivery import control
 from newsletter.delivery.models import Delivery
 from newsletter.delivery.sender import deliver
 from newsletter.delivery.transports.base import Outcome, SendResult
@@ -98,3 +100,33 @@ def test_a_retry_after_of_years_waits_retry_max_seconds_and_loses_nothing(tmp_pa
     assert due <= started + timedelta(seconds=settings.delivery.retry_max_seconds + 60)
     deliver(engine, settings, transport, TEST_SECRET, issue_id, clock=lambda: utcnow() + timedelta(minutes=10))
     assert set(Counter(transport.sent).values()) == {1}  # due later: nobody had it twice meanwhile
+
+
+class CancelThenStop:
+    """The editor cancels while the batch is with the transport, and the worker is then stopped at
+    once (a second SIGTERM: KeyboardInterrupt inside the send)."""
+
+    name = "scripted"
+    needs_bytes = True
+
+    def __init__(self, engine, issue_id) -> None:
+        self.engine, self.issue_id = engine, issue_id
+
+    def send(self, messages):
+        control.cancel_issue(self.engine, self.issue_id)
+        raise KeyboardInterrupt("stopped at once")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_given_back_after_a_cancel_is_skipped_not_queued_for_good(tmp_path, db_url):
+    """The stopping worker gives its batch back; the issue is cancelled, so no worker claims it again:
+    those rows used to stay `queued` for good and the issue's pending count never reached 0."""
+    settings, engine, issue_id = setup_issue(tmp_path, db_url, 6, "[delivery]\nbatch_size = 3\n")
+    with pytest.raises(KeyboardInterrupt):
+        deliver(engine, settings, CancelThenStop(engine, issue_id), TEST_SECRET, issue_id)
+    assert counts(engine, issue_id) == {"skipped": 6}
+    with session_scope(engine) as session:
+        figures = tallies.Deliveries.of(tallies.read(session, [issue_id])[issue_id])
+    assert (figures.pending, figures.skipped) == (0, 6)

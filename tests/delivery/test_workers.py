@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 
 from newsletter.config import load_settings
 from newsletter.db import make_engine, session_scope, utcnow
-from newsletter.delivery import outbox
+from newsletter.delivery import outbox, stopping
 from newsletter.delivery.control import cancel_issue, pause_issue, resume_issue
 from newsletter.delivery.models import Delivery, SendWindow
 from newsletter.delivery.ratelimit import SendRateLimiter
@@ -272,7 +272,7 @@ def test_pause_stops_claims_resume_continues_cancel_skips_the_rest(tmp_path, db_
     with session_scope(engine) as session:
         reasons = set(session.execute(
             select(Delivery.last_error).where(Delivery.issue_id == issue_id, Delivery.state == "skipped")).scalars())
-    assert reasons == {outbox.CANCELLED_REASON}
+    assert reasons == {stopping.CANCELLED_REASON}
     assert issue_state(engine, issue_id) == "cancelled"
     with pytest.raises(UserError, match="cancelled"):
         start_send(engine, issue_id)
