@@ -140,11 +140,18 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
     built, answered = [], []
     # one template per claimed row, by its reader's variant (delivery/variants.py)
     templates = job.variants.templates_for(job.engine, [(row[0], row[2], row[6]) for row in rows])
+    for failed in {id(t): t for t in templates.values() if isinstance(t, Exception)}.values():
+        log.warning("issue %s: a variant could not be compiled, its readers' messages are not built: %r",
+                    job.issue_id, failed)
     stamp = stamp_now()  # the batch's tokens share one signing time
     for delivery_id, attempts, subscriber_id, email, name, key, _mask in rows:
+        template = templates[delivery_id]
+        if isinstance(template, Exception):  # its variant could not be compiled (variants.py)
+            answered.append(((delivery_id, attempts, None, email), queue.unbuildable(template)))
+            continue
         recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:
-            message, msg_id = issue_message(job.settings, job.secret, templates[delivery_id], recipient, now,
+            message, msg_id = issue_message(job.settings, job.secret, template, recipient, now,
                                             signer=job.signer, mime=job.mime, stamp=stamp)
         except Exception as exc:
             log.warning("delivery %s: the message could not be built: %r", delivery_id, exc)

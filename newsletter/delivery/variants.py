@@ -90,14 +90,25 @@ class SendVariants:
         return [VariantKey(positions_of(mask, count), changed_for(self.changes, before.get(subscriber_id, {})),
                            self.notice) for subscriber_id, mask in readers]
 
-    def templates_for(self, engine: Engine, rows: list[tuple[int, int, int | None]]) -> dict[int, MessageTemplate]:
+    def templates_for(self, engine: Engine, rows: list[tuple[int, int, int | None]]
+                      ) -> dict[int, MessageTemplate | Exception]:
         """{delivery id: template} for a claimed batch's (delivery id, subscriber id, variant mask)
         rows (the claim returns the masks: delivery/claim_batch.py): one compile per variant new to
-        this process, and, only when the issue carries changes, one indexed read for the batch."""
+        this process, and, only when the issue carries changes, one indexed read for the batch.
+        A variant that cannot be compiled (an operator's template failing for a cut-down issue,
+        say) gives its rows the error instead, once per batch: their messages fail on their own,
+        as one that cannot be built does, and the batch's other readers get theirs."""
         readers = [(subscriber_id, mask) for _delivery_id, subscriber_id, mask in rows]
         if self.changes.get("carriers") and rows:
             with session_scope(engine) as session:
                 keys = self.keys(session, readers)
         else:  # nothing to read from the ledger (sent_before): no session, no round trip
             keys = self.keys(None, readers)
-        return {delivery_id: self.template(key) for (delivery_id, _subscriber_id, _mask), key in zip(rows, keys)}
+        found: dict[VariantKey, MessageTemplate | Exception] = {}
+        for key in keys:
+            if key not in found:
+                try:
+                    found[key] = self.template(key)
+                except Exception as exc:
+                    found[key] = exc
+        return {delivery_id: found[key] for (delivery_id, _subscriber_id, _mask), key in zip(rows, keys)}

@@ -130,8 +130,16 @@ def _one_pass(w: _Worker) -> bool:
     for issue_id in sending_issues(w.engine):
         if w.stop.is_set():
             return worked
-        report = deliver(w.engine, w.settings, w.transport, w.secret, issue_id, worker=w.worker, stop=w.stop,
-                         limiter=w.limiter)
+        try:
+            report = deliver(w.engine, w.settings, w.transport, w.secret, issue_id, worker=w.worker, stop=w.stop,
+                             limiter=w.limiter)
+        except Exception as exc:
+            if database_gone(exc):
+                raise  # the loop's pause and retry (_trouble)
+            # One issue's failure must not hold up the others, the follow-ups, the confirmations.
+            log.exception("issue %s: its send failed this pass; the rest of the work goes on", issue_id)
+            w.echo(f"issue {issue_id}: error: {_first_line(exc)}; the rest of the work goes on")
+            continue
         if report.sent or report.failed or report.retry or report.skipped:
             worked = True
             w.echo(_summary(report))
@@ -172,12 +180,16 @@ def _warm_up() -> bool:
     return True
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _trouble(exc: Exception, pause: float, echo: Callable[[str], None]) -> float:
     """Log an error that surfaced in the loop; the next pause (1 s doubling to 30 s). The database
     away is expected (restarts); anything else is a bug, logged with its traceback, but the worker
     goes on: one bad row or one failed statement must not stop every send."""
     pause = min(max(pause * 2, 1.0), 30.0)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = _first_line(exc)
     if database_gone(exc):
         log.warning("database unavailable (%s); trying again in %.0f s", first, pause)
         echo(f"database unavailable; retrying in {pause:.0f} s")

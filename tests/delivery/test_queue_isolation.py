@@ -4,12 +4,16 @@ PostgreSQL, sent by a real `newsletter worker` process. Every good row is delive
 ends `failed` with its error after `max_attempts`, and the worker is still running afterwards.
 
 The bad rows are ones no builder may accept whatever it does with names: an address with a line
-break in it (header injection), and a transactional row of a kind no template exists for.
+break in it (header injection), and a transactional row of a kind no template exists for. The
+last tests, in process: a variant of the issue that cannot be compiled, and an issue whose whole
+send raises, hold up nobody else (found by an outside review).
 """
 
 from __future__ import annotations
 
 import signal
+import threading
+from datetime import timedelta
 from email import message_from_bytes, policy
 
 from sqlalchemy import insert, select
@@ -117,3 +121,93 @@ def test_bad_rows_fail_alone_in_every_queue_and_the_worker_keeps_running(tmp_pat
     assert {name: str(mail["To"]) for name, mail in outbox.items()} == expected
     assert not any("victim" in str(mail) for mail in outbox.values())
     engine.dispose()
+
+
+def _readers_with_topics(engine, readers: list[tuple[str, list[str]]]) -> None:
+    from newsletter.subscribers.service import UpsertResult, upsert_active
+
+    with session_scope(engine) as session:
+        for email, topics in readers:
+            upsert_active(session, email, "", topics, "import", UpsertResult())
+
+
+def test_a_variant_that_cannot_be_compiled_fails_its_readers_alone(sample_engine, settings, monkeypatch):
+    """An operator's template that fails for one variant of the issue (a reader's topic set): that
+    variant's readers get `failed` after max_attempts, the batch's other readers get the issue at
+    once. The variant's error used to escape the per-message isolation: the whole batch went back
+    to the queue every pass, nobody got anything, and deliver raised."""
+    from newsletter.delivery import variants
+    from newsletter.delivery.sender import deliver, start_send
+    from newsletter.delivery.transports.base import Outcome, SendResult
+    from newsletter.issues.drafting import draft_issue
+    from tests.conftest import TEST_SECRET
+
+    _readers_with_topics(sample_engine, [("all1@example.com", []), ("dev@example.com", ["Developer Tools"]),
+                                         ("all2@example.com", [])])
+    issue = draft_issue(sample_engine, settings, "2026-W48").issue
+    start_send(sample_engine, issue.id)
+    compile_one = variants.issue_template
+
+    def failing_for_a_cut(settings_, view):
+        if view.positions is not None:  # the cut-down variant (dev@ follows one topic)
+            raise RuntimeError("the operator's template fails for this variant")
+        return compile_one(settings_, view)
+
+    monkeypatch.setattr(variants, "issue_template", failing_for_a_cut)
+    sent = []
+
+    class Recording:
+        name, needs_bytes = "recording", True
+
+        def send(self, messages):
+            sent.extend(message.recipient for message in messages)
+            return [SendResult(Outcome.sent) for _ in messages]
+
+        def close(self):
+            pass
+
+    for attempt in range(settings.delivery.max_attempts):
+        deliver(sample_engine, settings, Recording(), TEST_SECRET, issue.id,
+                clock=lambda: utcnow() + timedelta(days=attempt))  # each pass a day later: the retry due
+    assert sorted(sent) == ["all1@example.com", "all2@example.com"]  # once each, at the first pass
+    with session_scope(sample_engine) as session:
+        rows = dict(session.execute(select(Subscriber.email, Delivery.state)
+                                    .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+                                    .where(Delivery.issue_id == issue.id)).all())
+        error = session.execute(select(Delivery.last_error).join(Subscriber, Delivery.subscriber_id == Subscriber.id)
+                                .where(Subscriber.email == "dev@example.com")).scalar_one()
+    assert rows == {"all1@example.com": "sent", "all2@example.com": "sent", "dev@example.com": "failed"}
+    assert "the operator's template fails for this variant" in error
+
+
+def test_an_issue_whose_send_fails_holds_up_nothing_else(sample_engine, settings, monkeypatch):
+    """One sending issue whose deliver raises (a bug, a broken issue): the worker's pass goes on to
+    the confirmations queued behind it instead of starting over at that issue every time."""
+    from newsletter.delivery import worker
+    from newsletter.delivery.ratelimit import SendRateLimiter
+    from newsletter.delivery.sender import start_send
+    from newsletter.delivery.transports import make_transport
+    from newsletter.issues.drafting import draft_issue
+    from tests.conftest import TEST_SECRET
+
+    _readers_with_topics(sample_engine, [("reader@example.com", [])])
+    issue = draft_issue(sample_engine, settings, "2026-W48").issue
+    start_send(sample_engine, issue.id)
+    with session_scope(sample_engine) as session:
+        session.add(TransactionalMail(kind="confirm", to_email="newcomer@example.com",
+                                      subscriber_id=session.execute(select(Subscriber.id)).scalar_one()))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("this issue cannot be sent")
+
+    monkeypatch.setattr(worker, "deliver", broken)
+    transport = make_transport(settings)
+    lines = []
+    w = worker._Worker(sample_engine, settings, transport, TEST_SECRET,
+                       SendRateLimiter.from_settings(sample_engine, settings, transport.name), "w1",
+                       threading.Event(), lines.append)
+    assert worker._one_pass(w)  # the confirmation went out in this pass
+    assert any(f"issue {issue.id}: error: this issue cannot be sent" in line for line in lines), lines
+    with session_scope(sample_engine) as session:
+        assert session.execute(select(TransactionalMail.state)).scalar_one() == "sent"
+    assert [path.name for path in settings.mail.file.dir.glob("*.eml")]  # in the file outbox
