@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from newsletter.config import Settings
-from newsletter.delivery.transports.base import Outcome, SendResult, Transport
+from newsletter.delivery.transports.base import TIME_BUDGET_SECONDS, Outcome, SendResult, Transport
 from newsletter.mail.message import OutgoingMessage
 
 
@@ -21,6 +21,24 @@ def carries_smtputf8(settings: Settings) -> bool:
 
 
 def make_transport(settings: Settings) -> Transport:
+    """The configured transport, its time budget fitted to the lease (`time_budget`)."""
+    transport = _transport_for(settings)
+    timeout = getattr(getattr(settings.mail, settings.mail.transport, None), "timeout", None)
+    if timeout is not None and hasattr(transport, "time_budget"):
+        transport.time_budget = time_budget(settings.delivery.lease_seconds, timeout)
+    return transport
+
+
+def time_budget(lease_seconds: float, timeout: float) -> float:
+    """How long one send() may go on starting messages: the batch's lease must also cover the wait
+    of the last messages started (up to the transport's `timeout`) and the record (sender.py gives
+    it half the lease), or another worker takes the batch over while it is being sent and sends it
+    again. At most TIME_BUDGET_SECONDS, and at least a quarter of the lease (a lease shorter than
+    twice the timeout cannot promise that; docs/operations.md)."""
+    return max(min(TIME_BUDGET_SECONDS, lease_seconds / 2 - timeout), lease_seconds / 4)
+
+
+def _transport_for(settings: Settings) -> Transport:
     kind = settings.mail.transport
     if kind == "file":
         from newsletter.delivery.transports.file import FileTransport

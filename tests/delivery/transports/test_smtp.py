@@ -141,3 +141,22 @@ def test_implicit_tls_sends_the_same_bytes(tmp_path):
         controller.stop()
     assert [r.outcome for r in results] == [Outcome.sent] * 3
     assert [m.data for m in handler.messages] == [m.data for m in outgoing]
+
+
+@pytest.mark.parametrize("lease,timeout,budget", [(300, 30, 120.0), (120, 10, 50.0), (10, 5, 2.5), (60, 1, 29.0)])
+def test_the_time_budget_leaves_the_lease_room_for_the_last_wait_and_the_record(tmp_path, lease, timeout, budget):
+    """A batch must be sent and recorded within its lease, or a second worker takes it over while
+    the first is still sending and the readers get it twice (an outside review sent 20 of 25
+    readers two copies with `lease_seconds = 10` and the old fixed 120 s budget). The budget is
+    half the lease less the transport's timeout, at most 120 s, at least a quarter of the lease."""
+    from newsletter.config import load_settings
+    from newsletter.delivery.transports import make_transport
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path, extra=f"[mail.smtp]\ntimeout = {timeout}\n[delivery]\nlease_seconds = {lease}\n")
+    config.write_text(config.read_text().replace('transport = "file"', 'transport = "smtp"'))
+    transport = make_transport(load_settings(config))
+    try:
+        assert transport.time_budget == budget
+    finally:
+        transport.close()
