@@ -315,7 +315,7 @@ def _batches(job: _Send, report: DeliverReport, clock: Callable[[], datetime],
 def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: datetime, transport_name: str,
             cfg, issue_id: int, worker: str | None = None) -> tuple[int, int, int, int]:
     """Every result of one batch, in the caller's transaction (all of them or none); returns the
-    numbers sent, to retry, failed and skipped. Only rows `worker` still holds move (outbox.record),
+    numbers of rows it moved to sent, retry and failed, and skipped. Only rows `worker` still holds move (outbox.record),
     and the issue's counters add what moved, in the same transaction (newsletter/tallies.py)."""
     sent: list[tuple[int, str, str | None]] = []
     retries: list[tuple[int, datetime, str]] = []
@@ -335,7 +335,9 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
                           (issue_id, "failed"): moved[DeliveryState.failed.value]})
     send_rate.add(session, issue_id, done, moved[DeliveryState.sent.value])  # the progress page's rate
     skipped = stopping.skip_cancelled(session, issue_id)  # cancelled meanwhile: no retries
-    return len(sent), len(retries), len(failures), skipped
+    # What moved, not what was tried: a row another worker took over meanwhile is its to count.
+    return (moved[DeliveryState.sent.value], moved[DeliveryState.retry.value], moved[DeliveryState.failed.value],
+            skipped)
 
 
 def database_gone(exc: BaseException) -> bool:

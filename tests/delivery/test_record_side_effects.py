@@ -130,3 +130,24 @@ def test_a_batch_given_back_after_a_cancel_is_skipped_not_queued_for_good(tmp_pa
     with session_scope(engine) as session:
         figures = tallies.Deliveries.of(tallies.read(session, [issue_id])[issue_id])
     assert (figures.pending, figures.skipped) == (0, 6)
+
+
+def test_late_results_of_a_batch_taken_over_count_nothing(tmp_path, db_url):
+    """A worker whose batch another worker took over (its lease ran out) records late: no row moves,
+    and its report says so. It used to count what it tried (an outside review saw two workers
+    report 45 sent for 25 rows), and those figures feed the worker's summary and `--wait`'s bar."""
+    from newsletter.delivery import outbox
+    from newsletter.delivery.sender import _record
+
+    settings, engine, issue_id = setup_issue(tmp_path, db_url, 3)
+    lease, now = timedelta(seconds=settings.delivery.lease_seconds), utcnow()
+    with session_scope(engine) as session:
+        first = outbox.claim(session, issue_id, now, 3, lease, "first")
+    with session_scope(engine) as session:  # after the lease: the second worker takes them
+        assert sorted(outbox.claim(session, issue_id, now + lease * 2, 3, lease, "second")) == sorted(first)
+    late = [((delivery_id, 1, f"<{delivery_id}@x>", f"reader{n:04d}@example.com"), SendResult(Outcome.sent))
+            for n, delivery_id in enumerate(first)]
+    with session_scope(engine) as session:
+        assert _record(session, late, now, "scripted", settings.delivery, issue_id, "first") == (0, 0, 0, 0)
+        assert _record(session, late, now, "scripted", settings.delivery, issue_id, "second") == (3, 0, 0, 0)
+    assert counts(engine, issue_id) == {"sent": 3}
