@@ -4,11 +4,13 @@ and error messages that name the file, the key and its environment variable.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import SettingsError
 
 from newsletter import shipped
 from newsletter.config.mail import ENV_ONLY_SECRETS
@@ -42,6 +44,39 @@ def _format_error(path: Path, error: ValidationError) -> str:
             reason = "unknown key (check the spelling; see config.toml for the known keys)"
         lines.append(f"  {key}: {reason} (set in the file or by {env_name})")
     return "\n".join(lines)
+
+
+def _env_json_error(error: SettingsError) -> str:
+    """Which NEWSLETTER_… variable holds a list or a whole section in a form other than JSON (pydantic
+    only names the section), and how to write it."""
+    wrong = []
+    for name, value in sorted(os.environ.items()):
+        kind = _json_kind(name[len(ENV_PREFIX):].lower().split("__")) if name.startswith(ENV_PREFIX) else None
+        if kind is None:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            example = '["one", "two"]' if kind == "list" else '{"key": "value"}'
+            wrong.append(f"  {name}={value!r}: a {kind} is written as JSON in the environment, e.g. {name}='{example}'")
+    return "config error in the environment:\n" + ("\n".join(wrong) or f"  {error}")
+
+
+def _json_kind(parts: list[str]) -> str | None:
+    """"list" or "section" when NEWSLETTER_<PARTS> names a setting pydantic reads as JSON, else None."""
+    model: type[BaseModel] = Settings
+    for number, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        kind, last = field.annotation, number == len(parts) - 1
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            if last:
+                return "section"  # a whole section in one variable
+            model = kind
+            continue
+        return "list" if last and getattr(kind, "__origin__", None) in (list, set, tuple) else None
+    return None
 
 
 def _resolve_paths(settings: Settings, base: Path) -> None:
@@ -99,6 +134,8 @@ def load_settings(path: Path | str | None = None) -> Settings:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc))
+    except SettingsError as exc:  # an environment value that had to be JSON (a list, a section) was not
+        raise ConfigError(_env_json_error(exc)) from None
     _resolve_paths(settings, base)
     _check_templates_dir(path, settings.site, base)
     use_operator_templates(settings.site.operator_templates, settings.site.template_cache)

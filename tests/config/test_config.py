@@ -105,3 +105,22 @@ def test_secret_key_comes_from_env_or_file(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="too short"):
         load_secret_key(settings)
     assert isinstance(settings.security.secret_key_file, Path)
+
+
+@pytest.mark.parametrize("name,value,kind", [("NEWSLETTER_WEB__ALLOWED_HOSTS", "www.example.com", "list"),
+                                             ("NEWSLETTER_SCHEDULE__NOTIFY", "a@b.example", "list"),
+                                             ("NEWSLETTER_API__CORS_ORIGINS", "https://x.example", "list"),
+                                             ("NEWSLETTER_MAIL", "x", "section"),
+                                             ("NEWSLETTER_MAIL__SMTP", "relay.example", "section")])
+def test_a_list_or_section_from_the_environment_not_in_json_is_a_clear_error(tmp_path, monkeypatch, name, value,
+                                                                              kind):
+    """`NEWSLETTER_WEB__ALLOWED_HOSTS=www.example.com`, as a new user writes it, ended in a 60-line
+    traceback from pydantic-settings naming only the section (found trying the README from outside)."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write_config(tmp_path))
+    message = str(raised.value)
+    assert f"{name}={value!r}: a {kind} is written as JSON" in message and "Traceback" not in message
+    monkeypatch.setenv(name, f'["{value}"]' if kind == "list" else "{}")  # as JSON it is read
+    settings = load_settings(write_config(tmp_path))
+    assert kind == "section" or value in str(settings.model_dump())
