@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.db import session_scope
 from newsletter.delivery.onboarding import queue_latest
 from newsletter.subscribers.consent import CONSENT_VERSION, Source, consent_text
+from newsletter.subscribers.models import SubscriberStatus
 from newsletter.subscribers.service import InvalidInput
 from newsletter.subscribers.signup import confirm, find_confirmation
 from newsletter.tokens import InvalidToken
@@ -129,9 +130,10 @@ def confirm_post(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
     site = ctx.settings.site
     try:
         with session_scope(ctx.engine) as session:
+            change = find_confirmation(session, ctx.secret, token, ctx.clock()).kind == "confirm_change"
             subscriber = confirm(session, ctx.secret, token, ctx.clock(), origin_of(ctx, request),
                                  on_confirmed=lambda session, reader: queue_latest(session, ctx.settings, reader))
-            email = subscriber.email
+            email, active = subscriber.email, subscriber.status == SubscriberStatus.active.value
     except InvalidToken:
         return invalid_link(site)
     except InvalidInput as exc:
@@ -141,4 +143,9 @@ def confirm_post(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
         # Two confirmations raced for the same new address: the database kept one, nothing half-done.
         return message(site, "That did not work", ["That address already has a subscription."], status=409)
     ctx.on_queued()
-    return message(site, "You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
+    if not change:
+        return message(site, "You are in", [f"{email} is confirmed. The next issue of {site.name} will reach you."])
+    # A new address confirmed: say what the reader's subscription now is (one who left meanwhile gets nothing).
+    then = (f"The next issue of {site.name} will reach you there." if active else
+            f"You are not subscribed to {site.name}, so no issue will be sent to it.")
+    return message(site, "Address changed", [f"{email} is now the address on your record. {then}"])

@@ -121,11 +121,28 @@ def test_preferences_topics_pause_address_and_leave(live):
     assert status_of(live, reader) == "active"
     with session_scope(live.engine) as session:
         assert session.get(Subscriber, reader).email == "reader@example.com"  # not before confirming
-    live.http.post(live.link_in(mail, "confirm"))
+    confirmed = live.http.post(live.link_in(mail, "confirm"))
+    assert "Address changed" in confirmed.text and "will reach you there" in confirmed.text
     with session_scope(live.engine) as session:
         assert session.get(Subscriber, reader).email == "new@example.com"
     left = live.http.post(url, data={"action": "unsubscribe"})
     assert left.status_code == 200 and status_of(live, reader) == "unsubscribed"
+
+
+def test_a_new_address_confirmed_after_leaving_is_not_told_issues_will_come(live):
+    """A reader asks to move to a new address, leaves, then follows the confirmation link: the
+    address is theirs now, but the page said "You are in … the next issue will reach you" while
+    they stayed unsubscribed (outside trial)."""
+    reader = add_active(live)
+    url = f"{live.url}/preferences/{link_token(live.engine, Purpose.preferences, reader)}"
+    assert live.http.post(url, data={"action": "change_email", "new_email": "neue@bücher.de"}).status_code == 200
+    assert live.deliver_mail() == 1
+    link = live.link_in(live.mails()[-1], "confirm")
+    assert live.http.post(url, data={"action": "unsubscribe"}).status_code == 200
+    confirmed = live.http.post(link)
+    assert confirmed.status_code == 200 and "Address changed" in confirmed.text, confirmed.text
+    assert "You are in" not in confirmed.text and "will reach you" not in confirmed.text
+    assert "not subscribed" in confirmed.text and status_of(live, reader) == "unsubscribed"
 
 
 def test_web_view_and_comparison_page(live):
