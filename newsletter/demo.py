@@ -1,8 +1,9 @@
 """`newsletter demo`: the whole weekly pipeline once, on whatever the config points at.
 
-Safe to repeat: migrations are idempotent, content import upserts by slug,
-sample subscribers are upserted, the week's issue is found instead of drafted
-again, and the outbox's unique key means nobody is mailed twice.
+Safe to repeat, and on a database in use: migrations are idempotent, only sample comparisons and
+readers not there yet are added (an edited comparison is never reverted, a reader who left is
+never subscribed again), the week's issue is found instead of drafted again, and the outbox's
+unique key means nobody is mailed twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from newsletter.issues.preview import write_preview
 from newsletter.migrate import upgrade
 from newsletter.secret_key import load_secret_key
 from newsletter.weeks import week_of
+from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import UpsertResult, upsert_active
 
 # Fictional readers on the reserved example.com domain (RFC 2606): no real inbox is mailed.
@@ -42,11 +44,14 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
     secret = load_secret_key(settings, create=True)
     engine = get_engine(settings.database.url)
     upgrade(engine)
-    imported = import_files(engine, sample_files(), Origin("import", "demo"))
+    imported = import_files(engine, sample_files(), Origin("import", "demo"), only_new=True)
     with session_scope(engine) as session:
         result = UpsertResult()
+        known = set(session.execute(select(Subscriber.email).where(
+            Subscriber.email.in_([email for email, _name, _topics in SAMPLE_SUBSCRIBERS]))).scalars())
         for email, name, topics in SAMPLE_SUBSCRIBERS:
-            upsert_active(session, email, name, topics, "demo", result)
+            if email not in known:  # one who is there already (maybe unsubscribed) is left as they are
+                upsert_active(session, email, name, topics, "demo", result)
         latest = session.execute(select(func.max(Comparison.published_at))).scalar_one()
     week = week_of(latest, settings.site.zone)
     draft = draft_issue(engine, settings, week)

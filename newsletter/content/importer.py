@@ -233,9 +233,11 @@ def upsert_comparison(session: Session, data: ComparisonIn, origin: Origin) -> U
     return Upserted(created, any(revision.comparison_id == comparison.id for revision in written))
 
 
-def import_files(engine: Engine, paths: list[Path], origin: Origin | None = None) -> list[ImportResult]:
+def import_files(engine: Engine, paths: list[Path], origin: Origin | None = None,
+                 only_new: bool = False) -> list[ImportResult]:
     """Validate every file first, then write each file in its own transaction (with its
-    revisions; `origin` by default the command line's user, source "import")."""
+    revisions; `origin` by default the command line's user, source "import"). `only_new`: leave
+    every comparison whose slug exists as it is (`newsletter demo` must never undo an edit)."""
     origin = origin or Origin.command_line("import")
     parsed, errors = [], []
     for path in map(Path, paths):
@@ -250,6 +252,8 @@ def import_files(engine: Engine, paths: list[Path], origin: Origin | None = None
         result = ImportResult(path=path)
         with session_scope(engine) as session:
             for comparison in comparisons:
+                if only_new and session.exec(select(Comparison.id).where(Comparison.slug == comparison.slug)).first():
+                    continue
                 result.add(upsert_comparison(session, comparison, origin))
         results.append(result)
     return results

@@ -2,6 +2,7 @@
 file outbox; the editor flows run the same commands in this process (tests/cli_runner.py)."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 from email import message_from_bytes, policy
@@ -55,9 +56,18 @@ def test_demo_runs_the_whole_pipeline_and_is_safe_to_repeat(tmp_path):
     assert parsed["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/unsubscribe/")
     assert not list(outbox.glob(".tmp-*"))
 
+    # Meanwhile a reader leaves and an editor corrects a comparison: a second demo (it runs on
+    # whatever the config points at) must undo neither (an outside trial saw both undone).
+    with sqlite3.connect(tmp_path / "var" / "newsletter.db") as db:
+        db.execute("UPDATE subscriber SET status = 'unsubscribed' WHERE email = 'ada@example.com'")
+        db.execute("UPDATE comparison SET dek = 'Corrected by the desk.' WHERE id = 1")
     second = run(["demo"], tmp_path)
     assert "already sent" in second.stdout
     assert len(list(outbox.glob("*.eml"))) == 6
+    with sqlite3.connect(tmp_path / "var" / "newsletter.db") as db:
+        assert db.execute("SELECT status FROM subscriber WHERE email = 'ada@example.com'").fetchone() == ("unsubscribed",)
+        assert db.execute("SELECT dek FROM comparison WHERE id = 1").fetchone() == ("Corrected by the desk.",)
+        assert db.execute("SELECT count(*) FROM consent_event WHERE kind = 'subscribed'").fetchone() == (6,)
 
     listing = run(["issue", "list"], tmp_path).stdout
     assert "2026-W48" in listing and "sent" in listing
