@@ -22,7 +22,7 @@ from operator import itemgetter
 from newsletter.db import utcnow
 from newsletter.subscribers.importing import DATES, STATUSES, InvalidInput, Row, _topics, check_header, judged, \
     parse_date, parse_row
-from newsletter.subscribers.service import MAX_NAME, _plain_address
+from newsletter.subscribers.service import MAX_NAME, _plain_address, unneutralised
 from newsletter.text import has_control_chars
 
 _MISS = object()
@@ -73,7 +73,7 @@ class _Judge:
                  "unsubscribed_at": self.date(left)}
         if _MISS in dates.values() or (status == "active" and dates["unsubscribed_at"]):
             return None
-        name = name.strip()
+        name = unneutralised(name.strip())
         if len(name) > MAX_NAME or has_control_chars(name):
             return None
         listed = self.topic_list(topics)

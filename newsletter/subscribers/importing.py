@@ -25,7 +25,7 @@ from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.consent import Origin, Source
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
 from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, is_suppressed,
-                                            normalize_email, record_consent, suppress, upsert_active)
+                                            normalize_email, record_consent, suppress, unneutralised, upsert_active)
 
 TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)
 COLUMNS = ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at")
@@ -104,7 +104,7 @@ def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[s
     dates = {name: _date(name, raw.get(name, ""), now) for name in DATES}
     if status == "active" and dates["unsubscribed_at"]:
         raise InvalidInput("unsubscribed_at: set, but the status is active")
-    return Row(line, email, clean_name(raw.get("name")), _topics(raw.get("topics", ""), known), status, dates)
+    return Row(line, email, clean_name(unneutralised((raw.get("name") or "").strip())), _topics(raw.get("topics", ""), known), status, dates)
 
 
 def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[list[Row], list[str]]:

@@ -21,7 +21,7 @@ from newsletter.db import utcnow
 from newsletter.subscribers.importing import Evidence, Row, judge, parse_date, parse_row
 from newsletter.subscribers.platforms import PLATFORMS, SINGLE, TARGETS, Platform, default_mapping, detect, \
     translate_status
-from newsletter.subscribers.service import FORMULA_STARTS, InvalidInput
+from newsletter.subscribers.service import InvalidInput, unneutralised
 
 MAX_UPLOAD = 64 * 1024 * 1024  # bytes: about a million rows of a platform export
 DELIMITERS = ",;\t"
@@ -129,8 +129,7 @@ def mapping_for(upload: Upload, platform: Platform, mapping: dict[str, str] | No
 
 def _cell(value: str | None) -> str:
     """A cell as text; a quote our own export put before a formula-like value is taken off again."""
-    value = (value or "").strip()
-    return value[1:] if value.startswith("'") and value[1:2] in FORMULA_STARTS and len(value) > 1 else value
+    return unneutralised((value or "").strip())
 
 
 def _flag(target: str, value: str) -> bool | None:

@@ -59,3 +59,21 @@ def test_import_never_reactivates_a_suppressed_address(engine):
         session.add(Suppression(email="complainer@example.com", reason="complaint"))
     result = import_csv(engine, "email\ncomplainer@example.com\n", "active", categories=CATEGORIES)
     assert result.created == 0 and result.skipped == ["complainer@example.com: suppressed"]
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1 555", "-dash", "@handle", "'quoted already",
+                                  "Doe, Jane", "O'Brien", "Zoë ä 😀"])
+def test_an_export_imported_again_gives_the_same_names(engine, name):
+    """The export quotes a name a spreadsheet would run as a formula ("'=…"); `subscribers import` of
+    that export kept the quote, so the name changed and went into To: (an outside trial). Both the
+    fast path (a plain address) and the general one (an address needing the validator) read it back."""
+    from newsletter.subscribers.exporting import export_chunks
+
+    for email in ("plain@example.com", "reader@bücher.de"):
+        import_csv(engine, f"email,name\n{email},\"{name.replace(chr(34), chr(34) * 2)}\"\n", "active",
+                   categories=CATEGORIES)
+    exported = "".join(export_chunks(engine, "csv"))
+    again = import_csv(engine, exported, "active", categories=CATEGORIES)
+    assert (again.created, again.updated) == (0, 0), exported
+    with session_scope(engine) as session:
+        assert set(session.exec(select(Subscriber.name)).all()) == {name}
