@@ -211,26 +211,31 @@ def mapped_rows(upload: Upload, platform: Platform, mapping: dict[str, str], cat
                 ) -> Iterator[tuple[int, Row | None, str]]:
     """Every data record in file order: (line, row, "") or (line, None, "line N: field: reason")."""
     known = {category.casefold(): category for category in categories}
-    reader = csv.DictReader(io.StringIO(upload.text), fieldnames=upload.header, delimiter=upload.delimiter)
+    reader = csv.reader(io.StringIO(upload.text), delimiter=upload.delimiter)
     now = utcnow()
-    yield from judge(_records(reader), len(upload.header),
+    yield from judge(_records(reader, upload.header), len(upload.header),
                      lambda line, raw: map_row(platform, mapping, line, raw, known, now))
 
 
-def _records(reader: csv.DictReader) -> Iterator[tuple[int, dict]]:
-    """Data records with the line each starts on (a quoted field may span lines); a broken quote
-    ends the file with an error naming its line instead of a crash."""
-    rows = iter(reader)
-    next(rows, None)  # the header row
+def _records(reader, header: list[str]) -> Iterator[tuple[int, dict]]:
+    """Data records with the line each starts on (a quoted field may span lines), as csv.DictReader
+    makes them (extra values under None, missing ones None); a broken quote ends the file with an
+    error naming its line instead of a crash. Blank lines are skipped here, not by DictReader: it
+    skipped them inside one read, so the line taken before the read named the blank line."""
+    next(reader, None)  # the header row
     while True:
         start = reader.line_num + 1
         try:
-            raw = next(rows)
+            record = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             yield start, {BROKEN: f"not CSV from here on ({exc}); check the quotes"}
             return
+        raw: dict = dict(zip(header, record))
+        if len(record) > len(header):
+            raw[None] = record[len(header):]
+        raw.update((name, None) for name in header[len(record):])
         if any((value or "").strip() for key, value in raw.items() if key is not None) or None in raw:
             yield start, raw
 

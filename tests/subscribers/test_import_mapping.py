@@ -149,3 +149,14 @@ def test_bad_rows_name_their_line_and_field():
     assert errors[2].startswith("line 5: name: contains control characters")  # from First Name
     assert errors[3].startswith("line 7: OPTIN_TIME (optin_at): 'yesterday' is not a date")
     assert errors[4] == "line 8: email: ok@example.com is already on line 2"
+
+
+def test_a_bad_row_after_blank_lines_is_named_by_its_own_line():
+    """`--from csv` and the console's import named the blank line before a bad row (line 4 for a row
+    on line 5, line 2 for one on line 4), where `subscribers import` named the row's own (outside trial)."""
+    for text, line in (("email,name\na@example.com,A\nb@example.com,B\n\nbad,Bad\n", 5),
+                       ("email,name\n\n\nbad,Bad\n", 4)):
+        upload = read_upload(text.encode())
+        results = list(mapped_rows(upload, platform_for(upload, "csv"),
+                                   mapping.mapping_for(upload, platform_for(upload, "csv")), []))
+        assert [error.split(":")[0] for _, row, error in results if row is None] == [f"line {line}"]
