@@ -55,7 +55,7 @@ def subscribers_import(
     source: Annotated[Optional[str], typer.Option("--from", help="Another platform's export: auto, mailchimp, "
                                                   "substack, buttondown, ghost, listmonk, newsletter or csv "
                                                   "(columns mapped, join dates and opt-in evidence kept).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --from: say what would change, write nothing.")]
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would change, write nothing.")]
     = False,
 ) -> None:
     """Import subscribers who already agreed elsewhere; suppressed addresses stay suppressed and

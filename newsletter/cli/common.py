@@ -55,14 +55,26 @@ class _Plain(_AsGiven):
     ~0.1 s of CPU of a command whose work takes 0.04 s (issue 18). Same verdicts: the value as
     given when it already has the type (a default), else the type made from the text."""
 
+    def __init__(self, convert, low: float | None = None, high: float | None = None) -> None:
+        super().__init__(convert)
+        self.low, self.high = low, high  # the option's min= and max=, which typer's coercion checked
+
     def coerce(self, value: object, param: object = None, ctx: object = None) -> object:
         kind = self.convert
         if value is None or isinstance(value, kind):
-            return value
+            return self._in_range(value, param, ctx)
         try:
-            return kind(value)
+            made = kind(value)
         except (TypeError, ValueError):
             raise typer.BadParameter(f"{value!r} is not a valid {_PLAIN[kind]}.", ctx=ctx, param=param) from None
+        return self._in_range(made, param, ctx)
+
+    def _in_range(self, value, param, ctx):
+        """`worker --processes 0` once started, past its help's [1<=x<=64]: the range is checked here too."""
+        if value is None or (self.low is None or value >= self.low) and (self.high is None or value <= self.high):
+            return value
+        bounds = f"{'' if self.low is None else f'{self.low}<='}x{'' if self.high is None else f'<={self.high}'}"
+        raise typer.BadParameter(f"{value} is not in the range {bounds}.", ctx=ctx, param=param)
 
 
 def _plain(param) -> None:
@@ -70,7 +82,7 @@ def _plain(param) -> None:
     descriptor = getattr(param, "type_descriptor", None)
     if (descriptor is not None and descriptor.annotation in _PLAIN and descriptor.file_annotation is None
             and not param.multiple and param.nargs == 1 and getattr(param, "_runtime_param", "") is None):
-        param._runtime_param = _Plain(descriptor.annotation)
+        param._runtime_param = _Plain(descriptor.annotation, getattr(param, "min", None), getattr(param, "max", None))
 
 
 def _quick_help(made):

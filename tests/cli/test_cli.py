@@ -170,3 +170,12 @@ def test_editor_commands(tmp_path):
     assert "2026-W47" in stats and (tmp_path / "report.html").read_text().count("<svg") == 6
     digest = command(["stats", "--votes", "--last", "3"], tmp_path, env).stdout
     assert "community" in digest and sum("-vs-" in line for line in digest.splitlines()) == 3, digest
+
+
+@pytest.mark.parametrize("value", ["0", "65"])
+def test_an_option_out_of_its_range_is_refused(tmp_path, value):
+    """The CLI's own coercion (common._Plain, which spares --help pydantic) skipped typer's range check:
+    `worker --processes 0` started, though --help says [1<=x<=64] (outside trial)."""
+    write_config(tmp_path)
+    result = command(["worker", "--processes", value, "--until-idle"], tmp_path, check=False)
+    assert result.returncode == 2 and f"{value} is not in the range 1<=x<=64" in result.stdout + result.stderr
