@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from newsletter.cli.common import app, console, state
+from newsletter.cli.common import app, console, err, state
 from newsletter.errors import UserError
 
 @app.command("stats")
@@ -86,7 +86,10 @@ def run_all(
 ) -> None:
     """Web server, scheduler and one worker in one process, for small deployments."""
     from newsletter.processes import run_processes
+    from newsletter.web.app import link_warning
 
+    if (warning := link_warning(state.settings, port)) is not None:
+        err.print(warning, style="yellow", markup=False, highlight=False)
     run_processes(state.engine(), state.settings, web=True, scheduler=True, worker=True,
                   host=host, port=port, echo=console.print)
 
@@ -115,10 +118,12 @@ def serve(
     """Run the web app: signup, confirmation, unsubscribe, preferences, issue web view."""
     import uvicorn
 
-    from newsletter.web.app import create_app, server_options, settle_heap
+    from newsletter.web.app import create_app, link_warning, server_options, settle_heap
 
     settings = state.settings
     engine = state.engine()
+    if (warning := link_warning(settings, port)) is not None:
+        err.print(warning, style="yellow", markup=False, highlight=False)
     # PostgreSQL: confirmations leave from a child process at [delivery] nice, not a thread that
     # shares the GIL with the requests (issue 18); SQLite keeps its one writer in this process.
     app_ = create_app(settings, engine=engine, with_sender=not no_sender,

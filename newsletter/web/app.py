@@ -12,6 +12,7 @@ import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +47,21 @@ def server_options(settings: Settings, host: str | None = None, port: int | None
     return {"host": host or settings.web.host, "port": port or settings.web.port, "log_level": "info",
             "server_header": False, "proxy_headers": False, "http": "httptools", "loop": "uvloop",
             "access_log": settings.web.access_log}
+
+
+def link_warning(settings: Settings, port: int | None) -> str | None:
+    """When `--port` moves a local server off the port `[site] base_url` names, every link in mails
+    and the signup form's action still point at base_url's: say so at start (an outside trial
+    served on 18431 a form that posted to :8000)."""
+    url = urlsplit(settings.site.base_url)
+    if port is None or url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    named = url.port or (443 if url.scheme == "https" else 80)
+    if named == port:
+        return None
+    fixed = url._replace(netloc=f"{url.hostname}:{port}").geturl()
+    return (f"warning: [site] base_url is {settings.site.base_url}, so the pages' forms and the mails' links "
+            f"point at port {named}, not {port}; set NEWSLETTER_SITE__BASE_URL={fixed} to serve here")
 
 
 def settle_heap() -> None:

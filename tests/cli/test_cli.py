@@ -179,3 +179,17 @@ def test_an_option_out_of_its_range_is_refused(tmp_path, value):
     write_config(tmp_path)
     result = command(["worker", "--processes", value, "--until-idle"], tmp_path, check=False)
     assert result.returncode == 2 and f"{value} is not in the range 1<=x<=64" in result.stdout + result.stderr
+
+
+def test_serving_off_base_urls_port_says_where_links_point(tmp_path):
+    """`serve --port 18431` with the default base_url served a signup form posting to :8000 and mails
+    linking there, without a word (outside trial): now it says so and how to fix it."""
+    from newsletter.config import load_settings
+    from newsletter.web.app import link_warning
+
+    settings = load_settings(write_config(tmp_path))  # base_url https://verdicts.example: not local
+    assert link_warning(settings, 18431) is None
+    local = settings.model_copy(update={"site": settings.site.model_copy(update={"base_url": "http://127.0.0.1:8000"})})
+    assert link_warning(local, 8000) is None and link_warning(local, None) is None
+    warning = link_warning(local, 18431)
+    assert "port 8000, not 18431" in warning and "NEWSLETTER_SITE__BASE_URL=http://127.0.0.1:18431" in warning
