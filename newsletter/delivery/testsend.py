@@ -8,6 +8,8 @@ the issue from going to those addresses later.
 
 from __future__ import annotations
 
+from email.utils import getaddresses
+
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
@@ -20,6 +22,7 @@ from newsletter.issues.errors import IssueError, IssueNotFound
 from newsletter.issues.models import Issue
 from newsletter.subscribers.models import TransactionalMail
 from newsletter.subscribers.service import InvalidInput, normalize_email
+from newsletter.text import has_control_chars
 
 MAX_TEST_RECIPIENTS = 20
 
@@ -33,8 +36,12 @@ def _outcome(state: str, error: str | None) -> str:
 
 
 def clean_addresses(addresses: list[str], field: str = "--to") -> list[str]:
-    """1 to MAX_TEST_RECIPIENTS addresses, given one per value or comma-separated, normalised."""
-    addresses = [part.strip() for value in addresses for part in value.split(",") if part.strip()]
+    """1 to MAX_TEST_RECIPIENTS addresses, given one per value or comma-separated, normalised. Each
+    value is read as an address list (RFC 5322, email.utils.getaddresses), so a pasted
+    '"Doe, Jane" <jane@example.org>' is one address, not two halves; the display name is not used."""
+    if any(has_control_chars(value) for value in addresses):  # never parsed into more addresses
+        raise IssueError(f"{field}: contains a line break or another control character", field.lstrip("-"))
+    addresses = [address.strip() for _name, address in getaddresses(addresses) if address.strip()]
     if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
         raise IssueError(f"{field}: give 1 to {MAX_TEST_RECIPIENTS} addresses", field.lstrip("-"))
     try:

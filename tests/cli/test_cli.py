@@ -158,6 +158,13 @@ def test_editor_commands(tmp_path):
     for address in ("editor@example.com", "second@example.com", "third@example.com"):
         assert f"{address}: sent" in tested
     assert len(list((tmp_path / "outbox").glob("test-*.eml"))) == 3
+    # Addresses as a mail client copies them: a quoted name with a comma, a name with an accent.
+    named = command(["issue", "test", "1", "--to", '"Doe, Jane" <jane@example.org>, Seán O\'Brien <sean@bücher.de>'],
+                    tmp_path, env).stdout
+    assert "jane@example.org: sent" in named and "sean@bücher.de: sent" in named, named
+    injected = command(["issue", "test", "1", "--to", "a@example.org\nBcc: victim@example.org"], tmp_path, env,
+                       check=False)
+    assert injected.returncode == 1 and "control character" in injected.stderr
     test_mail = next((tmp_path / "outbox").glob("test-*.eml")).read_text()
     assert "Subject: [TEST] Video, images and data" in test_mail
     refused = command(["issue", "send", "1", "--ignore-checks"], tmp_path, env, check=False)  # 2 > confirm_over 1
