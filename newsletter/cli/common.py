@@ -152,6 +152,8 @@ class State:
     def engine(self, migrated: bool = True) -> Engine:
         from newsletter.engine import get_engine
 
+        if migrated:
+            _sqlite_file_exists(self.settings.database.url)
         engine = get_engine(self.settings.database.url)
         if migrated:
             from newsletter.migrate import is_current
@@ -162,6 +164,20 @@ class State:
                     "current schema: run `newsletter db upgrade`"
                 )
         return engine
+
+
+def _sqlite_file_exists(url: str) -> None:
+    """A command that needs the store, run where there is none (another folder, a mistyped path):
+    say so, instead of creating an empty database file there and calling it out of date."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.database.startswith("file:"):
+        return
+    if not Path(parsed.database).exists():
+        raise UserError(f"no database at {parsed.database}: run this in the folder of your config.toml (or give "
+                        "--config), or create one with `newsletter db upgrade` (`newsletter demo` sets up a sample)")
 
 
 state = State()

@@ -200,3 +200,11 @@ def test_serving_off_base_urls_port_says_where_links_point(tmp_path):
     assert link_warning(local, 8000) is None and link_warning(local, None) is None
     warning = link_warning(local, 18431)
     assert "port 8000, not 18431" in warning and "NEWSLETTER_SITE__BASE_URL=http://127.0.0.1:18431" in warning
+
+
+def test_a_command_run_where_there_is_no_database_says_so_and_creates_nothing(tmp_path):
+    """`subscribers export` in a folder without the store created var/newsletter.db (-shm, -wal) there
+    and called it "not at the current schema" (outside trial)."""
+    result = command(["subscribers", "export"], tmp_path, check=False)
+    assert result.returncode == 1 and "no database at" in result.stderr and "config.toml" in result.stderr
+    assert list(tmp_path.iterdir()) == []
