@@ -205,5 +205,8 @@ def _preferences(token: str, request: Request, ctx: WebContext, data: dict[str, 
         return unsubscribed(ctx)
     if action == "change_email":
         return change_address(ctx, request, token, subscriber_id, data.get("new_email", [""])[0])
+    if action != "save":  # not one of this page's buttons: it answered "Saved." (outside trial)
+        return preferences_view(ctx, token, subscriber_id, 400,
+                                errors={"form": "that is not one of this page's buttons; nothing was changed"})
     return save_preferences(ctx, request, token, subscriber_id, data)
 

@@ -201,3 +201,12 @@ def test_saving_a_topic_keeps_a_running_pause(live):
     live.http.post(url, data={**form, "pause_weeks": "0"})
     with session_scope(live.engine) as session:
         assert session.get(Subscriber, reader).paused_until is None
+
+
+def test_a_preferences_post_with_an_unknown_action_changes_nothing_and_says_so(live):
+    reader = add_active(live)
+    url = f"{live.url}/preferences/{link_token(live.engine, Purpose.preferences, reader)}"
+    bogus = live.http.post(url, data={"action": "bogus", "pause_weeks": "4"})
+    assert bogus.status_code == 400 and "Saved." not in bogus.text and "nothing was changed" in bogus.text
+    with session_scope(live.engine) as session:
+        assert session.get(Subscriber, reader).paused_until is None
