@@ -28,6 +28,7 @@ from newsletter.secret_key import load_secret_key
 from newsletter.weeks import week_of
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import UpsertResult, upsert_active
+from newsletter.text import counted
 
 # Fictional readers on the reserved example.com domain (RFC 2606): no real inbox is mailed.
 SAMPLE_SUBSCRIBERS = [
@@ -80,7 +81,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> dict:
         "counts": report.counts,
         "preview": str(preview[0]),
     }
-    echo(f"Imported {summary['comparisons']} comparisons from {len(imported)} sample files.")
+    echo(f"Imported {counted(summary['comparisons'], 'comparison')} from {counted(len(imported), 'sample file')}.")
     echo(f"Issue {issue.id} for {week}: {issue.subject}")
     for result in checks:
         if result.level == WARNING:

@@ -13,6 +13,11 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(f"\\U{plane:04x}fffe\\U{plane:04x}fff
 _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f\\u0085\\u2028\\u2029{_NONCHARACTERS}]")
 
 
+def counted(number: int, singular: str, plural: str | None = None) -> str:
+    """"1 bad row", "2 bad rows": messages said "1 bad rows" and "Imported 1 comparisons"."""
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
 def has_control_chars(value: str) -> bool:
     # Printable ASCII (space to tilde) holds none of them: answered without the regex, which a
     # million-row import's names each paid (a twentieth of its client's time).

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from newsletter.cli.common import bounces_app, console, err, state, subscribers_app
+from newsletter.text import counted
 
 @subscribers_app.command("export")
 def subscribers_export(
@@ -78,7 +79,7 @@ def subscribers_import(
                             progress=progress)
     console.print(f"{result.created} new, {result.updated} updated, {result.unchanged} unchanged, "
                   f"{len(result.skipped)} skipped, "
-                  f"{len(result.bad_rows)} bad rows left out", markup=False)
+                  f"{counted(len(result.bad_rows), 'bad row')} left out", markup=False)
     # One print, unhighlighted: a million-row file's thousands of skipped and bad lines, a call
     # and a highlighting pass each, took a second of CPU.
     listed = [f"  skipped {line}" for line in result.skipped] + \

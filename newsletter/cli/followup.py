@@ -15,6 +15,7 @@ import typer
 
 from newsletter.cli.common import app, console, group, state
 from newsletter.errors import UserError
+from newsletter.text import counted
 
 followup_app = group(help="Follow-ups: mail the readers of a verdict that changed materially.")
 app.add_typer(followup_app, name="followup")
@@ -150,4 +151,4 @@ def followup_cancel(followup_id: Annotated[int, typer.Argument(help="Follow-up i
     from newsletter.workflow.followups import cancel
 
     skipped = cancel(state.engine(), Actor.cli(), followup_id)
-    console.print(f"follow-up {followup_id}: cancelled, {skipped} deliveries skipped")
+    console.print(f"follow-up {followup_id}: cancelled, {counted(skipped, 'delivery', 'deliveries')} skipped")

@@ -12,6 +12,7 @@ import typer
 
 from newsletter.cli.common import console, err, issue_app, state
 from newsletter.errors import UserError
+from newsletter.text import counted
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -93,7 +94,7 @@ def issue_send(
             raise typer.Exit(1)
     result = start_send(engine, issue_id, settings=state.settings)
     if result.started:
-        console.print(f"issue {issue_id}: sending to {result.enqueued} subscribers")
+        console.print(f"issue {issue_id}: sending to {counted(result.enqueued, 'subscriber')}")
     else:
         console.print(f"issue {issue_id} is already {result.issue.state}: nobody gets it twice")
     if wait:
@@ -141,7 +142,7 @@ def issue_cancel(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> 
     from newsletter.workflow.sending import control_send
 
     result = control_send(state.engine(), Actor.cli(), issue_id, "cancel")
-    console.print(f"issue {issue_id}: cancelled, {result.skipped} deliveries skipped")
+    console.print(f"issue {issue_id}: cancelled, {counted(result.skipped, 'delivery', 'deliveries')} skipped")
 
 
 @issue_app.command("status")

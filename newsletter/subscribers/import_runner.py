@@ -32,6 +32,7 @@ from newsletter.subscribers.importing import Row
 from newsletter.subscribers.service import InvalidInput
 from newsletter.subscribers.mapping import Upload, mapped_rows, mapping_for, parse_text, platform_for, read_upload
 from newsletter.subscribers.platforms import PLATFORMS
+from newsletter.text import counted
 
 log = logging.getLogger(__name__)
 BATCH = 5000  # records per committed step of a job: its progress, and what a restart may redo
@@ -98,7 +99,7 @@ def _run(claim: Claim, categories: list[str]) -> None:
     if not job.dry_run and not job.skip_bad_rows and job.processed == 0:
         bad = [error for _, row, error in records() if row is None]
         if bad:
-            _finish(claim, JobState.failed, f"{len(bad)} bad rows, nothing imported; fix them or "
+            _finish(claim, JobState.failed, f"{counted(len(bad), 'bad row')}, nothing imported; fix them or "
                     "import with \"leave bad rows out\"", refused=len(bad), errors=json.dumps(bad[:MAX_NOTES]))
             return
     if _batches(claim, job, records(), mapping):
@@ -173,7 +174,7 @@ def import_now(engine: Engine, data: bytes, categories: list[str], *, platform: 
     if not dry_run and not skip_bad_rows:
         bad = [error for _, row, error in mapped_rows(upload, chosen, mapping, categories) if row is None]
         if bad:
-            raise InvalidInput(f"CSV rejected, nothing imported ({len(bad)} bad rows; --skip-bad-rows imports the "
+            raise InvalidInput(f"CSV rejected, nothing imported ({counted(len(bad), 'bad row')}; --skip-bad-rows imports the "
                                "others):\n  " + "\n  ".join(bad[:MAX_NOTES]))
     keep_topics, records = "topics" not in mapping.values(), mapped_rows(upload, chosen, mapping, categories)
     done, lines = 0, upload.text.count("\n")

@@ -26,6 +26,7 @@ from newsletter.subscribers.consent import Origin, Source
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
 from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, is_suppressed,
                                             normalize_email, record_consent, suppress, unneutralised, upsert_active)
+from newsletter.text import counted
 
 TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)
 COLUMNS = ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at")
@@ -137,7 +138,7 @@ def check_header(header: list[str]) -> list[str]:
 def rejection(errors: list[str]) -> InvalidInput:
     """The whole file refused: every bad line (the first MAX_LISTED) and how to import the rest."""
     listed = errors[:MAX_LISTED] + ([f"... and {len(errors) - MAX_LISTED} more"] if len(errors) > MAX_LISTED else [])
-    return InvalidInput(f"CSV rejected, nothing imported ({len(errors)} bad rows; --skip-bad-rows imports the "
+    return InvalidInput(f"CSV rejected, nothing imported ({counted(len(errors), 'bad row')}; --skip-bad-rows imports the "
                         "others):\n  " + "\n  ".join(listed))
 
 
