@@ -92,7 +92,9 @@ def _decide(row: Row, existing: Existing | None, suppressed: bool, topics: list[
     else:
         plan.changes.append((existing.id, row.name or existing.name, ACTIVE, None, 1))
         plan.topics += [(existing.id, topic) for topic in row.topics]
-        plan.events.append((existing.id, "subscribed", source, "", now, None))
+        # A reader already active only changed (name, topics): not a new join ("joined" counts these).
+        kind = "preferences_changed" if existing.status == ACTIVE else "subscribed"
+        plan.events.append((existing.id, kind, source, "", now, None))
         report.updated += 1
 
 

@@ -169,7 +169,7 @@ def upsert_active(
         result.skipped.append(f"{email}: suppressed")
         return None
     subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
-    now = utcnow()
+    now, joined = utcnow(), True
     if subscriber is None:
         subscriber = Subscriber(email=email, name=name, status=SubscriberStatus.active.value, confirmed_at=now)
         session.add(subscriber)
@@ -179,6 +179,7 @@ def upsert_active(
         if subscriber.status in (SubscriberStatus.bounced.value, SubscriberStatus.complained.value):
             result.skipped.append(f"{email}: {subscriber.status}")
             return None
+        joined = subscriber.status != SubscriberStatus.active.value
         subscriber.name = name or subscriber.name
         subscriber.status = SubscriberStatus.active.value
         subscriber.confirmed_at = subscriber.confirmed_at or now
@@ -186,7 +187,8 @@ def upsert_active(
         session.add(subscriber)
         result.updated += 1
     set_topics(session, subscriber.id, topics)
-    record_consent(session, subscriber, "subscribed", source)
+    # A reader already active only changed: not a new join (the console's "joined" counts "subscribed").
+    record_consent(session, subscriber, "subscribed" if joined else "preferences_changed", source)
     return subscriber
 
 

@@ -77,3 +77,19 @@ def test_an_export_imported_again_gives_the_same_names(engine, name):
     assert (again.created, again.updated) == (0, 0), exported
     with session_scope(engine) as session:
         assert set(session.exec(select(Subscriber.name)).all()) == {name}
+
+
+def test_a_reader_already_active_changed_by_an_import_has_not_joined_again(engine):
+    """Re-importing a list with a corrected name wrote a second "subscribed" event per reader, and the
+    console's "joined" per week (consent events) counted 22 joins for 15 readers (outside trial)."""
+    from newsletter.reports.audience import growth
+    from zoneinfo import ZoneInfo
+
+    import_csv(engine, "email,name\na@example.com,Ann\nb@example.com,Bo\n", "active", categories=CATEGORIES)
+    again = import_csv(engine, "email,name\na@example.com,Anne\nb@example.com,Bo\nc@example.com,Cy\n", "active",
+                       categories=CATEGORIES)
+    assert (again.created, again.updated, again.unchanged) == (1, 1, 1)
+    with session_scope(engine) as session:
+        kinds = sorted(session.exec(select(ConsentEvent.kind)).all())
+    assert kinds == ["preferences_changed", "subscribed", "subscribed", "subscribed"]
+    assert growth(engine, ZoneInfo("UTC"))[-1].joined == 3
