@@ -60,6 +60,8 @@ def content_checked(
     from newsletter.db import session_scope
 
     when = at.replace(tzinfo=state.settings.site.zone) if at else None
+    if when is not None and when > datetime.now(state.settings.site.zone):  # it would pass the check for years
+        raise UserError(f"--at: {at:%Y-%m-%d} is in the future; give the day the facts were checked")
     with session_scope(state.engine()) as session:
         comparison = publishing.mark_checked(session, slug, Origin.command_line(), when)
         checked = comparison.checked_at

@@ -103,7 +103,8 @@ def _run(claim: Claim, categories: list[str]) -> None:
                     "import with \"leave bad rows out\"", refused=len(bad), errors=json.dumps(bad[:MAX_NOTES]))
             return
     if _batches(claim, job, records(), mapping):
-        done = "nothing was written; start the import to make these changes" if job.dry_run else "every row handled"
+        done = ("nothing was written; start the import to make these changes" if job.dry_run else
+                "every row read: the figures say how many were added, updated, left as they were or refused")
         if job.attempts > 1:
             done += f" (resumed {job.attempts - 1} times after its runner stopped; no row was imported twice)"
         _finish(claim, JobState.done, done, data=job.data if job.dry_run else None)

@@ -92,6 +92,8 @@ def test_imports_write_revisions_only_for_changes_and_history_shows_the_diff(tmp
     latest = revisions_of(engine, "a-vs-b")[-1]
     assert (latest.number, latest.source, latest.actor) == (3, "cli", "tess")
     assert "checked: " in cli(config, "content", "history", "a-vs-b").stdout
+    future = cli(config, "content", "checked", "a-vs-b", "--at", "2999-01-01")  # would pass the stale check for years
+    assert future.returncode == 1 and "is in the future" in future.stderr and revisions_of(engine, "a-vs-b")[-1].number == 3
 
     unknown = cli(config, "content", "history", "no-such-thing")
     assert unknown.returncode == 1 and "there is no comparison 'no-such-thing'" in unknown.stderr
