@@ -46,6 +46,24 @@ def _format_error(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# NEWSLETTER_ variables that are not settings: read by the program, the tests or the benchmarks.
+NOT_SETTINGS = frozenset({"CONFIG", "SECRET_KEY", "TEST_PG"})
+
+
+def _reject_unknown_env_sections() -> None:
+    """A NEWSLETTER_ variable whose section does not exist (NEWSLETTER_MIAL__TRANSPORT=smtp) was
+    silently ignored, and the mail went to the file outbox; an unknown key of a known section was
+    already an error."""
+    sections = set(Settings.model_fields)
+    wrong = [name for name in sorted(os.environ) if name.startswith(ENV_PREFIX)
+             and name[len(ENV_PREFIX):] not in NOT_SETTINGS
+             and name[len(ENV_PREFIX):].split("__", 1)[0].lower() not in sections]
+    if wrong:
+        raise ConfigError("config error in the environment:\n" + "\n".join(
+            f"  {name}: no section [{name[len(ENV_PREFIX):].split('__', 1)[0].lower()}] (check the spelling; "
+            f"the sections are {', '.join(sorted(sections))})" for name in wrong))
+
+
 def _env_json_error(error: SettingsError) -> str:
     """Which NEWSLETTER_… variable holds a list or a whole section in a form other than JSON (pydantic
     only names the section), and how to write it."""
@@ -128,6 +146,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         raise ConfigError(f"config error in {path}: not valid TOML: {exc}")
     except RecursionError:
         raise ConfigError(f"config error in {path}: not valid TOML: nested too deeply") from None
+    _reject_unknown_env_sections()
     _reject_file_secrets(path, data, "mail", ENV_ONLY_SECRETS)
     _reject_file_secrets(path, data, "webhooks", WEBHOOK_ENV_ONLY_SECRETS)
     try:

@@ -124,3 +124,14 @@ def test_a_list_or_section_from_the_environment_not_in_json_is_a_clear_error(tmp
     monkeypatch.setenv(name, f'["{value}"]' if kind == "list" else "{}")  # as JSON it is read
     settings = load_settings(write_config(tmp_path))
     assert kind == "section" or value in str(settings.model_dump())
+
+
+def test_a_variable_of_no_section_is_an_error_not_ignored(tmp_path, monkeypatch):
+    """NEWSLETTER_MIAL__TRANSPORT=smtp (a typo) was ignored without a word and mail went to the file
+    outbox; an unknown key of a known section was already an error (outside trial)."""
+    monkeypatch.setenv("NEWSLETTER_MIAL__TRANSPORT", "smtp")
+    with pytest.raises(ConfigError, match=r"NEWSLETTER_MIAL__TRANSPORT: no section \[mial\]"):
+        load_settings(write_config(tmp_path))
+    monkeypatch.delenv("NEWSLETTER_MIAL__TRANSPORT")
+    monkeypatch.setenv("NEWSLETTER_TEST_PG", "postgresql://elsewhere/test")  # the tests' own, not a setting
+    assert load_settings(write_config(tmp_path)).mail.transport == "file"
