@@ -128,7 +128,11 @@ def judged_rows(data: str, default_status: str, known: dict[str, str]) -> Iterat
 def check_header(header: list[str]) -> list[str]:
     """The header's column names (stripped, lower case), or InvalidInput naming what is wrong."""
     if "email" not in header:
-        raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics, status, dates)")
+        joined = next((sign for sign in (";", "\t", "|") if any(sign in name for name in header)), None)
+        hint = (f"; its columns look separated by {'a tab' if joined == chr(9) else repr(joined)}, not commas: "
+                "save it as comma-separated, or use --from csv, which finds the separator") if joined else ""
+        raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics, status, dates)"
+                           + hint)
     unknown = [name for name in header if name not in COLUMNS]
     if unknown:
         raise InvalidInput(f"CSV header: unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")

@@ -93,3 +93,13 @@ def test_a_reader_already_active_changed_by_an_import_has_not_joined_again(engin
         kinds = sorted(session.exec(select(ConsentEvent.kind)).all())
     assert kinds == ["preferences_changed", "subscribed", "subscribed", "subscribed"]
     assert growth(engine, ZoneInfo("UTC"))[-1].joined == 3
+
+
+def test_a_semicolon_separated_file_is_told_what_its_separator_is(engine):
+    """A spreadsheet saved with semicolons (the default in much of Europe) got only "the header row
+    needs an 'email' column" (outside trial)."""
+    with pytest.raises(InvalidInput, match="separated by ';', not commas.*--from csv"):
+        import_csv(engine, "email;name\na@example.com;A\n", "active", categories=CATEGORIES)
+    with pytest.raises(InvalidInput) as plain:
+        import_csv(engine, "mail,name\na@example.com,A\n", "active", categories=CATEGORIES)
+    assert "separated" not in str(plain.value)
