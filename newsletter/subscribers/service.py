@@ -171,7 +171,8 @@ def upsert_active(
     subscriber = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
     now, joined = utcnow(), True
     if subscriber is None:
-        subscriber = Subscriber(email=email, name=name, status=SubscriberStatus.active.value, confirmed_at=now)
+        subscriber = Subscriber(email=email, name=name, status=SubscriberStatus.active.value, created_at=now,
+                                confirmed_at=now)  # one instant: confirmed_at came out before created_at
         session.add(subscriber)
         session.flush()
         result.created += 1

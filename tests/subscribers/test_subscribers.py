@@ -103,3 +103,13 @@ def test_a_semicolon_separated_file_is_told_what_its_separator_is(engine):
     with pytest.raises(InvalidInput) as plain:
         import_csv(engine, "mail,name\na@example.com,A\n", "active", categories=CATEGORIES)
     assert "separated" not in str(plain.value)
+
+
+def test_a_reader_added_at_once_is_confirmed_when_created_not_before(engine):
+    """`subscribers add`, the demo and the row path's imports gave confirmed_at a few microseconds
+    before created_at (outside trial): the reader seemed confirmed before they existed."""
+    from newsletter.subscribers.service import UpsertResult, upsert_active
+
+    with session_scope(engine) as session:
+        reader = upsert_active(session, "new@example.com", "New", [], "import", UpsertResult())
+        assert reader.confirmed_at == reader.created_at
