@@ -13,6 +13,13 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(f"\\U{plane:04x}fffe\\U{plane:04x}fff
 _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f\\u0085\\u2028\\u2029{_NONCHARACTERS}]")
 
 
+def first_line(exc: BaseException, empty: str | None = None) -> str:
+    """An error's first line for a log or a one-line message; `empty` (default: the exception's
+    type name) when it has no text."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (type(exc).__name__ if empty is None else empty)
+
+
 def counted(number: int, singular: str, plural: str | None = None) -> str:
     """"1 bad row", "2 bad rows": messages said "1 bad rows" and "Imported 1 comparisons"."""
     return f"{number} {singular if number == 1 else plural or singular + 's'}"

@@ -55,13 +55,18 @@ def _reject_unknown_env_sections() -> None:
     silently ignored, and the mail went to the file outbox; an unknown key of a known section was
     already an error."""
     sections = set(Settings.model_fields)
-    wrong = [name for name in sorted(os.environ) if name.startswith(ENV_PREFIX)
-             and name[len(ENV_PREFIX):] not in NOT_SETTINGS
-             and name[len(ENV_PREFIX):].split("__", 1)[0].lower() not in sections]
+    wrong = [(name, parts[0]) for name in sorted(os.environ) if (parts := _setting_parts(name)) and parts[0] not in sections]
     if wrong:
         raise ConfigError("config error in the environment:\n" + "\n".join(
-            f"  {name}: no section [{name[len(ENV_PREFIX):].split('__', 1)[0].lower()}] (check the spelling; "
-            f"the sections are {', '.join(sorted(sections))})" for name in wrong))
+            f"  {name}: no section [{section}] (check the spelling; the sections are {', '.join(sorted(sections))})"
+            for name, section in wrong))
+
+
+def _setting_parts(name: str) -> list[str] | None:
+    """NEWSLETTER_WEB__ALLOWED_HOSTS -> ["web", "allowed_hosts"]; None for any other variable."""
+    if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in NOT_SETTINGS:
+        return None
+    return name[len(ENV_PREFIX):].lower().split("__")
 
 
 def _env_json_error(error: SettingsError) -> str:
@@ -69,7 +74,7 @@ def _env_json_error(error: SettingsError) -> str:
     only names the section), and how to write it."""
     wrong = []
     for name, value in sorted(os.environ.items()):
-        kind = _json_kind(name[len(ENV_PREFIX):].lower().split("__")) if name.startswith(ENV_PREFIX) else None
+        kind = _json_kind(parts) if (parts := _setting_parts(name)) else None
         if kind is None:
             continue
         try:

@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.models import WorkerHeartbeat
+from newsletter.text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Heartbeat:
                 session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.beat_at < now - FORGET_AFTER))
                 beat(session, self.worker, now)
         except Exception as exc:  # the database away at start: the worker loop waits for it, the thread beats
-            log.warning("first heartbeat of %s not recorded: %s", self.worker, _first_line(exc))
+            log.warning("first heartbeat of %s not recorded: %s", self.worker, first_line(exc))
         self._thread.start()
         return self
 
@@ -86,8 +87,4 @@ class Heartbeat:
                 with session_scope(self.engine) as session:
                     beat(session, self.worker, utcnow())
             except Exception as exc:  # the database away: the main loop waits for it too
-                log.warning("heartbeat of %s not recorded: %s", self.worker, _first_line(exc))
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.warning("heartbeat of %s not recorded: %s", self.worker, first_line(exc))

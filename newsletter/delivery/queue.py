@@ -29,6 +29,7 @@ from newsletter.config import DeliverySettings
 from newsletter.delivery import heartbeat
 from newsletter.delivery.models import DeliveryState, WorkerHeartbeat
 from newsletter.delivery.transports.base import Outcome, SendResult
+from newsletter.text import first_line
 
 # A worker is taken for dead after this many missed beats (one slow beat is not death).
 STALE_BEATS = 3
@@ -145,7 +146,7 @@ def settle(result: SendResult, attempts: int, cfg: DeliverySettings, done: datet
 def unbuildable(exc: BaseException) -> SendResult:
     """The result of a message that could not be built: retried like a temporary refusal (the
     cause may be a row or template fixed meanwhile), so it fails for good after max_attempts."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc, empty="")
     return SendResult(Outcome.retry, error=f"could not build the message: {type(exc).__name__}: {text}"[:2000])
 
 

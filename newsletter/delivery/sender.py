@@ -43,6 +43,7 @@ from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.subscribers.service import suppress
+from newsletter.text import first_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -360,6 +361,5 @@ def record_results(engine: Engine, write: Callable[[Session], T], give_up_after:
         except DBAPIError as exc:
             if not database_gone(exc) or time.monotonic() > deadline:
                 raise
-            log.warning("recording a sent batch failed (%s); trying again in 1 s",
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            log.warning("recording a sent batch failed (%s); trying again in 1 s", first_line(exc))
             time.sleep(1.0)

@@ -21,6 +21,7 @@ import time
 from sqlalchemy import Engine
 
 from newsletter.wake import CHANNEL, CHANNEL_OF_SCHEMA
+from newsletter.text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Wakeup:
                 "SELECT " + CHANNEL_OF_SCHEMA.format(channel="%(channel)s"), {"channel": CHANNEL}).fetchone()
             self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except psycopg.Error as exc:
-            log.warning("cannot listen for work (%s); polling", str(exc).strip().splitlines()[0] if str(exc) else exc)
+            log.warning("cannot listen for work (%s); polling", first_line(exc))
             self.close()
             return False
         return True

@@ -52,6 +52,7 @@ from newsletter.issues.render import warm_up
 from newsletter.issues.states import IssueState
 from newsletter.secret_key import load_secret_key
 from newsletter.subscribers.models import TransactionalMail
+from newsletter.text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def _one_pass(w: _Worker) -> bool:
                 raise  # the loop's pause and retry (_trouble)
             # One issue's failure must not hold up the others, the follow-ups, the confirmations.
             log.exception("issue %s: its send failed this pass; the rest of the work goes on", issue_id)
-            w.echo(f"issue {issue_id}: error: {_first_line(exc)}; the rest of the work goes on")
+            w.echo(f"issue {issue_id}: error: {first_line(exc)}; the rest of the work goes on")
             continue
         if report.sent or report.failed or report.retry or report.skipped:
             worked = True
@@ -180,16 +181,12 @@ def _warm_up() -> bool:
     return True
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _trouble(exc: Exception, pause: float, echo: Callable[[str], None]) -> float:
     """Log an error that surfaced in the loop; the next pause (1 s doubling to 30 s). The database
     away is expected (restarts); anything else is a bug, logged with its traceback, but the worker
     goes on: one bad row or one failed statement must not stop every send."""
     pause = min(max(pause * 2, 1.0), 30.0)
-    first = _first_line(exc)
+    first = first_line(exc)
     if database_gone(exc):
         log.warning("database unavailable (%s); trying again in %.0f s", first, pause)
         echo(f"database unavailable; retrying in {pause:.0f} s")
