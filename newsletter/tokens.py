@@ -235,12 +235,22 @@ def make_token(secret: str, purpose: Purpose, subscriber_id: int, key: str = "")
     return token_signer(secret).sign(purpose, token_value(subscriber_id, key), stamp_now())
 
 
+# The reader id in the links of an editor's test copy (`issue test`): signed like a reader's link,
+# but naming nobody, so the routes answer that it is a test copy instead of "does not work".
+TEST_READER = 0
+
+
 @dataclass(frozen=True)
 class LinkSubject:
     """Who a verified token names: a subscriber id and the key it was made with."""
 
     subscriber_id: int
     key: str
+
+    @property
+    def in_test_copy(self) -> bool:
+        """A link of an editor's test copy (TEST_READER), not of a reader's mail."""
+        return self.subscriber_id == TEST_READER
 
     def names(self, subscriber_id: int | None, token_key: str | None) -> bool:
         """True only for the very reader the link was made for."""

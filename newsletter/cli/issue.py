@@ -269,12 +269,13 @@ def issue_schedule(
 ) -> None:
     """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once. Refuses while a
     pre-send check fails at that time; the scheduler checks again before sending."""
-    from newsletter.issues.editing import parse_local, schedule
+    from newsletter.issues.editing import parse_local, schedule, still_to_send
     from newsletter.schedule import zone_of
 
     settings = state.settings
     zone = tz or str(zone_of(settings))
     when = parse_local(at, zone)
+    still_to_send(state.engine(), issue_id, "scheduled")
     _pre_send_checks(state.engine(), issue_id, when, ignore_checks)
     issue = schedule(state.engine(), issue_id, when)
     shown = issue.scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")

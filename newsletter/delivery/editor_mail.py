@@ -25,6 +25,7 @@ from newsletter.mail.message import OutgoingMessage
 from newsletter.mail.mime import MessageTemplate, message_template
 from newsletter.mail.slots import Slotted
 from newsletter.subscribers.models import TransactionalMail
+from newsletter.tokens import TEST_READER
 
 
 def notice_text(issue: Issue, counts: dict[str, int]) -> tuple[str, str]:
@@ -85,6 +86,7 @@ def test_template(session: Session, settings: Settings, row: TransactionalMail) 
 
 def build_test(settings: Settings, secret: str, template: MessageTemplate, row: TransactionalMail,
                now: datetime) -> OutgoingMessage:
-    """One test copy; subscriber 0 in its links (a test reader is nobody's subscription)."""
-    recipient = IssueRecipient(row.to_email, "", 0, f"test-i{row.issue_id}-t{row.id}")
+    """One test copy; TEST_READER in its links (a test reader is nobody's subscription: the routes
+    answer its links with what they do for a reader)."""
+    recipient = IssueRecipient(row.to_email, "", TEST_READER, f"test-i{row.issue_id}-t{row.id}")
     return issue_message(settings, secret, template, recipient, now)[0]

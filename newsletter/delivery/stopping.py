@@ -9,6 +9,7 @@ cancelled issue's rows that nobody will claim again become `skipped`, so its cou
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 from sqlalchemy import bindparam, exists, select, update
 from sqlmodel import Session
@@ -20,6 +21,8 @@ from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
 
 CANCELLED_REASON = "issue cancelled before this delivery was sent"
+# A dead worker's batch: the server may have taken some of it before the worker died unrecorded.
+ABANDONED_REASON = "issue cancelled while a worker that stopped held this delivery: it may have gone out"
 
 
 def release(session: Session, worker_id: str, ids: list[int] | None = None) -> int:
@@ -51,6 +54,29 @@ def _skip_held(session: Session, worker_id: str, ids: list[int] | None) -> int:
         statement = statement.where(table.c.id.in_(ids))
     per_issue = Counter(session.execute(statement).scalars())
     tallies.add(session, {(issue_id, "skipped"): count for issue_id, count in per_issue.items()})
+    return sum(per_issue.values())
+
+
+def settle_cancelled(session: Session, now: datetime, stale: datetime) -> int:
+    """Rows of cancelled issues still `sending` under a worker that is gone (its lease over, or no
+    beat since `stale`: queue.due's test) become `skipped`. A live worker settles its own batch
+    when it records it (sender._record); a killed one never does, and nobody claims a cancelled
+    issue's rows, so they stayed `sending` and the issue's counts never settled (outside review).
+    Only issues whose counters leave rows pending are looked at: the counters are a few rows per
+    issue, the deliveries a scan of the issue's ids, paid only while something is left to settle."""
+    cancelled = list(session.execute(select(Issue.id).where(Issue.state == IssueState.cancelled.value)).scalars())
+    unsettled = [issue_id for issue_id, figures in tallies.read(session, cancelled).items()
+                 if tallies.Deliveries.of(figures).pending > 0]
+    per_issue: dict[tuple[int, str], int] = {}
+    for issue_id in unsettled:
+        statement = (update(Delivery)
+                     .where(Delivery.issue_id == issue_id, Delivery.state == DeliveryState.sending.value,
+                            queue.due(Delivery, now, stale))
+                     .values(state=DeliveryState.skipped.value, lease_until=None, claimed_by=None,
+                             last_error=ABANDONED_REASON)
+                     .execution_options(synchronize_session=False))
+        per_issue[(issue_id, "skipped")] = session.execute(statement).rowcount or 0
+    tallies.add(session, per_issue)
     return sum(per_issue.values())
 
 

@@ -122,6 +122,20 @@ class _Worker:
     worker: str
     stop: threading.Event
     echo: Callable[[str], None]
+    settled_at: float = float("-inf")  # time.monotonic() of the last _settle_cancelled
+
+
+def _settle_cancelled(w: _Worker) -> None:
+    """Every claim_batch.RESCAN_SECONDS at most: a killed worker's rows of a cancelled issue
+    become `skipped` once their lease or beat runs out (stopping.settle_cancelled)."""
+    if time.monotonic() - w.settled_at < claim_batch.RESCAN_SECONDS:
+        return
+    w.settled_at = time.monotonic()
+    now = utcnow()
+    with session_scope(w.engine) as session:
+        settled = stopping.settle_cancelled(session, now, queue.stale_before(now, w.settings.delivery))
+    if settled:
+        w.echo(f"cancelled issues: {settled} rows of a stopped worker skipped")
 
 
 def _one_pass(w: _Worker) -> bool:
@@ -144,6 +158,7 @@ def _one_pass(w: _Worker) -> bool:
         if report.sent or report.failed or report.retry or report.skipped:
             worked = True
             w.echo(_summary(report))
+    _settle_cancelled(w)
     # Follow-ups (delivery/followup_sender.py): batch by batch, under the same rate limiter.
     followup_sender = _followup_modules()[1]
     while not w.stop.is_set():

@@ -225,6 +225,17 @@ def check_future(when: datetime, now: datetime | None = None) -> None:
         raise IssueError("--at: that time is in the past", "at")
 
 
+def still_to_send(engine: Engine, issue_id: int, verb: str) -> str:
+    """The issue's state while it can still be sent or scheduled (`verb`: "sent", "scheduled"), read
+    before the pre-send checks run: an issue already sent is told so, not its stale checks' failures
+    (outside trial: `issue schedule` on a sent issue listed its week and facts as failing)."""
+    with session_scope(engine) as session:
+        state = get_issue(session, issue_id).state
+    if state not in EDITABLE:
+        raise InvalidTransition(f"issue {issue_id} is {state}: only a draft or scheduled issue can be {verb}")
+    return state
+
+
 def schedule_in(session: Session, issue_id: int, when: datetime, now: datetime | None = None) -> Issue:
     check_future(when, now)
     issue = get_issue(session, issue_id)

@@ -12,8 +12,8 @@ from collections import OrderedDict
 
 from newsletter.config import Settings, operator_templates
 from newsletter.issues.followup_models import Followup
-from newsletter.issues.links import IssueRecipient, issue_message, recipient_links
 from newsletter.issues.note import note_html, note_text
+from newsletter.issues.preview import sample_copy
 from newsletter.issues.render import footer
 from newsletter.issues.view import site_view
 from newsletter.mail.compile import CompiledEmail, compile_email
@@ -22,8 +22,6 @@ from newsletter.mail.mime import MessageTemplate
 from newsletter.mail.slots import SlotMarker
 from newsletter.templating import render
 
-PREVIEW_SECRET = "preview-only-links-do-not-verify-anywhere"
-PREVIEW_RECIPIENT = IssueRecipient("reader@example.com", "Sample Reader", 0, "preview")
 
 
 def _moved(was: str | None, now: str) -> str:
@@ -81,12 +79,4 @@ def followup_template(settings: Settings, followup: Followup) -> MessageTemplate
 
 def render_preview(settings: Settings, followup: Followup) -> tuple[str, str, bytes]:
     """HTML, text and the whole message for a sample reader, through the send path."""
-    import html
-    from newsletter.db import utcnow
-
-    compiled = compile_followup(settings, followup)
-    values = {"email": PREVIEW_RECIPIENT.email, **recipient_links(settings, PREVIEW_SECRET, 0)}
-    message, _ = issue_message(settings, PREVIEW_SECRET, build_template(settings, compiled), PREVIEW_RECIPIENT,
-                               utcnow())
-    return compiled.html.fill(values, lambda value: html.escape(value, quote=True)), compiled.text.fill(values), \
-        message.data
+    return sample_copy(settings, compile_followup(settings, followup))

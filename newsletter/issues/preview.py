@@ -17,13 +17,25 @@ from newsletter.errors import UserError
 from newsletter.issues.errors import IssueNotFound
 from newsletter.files import ensure_folder, write_atomic
 from newsletter.issues.links import IssueRecipient, issue_message, recipient_links
+from newsletter.mail.compile import CompiledEmail
 from newsletter.mail.compose import build_template
 from newsletter.issues.models import Issue
 from newsletter.issues.render import compile_issue
 from newsletter.issues.view import build_issue_view
+from newsletter.tokens import TEST_READER
 
 PREVIEW_SECRET = "preview-only-links-do-not-verify-anywhere"
-PREVIEW_RECIPIENT = IssueRecipient("reader@example.com", "Sample Reader", 0, "preview")
+PREVIEW_RECIPIENT = IssueRecipient("reader@example.com", "Sample Reader", TEST_READER, "preview")
+
+
+def sample_copy(settings: Settings, compiled: CompiledEmail) -> tuple[str, str, bytes]:
+    """HTML, text and the whole message of `compiled` (an issue or a follow-up) for a sample reader,
+    through the send path. Its links are signed with a key nothing verifies: a preview file
+    passed around must not carry working links."""
+    values = {"email": PREVIEW_RECIPIENT.email, **recipient_links(settings, PREVIEW_SECRET, TEST_READER)}
+    message, _ = issue_message(settings, PREVIEW_SECRET, build_template(settings, compiled),
+                               PREVIEW_RECIPIENT, utcnow())
+    return compiled.html.fill(values, _html_escape), compiled.text.fill(values), message.data
 
 
 def render_preview(engine: Engine, settings: Settings, issue_id: int) -> tuple[str, str, bytes]:
@@ -33,10 +45,7 @@ def render_preview(engine: Engine, settings: Settings, issue_id: int) -> tuple[s
         if issue is None:
             raise IssueNotFound(f"issue {issue_id} does not exist (see `newsletter issue list`)")
         compiled = compile_issue(build_issue_view(session, settings, issue))
-    values = {"email": PREVIEW_RECIPIENT.email, **recipient_links(settings, PREVIEW_SECRET, 0)}
-    message, _ = issue_message(settings, PREVIEW_SECRET, build_template(settings, compiled),
-                               PREVIEW_RECIPIENT, utcnow())
-    return compiled.html.fill(values, _html_escape), compiled.text.fill(values), message.data
+    return sample_copy(settings, compiled)
 
 
 def write_preview(engine: Engine, settings: Settings, issue_id: int, out: Path,

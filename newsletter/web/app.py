@@ -32,7 +32,7 @@ from newsletter.web import archive, community, pages, preferences, subscription,
 from newsletter.web.console.api_base import http_error as api_http_error
 from newsletter.web.console.setup import include_console
 from newsletter.web.deps import WebContext
-from newsletter.web.responses import page
+from newsletter.web.responses import FromTestCopy, from_test_copy, page
 from newsletter.web.security import SecurityHeaders, allowed_hosts, security_headers
 from newsletter.web.webhooks import WebhookContext
 
@@ -136,8 +136,14 @@ def create_app(settings: Settings, engine: Engine | None = None, secret: str | N
     app.include_router(tools.router)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(FromTestCopy, answer_test_copy)
     app.add_exception_handler(Exception, server_error)
     return app
+
+
+async def answer_test_copy(request: Request, exc: FromTestCopy) -> Response:
+    """A personal link of an editor's test copy, from any route: what it does in a reader's copy."""
+    return from_test_copy(request.app.state.web.settings.site, exc.purpose)
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -23,7 +23,7 @@ from newsletter.issues.states import IssueState
 from newsletter.issues.frozen import issue_view
 from newsletter.feedback.models import TrackingEvent
 from newsletter.subscribers.service import link_holder
-from newsletter.tokens import InvalidToken, Purpose, read_token
+from newsletter.tokens import InvalidToken, LinkSubject, Purpose, read_token
 from newsletter.web.deps import Ctx, WebContext
 
 # Ids beyond a 32-bit integer are no rows of ours (and an error on PostgreSQL): 422 before any query.
@@ -47,11 +47,17 @@ def record(session: Session, issue_id: int, subscriber_id: int, kind: str, link:
 router = APIRouter()
 
 
+def _subject(ctx: WebContext, token: str) -> LinkSubject | None:
+    try:
+        return read_token(ctx.secret, Purpose.track, token)
+    except InvalidToken:
+        return None
+
+
 def tracked_reader(ctx: WebContext, token: str) -> int | None:
     """The reader a tracking token names, only while that very reader exists (token_key)."""
-    try:
-        subject = read_token(ctx.secret, Purpose.track, token)
-    except InvalidToken:
+    subject = _subject(ctx, token)
+    if subject is None:
         return None
     with session_scope(ctx.engine) as session:
         return subject.subscriber_id if link_holder(session, subject) is not None else None
@@ -69,15 +75,18 @@ def opened(token: str, issue_id: IssueId, ctx: Ctx) -> Response:
 
 @router.get("/c/{token}/{issue_id}/{index}")
 def clicked(token: str, issue_id: IssueId, index: LinkIndex, ctx: Ctx) -> Response:
+    """Readers' links work once the issue goes out; an editor's test copy's (tokens.TEST_READER)
+    work before that too, and count nothing."""
+    subject = _subject(ctx, token)
+    test_copy = subject is not None and subject.in_test_copy
     with session_scope(ctx.engine) as session:
         issue = session.get(Issue, issue_id)
-        if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
+        if issue is None or not (test_copy or issue.state in (IssueState.sending.value, IssueState.sent.value)):
             return Response("unknown link", status_code=404, media_type="text/plain")
         links = [c.url for c in issue_view(session, ctx.settings, issue).comparisons]
         if not 0 <= index < len(links):
             return Response("unknown link", status_code=404, media_type="text/plain")
-        subscriber_id = tracked_reader(ctx, token)
-        if subscriber_id is not None:
-            record(session, issue_id, subscriber_id, "click", index)
+        if subject is not None and link_holder(session, subject) is not None:
+            record(session, issue_id, subject.subscriber_id, "click", index)
     # The target comes from the issue in the database, never from the request.
     return RedirectResponse(links[index], status_code=303)

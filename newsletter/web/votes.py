@@ -19,9 +19,9 @@ from newsletter.db import session_scope
 from newsletter.delivery.received import was_sent
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.service import link_holder
-from newsletter.tokens import InvalidToken, Purpose, read_token
+from newsletter.tokens import InvalidToken, Purpose
 from newsletter.web.deps import Ctx
-from newsletter.web.responses import message
+from newsletter.web.responses import message, read_link
 
 router = APIRouter()
 
@@ -40,7 +40,7 @@ def lookup(session: Session, secret: str, token: str, slug: str,
            choice: str) -> tuple[Subscriber, Comparison, Tool | None] | None:
     """The active reader a vote link names and what they chose, or None for any bad part."""
     try:
-        subject = read_token(secret, Purpose.vote, token)
+        subject = read_link(secret, Purpose.vote, token)
     except InvalidToken:
         return None
     subscriber = link_holder(session, subject)

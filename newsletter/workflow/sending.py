@@ -89,6 +89,7 @@ def schedule(engine: Engine, settings: Settings, actor: audit.Actor, issue_id: i
         editing.check_future(when)
     except IssueError as exc:  # the CLI's messages name its option (--at); here the field is "at"
         raise IssueError("at: " + str(exc).removeprefix("--at: "), exc.field)
+    editing.still_to_send(engine, issue_id, "scheduled")
     overridden = _enforce(engine, settings, issue_id, when, ignore_checks, "ignore_checks")
     with session_scope(engine) as session:
         before = editing.get_issue(session, issue_id).scheduled_at
@@ -118,10 +119,7 @@ def recipient_count(engine: Engine, issue_id: int) -> int:
 def send_now(engine: Engine, settings: Settings, actor: audit.Actor, issue_id: int,
              ignore_checks: bool = False) -> StartResult:
     """Start the send: one queued delivery per eligible reader; workers deliver them."""
-    with session_scope(engine) as session:
-        state = editing.get_issue(session, issue_id).state
-    if state not in editing.EDITABLE:
-        raise InvalidTransition(f"issue {issue_id} is {state}: only a draft or scheduled issue can be sent")
+    state = editing.still_to_send(engine, issue_id, "sent")
     overridden = _enforce(engine, settings, issue_id, None, ignore_checks, "ignore_checks")
     with session_scope(engine) as session:
         result = start_in(session, issue_id, utcnow(), settings)

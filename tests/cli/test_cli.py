@@ -95,6 +95,10 @@ def test_editor_flow_draft_send_worker(tmp_path):
     assert "sent" in status
     again = command(["issue", "send", "1", "--wait", "--ignore-checks"], tmp_path, env).stdout
     assert "already sent" in again
+    # Scheduling a sent issue says it is sent, not its stale week check (outside trial).
+    late = command(["issue", "schedule", "1", "--at", "2099-03-26 08:00"], tmp_path, env, check=False)
+    assert late.returncode == 1 and "issue 1 is sent: only a draft or scheduled issue can be scheduled" in late.stderr
+    assert "week" not in late.stderr, late.stderr
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     preview = command(["issue", "preview", "1", "--out", str(tmp_path / "pv")], tmp_path, env).stdout
     assert "issue-1.eml" in preview and (tmp_path / "pv" / "issue-1.txt").is_file()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
+from newsletter import tallies
 from newsletter.config import load_settings
 from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.delivery import outbox, stopping
@@ -197,6 +198,37 @@ def test_a_killed_worker_loses_nothing_and_repeats_at_most_its_batch(tmp_path, p
         ids = {message_from_bytes(m.data, policy=policy.default)["Message-ID"]
                for m in handler.messages if m.rcpt_tos[0] == email}
         assert len(ids) == 1
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_killed_workers_batch_of_a_cancelled_issue_settles_as_skipped(tmp_path, pg_url):
+    """Killed mid-batch, then the issue cancelled: nobody claims a cancelled issue's rows, so the dead
+    worker's batch stayed `sending` for good and the issue's counts never settled (outside review).
+    The next worker skips them once the dead one's beat is stale, and sends none of them."""
+    controller, handler = start_server(delay=0.1)
+    extra = smtp_extra(controller.port, batch_size=5) + "heartbeat_seconds = 0.3\n"
+    try:
+        settings, engine, issue_id = setup_issue(tmp_path, pg_url, 30, extra, "smtp")
+        process = popen(worker_cmd("--until-idle"), tmp_path / "config.toml")
+        wait_for(lambda: len(handler.messages) >= 8 or process.poll() is not None, what="8 messages")
+        process.send_signal(signal.SIGKILL)
+        finish(process)
+        assert Counter(r.state for r in rows(engine, issue_id))["sending"] == 5
+        cancel_issue(engine, issue_id)
+        received = len(handler.messages)
+        time.sleep(4 * settings.delivery.heartbeat_seconds)  # the dead worker's beat goes stale
+        code, output = finish(popen(worker_cmd("--until-idle"), tmp_path / "config.toml"))
+    finally:
+        controller.stop()
+    assert code == 0 and "5 rows of a stopped worker skipped" in output, output
+    assert len(handler.messages) == received  # a cancelled issue's rows are never sent
+    final = counts(engine, issue_id)
+    assert "sending" not in final and final["skipped"] == 30 - final["sent"], final
+    with session_scope(engine) as session:
+        reasons = Counter(session.execute(select(Delivery.last_error).where(Delivery.issue_id == issue_id)).scalars())
+        assert reasons[stopping.ABANDONED_REASON] == 5, reasons
+        assert tallies.Deliveries.of(tallies.read(session, [issue_id])[issue_id]).pending == 0
     engine.dispose()
 
 
