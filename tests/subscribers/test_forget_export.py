@@ -110,7 +110,48 @@ def test_forget_on_the_command_line(tmp_path, db_url):
     done = cli("subscribers", "forget", "gone@example.com")
     assert done.returncode == 0, done.stderr
     assert "forgot gone@example.com" in done.stdout and "1 subscriber" in done.stdout
-    assert "1 consent events" in done.stdout and "hashed" not in done.stderr
+    assert "1 consent event\n" in done.stdout and "hashed" not in done.stderr
     assert "gone@example.com" not in cli("subscribers", "export").stdout
     unknown = cli("subscribers", "forget", "nobody@example.com")
     assert unknown.returncode == 1 and "no subscriber" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_forget_in_its_own_process_erases_and_lists_everything(tmp_path, db_url):
+    """A real `newsletter subscribers forget` process: the command imports only the models it uses,
+    and the deliveries, votes and tracking events it erased were left out of its list, and every
+    provider event kept the address (counted and hashed through SQLModel's metadata, which knew
+    neither table in that process; outside trial)."""
+    import subprocess
+    import sys
+
+    from newsletter.config import load_settings
+    from newsletter.db import make_engine
+    from tests.conftest import TEST_SECRET
+    from tests.db_templates import migrate_fresh, sample_content
+
+    config = write_config(tmp_path, db_url)
+    engine = make_engine(load_settings(config).database.url)
+    migrate_fresh(engine)
+    sample_content(engine)
+    settings = load_settings(config)
+    import_csv(engine, "email,topics\ngone@example.com,Developer Tools\n", "active", categories=CATEGORIES)
+    start_send(engine, draft_issue(engine, settings, "2026-W48").issue.id)
+    with session_scope(engine) as session:
+        gone = session.exec(select(Subscriber).where(Subscriber.email == "gone@example.com")).one()
+        session.add(Vote(comparison_id=session.exec(select(Comparison)).first().id, subscriber_id=gone.id))
+        session.add(WebhookEvent(provider="postmark", provider_event_id="e1", kind="bounced_hard",
+                                 email=gone.email, message_key="k1", detail="550 5.1.1 <gone@example.com>: no such user",
+                                 payload='{"Email": "gone@example.com"}'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    done = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(config), "subscribers", "forget",
+                           "gone@example.com"], capture_output=True, text=True, timeout=120,
+                          env={**env, "NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    assert done.returncode == 0, done.stderr
+    for line in ("1 subscriber", "1 topic\n", "1 consent event\n", "1 delivery\n", "1 vote\n",
+                 "1 provider events (address replaced by its hash)"):
+        assert f"  {line}" in done.stdout, done.stdout
+    with session_scope(engine) as session:
+        assert session.exec(select(WebhookEvent.email, WebhookEvent.payload, WebhookEvent.detail)).all() == [
+            (hashed_email("gone@example.com"), None, "550 5.1.1 <[forgotten]>: no such user")]
+        assert count(session, Delivery, Delivery.issue_id.is_not(None)) == 0
+    engine.dispose()
