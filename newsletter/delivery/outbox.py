@@ -355,6 +355,15 @@ def counts_from(session: Session, issue_id: int, floor: int | None) -> dict[str,
     return found
 
 
+def counts_of(session: Session, issue_id: int, sent: bool, floor: int | None = None) -> dict[str, int]:
+    """An issue's deliveries by state, read as cheaply as its state allows. A `sent` issue has
+    nothing pending (it became sent when no row was): its counters are its counts, no row read;
+    each worker at the end of a send, the one that lost the race to finish it, and the editors'
+    notice counted every row of the issue, or every row from a floor up to 10 s old. Otherwise
+    `counts_from` (from `floor`; from the issue's first row without one)."""
+    return tallies.final_counts(session, issue_id) if sent else counts_from(session, issue_id, floor)
+
+
 def pending(session: Session, issue_id: int) -> int:
     return session.execute(
         select(func.count()).where(Delivery.issue_id == issue_id, Delivery.state.in_(PENDING))

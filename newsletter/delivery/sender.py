@@ -112,7 +112,7 @@ def _prepare(engine: Engine, settings: Settings, transport: Transport, secret: s
         issue = session.get(Issue, issue_id)
         if issue is None or issue.state != IssueState.sending.value:
             report.finished = issue is not None and issue.state == IssueState.sent.value
-            report.counts = outbox.counts(session, issue_id)
+            report.counts = outbox.counts_of(session, issue_id, report.finished)
             return None
         variants = SendVariants.prepare(session, settings, issue)
     limiter = limiter if limiter is not None else SendRateLimiter.from_settings(engine, settings, transport.name)
@@ -229,7 +229,7 @@ def _finish(job: _Send, report: DeliverReport, clock: Callable[[], datetime]) ->
         if state == IssueState.cancelled.value:
             stopping.skip_cancelled(session, job.issue_id, cancelled=True)
         report.finished = won or state == IssueState.sent.value
-        report.counts = outbox.counts_from(session, job.issue_id, job.cursor.floor)
+        report.counts = outbox.counts_of(session, job.issue_id, report.finished, job.cursor.floor)
     if won:
         from newsletter.delivery.notices import notify_finished
 
