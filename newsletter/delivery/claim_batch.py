@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlmodel import Session
 
 from newsletter import tallies
@@ -133,7 +133,8 @@ def _claim_portable(session: Session, issue_id: int, now: datetime, limit: int, 
 
 def lowest_pending(session: Session, issue_id: int, floor: int | None) -> int | None:
     """The lowest id of the issue's rows that are not final (queued, sending or retry, due or not)
-    and not kept beside the walk (retry_side.py) from `floor` on; `floor` itself when none is left.
+    and not kept beside the walk (retry_side.py) from `floor` on; past the issue's last row when
+    none is left (the walk from `floor` was every row to its end: the next one starts after it).
     No final row ever becomes pending again, a kept row stays kept until it is final, and new rows
     get higher ids: the walks from here and the kept rows find all there is to find."""
     statement = (select(Delivery.id)
@@ -142,7 +143,10 @@ def lowest_pending(session: Session, issue_id: int, floor: int | None) -> int | 
     if floor is not None:
         statement = statement.where(Delivery.id >= floor)
     found = session.execute(statement).scalar()
-    return found if found is not None else floor
+    if found is not None:
+        return found
+    last = session.execute(select(func.max(Delivery.id)).where(Delivery.issue_id == issue_id)).scalar()
+    return last + 1 if last is not None and last + 1 > (floor or 0) else floor
 
 
 # The floor this process last found per (database, issue): a worker starts a new cursor for every
@@ -211,6 +215,11 @@ class ClaimCursor:
             take(None, kept=True)
         walked = take(self.hint if self.hint is not None else self.floor)
         if self.hint is not None and len(rows) + skipped < limit:  # the first's are taken now
+            if not rescan:
+                # The queue's end: the floor found again before walking from it. From a floor up
+                # to RESCAN_SECONDS old, every short claim, the finishing check and the final
+                # counts each walked the rows sent since (the last tenth's extra database CPU).
+                self._rescan(session, now)
             walked += take(self.floor)
         if not rescan and len(rows) + skipped < limit:
             take(None, kept=True)
