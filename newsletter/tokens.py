@@ -257,6 +257,17 @@ class LinkSubject:
         return subscriber_id == self.subscriber_id and hmac.compare_digest(self.key, token_key or "")
 
 
+def issue_copy_key(secret: str, issue_id: int) -> str:
+    """The key a test copy's links carry: binds them to their issue, so a forwarded test copy of
+    one draft opens nothing of another (its comparison links work before the send)."""
+    return keyed_digest(secret, f"test-copy:{issue_id}")[:16]
+
+
+def is_issue_copy(secret: str, subject: LinkSubject, issue_id: int) -> bool:
+    """True for a link of a test copy of this very issue (any key of the ring made it)."""
+    return subject.in_test_copy and verify_digest(secret, f"test-copy:{issue_id}", subject.key, 16)
+
+
 _KEY = r"[0-9a-f]{16}"
 _VALUE = re.compile(rf"([0-9]{{1,18}})(?:-({_KEY}))?")
 _TOKEN = re.compile(rf"[0-9]{{1,18}}(?:-{_KEY})?\.[A-Za-z0-9_-]{{1,16}}\.[A-Za-z0-9_-]{{16,128}}")

@@ -105,7 +105,7 @@ def _import_from(engine, data: bytes, categories: list[str], source: str, dry_ru
 def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to erase.")]) -> None:
     """Erase a person's data (subscriber, topics, consent events, deliveries, votes, mails); keep
     only a hashed suppression so the address is never mailed again."""
-    from newsletter.subscribers.service import forget
+    from newsletter.subscribers.forgotten import forget
 
     result = forget(state.engine(), email)
     console.print(f"forgot {result.email}; erased:", markup=False)

@@ -24,7 +24,7 @@ from newsletter.mail.message import OutgoingMessage
 from newsletter.mail.mime import MessageTemplate, message_template
 from newsletter.mail.slots import Slotted
 from newsletter.subscribers.models import TransactionalMail
-from newsletter.tokens import TEST_READER
+from newsletter.tokens import TEST_READER, issue_copy_key
 
 
 def notice_text(issue: Issue, counts: dict[str, int]) -> tuple[str, str]:
@@ -84,5 +84,6 @@ def build_test(settings: Settings, secret: str, template: MessageTemplate, row: 
                now: datetime) -> OutgoingMessage:
     """One test copy; TEST_READER in its links (a test reader is nobody's subscription: the routes
     answer its links with what they do for a reader)."""
-    recipient = IssueRecipient(row.to_email, "", TEST_READER, f"test-i{row.issue_id}-t{row.id}")
+    recipient = IssueRecipient(row.to_email, "", TEST_READER, f"test-i{row.issue_id}-t{row.id}",
+                               issue_copy_key(secret, row.issue_id))
     return issue_message(settings, secret, template, recipient, now)[0]

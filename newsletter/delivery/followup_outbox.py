@@ -31,6 +31,7 @@ from newsletter.subscribers.models import Subscriber, SubscriberStatus, Suppress
 from newsletter.wake import announce
 
 CANCELLED_REASON = "follow-up cancelled before this delivery was sent"
+ABANDONED_REASON = "follow-up cancelled while a worker that stopped held this delivery: it may have gone out"
 GONE_REASON = "unsubscribed, suppressed or pausing before sending"
 
 
@@ -153,6 +154,19 @@ def skip_cancelled(session: Session) -> int:
     return session.execute(
         update(Row).where(Row.state.in_((DeliveryState.queued.value, DeliveryState.retry.value)), cancelled)
         .values(state=DeliveryState.skipped.value, next_attempt_at=None, last_error=CANCELLED_REASON)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+
+
+def settle_cancelled(session: Session, now: datetime, stale: datetime) -> int:
+    """Rows of cancelled follow-ups still `sending` under a worker that is gone (its lease over, or
+    no beat since `stale`) → skipped: as stopping.settle_cancelled for issues, and for the same
+    reason (a killed worker's batch stayed `sending` for good). Found through the (state, id)
+    index: only rows `sending` are read."""
+    cancelled = exists().where(Followup.id == Row.followup_id, Followup.state == FollowupState.cancelled.value)
+    return session.execute(
+        update(Row).where(Row.state == DeliveryState.sending.value, queue.due(Row, now, stale), cancelled)
+        .values(state=DeliveryState.skipped.value, lease_until=None, claimed_by=None, last_error=ABANDONED_REASON)
         .execution_options(synchronize_session=False)
     ).rowcount or 0
 

@@ -126,16 +126,21 @@ class _Worker:
 
 
 def _settle_cancelled(w: _Worker) -> None:
-    """Every claim_batch.RESCAN_SECONDS at most: a killed worker's rows of a cancelled issue
-    become `skipped` once their lease or beat runs out (stopping.settle_cancelled)."""
+    """Every claim_batch.RESCAN_SECONDS at most: a killed worker's rows of a cancelled issue or
+    follow-up become `skipped` once their lease or beat runs out (stopping.settle_cancelled,
+    followup_outbox.settle_cancelled)."""
     if time.monotonic() - w.settled_at < claim_batch.RESCAN_SECONDS:
         return
     w.settled_at = time.monotonic()
     now = utcnow()
+    stale = queue.stale_before(now, w.settings.delivery)
     with session_scope(w.engine) as session:
-        settled = stopping.settle_cancelled(session, now, queue.stale_before(now, w.settings.delivery))
+        settled = stopping.settle_cancelled(session, now, stale)
+        followups = _followup_modules()[0].settle_cancelled(session, now, stale)
     if settled:
         w.echo(f"cancelled issues: {settled} rows of a stopped worker skipped")
+    if followups:
+        w.echo(f"cancelled follow-ups: {followups} rows of a stopped worker skipped")
 
 
 def _one_pass(w: _Worker) -> bool:

@@ -21,7 +21,8 @@ from newsletter.editors import audit
 from newsletter.errors import UserError
 from newsletter.subscribers.consent import Source
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
-from newsletter.subscribers.service import Forgotten, forget_in, is_suppressed, record_consent
+from newsletter.subscribers.forgotten import Forgotten, forget_in
+from newsletter.subscribers.service import is_suppressed, record_consent
 from newsletter.subscribers.signup import NO_MAIL_STATUSES, may_send_confirmation, queue_mail, unsubscribe
 
 
@@ -81,7 +82,7 @@ def request_resubscription(session: Session, web: WebSettings, reader_id: int, a
 
 
 def forget_reader(session: Session, reader_id: int, actor: audit.Actor) -> Forgotten:
-    """The right to erasure (service.forget): the reader and everything hanging off them go;
+    """The right to erasure (forgotten.forget): the reader and everything hanging off them go;
     only the address's hash stays, on the suppression list."""
     reader = reader_in(session, reader_id)
     before = {**state_of(reader), "reader_id": reader_id}

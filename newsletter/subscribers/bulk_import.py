@@ -22,6 +22,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -319,19 +320,38 @@ def _no_cyclic_gc() -> Iterator[None]:
 IMPORT_SWITCH_SECONDS = 0.001
 
 
+@dataclass
+class _Handover:
+    """The imports running in this process and the switch interval from before the first of them."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: int = 0
+    was: float = 0.0
+
+
+_handover = _Handover()
+
+
 @contextmanager
 def _quick_gil_handover() -> Iterator[None]:
     """The thread feeding PostgreSQL gets the GIL back sooner while an import runs. It releases
     the GIL at every COPY block it writes, and the thread judging the next chunk then keeps it
     for up to the switch interval: 5 ms by default, while the backend had nothing left to insert.
     At 1 ms a million-row import took 13.6 s instead of 14.5 s (three alternating runs each,
-    BENCHMARKS.md). Process-wide, so restored as it was afterwards."""
-    was = sys.getswitchinterval()
-    sys.setswitchinterval(min(was, IMPORT_SWITCH_SECONDS))
+    BENCHMARKS.md). Process-wide: set by the first import running and restored by the last, so
+    overlapping imports (threads of one process) never leave it changed."""
+    with _handover.lock:
+        if _handover.running == 0:
+            _handover.was = sys.getswitchinterval()
+            sys.setswitchinterval(min(_handover.was, IMPORT_SWITCH_SECONDS))
+        _handover.running += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(was)
+        with _handover.lock:
+            _handover.running -= 1
+            if _handover.running == 0:
+                sys.setswitchinterval(_handover.was)
 
 
 def _import(engine: Engine, records: Iterator[tuple[int, Row | None, str]], source: str, skip_bad_rows: bool,

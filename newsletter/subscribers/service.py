@@ -10,17 +10,16 @@ from datetime import datetime
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session, delete, select
 
 from newsletter import outgoing
-from newsletter.db import insert_for, session_scope, utcnow
+from newsletter.db import insert_for, utcnow
 from newsletter.errors import UserError
-from newsletter.text import counted, has_control_chars
+from newsletter.text import has_control_chars
 from newsletter.subscribers.consent import SOURCES, Origin, Source, clean_ip, clean_user_agent, known_source
 from newsletter.tokens import LinkSubject
-from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression, \
-    TransactionalMail
+from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, SubscriberTopic, Suppression
 
 MAX_NAME = 100
 MAX_TOPICS = 20
@@ -255,77 +254,3 @@ def reader_data(subscriber: Subscriber, **extra: str) -> dict:
     in the receiver's own records, nothing of their history."""
     return {"reader_id": subscriber.id, "email": subscriber.email, "name": subscriber.name,
             "status": subscriber.status, **extra}
-
-
-@dataclass
-class Forgotten:
-    email: str
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        """"1 subscriber", "2 deliveries": each count with its noun (the keys are the plurals)."""
-        return [counted(count, _SINGULAR.get(what, what), what) for what, count in self.counts.items()]
-
-
-# Rows that name a subscriber and go with them (ON DELETE CASCADE), counted for the report:
-# (table, one, several). Counted by the tables' names in SQL, not through their models: a
-# command imports only the models it uses, and the deliveries, votes and tracking events were
-# erased but left out of `subscribers forget`'s list (outside trial).
-_CASCADE = [("subscriber_topic", "topic", "topics"), ("consent_event", "consent event", "consent events"),
-            ("delivery", "delivery", "deliveries"), ("followup_delivery", "follow-up delivery", "follow-up deliveries"),
-            ("vote", "vote", "votes"), ("tracking_event", "tracking event", "tracking events"),
-            ("transactional_mail", "transactional mail", "transactional mails")]
-_SINGULAR = {several: one for _table, one, several in _CASCADE}
-
-
-def forget(engine: Engine, email: str) -> Forgotten:
-    """Erase a person (GDPR art. 17) but keep them off every list with a hashed suppression.
-
-    The subscriber row goes, and with it by ON DELETE CASCADE everything that hangs off it:
-    topics, consent events, deliveries, votes, tracking events, transactional mail. Mail queued
-    to the address for someone else (an address change) goes too; a plain suppression row is
-    replaced by the hash; provider events keep only the hash instead of the address (and lose the
-provider's record, which names it). An address
-    we know nothing of raises InvalidInput.
-    """
-    with session_scope(engine) as session:
-        return forget_in(session, email)
-
-
-def forget_in(session: Session, email: str) -> Forgotten:
-    """`forget` inside the caller's transaction: the console writes its audit entry in the same one."""
-    from sqlalchemy import delete as sql_delete
-
-    from newsletter.tallies import untally_subscribers
-
-    email = normalize_email(email, smtputf8=True)  # any address a reader can have, whatever the transport
-    digest = hashed_email(email)
-    counts: dict[str, int] = {}
-    subscriber_id = session.exec(select(Subscriber.id).where(Subscriber.email == email)).first()
-    if subscriber_id is not None:
-        counts["subscriber"] = 1
-        for table, _one, several in _CASCADE:  # fixed names, never input
-            counts[several] = session.execute(text(f"SELECT count(*) FROM {table} WHERE subscriber_id = :id"),
-                                              {"id": subscriber_id}).scalar_one()
-        untally_subscribers(session, [subscriber_id])  # the issues' counters lose what goes (newsletter/tallies.py)
-        session.execute(sql_delete(Subscriber).where(Subscriber.id == subscriber_id))
-    other_mail = session.execute(sql_delete(TransactionalMail).where(TransactionalMail.to_email == email)).rowcount
-    if other_mail:
-        counts["transactional mails"] = counts.get("transactional mails", 0) + other_mail
-    plain = session.execute(sql_delete(Suppression).where(Suppression.email == email)).rowcount
-    if plain:
-        counts["suppression rows with the address"] = plain
-    # By the table's name, as _CASCADE: a command that never imported the feedback models left
-    # the address in every provider event it had (SQLModel's metadata knew no webhook_event).
-    hidden = session.execute(text("UPDATE webhook_event SET email = :digest, payload = NULL, "
-                                  "detail = replace(detail, :email, '[forgotten]') WHERE email = :email"),
-                             {"digest": digest, "email": email}).rowcount
-    if hidden:
-        counts["provider events (address replaced by its hash)"] = hidden
-    if not counts:
-        if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is not None:
-            raise InvalidInput(f"{email}: already forgotten (only its hash is on the suppression list)")
-        raise InvalidInput(f"{email}: no subscriber, suppression or mail with this address")
-    if session.exec(select(Suppression.id).where(Suppression.email == digest)).first() is None:
-        session.add(Suppression(email=digest, reason="forgotten"))
-    return Forgotten(email=email, counts=counts)

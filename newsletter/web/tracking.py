@@ -23,7 +23,7 @@ from newsletter.issues.states import IssueState
 from newsletter.issues.frozen import issue_view
 from newsletter.feedback.models import TrackingEvent
 from newsletter.subscribers.service import link_holder
-from newsletter.tokens import InvalidToken, LinkSubject, Purpose, read_token
+from newsletter.tokens import InvalidToken, LinkSubject, Purpose, is_issue_copy, read_token
 from newsletter.web.deps import Ctx, WebContext
 
 # Ids beyond a 32-bit integer are no rows of ours (and an error on PostgreSQL): 422 before any query.
@@ -45,6 +45,8 @@ def record(session: Session, issue_id: int, subscriber_id: int, kind: str, link:
 
 
 router = APIRouter()
+_SHOWN = (IssueState.sending.value, IssueState.sent.value)
+_TEST_COPY_SHOWN = (IssueState.draft.value, IssueState.scheduled.value, *_SHOWN)
 
 
 def _subject(ctx: WebContext, token: str) -> LinkSubject | None:
@@ -75,13 +77,13 @@ def opened(token: str, issue_id: IssueId, ctx: Ctx) -> Response:
 
 @router.get("/c/{token}/{issue_id}/{index}")
 def clicked(token: str, issue_id: IssueId, index: LinkIndex, ctx: Ctx) -> Response:
-    """Readers' links work once the issue goes out; an editor's test copy's (tokens.TEST_READER)
-    work before that too, and count nothing."""
+    """Readers' links work once the issue goes out; a test copy's (tokens.TEST_READER) of this very
+    issue work before that too, unless it was cancelled, and count nothing."""
     subject = _subject(ctx, token)
-    test_copy = subject is not None and subject.in_test_copy
+    shown = _TEST_COPY_SHOWN if subject is not None and is_issue_copy(ctx.secret, subject, issue_id) else _SHOWN
     with session_scope(ctx.engine) as session:
         issue = session.get(Issue, issue_id)
-        if issue is None or not (test_copy or issue.state in (IssueState.sending.value, IssueState.sent.value)):
+        if issue is None or issue.state not in shown:
             return Response("unknown link", status_code=404, media_type="text/plain")
         links = [c.url for c in issue_view(session, ctx.settings, issue).comparisons]
         if not 0 <= index < len(links):

@@ -19,9 +19,9 @@ from newsletter.db import session_scope
 from newsletter.delivery.received import was_sent
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.service import link_holder
-from newsletter.tokens import InvalidToken, Purpose
+from newsletter.tokens import InvalidToken, Purpose, read_token
 from newsletter.web.deps import Ctx
-from newsletter.web.responses import message, read_link
+from newsletter.web.responses import FromTestCopy, message
 
 router = APIRouter()
 
@@ -38,16 +38,21 @@ def label(comparison: Comparison, tool: Tool | None) -> str:
 
 def lookup(session: Session, secret: str, token: str, slug: str,
            choice: str) -> tuple[Subscriber, Comparison, Tool | None] | None:
-    """The active reader a vote link names and what they chose, or None for any bad part."""
+    """The active reader a vote link names and what they chose, or None for any bad part; a test
+    copy's link of a real comparison and choice raises FromTestCopy (app.py answers it)."""
     try:
-        subject = read_link(secret, Purpose.vote, token)
+        subject = read_token(secret, Purpose.vote, token)
     except InvalidToken:
         return None
+    resolved = resolve_choice(session, slug, choice)
+    if resolved is None:
+        return None
+    if subject.in_test_copy:
+        raise FromTestCopy(Purpose.vote)
     subscriber = link_holder(session, subject)
     if subscriber is None or subscriber.status != SubscriberStatus.active.value:
         return None
-    resolved = resolve_choice(session, slug, choice)
-    if resolved is None or not was_sent(session, subscriber.id, resolved[0].id):
+    if not was_sent(session, subscriber.id, resolved[0].id):
         return None  # a vote counts only from a reader whose issue carried the comparison
     return (subscriber, *resolved)
 

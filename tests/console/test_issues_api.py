@@ -138,6 +138,10 @@ def test_send_pause_resume_and_a_worker_delivers(console):
         body = {"at": "2030-01-01 07:00", "ignore_checks": True} if action == "schedule" else None
         answer = api.post(f"{base}/{action}", json=body, headers=auth)
         assert answer.status_code == 409 and answer.json()["error"]["code"] == "invalid_transition", (action, answer.text)
+    # Without ignore_checks the state is told too, not the sent issue's stale checks.
+    late = api.post(f"{base}/schedule", json={"at": "2030-01-01 07:00"}, headers=auth)
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "invalid_transition"), late.text
+    assert "only a draft or scheduled issue can be scheduled" in late.json()["error"]["message"]
     assert [entry.action for entry in audit_entries(console, "issue.send")] == ["issue.send"]
     assert audit_entries(console, "issue.send")[0].after["recipients"] == 5
 

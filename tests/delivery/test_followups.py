@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections import defaultdict
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -205,4 +206,46 @@ def test_a_worker_killed_mid_send_leaves_every_reader_one_followup(tmp_path, db_
     # Every reader got the follow-up, and only ever one message: a copy the killed worker handed
     # over but never recorded is sent again under the same Message-ID (receivers drop the repeat).
     assert len(by_reader) == readers and all(len(ids) == 1 for ids in by_reader.values())
+    engine.dispose()
+
+
+def test_a_killed_workers_batch_of_a_cancelled_followup_settles_as_skipped(tmp_path, db_url):
+    """Killed mid-batch, then the follow-up cancelled: nobody claims a cancelled follow-up's rows, so
+    the dead worker's batch stayed `sending` for good (outside review, as for issues). The next
+    worker skips them once the dead one's beat is stale, and sends none of them."""
+    readers, batch = 60, 20
+    controller, handler = start_server(delay=0.05)
+    extra = f"""
+        [mail.smtp]
+        port = {controller.port}
+        timeout = 10
+        pool_size = 1
+
+        [delivery]
+        batch_size = {batch}
+        heartbeat_seconds = 0.3
+        """
+    try:
+        settings, engine, issue_id, slug, _ids = _sent_issue(tmp_path, db_url, readers, extra, "smtp")
+        _flip_verdict(engine, issue_id)
+        followup_id = int(_cli(tmp_path, "followup", "create", slug).stdout.strip().splitlines()[-1])
+        assert _cli(tmp_path, "followup", "send", str(followup_id), "--yes").returncode == 0
+        victim = popen(worker_cmd(), tmp_path / "config.toml")
+        wait_for(lambda: len(handler.messages) >= batch + 5 or victim.poll() is not None, timeout=120,
+                 what="a follow-up batch and a part received")
+        victim.send_signal(signal.SIGKILL)
+        finish(victim)
+        assert _cli(tmp_path, "followup", "cancel", str(followup_id)).returncode == 0
+        with session_scope(engine) as session:
+            assert followup_outbox.counts(session, followup_id).get("sending") == batch
+        received = len(handler.messages)
+        time.sleep(4 * settings.delivery.heartbeat_seconds)  # the dead worker's beat goes stale
+        code, output = finish(popen(worker_cmd("--until-idle"), tmp_path / "config.toml"), timeout=150)
+    finally:
+        controller.stop()
+    assert code == 0 and f"cancelled follow-ups: {batch} rows of a stopped worker skipped" in output, output
+    assert len(handler.messages) == received
+    with session_scope(engine) as session:
+        counts = followup_outbox.counts(session, followup_id)
+    assert "sending" not in counts and counts.get("sent", 0) + counts["skipped"] == readers, counts
     engine.dispose()

@@ -14,7 +14,8 @@ from sqlalchemy import MetaData, String, Text, func, select
 from newsletter.db import session_scope
 from newsletter.feedback.bounces import process_mailbox
 from newsletter.feedback.models import WebhookEvent
-from newsletter.subscribers.service import forget, hashed_email
+from newsletter.subscribers.forgotten import forget
+from newsletter.subscribers.service import hashed_email
 from tests.conftest import TEST_SECRET
 from tests.feedback.conftest import Hooks, iso
 from tests.feedback.test_bounces import dsn

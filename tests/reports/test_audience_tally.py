@@ -18,7 +18,8 @@ from newsletter.db import session_scope, utcnow
 from newsletter.reports.audience import count_events, growth
 from newsletter.subscribers.importing import import_csv
 from newsletter.subscribers.models import ConsentEvent, Subscriber, TransactionalMail
-from newsletter.subscribers.service import UpsertResult, forget, upsert_active
+from newsletter.subscribers.forgotten import forget
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from newsletter.subscribers.signup import confirm, new_confirmation_token, request_signup, unsubscribe
 from newsletter.weeks import current_week, week_bounds
 from tests.conftest import TEST_SECRET

@@ -26,7 +26,8 @@ from newsletter.feedback.rules import apply_event
 from newsletter.issues.drafting import draft_issue
 from newsletter.reports.stats import issue_stats
 from newsletter.subscribers.models import Subscriber
-from newsletter.subscribers.service import UpsertResult, forget, upsert_active
+from newsletter.subscribers.forgotten import forget
+from newsletter.subscribers.service import UpsertResult, upsert_active
 from newsletter.subscribers.signup import unsubscribe
 from newsletter.web.tracking import record
 from tests.conftest import TEST_SECRET

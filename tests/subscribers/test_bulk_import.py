@@ -17,7 +17,8 @@ from newsletter.subscribers.import_plan import Tally, run_batch, run_chunk
 from newsletter.subscribers.importing import import_csv
 from newsletter.subscribers.mapping import mapped_rows, mapping_for, platform_for, read_upload
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
-from newsletter.subscribers.service import forget, suppress
+from newsletter.subscribers.forgotten import forget
+from newsletter.subscribers.service import suppress
 
 CATEGORIES = ["Developer Tools", "Design & Media"]
 TRICKY = '''email,name,topics,status,created_at,confirmed_at,unsubscribed_at

@@ -92,7 +92,8 @@ brand.new@example.com,New,,,
 
 
 def _reimport(engine, bulk: bool, take_at: int | None = None):
-    from newsletter.subscribers.service import forget, suppress
+    from newsletter.subscribers.forgotten import forget
+    from newsletter.subscribers.service import suppress
 
     _wipe(engine)
     since = utcnow()

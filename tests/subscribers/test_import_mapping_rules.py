@@ -14,7 +14,8 @@ from newsletter.subscribers.import_plan import add_new
 from newsletter.subscribers.importing import apply_row, import_csv
 from newsletter.subscribers.mapping import mapped_rows, mapping_for, platform_for, read_upload
 from newsletter.subscribers.models import Subscriber, SubscriberTopic
-from newsletter.subscribers.service import UpsertResult, forget, is_suppressed
+from newsletter.subscribers.forgotten import forget
+from newsletter.subscribers.service import UpsertResult, is_suppressed
 from tests.subscribers.import_helpers import DATA, events, import_file, job, queue_file, reader, row_counts, run_all
 
 ALL = ["mailchimp_subscribed.csv", "mailchimp_unsubscribed.csv", "mailchimp_cleaned.csv", "substack.csv",

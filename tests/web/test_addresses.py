@@ -19,7 +19,7 @@ from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.delivery.mailqueue import send_pending
 from newsletter.delivery.transactional import template_for
 from newsletter.subscribers.models import Subscriber, TransactionalMail
-from newsletter.subscribers.service import forget
+from newsletter.subscribers.forgotten import forget
 from tests.conftest import TEST_SECRET
 from tests.fakes.smtp_server import start_server
 

@@ -23,7 +23,7 @@ from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
 from newsletter.subscribers.models import ConsentEvent, Subscriber, SubscriberTopic, TransactionalMail
-from newsletter.subscribers.service import forget
+from newsletter.subscribers.forgotten import forget
 from tests.conftest import TEST_SECRET
 
 OLD, NEW = "first.reader@example.com", "second.reader@example.com"

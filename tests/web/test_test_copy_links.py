@@ -63,13 +63,22 @@ def test_every_personal_link_of_a_test_copy_says_what_it_does_and_changes_nothin
     answer = live.http.get(click, allow_redirects=False)
     assert (answer.status_code, answer.headers["location"].startswith(f"{live.url}/compare/")) == (303, True)
     assert live.http.get(re.search(r'<img src="([^"]+/o/[^"]+\.gif)"', html).group(1)).status_code == 200
+    # Bound to its issue: the same token opens nothing of another draft (outside review).
+    other = draft_issue(live.engine, live.settings, "2026-W47").issue
+    elsewhere = click.replace(f"/{issue.id}/0", f"/{other.id}/0")
+    assert (elsewhere != click, live.http.get(elsewhere, allow_redirects=False).status_code) == (True, 404)
     assert _counts(live) == before
 
 
-def test_a_forged_or_readers_link_is_still_refused(live):
-    """The test copy's answer is for genuine test-copy links only: a mangled one still does not work."""
-    _issue, message, _html = _test_copy(live)
+def test_a_mangled_test_copy_link_is_still_refused(live):
+    """The test copy's answer is for genuine test-copy links only: a mangled one still does not
+    work, nor a vote link whose comparison or choice was changed."""
+    _issue, message, html = _test_copy(live)
     unsubscribe = re.search(r"<(http[^>]+/unsubscribe/[^>]+)>", message["List-Unsubscribe"]).group(1)
     mangled = unsubscribe[:-3] + ("aaa" if not unsubscribe.endswith("aaa") else "bbb")
     page = live.http.get(mangled)
     assert (page.status_code, "This link does not work" in page.text, HEADING in page.text) == (400, True, False)
+    vote = re.search(r'href="([^"]+/vote/[^"]+)"', html).group(1)
+    token_part = vote.rsplit("/", 2)[0]
+    wrong = live.http.get(f"{token_part}/no-such-comparison/nonsense")
+    assert (wrong.status_code, HEADING in wrong.text) == (400, False)
