@@ -9,6 +9,7 @@ import re
 import signal
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import timedelta
 from email import message_from_bytes, policy
 
@@ -166,9 +167,13 @@ def test_a_followup_reaches_exactly_the_readers_the_ledger_names_once(tmp_path, 
     assert _cli(tmp_path, "followup", "send", str(second), "--yes").returncode == 1
 
 
-def test_a_worker_killed_mid_send_leaves_every_reader_one_followup(tmp_path, db_url):
-    readers, batch = 150, 30
-    controller, handler = start_server(delay=0.01)
+@contextmanager
+def _followup_killed_mid_send(tmp_path, db_url, readers: int, batch: int, delay: float, heartbeat: float,
+                              received: int):
+    """A follow-up of an issue sent to `readers` readers, sent by a worker process that is killed
+    (SIGKILL) once the SMTP server (answering each message after `delay` s) has `received`
+    messages. Yields (settings, engine, follow-up id, the server's handler); stops the server after."""
+    controller, handler = start_server(delay=delay)
     extra = f"""
         [mail.smtp]
         port = {controller.port}
@@ -177,7 +182,7 @@ def test_a_worker_killed_mid_send_leaves_every_reader_one_followup(tmp_path, db_
 
         [delivery]
         batch_size = {batch}
-        heartbeat_seconds = 0.5
+        heartbeat_seconds = {heartbeat}
         """
     try:
         settings, engine, issue_id, slug, _ids = _sent_issue(tmp_path, db_url, readers, extra, "smtp")
@@ -185,16 +190,23 @@ def test_a_worker_killed_mid_send_leaves_every_reader_one_followup(tmp_path, db_
         followup_id = int(_cli(tmp_path, "followup", "create", slug).stdout.strip().splitlines()[-1])
         assert _cli(tmp_path, "followup", "send", str(followup_id), "--yes").returncode == 0
         victim = popen(worker_cmd(), tmp_path / "config.toml")
-        wait_for(lambda: len(handler.messages) >= batch + 10 or victim.poll() is not None, timeout=120,
-                 what="a batch and a third received")
+        wait_for(lambda: len(handler.messages) >= received or victim.poll() is not None, timeout=120,
+                 what=f"{received} messages received")
         victim.send_signal(signal.SIGKILL)
         finish(victim)
+        yield settings, engine, followup_id, handler
+    finally:
+        controller.stop()
+
+
+def test_a_worker_killed_mid_send_leaves_every_reader_one_followup(tmp_path, db_url):
+    readers, batch = 150, 30
+    with _followup_killed_mid_send(tmp_path, db_url, readers, batch, 0.01, 0.5, batch + 10) as (
+            _settings, engine, followup_id, handler):
         with session_scope(engine) as session:
             assert followup_outbox.counts(session, followup_id).get("sending")  # killed with a batch in hand
         code, output = finish(popen(worker_cmd("--until-idle"), tmp_path / "config.toml"), timeout=150)
         assert code == 0, output
-    finally:
-        controller.stop()
     with session_scope(engine) as session:
         assert followup_outbox.counts(session, followup_id) == {"sent": readers}
         assert session.get(Followup, followup_id).state == "sent"
@@ -214,35 +226,14 @@ def test_a_killed_workers_batch_of_a_cancelled_followup_settles_as_skipped(tmp_p
     the dead worker's batch stayed `sending` for good (outside review, as for issues). The next
     worker skips them once the dead one's beat is stale, and sends none of them."""
     readers, batch = 60, 20
-    controller, handler = start_server(delay=0.05)
-    extra = f"""
-        [mail.smtp]
-        port = {controller.port}
-        timeout = 10
-        pool_size = 1
-
-        [delivery]
-        batch_size = {batch}
-        heartbeat_seconds = 0.3
-        """
-    try:
-        settings, engine, issue_id, slug, _ids = _sent_issue(tmp_path, db_url, readers, extra, "smtp")
-        _flip_verdict(engine, issue_id)
-        followup_id = int(_cli(tmp_path, "followup", "create", slug).stdout.strip().splitlines()[-1])
-        assert _cli(tmp_path, "followup", "send", str(followup_id), "--yes").returncode == 0
-        victim = popen(worker_cmd(), tmp_path / "config.toml")
-        wait_for(lambda: len(handler.messages) >= batch + 5 or victim.poll() is not None, timeout=120,
-                 what="a follow-up batch and a part received")
-        victim.send_signal(signal.SIGKILL)
-        finish(victim)
+    with _followup_killed_mid_send(tmp_path, db_url, readers, batch, 0.05, 0.3, batch + 5) as (
+            settings, engine, followup_id, handler):
         assert _cli(tmp_path, "followup", "cancel", str(followup_id)).returncode == 0
         with session_scope(engine) as session:
             assert followup_outbox.counts(session, followup_id).get("sending") == batch
         received = len(handler.messages)
         time.sleep(4 * settings.delivery.heartbeat_seconds)  # the dead worker's beat goes stale
         code, output = finish(popen(worker_cmd("--until-idle"), tmp_path / "config.toml"), timeout=150)
-    finally:
-        controller.stop()
     assert code == 0 and f"cancelled follow-ups: {batch} rows of a stopped worker skipped" in output, output
     assert len(handler.messages) == received
     with session_scope(engine) as session:
