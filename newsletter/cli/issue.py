@@ -117,7 +117,7 @@ def _deliver_and_report(issue_id: int) -> None:
 
 @issue_app.command("pause")
 def issue_pause(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> None:
-    """Pause a sending issue: workers stop at their next batch; deliveries stay queued."""
+    """Pause a sending issue: workers stop within about a second, mid-batch; deliveries stay queued."""
     from newsletter.editors.audit import Actor
     from newsletter.workflow.sending import control_send
 

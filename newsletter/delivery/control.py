@@ -2,10 +2,12 @@
 
 - pause:  sending → paused. Deliveries stay queued; `outbox.claim` only takes rows of issues that
           are `sending` (checked in the claim statement itself), so every worker on every host stops
-          at its next batch. A batch already claimed is finished.
+          at its next batch; and a batch in hand stops starting messages within about a second
+          (stopping.Halt): those go back to the queue. Messages already with the server finish.
 - resume: paused → sending. Idle workers are woken (delivery/wakeup.py) and pick the queue up.
 - cancel: draft/scheduled/sending/paused → cancelled, and in the same transaction one UPDATE turns
           the issue's queued and retry deliveries into `skipped` with a reason. A batch in flight
+          stops starting messages within about a second (skipped), and what was with the server
           ends as it ends (sent, or skipped if it would have been retried).
 
 Each function answers the issue as it is afterwards; a transition that does not apply (pausing a

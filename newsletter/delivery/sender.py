@@ -159,8 +159,14 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
             answered.append(((delivery_id, attempts, None, email), queue.unbuildable(exc)))
             continue
         built.append(((delivery_id, attempts, msg_id, email), message))
+    messages = [message for _meta, message in built]
     try:
-        results = job.transport.send([message for _meta, message in built]) if built else []
+        if not built:
+            results = []
+        elif getattr(job.transport, "halts", False):
+            results = job.transport.send(messages, halt=stopping.Halt(job.engine, job.issue_id))
+        else:
+            results = job.transport.send(messages)
     except Exception as exc:
         log.exception("issue %s: the transport raised for a batch of %d", job.issue_id, len(built))
         results = [queue.transport_raised(exc, job.transport.name)] * len(built)
@@ -321,7 +327,10 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
     sent: list[tuple[int, str, str | None]] = []
     retries: list[tuple[int, datetime, str]] = []
     failures: list[tuple[int, str]] = []
+    halted = [delivery_id for (delivery_id, *_meta), result in outcomes if result.not_started]
     for (delivery_id, attempts, msg_id, email), result in outcomes:
+        if result.not_started:
+            continue  # given back below: the issue was paused or cancelled mid-batch
         state, next_at = queue.settle(result, attempts, cfg, done)
         if state == DeliveryState.sent.value:
             sent.append((delivery_id, msg_id, result.provider_id))
@@ -332,6 +341,8 @@ def _record(session: Session, outcomes: list[tuple[tuple, SendResult]], done: da
             if result.hard_bounce:
                 suppress(session, email, "hard_bounce", transport_name, result.error or "")
     moved = outbox.record(session, done, sent, retries, failures, worker)
+    if halted and worker is not None:  # paused: queued again; cancelled: skipped (stopping.release)
+        stopping.release(session, worker, halted)
     tallies.add(session, {(issue_id, "sent"): moved[DeliveryState.sent.value],
                           (issue_id, "failed"): moved[DeliveryState.failed.value]})
     send_rate.add(session, issue_id, done, moved[DeliveryState.sent.value])  # the progress page's rate

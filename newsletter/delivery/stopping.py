@@ -1,5 +1,5 @@
-"""What a stop or a cancel leaves in an issue's outbox: rows a stopping worker gives back, rows of
-a cancelled issue skipped.
+"""What a stop, a pause or a cancel leaves in an issue's outbox: rows a stopping worker gives
+back, rows of a cancelled issue skipped; and the check that halts a batch mid-send (`Halt`).
 
 Kept apart from outbox.py (the claims and records of a running send) as the two ends of a send
 that is interrupted: a worker stopped before the transport answered gives its batch back, and a
@@ -8,10 +8,13 @@ cancelled issue's rows that nobody will claim again become `skipped`, so its cou
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import Engine, bindparam, exists, select, update
 from sqlmodel import Session
 
 from newsletter import tallies
@@ -19,6 +22,36 @@ from newsletter.delivery import queue, retry_side
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
+
+# How often, at most, a batch being sent asks whether its issue is still `sending`.
+HALT_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class Halt:
+    """Asked by the transport before each message (Transport.halts): True once the issue is no
+    longer `sending` (paused, cancelled). A pause used to take effect at the next claim, i.e. after
+    the whole batch in hand: with the default 500 a list of up to 500 readers could not be stopped
+    at all (outside trial). One indexed read a second at most, from whichever pool thread asks; the
+    first a second after the batch's claim, which found the issue `sending` (a batch of 500 into
+    a fast server is done before: no read at all)."""
+
+    engine: Engine
+    issue_id: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    checked_at: float = field(default_factory=time.monotonic)
+    stopped: bool = False
+
+    def __call__(self) -> bool:
+        if self.stopped or time.monotonic() - self.checked_at < HALT_CHECK_SECONDS:
+            return self.stopped
+        with self.lock:
+            if time.monotonic() - self.checked_at >= HALT_CHECK_SECONDS:
+                with self.engine.connect() as connection:
+                    state = connection.execute(select(Issue.state).where(Issue.id == self.issue_id)).scalar()
+                self.stopped, self.checked_at = state != IssueState.sending.value, time.monotonic()
+        return self.stopped
+
 
 CANCELLED_REASON = "issue cancelled before this delivery was sent"
 # A dead worker's batch: the server may have taken some of it before the worker died unrecorded.

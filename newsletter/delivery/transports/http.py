@@ -35,7 +35,7 @@ import requests
 from pydantic import SecretStr
 
 from newsletter.config import ENV_PREFIX
-from newsletter.delivery.transports.base import TIME_BUDGET_SECONDS, Outcome, SendResult, not_tried
+from newsletter.delivery.transports.base import TIME_BUDGET_SECONDS, Halt, Outcome, SendResult, halted, not_tried
 from newsletter.mail.message import Body, OutgoingMessage
 from newsletter.errors import ConfigError
 
@@ -133,6 +133,7 @@ class HttpTransport:
 
     name = "http"
     needs_bytes = True  # the raw-MIME APIs (Mailgun, SES); the JSON ones set False
+    halts = True  # `halt` is asked before each request after the first
     batch_limit = 1  # messages per request
     retry_delays: tuple[float, ...] = (0.5, 1.5)  # in-call backoff before a 5xx/connection retry
     time_budget = TIME_BUDGET_SECONDS
@@ -175,7 +176,7 @@ class HttpTransport:
                 log.info("%s answered %s; trying again", self.name, response.status_code)
             time.sleep(delays.pop(0))
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(self, messages: Sequence[OutgoingMessage], halt: Halt | None = None) -> list[SendResult]:
         results: list[SendResult | None] = [None] * len(messages)
         ready: list[tuple[int, Item]] = []
         for index, message in enumerate(messages):
@@ -189,6 +190,8 @@ class HttpTransport:
             chunk = ready[start:start + self.batch_limit]
             if stop is None and time.monotonic() > deadline:
                 stop = not_tried(self.name)
+            if stop is None and start and halt is not None and halt():
+                stop = halted(self.name)
             if stop is not None:
                 chunk_results = [stop] * len(chunk)
             else:

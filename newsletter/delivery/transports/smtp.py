@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from newsletter.config import SmtpSettings
-from newsletter.delivery.transports.base import TIME_BUDGET_SECONDS, Outcome, SendResult, not_tried
+from newsletter.delivery.transports.base import TIME_BUDGET_SECONDS, Halt, Outcome, SendResult, halted, not_tried
 from newsletter.delivery.transports.smtp_pipeline import Pipeline
 from newsletter.delivery.transports.smtp_wire import DROPPED as _DROPPED
 from newsletter.delivery.transports.smtp_wire import PlainSMTP
@@ -225,6 +225,7 @@ class _Connection:
 class SmtpTransport:
     name = "smtp"
     needs_bytes = True
+    halts = True
     time_budget = TIME_BUDGET_SECONDS
 
     def __init__(self, settings: SmtpSettings, local_hostname: str | None = None) -> None:
@@ -248,9 +249,12 @@ class SmtpTransport:
                 return connection
 
     def _run(self, work: queue.SimpleQueue, messages: Sequence[OutgoingMessage],
-             results: list[SendResult | None], deadline: float) -> None:
+             results: list[SendResult | None], deadline: float, halt: Halt | None, stopped: threading.Event) -> None:
         def take() -> int | None:
             if time.monotonic() >= deadline:  # past it, what is left stays "not tried"
+                return None
+            if halt is not None and (stopped.is_set() or halt()):  # what is left is "halted"
+                stopped.set()
                 return None
             try:
                 return work.get_nowait()
@@ -263,25 +267,28 @@ class SmtpTransport:
         finally:
             self._idle.put(connection)
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(self, messages: Sequence[OutgoingMessage], halt: Halt | None = None) -> list[SendResult]:
         """One result per message, in order; the batch is spread over up to pool_size sessions.
         No message is started after `time_budget` seconds: a slow relay must not keep a batch
-        past its lease, or another worker takes it over while it is still being sent."""
+        past its lease, or another worker takes it over while it is still being sent. Nor once
+        `halt` (asked before each message) answered True."""
         results: list[SendResult | None] = [None] * len(messages)
         work: queue.SimpleQueue[int] = queue.SimpleQueue()
         for index in range(len(messages)):
             work.put(index)
-        deadline = time.monotonic() + self.time_budget
+        deadline, stopped = time.monotonic() + self.time_budget, threading.Event()
         lanes = min(self.settings.pool_size, len(messages))
         if lanes <= 1:
-            self._run(work, messages, results, deadline)
+            self._run(work, messages, results, deadline, halt, stopped)
         else:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.settings.pool_size, thread_name_prefix="smtp")
-            futures = [self._executor.submit(self._run, work, messages, results, deadline) for _ in range(lanes)]
+            futures = [self._executor.submit(self._run, work, messages, results, deadline, halt, stopped)
+                       for _ in range(lanes)]
             for future in futures:
                 future.result()
-        return [result or not_tried(self.name) for result in results]
+        left = halted(self.name) if stopped.is_set() else not_tried(self.name)
+        return [result or left for result in results]
 
     @property
     def open_connections(self) -> int:

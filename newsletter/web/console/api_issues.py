@@ -146,7 +146,7 @@ def _control(ctx, actor, issue_id: int, action: str) -> ControlOut:
 
 @router.post("/issues/{issue_id}/pause", response_model=ControlOut, responses=REFUSALS)
 def post_pause(ctx: Console, actor: ManagingIssues, issue_id: IssueId) -> ControlOut:
-    """Pause a send: workers stop at their next batch; deliveries stay queued."""
+    """Pause a send: workers stop within about a second, mid-batch; deliveries stay queued."""
     return _control(ctx, actor, issue_id, "pause")
 
 

@@ -32,7 +32,7 @@ Short = Annotated[str, Form(max_length=2000)]
 # Fixed notices after a redirect: the URL names one, never carries text that the page echoes.
 NOTICES = {"saved": "Saved.", "comparisons": "The comparisons are updated.", "scheduled": "Scheduled.",
            "unscheduled": "Back to draft: it will not go out until scheduled or sent.", "drafted": "Drafted.",
-           "paused": "Paused: workers stop after their current batch.", "resumed": "Sending again.",
+           "paused": "Paused: workers stop within about a second; the rest stays queued.", "resumed": "Sending again.",
            "cancelled": "Cancelled: nobody else gets this issue."}
 PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; script-src 'none'; "
                "base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
