@@ -70,13 +70,17 @@ def subscribers_import(
     with session_scope(engine) as session:
         categories = publication_categories(session)
     if source is not None or dry_run:
-        _import_from(engine, read_limited(file, limit=64 * 1024 * 1024), categories, source or "auto", dry_run,
-                     skip_bad_rows)
+        counts = _import_from(engine, read_limited(file, limit=64 * 1024 * 1024), categories, source or "auto",
+                              dry_run, skip_bad_rows)
+        if not dry_run:
+            _audit_import(engine, file, counts)
         return
     data = read_text_limited(file, limit=IMPORT_LIMIT, encoding="utf-8-sig")
     with import_progress(data.count("\n") - 1) as progress:
         result = import_csv(engine, data, status, categories=categories, skip_bad_rows=skip_bad_rows,
                             progress=progress)
+    _audit_import(engine, file, {"new": result.created, "updated": result.updated, "unchanged": result.unchanged,
+                                 "skipped": len(result.skipped), "bad_rows": len(result.bad_rows)})
     console.print(f"{result.created} new, {result.updated} updated, {result.unchanged} unchanged, "
                   f"{len(result.skipped)} skipped, "
                   f"{counted(len(result.bad_rows), 'bad row')} left out", markup=False)
@@ -88,7 +92,18 @@ def subscribers_import(
         console.print("\n".join(listed), markup=False, highlight=False)
 
 
-def _import_from(engine, data: bytes, categories: list[str], source: str, dry_run: bool, skip_bad_rows: bool) -> None:
+def _audit_import(engine, file: Path, figures: dict[str, int]) -> None:
+    """The import's audit entry (the console's imports have theirs): after its one transaction
+    committed, so it names what the import did."""
+    from newsletter.db import session_scope
+    from newsletter.editors import audit
+
+    with session_scope(engine) as session:
+        audit.record(session, audit.Actor.cli(), "readers.import", f"file:{file.name}", after=figures)
+
+
+def _import_from(engine, data: bytes, categories: list[str], source: str, dry_run: bool, skip_bad_rows: bool
+                 ) -> dict[str, int]:
     """`subscribers import --from`: the console's mapped import (newsletter/subscribers/mapping.py), in this process."""
     from newsletter.subscribers.import_runner import import_now
 
@@ -99,15 +114,19 @@ def _import_from(engine, data: bytes, categories: list[str], source: str, dry_ru
     console.print(", ".join(f"{count} {verb}{name}" for name, count in tally.counts.items()), markup=False)
     for note in tally.notes:
         console.print(f"  refused {note}", markup=False)
+    return dict(tally.counts)
 
 
 @subscribers_app.command("forget")
 def subscribers_forget(email: Annotated[str, typer.Argument(help="The address to erase.")]) -> None:
     """Erase a person's data (subscriber, topics, consent events, deliveries, votes, mails); keep
     only a hashed suppression so the address is never mailed again."""
-    from newsletter.subscribers.forgotten import forget
+    from newsletter.db import session_scope
+    from newsletter.editors.audit import Actor
+    from newsletter.editors.reader_actions import forget_address
 
-    result = forget(state.engine(), email)
+    with session_scope(state.engine()) as session:
+        result = forget_address(session, email, Actor.cli())  # with its audit entry
     console.print(f"forgot {result.email}; erased:", markup=False)
     for line in result.lines():
         console.print(f"  {line}", markup=False)

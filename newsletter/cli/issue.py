@@ -23,15 +23,20 @@ IGNORE_CHECKS_HELP = "Go ahead even if pre-send checks fail (`issue check` lists
 @issue_app.command("draft")
 def issue_draft(week: Annotated[Optional[str], typer.Option(help="ISO week YYYY-Www (default: this week in the site's time zone).")] = None) -> None:
     """Draft the week's issue from the selection rule (or show the existing one)."""
-    from newsletter.issues.drafting import draft_issue
+    from newsletter.db import session_scope
+    from newsletter.editors.audit import Actor
+    from newsletter.issues.models import Issue
     from newsletter.weeks import current_week, parse_week
+    from newsletter.workflow.editing import create_draft
 
     settings = state.settings
     week = week or current_week(settings.site.zone)
     parse_week(week)
-    result = draft_issue(state.engine(), settings, week)
-    verb = "drafted" if result.created else "exists:"
-    console.print(f"{verb} issue {result.issue.id} for {result.issue.week} ({result.issue.state}): {result.issue.subject}")
+    issue_id, created = create_draft(state.engine(), settings, Actor.cli(), week)  # audited when made
+    with session_scope(state.engine()) as session:
+        issue = session.get(Issue, issue_id)
+        verb = "drafted" if created else "exists:"
+        console.print(f"{verb} issue {issue.id} for {issue.week} ({issue.state}): {issue.subject}")
 
 
 @issue_app.command("list")
@@ -73,18 +78,19 @@ def issue_send(
     pre-send check fails (`issue check`)."""
     from newsletter.db import session_scope, utcnow
     from newsletter.delivery.outbox import count_eligible
-    from newsletter.delivery.start import start_send
+    from newsletter.editors.audit import Actor
     from newsletter.issues.editing import EDITABLE
     from newsletter.issues.models import Issue
+    from newsletter.workflow.sending import start_checked
 
     engine = state.engine()
     with session_scope(engine) as session:
         issue = session.get(Issue, issue_id)
-        editable = issue is not None and issue.state in EDITABLE
+        before = issue.state if issue is not None else ""
+        editable = before in EDITABLE
         # Counted only to ask: with --yes nobody is asked, and the send starts a count sooner.
         recipients = count_eligible(session, issue_id, utcnow()) if editable and not yes else 0
-    if editable:
-        _pre_send_checks(engine, issue_id, None, ignore_checks)
+    overridden = _pre_send_checks(engine, issue_id, None, ignore_checks) if editable else []
     limit = state.settings.schedule.confirm_over
     if recipients > limit and not yes:
         if not sys.stdin.isatty():
@@ -92,7 +98,7 @@ def issue_send(
                             f"[schedule] confirm_over = {limit}); add --yes to send without asking")
         if not typer.confirm(f"Send issue {issue_id} to {recipients} subscribers now?"):
             raise typer.Exit(1)
-    result = start_send(engine, issue_id, settings=state.settings)
+    result = start_checked(engine, state.settings, Actor.cli(), issue_id, before, overridden)  # audited
     if result.started:
         console.print(f"issue {issue_id}: sending to {counted(result.enqueued, 'subscriber')}")
     else:
@@ -269,17 +275,24 @@ def issue_schedule(
 ) -> None:
     """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once. Refuses while a
     pre-send check fails at that time; the scheduler checks again before sending."""
-    from newsletter.issues.editing import parse_local, schedule, still_to_send
+    from newsletter.editors.audit import Actor
+    from newsletter.issues.editing import check_future, parse_local, still_to_send
     from newsletter.schedule import zone_of
+    from newsletter.workflow.sending import schedule_checked
 
     settings = state.settings
     zone = tz or str(zone_of(settings))
     when = parse_local(at, zone)
+    check_future(when)
     still_to_send(state.engine(), issue_id, "scheduled")
-    _pre_send_checks(state.engine(), issue_id, when, ignore_checks)
-    issue = schedule(state.engine(), issue_id, when)
-    shown = issue.scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")
-    console.print(f"issue {issue.id} scheduled for {shown} ({issue.scheduled_at:%Y-%m-%d %H:%M} UTC)")
+    overridden = _pre_send_checks(state.engine(), issue_id, when, ignore_checks)
+    scheduled_at = schedule_checked(state.engine(), settings, Actor.cli(), issue_id, when, overridden)  # audited
+    shown = scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")
+    console.print(f"issue {issue_id} scheduled for {shown} ({scheduled_at:%Y-%m-%d %H:%M} UTC)")
+    if overridden:
+        err.print("note: the scheduler runs the checks again at that time and does not send while one fails "
+                  "(it tells [schedule] notify); fix them before then, or send it yourself with "
+                  "`newsletter issue send --ignore-checks`", markup=False)
 
 
 @issue_app.command("check")
@@ -300,17 +313,19 @@ def _print_checks(results: list) -> None:
         console.print(result.message, markup=False, highlight=False)
 
 
-def _pre_send_checks(engine: Engine, issue_id: int, when, ignore: bool) -> None:
-    """Refuse (ChecksFailed lists why) unless --ignore-checks; overridden failures are still shown."""
+def _pre_send_checks(engine: Engine, issue_id: int, when, ignore: bool) -> list[str]:
+    """Refuse (ChecksFailed lists why) unless --ignore-checks; overridden failures are still shown,
+    and their names returned (for the audit entry)."""
     from newsletter.issues.checks import FAIL, enforce, run_checks
 
     if not ignore:
         enforce(engine, state.settings, issue_id, when)
-        return
+        return []
     failing = [result for result in run_checks(engine, state.settings, issue_id, when) if result.level == FAIL]
     if failing:
         err.print(f"--ignore-checks: going ahead although {len(failing)} check(s) fail:", markup=False)
         _print_checks(failing)
+    return [result.name for result in failing]
 
 
 @issue_app.command("unschedule")
@@ -329,11 +344,12 @@ def issue_test(
     to: Annotated[list[str], typer.Option("--to", help="Address(es) to send the test to: repeat --to, or separate with commas.")],
 ) -> None:
     """Send the issue to these addresses only, subject marked [TEST]; not counted as a send."""
-    from newsletter.delivery.testsend import send_test
+    from newsletter.editors.audit import Actor
     from newsletter.secret_key import load_secret_key
+    from newsletter.workflow.sending import test_send
 
     settings = state.settings
-    results = send_test(state.engine(), settings, load_secret_key(settings), issue_id, to)
+    results = test_send(state.engine(), settings, load_secret_key(settings), Actor.cli(), issue_id, to, "--to")
     for address, outcome in results:
         console.print(f"{address}: {outcome}")
     if any(outcome != "sent" for _address, outcome in results):

@@ -44,10 +44,16 @@ def clean_addresses(addresses: list[str], field: str = "--to") -> list[str]:
     addresses = [address.strip() for _name, address in getaddresses(addresses) if address.strip()]
     if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
         raise IssueError(f"{field}: give 1 to {MAX_TEST_RECIPIENTS} addresses", field.lstrip("-"))
-    try:
-        return [normalize_email(address, field) for address in addresses]
-    except InvalidInput as exc:
-        raise IssueError(str(exc), field.lstrip("-"))
+    cleaned = []
+    for address in addresses:
+        try:
+            cleaned.append(normalize_email(address, field))
+        except InvalidInput as exc:  # which piece, and the likely cause of a piece with no @
+            reason = str(exc).removeprefix(f"{field}: ")
+            hint = (' A name with a comma needs quotes: "Doe, Jane" <jane@example.org>.'
+                    if "@" not in address else "")
+            raise IssueError(f"{field}: {address!r}: {reason}{hint}", field.lstrip("-"))
+    return cleaned
 
 
 def queue_tests(session: Session, issue_id: int, emails: list[str]) -> list[int]:

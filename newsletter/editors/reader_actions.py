@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from newsletter.config import WebSettings
 from newsletter.editors import audit
@@ -22,7 +22,7 @@ from newsletter.errors import UserError
 from newsletter.subscribers.consent import Source
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.forgotten import Forgotten, forget_in
-from newsletter.subscribers.service import is_suppressed, record_consent
+from newsletter.subscribers.service import is_suppressed, normalize_email, record_consent
 from newsletter.subscribers.signup import NO_MAIL_STATUSES, may_send_confirmation, queue_mail, unsubscribe
 
 
@@ -79,6 +79,18 @@ def request_resubscription(session: Session, web: WebSettings, reader_id: int, a
     queue_mail(session, reader, "confirm")
     audit.record(session, actor, "reader.resubscribe_requested", f"reader:{reader_id}", state_of(reader),
                  {**state_of(reader), "confirmation": "queued"})
+
+
+def forget_address(session: Session, email: str, actor: audit.Actor) -> Forgotten:
+    """`forget_reader` by address (`subscribers forget`): also an address that is no reader, only
+    a suppression, mail or provider events; audited either way, the address itself never written."""
+    reader_id = session.exec(select(Subscriber.id).where(Subscriber.email == normalize_email(email, smtputf8=True))
+                             ).first()
+    if reader_id is not None:
+        return forget_reader(session, reader_id, actor)
+    forgotten = forget_in(session, email)
+    audit.record(session, actor, "reader.forget", "", None, {"forgotten": True, "erased": forgotten.counts})
+    return forgotten
 
 
 def forget_reader(session: Session, reader_id: int, actor: audit.Actor) -> Forgotten:

@@ -130,7 +130,9 @@ def check_header(header: list[str]) -> list[str]:
     if "email" not in header:
         joined = next((sign for sign in (";", "\t", "|") if any(sign in name for name in header)), None)
         hint = (f"; its columns look separated by {'a tab' if joined == chr(9) else repr(joined)}, not commas: "
-                "save it as comma-separated, or use --from csv, which finds the separator") if joined else ""
+                "save it as comma-separated, or use --from csv, which finds the separator") if joined else (
+            "; another platform's export (Mailchimp's 'Email Address', Substack's, Ghost's…) is read with "
+            "--from auto, which maps its columns and keeps join dates and opt-in evidence")
         raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics, status, dates)"
                            + hint)
     unknown = [name for name in header if name not in COLUMNS]

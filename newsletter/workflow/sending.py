@@ -68,9 +68,10 @@ def _enforce(engine: Engine, settings: Settings, issue_id: int, when: datetime |
 
 
 def test_send(engine: Engine, settings: Settings, secret: str, actor: audit.Actor, issue_id: int,
-              addresses: list[str]) -> list[tuple[str, str]]:
-    """The issue to these addresses only, marked [TEST]; (address, outcome) each."""
-    emails = testsend.clean_addresses(addresses, "to")
+              addresses: list[str], field: str = "to") -> list[tuple[str, str]]:
+    """The issue to these addresses only, marked [TEST]; (address, outcome) each. `field`: what
+    errors call the addresses (the CLI's "--to")."""
+    emails = testsend.clean_addresses(addresses, field)
     with session_scope(engine) as session:
         ids = testsend.queue_tests(session, issue_id, emails)
         audit.record(session, actor, "issue.test", f"issue:{issue_id}", after={"to": emails})
@@ -91,6 +92,14 @@ def schedule(engine: Engine, settings: Settings, actor: audit.Actor, issue_id: i
         raise IssueError("at: " + str(exc).removeprefix("--at: "), exc.field)
     editing.still_to_send(engine, issue_id, "scheduled")
     overridden = _enforce(engine, settings, issue_id, when, ignore_checks, "ignore_checks")
+    return schedule_checked(engine, settings, actor, issue_id, when, overridden)
+
+
+def schedule_checked(engine: Engine, settings: Settings, actor: audit.Actor, issue_id: int, when: datetime,
+                     overridden: list[str]) -> datetime:
+    """Schedule once the checks were run (by the console's `schedule` or by the CLI, which prints
+    them), with its audit entry in the same transaction: the CLI's schedules and sends were not in
+    the audit log that says it holds the command line's changes (outside trial)."""
     with session_scope(engine) as session:
         before = editing.get_issue(session, issue_id).scheduled_at
         issue = editing.schedule_in(session, issue_id, when)
@@ -121,12 +130,21 @@ def send_now(engine: Engine, settings: Settings, actor: audit.Actor, issue_id: i
     """Start the send: one queued delivery per eligible reader; workers deliver them."""
     state = editing.still_to_send(engine, issue_id, "sent")
     overridden = _enforce(engine, settings, issue_id, None, ignore_checks, "ignore_checks")
+    result = start_checked(engine, settings, actor, issue_id, state, overridden)
+    if not result.started:
+        raise InvalidTransition(f"issue {issue_id} is {result.issue.state}: nobody gets it twice")
+    return result
+
+
+def start_checked(engine: Engine, settings: Settings, actor: audit.Actor, issue_id: int, state: str,
+                  overridden: list[str]) -> StartResult:
+    """Start the send once the checks were run (`send_now`, or the CLI, which prints them); the
+    audit entry in the same transaction when it started (`state`: the issue's before)."""
     with session_scope(engine) as session:
         result = start_in(session, issue_id, utcnow(), settings)
-        if not result.started:
-            raise InvalidTransition(f"issue {issue_id} is {result.issue.state}: nobody gets it twice")
-        audit.record(session, actor, "issue.send", f"issue:{issue_id}", {"state": state},
-                     {"state": result.issue.state, "recipients": result.enqueued, "ignored_checks": overridden})
+        if result.started:
+            audit.record(session, actor, "issue.send", f"issue:{issue_id}", {"state": state},
+                         {"state": result.issue.state, "recipients": result.enqueued, "ignored_checks": overridden})
     return result
 
 

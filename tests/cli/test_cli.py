@@ -1,6 +1,7 @@
 """The CLI as a user runs it: real processes (the demo, errors, help), a temporary folder, the default
 file outbox; the editor flows run the same commands in this process (tests/cli_runner.py)."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -166,6 +167,8 @@ def test_editor_commands(tmp_path):
     named = command(["issue", "test", "1", "--to", '"Doe, Jane" <jane@example.org>, Seán O\'Brien <sean@bücher.de>'],
                     tmp_path, env).stdout
     assert "jane@example.org: sent" in named and "sean@bücher.de: sent" in named, named
+    unquoted = command(["issue", "test", "1", "--to", "Doe, Jane <jd@example.com>"], tmp_path, env, check=False)
+    assert unquoted.returncode == 1 and "--to: 'Doe':" in unquoted.stderr and "needs quotes" in unquoted.stderr
     injected = command(["issue", "test", "1", "--to", "a@example.org\nBcc: victim@example.org"], tmp_path, env,
                        check=False)
     assert injected.returncode == 1 and "control character" in injected.stderr
@@ -212,3 +215,30 @@ def test_a_command_run_where_there_is_no_database_says_so_and_creates_nothing(tm
     result = command(["subscribers", "export"], tmp_path, check=False)
     assert result.returncode == 1 and "no database at" in result.stderr and "config.toml" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_command_line_changes_are_in_the_audit_log(tmp_path):
+    """The console's audit page says it holds the command line's changes too; `issue draft`,
+    `schedule`, `test`, `send`, `subscribers import` and `forget` were missing from it (outside
+    trial), the sends whose checks were overridden among them."""
+    write_config(tmp_path)
+    env = {"NEWSLETTER_SECRET_KEY": "k" * 40}
+    command(["db", "upgrade"], tmp_path, env)
+    sample = Path(__file__).resolve().parents[2] / "newsletter" / "content" / "sample"
+    command(["content", "import", *map(str, sorted(sample.glob("*.toml")))], tmp_path, env)
+    (tmp_path / "readers.csv").write_text("email,name\none@example.com,One\ngone@example.com,Gone\n")
+    command(["subscribers", "import", str(tmp_path / "readers.csv")], tmp_path, env)
+    command(["subscribers", "forget", "gone@example.com"], tmp_path, env)
+    command(["issue", "draft", "--week", "2026-W47"], tmp_path, env)
+    command(["issue", "schedule", "1", "--at", "2099-03-26 08:00", "--ignore-checks"], tmp_path, env)
+    command(["issue", "test", "1", "--to", "editor@example.com"], tmp_path, env)
+    command(["issue", "send", "1", "--ignore-checks", "--yes"], tmp_path, env)
+    with sqlite3.connect(tmp_path / "newsletter.db") as db:
+        entries = db.execute("SELECT actor, action, target, after FROM audit_log ORDER BY id").fetchall()
+    assert [(actor, action) for actor, action, _target, _after in entries] == [
+        ("cli", "readers.import"), ("cli", "reader.forget"), ("cli", "issue.draft"), ("cli", "issue.schedule"),
+        ("cli", "issue.test"), ("cli", "issue.send")]
+    after = {action: json.loads(value) for _actor, action, _target, value in entries}
+    assert after["readers.import"]["new"] == 2 and after["issue.send"]["ignored_checks"] == ["week"]
+    assert after["issue.schedule"]["ignored_checks"] == ["week"] and after["issue.send"]["recipients"] == 1
+    assert "gone@example.com" not in repr(entries)  # a forgotten address is nowhere, the log included

@@ -103,6 +103,9 @@ def test_a_semicolon_separated_file_is_told_what_its_separator_is(engine):
     with pytest.raises(InvalidInput) as plain:
         import_csv(engine, "mail,name\na@example.com,A\n", "active", categories=CATEGORIES)
     assert "separated" not in str(plain.value)
+    # Mailchimp's own export without --from: told that --from auto reads it (outside trial).
+    with pytest.raises(InvalidInput, match="--from auto"):
+        import_csv(engine, "Email Address,First Name\na@example.com,A\n", "active", categories=CATEGORIES)
 
 
 def test_a_reader_added_at_once_is_confirmed_when_created_not_before(engine):
