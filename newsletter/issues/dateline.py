@@ -2,8 +2,10 @@
 
 Which date: a sent issue is dated the day its send started (what its readers saw arrive); a
 draft the day it is scheduled for, or, unscheduled, the configured send day of its week
-([schedule] send_day), so a preview shows the date readers will most likely see. Every date is a
-day on the site's calendar ([site] timezone).
+([schedule] send_day), or today when that day has passed (it can only go out from now on: a
+late week's preview and test copy showed last Thursday, its readers today's date, outside
+trial), so a preview shows the date readers will most likely see. Every date is a day on the
+site's calendar ([site] timezone).
 
 In words in the site's language ([site] language, e.g. "en", "en-GB", "de") through Babel, which
 carries the Unicode CLDR's date formats for every language: "en" reads "Thursday, December 3,
@@ -36,7 +38,8 @@ def issue_date(settings: Settings, issue: Issue) -> date:
     day = date.fromisocalendar(year, number, DAYS.index(settings.schedule.send_day) + 1)
     hours, minutes = (int(part) for part in settings.schedule.send_time.split(":"))
     zone = ZoneInfo(settings.schedule.timezone or settings.site.timezone)
-    return datetime.combine(day, time(hours, minutes), tzinfo=zone).astimezone(site_zone).date()
+    planned = datetime.combine(day, time(hours, minutes), tzinfo=zone).astimezone(site_zone).date()
+    return max(planned, datetime.now(site_zone).date())
 
 
 @lru_cache(maxsize=32)

@@ -30,7 +30,7 @@ def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> HT
     site = ctx.settings.site
     with session_scope(ctx.engine) as session:
         issue = session.get(Issue, issue_id)
-        if issue is None or issue.state not in (IssueState.sending.value, IssueState.sent.value):
+        if issue is None or not _reached_readers(session, issue):
             return page(site, "message.html", 404, title="Not found", heading="No such issue",
                         paragraphs=["This issue does not exist or has not been published yet."])
         view = replace(issue_view(session, ctx.settings, issue), track_opens=False, track_clicks=False)
@@ -41,6 +41,17 @@ def web_view(issue_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> HT
     body = compiled.html.fill(values, lambda v: html.escape(v, quote=True))
     body = body.replace("</head>", _share_meta(ctx, view) + "</head>", 1)
     return HTMLResponse(_with_changes_note(ctx, body, changed))
+
+
+def _reached_readers(session, issue: Issue) -> bool:
+    """Sending or sent, or cancelled after some readers got it: their "read it on the web" link
+    answered 404 (outside trial). A cancelled issue stays out of the archive and the feed."""
+    if issue.state in (IssueState.sending.value, IssueState.sent.value):
+        return True
+    from newsletter import tallies
+
+    return (issue.state == IssueState.cancelled.value
+            and tallies.read(session, [issue.id]).get(issue.id, {}).get("sent", 0) > 0)
 
 
 def _with_changes_note(ctx, body: str, changed) -> str:

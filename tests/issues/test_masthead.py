@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlmodel import select
 
@@ -47,8 +47,13 @@ def sample(tmp_path):
 def test_the_masthead_dates_the_issue_in_words_on_the_sites_calendar(tmp_path):
     settings, engine = sample(tmp_path)
     issue = draft_issue(engine, settings, "2026-W48").issue
-    # An unscheduled draft: the week's send day ([schedule] send_day = thu by default).
-    assert issue_date(settings, issue).isoformat() == "2026-11-26"
+    # An unscheduled draft: the week's send day ([schedule] send_day = thu by default) ...
+    assert issue_date(settings, replace_issue(issue, week="2099-W10")).isoformat() == "2099-03-05"
+    # ... or, once that day has passed, today: it can only go out from now on (outside trial: a
+    # late week's test copy was dated last Thursday, its readers' copies today).
+    today = datetime.now(settings.site.zone).date()
+    assert issue_date(settings, issue) == max(date(2026, 11, 26), today)
+    shown = issue_date(settings, issue).isoformat()
     # Scheduled: that day. Sent: the day the send started, in the site's zone (Europe/Berlin):
     # 23:30 UTC on Friday is already Saturday there.
     scheduled = replace_issue(issue, scheduled_at=datetime(2026, 11, 25, 7, 0, tzinfo=UTC))
@@ -61,9 +66,10 @@ def test_the_masthead_dates_the_issue_in_words_on_the_sites_calendar(tmp_path):
     with session_scope(engine) as session:
         view = build_issue_view(session, settings, session.get(Issue, issue.id))
     html, text = parts(view)
-    assert "Thursday, November 26, 2026" in html and "\nThursday, November 26, 2026\n" in text
+    words = date_in_words(shown, "en")
+    assert words in html and f"\n{words}\n" in text
     german = replace(view, site=replace(view.site, language="de"))
-    assert "Donnerstag, 26. November 2026" in parts(german)[0]
+    assert date_in_words(shown, "de") in parts(german)[0] and "Dezember" in date_in_words("2026-12-03", "de")
     engine.dispose()
 
 

@@ -158,3 +158,46 @@ def test_issue_and_comparison_pages_carry_share_metadata(client, sample_engine):
     meta = _meta(client.get(f"/compare/{slug}").text)
     assert meta["canonical"] == f"{BASE}/compare/{slug}" and meta["og:title"] == title
     assert meta["description"].startswith(title)
+
+
+class CancelledMidSend:
+    """Sends its batch, while the editor cancels the issue: some readers got a cancelled issue."""
+
+    name = "scripted"
+    needs_bytes = True
+
+    def __init__(self, engine, issue_id) -> None:
+        self.engine, self.issue_id = engine, issue_id
+
+    def send(self, messages):
+        from newsletter.delivery.control import cancel_issue
+        from newsletter.delivery.transports.base import Outcome, SendResult
+
+        cancel_issue(self.engine, self.issue_id)
+        return [SendResult(Outcome.sent)] * len(messages)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_cancelled_issue_readers_got_still_opens_on_the_web(client, sample_engine, settings):
+    """Its readers' "read it on the web" link answered 404 (outside trial); one nobody got still
+    does, and neither is in the archive."""
+    from newsletter.delivery.sender import deliver, start_send
+    from newsletter.issues.drafting import draft_issue
+    from newsletter.subscribers.service import UpsertResult, upsert_active
+
+    with session_scope(sample_engine) as session:
+        for n in range(3):
+            upsert_active(session, f"r{n}@example.com", "", [], "import", UpsertResult())
+    got = draft_issue(sample_engine, settings, "2026-W48").issue.id
+    start_send(sample_engine, got)
+    deliver(sample_engine, settings, CancelledMidSend(sample_engine, got), TEST_SECRET, got)
+    nobody = add_issues(sample_engine, ["cancelled"])[0]
+    with session_scope(sample_engine) as session:
+        assert session.get(Issue, got).state == "cancelled"
+    page = client.get(f"/issues/{got}")
+    assert page.status_code == 200 and "GroqCloud" in page.text
+    assert client.get(f"/issues/{nobody}").status_code == 404
+    index = client.get("/issues").text
+    assert f"/issues/{got}\"" not in index and f"/issues/{nobody}\"" not in index
