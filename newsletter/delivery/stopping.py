@@ -14,11 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, exists, select, update
+from sqlalchemy import Engine, and_, bindparam, exists, false, or_, select, update
 from sqlmodel import Session
 
 from newsletter import tallies
-from newsletter.delivery import queue, retry_side
+from newsletter.delivery import claim_batch, queue, retry_side
 from newsletter.delivery.models import Delivery, DeliveryState
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
@@ -66,9 +66,26 @@ def release(session: Session, worker_id: str, ids: list[int] | None = None) -> i
     scanned every issue's rows. A cancelled issue's rows become `skipped` instead: no worker
     claims that issue again, and given back they stayed `queued` for good (an outside review:
     a cancel, then the worker stopped at once mid-batch)."""
-    live = select(Issue.id).where(Issue.state.in_((IssueState.sending.value, IssueState.paused.value)))
-    return _skip_held(session, worker_id, ids) + queue.release(session, Delivery, worker_id, ids,
-                                                               Delivery.issue_id.in_(live))
+    live = _where_held(session, (IssueState.sending.value, IssueState.paused.value), ids)
+    return _skip_held(session, worker_id, ids) + queue.release(session, Delivery, worker_id, ids, live)
+
+
+def _where_held(session: Session, states: tuple[str, ...], ids: list[int] | None):
+    """Where rows this process claimed of the issues in `states` can be. With `ids`, those rows of
+    such issues. Without, a worker's exit: of each issue, the rows from the floor this process
+    knows (claim_batch.known_floor: no pending row lies below it but the ones kept beside the walk)
+    and the kept ones; an issue it never claimed from has no floor here and none of its rows. No
+    index holds a row's state or worker (migration 0032): the exit read every row of the issue, a
+    million when one worker left while the other was finishing the send (the backends' last tenth)."""
+    if ids is not None:
+        return Delivery.issue_id.in_(select(Issue.id).where(Issue.state.in_(states)))
+    parts = []
+    for issue_id in session.execute(select(Issue.id).where(Issue.state.in_(states))).scalars():
+        floor = claim_batch.known_floor(session, issue_id)
+        if floor is not None:
+            parts.append(and_(Delivery.issue_id == issue_id,
+                              or_(Delivery.id >= floor, Delivery.id.in_(retry_side.kept_ids(issue_id)))))
+    return or_(false(), *parts)
 
 
 def _skip_held(session: Session, worker_id: str, ids: list[int] | None) -> int:
@@ -76,10 +93,9 @@ def _skip_held(session: Session, worker_id: str, ids: list[int] | None) -> int:
     if ids is not None and not ids:
         return 0
     table = Delivery.__table__
-    cancelled = select(Issue.id).where(Issue.state == IssueState.cancelled.value)
     statement = (update(table)
                  .where(table.c.state == DeliveryState.sending.value, table.c.claimed_by == worker_id,
-                        table.c.issue_id.in_(cancelled))
+                        _where_held(session, (IssueState.cancelled.value,), ids))
                  .values(state=DeliveryState.skipped.value, lease_until=None, claimed_by=None,
                          last_error=CANCELLED_REASON)
                  .returning(table.c.issue_id))
