@@ -74,12 +74,3 @@ def deliver_tests(engine: Engine, settings: Settings, secret: str, ids: list[int
         rows = session.execute(select(TransactionalMail.to_email, TransactionalMail.state, TransactionalMail.last_error)
                                .where(TransactionalMail.id.in_(ids)).order_by(TransactionalMail.id)).all()
     return [(email, _outcome(state, error)) for email, state, error in rows]
-
-
-def send_test(engine: Engine, settings: Settings, secret: str, issue_id: int,
-              addresses: list[str]) -> list[tuple[str, str]]:
-    """Queue and send one test copy per address; (address, outcome) for each."""
-    emails = clean_addresses(addresses)
-    with session_scope(engine) as session:
-        ids = queue_tests(session, issue_id, emails)
-    return deliver_tests(engine, settings, secret, ids)

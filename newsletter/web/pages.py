@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy import select
 
+from newsletter import tallies
 from newsletter.content.votes import PUBLIC_VOTE_TOKEN
 from newsletter.db import session_scope
 from newsletter.issues.models import Issue
@@ -48,8 +49,6 @@ def _reached_readers(session, issue: Issue) -> bool:
     answered 404 (outside trial). A cancelled issue stays out of the archive and the feed."""
     if issue.state in (IssueState.sending.value, IssueState.sent.value):
         return True
-    from newsletter import tallies
-
     return (issue.state == IssueState.cancelled.value
             and tallies.read(session, [issue.id]).get(issue.id, {}).get("sent", 0) > 0)
 

@@ -23,7 +23,8 @@ from newsletter.db import make_engine
 from newsletter.delivery.sender import deliver, start_send
 from newsletter.delivery.transports import make_transport
 from newsletter.issues.drafting import draft_issue
-from newsletter.delivery.testsend import send_test
+from newsletter.editors.audit import Actor
+from newsletter.workflow.sending import test_send
 from newsletter.migrate import upgrade
 from tests.conftest import TEST_SECRET, write_config
 from tests.fakes.smtp_server import free_port
@@ -142,7 +143,7 @@ def _issue_journey(corpus: Corpus, record: _Recorder) -> None:
     _post(corpus, "vote_recorded", _link(sam, "vote"), {})
     _post(corpus, "unsubscribed", _link(sam, "unsubscribe"), {"source": "page"})
     record.expect("goodbye")
-    send_test(live.engine, live.settings, TEST_SECRET, issue.id, [EDITOR])
+    test_send(live.engine, live.settings, TEST_SECRET, Actor.cli(), issue.id, [EDITOR])
     record.take("test_send")
 
 

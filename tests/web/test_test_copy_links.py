@@ -2,7 +2,7 @@
 reader's copy, instead of "This link does not work" (outside trial); it changes nothing, and its
 comparison links work before the issue is sent.
 
-The copy is made and sent by the real path (testsend.send_test into the file outbox); its links
+The copy is made and sent by the real path (workflow.sending.test_send, as the CLI and the console send it, into the file outbox); its links
 are followed over HTTP against a live server, as an editor's mail program and browser would.
 """
 
@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from newsletter.content.models import Vote
 from newsletter.db import session_scope
-from newsletter.delivery.testsend import send_test
+from newsletter.editors.audit import Actor
+from newsletter.workflow import sending
 from newsletter.issues.drafting import draft_issue
 from newsletter.feedback.models import TrackingEvent
 from newsletter.subscribers.models import ConsentEvent
@@ -24,7 +25,8 @@ HEADING = "This link is from a test copy"
 
 def _test_copy(live):
     issue = draft_issue(live.engine, live.settings, "2026-W48").issue
-    [(address, outcome)] = send_test(live.engine, live.settings, TEST_SECRET, issue.id, ['"Doe, Jane" <jane@example.org>'])
+    [(address, outcome)] = sending.test_send(live.engine, live.settings, TEST_SECRET, Actor.cli(), issue.id,
+                                         ['"Doe, Jane" <jane@example.org>'])
     assert (address, outcome) == ("jane@example.org", "sent")
     [eml] = [path for path in live.settings.mail.file.dir.glob("*.eml") if "test-" in path.name]
     message = message_from_bytes(eml.read_bytes(), policy=policy.default)
