@@ -306,7 +306,21 @@ def cpu_lines(r: dict) -> list[str]:
             values = [t[name] for t in tenths]
             ratio = values[-1] / values[0] if values[0] else float("nan")
             lines.append(f"| {_LABELS[name]} (µs/msg) | " + " | ".join(f"{v:.0f}" for v in values) + f" | {ratio:.2f} |")
+        lines += ["", drift_line(tenths)]
     return lines
+
+
+def drift_line(tenths: list[dict[str, float]]) -> str:
+    """The flatness of workers and backends with the machine's drift taken out. The sink does the
+    same work for every message (same size, same commands), so its CPU per message moves only with
+    the host (contention on a shared machine, other guests): dividing a group's last/first ratio by
+    the sink's tells a cost that grows with the rows sent from a host that got slower."""
+    def ratio(name: str) -> float:
+        return tenths[-1][name] / tenths[0][name] if tenths[0][name] else float("nan")
+    sink = ratio("sink")
+    return (f"The sink's own last / first tenth: {sink:.2f} (its work per message does not change, so this "
+            f"is the machine's drift); relative to it, last / first tenth: workers "
+            f"{ratio('workers') / sink:.2f}, backends {ratio('postgres') / sink:.2f}.")
 
 
 def write(result: dict) -> Path:

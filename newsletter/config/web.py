@@ -121,8 +121,8 @@ class AdminSettings(Section):
     session_hours: float = Field(12.0, gt=0)  # a session ends this long after login, whatever happens
     idle_minutes: float = Field(120.0, gt=0)  # ... or after this long without a request
     set_password_hours: float = Field(72.0, gt=0)  # life of the link `editors add` prints
-    logins_per_account: int = Field(5, ge=1)  # login attempts per account per login_window_minutes
-    logins_per_ip: int = Field(20, ge=1)  # login attempts per client IP per login_window_minutes
+    logins_per_account: int = Field(5, ge=1)  # failed login attempts per account per login_window_minutes
+    logins_per_ip: int = Field(20, ge=1)  # failed login attempts per client IP per login_window_minutes
     login_window_minutes: float = Field(15.0, gt=0)
 
 

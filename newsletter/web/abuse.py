@@ -148,3 +148,12 @@ class RequestThrottle:
             if len(self._events) > 100_000:  # bound memory under a flood of distinct keys
                 self._events = {k: v for k, v in self._events.items() if v}
             return None
+
+    def refund(self, keys: list[str], count: int = 1) -> None:
+        """Take back the newest `count` attempts of each key: for limits on failures (sign-ins),
+        where an attempt that succeeded must not count towards locking its owner out."""
+        with self._lock:
+            for key in keys:
+                events = self._events.get(key)
+                for _ in range(min(count, len(events) if events else 0)):
+                    events.pop()

@@ -4,6 +4,7 @@ one-time set-password links and the TOTP second factor."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pyotp
@@ -115,6 +116,41 @@ def test_logins_are_throttled_per_account_and_per_ip(throttled_console):
     other = c.client()
     other.headers["X-Forwarded-For"] = "192.0.2.1"
     assert c.post_login(other, "editor@editors.example", PASSWORD).status_code == 303
+
+
+def test_successful_sign_ins_never_lock_their_owner_out(throttled_console):
+    """The limits count failures: signing in more often than the limit allows (several browsers,
+    an office behind one address) always works, and failures still lock the account."""
+    c = throttled_console
+    for _ in range(7):  # the account allows 3 attempts and the address 5 per window
+        client = c.client()
+        client.headers["X-Forwarded-For"] = "198.51.100.20"
+        assert c.post_login(client, "Owner@editors.example", PASSWORD).status_code == 303
+    client = c.client()
+    client.headers["X-Forwarded-For"] = "198.51.100.20"
+    for _ in range(3):
+        assert c.post_login(client, "owner@editors.example", "wrong password!").status_code == 400
+    assert c.post_login(client, "owner@editors.example", PASSWORD).status_code == 429
+
+
+def test_a_sign_in_with_a_code_gives_back_both_of_its_attempts(throttled_console):
+    c = throttled_console
+    with session_scope(c.engine) as session:
+        uri = totp.enable(session, accounts.find(session, "owner@editors.example"), "Weekly Verdicts",
+                          audit.Actor.cli())
+    secret = re.search(r"secret=([A-Z2-7]+)", uri).group(1)
+    now = time.time()
+    # Three sign-ins of two attempts each (password, code) where the account allows 3 attempts; a
+    # code works once and later than the last, so each uses the next step's (one step of drift).
+    for offset in (-30, 0, 30):
+        client = c.client()
+        step = c.post_login(client, "owner@editors.example", PASSWORD)
+        assert step.status_code == 200, step.text
+        ticket = re.search(r'name="ticket" value="([^"]+)"', step.text).group(1)
+        done = client.post("/admin/login/totp", data={"ticket": ticket, "csrf_token": csrf_in(step.text),
+                                                      "code": pyotp.TOTP(secret).at(now + offset)})
+        assert done.status_code == 303, done.text
+    assert c.post_login(c.client(), "owner@editors.example", PASSWORD).status_code == 200
 
 
 def test_sessions_expire_and_idle_out(console):

@@ -46,13 +46,19 @@ def form_ok(ctx: ConsoleContext, request: Request, token: str) -> bool:
     return bool(cookie) and hmac.compare_digest(sessions.csrf_for(ctx.secret, "form:" + cookie), token)
 
 
-def throttled(ctx: ConsoleContext, request: Request, email: str) -> Response | None:
-    """Counts one attempt for the account and the client IP; a 429 page once either is used up."""
+def _login_limits(ctx: ConsoleContext, request: Request, email: str) -> list[ThrottleLimit]:
     admin = ctx.settings.admin
     window = admin.login_window_minutes * 60
-    wait = ctx.limiter.hit([
-        ThrottleLimit(f"account:{email.strip().lower()[:254]}", admin.logins_per_account, window),
-        ThrottleLimit(f"ip:{client_ip(ctx, request)}", admin.logins_per_ip, window)])
+    return [ThrottleLimit(f"account:{email.strip().lower()[:254]}", admin.logins_per_account, window),
+            ThrottleLimit(f"ip:{client_ip(ctx, request)}", admin.logins_per_ip, window)]
+
+
+def throttled(ctx: ConsoleContext, request: Request, email: str) -> Response | None:
+    """Counts one attempt for the account and the client IP; a 429 page once either is used up.
+    A sign-in that succeeds gives its attempts back (`signed_in_ok`): the limits are on failures,
+    so an editor who signs in often, or an office of editors behind one address, is never locked
+    out by their own successful sign-ins."""
+    wait = ctx.limiter.hit(_login_limits(ctx, request, email))
     if wait is None:
         return None
     response = message(ctx, "Too many attempts", "Too many sign-in attempts. Please wait and try again.", 429)
@@ -60,8 +66,10 @@ def throttled(ctx: ConsoleContext, request: Request, email: str) -> Response | N
     return response
 
 
-def start_session(ctx: ConsoleContext, request: Request, editor: Editor) -> Response:
-    """A new session (the browser's old one, if any, ends) and off to the dashboard."""
+def start_session(ctx: ConsoleContext, request: Request, editor: Editor, attempts: int = 1) -> Response:
+    """A new session (the browser's old one, if any, ends) and off to the dashboard; the sign-in's
+    `attempts` (the password, and the code where there is one) no longer count against the limits."""
+    ctx.limiter.refund([limit.key for limit in _login_limits(ctx, request, editor.email)], attempts)
     with session_scope(ctx.engine) as session:
         raw = sessions.start(session, editor, ctx.session_lifetime, client_ip(ctx, request),
                              request.headers.get("user-agent", ""), replaces=request.cookies.get(SESSION_COOKIE))
@@ -124,7 +132,7 @@ def login_totp(request: Request, ctx: Console, ticket: FormText = "", code: Form
         accepted = totp.accept(session, editor, code)
     if not accepted:
         return totp_page(ctx, request, ticket, 400, "That code is not right (or was used already). Try the next.")
-    return start_session(ctx, request, editor)
+    return start_session(ctx, request, editor, attempts=2)
 
 
 @router.post("/logout", response_class=HTMLResponse)
