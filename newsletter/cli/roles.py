@@ -19,7 +19,7 @@ def stats_command(
                                                          "comparisons, or the newest --last).")] = False,
 ) -> None:
     """Per issue: recipients, sent, delivered, bounced, complained, unsubscribed, votes."""
-    from newsletter.reports.stats import COLUMNS, html_report, issue_stats
+    from newsletter.reports.stats import COLUMNS, delivery_note, html_report, issue_stats
 
     if votes:
         _print_votes(issue_id, last)
@@ -35,14 +35,18 @@ def stats_command(
 
     short = {"recipients": "rcpt", "delivered": "deliv", "bounced": "bounce", "complained": "compl",
              "unsubscribed": "unsub"}
+    # One space between columns (the box draws it): the figures fit 80 columns with their headers whole.
     table = Table(title="Issues, oldest first (bounce % and complaint % of sent)", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
+                  pad_edge=False, padding=0, show_edge=False)
     for name in ("issue", "week", *[short.get(c, c) for c in columns], "bounce%", "compl%"):
         table.add_column(name, no_wrap=True, justify="left" if name == "week" else "right")
     for row in rows:
         table.add_row(str(row.id), row.week, *[str(getattr(row, c)) for c in columns],
                       row.rate("bounced"), row.rate("complained"))
     console.print(table)
+    note = delivery_note(state.settings.mail.transport)
+    if note and rows:
+        console.print(note, style="dim", highlight=False)
     if html_file is not None:
         from newsletter.files import write_atomic
 

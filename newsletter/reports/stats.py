@@ -30,6 +30,20 @@ FIGURES = ["recipients", "sent", "failed", "skipped", "pending", "delivered", "b
 BOUNCES = ("bounced_hard", "bounced_soft")
 
 
+def delivery_note(transport: str) -> str:
+    """Why *delivered* reads 0 on this site, or "" where a provider reports deliveries. Only the
+    providers' webhooks say a message reached the inbox; over SMTP (and into the file outbox)
+    nothing does, and a column of zeros next to *sent* reads as "nothing arrived" unless said."""
+    if transport == "smtp":
+        where = "over SMTP, where nothing reports deliveries, so it stays 0: Sent means the relay accepted the message"
+    elif transport == "file":
+        where = "into the file outbox, so it stays 0: Sent means the message was written there"
+    else:
+        return ""
+    return ("Delivered counts the deliveries a provider reports back through its webhook (Postmark, SendGrid, "
+            f"Mailgun, Resend, SES). This site sends {where}.")
+
+
 @dataclass
 class IssueStats:
     id: int

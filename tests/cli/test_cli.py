@@ -182,6 +182,12 @@ def test_editor_commands(tmp_path):
     assert late.returncode == 1 and "can no longer change" in late.stderr
     stats = command(["stats", "--html", "report.html"], tmp_path, env).stdout
     assert "2026-W47" in stats and (tmp_path / "report.html").read_text().count("<svg") == 6
+    # On a terminal of 80 columns every header is whole, and a 0 under "deliv" says why (file outbox).
+    narrow = command(["stats"], tmp_path, {**env, "COLUMNS": "80"}).stdout
+    header = next(line for line in narrow.splitlines() if line.lstrip().startswith("issue"))
+    assert header.split() == ["issue", "week", "rcpt", "sent", "deliv", "bounce", "compl", "unsub", "votes",
+                              "bounce%", "compl%"] and len(header) <= 80, narrow
+    assert "file outbox, so it stays 0" in narrow
     digest = command(["stats", "--votes", "--last", "3"], tmp_path, env).stdout
     assert "community" in digest and sum("-vs-" in line for line in digest.splitlines()) == 3, digest
 

@@ -15,7 +15,10 @@ from newsletter import tallies
 from newsletter.db import session_scope, utcnow
 from newsletter.delivery.models import Delivery
 from newsletter.issues.models import Issue, IssueItem
+from newsletter.web.app import create_app
 from newsletter.weeks import current_week
+from tests.conftest import TEST_SECRET
+from tests.console.conftest import Console
 from tests.reports.known import DIGEST, FIRST, build
 
 
@@ -128,3 +131,19 @@ def test_dashboard_figures(console):
     weeks = html[html.index("<h3>Readers per week</h3>"):html.index("<h3>Last issue</h3>")]
     rows = re.findall(r'<tr><th scope="row">(\d{4}-W\d\d)</th>', weeks)
     assert len(rows) == 8 and rows[-1] == current_week(console.settings.site.zone)
+
+
+def test_a_zero_under_delivered_is_explained_where_nothing_reports_deliveries(console):
+    """Over SMTP and into the file outbox no one reports a delivery, so *delivered* stays 0 beside
+    *sent*; the stats pages and the dashboard say why there, and only there."""
+    known = build(console.engine, console.settings)
+    for transport, says in [("smtp", "over SMTP, where nothing reports deliveries"),
+                            ("file", "into the file outbox"), ("postmark", None)]:
+        settings = console.settings.model_copy(update={
+            "mail": console.settings.mail.model_copy(update={"transport": transport})})
+        app = create_app(settings, engine=console.engine, secret=TEST_SECRET, with_sender=False)
+        viewer = Console(app, console.engine, settings).login("viewer")
+        for url in ("/admin/stats", f"/admin/stats/issues/{known.first}", "/admin"):
+            html = viewer.get(url).text
+            assert ("Delivered counts the deliveries a provider reports back" in html) == (says is not None), url
+            assert says is None or says in html, (transport, url)

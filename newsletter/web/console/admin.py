@@ -19,6 +19,7 @@ from newsletter.db import session_scope
 from newsletter.editors import accounts, audit, sessions, totp
 from newsletter.editors.models import Editor
 from newsletter.editors.passwords import MIN_LENGTH, WeakPassword
+from newsletter.reports.stats import delivery_note
 from newsletter.web.abuse import ThrottleLimit
 from newsletter.web.console.views import EXPIRED_FORM, Reader, console_router, form_page, message, page
 
@@ -85,7 +86,8 @@ def start_session(ctx: ConsoleContext, request: Request, editor: Editor, attempt
 @router.get("", response_class=HTMLResponse)
 def dashboard(ctx: Console, me: Reader) -> HTMLResponse:
     return page(ctx, "dashboard.html", me=me, title="Dashboard", current="dashboard",
-                board=dashboard_figures(ctx.settings, ctx.engine))
+                board=dashboard_figures(ctx.settings, ctx.engine),
+                delivery_note=delivery_note(ctx.settings.mail.transport))
 
 
 

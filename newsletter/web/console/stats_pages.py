@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from newsletter.reports.audience import growth
 from newsletter.reports.charts import bar_chart, hbar_chart
 from newsletter.reports.export import digest_csv, issues_csv
-from newsletter.reports.stats import CHARTED, IssueStats, issue_charts, issue_stats
+from newsletter.reports.stats import CHARTED, IssueStats, delivery_note, issue_charts, issue_stats
 from newsletter.reports.votes import vote_digest
 from newsletter.web.console.deps import Console
 from newsletter.web.console.views import Reader, console_router, message, page
@@ -49,7 +49,7 @@ def stats_overview(ctx: Console, me: Reader, last: Last = 12) -> HTMLResponse:
                                           [w.left for w in weeks]))]
     return page(ctx, "stats.html", me=me, title="Stats", current="stats", rows=rows, last=last, weeks=weeks,
                 issue_charts=list(zip([label for _, label in CHARTED], issue_charts(rows))), reader_charts=readers,
-                tracking=ctx.settings.tracking)
+                tracking=ctx.settings.tracking, delivery_note=delivery_note(ctx.settings.mail.transport))
 
 
 @router.get("/stats/issues.csv")
@@ -66,7 +66,8 @@ def issue_page(ctx: Console, me: Reader, issue_id: IssueId) -> HTMLResponse:
     row = rows[0]
     return page(ctx, "stats_issue.html", me=me, title=f"Stats of issue {row.week}", current="stats", row=row,
                 chart=funnel_chart(row, ctx.settings.tracking), tracking=ctx.settings.tracking,
-                digest=vote_digest(ctx.engine, issue_id=issue_id))
+                digest=vote_digest(ctx.engine, issue_id=issue_id),
+                delivery_note=delivery_note(ctx.settings.mail.transport))
 
 
 @router.get("/stats/comparisons", response_class=HTMLResponse)
