@@ -135,8 +135,12 @@ def test_send_now_confirms_the_count_then_a_worker_delivers_and_the_stream_repor
     paused = editor.post(f"/admin/issues/{issue_id}/pause", data={"csrf_token": token})
     assert paused.status_code == 303 and "Paused" in editor.get(paused.headers["location"]).text
     assert events(editor, issue_id, 1)[0]["state"] == "paused"
-    assert editor.post(f"/admin/issues/{issue_id}/resume", data={"csrf_token": token}).status_code == 303
+    resumed = editor.post(f"/admin/issues/{issue_id}/resume", data={"csrf_token": token})
+    assert resumed.status_code == 303 and "Sending again." in editor.get(resumed.headers["location"]).text
     assert run_worker(console, issue_id).sent == 4
+    # The same address reloaded once the send is over: the notice no longer holds, so it is gone.
+    stale = editor.get(resumed.headers["location"]).text
+    assert "Sending again." not in stale and 'data-field="state">sent<' in stale
     final = events(editor, issue_id, 50)
     assert len(final) == 1 and final[0]["done"] and final[0]["sent"] == 4 and final[0]["pending"] == 0
 

@@ -193,6 +193,12 @@ def figure(page, name: str) -> str:
 def watch_send(page, live, recipients: int, db: str) -> None:
     """The progress page follows the send live while a worker in this process delivers it."""
     assert figure(page, "state") == "sending" and figure(page, "pending") == str(recipients)
+    submit(page, page.get_by_role("button", name="Pause"))
+    expect(page.get_by_role("status")).to_contain_text("Paused")
+    submit(page, page.get_by_role("button", name="Resume"))
+    notice = page.get_by_role("status")
+    expect(notice).to_have_text("Sending again.")
+    assert page.url.endswith("/progress")  # the notice is for this visit: a reload leaves it out
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(live.engine, live.settings),
                               kwargs={"until_idle": True, "echo": lambda _line: None, "stop": stop}, daemon=True)
@@ -204,6 +210,7 @@ def watch_send(page, live, recipients: int, db: str) -> None:
         stop.set()
         worker.join(timeout=30)
     assert (figure(page, "sent"), figure(page, "failed"), figure(page, "pending")) == (str(recipients), "0", "0")
+    expect(notice).to_be_hidden()  # "Sending again." is no longer true once the send is over
     expect(page.get_by_role("button", name="Pause")).to_be_hidden()  # a finished send offers no controls
     expect(page.get_by_role("button", name="Cancel the send")).to_be_hidden()
     shot(page, "progress", db)

@@ -103,9 +103,17 @@ def progress(ctx: Console, me: Reader, issue_id: IssueId,
     except IssueError:
         raise Answer(message(ctx, "No such issue", f"There is no issue {issue_id}.", 404,
                              [("All issues", "/admin/issues")]))
+    figures = sending.status(ctx.engine, issue_id)
+    # A notice says what an action did while it is still true: "Sending again." reloaded (the URL
+    # keeps ?done=) after the send ended, or after someone else paused it, would say the opposite.
+    holds = NOTICE_STATES.get(done) == figures.state
     return page(ctx, "issue_progress.html", me=me, title=f"Sending issue {found.week}", current="issues",
-                issue=found, figures=sending.status(ctx.engine, issue_id), can_edit=may_edit(me),
-                notice=NOTICES.get(done, ""))
+                issue=found, figures=figures, can_edit=may_edit(me),
+                notice=NOTICES.get(done, "") if holds else "", notice_state=figures.state)
+
+
+# The state each progress notice describes (control's `notice` names).
+NOTICE_STATES = {"paused": "paused", "resumed": "sending", "cancelled": "cancelled"}
 
 
 def figures(ctx: ConsoleContext, issue_id: int) -> dict:
