@@ -184,8 +184,8 @@ def _write_new(session: Session, readers: Sequence[Row], source: str, now: datet
     keys = iter(token_keys(len(readers)))
     ids = _new_ids(session, readers, held)
     made = [_reader_values(row, now) for row in readers]
-    columns = ("email", "name", "status", "created_at", "confirmed_at", "unsubscribed_at", "token_key")
-    values = [(row.email, row.name, row.status, created, confirmed, left, next(keys))
+    columns = ("email", "name", "status", "created_at", "confirmed_at", "unsubscribed_at", "paused_until", "token_key")
+    values = [(row.email, row.name, row.status, created, confirmed, left, row.paused_until, next(keys))
               for row, (created, confirmed, left, _events) in zip(readers, made)]
     if postgresql:
         _copy_new(connection, ids, values, readers, made, source)
@@ -207,9 +207,10 @@ def _copy_new(connection: Connection, ids: list[int], values: list[tuple], reade
     format): a million readers, a million and more events, so no per-value dispatch."""
     stamp, source = Stamps(), escape(source)
     copy_lines(connection, "subscriber", ("id", "email", "name", "status", "created_at", "confirmed_at",
-                                          "unsubscribed_at", "token_key"),
+                                          "unsubscribed_at", "paused_until", "token_key"),
                (f"{i}\t{escape(email)}\t{escape(name)}\t{status}\t{stamp[created]}\t{stamp[confirmed]}\t"
-                f"{stamp[left]}\t{key}\n" for i, (email, name, status, created, confirmed, left, key) in zip(ids, values)))
+                f"{stamp[left]}\t{stamp[paused]}\t{key}\n"
+                for i, (email, name, status, created, confirmed, left, paused, key) in zip(ids, values)))
     copy_lines(connection, "subscriber_topic", ("subscriber_id", "category"),
                (f"{i}\t{escape(topic)}\n" for i, row in zip(ids, readers) if row.status == "active"
                 for topic in row.topics))

@@ -57,7 +57,7 @@ def export_pages(engine: Engine, page: int = PAGE) -> Iterator[list[tuple]]:
             readers = connection.execute(
                 select(_READERS.c.id, _READERS.c.email, _READERS.c.name, _READERS.c.status,
                        _moment(_READERS.c.created_at), _moment(_READERS.c.confirmed_at),
-                       _moment(_READERS.c.unsubscribed_at))
+                       _moment(_READERS.c.unsubscribed_at), _moment(_READERS.c.paused_until))
                 .where(_READERS.c.id > after).order_by(_READERS.c.id).limit(page)).all()
             topics: dict[int, list[str]] = {}
             if readers:
@@ -68,7 +68,7 @@ def export_pages(engine: Engine, page: int = PAGE) -> Iterator[list[tuple]]:
                     topics.setdefault(reader_id, []).append(category)
             connection.rollback()
         yield [(email, name, status, ";".join(topics.get(reader_id, ())), _stamp(created), _stamp(confirmed),
-                _stamp(left)) for reader_id, email, name, status, created, confirmed, left in readers]
+                _stamp(left), _stamp(paused)) for reader_id, email, name, status, created, confirmed, left, paused in readers]
         if len(readers) < page:
             return
         after = readers[-1][0]

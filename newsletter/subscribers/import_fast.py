@@ -21,7 +21,7 @@ from operator import itemgetter
 
 from newsletter.db import utcnow
 from newsletter.subscribers.importing import DATES, STATUSES, InvalidInput, Row, _topics, check_header, judged, \
-    parse_date, parse_row
+    parse_date, parse_pause, parse_row
 from newsletter.subscribers.service import MAX_NAME, _plain_address, unneutralised
 from newsletter.text import has_control_chars
 
@@ -60,7 +60,7 @@ class _Judge:
         return list(topics)
 
     def row(self, line: int, email: str, name: str, topics: str, status: str, created: str, confirmed: str,
-            left: str) -> Row | None:
+            left: str, paused: str) -> Row | None:
         """The Row parse_row would make, or None when the fast checks are not sure (parse_row decides).
         A plain address (service._plain_address) has no control characters: its local part is
         letters, digits and a few signs, its domain one the validator accepted."""
@@ -77,7 +77,13 @@ class _Judge:
         if len(name) > MAX_NAME or has_control_chars(name):
             return None
         listed = self.topic_list(topics)
-        return None if listed is None else Row(line, email, name, listed, status, dates)
+        if listed is None:
+            return None
+        try:  # few readers are paused: judged where it is set, not remembered
+            pause = parse_pause(paused, self.now) if paused else None
+        except InvalidInput:
+            return None
+        return Row(line, email, name, listed, status, dates, paused_until=pause if status == "active" else None)
 
 
 def judged_rows_fast(data: str, default_status: str, known: dict[str, str]) -> Iterator[tuple[int, Row | None, str]]:
@@ -93,7 +99,8 @@ def _judge(reader, header: list[str], judge: _Judge) -> Iterator[tuple[int, Row 
     # Where each column is in a record (the last one of a repeated name, as a dict of the header
     # would have it); a missing column reads as the empty value past the record's end.
     where = {name: index for index, name in enumerate(header)}
-    pick = itemgetter(*[where.get(name, width) for name in ("email", "name", "topics", "status", *DATES)])
+    pick = itemgetter(*[where.get(name, width) for name in ("email", "name", "topics", "status", *DATES,
+                                                             "paused_until")])
     padding = [""]
 
     def parse(line: int, record: list[str]) -> Row:

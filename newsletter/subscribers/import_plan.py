@@ -140,7 +140,7 @@ def add_new(session: Session, rows: Sequence[Row], source: str) -> None:
     made = session.execute(insert(Subscriber).returning(Subscriber.id, Subscriber.email), [
         {"email": row.email, "name": row.name, "status": SubscriberStatus.active.value, "token_key": new_token_key(),
          "created_at": row.dates["created_at"] or now, "confirmed_at": row.dates["confirmed_at"] or now,
-         "unsubscribed_at": None, "paused_until": None} for row in rows]).all()
+         "unsubscribed_at": None, "paused_until": row.paused_until} for row in rows]).all()
     ids = {email: subscriber_id for subscriber_id, email in made}
     topics = [{"subscriber_id": ids[row.email], "category": topic} for row in rows for topic in row.topics]
     if topics:

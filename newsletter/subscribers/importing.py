@@ -29,8 +29,11 @@ from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_na
 from newsletter.text import counted
 
 TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)
-COLUMNS = ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at")
+COLUMNS = ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at", "paused_until")
 DATES = ("created_at", "confirmed_at", "unsubscribed_at")
+# Columns an export writes that mean nothing in another store: read and left out (the console's
+# export carries each reader's id here).
+IGNORED = ("id",)
 # Statuses an import can honour; `pending` readers never confirmed, so nobody has their consent.
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
 SUPPRESS_REASON = {"bounced": "hard_bounce", "complained": "complaint"}
@@ -59,6 +62,7 @@ class Row:
     status: str
     dates: dict[str, datetime | None]
     evidence: Evidence | None = None
+    paused_until: datetime | None = None  # an active reader's pause still to run (parse_pause)
 
 
 def _topics(value: str, known: dict[str, str]) -> list[str]:
@@ -94,6 +98,21 @@ def _date(name: str, value: str, now: datetime) -> datetime | None:
 parse_date = _date  # the rule every imported date follows (the mapping layer's opt-in times too)
 
 
+def parse_pause(value: str, now: datetime) -> datetime | None:
+    """`paused_until`: when a reader's pause ends, so a date to come; one already past is no
+    pause at all (None). InvalidInput when it is not a date."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"paused_until: {value[:40]!r} is not a date (use ISO 8601, like "
+                           "2026-12-24T00:00:00+00:00)") from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment if moment > now else None
+
+
 def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[str, str], now: datetime) -> Row:
     """One CSV row judged on its own; InvalidInput names the field and the reason."""
     email = normalize_email(raw.get("email", ""))
@@ -105,7 +124,9 @@ def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[s
     dates = {name: _date(name, raw.get(name, ""), now) for name in DATES}
     if status == "active" and dates["unsubscribed_at"]:
         raise InvalidInput("unsubscribed_at: set, but the status is active")
-    return Row(line, email, clean_name(unneutralised((raw.get("name") or "").strip())), _topics(raw.get("topics", ""), known), status, dates)
+    pause = parse_pause(raw.get("paused_until", ""), now)  # judged on every row; kept for active ones
+    return Row(line, email, clean_name(unneutralised((raw.get("name") or "").strip())), _topics(raw.get("topics", ""), known),
+               status, dates, paused_until=pause if status == "active" else None)
 
 
 def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[list[Row], list[str]]:
@@ -135,7 +156,7 @@ def check_header(header: list[str]) -> list[str]:
             "--from auto, which maps its columns and keeps join dates and opt-in evidence")
         raise InvalidInput("CSV: the header row needs an 'email' column (and optionally name, topics, status, dates)"
                            + hint)
-    unknown = [name for name in header if name not in COLUMNS]
+    unknown = [name for name in header if name not in COLUMNS and name not in IGNORED]
     if unknown:
         raise InvalidInput(f"CSV header: unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")
     return header
@@ -196,6 +217,7 @@ def apply_row(session: Session, row: Row, source: str, result: UpsertResult) -> 
     if subscriber is not None and existing is None:
         subscriber.created_at = row.dates["created_at"] or subscriber.created_at
         subscriber.confirmed_at = row.dates["confirmed_at"] or subscriber.confirmed_at
+        subscriber.paused_until = row.paused_until  # like the dates: from the file for a reader new here
         session.add(subscriber)
         if row.evidence is not None:
             _keep_evidence(session, subscriber, row.evidence, source)

@@ -201,7 +201,8 @@ def _native(platform: Platform, fields: dict[str, str]) -> dict[str, str]:
               "status": _status(platform, fields),
               "created_at": fields.get("created_at") or fields.get("optin_at") or fields.get("confirmed_at", ""),
               "confirmed_at": fields.get("confirmed_at", ""),
-              "unsubscribed_at": fields.get("unsubscribed_at") or fields.get("cleaned_at", "")}
+              "unsubscribed_at": fields.get("unsubscribed_at") or fields.get("cleaned_at", ""),
+              "paused_until": fields.get("paused_until", "")}
     if native["status"] in ("active", ""):
         native["unsubscribed_at"] = ""  # a cleaned date on a bounced row is not an unsubscription
     return native

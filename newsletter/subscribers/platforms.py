@@ -33,6 +33,7 @@ TARGETS = {
     "confirm_ip": "Confirmation IP address",
     "unsubscribed_at": "Unsubscribed at (set means unsubscribed)",
     "cleaned_at": "Cleaned / bounced at (set means bounced)",
+    "paused_until": "Paused until (an active reader's pause, kept when still to run)",
 }
 # A target that at most one column may have (all but "ignore").
 SINGLE = frozenset(TARGETS) - {"ignore"}
@@ -82,7 +83,8 @@ LISTMONK = Platform(
 )
 NATIVE = Platform(
     "newsletter", "Weekly Verdicts (subscribers export)", frozenset({"email"}),
-    {name: name for name in ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at")},
+    {name: name for name in ("email", "name", "topics", "status", "created_at", "confirmed_at", "unsubscribed_at",
+                             "paused_until")},
     {status: status for status in ("active", "unsubscribed", "bounced", "complained", "pending")},
 )
 GENERIC = Platform("csv", "Other CSV (columns guessed from their names)")

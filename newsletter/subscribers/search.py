@@ -142,7 +142,8 @@ def _export_row(reader: Subscriber, topics: list[str]) -> dict:
 
     return {"id": reader.id, "email": reader.email, "name": reader.name, "status": reader.status,
             "topics": ";".join(topics), "created_at": when(reader.created_at),
-            "confirmed_at": when(reader.confirmed_at), "unsubscribed_at": when(reader.unsubscribed_at)}
+            "confirmed_at": when(reader.confirmed_at), "unsubscribed_at": when(reader.unsubscribed_at),
+            "paused_until": when(reader.paused_until)}
 
 
 def search_suppressions(session: Session, text: str = "", after: str = "", limit: int = 50) -> Page:

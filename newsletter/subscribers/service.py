@@ -192,7 +192,7 @@ def upsert_active(
     return subscriber
 
 
-EXPORT_COLUMNS = ["email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at"]
+EXPORT_COLUMNS = ["email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at", "paused_until"]
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -116,3 +116,56 @@ def test_a_reader_added_at_once_is_confirmed_when_created_not_before(engine):
     with session_scope(engine) as session:
         reader = upsert_active(session, "new@example.com", "New", [], "import", UpsertResult())
         assert reader.confirmed_at == reader.created_at
+
+
+def _wipe_readers(engine) -> None:
+    from sqlalchemy import text
+
+    with session_scope(engine) as session:
+        for table in ("consent_event", "subscriber_topic", "subscriber"):
+            session.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.mark.parametrize("path", ["bulk", "rows", "taken"])
+def test_a_readers_pause_survives_export_and_import(engine, path):
+    """A reader who paused the newsletter is still paused after the list moves to another store
+    (export, then import): the export carried no pause and the import refused the column. A pause
+    already over imports as none; each import path (set-based, row by row, tables taken) keeps it."""
+    from datetime import timedelta
+
+    from newsletter.db import utcnow
+
+    import_csv(engine, "email,name\npaused@example.com,P\nover@example.com,O\nplain@example.com,\n", "active",
+               categories=CATEGORIES)
+    until = (utcnow() + timedelta(days=20)).replace(microsecond=0)
+    with session_scope(engine) as session:
+        for reader in session.exec(select(Subscriber)).all():
+            reader.paused_until = {"paused@example.com": until,
+                                   "over@example.com": utcnow() - timedelta(days=2)}.get(reader.email)
+            session.add(reader)
+    exported = export(engine, "csv")
+    assert next(csv.DictReader(io.StringIO(exported)))["paused_until"] == until.isoformat()
+    _wipe_readers(engine)
+    report = import_csv(engine, exported, "active", categories=CATEGORIES, bulk=path != "rows",
+                        take_at=1 if path == "taken" else None)
+    assert report.created == 3
+    with session_scope(engine) as session:
+        pauses = {r.email: r.paused_until for r in session.exec(select(Subscriber)).all()}
+    assert pauses == {"paused@example.com": until, "over@example.com": None, "plain@example.com": None}
+
+
+def test_the_consoles_export_imports_again_and_a_bad_pause_names_its_line(engine):
+    """The console's export (GET /api/v1/readers/export) has an id column, which means nothing in
+    another store: the import reads past it instead of refusing the file."""
+    from newsletter.subscribers.exporting import csv_chunks
+    from newsletter.subscribers.search import walk_readers
+    from newsletter.web.console.api_readers import EXPORT_COLUMNS
+
+    import_csv(engine, "email,name,topics\nada@example.com,Ada,Developer Tools\n", "active", categories=CATEGORIES)
+    exported = "".join(csv_chunks(walk_readers(engine), EXPORT_COLUMNS))
+    assert exported.startswith("id,email,")
+    _wipe_readers(engine)
+    assert import_csv(engine, exported, "active", categories=CATEGORIES).created == 1
+    with pytest.raises(InvalidInput, match=r"line 3: paused_until: 'soon' is not a date"):
+        import_csv(engine, "email,paused_until\nb@example.com,\nc@example.com,soon\n", "active",
+                   categories=CATEGORIES)

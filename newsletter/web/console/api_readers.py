@@ -31,7 +31,8 @@ router = api_router()
 
 ReaderId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The reader's id")]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No such reader (or forgotten)"}}
-EXPORT_COLUMNS = ["id", "email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at"]
+EXPORT_COLUMNS = ["id", "email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at",
+                  "paused_until"]
 
 
 class ExportFormat(StrEnum):
