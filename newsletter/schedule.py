@@ -102,17 +102,17 @@ def dispatch_due(engine: Engine, settings: Settings, now: datetime | None = None
     grace = timedelta(minutes=settings.schedule.grace_minutes)
     with session_scope(engine) as session:
         due = session.execute(
-            select(Issue.id, Issue.scheduled_at)
+            select(Issue.id, Issue.scheduled_at, Issue.scheduled_ignoring)
             .where(Issue.state == IssueState.scheduled.value, Issue.scheduled_at <= now)
             .order_by(Issue.scheduled_at)
         ).all()
     started = []
-    for issue_id, scheduled_at in due:
+    for issue_id, scheduled_at, ignoring in due:
         if scheduled_at < now - grace:
             log.warning("issue %s was due at %s, more than the grace period ago: it waits for an editor",
                         issue_id, scheduled_at.isoformat())
             continue
-        if not _passes_checks(engine, settings, issue_id, now):
+        if not _passes_checks(engine, settings, issue_id, now, [name for name in ignoring.split(",") if name]):
             continue
         result = start_send(engine, issue_id, now, settings)
         if result.started:  # another scheduler may have won the conditional UPDATE
@@ -121,10 +121,11 @@ def dispatch_due(engine: Engine, settings: Settings, now: datetime | None = None
     return started
 
 
-def _passes_checks(engine: Engine, settings: Settings, issue_id: int, now: datetime) -> bool:
+def _passes_checks(engine: Engine, settings: Settings, issue_id: int, now: datetime, ignoring: list[str]) -> bool:
     """A due issue that fails a pre-send check goes back to draft (one conditional UPDATE, so
-    one scheduler wins and the editors get one notice), instead of being sent or retried each tick."""
-    failing = failing_checks(engine, settings, issue_id, now)
+    one scheduler wins and the editors get one notice), instead of being sent or retried each tick.
+    `ignoring`: the failures the editor went ahead despite when scheduling; any other holds it."""
+    failing = failing_checks(engine, settings, issue_id, now, ignoring)
     if not failing:
         return True
     try:

@@ -199,7 +199,8 @@ def issue_show(issue_id: Annotated[int, typer.Argument(help="Issue id.")]) -> No
     if info.get("subject_follows_reader"):
         console.print("subject: follows each reader's first comparison when their topics leave out the lead")
     if info["scheduled"]:
-        console.print(f"scheduled: {info['scheduled']}")
+        console.print(f"scheduled: {info['scheduled']}" + (f" (goes ahead although these checks failed: "
+                                                          f"{info['ignoring']})" if info["ignoring"] else ""))
     if info["intro"]:
         console.print(f"intro:     {info['intro']}")
     table = Table("#", "comparison", "category", "published")
@@ -274,7 +275,8 @@ def issue_schedule(
     ignore_checks: Annotated[bool, typer.Option("--ignore-checks", help=IGNORE_CHECKS_HELP)] = False,
 ) -> None:
     """Schedule an issue; `newsletter scheduler` (or `run`) sends it then, once. Refuses while a
-    pre-send check fails at that time; the scheduler checks again before sending."""
+    pre-send check fails at that time; the scheduler checks again before sending (letting pass the
+    failures --ignore-checks went ahead despite)."""
     from newsletter.editors.audit import Actor
     from newsletter.issues.editing import check_future, parse_local, still_to_send
     from newsletter.schedule import zone_of
@@ -290,9 +292,9 @@ def issue_schedule(
     shown = scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")
     console.print(f"issue {issue_id} scheduled for {shown} ({scheduled_at:%Y-%m-%d %H:%M} UTC)")
     if overridden:
-        err.print("note: the scheduler runs the checks again at that time and does not send while one fails "
-                  "(it tells [schedule] notify); fix them before then, or send it yourself with "
-                  "`newsletter issue send --ignore-checks`", markup=False)
+        err.print(f"note: the scheduler runs the checks again at that time and lets {', '.join(overridden)} "
+                  "pass; any other check that fails then holds the issue (it tells [schedule] notify)",
+                  markup=False)
 
 
 @issue_app.command("check")

@@ -255,10 +255,12 @@ def enforce(engine: Engine, settings: Settings, issue_id: int, now: datetime | N
     return results
 
 
-def failing_checks(engine: Engine, settings: Settings, issue_id: int, now: datetime | None = None) -> list[CheckResult]:
-    """For unattended callers (the scheduler): the failing checks; an issue that does not even
-    render fails a "render" check instead of raising."""
+def failing_checks(engine: Engine, settings: Settings, issue_id: int, now: datetime | None = None,
+                   ignore: Collection[str] = ()) -> list[CheckResult]:
+    """For unattended callers (the scheduler): the failing checks but those in `ignore` (an
+    editor's override kept with the schedule); an issue that does not even render fails a
+    "render" check instead of raising."""
     try:
-        return blocking(run_checks(engine, settings, issue_id, now))
+        return blocking(run_checks(engine, settings, issue_id, now), ignore)
     except UserError as exc:
         return [CheckResult("render", FAIL, str(exc))]

@@ -11,6 +11,7 @@ engine-level form that the CLI calls.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -236,13 +237,17 @@ def still_to_send(engine: Engine, issue_id: int, verb: str) -> str:
     return state
 
 
-def schedule_in(session: Session, issue_id: int, when: datetime, now: datetime | None = None) -> Issue:
+def schedule_in(session: Session, issue_id: int, when: datetime, now: datetime | None = None,
+                ignoring: Sequence[str] = ()) -> Issue:
+    """Scheduled for `when`; `ignoring`: the failing checks the editor went ahead despite, which
+    the scheduler lets pass at that time (Issue.scheduled_ignoring)."""
     check_future(when, now)
     issue = get_issue(session, issue_id)
     count = session.exec(select(func.count()).where(IssueItem.issue_id == issue_id)).one()
     if count == 0:
         raise IssueError(f"issue {issue_id} has no comparisons: add some before scheduling", "comparisons")
-    if not transition(session, issue_id, IssueState.scheduled, scheduled_at=when):
+    if not transition(session, issue_id, IssueState.scheduled, scheduled_at=when,
+                      scheduled_ignoring=",".join(sorted(set(ignoring)))):
         raise InvalidTransition(f"issue {issue_id} is {issue.state}: only a draft or scheduled issue can be "
                                 "scheduled")
     session.refresh(issue)
@@ -256,7 +261,7 @@ def schedule(engine: Engine, issue_id: int, when: datetime, now: datetime | None
 
 def unschedule_in(session: Session, issue_id: int) -> Issue:
     issue = get_issue(session, issue_id)
-    if not transition(session, issue_id, IssueState.draft, scheduled_at=None):
+    if not transition(session, issue_id, IssueState.draft, scheduled_at=None, scheduled_ignoring=""):
         raise InvalidTransition(f"issue {issue_id} is {issue.state}, not scheduled")
     session.refresh(issue)
     return issue
@@ -287,6 +292,7 @@ def describe(engine: Engine, settings, issue_id: int) -> dict:
         "id": issue.id, "week": issue.week, "state": issue.state, "subject": issue.subject,
         "preheader": issue.preheader, "intro": issue.intro, "subject_follows_reader": issue.subject_follows_reader,
         "scheduled": issue.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if issue.scheduled_at else "",
+        "ignoring": issue.scheduled_ignoring.replace(",", ", ") if issue.scheduled_at else "",
         "comparisons": [(slug, category, published.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
                         for slug, category, published in rows],
     }

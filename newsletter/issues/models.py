@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from newsletter.db import NEVER_REUSE_IDS, utcnow
@@ -28,6 +28,10 @@ class Issue(SQLModel, table=True):
     # another one than the editor's lead (issues/variants.py `variant_subject`).
     subject_follows_reader: bool = Field(default=False, sa_column=Column(Boolean, nullable=False,
                                                                           server_default=false()))
+    # The failing pre-send checks an editor went ahead despite when scheduling (names, comma
+    # separated): the scheduler, checking again at the send time, lets exactly these pass and
+    # holds the issue for any other (newsletter/schedule.py). Cleared when it leaves the schedule.
+    scheduled_ignoring: str = Field(default="", sa_column=Column(String(200), nullable=False, server_default=""))
 
 
 class IssueItem(SQLModel, table=True):

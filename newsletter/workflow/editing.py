@@ -42,6 +42,7 @@ class IssueDetail:
     finished_at: datetime | None
     comparisons: list[ComparisonRef] = field(default_factory=list)
     subject_follows_reader: bool = False  # issues/variants.py: the subject follows each reader's first comparison
+    scheduled_ignoring: str = ""  # the failing checks the schedule goes ahead despite (Issue.scheduled_ignoring)
 
     @property
     def editable(self) -> bool:
@@ -64,7 +65,8 @@ def detail(engine: Engine, issue_id: int) -> IssueDetail:
                                .order_by(IssueItem.position)).all()
         return IssueDetail(issue.id, issue.week, issue.subject, issue.preheader, issue.intro, issue.state,
                            issue.created_at, issue.scheduled_at, issue.started_at, issue.finished_at,
-                           [ComparisonRef(*row) for row in rows], issue.subject_follows_reader)
+                           [ComparisonRef(*row) for row in rows], issue.subject_follows_reader,
+                           issue.scheduled_ignoring if issue.state == "scheduled" else "")
 
 
 def create_draft(engine: Engine, settings: Settings, actor: audit.Actor, week: str | None) -> tuple[int, bool]:

@@ -102,7 +102,7 @@ def schedule_checked(engine: Engine, settings: Settings, actor: audit.Actor, iss
     the audit log that says it holds the command line's changes (outside trial)."""
     with session_scope(engine) as session:
         before = editing.get_issue(session, issue_id).scheduled_at
-        issue = editing.schedule_in(session, issue_id, when)
+        issue = editing.schedule_in(session, issue_id, when, ignoring=overridden)
         audit.record(session, actor, "issue.schedule", f"issue:{issue_id}",
                      {"scheduled_at": before.isoformat() if before else None},
                      {"scheduled_at": when.isoformat(), "local": local_time(settings, when),

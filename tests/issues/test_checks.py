@@ -14,7 +14,8 @@ from newsletter.content.importer import import_files
 from newsletter.db import make_engine, session_scope
 from newsletter.delivery.models import Delivery
 from newsletter.issues import editing
-from newsletter.issues.checks import MAX_HTML_BYTES, html_links, link_problem, render_for_checks
+from newsletter.issues.checks import MAX_HTML_BYTES, ChecksFailed, html_links, link_problem, render_for_checks, \
+    sample_postal_address
 from newsletter.issues.fit import BUDGET_BYTES
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.models import Issue
@@ -194,4 +195,40 @@ def test_the_scheduler_holds_a_failing_issue_and_tells_the_editors(tmp_path, db_
     assert "week: the issue is for" in notice.get_content()
     assert dispatch_due(engine, settings, now=when + timedelta(seconds=30)) == []  # no second notice
     assert len(list(settings.mail.file.dir.glob("notice-*.eml"))) == 1
+    engine.dispose()
+
+
+def test_the_scheduler_lets_pass_the_checks_an_editor_overrode_when_scheduling_and_no_other(tmp_path, db_url):
+    """`issue schedule --ignore-checks` (the console's and the API's ignore_checks too) scheduled an
+    issue whose week check failed; at the send time the scheduler ran the checks again and put it
+    back to draft for the very failure the editor had accepted. The override is kept with the
+    schedule: exactly those checks pass, and a check that fails only later still holds the issue."""
+    from newsletter.editors.audit import Actor
+    from newsletter.schedule import zone_of
+    from newsletter.workflow import sending
+
+    published = NOW - timedelta(days=30)
+    settings, engine = store(tmp_path, [comparison("stale-pick", published)], db_url=db_url)
+    issue = draft_issue(engine, settings, week_of(published, settings.site.zone)).issue
+    when = (NOW + timedelta(minutes=5)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    local = when.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M")
+    with pytest.raises(ChecksFailed):
+        sending.schedule(engine, settings, Actor.cli(), issue.id, local)
+    sending.schedule(engine, settings, Actor.cli(), issue.id, local, ignore_checks=True)
+    with session_scope(engine) as session:
+        assert session.get(Issue, issue.id).scheduled_ignoring == "week"
+    assert editing.describe(engine, settings, issue.id)["ignoring"] == "week"  # what `issue show` prints
+    # Failures the editor did not see: the site now mails real inboxes with the sample postal address.
+    sample = settings.model_copy(update={
+        "site": settings.site.model_copy(update={"postal_address": sample_postal_address()}),
+        "mail": settings.mail.model_copy(update={"transport": "smtp"})})
+    assert dispatch_due(engine, sample, now=when + timedelta(seconds=1)) == []
+    with session_scope(engine) as session:
+        held = session.get(Issue, issue.id)
+        assert (held.state, held.scheduled_ignoring) == ("draft", "")  # back to draft: the override goes too
+    sending.schedule(engine, settings, Actor.cli(), issue.id, local, ignore_checks=True)
+    assert dispatch_due(engine, settings, now=when + timedelta(seconds=1)) == [issue.id]
+    with session_scope(engine) as session:
+        assert session.get(Issue, issue.id).state == "sending"
+        assert session.exec(select(func.count()).select_from(Delivery)).one() == 2
     engine.dispose()
