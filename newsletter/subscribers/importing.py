@@ -80,18 +80,22 @@ def _topics(value: str, known: dict[str, str]) -> list[str]:
     return topics
 
 
-def _date(name: str, value: str, now: datetime) -> datetime | None:
+def _moment(name: str, value: str, example: str) -> datetime | None:
+    """An ISO 8601 date or time as an aware UTC moment (a bare one is UTC), None when empty."""
     value = value.strip()
     if not value:
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"{name}: {value[:40]!r} is not a date (use ISO 8601, like 2026-11-24 or "
-                           "2026-11-24T09:00:00+00:00)") from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    if moment > now + timedelta(days=1):
-        raise InvalidInput(f"{name}: {value} is in the future")
+        raise InvalidInput(f"{name}: {value[:40]!r} is not a date (use ISO 8601, like {example})") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _date(name: str, value: str, now: datetime) -> datetime | None:
+    moment = _moment(name, value, "2026-11-24 or 2026-11-24T09:00:00+00:00")
+    if moment is not None and moment > now + timedelta(days=1):
+        raise InvalidInput(f"{name}: {value.strip()} is in the future")
     return moment
 
 
@@ -101,16 +105,8 @@ parse_date = _date  # the rule every imported date follows (the mapping layer's 
 def parse_pause(value: str, now: datetime) -> datetime | None:
     """`paused_until`: when a reader's pause ends, so a date to come; one already past is no
     pause at all (None). InvalidInput when it is not a date."""
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"paused_until: {value[:40]!r} is not a date (use ISO 8601, like "
-                           "2026-12-24T00:00:00+00:00)") from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment if moment > now else None
+    moment = _moment("paused_until", value, "2026-12-24T00:00:00+00:00")
+    return moment if moment is not None and moment > now else None
 
 
 def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[str, str], now: datetime) -> Row:
