@@ -292,9 +292,9 @@ def issue_schedule(
     shown = scheduled_at.astimezone(zone_of(settings)).strftime("%Y-%m-%d %H:%M %Z")
     console.print(f"issue {issue_id} scheduled for {shown} ({scheduled_at:%Y-%m-%d %H:%M} UTC)")
     if overridden:
-        err.print(f"note: the scheduler runs the checks again at that time and lets {', '.join(overridden)} "
-                  "pass; any other check that fails then holds the issue (it tells [schedule] notify)",
-                  markup=False)
+        err.print(f"note: the scheduler runs the checks again at that time and lets these pass: "
+                  f"{', '.join(overridden)}; any other check that fails then holds the issue (it tells "
+                  "[schedule] notify)", markup=False)
 
 
 @issue_app.command("check")
