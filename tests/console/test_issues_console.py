@@ -107,6 +107,8 @@ def test_test_send_and_schedule_from_the_page(console):
     assert "Scheduled for <strong>2031-03-04 07:30 CET</strong>" in page and "Unschedule" in page
     assert 'name="at" value="2031-03-04T07:30"' in page  # a reschedule starts from the time set
     assert audit_entries(console, "issue.schedule")[0].after["scheduled_at"].startswith("2031-03-04T06:30")
+    ignored = sorted(audit_entries(console, "issue.schedule")[0].after["ignored_checks"])
+    assert "week" in ignored and f"although these checks failed when it was scheduled: {', '.join(ignored)};" in page
     checked = editor.post(f"/admin/issues/{issue_id}/schedule", data={"at": "2031-03-04T07:30", "csrf_token": token})
     assert checked.status_code == 409 and "Pre-send checks fail" in checked.text
     past = editor.post(f"/admin/issues/{issue_id}/schedule", data={"at": "2020-01-01T07:00", "csrf_token": token})
