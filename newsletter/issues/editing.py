@@ -292,7 +292,7 @@ def describe(engine: Engine, settings, issue_id: int) -> dict:
         "id": issue.id, "week": issue.week, "state": issue.state, "subject": issue.subject,
         "preheader": issue.preheader, "intro": issue.intro, "subject_follows_reader": issue.subject_follows_reader,
         "scheduled": issue.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if issue.scheduled_at else "",
-        "ignoring": issue.scheduled_ignoring.replace(",", ", ") if issue.scheduled_at else "",
+        "ignoring": issue.scheduled_ignoring.replace(",", ", ") if issue.state == IssueState.scheduled.value else "",
         "comparisons": [(slug, category, published.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
                         for slug, category, published in rows],
     }

@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.consent import Origin, Source
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
-from newsletter.subscribers.service import (InvalidInput, UpsertResult, clean_name, clean_topics, is_suppressed,
+from newsletter.subscribers.service import (MAX_PAUSE_WEEKS, InvalidInput, UpsertResult, clean_name, clean_topics, is_suppressed,
                                             normalize_email, record_consent, suppress, unneutralised, upsert_active)
 from newsletter.text import counted
 
@@ -104,8 +104,12 @@ parse_date = _date  # the rule every imported date follows (the mapping layer's 
 
 def parse_pause(value: str, now: datetime) -> datetime | None:
     """`paused_until`: when a reader's pause ends, so a date to come; one already past is no
-    pause at all (None). InvalidInput when it is not a date."""
+    pause at all (None). InvalidInput when it is not a date, or further away than a reader can
+    pause (MAX_PAUSE_WEEKS): a typo like 9026 would otherwise mean "never mailed again"."""
     moment = _moment("paused_until", value, "2026-12-24T00:00:00+00:00")
+    if moment is not None and moment > now + timedelta(weeks=MAX_PAUSE_WEEKS, days=1):
+        raise InvalidInput(f"paused_until: {value.strip()} is more than {MAX_PAUSE_WEEKS} weeks away (the longest "
+                           "pause a reader can choose)")
     return moment if moment is not None and moment > now else None
 
 

@@ -192,6 +192,8 @@ def upsert_active(
     return subscriber
 
 
+MAX_PAUSE_WEEKS = 52  # the longest pause a reader can choose (preferences page) and an import keeps
+
 EXPORT_COLUMNS = ["email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at", "paused_until"]
 
 

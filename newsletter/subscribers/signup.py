@@ -23,7 +23,7 @@ from newsletter.config import WebSettings
 from newsletter.subscribers.consent import CONSENT_VERSION, Origin, Source
 from newsletter.subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberStatus, SubscriberTopic, \
     Suppression, TransactionalMail
-from newsletter.subscribers.service import InvalidInput, hashed_email, is_suppressed, reader_data, record_consent, set_topics
+from newsletter.subscribers.service import MAX_PAUSE_WEEKS, InvalidInput, hashed_email, is_suppressed, reader_data, record_consent, set_topics
 from newsletter.text import looks_like_bitcoin_address
 from newsletter.tokens import InvalidToken, plain_signer
 
@@ -243,8 +243,8 @@ def update_preferences(session: Session, subscriber: Subscriber, topics: list[st
     Why: the page shows a pause that is running as "keep"; saving a new topic must not end it.
     Returns whether anything changed (no consent event for a save that changed nothing).
     """
-    if pause_weeks is not None and not 0 <= pause_weeks <= 52:
-        raise InvalidInput("pause: choose between 0 and 52 weeks")
+    if pause_weeks is not None and not 0 <= pause_weeks <= MAX_PAUSE_WEEKS:
+        raise InvalidInput(f"pause: choose between 0 and {MAX_PAUSE_WEEKS} weeks")
     changes = []
     current = set(session.exec(select(SubscriberTopic.category)
                                .where(SubscriberTopic.subscriber_id == subscriber.id)).all())

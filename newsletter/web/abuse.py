@@ -149,11 +149,12 @@ class RequestThrottle:
                 self._events = {k: v for k, v in self._events.items() if v}
             return None
 
-    def refund(self, keys: list[str], count: int = 1) -> None:
-        """Take back the newest `count` attempts of each key: for limits on failures (sign-ins),
-        where an attempt that succeeded must not count towards locking its owner out."""
+    def refund(self, keys: list[str]) -> None:
+        """Take back one attempt of each key (the newest: attempts are counted, not told apart):
+        for limits on failures (sign-ins), where an attempt that succeeded must not count
+        towards locking its owner out."""
         with self._lock:
             for key in keys:
                 events = self._events.get(key)
-                for _ in range(min(count, len(events) if events else 0)):
+                if events:
                     events.pop()

@@ -153,6 +153,33 @@ def test_a_sign_in_with_a_code_gives_back_both_of_its_attempts(throttled_console
     assert c.post_login(c.client(), "owner@editors.example", PASSWORD).status_code == 200
 
 
+def test_reusing_a_sign_in_ticket_never_takes_back_more_than_it_counted(throttled_console):
+    """Each step gives back only its own attempt: a second code on the same ticket (outside review:
+    it gave back two for one) or a code sent from another address cannot lower the failures
+    counted against an address."""
+    c = throttled_console
+    with session_scope(c.engine) as session:
+        uri = totp.enable(session, accounts.find(session, "owner@editors.example"), "Weekly Verdicts",
+                          audit.Actor.cli())
+    secret = re.search(r"secret=([A-Z2-7]+)", uri).group(1)
+    client = c.client()
+    client.headers["X-Forwarded-For"] = "198.51.100.30"
+    for role in ("viewer", "reviewer"):  # two failures from this address (it allows 5)
+        assert c.post_login(client, f"{role}@editors.example", "wrong password!").status_code == 400
+    step = c.post_login(client, "owner@editors.example", PASSWORD)
+    ticket = re.search(r'name="ticket" value="([^"]+)"', step.text).group(1)
+    now = time.time()
+    for offset in (-30, 0, 30):  # the same ticket, three valid codes
+        done = client.post("/admin/login/totp", data={"ticket": ticket, "csrf_token": csrf_in(step.text),
+                                                      "code": pyotp.TOTP(secret).at(now + offset)})
+        assert done.status_code == 303, done.text
+    client = c.client()  # signed in now: the next attempts from a new browser at the same address
+    client.headers["X-Forwarded-For"] = "198.51.100.30"
+    for role in ("editor", "nobody", "viewer"):  # failures 3, 4 and 5
+        assert c.post_login(client, f"{role}@editors.example", "wrong password!").status_code == 400
+    assert c.post_login(client, "reviewer@editors.example", "wrong password!").status_code == 429
+
+
 def test_sessions_expire_and_idle_out(console):
     with session_scope(console.engine) as session:
         editor = accounts.find(session, "viewer@editors.example")

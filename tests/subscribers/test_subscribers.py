@@ -169,3 +169,5 @@ def test_the_consoles_export_imports_again_and_a_bad_pause_names_its_line(engine
     with pytest.raises(InvalidInput, match=r"line 3: paused_until: 'soon' is not a date"):
         import_csv(engine, "email,paused_until\nb@example.com,\nc@example.com,soon\n", "active",
                    categories=CATEGORIES)
+    with pytest.raises(InvalidInput, match=r"line 2: paused_until: 9026-01-01 is more than 52 weeks away"):
+        import_csv(engine, "email,paused_until\nb@example.com,9026-01-01\n", "active", categories=CATEGORIES)

@@ -56,7 +56,7 @@ def _login_limits(ctx: ConsoleContext, request: Request, email: str) -> list[Thr
 
 def throttled(ctx: ConsoleContext, request: Request, email: str) -> Response | None:
     """Counts one attempt for the account and the client IP; a 429 page once either is used up.
-    A sign-in that succeeds gives its attempts back (`signed_in_ok`): the limits are on failures,
+    A step that succeeds gives its own attempt back (`gave_right`): the limits are on failures,
     so an editor who signs in often, or an office of editors behind one address, is never locked
     out by their own successful sign-ins."""
     wait = ctx.limiter.hit(_login_limits(ctx, request, email))
@@ -67,10 +67,16 @@ def throttled(ctx: ConsoleContext, request: Request, email: str) -> Response | N
     return response
 
 
-def start_session(ctx: ConsoleContext, request: Request, editor: Editor, attempts: int = 1) -> Response:
-    """A new session (the browser's old one, if any, ends) and off to the dashboard; the sign-in's
-    `attempts` (the password, and the code where there is one) no longer count against the limits."""
-    ctx.limiter.refund([limit.key for limit in _login_limits(ctx, request, editor.email)], attempts)
+def gave_right(ctx: ConsoleContext, request: Request, email: str) -> None:
+    """The attempt `throttled` just counted for `email` from this client was right (the password,
+    or the code): it no longer counts. Each step gives back only its own attempt, on the keys it
+    was counted on, so reusing a sign-in ticket or changing address midway cannot take back more
+    than was counted."""
+    ctx.limiter.refund([limit.key for limit in _login_limits(ctx, request, email)])
+
+
+def start_session(ctx: ConsoleContext, request: Request, editor: Editor) -> Response:
+    """A new session (the browser's old one, if any, ends) and off to the dashboard."""
     with session_scope(ctx.engine) as session:
         raw = sessions.start(session, editor, ctx.session_lifetime, client_ip(ctx, request),
                              request.headers.get("user-agent", ""), replaces=request.cookies.get(SESSION_COOKIE))
@@ -113,6 +119,7 @@ def login(request: Request, ctx: Console, email: FormText = "", password: FormTe
         editor = accounts.check_login(session, email, password)
     if editor is None:
         return login_page(ctx, request, 400, email, "That email and password do not match an editor's account.")
+    gave_right(ctx, request, email)
     if editor.totp_secret:
         return totp_page(ctx, request, accounts.login_ticket(ctx.secret, editor))
     return start_session(ctx, request, editor)
@@ -134,7 +141,8 @@ def login_totp(request: Request, ctx: Console, ticket: FormText = "", code: Form
         accepted = totp.accept(session, editor, code)
     if not accepted:
         return totp_page(ctx, request, ticket, 400, "That code is not right (or was used already). Try the next.")
-    return start_session(ctx, request, editor, attempts=2)
+    gave_right(ctx, request, editor.email)
+    return start_session(ctx, request, editor)
 
 
 @router.post("/logout", response_class=HTMLResponse)
