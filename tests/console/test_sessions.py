@@ -133,12 +133,24 @@ def test_successful_sign_ins_never_lock_their_owner_out(throttled_console):
     assert c.post_login(client, "owner@editors.example", PASSWORD).status_code == 429
 
 
-def test_a_sign_in_with_a_code_gives_back_both_of_its_attempts(throttled_console):
-    c = throttled_console
+def owner_with_a_code(c: Console) -> str:
+    """The owner's account with a second factor; its TOTP secret."""
     with session_scope(c.engine) as session:
         uri = totp.enable(session, accounts.find(session, "owner@editors.example"), "Weekly Verdicts",
                           audit.Actor.cli())
-    secret = re.search(r"secret=([A-Z2-7]+)", uri).group(1)
+    return re.search(r"secret=([A-Z2-7]+)", uri).group(1)
+
+
+def code_step(client: TestClient, step, secret: str, at: float):
+    """The sign-in's second step, on the ticket of the password step's page `step`."""
+    ticket = re.search(r'name="ticket" value="([^"]+)"', step.text).group(1)
+    return client.post("/admin/login/totp", data={"ticket": ticket, "csrf_token": csrf_in(step.text),
+                                                  "code": pyotp.TOTP(secret).at(at)})
+
+
+def test_a_sign_in_with_a_code_gives_back_both_of_its_attempts(throttled_console):
+    c = throttled_console
+    secret = owner_with_a_code(c)
     now = time.time()
     # Three sign-ins of two attempts each (password, code) where the account allows 3 attempts; a
     # code works once and later than the last, so each uses the next step's (one step of drift).
@@ -146,9 +158,7 @@ def test_a_sign_in_with_a_code_gives_back_both_of_its_attempts(throttled_console
         client = c.client()
         step = c.post_login(client, "owner@editors.example", PASSWORD)
         assert step.status_code == 200, step.text
-        ticket = re.search(r'name="ticket" value="([^"]+)"', step.text).group(1)
-        done = client.post("/admin/login/totp", data={"ticket": ticket, "csrf_token": csrf_in(step.text),
-                                                      "code": pyotp.TOTP(secret).at(now + offset)})
+        done = code_step(client, step, secret, now + offset)
         assert done.status_code == 303, done.text
     assert c.post_login(c.client(), "owner@editors.example", PASSWORD).status_code == 200
 
@@ -158,20 +168,15 @@ def test_reusing_a_sign_in_ticket_never_takes_back_more_than_it_counted(throttle
     it gave back two for one) or a code sent from another address cannot lower the failures
     counted against an address."""
     c = throttled_console
-    with session_scope(c.engine) as session:
-        uri = totp.enable(session, accounts.find(session, "owner@editors.example"), "Weekly Verdicts",
-                          audit.Actor.cli())
-    secret = re.search(r"secret=([A-Z2-7]+)", uri).group(1)
+    secret = owner_with_a_code(c)
     client = c.client()
     client.headers["X-Forwarded-For"] = "198.51.100.30"
     for role in ("viewer", "reviewer"):  # two failures from this address (it allows 5)
         assert c.post_login(client, f"{role}@editors.example", "wrong password!").status_code == 400
     step = c.post_login(client, "owner@editors.example", PASSWORD)
-    ticket = re.search(r'name="ticket" value="([^"]+)"', step.text).group(1)
     now = time.time()
     for offset in (-30, 0, 30):  # the same ticket, three valid codes
-        done = client.post("/admin/login/totp", data={"ticket": ticket, "csrf_token": csrf_in(step.text),
-                                                      "code": pyotp.TOTP(secret).at(now + offset)})
+        done = code_step(client, step, secret, now + offset)
         assert done.status_code == 303, done.text
     client = c.client()  # signed in now: the next attempts from a new browser at the same address
     client.headers["X-Forwarded-For"] = "198.51.100.30"
