@@ -26,7 +26,7 @@ from newsletter.errors import UserError
 from newsletter.issues.checks import failing_checks
 from newsletter.issues.drafting import draft_issue
 from newsletter.issues.editing import schedule as schedule_issue
-from newsletter.issues.editing import unschedule
+from newsletter.issues.editing import split_overrides, unschedule
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
 from newsletter.delivery.notices import notify_held
@@ -112,7 +112,7 @@ def dispatch_due(engine: Engine, settings: Settings, now: datetime | None = None
             log.warning("issue %s was due at %s, more than the grace period ago: it waits for an editor",
                         issue_id, scheduled_at.isoformat())
             continue
-        if not _passes_checks(engine, settings, issue_id, now, [name for name in ignoring.split(",") if name]):
+        if not _passes_checks(engine, settings, issue_id, now, split_overrides(ignoring)):
             continue
         result = start_send(engine, issue_id, now, settings)
         if result.started:  # another scheduler may have won the conditional UPDATE

@@ -254,6 +254,16 @@ def schedule_in(session: Session, issue_id: int, when: datetime, now: datetime |
     return issue
 
 
+def split_overrides(stored: str) -> list[str]:
+    """The check names in Issue.scheduled_ignoring, as schedule_in stores them."""
+    return [name for name in stored.split(",") if name]
+
+
+def overrides_of(issue: Issue) -> list[str]:
+    """The failing checks a scheduled issue goes ahead despite; none once it left the schedule."""
+    return split_overrides(issue.scheduled_ignoring) if issue.state == IssueState.scheduled.value else []
+
+
 def schedule(engine: Engine, issue_id: int, when: datetime, now: datetime | None = None) -> Issue:
     with session_scope(engine) as session:
         return schedule_in(session, issue_id, when, now)
@@ -292,7 +302,7 @@ def describe(engine: Engine, settings, issue_id: int) -> dict:
         "id": issue.id, "week": issue.week, "state": issue.state, "subject": issue.subject,
         "preheader": issue.preheader, "intro": issue.intro, "subject_follows_reader": issue.subject_follows_reader,
         "scheduled": issue.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if issue.scheduled_at else "",
-        "ignoring": issue.scheduled_ignoring.replace(",", ", ") if issue.state == IssueState.scheduled.value else "",
+        "ignoring": ", ".join(overrides_of(issue)),
         "comparisons": [(slug, category, published.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
                         for slug, category, published in rows],
     }

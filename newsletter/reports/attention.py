@@ -21,6 +21,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope, utcnow
 from newsletter.errors import UserError
 from newsletter.issues.checks import FAIL, OK, run_checks
+from newsletter.issues.editing import overrides_of
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState
 
@@ -59,12 +60,24 @@ def failed_deliveries(engine: Engine, recent: int = RECENT_ISSUES) -> list[Atten
 
 
 def check_warnings(engine: Engine, settings: Settings, issue_id: int, week: str, now: datetime) -> list[Attention]:
+    """The issue's checks that do not pass. A failure the editor overrode when scheduling is a
+    warning that says so: the issue goes out despite it, and it blocks nothing."""
     try:
         results = run_checks(engine, settings, issue_id, now)
     except UserError as exc:
         return [Attention("check_fail", issue_id, week, f"Issue {week} does not render: {exc}")]
-    return [Attention("check_fail" if r.level == FAIL else "check_warning", issue_id, week,
-                      f"Issue {week}, check {r.name}: {r.message}") for r in results if r.level != OK]
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue_id)
+        overridden = set(overrides_of(issue)) if issue is not None else set()
+    items = []
+    for r in results:
+        if r.level == OK:
+            continue
+        blocks = r.level == FAIL and r.name not in overridden
+        note = " (overridden when it was scheduled: it goes out despite this)" if r.name in overridden else ""
+        items.append(Attention("check_fail" if blocks else "check_warning", issue_id, week,
+                               f"Issue {week}, check {r.name}: {r.message}{note}"))
+    return items
 
 
 def needs_attention(engine: Engine, settings: Settings, next_issue: tuple[int, str] | None = None,

@@ -80,10 +80,10 @@ class _Judge:
         if listed is None:
             return None
         try:  # few readers are paused: judged where it is set, not remembered
-            pause = parse_pause(paused, self.now) if paused else None
+            pause = parse_pause(paused, self.now, status) if paused else None
         except InvalidInput:
             return None
-        return Row(line, email, name, listed, status, dates, paused_until=pause if status == "active" else None)
+        return Row(line, email, name, listed, status, dates, paused_until=pause)
 
 
 def judged_rows_fast(data: str, default_status: str, known: dict[str, str]) -> Iterator[tuple[int, Row | None, str]]:

@@ -102,15 +102,16 @@ def _date(name: str, value: str, now: datetime) -> datetime | None:
 parse_date = _date  # the rule every imported date follows (the mapping layer's opt-in times too)
 
 
-def parse_pause(value: str, now: datetime) -> datetime | None:
+def parse_pause(value: str, now: datetime, status: str) -> datetime | None:
     """`paused_until`: when a reader's pause ends, so a date to come; one already past is no
-    pause at all (None). InvalidInput when it is not a date, or further away than a reader can
-    pause (MAX_PAUSE_WEEKS): a typo like 9026 would otherwise mean "never mailed again"."""
+    pause at all (None), and only an active reader keeps one (judged on every row all the same).
+    InvalidInput when it is not a date, or further away than a reader can pause
+    (MAX_PAUSE_WEEKS): a typo like 9026 would otherwise mean "never mailed again"."""
     moment = _moment("paused_until", value, "2026-12-24T00:00:00+00:00")
     if moment is not None and moment > now + timedelta(weeks=MAX_PAUSE_WEEKS, days=1):
         raise InvalidInput(f"paused_until: {value.strip()} is more than {MAX_PAUSE_WEEKS} weeks away (the longest "
                            "pause a reader can choose)")
-    return moment if moment is not None and moment > now else None
+    return moment if moment is not None and moment > now and status == "active" else None
 
 
 def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[str, str], now: datetime) -> Row:
@@ -124,9 +125,8 @@ def parse_row(line: int, raw: dict[str, str], default_status: str, known: dict[s
     dates = {name: _date(name, raw.get(name, ""), now) for name in DATES}
     if status == "active" and dates["unsubscribed_at"]:
         raise InvalidInput("unsubscribed_at: set, but the status is active")
-    pause = parse_pause(raw.get("paused_until", ""), now)  # judged on every row; kept for active ones
     return Row(line, email, clean_name(unneutralised((raw.get("name") or "").strip())), _topics(raw.get("topics", ""), known),
-               status, dates, paused_until=pause if status == "active" else None)
+               status, dates, paused_until=parse_pause(raw.get("paused_until", ""), now, status))
 
 
 def read_rows(data: str, default_status: str, known: dict[str, str]) -> tuple[list[Row], list[str]]:

@@ -42,7 +42,7 @@ class IssueDetail:
     finished_at: datetime | None
     comparisons: list[ComparisonRef] = field(default_factory=list)
     subject_follows_reader: bool = False  # issues/variants.py: the subject follows each reader's first comparison
-    scheduled_ignoring: str = ""  # the failing checks the schedule goes ahead despite (Issue.scheduled_ignoring)
+    overrides: list[str] = field(default_factory=list)  # failing checks the schedule goes ahead despite
 
     @property
     def editable(self) -> bool:
@@ -66,7 +66,7 @@ def detail(engine: Engine, issue_id: int) -> IssueDetail:
         return IssueDetail(issue.id, issue.week, issue.subject, issue.preheader, issue.intro, issue.state,
                            issue.created_at, issue.scheduled_at, issue.started_at, issue.finished_at,
                            [ComparisonRef(*row) for row in rows], issue.subject_follows_reader,
-                           issue.scheduled_ignoring if issue.state == "scheduled" else "")
+                           editing.overrides_of(issue))
 
 
 def create_draft(engine: Engine, settings: Settings, actor: audit.Actor, week: str | None) -> tuple[int, bool]:

@@ -218,6 +218,12 @@ def test_the_scheduler_lets_pass_the_checks_an_editor_overrode_when_scheduling_a
     with session_scope(engine) as session:
         assert session.get(Issue, issue.id).scheduled_ignoring == "week"
     assert editing.describe(engine, settings, issue.id)["ignoring"] == "week"  # what `issue show` prints
+    # The dashboard's attention list: the overridden failure is a warning that says it goes out anyway.
+    from newsletter.reports.attention import needs_attention
+
+    week_items = [item for item in needs_attention(engine, settings, (issue.id, issue.week), NOW)
+                  if "check week" in item.message]
+    assert [item.kind for item in week_items] == ["check_warning"] and "overridden" in week_items[0].message
     # Failures the editor did not see: the site now mails real inboxes with the sample postal address.
     sample = settings.model_copy(update={
         "site": settings.site.model_copy(update={"postal_address": sample_postal_address()}),

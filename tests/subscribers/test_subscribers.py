@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
@@ -169,5 +170,10 @@ def test_the_consoles_export_imports_again_and_a_bad_pause_names_its_line(engine
     with pytest.raises(InvalidInput, match=r"line 3: paused_until: 'soon' is not a date"):
         import_csv(engine, "email,paused_until\nb@example.com,\nc@example.com,soon\n", "active",
                    categories=CATEGORIES)
+    later = (datetime.now(UTC) + timedelta(days=9)).isoformat()
+    import_csv(engine, f"email,status,paused_until\nleft@example.com,unsubscribed,{later}\n", "active",
+               categories=CATEGORIES)
+    with session_scope(engine) as session:  # only an active reader keeps a pause
+        assert session.exec(select(Subscriber.paused_until).where(Subscriber.email == "left@example.com")).one() is None
     with pytest.raises(InvalidInput, match=r"line 2: paused_until: 9026-01-01 is more than 52 weeks away"):
         import_csv(engine, "email,paused_until\nb@example.com,9026-01-01\n", "active", categories=CATEGORIES)
