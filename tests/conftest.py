@@ -30,6 +30,27 @@ TEST_SECRET = "test-secret-key-" + "x" * 40
 # worker, so module-scoped fixtures (a built wheel) and the e2e corpus are built once per file.
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shipped_password_hasher():
+    """Argon2id with its lightest parameters while the suite runs; yields the shipped hasher.
+
+    The shipped one (RFC 9106's second profile: 64 MiB, 3 passes, 4 lanes) costs 0.2 s of CPU per
+    hash or check on purpose, and the suite signs editors in several hundred times: a tenth of its
+    CPU went into memory-hard hashing that proves nothing a light hash does not. Every sign-in
+    still runs argon2-cffi's real hash and verification (a hash records its own parameters); the
+    shipped parameters are held by tests/console/test_sessions.py. `newsletter` subprocesses
+    hash with the shipped ones."""
+    from argon2 import PasswordHasher
+
+    from newsletter.editors import passwords
+
+    shipped, dummy = passwords._hasher, passwords._DUMMY
+    light = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    passwords._hasher, passwords._DUMMY = light, light.hash("not a password of anyone: equalises timing")
+    yield shipped
+    passwords._hasher, passwords._DUMMY = shipped, dummy
+
+
 @pytest.fixture(autouse=True)
 def _secret(monkeypatch):
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", TEST_SECRET)

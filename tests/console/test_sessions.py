@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pyotp
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters, profiles
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
@@ -30,6 +30,17 @@ def test_passwords_are_stored_as_argon2id_hashes_only(console):
     assert stored.startswith("$argon2id$")
     assert PasswordHasher().verify(stored, PASSWORD)  # the reference implementation agrees
     assert PASSWORD not in dump
+
+
+def test_the_shipped_hasher_uses_rfc_9106s_second_profile(shipped_password_hasher, console):
+    """The suite signs in with light Argon2 parameters (tests/conftest.py); what ships is argon2-cffi's
+    RFC 9106 low-memory profile, and a hash it made signs in like any other."""
+    stored = shipped_password_hasher.hash(PASSWORD)
+    assert extract_parameters(stored) == profiles.RFC_9106_LOW_MEMORY
+    with session_scope(console.engine) as session:
+        owner = session.execute(select(Editor).where(Editor.email == "owner@editors.example")).scalar_one()
+        owner.password_hash = stored
+    console.login("owner")
 
 
 def test_cookies_are_secure_httponly_samesite(console):

@@ -48,7 +48,8 @@ def violations(page, source: str) -> list[str]:
     """Serious and critical violations on the page, one line each with the offending elements."""
     # Evaluated through the DevTools protocol, not injected as a <script>: the pages' own
     # Content-Security-Policy (script-src 'none') stays in force while axe reads them.
-    page.evaluate(f"() => {{ {source}\n }}")
+    if not page.evaluate("() => typeof window.axe === 'object'"):  # once per loaded page
+        page.evaluate(f"() => {{ {source}\n }}")
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     lines = []
     for violation in result["violations"]:
