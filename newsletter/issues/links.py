@@ -9,9 +9,9 @@ renders a template or compiles MJML, and joins nothing but a few short strings.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from typing import NamedTuple
 
 from newsletter.config import Settings
 from newsletter.mail.addresses import display_name, wire_address
@@ -26,9 +26,9 @@ from newsletter.text import reject_control_chars
 from newsletter.tokens import Purpose, keyed_digester, stamp_now, token_signer, token_value
 
 
-@dataclass(frozen=True)
-class IssueRecipient:
-    """One reader of one issue delivery (not a subscriber row: what the message needs of one)."""
+class IssueRecipient(NamedTuple):
+    """One reader of one issue delivery (not a subscriber row: what the message needs of one).
+    A named tuple: immutable like a frozen dataclass, made in a third of its time (one per message)."""
 
     email: str
     name: str
