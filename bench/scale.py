@@ -166,6 +166,53 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _deliver_only(queued, settings, deliver: int) -> None:
+    """Keep the table at N rows but leave only the first `deliver` of them queued: the rest become
+    an earlier issue's sent rows (as after past sends), not final rows of this issue above its
+    queue: a real send ends at its last row, where the claims that walk the issue's ids
+    (claim_batch) stop."""
+    earlier = draft_issue(queued.engine, settings, "2026-W47").issue.id
+    with queued.engine.begin() as connection:
+        connection.execute(text("UPDATE issue SET state = 'sent' WHERE id = :earlier"), {"earlier": earlier})
+        connection.execute(text(
+            "UPDATE delivery SET issue_id = :earlier, state = 'sent', sent_at = now() "
+            "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
+            "+ :deliver - 1"), {"issue": queued.issue_id, "deliver": deliver, "earlier": earlier})
+
+
+def _reference(result: dict, sink: Sink, deliver: int, sessions: int) -> None:
+    """The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into the
+    same sink, same message size, as many sessions as the workers use together."""
+    count = min(20_000, max(deliver, 1000))
+    before, sink_before = children_cpu(), proc_cpu(sink.process.pid)
+    result["reference_rate"] = count / time_reference(sink.port, count, 84_500, sessions)
+    result["reference_us"] = 1e6 * (children_cpu() - before) / count
+    result["reference_sink_us"] = 1e6 * (proc_cpu(sink.process.pid) - sink_before) / count
+
+
+def _figures(result: dict, samples: dict, cpu) -> None:
+    """Per worker memory, rate, and CPU per message: whole send, from the first message on (start-up
+    is a cost per send, not per message) and per tenth of the send."""
+    workers = []
+    for pid, series in samples.items():
+        if len(series) < 4:
+            continue  # a short-lived helper, not a worker
+        values = [v for _, v in series]
+        workers.append({"pid": pid, "peak_mb": max(values), "at_10pct_mb": values[len(values) // 10],
+                        "end_mb": values[-1]})
+    result["workers"] = workers
+    result["rate"] = result["counts"].get("sent", 0) / result["deliver_s"]
+    sent = max(result["counts"].get("sent", 0), 1)
+    result["cpu_us"] = {name: 1e6 * value / sent for name, value in cpu.totals().items()}
+    running = [sample for sample in cpu.samples if sample[1] > 0]
+    start = running[0] if running else cpu.samples[0]
+    result["startup_s"] = start[2]
+    result["steady_us"] = {name: 1e6 * (cpu.totals()[name] - start[2][name]) / max(sent - start[1], 1)
+                           for name in start[2]}
+    result["tenths"] = per_tenth([(at, n - start[1], {k: v - start[2][k] for k, v in used.items()})
+                                  for at, n, used in cpu.samples if n >= start[1]], sent - start[1])
+
+
 def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, pool_size: int,
         pg: str = PG, keep: bool = False) -> dict:
     deliver = subscribers if deliver is None else min(deliver, subscribers)
@@ -181,28 +228,11 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
             """))
         with queued_issue(settings, subscribers) as queued:
             result["insert_s"], result["enqueue_s"] = queued.insert_s, queued.enqueue_s
-            if deliver < subscribers:  # keep the table at N rows, deliver only the first `deliver`
-                earlier = draft_issue(queued.engine, settings, "2026-W47").issue.id
-                with queued.engine.begin() as connection:
-                    # The rest become an earlier issue's sent rows (a table of N rows, as after past
-                    # sends), not final rows of this issue above its queue: a real send ends at its
-                    # last row, where the claims that walk the issue's ids (claim_batch) stop.
-                    connection.execute(text("UPDATE issue SET state = 'sent' WHERE id = :earlier"),
-                                       {"earlier": earlier})
-                    connection.execute(text(
-                        "UPDATE delivery SET issue_id = :earlier, state = 'sent', sent_at = now() "
-                        "WHERE issue_id = :issue AND id > (SELECT min(id) FROM delivery WHERE issue_id = :issue) "
-                        "+ :deliver - 1"), {"issue": queued.issue_id, "deliver": deliver, "earlier": earlier})
+            if deliver < subscribers:
+                _deliver_only(queued, settings, deliver)
             with queued.engine.begin() as connection:
                 connection.execute(text("ANALYZE delivery"))
-            # The machine's speed today: Postfix's smtp-source (C, ready messages, no database) into
-            # the same sink, same message size, as many sessions as the workers use together.
-            reference_count = min(20_000, max(deliver, 1000))
-            before, sink_before = children_cpu(), proc_cpu(sink.process.pid)
-            result["reference_rate"] = reference_count / time_reference(
-                sink.port, reference_count, 84_500, processes * pool_size)
-            result["reference_us"] = 1e6 * (children_cpu() - before) / reference_count
-            result["reference_sink_us"] = 1e6 * (proc_cpu(sink.process.pid) - sink_before) / reference_count
+            _reference(result, sink, deliver, processes * pool_size)
             # The workers connect with their own application_name: their backends are found by it.
             workers_url = make_url(url).update_query_dict({"application_name": APP})
             config = folder / "config.toml"
@@ -213,26 +243,7 @@ def run(subscribers: int, deliver: int | None, processes: int, batch_size: int, 
                 result["counts"] = outbox.counts(session, queued.issue_id)
     result["settings"] = {"max_messages_per_connection": settings.mail.smtp.max_messages_per_connection,
                           "lease_seconds": settings.delivery.lease_seconds}
-    workers = []
-    for pid, series in samples.items():
-        if len(series) < 4:
-            continue  # a short-lived helper, not a worker
-        values = [v for _, v in series]
-        tenth = values[len(values) // 10]
-        workers.append({"pid": pid, "peak_mb": max(values), "at_10pct_mb": tenth, "end_mb": values[-1]})
-    result["workers"] = workers
-    result["rate"] = result["counts"].get("sent", 0) / result["deliver_s"]
-    sent = max(result["counts"].get("sent", 0), 1)
-    result["cpu_us"] = {name: 1e6 * value / sent for name, value in cpu.totals().items()}
-    # Start-up (imports, compiling the issue, connecting) is a cost per send, not per message: the
-    # per-message figures below count from the first sample that saw a message delivered.
-    running = [sample for sample in cpu.samples if sample[1] > 0]
-    start = running[0] if running else cpu.samples[0]
-    result["startup_s"] = start[2]
-    result["steady_us"] = {name: 1e6 * (cpu.totals()[name] - start[2][name]) / max(sent - start[1], 1)
-                           for name in start[2]}
-    result["tenths"] = per_tenth([(at, n - start[1], {k: v - start[2][k] for k, v in used.items()})
-                                  for at, n, used in cpu.samples if n >= start[1]], sent - start[1])
+    _figures(result, samples, cpu)
     result["full_s"] = subscribers / result["rate"]
     result["machine"] = machine()
     result["date"] = date.today().isoformat()

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-
 from newsletter.mail.palette import LIGHT
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 PARAGRAPH_STYLE = "margin:0 0 12px;"
@@ -52,10 +54,20 @@ def note_problem(source: str) -> str | None:
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
+    """Imported here, when a note is first rendered: markdown-it's import (40-odd regular
+    expressions) was on the way of every command that loads the issue modules, `issue send` too."""
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("zero", {"html": False, "linkify": False, "typographer": False})
     md.enable(["emphasis", "link", "autolink", "escape", "newline"])
     md.validateLink = safe_link  # type: ignore[method-assign]
     return md
+
+
+def warm_up() -> None:
+    """The parser made now (render.warm_up: a worker before it waits, the parent before it forks
+    its workers), not at the first issue with a note."""
+    _parser()
 
 
 def _tokens(source: str) -> list[Token]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
 from sqlmodel import Session, delete, select
 
@@ -48,6 +47,8 @@ def normalize_email(value: str, field: str = "email", smtputf8: bool = False) ->
     fast = _plain_address(value)
     if fast is not None:
         return fast
+    from email_validator import EmailNotValidError, validate_email  # see _domain
+
     try:
         result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
@@ -65,7 +66,11 @@ _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*")
 
 @lru_cache(maxsize=4096)
 def _domain(domain: str) -> str | None:
-    """The stored form of `domain`, or None when the validator refuses it (the full path then says why)."""
+    """The stored form of `domain`, or None when the validator refuses it (the full path then says why).
+    email-validator is imported on first use: its import (its patterns compiled, idna) was on the
+    way of every command that loads the delivery modules, `issue send` and the worker's start too."""
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email("a@" + domain, check_deliverability=False, allow_smtputf8=True).domain
     except EmailNotValidError:
