@@ -96,3 +96,25 @@ def test_stats_reads_the_database_without_the_orm(engine, tmp_path):
         loaded = json.loads([line for line in result.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
         assert "newsletter.reports.stats" in loaded  # the probe saw the command run
         assert not [name for name in DB_COMMAND_HEAVY if name in loaded], loaded
+
+
+LATER = ["email_validator", "markdown_it"]
+SEND_PATH = """
+import json, sys
+import newsletter.cli.issue, newsletter.workflow.sending, newsletter.delivery.pool
+before = [name for name in json.loads(sys.argv[1]) if name in sys.modules]
+from newsletter.issues.render import warm_up
+warm_up()
+print("RESULT " + json.dumps({"before": before, "warm": "markdown_it" in sys.modules}))
+"""
+
+
+def test_the_send_path_imports_the_validator_and_markdown_when_it_needs_them():
+    """`issue send` and a worker's start load email-validator and markdown-it only to validate an
+    address or render a note (issue 18 point 2: their import was on the way to the first message);
+    a worker's warm-up, which runs before it forks its processes, makes the note parser."""
+    result = subprocess.run([sys.executable, "-c", SEND_PATH, json.dumps(LATER)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = json.loads([text for text in result.stdout.splitlines() if text.startswith("RESULT ")][-1][7:])
+    assert found == {"before": [], "warm": True}
