@@ -37,7 +37,7 @@ from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.start import StartResult, start_in, start_send  # noqa: F401 (re-exported)
 from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.delivery.variants import SendVariants
-from newsletter.issues.links import IssueRecipient, issue_mail
+from newsletter.issues.links import IssueMail, IssueRecipient, issue_mail
 from newsletter.tokens import stamp_now
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
@@ -145,9 +145,7 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
         log.warning("issue %s: a variant could not be compiled, its readers' messages are not built: %r",
                     job.issue_id, failed)
     stamp = stamp_now()  # the batch's tokens share one signing time
-    # Each variant's builder, looked up once per batch rather than once per message.
-    builders = {id(t): issue_mail(job.settings, job.secret, t, job.signer, job.mime)
-                for t in templates.values() if not isinstance(t, Exception)}
+    builders: dict[int, IssueMail] = {}  # each variant's builder, looked up once per batch
     for delivery_id, attempts, subscriber_id, email, name, key, _mask in rows:
         template = templates[delivery_id]
         if isinstance(template, Exception):  # its variant could not be compiled (variants.py)
@@ -155,7 +153,13 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
             continue
         recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:
-            message, msg_id = builders[id(template)].message(recipient, now, stamp)
+            # Made inside the isolation: a builder that cannot be made (settings a header refuses)
+            # fails its own messages, like a message that cannot be built, not the whole batch.
+            builder = builders.get(id(template))
+            if builder is None:
+                builder = builders[id(template)] = issue_mail(job.settings, job.secret, template, job.signer,
+                                                              job.mime)
+            message, msg_id = builder.message(recipient, now, stamp)
         except Exception as exc:
             log.warning("delivery %s: the message could not be built: %r", delivery_id, exc)
             answered.append(((delivery_id, attempts, None, email), queue.unbuildable(exc)))

@@ -32,15 +32,33 @@ def test_passwords_are_stored_as_argon2id_hashes_only(console):
     assert PASSWORD not in dump
 
 
-def test_the_shipped_hasher_uses_rfc_9106s_second_profile(shipped_password_hasher, console):
-    """The suite signs in with light Argon2 parameters (tests/conftest.py); what ships is argon2-cffi's
-    RFC 9106 low-memory profile, and a hash it made signs in like any other."""
-    stored = shipped_password_hasher.hash(PASSWORD)
-    assert extract_parameters(stored) == profiles.RFC_9106_LOW_MEMORY
+def _owner_hash(console, stored: str | None = None) -> str:
+    """The owner's stored password hash; with `stored`, set first."""
     with session_scope(console.engine) as session:
         owner = session.execute(select(Editor).where(Editor.email == "owner@editors.example")).scalar_one()
-        owner.password_hash = stored
+        if stored is not None:
+            owner.password_hash = stored
+        return owner.password_hash
+
+
+def test_the_shipped_hasher_keeps_its_own_hashes_and_upgrades_older_ones(shipped_password_hasher, console,
+                                                                        monkeypatch):
+    """The suite signs in with light Argon2 parameters (tests/conftest.py); what ships is argon2-cffi's
+    RFC 9106 low-memory profile. With it in place: a hash it made signs in and is kept as it is;
+    a hash with other (older, weaker) parameters signs in and is stored again with the shipped ones."""
+    from newsletter.editors import passwords
+
+    light = _owner_hash(console)  # made by the suite's light hasher: "older parameters" here
+    monkeypatch.setattr(passwords, "_hasher", shipped_password_hasher)
+    stored = passwords.hash_password(PASSWORD)
+    assert extract_parameters(stored) == profiles.RFC_9106_LOW_MEMORY
+    _owner_hash(console, stored)
     console.login("owner")
+    assert _owner_hash(console) == stored  # current parameters: no upgrade due
+    _owner_hash(console, light)
+    console.login("owner")
+    upgraded = _owner_hash(console)
+    assert upgraded != light and extract_parameters(upgraded) == profiles.RFC_9106_LOW_MEMORY
 
 
 def test_cookies_are_secure_httponly_samesite(console):

@@ -131,6 +131,24 @@ def _readers_with_topics(engine, readers: list[tuple[str, list[str]]]) -> None:
             upsert_active(session, email, "", topics, "import", UpsertResult())
 
 
+class Accepting:
+    """A transport that takes every message at once and notes whom it was for."""
+
+    name, needs_bytes = "recording", True
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, messages):
+        from newsletter.delivery.transports.base import Outcome, SendResult
+
+        self.sent.extend(message.recipient for message in messages)
+        return [SendResult(Outcome.sent) for _ in messages]
+
+    def close(self) -> None:
+        pass
+
+
 def test_a_variant_that_cannot_be_compiled_fails_its_readers_alone(sample_engine, settings, monkeypatch):
     """An operator's template that fails for one variant of the issue (a reader's topic set): that
     variant's readers get `failed` after max_attempts, the batch's other readers get the issue at
@@ -138,7 +156,6 @@ def test_a_variant_that_cannot_be_compiled_fails_its_readers_alone(sample_engine
     to the queue every pass, nobody got anything, and deliver raised."""
     from newsletter.delivery import variants
     from newsletter.delivery.sender import deliver, start_send
-    from newsletter.delivery.transports.base import Outcome, SendResult
     from newsletter.issues.drafting import draft_issue
     from tests.conftest import TEST_SECRET
 
@@ -154,22 +171,11 @@ def test_a_variant_that_cannot_be_compiled_fails_its_readers_alone(sample_engine
         return compile_one(settings_, view)
 
     monkeypatch.setattr(variants, "issue_template", failing_for_a_cut)
-    sent = []
-
-    class Recording:
-        name, needs_bytes = "recording", True
-
-        def send(self, messages):
-            sent.extend(message.recipient for message in messages)
-            return [SendResult(Outcome.sent) for _ in messages]
-
-        def close(self):
-            pass
-
+    transport = Accepting()
     for attempt in range(settings.delivery.max_attempts):
-        deliver(sample_engine, settings, Recording(), TEST_SECRET, issue.id,
+        deliver(sample_engine, settings, transport, TEST_SECRET, issue.id,
                 clock=lambda: utcnow() + timedelta(days=attempt))  # each pass a day later: the retry due
-    assert sorted(sent) == ["all1@example.com", "all2@example.com"]  # once each, at the first pass
+    assert sorted(transport.sent) == ["all1@example.com", "all2@example.com"]  # once each, at the first pass
     with session_scope(sample_engine) as session:
         rows = dict(session.execute(select(Subscriber.email, Delivery.state)
                                     .join(Delivery, Delivery.subscriber_id == Subscriber.id)
@@ -178,6 +184,31 @@ def test_a_variant_that_cannot_be_compiled_fails_its_readers_alone(sample_engine
                                 .where(Subscriber.email == "dev@example.com")).scalar_one()
     assert rows == {"all1@example.com": "sent", "all2@example.com": "sent", "dev@example.com": "failed"}
     assert "the operator's template fails for this variant" in error
+
+
+def test_a_builder_that_cannot_be_made_fails_its_messages_alone_and_deliver_returns(sample_engine, settings):
+    """A variant's builder that cannot be made (a base URL so long that the List-Unsubscribe line
+    would pass 998 characters): each message of the batch fails on its own, retried and then
+    failed, and deliver returns. Made outside the per-message isolation, its error went back to
+    the queue with the whole batch at every pass (an outside review found it)."""
+    from newsletter.delivery.sender import deliver, start_send
+    from newsletter.issues.drafting import draft_issue
+    from tests.conftest import TEST_SECRET
+
+    _readers_with_topics(sample_engine, [("one@example.com", []), ("two@example.com", [])])
+    issue = draft_issue(sample_engine, settings, "2026-W48").issue
+    start_send(sample_engine, issue.id)
+    site = settings.site.model_copy(update={"base_url": "https://" + "a" * 900 + ".example"})
+    long = settings.model_copy(update={"site": site})
+    transport = Accepting()
+    for attempt in range(settings.delivery.max_attempts):
+        deliver(sample_engine, long, transport, TEST_SECRET, issue.id, clock=lambda: utcnow() + timedelta(days=attempt))
+    assert transport.sent == []
+    with session_scope(sample_engine) as session:
+        rows = session.execute(select(Delivery.state, Delivery.attempts, Delivery.last_error)
+                               .where(Delivery.issue_id == issue.id)).all()
+    assert [(state, attempts) for state, attempts, _error in rows] == [("failed", settings.delivery.max_attempts)] * 2
+    assert all("List-Unsubscribe" in error and "998" in error for _state, _attempts, error in rows)
 
 
 def test_an_issue_whose_send_fails_holds_up_nothing_else(sample_engine, settings, monkeypatch):

@@ -74,14 +74,18 @@ def check_schemes(chromium, axe_source, what, expected="", **source) -> dict[str
     injecting axe once instead of twice took a third off this file's time. `check` asserts that the
     background follows each scheme, so a dark pass that did not take effect fails."""
     page = open_in(chromium, SCHEMES[0], **source)
+    found, failures = {}, []
     try:
-        found = {}
-        for scheme in SCHEMES:
+        for scheme in SCHEMES:  # both schemes are judged, and a failure in either names its scheme
             page.emulate_media(color_scheme=scheme)
-            found[scheme] = check(page, axe_source, scheme, what, expected)
-        return found
+            try:
+                found[scheme] = check(page, axe_source, scheme, what, expected)
+            except AssertionError as failure:
+                failures.append(str(failure))
     finally:
         page.close()
+    assert not failures, "\n".join(failures)
+    return found
 
 
 def check(page, axe_source, scheme, what, expected=""):
