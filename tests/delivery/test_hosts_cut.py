@@ -98,10 +98,11 @@ def test_three_hosts_and_a_cut_link_lose_nothing(tmp_path, pg_url):
             mend(victim)
             outputs = [finish(process, timeout=60) for process in processes]
     finally:
-        for process in processes:
-            if process.poll() is None:
+        for number, process in enumerate(processes, 1):
+            if process.poll() is None:  # the test failed midway: what each host's worker said, for the report
                 os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
+                out, err = process.communicate()
+                print(f"--- host {number} (pid {process.pid}), stopped by the test:\n{out[-3000:]}{err[-3000:]}")
         for forwarder in forwarders:
             forwarder.close()
         controller.stop()
