@@ -37,7 +37,7 @@ from newsletter.delivery.ratelimit import SendRateLimiter
 from newsletter.delivery.start import StartResult, start_in, start_send  # noqa: F401 (re-exported)
 from newsletter.delivery.transports.base import SendResult, Transport
 from newsletter.delivery.variants import SendVariants
-from newsletter.issues.links import IssueMail, IssueRecipient, issue_mail
+from newsletter.issues.links import IssueRecipient, issue_message
 from newsletter.tokens import stamp_now
 from newsletter.issues.models import Issue
 from newsletter.issues.states import IssueState, transition
@@ -145,7 +145,6 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
         log.warning("issue %s: a variant could not be compiled, its readers' messages are not built: %r",
                     job.issue_id, failed)
     stamp = stamp_now()  # the batch's tokens share one signing time
-    builders: dict[int, IssueMail] = {}  # each variant's builder, looked up once per batch
     for delivery_id, attempts, subscriber_id, email, name, key, _mask in rows:
         template = templates[delivery_id]
         if isinstance(template, Exception):  # its variant could not be compiled (variants.py)
@@ -153,13 +152,10 @@ def _send(job: _Send, rows: list, now: datetime) -> list[tuple[tuple, SendResult
             continue
         recipient = IssueRecipient(email, name, subscriber_id, f"i{job.issue_id}-d{delivery_id}", key)
         try:
-            # Made inside the isolation: a builder that cannot be made (settings a header refuses)
-            # fails its own messages, like a message that cannot be built, not the whole batch.
-            builder = builders.get(id(template))
-            if builder is None:
-                builder = builders[id(template)] = issue_mail(job.settings, job.secret, template, job.signer,
-                                                              job.mime)
-            message, msg_id = builder.message(recipient, now, stamp)
+            # The template's builder (made once and kept on it, issue_mail) is looked up inside the
+            # isolation: one that cannot be made (settings a header refuses) fails its own messages.
+            message, msg_id = issue_message(job.settings, job.secret, template, recipient, now,
+                                            signer=job.signer, mime=job.mime, stamp=stamp)
         except Exception as exc:
             log.warning("delivery %s: the message could not be built: %r", delivery_id, exc)
             answered.append(((delivery_id, attempts, None, email), queue.unbuildable(exc)))

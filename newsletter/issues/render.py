@@ -15,8 +15,8 @@ from dataclasses import asdict
 from newsletter.config import Settings, operator_templates
 from newsletter.issues.dateline import date_in_words
 from newsletter.issues.fit import BUDGET_BYTES, LEVELS, largest_size, shortened
-from newsletter.issues import note
 from newsletter.issues.note import note_html, note_text
+from newsletter.issues.note import warm_up as warm_up_note
 from newsletter.issues.view import IssueView, SiteView
 from newsletter.mail.compile import CompiledEmail, compile_email
 from newsletter.mail.compose import build_template
@@ -110,4 +110,4 @@ def warm_up() -> None:
     is woken for does not wait for Jinja to read and compile them."""
     for name in ("email/issue.mjml.j2", "email/issue.txt.j2"):
         environment().get_template(name)
-    note.warm_up()
+    warm_up_note()

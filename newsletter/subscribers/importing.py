@@ -24,8 +24,9 @@ from sqlmodel import Session, select
 from newsletter.db import session_scope, utcnow
 from newsletter.subscribers.consent import Origin, Source
 from newsletter.subscribers.models import Subscriber, SubscriberStatus, SubscriberTopic
-from newsletter.subscribers.service import (MAX_PAUSE_WEEKS, InvalidInput, UpsertResult, clean_name, clean_topics, is_suppressed,
-                                            normalize_email, record_consent, suppress, unneutralised, upsert_active)
+from newsletter.subscribers.service import (MAX_PAUSE_WEEKS, InvalidInput, UpsertResult, clean_name, clean_topics,
+                                            is_suppressed, normalize_email, record_consent, suppress, unneutralised,
+                                            upsert_active)
 from newsletter.text import counted
 
 TOPIC_SEPARATORS = ";|"  # "Developer Tools;Design & Media" (| too, for files where ; is the column separator)

@@ -23,7 +23,8 @@ from newsletter.config import WebSettings
 from newsletter.subscribers.consent import CONSENT_VERSION, Origin, Source
 from newsletter.subscribers.models import ConsentEvent, ExpiredSignup, Subscriber, SubscriberStatus, SubscriberTopic, \
     Suppression, TransactionalMail
-from newsletter.subscribers.service import MAX_PAUSE_WEEKS, InvalidInput, hashed_email, is_suppressed, reader_data, record_consent, set_topics
+from newsletter.subscribers.service import MAX_PAUSE_WEEKS, InvalidInput, hashed_email, is_suppressed, reader_data, \
+    record_consent, set_topics
 from newsletter.text import looks_like_bitcoin_address
 from newsletter.tokens import InvalidToken, plain_signer
 
