@@ -44,6 +44,7 @@ from newsletter.issues.states import IssueState, transition
 from newsletter.mail.dkim import signer_for
 from newsletter.subscribers.service import suppress
 from newsletter.text import first_line
+from newsletter.wake import announce
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,6 +86,9 @@ def _finish_if_done(session: Session, issue_id: int, now: datetime, floor: int |
     won = transition(session, issue_id, IssueState.sent, none, finished_at=now)
     if won:
         retry_side.forget(session, issue_id)
+        # Workers that found nothing to claim while this send's last rows were held wait for them
+        # (`--until-idle`: a heartbeat at a time): on commit they look again, and exit if all is done.
+        announce(session)
     return won
 
 

@@ -21,10 +21,12 @@ from sqlalchemy import text, update
 from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.control import pause_issue, resume_issue
-from newsletter.delivery.sender import start_send
+from newsletter.delivery.sender import deliver, start_send
+from newsletter.delivery.transports import make_transport
 from newsletter.delivery.wakeup import Wakeup
 from newsletter.issues.models import Issue
 from newsletter.wake import announce
+from tests.conftest import TEST_SECRET
 from tests.delivery.test_workers import counts, finish, popen, rows, setup_issue, wait_for, worker_cmd
 
 SLOW_POLL = "[delivery]\npoll_seconds = 30\nbatch_size = 5\n"
@@ -169,6 +171,25 @@ def test_work_announced_before_a_workers_first_listen_is_looked_for_at_once(pg_u
             announce(session)
         assert wakeup.wait(3, never) is True  # look again: the send is found by that pass
         assert wakeup.wait(0.3, never) is False  # and from here on, the notifications
+    finally:
+        wakeup.close()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_end_of_a_send_wakes_the_workers_waiting_on_its_last_rows(tmp_path, pg_url):
+    """A worker that finds nothing to claim while another holds the send's last batch waits for
+    those rows (`--until-idle`: a heartbeat at a time, 2 s). The send's end wakes it: it looks
+    again and, with nothing left, exits then, not up to a heartbeat later (at 20,000 readers that
+    wait was a tenth of the send's wall time in `bench scale`)."""
+    settings, engine, issue_id = setup_issue(tmp_path, pg_url, 3)
+    wakeup, never = Wakeup(engine, f"test:{os.getpid()}:{secrets.token_hex(3)}"), threading.Event()
+    try:
+        assert wakeup.wait(0.2, never) is True  # the first LISTEN (look once more); listening from here on
+        assert wakeup.wait(0.2, never) is False  # the send's start was announced before: nothing new
+        assert deliver(engine, settings, make_transport(settings), TEST_SECRET, issue_id).finished
+        started = time.monotonic()
+        assert wakeup.wait(5, never) is True and time.monotonic() - started < 2
     finally:
         wakeup.close()
         engine.dispose()
