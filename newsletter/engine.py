@@ -49,6 +49,27 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# No transaction of ours waits on its client for long (a worker's claim, record or rate-limit
+# window is a few statements in a row; the import, the one long transaction, says so for itself).
+# A client that vanishes between a statement and its COMMIT (a worker host whose link is cut)
+# leaves its backend idle in that transaction, holding its row locks: the rows it claimed, which
+# the other workers' claims then skip (FOR UPDATE SKIP LOCKED) however stale its heartbeat, and
+# the shared rate-limit window, on which every other worker then waits. PostgreSQL only notices a
+# vanished client through TCP keepalives (two hours by default; never through a proxy that keeps
+# its side open). So every session ends such a transaction after this long, unless the server,
+# the role or the URL (`?options=-c idle_in_transaction_session_timeout=…`) sets a limit already.
+IDLE_IN_TRANSACTION = "60s"
+
+
+def _pg_session_defaults(dbapi_connection, _record) -> None:
+    """Per new connection: the idle-in-transaction limit when none is set (one round trip)."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false) "
+                       "WHERE current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms')",
+                       (IDLE_IN_TRANSACTION,))
+    dbapi_connection.commit()  # a SET rolled back with its transaction is undone
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL and foreign keys on every connection."""
     try:
@@ -70,7 +91,9 @@ def make_engine(url: str) -> Engine:
         # a request thread always finds one; up to 30 more for other threads at once (the serve
         # process's sender and import runner, a CLI command's helpers), closed when idle. Workers
         # use 2-3.
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+        event.listen(engine, "connect", _pg_session_defaults)
+        return engine
     raise ConfigError(f"config error: database.url: unsupported database {parsed.get_backend_name()!r}")
 
 

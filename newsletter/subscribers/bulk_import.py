@@ -359,6 +359,9 @@ def _import(engine: Engine, records: Iterator[tuple[int, Row | None, str]], sour
             progress: Callable[[int], None] | None, expected: int, take_at: int) -> ImportReport:
     report, done = ImportReport(), 0
     with session_scope(engine) as session:
+        if session.connection().dialect.name == "postgresql":  # one transaction for the whole file, idle
+            # while the next chunk is judged or read: exempt from the sessions' limit (engine.py)
+            session.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
         taken = _prepare(session, expected, take_at)
         held = hold(session) if taken is not None else None
         for chunk in chunks_ahead(records, CHUNK):  # the next chunk judged while this one merges

@@ -5,12 +5,15 @@ send one issue through one PostgreSQL and one SMTP sink, both reached only over 
 veth link. Mid-send one host's link is cut: its heartbeat stops reaching the database, the other
 two take over the rows it held, and when the link returns its late results must not overwrite
 rows they now own. Every reader gets the issue; the only repeats are of the cut host's in-flight
-batch. A second, plain test pins the guard that makes this hold (outbox._record_many: a result is
-recorded only while its worker still holds the row).
+batch. Two plain tests pin what makes this hold: a result is recorded only while its worker still
+holds the row (outbox._record_many), and a transaction the cut left open on the server is ended
+(engine.py: the sessions' idle-in-transaction limit), so its row locks do not keep the rows from
+the other hosts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -19,9 +22,10 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text, update
 
-from newsletter.db import session_scope, utcnow
+from newsletter import engine as engine_module
+from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.models import Delivery
 from tests.conftest import IN_CI
@@ -71,7 +75,11 @@ def test_three_hosts_and_a_cut_link_lose_nothing(tmp_path, pg_url):
     controller, sink = start_server()
     processes, forwarders = [], []
     try:
-        settings, engine, issue_id = setup_issue(tmp_path, pg_url, READERS,
+        # A cut between a statement and its COMMIT leaves host 2's transaction open on the server,
+        # its row locks with it, until the sessions' idle-in-transaction limit ends it (60 s
+        # shipped, engine.py; 5 s here, set through the URL as an operator would).
+        url = pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D5s%20")
+        settings, engine, issue_id = setup_issue(tmp_path, url, READERS,
                                                  SETTINGS.format(port=controller.port, batch=BATCH), "smtp")
         with hosts(3) as machines:
             for host in machines:
@@ -145,3 +153,41 @@ def test_late_results_cannot_overwrite_a_row_another_worker_holds(tmp_path, db_u
         outbox.mark_sent(session, now, [(i, f"<{i}@x>", None) for i in ids], "host-b:2:y")
     assert counts(engine, issue_id) == {"sent": 4}
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_transaction_left_open_by_a_cut_is_ended_and_its_rows_taken_over(tmp_path, pg_url, monkeypatch):
+    """A worker host cut after its record's UPDATE reached the server and before its COMMIT did:
+    the backend waits in that transaction, holding the rows' locks, and the other workers' claims
+    skip locked rows however stale the cut worker's lease. The server ends the transaction after
+    the limit every session gets (engine.py; 1 s here instead of 60), and the rows are claimed again."""
+    monkeypatch.setattr(engine_module, "IDLE_IN_TRANSACTION", "1s")
+    url = pg_url
+    settings, engine, issue_id = setup_issue(tmp_path, url, 4)
+    now, lease = utcnow(), timedelta(seconds=10)
+    with session_scope(engine) as session:
+        ids = outbox.claim(session, issue_id, now, 4, lease, "host-a:1:x")
+    cut_host = make_engine(url).connect()
+    cut_host.execute(update(Delivery).where(Delivery.id.in_(ids)).values(state="sent"))  # no COMMIT comes
+    later = now + timedelta(seconds=11)  # host a's lease ran out
+    try:
+        with session_scope(engine) as session:
+            assert outbox.claim(session, issue_id, later, 4, lease, "host-b:2:y") == []  # locked: skipped
+        time.sleep(2)
+        with session_scope(engine) as session:
+            assert outbox.claim(session, issue_id, later, 4, lease, "host-b:2:y") == ids
+    finally:
+        with contextlib.suppress(Exception):  # the server closed the session
+            cut_host.close()
+    assert counts(engine, issue_id) == {"sending": 4}  # the cut host's UPDATE never took
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_every_session_has_an_idle_in_transaction_limit_unless_one_is_set(pg_url):
+    for url, expected in ((pg_url, "1min"),
+                          (pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D7s%20"), "7s")):
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == expected
+        engine.dispose()

@@ -8,11 +8,18 @@ Both are compared with the row-by-row path (importing.apply_row) from the same s
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from sqlalchemy import text
 
-from newsletter.db import session_scope, utcnow
+from newsletter import engine as engine_module
+from newsletter.db import make_engine, session_scope, utcnow
+from newsletter.subscribers import bulk_import
+from newsletter.subscribers.import_fast import judged_rows_fast
 from newsletter.subscribers.bulk_load import give_back, should_take, take
 from newsletter.subscribers.importing import import_csv
+from tests.db_templates import migrate_fresh
 from tests.subscribers.test_bulk_import import CATEGORIES, TRICKY, _seed, _state, _wipe
 
 _PG_SCHEMA = ("SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
@@ -199,3 +206,29 @@ def test_a_refused_import_that_took_the_tables_gives_them_back(engine):
     assert _schema(engine) == migrated
     with session_scope(engine) as session:
         assert session.connection().execute(text("SELECT count(*) FROM subscriber")).scalar_one() == 0
+
+
+@pytest.mark.postgres
+def test_an_import_waiting_on_its_file_outlives_the_sessions_idle_limit(pg_url, monkeypatch):
+    """Every session ends a transaction left idle for a while (engine.py: a worker host cut before
+    its COMMIT must not hold its rows' locks for hours). The import is one transaction for the
+    whole file, idle on the server while the next chunk is read and judged: it is exempt, and a
+    file slower than the limit still imports whole."""
+    monkeypatch.setattr(engine_module, "IDLE_IN_TRANSACTION", "1s")
+    monkeypatch.setattr(bulk_import, "CHUNK", 2)
+    engine = make_engine(pg_url)
+    migrate_fresh(engine)
+    data = "email,name\n" + "".join(f"slow{n}@example.com,Slow {n}\n" for n in range(6))
+
+    def slowly(records):
+        for number, record in enumerate(records):
+            if number in (2, 4):
+                time.sleep(1.5)  # a slow upload, a slow disk: the transaction waits on the server
+            yield record
+
+    report = bulk_import.import_judged(engine, slowly(judged_rows_fast(data, "active", {})), "import",
+                                       skip_bad_rows=False)
+    assert report.created == 6
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM subscriber WHERE email LIKE 'slow%'")).scalar_one() == 6
+    engine.dispose()
