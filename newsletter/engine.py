@@ -56,16 +56,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 # the other workers' claims then skip (FOR UPDATE SKIP LOCKED) however stale its heartbeat, and
 # the shared rate-limit window, on which every other worker then waits. PostgreSQL only notices a
 # vanished client through TCP keepalives (two hours by default; never through a proxy that keeps
-# its side open). So every session ends such a transaction after this long, unless the server,
-# the role or the URL (`?options=-c idle_in_transaction_session_timeout=…`) sets a limit already.
+# its side open). So every session ends such a transaction after this long, unless the server's
+# config, the role or database (ALTER ROLE … SET) or the URL (`?options=-c …`) sets the limit,
+# 0 included: an operator's choice is kept.
 IDLE_IN_TRANSACTION = "60s"
 
 
 def _pg_session_defaults(dbapi_connection, _record) -> None:
-    """Per new connection: the idle-in-transaction limit when none is set (one round trip)."""
+    """Per new connection: the idle-in-transaction limit where PostgreSQL's default (none) is in
+    force (one round trip; pg_settings.source says where a value came from)."""
     with dbapi_connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false) "
-                       "WHERE current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms')",
+        cursor.execute("SELECT set_config(name, %s, false) FROM pg_settings "
+                       "WHERE name = 'idle_in_transaction_session_timeout' AND source = 'default'",
                        (IDLE_IN_TRANSACTION,))
     dbapi_connection.commit()  # a SET rolled back with its transaction is undone
 

@@ -42,6 +42,7 @@ from newsletter.subscribers.importing import SUPPRESS_REASON, ImportReport, Row,
 from newsletter.subscribers.service import hashed_email
 
 log = logging.getLogger(__name__)
+IMPORT_IDLE = "10min"  # the longest the import's transaction may wait on its file between two chunks
 CHUNK = 50_000  # rows staged and merged at a time: memory stays bounded, statements stay large
 ANALYZE_AFTER = 10_000  # new readers after which an import refreshes the planner's statistics (PostgreSQL)
 
@@ -360,8 +361,9 @@ def _import(engine: Engine, records: Iterator[tuple[int, Row | None, str]], sour
     report, done = ImportReport(), 0
     with session_scope(engine) as session:
         if session.connection().dialect.name == "postgresql":  # one transaction for the whole file, idle
-            # while the next chunk is judged or read: exempt from the sessions' limit (engine.py)
-            session.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
+            # while the next chunk is judged or read: a longer limit than the sessions' (engine.py),
+            # still one, or a vanished client's import would hold its table locks for hours
+            session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{IMPORT_IDLE}'"))
         taken = _prepare(session, expected, take_at)
         held = hold(session) if taken is not None else None
         for chunk in chunks_ahead(records, CHUNK):  # the next chunk judged while this one merges

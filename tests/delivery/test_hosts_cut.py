@@ -160,33 +160,46 @@ def test_a_transaction_left_open_by_a_cut_is_ended_and_its_rows_taken_over(tmp_p
     """A worker host cut after its record's UPDATE reached the server and before its COMMIT did:
     the backend waits in that transaction, holding the rows' locks, and the other workers' claims
     skip locked rows however stale the cut worker's lease. The server ends the transaction after
-    the limit every session gets (engine.py; 1 s here instead of 60), and the rows are claimed again."""
-    monkeypatch.setattr(engine_module, "IDLE_IN_TRANSACTION", "1s")
-    url = pg_url
-    settings, engine, issue_id = setup_issue(tmp_path, url, 4)
+    the limit every session gets (engine.py; 1 s instead of 60 for the cut host's connection
+    only), and the rows are claimed again."""
+    settings, engine, issue_id = setup_issue(tmp_path, pg_url, 4)
     now, lease = utcnow(), timedelta(seconds=10)
     with session_scope(engine) as session:
         ids = outbox.claim(session, issue_id, now, 4, lease, "host-a:1:x")
-    cut_host = make_engine(url).connect()
+    with monkeypatch.context() as patched:  # the limit is set as the connection opens
+        patched.setattr(engine_module, "IDLE_IN_TRANSACTION", "1s")
+        cut_engine = make_engine(pg_url)
+        cut_host = cut_engine.connect()
     cut_host.execute(update(Delivery).where(Delivery.id.in_(ids)).values(state="sent"))  # no COMMIT comes
     later = now + timedelta(seconds=11)  # host a's lease ran out
+
+    def claimed() -> list[int]:
+        with session_scope(engine) as session:
+            return outbox.claim(session, issue_id, later, 4, lease, "host-b:2:y")
+
     try:
-        with session_scope(engine) as session:
-            assert outbox.claim(session, issue_id, later, 4, lease, "host-b:2:y") == []  # locked: skipped
-        time.sleep(2)
-        with session_scope(engine) as session:
-            assert outbox.claim(session, issue_id, later, 4, lease, "host-b:2:y") == ids
+        with engine.connect() as connection:  # the cut host's transaction is open, its locks held
+            assert connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                                           "'idle in transaction' AND pid = :pid"),
+                                      {"pid": cut_host.connection.dbapi_connection.info.backend_pid}).scalar_one() == 1
+        assert claimed() == []  # locked: skipped
+        taken: list[int] = []
+        wait_for(lambda: taken.extend(claimed()) or taken, timeout=15, what="the cut host's rows claimed again")
+        assert taken == ids
     finally:
         with contextlib.suppress(Exception):  # the server closed the session
             cut_host.close()
+        cut_engine.dispose()
     assert counts(engine, issue_id) == {"sending": 4}  # the cut host's UPDATE never took
     engine.dispose()
 
 
 @pytest.mark.postgres
 def test_every_session_has_an_idle_in_transaction_limit_unless_one_is_set(pg_url):
-    for url, expected in ((pg_url, "1min"),
-                          (pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D7s%20"), "7s")):
+    """60 s where PostgreSQL's default (none) is in force; a limit the URL sets is kept, none (0) too."""
+    limit = "options=-cidle_in_transaction_session_timeout%3D{}%20"
+    for url, expected in ((pg_url, "1min"), (pg_url.replace("options=", limit.format("7s")), "7s"),
+                          (pg_url.replace("options=", limit.format("0")), "0")):
         engine = make_engine(url)
         with engine.connect() as connection:
             assert connection.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == expected

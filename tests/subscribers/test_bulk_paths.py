@@ -212,22 +212,25 @@ def test_a_refused_import_that_took_the_tables_gives_them_back(engine):
 def test_an_import_waiting_on_its_file_outlives_the_sessions_idle_limit(pg_url, monkeypatch):
     """Every session ends a transaction left idle for a while (engine.py: a worker host cut before
     its COMMIT must not hold its rows' locks for hours). The import is one transaction for the
-    whole file, idle on the server while the next chunk is read and judged: it is exempt, and a
-    file slower than the limit still imports whole."""
-    monkeypatch.setattr(engine_module, "IDLE_IN_TRANSACTION", "1s")
+    whole file, idle on the server while the next chunk is read and judged: it has a longer limit
+    of its own, and a file slower than the sessions' limit still imports whole."""
+    migrating = make_engine(pg_url)
+    migrate_fresh(migrating)
+    migrating.dispose()
     monkeypatch.setattr(bulk_import, "CHUNK", 2)
-    engine = make_engine(pg_url)
-    migrate_fresh(engine)
     data = "email,name\n" + "".join(f"slow{n}@example.com,Slow {n}\n" for n in range(6))
 
     def slowly(records):
         for number, record in enumerate(records):
-            if number in (2, 4):
-                time.sleep(1.5)  # a slow upload, a slow disk: the transaction waits on the server
+            if number == 4:  # the third chunk: the import's transaction is open by then
+                time.sleep(2.5)  # a slow upload, a slow disk: the transaction waits on the server
             yield record
 
-    report = bulk_import.import_judged(engine, slowly(judged_rows_fast(data, "active", {})), "import",
-                                       skip_bad_rows=False)
+    with monkeypatch.context() as patched:  # the import's connection opens with a 1 s limit
+        patched.setattr(engine_module, "IDLE_IN_TRANSACTION", "1s")
+        engine = make_engine(pg_url)
+        report = bulk_import.import_judged(engine, slowly(judged_rows_fast(data, "active", {})), "import",
+                                           skip_bad_rows=False)
     assert report.created == 6
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM subscriber WHERE email LIKE 'slow%'")).scalar_one() == 6
