@@ -73,7 +73,8 @@ def _pg_session_defaults(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL and foreign keys on every connection."""
+    """Create an engine; SQLite gets WAL and foreign keys on every connection, PostgreSQL the
+    idle-in-transaction limit (IDLE_IN_TRANSACTION)."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a terse text
