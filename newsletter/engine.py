@@ -60,21 +60,38 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 # config, the role or database (ALTER ROLE … SET) or the URL (`?options=-c …`) sets the limit,
 # 0 included: an operator's choice is kept.
 IDLE_IN_TRANSACTION = "60s"
+# And both ends probe a silent connection after a minute, so that a vanished peer's connection is
+# closed in about two (PostgreSQL's and the OS's default: two hours). On the server that frees the
+# backends of a host that rebooted or was cut for good (each held a slot of max_connections: a
+# host that came back would otherwise hold twice its connections); in a worker, a query whose
+# server vanished fails instead of waiting forever. Kept where the server, role or URL sets them.
+KEEPALIVES = {"idle": 60, "interval": 10, "count": 6}
+
+
+def client_keepalives(cparams: dict) -> None:
+    """libpq's keepalive parameters for a new connection, where the URL names none (the engine's
+    connections, and the workers' listening one: delivery/wakeup.py)."""
+    cparams.setdefault("keepalives", 1)
+    for name, value in KEEPALIVES.items():
+        cparams.setdefault(f"keepalives_{name}", value)
 
 
 def _pg_session_defaults(dbapi_connection, _record) -> None:
-    """Per new connection: the idle-in-transaction limit where PostgreSQL's default (none) is in
-    force (one round trip; pg_settings.source says where a value came from)."""
+    """Per new connection: the idle-in-transaction limit and the server's keepalives where
+    PostgreSQL's default is in force (one round trip; pg_settings.source says where a value came
+    from)."""
+    wanted = {"idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION,
+              **{f"tcp_keepalives_{name}": str(value) for name, value in KEEPALIVES.items()}}
     with dbapi_connection.cursor() as cursor:
-        cursor.execute("SELECT set_config(name, %s, false) FROM pg_settings "
-                       "WHERE name = 'idle_in_transaction_session_timeout' AND source = 'default'",
-                       (IDLE_IN_TRANSACTION,))
+        cursor.execute("SELECT set_config(s.name, w.value, false) FROM pg_settings AS s "
+                       "JOIN unnest(%s::text[], %s::text[]) AS w(name, value) ON w.name = s.name "
+                       "WHERE s.source = 'default'", (list(wanted), list(wanted.values())))
     dbapi_connection.commit()  # a SET rolled back with its transaction is undone
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL and foreign keys on every connection, PostgreSQL the
-    idle-in-transaction limit (IDLE_IN_TRANSACTION)."""
+    idle-in-transaction limit and keepalives (IDLE_IN_TRANSACTION, KEEPALIVES)."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a terse text
@@ -95,6 +112,7 @@ def make_engine(url: str) -> Engine:
         # process's sender and import runner, a CLI command's helpers), closed when idle. Workers
         # use 2-3.
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+        event.listen(engine, "do_connect", lambda _dialect, _record, _cargs, cparams: client_keepalives(cparams))
         event.listen(engine, "connect", _pg_session_defaults)
         return engine
     raise ConfigError(f"config error: database.url: unsupported database {parsed.get_backend_name()!r}")

@@ -20,6 +20,7 @@ import time
 
 from sqlalchemy import Engine
 
+from newsletter.engine import client_keepalives
 from newsletter.wake import CHANNEL, CHANNEL_OF_SCHEMA
 from newsletter.text import first_line
 
@@ -48,10 +49,10 @@ class Wakeup:
         from psycopg import sql
 
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-        # A cut network must not leave a silent connection behind: keepalives notice it in ~1 min.
+        # A cut network must not leave a silent connection behind: keepalives notice it in ~2 min.
         # application_name: pg_stat_activity shows which worker listens.
-        for name, value in (("connect_timeout", 10), ("keepalives_idle", 30), ("keepalives_interval", 10),
-                            ("keepalives_count", 3), ("application_name", f"newsletter listen {self.worker}"[:63])):
+        client_keepalives(cparams)
+        for name, value in (("connect_timeout", 10), ("application_name", f"newsletter listen {self.worker}"[:63])):
             cparams.setdefault(name, value)
         try:
             self.connection = psycopg.connect(*cargs, **cparams, autocommit=True)

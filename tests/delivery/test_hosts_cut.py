@@ -195,12 +195,23 @@ def test_a_transaction_left_open_by_a_cut_is_ended_and_its_rows_taken_over(tmp_p
 
 
 @pytest.mark.postgres
-def test_every_session_has_an_idle_in_transaction_limit_unless_one_is_set(pg_url):
-    """60 s where PostgreSQL's default (none) is in force; a limit the URL sets is kept, none (0) too."""
-    limit = "options=-cidle_in_transaction_session_timeout%3D{}%20"
-    for url, expected in ((pg_url, "1min"), (pg_url.replace("options=", limit.format("7s")), "7s"),
-                          (pg_url.replace("options=", limit.format("0")), "0")):
+def test_every_session_has_limits_for_a_vanished_peer_unless_they_are_set(pg_url):
+    """Where PostgreSQL's defaults are in force: a transaction idle for 60 s is ended, and both ends
+    probe a silent connection after 60 s (engine.py). A value the URL sets is kept, 0 included."""
+    show = ("SELECT name, setting FROM pg_settings WHERE name IN ('idle_in_transaction_session_timeout', "
+            "'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count')")
+    cases = ((pg_url, {"idle_in_transaction_session_timeout": "60000", "tcp_keepalives_idle": "60"}, "60"),
+             (pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D7s%20")
+              .replace("?", "?keepalives_idle=20&"), {"idle_in_transaction_session_timeout": "7000"}, "20"),
+             (pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D0%20"
+                             "-ctcp_keepalives_idle%3D30%20"), {"idle_in_transaction_session_timeout": "0",
+                                                                 "tcp_keepalives_idle": "30"}, "60"))
+    for url, server, client_idle in cases:
         engine = make_engine(url)
         with engine.connect() as connection:
-            assert connection.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == expected
+            settings = dict(connection.execute(text(show)).all())
+            parameters = connection.connection.dbapi_connection.info.get_parameters()
         engine.dispose()
+        assert settings == {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "6",
+                            **server}, url
+        assert (parameters["keepalives"], parameters["keepalives_idle"]) == ("1", client_idle), url
