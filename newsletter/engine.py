@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from newsletter.errors import ConfigError
@@ -61,37 +61,63 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 # 0 included: an operator's choice is kept.
 IDLE_IN_TRANSACTION = "60s"
 # And both ends probe a silent connection after a minute, so that a vanished peer's connection is
-# closed in about two (PostgreSQL's and the OS's default: two hours). On the server that frees the
-# backends of a host that rebooted or was cut for good (each held a slot of max_connections: a
-# host that came back would otherwise hold twice its connections); in a worker, a query whose
-# server vanished fails instead of waiting forever. Kept where the server, role or URL sets them.
+# closed in about two (PostgreSQL's and Linux's default: two hours); data a peer has not
+# acknowledged for two minutes closes it too (keepalives only probe an idle connection). On the
+# server that frees the backends of a host that rebooted or was cut for good (each held a slot of
+# max_connections, and a host that comes back reconnects beside them); in a worker, a query whose
+# server vanished fails within minutes, not hours. Through a proxy (PgBouncer, HAProxy) the
+# server's probes reach the proxy: set its own. Kept where the server, role or URL sets them.
 KEEPALIVES = {"idle": 60, "interval": 10, "count": 6}
+TCP_USER_TIMEOUT_MS = 120_000
 
 
 def client_keepalives(cparams: dict) -> None:
     """libpq's keepalive parameters for a new connection, where the URL names none (the engine's
     connections, and the workers' listening one: delivery/wakeup.py)."""
+    import psycopg
+
     cparams.setdefault("keepalives", 1)
     for name, value in KEEPALIVES.items():
         cparams.setdefault(f"keepalives_{name}", value)
+    if psycopg.pq.version() >= 120000:  # libpq 12 brought tcp_user_timeout
+        cparams.setdefault("tcp_user_timeout", TCP_USER_TIMEOUT_MS)
 
 
-def _pg_session_defaults(dbapi_connection, _record) -> None:
-    """Per new connection: the idle-in-transaction limit and the server's keepalives where
-    PostgreSQL's default is in force (one round trip; pg_settings.source says where a value came
-    from)."""
-    wanted = {"idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION,
+def session_defaults(dbapi_connection) -> None:
+    """The idle-in-transaction limit and the server's side of the keepalives on a psycopg
+    connection, where PostgreSQL's default is in force (one round trip; pg_settings.source says
+    where a value came from; a setting this server lacks matches no row). In a transaction unless
+    the connection is in autocommit: the caller commits (a SET rolled back is undone)."""
+    wanted = {"idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION, "tcp_user_timeout": str(TCP_USER_TIMEOUT_MS),
               **{f"tcp_keepalives_{name}": str(value) for name, value in KEEPALIVES.items()}}
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SELECT set_config(s.name, w.value, false) FROM pg_settings AS s "
                        "JOIN unnest(%s::text[], %s::text[]) AS w(name, value) ON w.name = s.name "
                        "WHERE s.source = 'default'", (list(wanted), list(wanted.values())))
-    dbapi_connection.commit()  # a SET rolled back with its transaction is undone
+
+
+def long_transaction(connection: Connection, idle: str) -> None:
+    """This transaction may wait on its client up to `idle` between two statements (PostgreSQL;
+    the import: one transaction for a whole file), still a limit: a vanished client's transaction
+    would hold its locks for hours. An operator's own limit (not the default, not ours) is kept."""
+    connection.execute(text("SELECT set_config(name, :idle, true) FROM pg_settings WHERE name = "
+                            "'idle_in_transaction_session_timeout' AND source IN ('default', 'session')"),
+                       {"idle": idle})
+
+
+def _pg_client_keepalives(_dialect, _record, _cargs, cparams: dict) -> None:
+    client_keepalives(cparams)
+
+
+def _pg_session_defaults(dbapi_connection, _record) -> None:
+    """Per new connection of an engine: `session_defaults`, committed."""
+    session_defaults(dbapi_connection)
+    dbapi_connection.commit()
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL and foreign keys on every connection, PostgreSQL the
-    idle-in-transaction limit and keepalives (IDLE_IN_TRANSACTION, KEEPALIVES)."""
+    idle-in-transaction limit and keepalives on both ends (`session_defaults`, `client_keepalives`)."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a terse text
@@ -112,7 +138,7 @@ def make_engine(url: str) -> Engine:
         # process's sender and import runner, a CLI command's helpers), closed when idle. Workers
         # use 2-3.
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
-        event.listen(engine, "do_connect", lambda _dialect, _record, _cargs, cparams: client_keepalives(cparams))
+        event.listen(engine, "do_connect", _pg_client_keepalives)
         event.listen(engine, "connect", _pg_session_defaults)
         return engine
     raise ConfigError(f"config error: database.url: unsupported database {parsed.get_backend_name()!r}")

@@ -20,7 +20,7 @@ import time
 
 from sqlalchemy import Engine
 
-from newsletter.engine import client_keepalives
+from newsletter.engine import client_keepalives, session_defaults
 from newsletter.wake import CHANNEL, CHANNEL_OF_SCHEMA
 from newsletter.text import first_line
 
@@ -56,6 +56,7 @@ class Wakeup:
             cparams.setdefault(name, value)
         try:
             self.connection = psycopg.connect(*cargs, **cparams, autocommit=True)
+            session_defaults(self.connection)  # its backend too is closed when this host vanishes
             (channel,) = self.connection.execute(
                 "SELECT " + CHANNEL_OF_SCHEMA.format(channel="%(channel)s"), {"channel": CHANNEL}).fetchone()
             self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from newsletter.db import session_scope, utcnow
+from newsletter.engine import long_transaction
 from newsletter.subscribers.bulk_copy import NULL, Stamps, copy_lines, escape, insert_rows
 from newsletter.subscribers.bulk_known import Existing, apply_known
 from newsletter.subscribers.bulk_load import TAKE_AT, Taken, give_back, should_take, take
@@ -360,10 +361,8 @@ def _import(engine: Engine, records: Iterator[tuple[int, Row | None, str]], sour
             progress: Callable[[int], None] | None, expected: int, take_at: int) -> ImportReport:
     report, done = ImportReport(), 0
     with session_scope(engine) as session:
-        if session.connection().dialect.name == "postgresql":  # one transaction for the whole file, idle
-            # while the next chunk is judged or read: a longer limit than the sessions' (engine.py),
-            # still one, or a vanished client's import would hold its table locks for hours
-            session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{IMPORT_IDLE}'"))
+        if session.connection().dialect.name == "postgresql":  # idle while the next chunk is read and judged
+            long_transaction(session.connection(), IMPORT_IDLE)
         taken = _prepare(session, expected, take_at)
         held = hold(session) if taken is not None else None
         for chunk in chunks_ahead(records, CHUNK):  # the next chunk judged while this one merges

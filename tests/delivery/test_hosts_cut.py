@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import signal
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -28,6 +29,7 @@ from newsletter import engine as engine_module
 from newsletter.db import make_engine, session_scope, utcnow
 from newsletter.delivery import outbox
 from newsletter.delivery.models import Delivery
+from newsletter.delivery.wakeup import Wakeup
 from tests.conftest import IN_CI
 from tests.delivery.test_workers import counts, finish, issue_state, popen, rows, setup_issue, wait_for, worker_cmd
 from tests.fakes.smtp_server import start_server
@@ -194,24 +196,59 @@ def test_a_transaction_left_open_by_a_cut_is_ended_and_its_rows_taken_over(tmp_p
     engine.dispose()
 
 
+SERVER_SIDE = ("SELECT name, setting FROM pg_settings WHERE name IN ('idle_in_transaction_session_timeout', "
+               "'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', 'tcp_user_timeout')")
+
+
+def _server_side(connection) -> dict[str, str]:
+    """The session's limits as the server reports them; over a Unix socket the TCP ones do not
+    apply (they read 0) and are left out."""
+    settings = dict(connection.execute(text(SERVER_SIDE)).all())
+    unix = connection.execute(text("SELECT inet_server_addr() IS NULL")).scalar_one()
+    return {name: value for name, value in settings.items() if not (unix and name.startswith("tcp_"))}
+
+
 @pytest.mark.postgres
 def test_every_session_has_limits_for_a_vanished_peer_unless_they_are_set(pg_url):
-    """Where PostgreSQL's defaults are in force: a transaction idle for 60 s is ended, and both ends
-    probe a silent connection after 60 s (engine.py). A value the URL sets is kept, 0 included."""
-    show = ("SELECT name, setting FROM pg_settings WHERE name IN ('idle_in_transaction_session_timeout', "
-            "'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count')")
-    cases = ((pg_url, {"idle_in_transaction_session_timeout": "60000", "tcp_keepalives_idle": "60"}, "60"),
+    """Where PostgreSQL's and libpq's defaults are in force: a transaction idle for 60 s is ended,
+    both ends probe a silent connection after 60 s (every 10 s, 6 times) and give up on data
+    unacknowledged for 120 s (engine.py). A value the URL sets is kept, 0 included."""
+    ours = {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "6",
+            "tcp_user_timeout": "120000", "idle_in_transaction_session_timeout": "60000"}
+    cases = ((pg_url, ours, "60"),
              (pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D7s%20")
-              .replace("?", "?keepalives_idle=20&"), {"idle_in_transaction_session_timeout": "7000"}, "20"),
+              .replace("?", "?keepalives_idle=20&"), {**ours, "idle_in_transaction_session_timeout": "7000"}, "20"),
              (pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D0%20"
-                             "-ctcp_keepalives_idle%3D30%20"), {"idle_in_transaction_session_timeout": "0",
-                                                                 "tcp_keepalives_idle": "30"}, "60"))
+                             "-ctcp_keepalives_idle%3D30%20"),
+              {**ours, "idle_in_transaction_session_timeout": "0", "tcp_keepalives_idle": "30"}, "60"))
     for url, server, client_idle in cases:
         engine = make_engine(url)
         with engine.connect() as connection:
-            settings = dict(connection.execute(text(show)).all())
+            settings = _server_side(connection)
             parameters = connection.connection.dbapi_connection.info.get_parameters()
         engine.dispose()
-        assert settings == {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "6",
-                            **server}, url
-        assert (parameters["keepalives"], parameters["keepalives_idle"]) == ("1", client_idle), url
+        assert settings == {name: value for name, value in server.items() if name in settings}, url
+        assert "idle_in_transaction_session_timeout" in settings
+        assert [parameters[name] for name in ("keepalives", "keepalives_idle", "keepalives_interval",
+                                              "keepalives_count", "tcp_user_timeout")] == \
+            ["1", client_idle, "10", "6", "120000"], url
+
+
+@pytest.mark.postgres
+def test_the_workers_listening_connection_has_the_same_limits(pg_url):
+    engine = make_engine(pg_url)
+    wakeup = Wakeup(engine, f"test:{os.getpid()}")
+    try:
+        assert wakeup.wait(0.2, threading.Event()) is True  # the first LISTEN: the connection opens
+        with wakeup.connection.cursor() as cursor:
+            cursor.execute(SERVER_SIDE)
+            settings = dict(cursor.fetchall())
+            cursor.execute("SELECT inet_server_addr() IS NULL")
+            (unix,) = cursor.fetchone()
+        parameters = wakeup.connection.info.get_parameters()
+    finally:
+        wakeup.close()
+        engine.dispose()
+    assert settings["tcp_keepalives_idle"] == ("0" if unix else "60")
+    assert settings["idle_in_transaction_session_timeout"] == "60000"
+    assert (parameters["keepalives_idle"], parameters["tcp_user_timeout"]) == ("60", "120000")

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from newsletter import engine as engine_module
 from newsletter.db import make_engine, session_scope, utcnow
+from newsletter.engine import long_transaction
 from newsletter.subscribers import bulk_import
 from newsletter.subscribers.import_fast import judged_rows_fast
 from newsletter.subscribers.bulk_load import give_back, should_take, take
@@ -235,3 +236,16 @@ def test_an_import_waiting_on_its_file_outlives_the_sessions_idle_limit(pg_url, 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM subscriber WHERE email LIKE 'slow%'")).scalar_one() == 6
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_imports_longer_limit_replaces_ours_but_not_an_operators(pg_url):
+    own = pg_url.replace("options=", "options=-cidle_in_transaction_session_timeout%3D0%20")
+    for url, expected in ((pg_url, "10min"), (own, "0")):
+        engine = make_engine(url)
+        with engine.begin() as connection:
+            long_transaction(connection, "10min")
+            assert connection.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == expected, url
+        with engine.connect() as connection:  # for that transaction only
+            assert connection.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() in ("1min", "0")
+        engine.dispose()

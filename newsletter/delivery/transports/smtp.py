@@ -38,7 +38,8 @@ from newsletter.delivery.transports.base import TIME_BUDGET_SECONDS, Halt, Outco
 from newsletter.delivery.transports.smtp_pipeline import Pipeline
 from newsletter.delivery.transports.smtp_wire import DROPPED as _DROPPED
 from newsletter.delivery.transports.smtp_wire import PlainSMTP
-from newsletter.delivery.transports.smtp_wire import classify, envelope_options, path as _path, payload as _payload
+from newsletter.delivery.transports.smtp_wire import classify, end_of_data_reply, envelope_options, path as _path
+from newsletter.delivery.transports.smtp_wire import payload as _payload
 from newsletter.delivery.transports.smtp_wire import send_pieces as _send_pieces, stuffed as _stuffed
 from newsletter.mail.message import OutgoingMessage
 
@@ -53,7 +54,7 @@ def _reset(smtp: smtplib.SMTP, code: int) -> None:
 
 
 def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes | OutgoingMessage,
-                line_dots: Sequence[int] | None = None) -> None:
+                line_dots: Sequence[int] | None = None, data_done: float | None = None) -> None:
     """One MAIL/RCPT/DATA transaction for one recipient; raises smtplib's exceptions like
     `sendmail` does (after an RSET), so replies map the same way.
 
@@ -64,20 +65,21 @@ def transaction(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes | O
 
     An address that is not ASCII (a UTF-8 local part; domains arrive in IDNA A-labels) goes out
     with SMTPUTF8 (RFC 6531) when the server offers it; when it does not, SMTPNotSupportedError
-    is raised before any command is sent."""
+    is raised before any command is sent. `data_done`: how long to wait for the reply to the end
+    of the data (smtp_wire.end_of_data_reply; None: the session's timeout)."""
     smtp.ehlo_or_helo_if_needed()
     size = data.size if isinstance(data, OutgoingMessage) else len(data)
     options = envelope_options(smtp, sender, recipient, size)
     if "SMTPUTF8" in options:
         smtp.command_encoding = "utf-8"  # smtplib encodes commands with it (ASCII by default)
     try:
-        _exchange(smtp, sender, recipient, data, line_dots, options)
+        _exchange(smtp, sender, recipient, data, line_dots, options, data_done)
     finally:
         smtp.command_encoding = "ascii"
 
 
 def _exchange(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes | OutgoingMessage,
-              line_dots: Sequence[int] | None, options: str) -> None:
+              line_dots: Sequence[int] | None, options: str, data_done: float | None = None) -> None:
     """MAIL (with `options`), RCPT, DATA and the message; see `transaction`."""
     commands = (f"MAIL FROM:{_path(sender)}{options}", f"RCPT TO:{_path(recipient)}", "DATA")
     wanted = ((250,), (250, 251), (354,))
@@ -107,7 +109,7 @@ def _exchange(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes | Out
             raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
         raise smtplib.SMTPDataError(code, reply)
     _send_pieces(smtp, _payload(data) if isinstance(data, OutgoingMessage) else _stuffed(data, line_dots))
-    code, reply = smtp.getreply()
+    code, reply = smtp.getreply() if data_done is None else end_of_data_reply(smtp, data_done, smtp.getreply)
     if code != 250:
         _reset(smtp, code)
         raise smtplib.SMTPDataError(code, reply)
@@ -172,7 +174,8 @@ class _Connection:
         smtp = self.ensure()
         self.sent += 1
         try:
-            transaction(smtp, message.envelope_from, message.recipient, message)
+            transaction(smtp, message.envelope_from, message.recipient, message,
+                        data_done=self.transport.settings.data_done_timeout)
         except smtplib.SMTPRecipientsRefused as exc:  # the session was reset (RSET) already
             code, reply = exc.recipients[message.recipient]
             return classify(code, reply)
@@ -213,7 +216,7 @@ class _Connection:
         while (index := take()) is not None:
             smtp = self.smtp
             if smtp is not None and self.sent < cap and smtp.does_esmtp and smtp.has_extn("pipelining"):
-                Pipeline(self, messages, results, take, cap).run(index)
+                Pipeline(self, messages, results, take, cap, self.transport.settings.data_done_timeout).run(index)
                 continue
             try:
                 results[index] = self.send(messages[index])

@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from newsletter.delivery.transports.base import Outcome, SendResult
-from newsletter.delivery.transports.smtp_wire import DROPPED, classify, envelope, payload_sized, send_pieces
+from newsletter.delivery.transports.smtp_wire import (DROPPED, classify, end_of_data_reply, envelope, payload_sized,
+                                                      send_pieces)
 from newsletter.mail.message import OutgoingMessage
 
 _SENT = SendResult(Outcome.sent)
@@ -88,11 +89,13 @@ class Pipeline:
     has no more, the session reaches its per-connection cap, or the session ends."""
 
     def __init__(self, connection: Session, messages: Sequence[OutgoingMessage],
-                 results: list[SendResult | None], take: Callable[[], int | None], cap: int) -> None:
+                 results: list[SendResult | None], take: Callable[[], int | None], cap: int,
+                 data_done: float) -> None:
         assert connection.smtp is not None
         self.connection, self.smtp = connection, connection.smtp
         self.messages, self.results, self.take = messages, results, take
         self.cap = cap  # messages per session (`max_messages_per_connection`)
+        self.data_done = data_done  # seconds to wait for a message's end-of-data reply (`data_done_timeout`)
         self.ended: int | None = None  # its content and "." were written; its end-of-data reply is due
         self.open: int | None = None  # its MAIL/RCPT/DATA were written; their replies are due
 
@@ -116,7 +119,7 @@ class Pipeline:
         send_pieces(self.smtp, [following[1]])
         while self.open is not None:
             if self.ended is not None:
-                code, text = self._reply()
+                code, text = end_of_data_reply(self.smtp, self.data_done, self._reply)
                 self.results[self.ended] = _SENT if code == 250 else classify(code, text)
                 self.ended = None
             replies = [self._reply() for _ in _WANTED]
@@ -137,7 +140,7 @@ class Pipeline:
             if pieces:
                 send_pieces(self.smtp, pieces, total)
         if self.ended is not None:  # the last message's end-of-data reply
-            code, text = self._reply()
+            code, text = end_of_data_reply(self.smtp, self.data_done, self._reply)
             self.results[self.ended] = _SENT if code == 250 else classify(code, text)
             self.ended = None
 

@@ -4,13 +4,15 @@ gathered write. Kept apart so both modules use them without importing each other
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import smtplib
 import socket
 import ssl
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from newsletter.delivery.bounce_class import BounceClass
 from newsletter.delivery.bounce_class import classify as classify_bounce
@@ -170,15 +172,45 @@ class TimedReader(io.RawIOBase):
     def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         self._sock = sock
+        self.patience = 0.0  # time.monotonic() until which a timed-out read waits again (`end_of_data_reply`)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
+        while True:
+            try:
+                return self._sock.recv_into(buffer)
+            except BlockingIOError as exc:
+                if time.monotonic() < self.patience:
+                    continue
+                raise socket.timeout("timed out") from exc
+
+
+def end_of_data_reply(smtp: smtplib.SMTP, seconds: float, read: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+    """`read()` of the reply to a message's end of data, waited for up to `seconds` instead of the
+    session's `timeout`. The server may still be taking the message then (content filters run at
+    that point; RFC 5321 4.5.3.2.6 suggests ten minutes), and a message given up on is sent again
+    on a new session: its reader could get it twice. A plain session's reader waits again after
+    each of the kernel's timed-out reads until then (so nothing it has read is lost); a TLS
+    session's timeout is raised for this read."""
+    raw = getattr(smtp.file, "raw", None)
+    if isinstance(raw, TimedReader):
+        raw.patience = time.monotonic() + seconds
         try:
-            return self._sock.recv_into(buffer)
-        except BlockingIOError as exc:
-            raise socket.timeout("timed out") from exc
+            return read()
+        finally:
+            raw.patience = 0.0
+    sock = smtp.sock
+    before = sock.gettimeout() if sock is not None else None
+    if before is None or before >= seconds:
+        return read()
+    sock.settimeout(seconds)
+    try:
+        return read()
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(before)
 
 
 class PlainSMTP(smtplib.SMTP):

@@ -169,3 +169,20 @@ def test_the_delivery_loop_ends_with_every_reader_exactly_once(faulty, tmp_path,
     assert received(handler) == {e: 1 for e in sent}  # none lost, none doubled
     assert all(state[e][1] == (1 if e.startswith("fine") else 2) for e in sent)
     engine.dispose()
+
+
+@pytest.mark.parametrize("faulty", [{"delay": 1.0}], indirect=True)
+def test_a_slow_end_of_data_reply_is_waited_for_and_nothing_arrives_twice(faulty):
+    """The server takes a second to answer each message's end of data (a content filter at work),
+    longer than the session's timeout (0.3 s): the reply is waited for up to `data_done_timeout`.
+    Given up on at the session's timeout, the message was sent again on a new session while the
+    server went on to take the first copy: two copies for one reader."""
+    controller, handler = faulty
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=0.3,
+                                           data_done_timeout=20, pool_size=1))
+    try:
+        results = transport.send([message(f"slow{n}@example.com", n) for n in range(3)])
+    finally:
+        transport.close()
+    assert [result.outcome for result in results] == [Outcome.sent] * 3
+    assert received(handler) == Counter({f"slow{n}@example.com": 1 for n in range(3)})

@@ -191,11 +191,13 @@ def test_a_server_that_stops_answering_is_a_dropped_session(pipelining, partial)
     """A silent server (the kernel keeps the socket's timeout, smtp_wire.kernel_timeouts) is a
     dropped session: the stalled message is tried on one new session and left to retry, never
     taken for refused; a reply cut at "25" is not code 25 (a permanent failure); the message
-    pipelined behind it is sent once, on a new session."""
+    pipelined behind it is sent once, on a new session. The stall is at the end of the data, so
+    each wait is `data_done_timeout` (2 s), not the session's 1 s."""
     server = StallingServer(pipelining, partial)
     try:
         outgoing = [message(f"{kind}{n}@example.com", n) for n, kind in enumerate(["fine", "fine", "stall", "fine"])]
-        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=server.port, timeout=1, pool_size=1))
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=server.port, timeout=1, data_done_timeout=2,
+                                               pool_size=1))
         started = time.monotonic()
         results = transport.send(outgoing)
         transport.close()
@@ -204,4 +206,4 @@ def test_a_server_that_stops_answering_is_a_dropped_session(pipelining, partial)
     assert [r.outcome for r in results] == [SENT, SENT, RETRY, SENT], results
     assert "connection" in results[2].error
     assert server.received == {b"fine0": 1, b"fine1": 1, b"stall2": 2, b"fine3": 1}
-    assert time.monotonic() - started < 20  # two timeouts of 1 s, not a hang
+    assert time.monotonic() - started < 20  # two waits of 2 s, not a hang
