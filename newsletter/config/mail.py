@@ -61,7 +61,8 @@ class SmtpSettings(Section):
     security: Literal["none", "starttls", "tls"] = "none"
     timeout: float = Field(30.0, gt=0)
     # The wait for the reply to a message's end of data: the server may be scanning it then, and a
-    # message given up on is sent again (RFC 5321 4.5.3.2.6 suggests 10 minutes; it must fit the lease).
+    # message given up on is sent again (RFC 5321 4.5.3.2.6 suggests 10 minutes). It ends at half
+    # the batch's lease whatever this says (transports/smtp.py `wait_limit`).
     data_done_timeout: float = Field(120.0, gt=0)
     pool_size: int = Field(4, ge=1, le=64)  # connections one worker sends a batch over, in threads
     max_messages_per_connection: int = Field(100, ge=1)  # then QUIT and reconnect

@@ -23,18 +23,17 @@ def carries_smtputf8(settings: Settings) -> bool:
 def make_transport(settings: Settings) -> Transport:
     """The configured transport, its time budget fitted to the lease (`time_budget`)."""
     transport = _transport_for(settings)
-    section = getattr(settings.mail, settings.mail.transport, None)
-    timeout = getattr(section, "timeout", None)
-    timeout = max(timeout, getattr(section, "data_done_timeout", 0)) if timeout is not None else None
+    timeout = getattr(getattr(settings.mail, settings.mail.transport, None), "timeout", None)
     if timeout is not None and hasattr(transport, "time_budget"):
         transport.time_budget = time_budget(settings.delivery.lease_seconds, timeout)
+    if hasattr(transport, "wait_limit"):  # SMTP's longer wait for end-of-data replies ends with the send's half
+        transport.wait_limit = settings.delivery.lease_seconds / 2
     return transport
 
 
 def time_budget(lease_seconds: float, timeout: float) -> float:
     """How long one send() may go on starting messages: the batch's lease must also cover the wait
-    of the last messages started (up to the transport's `timeout`, or SMTP's `data_done_timeout`
-    when longer) and the record (sender.py gives
+    of the last messages started (up to the transport's `timeout`) and the record (sender.py gives
     it half the lease), or another worker takes the batch over while it is being sent and sends it
     again. At most TIME_BUDGET_SECONDS, and at least a quarter of the lease (a lease shorter than
     twice the timeout cannot promise that; docs/operations.md)."""

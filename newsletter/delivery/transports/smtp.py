@@ -122,6 +122,13 @@ class _Connection:
         self.transport = transport
         self.smtp: smtplib.SMTP | None = None
         self.sent = 0  # messages handed to this session since it was opened
+        self.waits_until = float("inf")  # time.monotonic() past which no reply is waited for longer than `timeout`
+
+    def data_done(self) -> float:
+        """How long the next end-of-data reply may be waited for: `data_done_timeout`, cut at the
+        send's end of waiting (`SmtpTransport.wait_limit`), so that a slow server cannot keep a
+        batch past its lease (a message given up on sooner is retried, as after a timeout)."""
+        return min(self.transport.settings.data_done_timeout, self.waits_until - time.monotonic())
 
     def _open(self) -> smtplib.SMTP:
         s = self.transport.settings
@@ -174,8 +181,7 @@ class _Connection:
         smtp = self.ensure()
         self.sent += 1
         try:
-            transaction(smtp, message.envelope_from, message.recipient, message,
-                        data_done=self.transport.settings.data_done_timeout)
+            transaction(smtp, message.envelope_from, message.recipient, message, data_done=self.data_done())
         except smtplib.SMTPRecipientsRefused as exc:  # the session was reset (RSET) already
             code, reply = exc.recipients[message.recipient]
             return classify(code, reply)
@@ -216,7 +222,7 @@ class _Connection:
         while (index := take()) is not None:
             smtp = self.smtp
             if smtp is not None and self.sent < cap and smtp.does_esmtp and smtp.has_extn("pipelining"):
-                Pipeline(self, messages, results, take, cap, self.transport.settings.data_done_timeout).run(index)
+                Pipeline(self, messages, results, take, cap, self.data_done).run(index)
                 continue
             try:
                 results[index] = self.send(messages[index])
@@ -230,6 +236,9 @@ class SmtpTransport:
     needs_bytes = True
     halts = True
     time_budget = TIME_BUDGET_SECONDS
+    # How long after its start one send() may still wait for an end-of-data reply longer than
+    # `timeout` (make_transport: half the lease, the record has the other half).
+    wait_limit = float("inf")
 
     def __init__(self, settings: SmtpSettings, local_hostname: str | None = None) -> None:
         self.settings = settings
@@ -265,6 +274,7 @@ class SmtpTransport:
                 return None
 
         connection = self._checkout()
+        connection.waits_until = deadline - self.time_budget + self.wait_limit  # the send's start + wait_limit
         try:
             connection.stream(take, messages, results)
         finally:

@@ -90,12 +90,12 @@ class Pipeline:
 
     def __init__(self, connection: Session, messages: Sequence[OutgoingMessage],
                  results: list[SendResult | None], take: Callable[[], int | None], cap: int,
-                 data_done: float) -> None:
+                 data_done: Callable[[], float]) -> None:
         assert connection.smtp is not None
         self.connection, self.smtp = connection, connection.smtp
         self.messages, self.results, self.take = messages, results, take
         self.cap = cap  # messages per session (`max_messages_per_connection`)
-        self.data_done = data_done  # seconds to wait for a message's end-of-data reply (`data_done_timeout`)
+        self.data_done = data_done  # how long the next end-of-data reply may be waited for (smtp.py)
         self.ended: int | None = None  # its content and "." were written; its end-of-data reply is due
         self.open: int | None = None  # its MAIL/RCPT/DATA were written; their replies are due
 
@@ -119,7 +119,7 @@ class Pipeline:
         send_pieces(self.smtp, [following[1]])
         while self.open is not None:
             if self.ended is not None:
-                code, text = end_of_data_reply(self.smtp, self.data_done, self._reply)
+                code, text = end_of_data_reply(self.smtp, self.data_done(), self._reply)
                 self.results[self.ended] = _SENT if code == 250 else classify(code, text)
                 self.ended = None
             replies = [self._reply() for _ in _WANTED]
@@ -140,7 +140,7 @@ class Pipeline:
             if pieces:
                 send_pieces(self.smtp, pieces, total)
         if self.ended is not None:  # the last message's end-of-data reply
-            code, text = end_of_data_reply(self.smtp, self.data_done, self._reply)
+            code, text = end_of_data_reply(self.smtp, self.data_done(), self._reply)
             self.results[self.ended] = _SENT if code == 250 else classify(code, text)
             self.ended = None
 

@@ -6,6 +6,7 @@ transport then sends MAIL, RCPT and DATA in one write) and against one that does
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -186,3 +187,22 @@ def test_a_slow_end_of_data_reply_is_waited_for_and_nothing_arrives_twice(faulty
         transport.close()
     assert [result.outcome for result in results] == [Outcome.sent] * 3
     assert received(handler) == Counter({f"slow{n}@example.com": 1 for n in range(3)})
+
+
+@pytest.mark.parametrize("faulty", [{"delay": 3.0}], indirect=True)
+def test_the_long_wait_for_an_end_of_data_reply_ends_with_the_sends_half_of_the_lease(faulty):
+    """A batch must be sent within half its lease (the record has the other half), or another
+    worker takes it over and its readers get it twice: the wait for an end-of-data reply ends
+    there however long `data_done_timeout` is (`wait_limit`, made half the lease by
+    make_transport; 1 s here), and the message is left to retry."""
+    controller, handler = faulty
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=controller.port, timeout=0.3,
+                                           data_done_timeout=20, pool_size=1))
+    transport.wait_limit = 1.0
+    started = time.monotonic()
+    try:
+        results = transport.send([message("slow0@example.com", 0)])
+    finally:
+        transport.close()
+    assert results[0].outcome == Outcome.retry  # waited the full 20 s, the server's 250 came after 3 s
+    assert time.monotonic() - started < 10
