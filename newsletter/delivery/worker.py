@@ -7,7 +7,8 @@ hosts are the same thing. SQLite allows one writer: there the worker always runs
 
 Stopping: SIGTERM or SIGINT sets a stop flag; the worker finishes and records the batch in hand,
 gives back (`stopping.release`) any row it still holds, QUITs its SMTP sessions and exits 0. A second
-signal stops at once (rows still held are released on the way out). With `--processes N` the parent
+signal stops at once: the transport starts no more messages (`abort`), and rows still held are
+released on the way out (what the batch had sent is sent again, as after a crash). With `--processes N` the parent
 forwards SIGTERM/SIGINT to its children and waits for them (pool.py: how they are started).
 
 Heartbeat: each worker beats every `[delivery] heartbeat_seconds` from a small thread
@@ -256,7 +257,11 @@ def run_worker(
 
 
 def _release(engine: Engine, worker: str, echo: Callable[[str], None], transport) -> None:
-    """On the way out: give back every row this worker still holds, in both queues."""
+    """On the way out: give back every row this worker still holds, in both queues. After a second
+    signal a batch may still be on its way: its transport starts no more of it first (`abort`)."""
+    abort = getattr(transport, "abort", None)
+    if abort is not None:
+        abort()
     try:
         with session_scope(engine) as session:
             released = (stopping.release(session, worker) + queue.release(session, TransactionalMail, worker)

@@ -254,6 +254,37 @@ def test_sigterm_finishes_the_batch_and_leaves_nothing_sending(tmp_path, pg_url)
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_a_second_signal_stops_sending_before_the_rows_are_given_back(tmp_path, pg_url):
+    """A second SIGTERM stops at once: the rows of the batch in hand go back to the queue for
+    another worker (what the batch had sent is not recorded: it is sent again, as after a crash).
+    The SMTP sessions' threads went on sending the rest of that batch meanwhile, and each of those
+    readers got a second copy from the next worker (132 of 180 here); now only the messages
+    already on the wire (one per session) are sent after the signal."""
+    controller, handler = start_server(delay=0.05)
+    try:
+        extra = smtp_extra(controller.port, batch_size=200, lease=60).replace("pool_size = 1", "pool_size = 3")
+        settings, engine, issue_id = setup_issue(tmp_path, pg_url, 200, extra, "smtp")
+        config = tmp_path / "config.toml"
+        process = popen(worker_cmd(), config)
+        # past the first batch (sender.FIRST_BATCH, 20 rows): into a batch of 180
+        wait_for(lambda: len(handler.messages) >= 40 or process.poll() is not None, what="40 messages")
+        process.send_signal(signal.SIGTERM)  # finish the batch in hand ...
+        time.sleep(0.5)  # (two signals at once are one to Python)
+        at_signal = len(handler.messages)
+        process.send_signal(signal.SIGTERM)  # ... no: stop now
+        finish(process, timeout=60)
+        after = len(handler.messages) - at_signal
+        code, output = finish(popen(worker_cmd("--until-idle"), config), timeout=60)
+        assert code == 0, output
+    finally:
+        controller.stop()
+    assert after <= 3 + 3, after  # the sessions' messages on the wire (and any that arrived meanwhile)
+    received = Counter(m.rcpt_tos[0] for m in handler.messages)
+    assert counts(engine, issue_id) == {"sent": 200} and len(received) == 200
+    engine.dispose()
+
+
 # --- pause, resume, cancel ------------------------------------------------------------------------
 
 class ActingTransport:

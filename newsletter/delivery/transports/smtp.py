@@ -250,6 +250,7 @@ class SmtpTransport:
         self._all: list[_Connection] = []
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._aborted = False  # `abort`: no message is started any more
 
     def _checkout(self) -> _Connection:
         try:
@@ -263,7 +264,7 @@ class SmtpTransport:
     def _run(self, work: queue.SimpleQueue, messages: Sequence[OutgoingMessage],
              results: list[SendResult | None], deadline: float, halt: Halt | None, stopped: threading.Event) -> None:
         def take() -> int | None:
-            if time.monotonic() >= deadline:  # past it, what is left stays "not tried"
+            if self._aborted or time.monotonic() >= deadline:  # what is left stays "not tried"
                 return None
             if halt is not None and (stopped.is_set() or halt()):  # what is left is "halted"
                 stopped.set()
@@ -302,6 +303,13 @@ class SmtpTransport:
                 future.result()
         left = halted(self.name) if stopped.is_set() else not_tried(self.name)
         return [result or left for result in results]
+
+    def abort(self) -> None:
+        """A stop that does not wait for the batch in hand (a worker's second signal): the sessions'
+        threads start no more messages; those already on the wire finish. The worker then gives its
+        rows back, and without this the threads went on sending the rest of the batch while other
+        workers claimed and sent the same rows."""
+        self._aborted = True
 
     @property
     def open_connections(self) -> int:
