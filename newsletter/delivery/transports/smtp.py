@@ -262,7 +262,8 @@ class SmtpTransport:
                 return connection
 
     def _run(self, work: queue.SimpleQueue, messages: Sequence[OutgoingMessage],
-             results: list[SendResult | None], deadline: float, halt: Halt | None, stopped: threading.Event) -> None:
+             results: list[SendResult | None], deadline: float, waits_until: float, halt: Halt | None,
+             stopped: threading.Event) -> None:
         def take() -> int | None:
             if self._aborted or time.monotonic() >= deadline:  # what is left stays "not tried"
                 return None
@@ -275,7 +276,7 @@ class SmtpTransport:
                 return None
 
         connection = self._checkout()
-        connection.waits_until = deadline - self.time_budget + self.wait_limit  # the send's start + wait_limit
+        connection.waits_until = waits_until
         try:
             connection.stream(take, messages, results)
         finally:
@@ -290,14 +291,15 @@ class SmtpTransport:
         work: queue.SimpleQueue[int] = queue.SimpleQueue()
         for index in range(len(messages)):
             work.put(index)
-        deadline, stopped = time.monotonic() + self.time_budget, threading.Event()
+        started, stopped = time.monotonic(), threading.Event()
+        deadline, waits_until = started + self.time_budget, started + self.wait_limit
         lanes = min(self.settings.pool_size, len(messages))
         if lanes <= 1:
-            self._run(work, messages, results, deadline, halt, stopped)
+            self._run(work, messages, results, deadline, waits_until, halt, stopped)
         else:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.settings.pool_size, thread_name_prefix="smtp")
-            futures = [self._executor.submit(self._run, work, messages, results, deadline, halt, stopped)
+            futures = [self._executor.submit(self._run, work, messages, results, deadline, waits_until, halt, stopped)
                        for _ in range(lanes)]
             for future in futures:
                 future.result()
